@@ -1,0 +1,3 @@
+from wai.app import main
+
+main()

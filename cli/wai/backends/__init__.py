@@ -1,0 +1,1 @@
+"""Backends turn a Request into a stream of Events. Each knows nothing of terminals."""

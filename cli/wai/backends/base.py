@@ -1,0 +1,31 @@
+"""What every backend offers the rest of wai."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Protocol
+
+from wai.conversation import Request
+from wai.events import Event
+
+
+class Backend(Protocol):
+    """A way to run a model.
+
+    `stream` yields Token events as text arrives, then Usage (when known) and exactly one
+    Finish. It raises a WaiError subclass for an expected failure; IncompleteReply when the
+    stream broke after output began. Closing the iterator (or KeyboardInterrupt inside it)
+    stops the work promptly and frees the connection or the model.
+    """
+
+    name: str  # "remote" or "local"
+
+    def stream(self, request: Request) -> Iterator[Event]: ...
+
+    def precision(self, request: Request) -> str | None:
+        """The weights' precision as llama.cpp names it (q8_0, f16), None when unknown."""
+        ...
+
+    def describe(self) -> dict[str, object]:
+        """Facts for `--debug` and `wai models` (base URL, GPU offload, ...); no secrets."""
+        ...

@@ -1,0 +1,191 @@
+"""The model catalog: the built-in models.toml merged with the user's, validated into ModelSpecs."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from wai import settings
+from wai.errors import ConfigError
+
+REMOTE_PREFIXES = ("@cf/", "@hf/")
+
+_INT_KEYS = ("context_window", "max_output", "total_context")
+_STR_KEYS = ("gguf", "family", "precision", "description")
+_KNOWN_KEYS = frozenset((*_INT_KEYS, *_STR_KEYS, "remote", "aliases"))
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    """One model and its windows.
+
+    context_window: most input (prompt) tokens; max_output: most generated tokens;
+    total_context: most prompt + reply tokens at once (the model's trained context).
+    """
+
+    id: str
+    context_window: int
+    max_output: int
+    total_context: int
+    remote: bool
+    gguf: str | None = None
+    family: str | None = None
+    precision: str | None = None
+    description: str = ""
+    aliases: tuple[str, ...] = ()
+    source: str = ""
+
+    def gguf_path(self) -> Path | None:
+        """The local weights, a relative `gguf` resolved against the user's models folder."""
+        if not self.gguf:
+            return None
+        path = Path(self.gguf).expanduser()
+        return path if path.is_absolute() else settings.models_dir() / path
+
+
+@dataclass(slots=True)
+class Catalog:
+    models: dict[str, ModelSpec] = field(default_factory=dict)
+    sources: list[str] = field(default_factory=list)
+
+    def __iter__(self) -> Iterator[ModelSpec]:
+        return iter(self.models.values())
+
+    def __len__(self) -> int:
+        return len(self.models)
+
+    def find(self, name: str) -> ModelSpec | None:
+        if name in self.models:
+            return self.models[name]
+        for spec in self.models.values():
+            if name in spec.aliases:
+                return spec
+        return None
+
+    def get(self, name: str) -> ModelSpec:
+        spec = self.find(name)
+        if spec is None:
+            raise ConfigError(
+                f"unknown model '{name}'",
+                hint="`wai models` lists the catalog; add it to $WAI_HOME/models.toml",
+            )
+        return spec
+
+    def by_gguf(self, path: Path) -> ModelSpec | None:
+        """The catalog entry whose weights are this file, if any."""
+        target = path.expanduser().resolve()
+        for spec in self.models.values():
+            own = spec.gguf_path()
+            if own is not None and own.expanduser().resolve() == target:
+                return spec
+        return None
+
+
+def builtin_catalog_text() -> tuple[str, str]:
+    """The built-in models.toml: inside the installed package, or at the source tree's root."""
+    packaged = resources.files("wai").joinpath("models.toml")
+    if packaged.is_file():
+        return packaged.read_text(encoding="utf-8"), str(packaged)
+    in_tree = Path(__file__).resolve().parents[2] / "models.toml"
+    return in_tree.read_text(encoding="utf-8"), str(in_tree)
+
+
+def user_catalog_path() -> Path:
+    explicit = os.environ.get("WAI_MODELS")
+    return Path(explicit).expanduser() if explicit else settings.wai_home() / "models.toml"
+
+
+def load_catalog() -> Catalog:
+    """The built-in catalog, then the user's file on top (its entries extend and override)."""
+    catalog = Catalog()
+    text, where = builtin_catalog_text()
+    _merge(catalog, _parse(text, where), where)
+    user_path = user_catalog_path()
+    explicit = "WAI_MODELS" in os.environ
+    try:
+        user_text = user_path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if explicit:
+            raise ConfigError(f"WAI_MODELS names {user_path}, which does not exist") from None
+        return catalog
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{user_path}: cannot read it ({exc})") from None
+    _merge(catalog, _parse(user_text, str(user_path)), str(user_path))
+    return catalog
+
+
+def _parse(text: str, where: str) -> Mapping[str, object]:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where}: not valid TOML ({exc})") from None
+    models = data.get("models", {})
+    if not isinstance(models, dict):
+        raise ConfigError(f"{where}: 'models' must be a table of [models.\"ID\"] entries")
+    return models
+
+
+def _merge(catalog: Catalog, models: Mapping[str, object], where: str) -> None:
+    catalog.sources.append(where)
+    for model_id, raw in models.items():
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{where}: model '{model_id}' must be a table")
+        base = catalog.models.get(model_id)
+        catalog.models[model_id] = _spec(model_id, raw, base, where)
+
+
+def _spec(model_id: str, raw: dict[str, object], base: ModelSpec | None, where: str) -> ModelSpec:
+    def bad(key: str, why: str) -> ConfigError:
+        return ConfigError(f"{where}: model '{model_id}', key '{key}': {why}")
+
+    unknown = set(raw) - _KNOWN_KEYS
+    if unknown:
+        key = sorted(unknown)[0]
+        return_known = ", ".join(sorted(_KNOWN_KEYS))
+        raise bad(key, f"unknown key (known keys: {return_known})")
+
+    ints: dict[str, int | None] = {}
+    for key in _INT_KEYS:
+        value = raw.get(key, getattr(base, key) if base else None)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+            raise bad(key, f"must be a positive whole number of tokens, got {value!r}")
+        ints[key] = value
+    strs: dict[str, str | None] = {}
+    for key in _STR_KEYS:
+        value = raw.get(key, getattr(base, key) if base else None)
+        if value is not None and (not isinstance(value, str) or (key != "description" and not value)):
+            raise bad(key, f"must be a non-empty string, got {value!r}")
+        strs[key] = value
+    remote = raw.get("remote", base.remote if base else model_id.startswith(REMOTE_PREFIXES))
+    if not isinstance(remote, bool):
+        raise bad("remote", f"must be true or false, got {remote!r}")
+    aliases = raw.get("aliases", list(base.aliases) if base else [])
+    if not isinstance(aliases, list) or not all(isinstance(a, str) and a for a in aliases):
+        raise bad("aliases", f"must be a list of names, got {aliases!r}")
+
+    context_window, max_output = ints["context_window"], ints["max_output"]
+    if context_window is None:
+        raise bad("context_window", "missing (most input tokens the model accepts)")
+    if max_output is None:
+        raise bad("max_output", "missing (most tokens the model may generate)")
+    total = ints["total_context"] or context_window + max_output
+    if total < context_window:
+        raise bad("total_context", f"{total} is smaller than context_window {context_window}")
+    precision = strs["precision"]
+    return ModelSpec(
+        id=model_id,
+        context_window=context_window,
+        max_output=max_output,
+        total_context=total,
+        remote=remote,
+        gguf=strs["gguf"],
+        family=strs["family"],
+        precision=precision.lower() if precision else None,
+        description=strs["description"] or "",
+        aliases=tuple(aliases),
+        source=where,
+    )

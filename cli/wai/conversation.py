@@ -1,0 +1,50 @@
+"""Messages, and the Request a backend receives: everything already decided and within the caps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from wai.catalog import ModelSpec
+
+Role = Literal["system", "user", "assistant"]
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    role: Role
+    content: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"role": self.role, "content": self.content}
+
+
+@dataclass(frozen=True, slots=True)
+class Sampling:
+    """Sampling options; None means the backend's own default."""
+
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    seed: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Seconds to wait for a connection, and for the next event of a stream."""
+
+    connect: float = 10.0
+    read: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One turn, ready to send: `max_tokens` already fits every window of `model`."""
+
+    model: ModelSpec
+    messages: tuple[Message, ...]
+    max_tokens: int
+    sampling: Sampling = field(default_factory=Sampling)
+    stream: bool = True
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    prompt_tokens: int | None = None  # what the budget counted, when it counted

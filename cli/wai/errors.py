@@ -1,0 +1,59 @@
+"""The error hierarchy: every expected failure carries its exit code and a one-line message."""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_WINDOW = 3
+EXIT_INTERRUPTED = 130
+
+
+class WaiError(Exception):
+    """An expected failure: shown as one line on stderr, never as a traceback."""
+
+    exit_code = EXIT_FAILURE
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class UsageError(WaiError):
+    """The command line itself is wrong."""
+
+    exit_code = EXIT_USAGE
+
+
+class ConfigError(WaiError):
+    """A configuration file, variable or catalog entry is wrong or missing."""
+
+    exit_code = EXIT_USAGE
+
+
+class WindowError(WaiError):
+    """The input does not fit the model's context window (or leaves no room to answer)."""
+
+    exit_code = EXIT_WINDOW
+
+
+class BackendError(WaiError):
+    """The backend, the network or the model failed."""
+
+    exit_code = EXIT_FAILURE
+
+
+class RetryableError(BackendError):
+    """A failure worth retrying, before any output has arrived."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class IncompleteReply(BackendError):
+    """The stream broke after output had begun: what arrived is kept, the rest is lost."""

@@ -1,0 +1,41 @@
+"""The small values that flow from a backend to a sink, one per happening."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+FinishReason = Literal["stop", "length", "interrupted", "error"]
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """A piece of the reply's text, as it arrives (may be empty, never split mid-character)."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token figures for the request; `exact` is False when they were estimated."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    exact: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """The reply is over; `reason` says why."""
+
+    reason: FinishReason
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """The backend had to load the model first (local backend); part of the turn's timings."""
+
+    seconds: float
+
+
+Event = Token | Usage | Finish | Loaded

@@ -1,0 +1,65 @@
+"""The contract between the turn driver and every sink, and the figures a turn produces."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from wai.events import Event, FinishReason
+
+
+@dataclass(frozen=True, slots=True)
+class TurnInfo:
+    """Known before the first token: shown in titles and footers."""
+
+    model: str
+    backend: str
+    precision: str | None
+    context_window: int
+    max_output: int
+    max_tokens: int
+    prompt_tokens: int | None = None
+    prompt_exact: bool = True
+
+
+@dataclass(slots=True)
+class Timings:
+    """Seconds from the start of the turn; `load` is model load time (local backend)."""
+
+    first_token: float | None = None
+    total: float = 0.0
+    load: float | None = None
+
+    def tokens_per_second(self, completion_tokens: int) -> float | None:
+        if self.first_token is None or completion_tokens < 2:
+            return None
+        generating = self.total - self.first_token
+        return (completion_tokens - 1) / generating if generating > 0 else None
+
+
+@dataclass(slots=True)
+class TurnResult:
+    """What a turn produced, complete or not."""
+
+    info: TurnInfo
+    text: str = ""
+    finish_reason: FinishReason | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    usage_exact: bool = True
+    timings: Timings = field(default_factory=Timings)
+    error: str | None = None
+
+    @property
+    def interrupted(self) -> bool:
+        return self.finish_reason == "interrupted"
+
+
+class Sink(Protocol):
+    """Shows one turn. `start` once, `feed` per event, `finish` once (also after errors)."""
+
+    def start(self, info: TurnInfo) -> None: ...
+
+    def feed(self, event: Event) -> None: ...
+
+    def finish(self, result: TurnResult) -> None: ...

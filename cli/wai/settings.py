@@ -1,0 +1,92 @@
+"""Where wai keeps its files, and the credentials and defaults it reads from the environment."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from wai.errors import ConfigError
+
+DEFAULT_BASE_URL = "https://api.cloudflare.com/client/v4"
+
+
+def wai_home() -> Path:
+    """`$WAI_HOME`, else the platform's user config folder (~/.config/wai on Linux)."""
+    explicit = os.environ.get("WAI_HOME")
+    if explicit:
+        return Path(explicit).expanduser()
+    from platformdirs import user_config_dir
+
+    return Path(user_config_dir("wai", appauthor=False))
+
+
+def models_dir() -> Path:
+    """Where relative `gguf` paths of the catalog are resolved: `$WAI_MODELS_DIR` or `$WAI_HOME/models`."""
+    explicit = os.environ.get("WAI_MODELS_DIR")
+    return Path(explicit).expanduser() if explicit else wai_home() / "models"
+
+
+def vocab_dir() -> Path:
+    """Vocabulary-only GGUF files used to count tokens for remote models."""
+    return wai_home() / "vocab"
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    account_id: str
+    api_token: str
+    base_url: str
+
+    def __repr__(self) -> str:  # the token must never reach a log or a traceback
+        return f"Credentials(account_id={self.account_id!r}, api_token='***', base_url={self.base_url!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class UserConfig:
+    """`$WAI_HOME/config.toml`: optional defaults; environment variables win over it."""
+
+    path: Path
+    values: dict[str, object]
+
+    def text(self, key: str) -> str | None:
+        value = self.values.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise ConfigError(f"{self.path}: key '{key}' must be a string, got {value!r}")
+        return value
+
+
+def load_user_config() -> UserConfig:
+    path = wai_home() / "config.toml"
+    try:
+        with path.open("rb") as handle:
+            values = tomllib.load(handle)
+    except FileNotFoundError:
+        values = {}
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc}); fix or remove the file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read it ({exc.strerror})") from None
+    return UserConfig(path=path, values=values)
+
+
+def load_credentials(config: UserConfig | None = None) -> Credentials | None:
+    """Credentials from CLOUDFLARE_ACCOUNT_ID / CLOUDFLARE_API_TOKEN, else config.toml; None if absent."""
+    config = config or load_user_config()
+    account_id = os.environ.get("CLOUDFLARE_ACCOUNT_ID") or config.text("account_id")
+    api_token = os.environ.get("CLOUDFLARE_API_TOKEN") or config.text("api_token")
+    base_url = os.environ.get("CLOUDFLARE_BASE_URL") or config.text("base_url") or DEFAULT_BASE_URL
+    if not account_id or not api_token:
+        return None
+    return Credentials(
+        account_id=account_id.strip(), api_token=api_token.strip(), base_url=base_url.rstrip("/")
+    )
+
+
+MISSING_CREDENTIALS = (
+    "Workers AI needs credentials: set CLOUDFLARE_ACCOUNT_ID and CLOUDFLARE_API_TOKEN "
+    "(or account_id and api_token in {path})"
+)

@@ -1,0 +1,99 @@
+"""Runs one turn: a backend's events into a sink, with timings, whatever goes wrong."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+
+from wai.backends.base import Backend
+from wai.conversation import Request
+from wai.errors import WaiError
+from wai.events import Event, Finish, Loaded, Token, Usage
+from wai.render.base import Sink, TurnInfo, TurnResult
+
+
+class TurnInterrupted(Exception):
+    """Ctrl-C stopped the reply; `result` holds what had arrived."""
+
+    def __init__(self, result: TurnResult) -> None:
+        super().__init__("interrupted")
+        self.result = result
+
+
+class TurnFailed(Exception):
+    """The backend failed; `result` holds what had arrived, `error` the cause."""
+
+    def __init__(self, result: TurnResult, error: WaiError) -> None:
+        super().__init__(str(error))
+        self.result = result
+        self.error = error
+
+
+def turn_info(backend: Backend, request: Request, *, prompt_exact: bool = True) -> TurnInfo:
+    return TurnInfo(
+        model=request.model.id,
+        backend=backend.name,
+        precision=backend.precision(request),
+        context_window=request.model.context_window,
+        max_output=request.model.max_output,
+        max_tokens=request.max_tokens,
+        prompt_tokens=request.prompt_tokens,
+        prompt_exact=prompt_exact,
+    )
+
+
+def run_turn(backend: Backend, request: Request, sink: Sink, info: TurnInfo) -> TurnResult:
+    """Stream one reply into `sink`. Raises TurnInterrupted or TurnFailed, each with the partial result."""
+    result = TurnResult(info=info, prompt_tokens=info.prompt_tokens, usage_exact=info.prompt_exact)
+    pieces: list[str] = []
+    started = time.perf_counter()
+    sink.start(info)
+    events: Iterator[Event] = backend.stream(request)
+    try:
+        for event in events:
+            if isinstance(event, Token):
+                if result.timings.first_token is None and event.text:
+                    result.timings.first_token = time.perf_counter() - started
+                pieces.append(event.text)
+            elif isinstance(event, Usage):
+                result.prompt_tokens = event.prompt_tokens
+                result.completion_tokens = event.completion_tokens
+                result.usage_exact = event.exact
+            elif isinstance(event, Finish):
+                result.finish_reason = event.reason
+            elif isinstance(event, Loaded):
+                result.timings.load = event.seconds
+            sink.feed(event)
+    except KeyboardInterrupt:
+        _close_quietly(events)
+        _settle(result, pieces, started, "interrupted")
+        sink.finish(result)
+        raise TurnInterrupted(result) from None
+    except WaiError as error:
+        _close_quietly(events)
+        _settle(result, pieces, started, "error")
+        result.error = str(error)
+        sink.finish(result)
+        raise TurnFailed(result, error) from error
+    except BaseException:
+        _close_quietly(events)
+        raise
+    _settle(result, pieces, started, result.finish_reason or "stop")
+    sink.finish(result)
+    return result
+
+
+def _settle(result: TurnResult, pieces: list[str], started: float, reason: str) -> None:
+    result.text = "".join(pieces)
+    result.timings.total = time.perf_counter() - started
+    if result.finish_reason is None or reason in ("interrupted", "error"):
+        result.finish_reason = reason  # type: ignore[assignment]
+
+
+def _close_quietly(events: Iterator[Event]) -> None:
+    close = getattr(events, "close", None)
+    if close is not None:
+        # The turn is already failing; its own error is the one to report.
+        with contextlib.suppress(Exception):
+            close()
