@@ -1,0 +1,178 @@
+"""The `wai` command line: thin Typer commands that turn options into a run."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from enum import StrEnum
+from typing import Annotated
+
+import typer
+
+from wai import __version__
+from wai.errors import EXIT_INTERRUPTED, EXIT_OK, WaiError
+from wai.notices import Notifier, stderr_wants_color
+from wai.prompt_input import PROMPT_RULE
+
+app = typer.Typer(
+    name="wai",
+    help="Chat with large language models on Cloudflare Workers AI or llama.cpp, from the terminal.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+class BackendChoice(StrEnum):
+    auto = "auto"
+    remote = "remote"
+    local = "local"
+
+
+class ColorChoice(StrEnum):
+    auto = "auto"
+    always = "always"
+    never = "never"
+
+
+class FitChoice(StrEnum):
+    error = "error"
+    head = "head"
+    tail = "tail"
+
+
+def _guarded(action: Callable[[Notifier], int], *, debug: bool, color: str = "auto") -> None:
+    """Run a command: expected failures become one line and an exit code, never a traceback."""
+    notifier = Notifier(color=stderr_wants_color(color, sys.stderr))
+    try:
+        code = action(notifier)
+    except WaiError as error:
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        notifier.error(str(error))
+        code = error.exit_code
+    except KeyboardInterrupt:
+        notifier.warn("interrupted")
+        code = EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`wai ask ... | head`): stop quietly, and keep Python's own
+        # flush at exit from complaining about the closed pipe.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        code = EXIT_OK
+    raise typer.Exit(code)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"wai {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    pass
+
+
+@app.command(help=f"Ask one question and stream the answer.\n\n{PROMPT_RULE}")
+def ask(
+    prompt: Annotated[str | None, typer.Argument(help="The prompt; '-' reads it from stdin.")] = None,
+    model: Annotated[
+        str | None, typer.Option("-m", "--model", help="Catalog id, alias or .gguf path.")
+    ] = None,
+    system: Annotated[str | None, typer.Option("-s", "--system", help="System prompt.")] = None,
+    max_tokens: Annotated[
+        int | None, typer.Option("--max-tokens", min=1, help="Most reply tokens (capped by the model).")
+    ] = None,
+    temperature: Annotated[float | None, typer.Option(min=0.0, max=5.0, help="Sampling temperature.")] = None,
+    top_p: Annotated[
+        float | None, typer.Option("--top-p", min=0.001, max=1.0, help="Nucleus sampling.")
+    ] = None,
+    top_k: Annotated[int | None, typer.Option("--top-k", min=1, max=50, help="Top-k sampling.")] = None,
+    seed: Annotated[int | None, typer.Option(min=1, max=9_999_999_999, help="Random seed.")] = None,
+    backend: Annotated[BackendChoice, typer.Option(help="Where the model runs.")] = BackendChoice.auto,
+    no_stream: Annotated[bool, typer.Option("--no-stream", help="Wait for the whole reply.")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="One JSON object at the end.")] = False,
+    jsonl: Annotated[bool, typer.Option("--jsonl", help="One JSON object per event.")] = False,
+    color: Annotated[ColorChoice, typer.Option(help="Colour and live panel.")] = ColorChoice.auto,
+    stats: Annotated[
+        bool | None, typer.Option("--stats/--no-stats", help="Timing and token figures.", show_default=False)
+    ] = None,
+    fit: Annotated[
+        FitChoice, typer.Option(help="Prompt over the window: refuse, or keep its head or tail.")
+    ] = (FitChoice.error),
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would be sent; send nothing.")
+    ] = False,
+    connect_timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to connect.")] = 10.0,
+    read_timeout: Annotated[float, typer.Option(min=0.1, help="Most seconds between two events.")] = 60.0,
+    gpu_layers: Annotated[
+        int | None, typer.Option("--gpu-layers", help="Layers offloaded to the GPU (local; -1 all).")
+    ] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads (local).")] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Diagnostics and tracebacks on stderr.")] = False,
+) -> None:
+    from wai.ask import AskOptions, run_ask
+    from wai.backends.select import LocalOptions
+    from wai.conversation import Sampling, Timeouts
+    from wai.errors import UsageError
+
+    def action(notifier: Notifier) -> int:
+        if json_output and jsonl:
+            raise UsageError("--json and --jsonl cannot be used together")
+        options = AskOptions(
+            prompt=prompt,
+            model=model,
+            system=system,
+            max_tokens=max_tokens,
+            sampling=Sampling(temperature=temperature, top_p=top_p, top_k=top_k, seed=seed),
+            backend=backend.value,
+            stream=not no_stream,
+            output="json" if json_output else "jsonl" if jsonl else "auto",
+            color=color.value,
+            stats=stats,
+            fit=fit.value,
+            dry_run=dry_run,
+            timeouts=Timeouts(connect=connect_timeout, read=read_timeout),
+            local=LocalOptions(gpu_layers=gpu_layers, threads=threads, debug=debug),
+            debug=debug,
+        )
+        return run_ask(options, notifier)
+
+    _guarded(action, debug=debug, color=color.value)
+
+
+@app.command(help="List the model catalog: windows, and which backends can serve each model now.")
+def models(
+    json_output: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Tracebacks on stderr.")] = False,
+) -> None:
+    from wai.models_table import show_models
+
+    _guarded(lambda notifier: show_models(json_output=json_output), debug=debug)
+
+
+@app.command(help="Install the built-in local model and the tokenizer vocabularies.")
+def setup(
+    debug: Annotated[bool, typer.Option("--debug", help="Tracebacks on stderr.")] = False,
+) -> None:
+    from wai.setup_command import run_setup
+
+    _guarded(run_setup, debug=debug)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""One-shot `wai ask`: prompt -> model -> budget -> backend -> sink."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from typing import BinaryIO, TextIO
+
+from wai import tokens
+from wai.backends.select import BackendMode, Backends, LocalOptions, choose_backend_name
+from wai.budget import FitMode, plan_request
+from wai.catalog import load_catalog
+from wai.conversation import Message, Request, Sampling, Timeouts
+from wai.errors import EXIT_INTERRUPTED, EXIT_OK, IncompleteReply
+from wai.models_resolve import resolve_model
+from wai.notices import Notifier
+from wai.prompt_input import read_prompt
+from wai.render.base import TurnResult
+from wai.render.choose import ColorMode, OutputMode, choose_sink
+from wai.settings import load_credentials, load_user_config
+from wai.turn import TurnFailed, TurnInterrupted, run_turn, turn_info
+
+
+@dataclass(frozen=True, slots=True)
+class AskOptions:
+    prompt: str | None
+    model: str | None = None
+    system: str | None = None
+    max_tokens: int | None = None
+    sampling: Sampling = field(default_factory=Sampling)
+    backend: BackendMode = "auto"
+    stream: bool = True
+    output: OutputMode = "auto"
+    color: ColorMode = "auto"
+    stats: bool | None = None
+    fit: FitMode = "error"
+    dry_run: bool = False
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    local: LocalOptions = field(default_factory=LocalOptions)
+    debug: bool = False
+
+
+def run_ask(
+    options: AskOptions,
+    notifier: Notifier,
+    *,
+    stdin: BinaryIO | None = None,
+    stdout: TextIO | None = None,
+) -> int:
+    stdin_stream = stdin if stdin is not None else _stdin_buffer()
+    stdin_is_tty = stdin_stream is None or stdin_stream.isatty()
+    prompt = read_prompt(options.prompt, stdin_stream, stdin_is_tty)
+
+    config = load_user_config()
+    credentials = load_credentials(config)
+    spec = resolve_model(options.model, load_catalog(), config, credentials)
+    backend_name = choose_backend_name(spec, options.backend, credentials)
+
+    messages: tuple[Message, ...] = (Message("user", prompt),)
+    if options.system:
+        messages = (Message("system", options.system), *messages)
+    counter = tokens.counter_for(spec, backend_name)
+    plan = plan_request(spec, messages, counter, requested_max_tokens=options.max_tokens, fit=options.fit)
+    for notice in plan.notices:
+        notifier.warn(notice)
+    request = Request(
+        model=spec,
+        messages=plan.messages,
+        max_tokens=plan.max_tokens,
+        sampling=options.sampling,
+        stream=options.stream,
+        timeouts=options.timeouts,
+        prompt_tokens=plan.prompt_tokens,
+    )
+    out = stdout or sys.stdout
+    if options.dry_run:
+        report = tokens.describe_dry_run(plan, spec, backend_name)
+        out.write(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+        return EXIT_OK
+
+    backend = Backends(credentials, options.local, debug=options.debug).get(backend_name)
+    if options.debug:
+        notifier.info(f"model {spec.id} ({spec.source}), backend {backend_name}: {backend.describe()}")
+        notifier.info(
+            f"prompt {plan.prompt_tokens} tokens ({'exact' if plan.exact else 'estimated'}), "
+            f"max_tokens {plan.max_tokens}"
+        )
+    for warning in getattr(backend, "warnings", lambda _r: [])(request):
+        notifier.warn(warning)
+
+    def stats_to_stderr(result: TurnResult) -> None:
+        from wai.render.footer import format_stats
+
+        notifier.info(format_stats(result))
+
+    sink = choose_sink(
+        output=options.output,
+        color=options.color,
+        stats=options.stats,
+        stdout=out,
+        stderr_stats=stats_to_stderr,
+    )
+    info = turn_info(backend, request, prompt_exact=plan.exact)
+    try:
+        result = run_turn(backend, request, sink, info)
+    except TurnInterrupted:
+        notifier.warn("interrupted; the reply above is incomplete")
+        return EXIT_INTERRUPTED
+    except TurnFailed as failure:
+        notifier.error(str(failure.error))
+        if isinstance(failure.error, IncompleteReply) and failure.result.text:
+            notifier.warn("the reply above is incomplete: the stream broke before it ended")
+        return failure.error.exit_code
+    if result.finish_reason == "length" and type(sink).__name__ != "PanelSink":
+        notifier.warn(
+            f"the reply stopped at the output cap ({request.max_tokens} tokens); "
+            f"raise --max-tokens (up to {spec.max_output}) or ask it to continue"
+        )
+    return EXIT_OK
+
+
+def _stdin_buffer() -> BinaryIO | None:
+    stream = sys.stdin
+    if stream is None or stream.closed:
+        return None
+    return stream.buffer

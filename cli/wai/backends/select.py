@@ -1,0 +1,90 @@
+"""Which backend serves a model: remote when it is served and credentials exist, else local."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from wai.backends.base import Backend
+from wai.catalog import ModelSpec
+from wai.errors import ConfigError
+from wai.settings import MISSING_CREDENTIALS, Credentials, wai_home
+
+BackendMode = Literal["auto", "remote", "local"]
+
+
+@dataclass(frozen=True, slots=True)
+class LocalOptions:
+    gpu_layers: int | None = None
+    threads: int | None = None
+    debug: bool = False
+
+
+def availability(spec: ModelSpec, credentials: Credentials | None) -> dict[str, str | None]:
+    """For each backend, None when it can serve `spec` right now, else why not."""
+    if not spec.remote:
+        remote: str | None = "not served by Workers AI"
+    elif credentials is None:
+        remote = "no credentials (CLOUDFLARE_ACCOUNT_ID, CLOUDFLARE_API_TOKEN)"
+    else:
+        remote = None
+    path = spec.gguf_path()
+    if path is None:
+        local: str | None = "no gguf in its catalog entry"
+    elif not path.is_file():
+        local = f"{path} is missing"
+    else:
+        local = None
+    return {"remote": remote, "local": local}
+
+
+def choose_backend_name(spec: ModelSpec, mode: BackendMode, credentials: Credentials | None) -> str:
+    missing_credentials = MISSING_CREDENTIALS.format(path=wai_home() / "config.toml")
+    if mode == "remote":
+        if not spec.remote:
+            raise ConfigError(f"{spec.id} is not served by Workers AI", hint="use --backend local")
+        if credentials is None:
+            raise ConfigError(missing_credentials)
+        return "remote"
+    if mode == "local":
+        if spec.gguf is None:
+            raise ConfigError(
+                f"{spec.id} has no local weights",
+                hint=f'add gguf = "FILE.gguf" to its entry in {wai_home() / "models.toml"}',
+            )
+        return "local"
+    reasons = availability(spec, credentials)
+    if reasons["remote"] is None:
+        return "remote"
+    if reasons["local"] is None or not spec.remote:
+        return "local"
+    if spec.gguf is None:
+        raise ConfigError(missing_credentials)
+    raise ConfigError(f"{missing_credentials}, or put its weights at {spec.gguf_path()}")
+
+
+class Backends:
+    """Builds each backend once per process, so a loaded local model is reused."""
+
+    def __init__(self, credentials: Credentials | None, local: LocalOptions, *, debug: bool = False) -> None:
+        self.credentials = credentials
+        self.local_options = local
+        self.debug = debug
+        self._made: dict[str, Backend] = {}
+
+    def get(self, name: str) -> Backend:
+        if name not in self._made:
+            self._made[name] = self._make(name)
+        return self._made[name]
+
+    def _make(self, name: str) -> Backend:
+        if name == "remote":
+            from wai.backends.workers_ai import WorkersAIBackend
+
+            if self.credentials is None:
+                raise ConfigError(MISSING_CREDENTIALS.format(path=wai_home() / "config.toml"))
+            return WorkersAIBackend(self.credentials)
+        from wai.backends.llama import LlamaBackend
+
+        opts = self.local_options
+        return LlamaBackend(gpu_layers=opts.gpu_layers, threads=opts.threads, debug=opts.debug)

@@ -1,0 +1,98 @@
+"""`wai models`: the catalog as a table or JSON, with what can serve each model right now."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from wai.backends.select import availability
+from wai.catalog import ModelSpec, load_catalog
+from wai.errors import EXIT_OK
+from wai.settings import load_credentials, load_user_config
+
+
+def _file_precision(spec: ModelSpec) -> str | None:
+    path = spec.gguf_path()
+    if path is None or not path.is_file():
+        return None
+    from wai.backends.gguf_info import read_gguf_info
+    from wai.errors import WaiError
+
+    try:
+        return read_gguf_info(path).file_type
+    except WaiError:
+        return "unreadable"
+
+
+def _gpu_offload() -> str:
+    try:
+        import llama_cpp
+    except ImportError:
+        return "llama-cpp-python not installed (pip install 'wai[local]')"
+    supported = bool(llama_cpp.llama_supports_gpu_offload())
+    state = "GPU offload available" if supported else "CPU only (no GPU offload in this build)"
+    return f"llama-cpp-python {llama_cpp.__version__}: {state}"
+
+
+def model_rows() -> list[dict[str, object]]:
+    config = load_user_config()
+    credentials = load_credentials(config)
+    rows: list[dict[str, object]] = []
+    for spec in load_catalog():
+        reasons = availability(spec, credentials)
+        path = spec.gguf_path()
+        rows.append(
+            {
+                "id": spec.id,
+                "aliases": list(spec.aliases),
+                "context_window": spec.context_window,
+                "max_output": spec.max_output,
+                "total_context": spec.total_context,
+                "family": spec.family,
+                "precision": _file_precision(spec) or spec.precision,
+                "gguf": str(path) if path else None,
+                "backends": {
+                    name: {"available": why is None, "reason": why} for name, why in reasons.items()
+                },
+                "description": spec.description,
+            }
+        )
+    return rows
+
+
+def show_models(*, json_output: bool) -> int:
+    rows = model_rows()
+    offload = _gpu_offload()
+    if json_output:
+        sys.stdout.write(json.dumps({"models": rows, "local_runtime": offload}, indent=2) + "\n")
+        return EXIT_OK
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    table.add_column("model", overflow="fold")
+    table.add_column("in", justify="right")
+    table.add_column("out", justify="right")
+    table.add_column("total", justify="right")
+    table.add_column("precision")
+    table.add_column("remote")
+    table.add_column("local", overflow="fold")
+    for row in rows:
+        backends = row["backends"]
+        assert isinstance(backends, dict)
+        cells = []
+        for name in ("remote", "local"):
+            state = backends[name]
+            cells.append("[green]yes[/]" if state["available"] else f"[dim]{state['reason']}[/]")
+        table.add_row(
+            str(row["id"]),
+            str(row["context_window"]),
+            str(row["max_output"]),
+            str(row["total_context"]),
+            str(row["precision"] or "-"),
+            *cells,
+        )
+    console = Console()
+    console.print(table)
+    console.print(f"[dim]{offload}[/]")
+    return EXIT_OK

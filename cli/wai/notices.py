@@ -1,0 +1,38 @@
+"""One-line warnings and errors on stderr, coloured only where the user wants colour."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TextIO
+
+
+def stderr_wants_color(mode: str, stream: TextIO) -> bool:
+    if mode == "always":
+        return True
+    if mode == "never" or "NO_COLOR" in os.environ or os.environ.get("TERM") == "dumb":
+        return False
+    return stream.isatty()
+
+
+class Notifier:
+    def __init__(self, *, color: bool = False, stream: TextIO | None = None) -> None:
+        self.color = color
+        self.stream = stream or sys.stderr
+
+    def _line(self, label: str, code: str, message: str) -> None:
+        prefix = f"\x1b[{code}m{label}\x1b[0m" if self.color else label
+        try:
+            self.stream.write(f"{prefix} {message}\n")
+            self.stream.flush()
+        except (BrokenPipeError, ValueError):  # stderr gone: nowhere left to say it
+            pass
+
+    def warn(self, message: str) -> None:
+        self._line("wai: warning:", "33", message)
+
+    def error(self, message: str) -> None:
+        self._line("wai: error:", "1;31", message)
+
+    def info(self, message: str) -> None:
+        self._line("wai:", "2", message)

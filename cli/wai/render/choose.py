@@ -1,0 +1,52 @@
+"""Pick the sink once, from the environment and the flags (the way HTTPie picks its stream)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from typing import Literal, TextIO
+
+from wai.render.base import Sink, TurnResult
+
+ColorMode = Literal["auto", "always", "never"]
+OutputMode = Literal["auto", "json", "jsonl"]
+
+
+def terminal_is_capable(stream: TextIO) -> bool:
+    return stream.isatty() and os.environ.get("TERM") != "dumb"
+
+
+def choose_sink(
+    *,
+    output: OutputMode,
+    color: ColorMode,
+    stats: bool | None,
+    stdout: TextIO | None = None,
+    stderr_stats: Callable[[TurnResult], None] | None = None,
+) -> Sink:
+    """`stats` None means the default: footer on a terminal, nothing in a pipe."""
+    out = stdout or sys.stdout
+    if output == "json":
+        from wai.render.result_json import JsonSink
+
+        return JsonSink(out)
+    if output == "jsonl":
+        from wai.render.jsonl import JsonlSink
+
+        return JsonlSink(out)
+    if (
+        color == "always"
+        or (color == "auto" and terminal_is_capable(out))
+        or (color == "never" and terminal_is_capable(out))
+    ):
+        from rich.console import Console
+
+        from wai.render.panel import PanelSink
+
+        no_color = color == "never" or (color == "auto" and "NO_COLOR" in os.environ)
+        console = Console(file=out, force_terminal=True if color == "always" else None, no_color=no_color)
+        return PanelSink(console, show_stats=stats is not False)
+    from wai.render.plain import PlainSink
+
+    return PlainSink(out, stats=stderr_stats if stats else None)

@@ -1,0 +1,58 @@
+"""One JSON object per event as it happens, for scripts and other programs."""
+
+from __future__ import annotations
+
+import json
+from typing import TextIO
+
+from wai.events import Event, Finish, Loaded, Token, Usage
+from wai.render.base import TurnInfo, TurnResult
+from wai.render.result_json import result_dict
+
+
+class JsonlSink:
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+
+    def _emit(self, obj: dict[str, object]) -> None:
+        self.out.write(json.dumps(obj, ensure_ascii=False) + "\n")
+        self.out.flush()
+
+    def start(self, info: TurnInfo) -> None:
+        self._emit(
+            {
+                "type": "start",
+                "model": info.model,
+                "backend": info.backend,
+                "precision": info.precision,
+                "max_tokens": info.max_tokens,
+                "prompt_tokens": info.prompt_tokens,
+                "context_window": info.context_window,
+                "max_output": info.max_output,
+            }
+        )
+
+    def feed(self, event: Event) -> None:
+        if isinstance(event, Token):
+            if event.text:
+                self._emit({"type": "token", "text": event.text})
+        elif isinstance(event, Usage):
+            self._emit(
+                {
+                    "type": "usage",
+                    "prompt_tokens": event.prompt_tokens,
+                    "completion_tokens": event.completion_tokens,
+                    "exact": event.exact,
+                }
+            )
+        elif isinstance(event, Loaded):
+            self._emit({"type": "loaded", "seconds": round(event.seconds, 4)})
+        elif isinstance(event, Finish):
+            pass  # reported once, with the timings, by finish()
+
+    def finish(self, result: TurnResult) -> None:
+        if result.error:
+            self._emit({"type": "error", "message": result.error})
+        summary = result_dict(result)
+        summary.pop("text")
+        self._emit({"type": "finish", **summary})

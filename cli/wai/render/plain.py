@@ -1,0 +1,33 @@
+"""Plain text for pipes and files: the answer alone, flushed as it arrives, ending with a newline."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TextIO
+
+from wai.events import Event, Token
+from wai.render.base import TurnInfo, TurnResult
+
+
+class PlainSink:
+    def __init__(self, out: TextIO, *, stats: Callable[[TurnResult], None] | None = None) -> None:
+        self.out = out
+        self.stats = stats
+        self._ends_with_newline = True
+
+    def start(self, info: TurnInfo) -> None:
+        self._ends_with_newline = True
+
+    def feed(self, event: Event) -> None:
+        if isinstance(event, Token) and event.text:
+            self.out.write(event.text)
+            self.out.flush()
+            self._ends_with_newline = event.text.endswith("\n")
+
+    def finish(self, result: TurnResult) -> None:
+        if not self._ends_with_newline:
+            self.out.write("\n")
+            self._ends_with_newline = True
+        self.out.flush()
+        if self.stats is not None:
+            self.stats(result)

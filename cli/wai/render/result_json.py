@@ -1,0 +1,57 @@
+"""`--json`: one JSON object at the end of the turn, and the dict shape shared with `--jsonl`."""
+
+from __future__ import annotations
+
+import json
+from typing import TextIO
+
+from wai.events import Event
+from wai.render.base import TurnInfo, TurnResult
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+def result_dict(result: TurnResult) -> dict[str, object]:
+    completion = result.completion_tokens
+    return {
+        "text": result.text,
+        "model": result.info.model,
+        "backend": result.info.backend,
+        "precision": result.info.precision,
+        "finish_reason": result.finish_reason,
+        "interrupted": result.interrupted,
+        "error": result.error,
+        "usage": {
+            "prompt_tokens": result.prompt_tokens,
+            "completion_tokens": completion,
+            "exact": result.usage_exact,
+        },
+        "windows": {
+            "context_window": result.info.context_window,
+            "max_output": result.info.max_output,
+            "max_tokens": result.info.max_tokens,
+        },
+        "timings": {
+            "first_token_s": _round(result.timings.first_token),
+            "total_s": _round(result.timings.total),
+            "load_s": _round(result.timings.load),
+            "tokens_per_s": _round(result.timings.tokens_per_second(completion or 0)),
+        },
+    }
+
+
+class JsonSink:
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+
+    def start(self, info: TurnInfo) -> None:
+        pass
+
+    def feed(self, event: Event) -> None:
+        pass
+
+    def finish(self, result: TurnResult) -> None:
+        self.out.write(json.dumps(result_dict(result), ensure_ascii=False) + "\n")
+        self.out.flush()

@@ -1,0 +1,28 @@
+"""Every test runs with its own WAI_HOME and without the developer's credentials."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+_ISOLATED = (
+    "CLOUDFLARE_ACCOUNT_ID",
+    "CLOUDFLARE_API_TOKEN",
+    "CLOUDFLARE_BASE_URL",
+    "WAI_MODELS",
+    "WAI_MODELS_DIR",
+    "WAI_MODEL",
+    "NO_COLOR",
+)
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    home = tmp_path / "wai-home"
+    home.mkdir()
+    monkeypatch.setenv("WAI_HOME", str(home))
+    for name in _ISOLATED:
+        monkeypatch.delenv(name, raising=False)
+    yield home
