@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from wai.catalog import load_catalog
+from wai.errors import ConfigError
+
+
+def test_builtin_catalog_has_the_announcement_models() -> None:
+    catalog = load_catalog()
+    int8 = catalog.get("@cf/meta/llama-2-7b-chat-int8")
+    fp16 = catalog.get("@cf/meta/llama-2-7b-chat-fp16")
+    assert (int8.context_window, int8.max_output, int8.precision) == (2048, 1800, "q8_0")
+    assert (fp16.context_window, fp16.max_output, fp16.precision) == (3072, 2500, "f16")
+    assert fp16.total_context == 4096 and fp16.remote
+    assert catalog.get("smollm2").id == "smollm2-135m-instruct"
+    assert not catalog.get("smollm2").remote
+
+
+def test_user_file_extends_and_overrides_key_by_key(isolated_home: Path) -> None:
+    (isolated_home / "models.toml").write_text(
+        '[models."@cf/meta/llama-2-7b-chat-int8"]\nmax_output = 100\n'
+        '[models."mine"]\ncontext_window = 10\nmax_output = 5\ngguf = "/abs/mine.gguf"\n'
+    )
+    catalog = load_catalog()
+    int8 = catalog.get("@cf/meta/llama-2-7b-chat-int8")
+    assert (int8.context_window, int8.max_output) == (2048, 100)
+    mine = catalog.get("mine")
+    assert mine.total_context == 15 and not mine.remote
+    assert mine.gguf_path() == Path("/abs/mine.gguf")
+
+
+def test_relative_gguf_resolves_against_models_dir(isolated_home: Path) -> None:
+    spec = load_catalog().get("@cf/meta/llama-2-7b-chat-fp16")
+    assert spec.gguf_path() == isolated_home / "models" / "llama-2-7b-chat.f16.gguf"
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ('[models."x"]\ncontext_window = "big"\nmax_output = 5\n', "model 'x', key 'context_window'"),
+        ('[models."x"]\ncontext_window = 10\n', "model 'x', key 'max_output'"),
+        ('[models."x"]\ncontext_window = 10\nmax_output = 5\nremote = "yes"\n', "key 'remote'"),
+        ('[models."x"]\ncontext_window = 10\nmax_output = 5\ncontex = 3\n', "key 'contex'"),
+        ("[models\nbroken", "not valid TOML"),
+    ],
+)
+def test_malformed_user_file_names_file_model_and_key(isolated_home: Path, body: str, fragment: str) -> None:
+    path = isolated_home / "models.toml"
+    path.write_text(body)
+    with pytest.raises(ConfigError) as caught:
+        load_catalog()
+    assert str(path) in str(caught.value)
+    assert fragment in str(caught.value)
+    assert caught.value.exit_code == 2
+
+
+def test_wai_models_points_at_another_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    other = tmp_path / "other.toml"
+    other.write_text('[models."elsewhere"]\ncontext_window = 7\nmax_output = 3\n')
+    monkeypatch.setenv("WAI_MODELS", str(other))
+    assert load_catalog().get("elsewhere").context_window == 7
+    monkeypatch.setenv("WAI_MODELS", str(tmp_path / "missing.toml"))
+    with pytest.raises(ConfigError, match="missing.toml"):
+        load_catalog()
+
+
+def test_unknown_model_says_where_to_look() -> None:
+    with pytest.raises(ConfigError, match="wai models"):
+        load_catalog().get("@cf/nobody/nothing")
