@@ -34,7 +34,7 @@ demo: $(STAMP)
 	$(BIN)/wai ask -m smollm2 --max-tokens 200 "Name three things a terminal is good for."
 
 bench: $(STAMP)
-	$(BIN)/python bench/run.py
+	$(BIN)/python -m bench.run
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
