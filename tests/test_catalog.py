@@ -63,7 +63,7 @@ def test_wai_models_points_at_another_file(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setenv("WAI_MODELS", str(other))
     assert load_catalog().get("elsewhere").context_window == 7
     monkeypatch.setenv("WAI_MODELS", str(tmp_path / "missing.toml"))
-    with pytest.raises(ConfigError, match="missing.toml"):
+    with pytest.raises(ConfigError, match=r"missing\.toml"):
         load_catalog()
 
 

@@ -66,32 +66,45 @@ def show_models(*, json_output: bool) -> int:
     if json_output:
         sys.stdout.write(json.dumps({"models": rows, "local_runtime": offload}, indent=2) + "\n")
         return EXIT_OK
+    header = ("model", "in", "out", "total", "precision", "remote", "local")
+    lines = [header]
+    for row in rows:
+        backends = row["backends"]
+        assert isinstance(backends, dict)
+        state = [
+            "yes" if backends[name]["available"] else f"no: {backends[name]['reason']}"
+            for name in ("remote", "local")
+        ]
+        lines.append(
+            (
+                str(row["id"]),
+                str(row["context_window"]),
+                str(row["max_output"]),
+                str(row["total_context"]),
+                str(row["precision"] or "-"),
+                *state,
+            )
+        )
+    if not sys.stdout.isatty():
+        # A pipe gets one line per model, never wrapped, so grep and cut work on it.
+        widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
+        for line in lines:
+            cells = [
+                cell.rjust(w) if 1 <= i <= 3 else cell.ljust(w)
+                for i, (cell, w) in enumerate(zip(line, widths, strict=False))
+            ]
+            sys.stdout.write("  ".join(cells) + "  " + line[-1] + "\n")
+        sys.stdout.write(f"{offload}\n")
+        return EXIT_OK
     from rich.console import Console
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False, header_style="bold")
-    table.add_column("model", overflow="fold")
-    table.add_column("in", justify="right")
-    table.add_column("out", justify="right")
-    table.add_column("total", justify="right")
-    table.add_column("precision")
-    table.add_column("remote")
-    table.add_column("local", overflow="fold")
-    for row in rows:
-        backends = row["backends"]
-        assert isinstance(backends, dict)
-        cells = []
-        for name in ("remote", "local"):
-            state = backends[name]
-            cells.append("[green]yes[/]" if state["available"] else f"[dim]{state['reason']}[/]")
-        table.add_row(
-            str(row["id"]),
-            str(row["context_window"]),
-            str(row["max_output"]),
-            str(row["total_context"]),
-            str(row["precision"] or "-"),
-            *cells,
-        )
+    for i, name in enumerate(header):
+        table.add_column(name, justify="right" if 1 <= i <= 3 else "left", overflow="fold")
+    for line in lines[1:]:
+        styled = [f"[green]{cell}[/]" if cell == "yes" else f"[dim]{cell}[/]" for cell in line[5:]]
+        table.add_row(*line[:5], *styled)
     console = Console()
     console.print(table)
     console.print(f"[dim]{offload}[/]")

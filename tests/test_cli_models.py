@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import json
+
+from tests.support.cli import run_wai
+
+
+def test_help_lists_every_command() -> None:
+    done = run_wai("--help")
+    assert done.returncode == 0
+    for command in ("ask", "models", "setup"):
+        assert command in done.stdout
+
+
+def test_models_json_says_why_a_backend_cannot_serve() -> None:
+    done = run_wai("models", "--json")
+    assert done.returncode == 0, done.stderr
+    rows = {row["id"]: row for row in json.loads(done.stdout)["models"]}
+    int8 = rows["@cf/meta/llama-2-7b-chat-int8"]
+    assert (int8["context_window"], int8["max_output"]) == (2048, 1800)
+    assert int8["backends"]["remote"]["available"] is False
+    assert "CLOUDFLARE_API_TOKEN" in int8["backends"]["remote"]["reason"]
+    assert "missing" in int8["backends"]["local"]["reason"]
+
+
+def test_models_json_with_credentials_marks_remote_available() -> None:
+    env = {"CLOUDFLARE_ACCOUNT_ID": "acc", "CLOUDFLARE_API_TOKEN": "tok"}
+    done = run_wai("models", "--json", env=env)
+    rows = {row["id"]: row for row in json.loads(done.stdout)["models"]}
+    assert rows["@cf/meta/llama-2-7b-chat-fp16"]["backends"]["remote"]["available"] is True
+    assert rows["smollm2-135m-instruct"]["backends"]["remote"]["available"] is False
+
+
+def test_models_table_in_a_pipe_has_no_escape_codes() -> None:
+    done = run_wai("models")
+    assert done.returncode == 0
+    assert "@cf/meta/llama-2-7b-chat-fp16" in done.stdout
+    assert "\x1b[" not in done.stdout
+
+
+def test_broken_user_catalog_is_exit_2_naming_the_key(isolated_home: object) -> None:
+    from pathlib import Path
+
+    home = Path(str(isolated_home))
+    (home / "models.toml").write_text('[models."m"]\ncontext_window = -4\nmax_output = 3\n')
+    done = run_wai("models")
+    assert done.returncode == 2
+    assert "model 'm', key 'context_window'" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_remote_model_without_credentials_names_both_variables() -> None:
+    done = run_wai("ask", "-m", "@cf/meta/llama-3.1-8b-instruct", "hello")
+    assert done.returncode == 2
+    assert "CLOUDFLARE_ACCOUNT_ID" in done.stderr and "CLOUDFLARE_API_TOKEN" in done.stderr
+    assert "Traceback" not in done.stderr
