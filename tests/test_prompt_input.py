@@ -28,7 +28,9 @@ def test_empty_stdin_with_argument_is_just_the_argument() -> None:
     ("argument", "stdin", "tty"),
     [(None, None, True), ("   ", None, True), (None, b"  \n", False), ("-", None, True)],
 )
-def test_empty_or_missing_prompt_is_a_usage_error(argument: str | None, stdin: bytes | None, tty: bool) -> None:
+def test_empty_or_missing_prompt_is_a_usage_error(
+    argument: str | None, stdin: bytes | None, tty: bool
+) -> None:
     stream = io.BytesIO(stdin) if stdin is not None else None
     with pytest.raises(UsageError) as caught:
         read_prompt(argument, stream, tty)
