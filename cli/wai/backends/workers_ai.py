@@ -1,0 +1,455 @@
+"""The Workers AI backend: the REST API's `ai/run` endpoint over httpx, streamed as server-sent events.
+
+One request per turn, retried with back-off only while nothing has been shown: a reply that
+broke after its first token raises IncompleteReply, so a partial answer never looks whole. The
+API token goes into the Authorization header and nowhere else; every message, exception and
+debug line is scrubbed of it.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from wai import __version__
+from wai.backends.sse import SSEReader
+from wai.backends.workers_ai_errors import ApiError, Scrubber, error_for, mask, one_line, parse_error
+from wai.conversation import Request
+from wai.errors import BackendError, ConfigError, IncompleteReply, RetryableError, WaiError
+from wai.events import Event, Finish, FinishReason, Token, Usage
+from wai.settings import Credentials
+
+if TYPE_CHECKING:
+    import httpx
+
+DONE = "[DONE]"
+
+
+@dataclass(slots=True)
+class _Progress:
+    """What one attempt has shown so far; decides between retrying and IncompleteReply."""
+
+    tokens: int = 0  # events that carried text
+    chars: int = 0
+    usage: Usage | None = None
+    finish: str | None = None  # the server's own finish_reason (OpenAI-style chunks)
+    done: bool = False
+
+    @property
+    def began(self) -> bool:
+        return self.tokens > 0
+
+
+class WorkersAIBackend:
+    """Runs catalog models on Cloudflare Workers AI.
+
+    `sleep`, `base_delay`, `max_delay`, `max_total_wait` and `rng` shape the retry back-off
+    (exponential with jitter, never shorter than a Retry-After); tests make them fast.
+    """
+
+    name = "remote"
+
+    def __init__(
+        self,
+        credentials: Credentials,
+        *,
+        max_retries: int = 3,
+        debug_log: Callable[[str], None] | None = None,
+        base_delay: float = 0.5,
+        max_delay: float = 8.0,
+        max_total_wait: float = 30.0,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._credentials = credentials
+        self._scrub = Scrubber(credentials.api_token)
+        self._max_retries = max(0, max_retries)
+        self._debug_log = debug_log
+        self._base_delay = base_delay
+        self._max_delay = max_delay
+        self._max_total_wait = max_total_wait
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._client: httpx.Client | None = None
+
+    def __repr__(self) -> str:
+        return f"WorkersAIBackend(base_url={self._credentials.base_url!r})"
+
+    # -- the Backend protocol -------------------------------------------------------------------
+
+    def stream(self, request: Request) -> Iterator[Event]:
+        attempt = 0
+        waited = 0.0
+        while True:
+            progress = _Progress()
+            try:
+                yield from self._attempt(request, progress, attempt)
+                return
+            except RetryableError as exc:
+                if progress.began:  # _attempt never lets this happen; guard the promise anyway
+                    raise IncompleteReply(exc.message) from None
+                delay = self._delay(attempt, exc.retry_after)
+                tries = f"{attempt + 1} attempt{'s' if attempt else ''}"
+                if attempt >= self._max_retries:
+                    raise BackendError(f"{exc.message} (gave up after {tries})") from None
+                if waited + delay > self._max_total_wait:
+                    asked = f"the server asked to wait {exc.retry_after:g} s" if exc.retry_after else ""
+                    raise BackendError(
+                        f"{exc.message} (gave up after {tries}{'; ' + asked if asked else ''})"
+                    ) from None
+                self._debug(f"retry {attempt + 1}/{self._max_retries} in {delay:.2f} s: {exc.message}")
+                self._sleep(delay)
+                waited += delay
+                attempt += 1
+
+    def precision(self, request: Request) -> str | None:
+        # Workers AI does not say; the catalog's declaration is the best there is.
+        return request.model.precision
+
+    def describe(self) -> dict[str, object]:
+        base, account = self._credentials.base_url, mask(self._credentials.account_id)
+        return {
+            "backend": self.name,
+            "base_url": base,
+            "account_id": account,
+            "endpoint": f"{base}/accounts/{account}/ai/run/{{model}}",
+            "max_retries": self._max_retries,
+        }
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def __enter__(self) -> WorkersAIBackend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the request ----------------------------------------------------------------------------
+
+    def body(self, request: Request) -> dict[str, object]:
+        """The JSON body: `max_tokens` always, so the API's own default of 256 never cuts a reply."""
+        body: dict[str, object] = {
+            "messages": [message.as_dict() for message in request.messages],
+            "stream": request.stream,
+            "max_tokens": request.max_tokens,
+        }
+        sampling = request.sampling
+        for key, value in (
+            ("temperature", sampling.temperature),
+            ("top_p", sampling.top_p),
+            ("top_k", sampling.top_k),
+            ("seed", sampling.seed),
+        ):
+            if value is not None:
+                body[key] = value
+        return body
+
+    def _url(self, model: str) -> str:
+        # The model id goes in as is ("@cf/meta/..."), as in Cloudflare's own examples.
+        account = quote(self._credentials.account_id, safe="")
+        return f"{self._credentials.base_url}/accounts/{account}/ai/run/{model}"
+
+    def _http(self) -> httpx.Client:
+        if self._client is None:
+            import httpx
+
+            self._client = httpx.Client(headers={"User-Agent": f"wai/{__version__}"}, follow_redirects=False)
+        return self._client
+
+    def _attempt(self, request: Request, progress: _Progress, attempt: int) -> Iterator[Event]:
+        import httpx
+
+        client = self._http()
+        url = self._url(request.model.id)
+        body = self.body(request)
+        timeouts = request.timeouts
+        timeout = httpx.Timeout(
+            connect=timeouts.connect, read=timeouts.read, write=timeouts.read, pool=timeouts.connect
+        )
+        headers = {"Authorization": f"Bearer {self._credentials.api_token}"}
+        if request.stream:
+            headers["Accept"] = "text/event-stream"
+        self._debug(f"POST {url} (attempt {attempt + 1}) {json.dumps(body, ensure_ascii=False)}")
+        try:
+            http_request = client.build_request("POST", url, json=body, headers=headers, timeout=timeout)
+            response = client.send(http_request, stream=True)
+        except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+            raise ConfigError(
+                f"CLOUDFLARE_BASE_URL is not a usable address ({self._scrub(str(exc))}): "
+                f"now {self._credentials.base_url}"
+            ) from None
+        except httpx.TimeoutException as exc:
+            waited = timeouts.connect if isinstance(exc, httpx.ConnectTimeout) else timeouts.read
+            raise RetryableError(
+                f"Workers AI did not answer within {waited:g} s ({type(exc).__name__}); "
+                "check the network, or raise the timeout"
+            ) from None
+        except httpx.TransportError as exc:
+            raise RetryableError(self._unreachable(exc)) from None
+        try:
+            self._debug(
+                f"HTTP {response.status_code} {response.headers.get('content-type', '')} "
+                f"cf-ray={response.headers.get('cf-ray', '-')}"
+            )
+            if response.status_code >= 300:
+                raise self._refusal(request, response)
+            content_type = response.headers.get("content-type", "")
+            if "text/event-stream" in content_type:
+                yield from self._events(request, response, progress)
+            else:
+                # Some servers answer a stream request with one JSON body; accept that as well.
+                yield from self._whole(request, response)
+        finally:
+            response.close()
+
+    def _refusal(self, request: Request, response: httpx.Response) -> WaiError:
+        import httpx
+
+        try:
+            raw = response.read()
+        except httpx.HTTPError:
+            raw = b""
+        error = parse_error(
+            response.status_code,
+            raw,
+            self._scrub,
+            retry_after=_retry_after(response.headers.get("retry-after")),
+        )
+        return self._refused(request, error)
+
+    # -- the reply ------------------------------------------------------------------------------
+
+    def _events(self, request: Request, response: httpx.Response, progress: _Progress) -> Iterator[Event]:
+        import httpx
+
+        reader = SSEReader()
+        gap = request.timeouts.read
+        last_event = time.monotonic()
+        chunks = response.iter_bytes()
+        try:
+            while not progress.done:
+                try:
+                    chunk = next(chunks, None)
+                except httpx.ReadTimeout:
+                    raise self._broken(progress, f"the stream stalled for {gap:g} s", retry=False) from None
+                except httpx.TransportError as exc:
+                    raise self._broken(progress, f"the connection broke ({self._reason(exc)})") from None
+                datas = reader.close() if chunk is None else reader.feed(chunk)
+                if datas:
+                    last_event = time.monotonic()
+                for data in datas:
+                    yield from self._event(data, request, progress)
+                    if progress.done:
+                        break
+                if chunk is None:
+                    break
+                # Keep-alive comments keep the socket busy without any reply coming; that is a stall too.
+                if not progress.done and time.monotonic() - last_event > gap:
+                    raise self._broken(
+                        progress, f"the stream stalled for {gap:g} s (keep-alives only)", retry=False
+                    )
+        finally:
+            # Closing now rather than when garbage collection gets round to it frees the connection.
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+        if not progress.done:
+            raise self._broken(progress, "the stream ended before the server said it was done")
+        yield from self._ending(request, progress)
+
+    def _event(self, data: str, request: Request, progress: _Progress) -> Iterator[Event]:
+        if data.strip() == DONE:
+            progress.done = True
+            return
+        try:
+            payload = json.loads(data)
+        except ValueError:
+            self._debug(f"ignored a non-JSON event: {one_line(self._scrub(data))}")
+            return
+        if not isinstance(payload, dict):
+            return
+        failure = _stream_error(payload)
+        if failure is not None:
+            error = ApiError(status=200, code=failure[0], message=one_line(self._scrub(failure[1])))
+            exc = self._refused(request, error)
+            raise self._broken(progress, exc.message, cause=exc) from None
+        text, finish = _piece(payload)
+        usage = _usage(payload.get("usage"))
+        if usage is not None:
+            progress.usage = usage
+        if finish:
+            progress.finish = finish
+        if _has_tool_calls(payload):
+            self._debug("ignored tool_calls in the stream: wai shows text replies only")
+        if text:
+            progress.tokens += 1
+            progress.chars += len(text)
+            yield Token(text)
+
+    def _whole(self, request: Request, response: httpx.Response) -> Iterator[Event]:
+        import httpx
+
+        try:
+            raw = response.read()
+        except httpx.ReadTimeout:
+            raise BackendError(
+                f"Workers AI sent no reply within {request.timeouts.read:g} s; raise the read timeout"
+            ) from None
+        except httpx.TransportError as exc:
+            raise BackendError(f"the connection to Workers AI broke ({self._reason(exc)})") from None
+        try:
+            payload = json.loads(raw.decode("utf-8", errors="replace"))
+        except ValueError:
+            payload = None
+        result = payload.get("result") if isinstance(payload, dict) else None
+        if not isinstance(result, dict):
+            result = payload if isinstance(payload, dict) and "choices" in payload else None
+        if result is None and isinstance(payload, dict):
+            failure = _stream_error(payload)
+            if failure is not None:
+                error = ApiError(
+                    status=response.status_code, code=failure[0], message=one_line(self._scrub(failure[1]))
+                )
+                raise self._refused(request, error)
+        if result is None:
+            preview = one_line(self._scrub(raw.decode("utf-8", errors="replace")))
+            raise BackendError(f"Workers AI sent a reply wai cannot read: {preview or '(empty)'}")
+        progress = _Progress(done=True)
+        text, finish = _piece(result)
+        progress.usage = _usage(result.get("usage"))
+        progress.finish = finish
+        if text:
+            progress.tokens = 1
+            progress.chars = len(text)
+            yield Token(text)
+        yield from self._ending(request, progress)
+
+    def _ending(self, request: Request, progress: _Progress) -> Iterator[Event]:
+        reason: FinishReason = "stop"
+        if progress.finish == "length" or (
+            progress.usage is not None and progress.usage.completion_tokens >= request.max_tokens
+        ):
+            reason = "length"
+        elif progress.usage is None and progress.tokens >= request.max_tokens:
+            reason = "length"  # one event per token: that many events filled the cap
+        if progress.usage is not None:
+            yield progress.usage
+        yield Finish(reason)
+
+    # -- failures -------------------------------------------------------------------------------
+
+    def _broken(
+        self, progress: _Progress, why: str, *, cause: WaiError | None = None, retry: bool = True
+    ) -> WaiError:
+        """The stream failed: IncompleteReply once text was shown; before that, worth a retry or not."""
+        if progress.began:
+            return IncompleteReply(
+                f"the reply is incomplete: {why} after {progress.chars} characters (what arrived is kept)"
+            )
+        if cause is not None:
+            return cause
+        # A stall is not retried: each try would cost the user another full read timeout.
+        return (RetryableError if retry else BackendError)(f"Workers AI sent no reply: {why}")
+
+    def _refused(self, request: Request, error: ApiError) -> WaiError:
+        self._debug(f"error reply: {error.where()}")
+        return error_for(
+            error,
+            model=request.model.id,
+            account_id=self._credentials.account_id,
+            base_url=self._credentials.base_url,
+        )
+
+    def _unreachable(self, exc: httpx.TransportError) -> str:
+        return f"cannot reach Workers AI at {self._credentials.base_url} ({self._reason(exc)})"
+
+    def _reason(self, exc: Exception) -> str:
+        return one_line(self._scrub(str(exc))) or type(exc).__name__
+
+    def _delay(self, attempt: int, retry_after: float | None) -> float:
+        ceiling = min(self._max_delay, self._base_delay * 2.0**attempt)
+        # "Equal jitter": never less than half the back-off, so retries from many clients spread out.
+        delay = ceiling / 2 + self._rng.uniform(0, ceiling / 2)
+        return max(delay, retry_after) if retry_after is not None else delay
+
+    def _debug(self, line: str) -> None:
+        if self._debug_log is not None:
+            self._debug_log(f"workers-ai: {self._scrub(line)}")
+
+
+def _piece(payload: dict[str, Any]) -> tuple[str, str | None]:
+    """The text and finish reason of one event: Workers AI's own shape or an OpenAI chunk."""
+    response = payload.get("response")
+    if isinstance(response, str):
+        return response, None
+    choices = payload.get("choices")
+    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+        choice = choices[0]
+        finish = choice.get("finish_reason")
+        finish = finish if isinstance(finish, str) else None
+        for holder in (choice.get("delta"), choice.get("message")):
+            if isinstance(holder, dict) and isinstance(holder.get("content"), str):
+                return holder["content"], finish
+        text = choice.get("text")
+        return (text if isinstance(text, str) else ""), finish
+    return "", None
+
+
+def _usage(raw: object) -> Usage | None:
+    if not isinstance(raw, dict):
+        return None
+    prompt, completion = raw.get("prompt_tokens"), raw.get("completion_tokens")
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in (prompt, completion)):
+        return None
+    assert isinstance(prompt, int) and isinstance(completion, int)
+    return Usage(prompt_tokens=prompt, completion_tokens=completion, exact=True)
+
+
+def _has_tool_calls(payload: dict[str, Any]) -> bool:
+    if payload.get("tool_calls"):
+        return True
+    choices = payload.get("choices")
+    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+        delta = choices[0].get("delta")
+        return isinstance(delta, dict) and bool(delta.get("tool_calls"))
+    return False
+
+
+def _stream_error(payload: dict[str, Any]) -> tuple[int | None, str] | None:
+    """An error reported inside a stream that had begun well (`errors` or `error` in an event)."""
+    errors = payload.get("errors")
+    if isinstance(errors, list) and errors:
+        first = errors[0] if isinstance(errors[0], dict) else {}
+        code = first.get("code")
+        return (code if isinstance(code, int) else None), str(first.get("message") or errors[0])
+    error = payload.get("error")
+    if isinstance(error, dict):
+        return None, str(error.get("message") or error)
+    if isinstance(error, str) and error:
+        return None, error
+    return None
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Retry-After in seconds, from either of its forms (a number of seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        seconds = when.timestamp() - time.time()
+    return max(0.0, seconds) if seconds == seconds else None  # NaN check

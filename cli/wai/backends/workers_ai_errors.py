@@ -1,0 +1,170 @@
+"""Workers AI's error replies turned into one line a person can act on, and the right exception.
+
+Each message names the HTTP status and the API's error code, says what most likely went wrong
+and what to do. Text echoed from the server passes through `Scrubber` first: the API token must
+never reach a message, even if a proxy or the API itself were to repeat it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from wai.errors import BackendError, ConfigError, RetryableError, WaiError, WindowError
+
+RETRYABLE_429 = frozenset({3040, 3021})
+DAILY_ALLOCATION = 3036
+WINDOW_EXCEEDED = 5021
+_MAX_ECHO = 200  # characters of a server's own message kept in ours
+
+
+class Scrubber:
+    """Removes a secret from any text before it is shown, raised or logged."""
+
+    def __init__(self, secret: str) -> None:
+        # A very short "token" would blank out ordinary words; a real one is 40 characters.
+        self._secret = secret if len(secret) >= 4 else ""
+
+    def __call__(self, text: str) -> str:
+        if self._secret and self._secret in text:
+            text = text.replace(self._secret, "***")
+        return text
+
+
+@dataclass(frozen=True, slots=True)
+class ApiError:
+    """What the server said: status, the first error's code (None when the body had none) and text."""
+
+    status: int
+    code: int | None
+    message: str
+    retry_after: float | None = None
+
+    def where(self) -> str:
+        said = f": {self.message}" if self.message else ""
+        code = f", code {self.code}" if self.code is not None else ""
+        return f"HTTP {self.status}{code}{said}"
+
+
+def parse_error(status: int, body: bytes, scrub: Scrubber, retry_after: float | None = None) -> ApiError:
+    """Reads the envelope `{"errors": [{"code": N, "message": "..."}]}`; any other body becomes text."""
+    text = body.decode("utf-8", errors="replace")
+    code: int | None = None
+    message = ""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        code, message = _first_error(data)
+    elif text.strip():
+        message = text.strip()
+    return ApiError(status=status, code=code, message=one_line(scrub(message)), retry_after=retry_after)
+
+
+def _first_error(data: dict[str, object]) -> tuple[int | None, str]:
+    errors = data.get("errors")
+    if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+        first = errors[0]
+        raw_code = first.get("code")
+        code = raw_code if isinstance(raw_code, int) and not isinstance(raw_code, bool) else None
+        if isinstance(raw_code, str) and raw_code.isdigit():
+            code = int(raw_code)
+        return code, str(first.get("message") or "")
+    # OpenAI-style and ad-hoc shapes: {"error": "..."} or {"error": {"message": "..."}}
+    error = data.get("error")
+    if isinstance(error, dict):
+        return None, str(error.get("message") or "")
+    if isinstance(error, str):
+        return None, error
+    return None, ""
+
+
+def one_line(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _MAX_ECHO else text[: _MAX_ECHO - 1] + "…"
+
+
+def mask(account_id: str) -> str:
+    """Enough of an account id to recognise it, not enough to copy it."""
+    if len(account_id) <= 8:
+        return account_id[:2] + "…" if len(account_id) > 2 else "…"
+    return f"{account_id[:4]}…{account_id[-4:]}"
+
+
+def is_retryable(error: ApiError) -> bool:
+    if error.status == 429:
+        return error.code != DAILY_ALLOCATION
+    return error.status >= 500
+
+
+def error_for(error: ApiError, *, model: str, account_id: str, base_url: str) -> WaiError:
+    """The exception for a refused request. RetryableError only for what is worth another try."""
+    status, code, where = error.status, error.code, error.where()
+    if is_retryable(error):
+        return RetryableError(_retryable_message(error), retry_after=error.retry_after)
+    if code == WINDOW_EXCEEDED:
+        return WindowError(
+            f"Workers AI says the input and max_tokens do not fit {model}'s context window ({where}); "
+            "shorten the prompt or lower --max-tokens"
+        )
+    if code == 5016:
+        return BackendError(
+            f"{model} needs its license terms agreed first ({where}); agree once by sending the prompt "
+            f"'agree' to it: wai ask -m {model} agree"
+        )
+    if code == 10000 or (status in (401, 403) and code is None) or status == 401:
+        return ConfigError(
+            f"Workers AI rejected the API token ({where}); check CLOUDFLARE_API_TOKEN: it must be a "
+            "current token with the Workers AI permission for this account"
+        )
+    if code == 7003:
+        return ConfigError(
+            f"Workers AI has no such route ({where}); probably a wrong CLOUDFLARE_ACCOUNT_ID "
+            f"(now {mask(account_id)}; the dashboard shows it under Workers AI)"
+        )
+    if code == 7001:
+        return ConfigError(
+            f"Workers AI does not accept this request at this address ({where}); check CLOUDFLARE_BASE_URL "
+            f"(now {base_url})"
+        )
+    if code in (5007, 3042):
+        return ConfigError(
+            f"Workers AI does not know the model {model} ({where}); `wai models` lists the catalog, "
+            "and Cloudflare may have retired this one"
+        )
+    if code == DAILY_ALLOCATION:
+        return BackendError(
+            f"The daily free allocation of Workers AI is used up ({where}); try again tomorrow "
+            "(it resets at 00:00 UTC) or move the account to the Workers Paid plan"
+        )
+    if code in (5004, 3003):
+        return BackendError(
+            f"Workers AI rejected the request's inputs ({where}); check the options (--temperature 0..5, "
+            "--top-p 0.001..1, --top-k 1..50, --seed 1..9999999999); --debug shows the request"
+        )
+    if code == 3006 or status == 413:
+        return BackendError(f"The request is too large for Workers AI ({where}); shorten the prompt")
+    if code in (3007, 3008) or status == 408:
+        return BackendError(
+            f"Workers AI gave up running the model ({where}); try again, perhaps with a shorter prompt "
+            "or a lower --max-tokens"
+        )
+    if status == 404:
+        return ConfigError(
+            f"Workers AI found nothing at this address ({where}); check CLOUDFLARE_ACCOUNT_ID "
+            f"(now {mask(account_id)}) and CLOUDFLARE_BASE_URL (now {base_url})"
+        )
+    return BackendError(f"Workers AI refused the request ({where})")
+
+
+def _retryable_message(error: ApiError) -> str:
+    where = error.where()
+    if error.code == 3040:
+        return f"Workers AI is out of capacity for this model ({where}); try again shortly or another model"
+    if error.status == 429:
+        return (
+            f"Workers AI's rate limit was reached ({where}; 300 text-generation requests a minute per "
+            "account); wait a minute and try again"
+        )
+    return f"Workers AI failed on its side ({where}); try again later"

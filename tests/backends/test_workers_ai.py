@@ -1,0 +1,606 @@
+"""The Workers AI backend against a real HTTP server on 127.0.0.1: streams, errors, retries, timeouts."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from tests.backends.conftest import ACCOUNT_ID, API_TOKEN, MODEL, Harness, make_request
+from tests.support.workers_ai_server import (
+    Pause,
+    RecordedRequest,
+    Reply,
+    Simulation,
+    WorkersAIServer,
+    sse_stream,
+)
+from wai.backends.sse import SSEReader
+from wai.backends.workers_ai import WorkersAIBackend
+from wai.conversation import Sampling
+from wai.errors import (
+    EXIT_FAILURE,
+    EXIT_USAGE,
+    EXIT_WINDOW,
+    BackendError,
+    ConfigError,
+    IncompleteReply,
+    WindowError,
+)
+from wai.events import Finish, Token, Usage
+from wai.settings import Credentials
+
+TRICKY = ["na", "ïve ", "日本", " 🎉", "!"]
+USAGE = {"prompt_tokens": 31, "completion_tokens": 5, "total_tokens": 36}
+
+
+def events_for(pieces: list[str], usage: Mapping[str, int] | None = USAGE) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = [{"response": piece} for piece in pieces]
+    if usage is not None:
+        events.append({"response": "", "usage": dict(usage)})
+    return events
+
+
+# -- streams split anywhere -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("crlf", [False, True], ids=["lf", "crlf"])
+def test_a_stream_cut_at_every_byte_position_gives_the_same_text(harness: Harness, crlf: bool) -> None:
+    data = sse_stream(events_for(TRICKY), crlf=crlf)
+    assert len(data) > len("".join(TRICKY).encode())  # multi-byte characters are in there
+    for cut in range(1, len(data)):
+        harness.server.script(Reply.raw_stream(data, [cut]))
+        outcome = harness.run()
+        assert outcome.error is None, (cut, outcome.error)
+        assert outcome.text == "naïve 日本 🎉!", cut
+        assert outcome.events[-2:] == [Usage(31, 5, exact=True), Finish("stop")], cut
+
+
+def test_a_stream_sent_one_byte_at_a_time_gives_the_same_text(harness: Harness) -> None:
+    data = sse_stream(events_for(TRICKY), crlf=True)
+    harness.server.script(Reply.raw_stream(data, range(1, len(data))))
+    outcome = harness.run()
+    assert outcome.text == "naïve 日本 🎉!"
+    assert all("\ufffd" not in event.text for event in outcome.events if isinstance(event, Token))
+
+
+def test_the_reader_never_splits_a_character_across_tokens() -> None:
+    data = sse_stream(events_for(TRICKY))
+    for first in range(1, len(data)):
+        for second in range(first + 1, len(data), 7):
+            reader = SSEReader()
+            datas = reader.feed(data[:first]) + reader.feed(data[first:second]) + reader.feed(data[second:])
+            datas += reader.close()
+            assert datas[-1] == "[DONE]"
+            assert "\ufffd" not in "".join(datas)
+
+
+# -- every variant the protocol notes list ----------------------------------------------------
+
+
+def test_tokens_arrive_as_separate_events_with_usage_and_one_finish(harness: Harness) -> None:
+    harness.server.script(Reply.sse(events_for(["New", " York", " is", " in", " the USA."]), pause=0.01))
+    outcome = harness.run()
+    assert outcome.error is None
+    assert [e.text for e in outcome.events if isinstance(e, Token)] == [
+        "New",
+        " York",
+        " is",
+        " in",
+        " the USA.",
+    ]
+    assert outcome.events[-2:] == [Usage(31, 5, exact=True), Finish("stop")]
+    assert sum(isinstance(e, Finish) for e in outcome.events) == 1
+
+
+def test_padding_fields_empty_tokens_comments_and_no_space_after_data_are_tolerated(harness: Harness) -> None:
+    body = (
+        b": keep-alive\n\n"
+        b'data:{"response":"New","p":"abcdefgh"}\n\n'
+        b": another comment\n"
+        b'data: {"response":"","p":"xyz"}\n\n'
+        b'data:{"response":" York","p":"q","extra":{"nested":[1,2]}}\r\n\r\n'
+        b'event: message\nid: 7\nretry: 100\ndata: {"response":"!"}\n\n'
+        b'data: {"response":"","usage":{"prompt_tokens":755,"completion_tokens":3,"total_tokens":758}}\n\n'
+        b"data: [DONE]\n\n"
+    )
+    harness.server.script(Reply.raw_stream(body))
+    outcome = harness.run()
+    assert outcome.error is None
+    assert outcome.text == "New York!"
+    assert Token("") not in outcome.events
+    assert outcome.events[-2:] == [Usage(755, 3, exact=True), Finish("stop")]
+
+
+def test_done_without_its_final_blank_line_still_completes_the_reply(harness: Harness) -> None:
+    harness.server.script(Reply.raw_stream(b'data: {"response":"ok"}\n\ndata: [DONE]'))
+    outcome = harness.run()
+    assert outcome.error is None
+    assert outcome.events == [Token("ok"), Finish("stop")]
+
+
+def test_a_stream_without_usage_still_finishes(harness: Harness) -> None:
+    harness.server.script(Reply.sse(events_for(["a", "b"], usage=None)))
+    outcome = harness.run()
+    assert outcome.events == [Token("a"), Token("b"), Finish("stop")]
+
+
+def test_openai_style_chunks_with_finish_reason_and_usage(harness: Harness) -> None:
+    chunks: list[dict[str, Any]] = [
+        {
+            "id": "c1",
+            "object": "chat.completion.chunk",
+            "choices": [{"index": 0, "delta": {"role": "assistant"}}],
+        },
+        {"choices": [{"index": 0, "delta": {"content": "Hello"}, "finish_reason": None}]},
+        {"choices": [{"index": 0, "delta": {"content": " there"}, "finish_reason": None}]},
+        {"choices": [{"index": 0, "delta": {}, "finish_reason": "length"}]},
+        {"choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 2, "total_tokens": 11}},
+    ]
+    harness.server.script(Reply.sse(chunks))
+    outcome = harness.run(make_request(max_tokens=50))
+    assert outcome.error is None
+    assert outcome.text == "Hello there"
+    assert outcome.events[-2:] == [Usage(9, 2, exact=True), Finish("length")]
+
+
+def test_tool_calls_in_a_stream_are_skipped_without_breaking_it(harness: Harness) -> None:
+    call = {"id": "t1", "type": "function", "function": {"name": "weather", "arguments": '{"city":"NYC"}'}}
+    chunks: list[dict[str, Any]] = [
+        {"response": "Let me check."},
+        {"response": None, "tool_calls": [{"name": "weather", "arguments": {"city": "NYC"}}]},
+        {"choices": [{"delta": {"tool_calls": [call]}, "finish_reason": "tool_calls"}]},
+    ]
+    harness.server.script(Reply.sse(chunks))
+    outcome = harness.run()
+    assert outcome.error is None
+    assert outcome.text == "Let me check."
+    assert outcome.events[-1] == Finish("stop")
+    assert any("tool_calls" in line for line in harness.debug)
+
+
+def test_a_reply_that_fills_max_tokens_finishes_with_length(harness: Harness) -> None:
+    harness.server.script(
+        Reply.sse(events_for(["a", "b", "c"], {"prompt_tokens": 4, "completion_tokens": 3}))
+    )
+    assert harness.run(make_request(max_tokens=3)).events[-1] == Finish("length")
+    harness.server.script(
+        Reply.sse(events_for(["a", "b", "c"], {"prompt_tokens": 4, "completion_tokens": 3}))
+    )
+    assert harness.run(make_request(max_tokens=4)).events[-1] == Finish("stop")
+
+
+def test_non_json_data_lines_are_ignored(harness: Harness) -> None:
+    harness.server.script(Reply.sse(["not json", {"response": "fine"}, "[1, 2]"]))
+    outcome = harness.run()
+    assert outcome.events == [Token("fine"), Finish("stop")]
+
+
+# -- a stream that ends early never looks complete --------------------------------------------
+
+
+def test_a_stream_that_ends_cleanly_without_done_is_incomplete_and_keeps_its_text(harness: Harness) -> None:
+    harness.server.script(Reply.sse(events_for(["New", " York"], usage=None), done=False))
+    outcome = harness.run()
+    assert outcome.text == "New York"
+    assert isinstance(outcome.error, IncompleteReply)
+    assert outcome.error.exit_code == EXIT_FAILURE
+    assert "incomplete" in str(outcome.error)
+    assert not any(isinstance(e, Finish) for e in outcome.events)
+    assert len(harness.server.requests) == 1  # output had begun: no retry
+
+
+@pytest.mark.parametrize("end", ["drop", "reset"])
+def test_a_connection_broken_mid_stream_keeps_the_tokens_and_is_not_retried(
+    harness: Harness, end: str
+) -> None:
+    reply = Reply.sse(events_for(["one", " two", " thr"], usage=None), done=False, pause=0.02)
+    reply.end = end  # type: ignore[assignment]
+    harness.server.script(reply)
+    outcome = harness.run()
+    assert outcome.text == "one two thr"
+    assert isinstance(outcome.error, IncompleteReply)
+    assert "connection broke" in str(outcome.error) or "ended before" in str(outcome.error)
+    assert not any(isinstance(e, Finish) for e in outcome.events)
+    assert len(harness.server.requests) == 1
+
+
+def test_a_connection_dropped_inside_a_character_keeps_the_whole_characters(harness: Harness) -> None:
+    data = sse_stream(events_for(["日本"], usage=None), done=False) + 'data: {"response":"語"}'.encode()
+    cut = len(data) - 3  # inside 語
+    harness.server.script(
+        Reply(headers={"Content-Type": "text/event-stream"}, parts=[data[:cut]], end="drop")
+    )
+    outcome = harness.run()
+    assert outcome.text == "日本"
+    assert isinstance(outcome.error, IncompleteReply)
+
+
+def test_a_connection_dropped_before_any_token_is_retried(harness: Harness) -> None:
+    harness.server.script(
+        Reply(headers={"Content-Type": "text/event-stream"}, parts=[b": warming up\n\n"], end="drop"),
+        Reply.sse(events_for(["fine"])),
+    )
+    outcome = harness.run()
+    assert outcome.error is None
+    assert outcome.text == "fine"
+    assert len(harness.server.requests) == 2
+
+
+def test_an_error_event_inside_the_stream_after_tokens_is_incomplete(harness: Harness) -> None:
+    harness.server.script(
+        Reply.sse([{"response": "Part"}, {"errors": [{"code": 3040, "message": "Capacity"}]}])
+    )
+    outcome = harness.run()
+    assert outcome.text == "Part"
+    assert isinstance(outcome.error, IncompleteReply)
+    assert "3040" in str(outcome.error)
+
+
+def test_a_window_error_event_before_any_token_is_a_window_error(harness: Harness) -> None:
+    harness.server.script(Reply.sse([{"errors": [{"code": 5021, "message": "too long"}]}], done=False))
+    outcome = harness.run()
+    assert isinstance(outcome.error, WindowError)
+    assert outcome.events == []
+
+
+# -- timeouts --------------------------------------------------------------------------------
+
+
+def test_a_stream_that_stalls_after_tokens_is_incomplete_within_the_read_timeout(harness: Harness) -> None:
+    reply = Reply.sse(events_for(["Slow", " start"], usage=None), done=False, end="hang")
+    harness.server.script(reply)
+    started = time.monotonic()
+    outcome = harness.run(make_request(read_timeout=0.3))
+    elapsed = time.monotonic() - started
+    assert outcome.text == "Slow start"
+    assert isinstance(outcome.error, IncompleteReply)
+    assert "stalled for 0.3 s" in str(outcome.error)
+    assert 0.25 < elapsed < 3
+    assert harness.server.wait_outcomes(1) == ["client_gone"]
+    assert len(harness.server.requests) == 1
+
+
+def test_a_stream_that_sends_only_keep_alives_counts_as_stalled(harness: Harness) -> None:
+    parts: list[bytes | Pause] = [b'data: {"response":"Hi"}\n\n']
+    for _ in range(30):
+        parts += [Pause(0.05), b": keep-alive\n\n"]
+    harness.server.script(Reply(headers={"Content-Type": "text/event-stream"}, parts=parts))
+    started = time.monotonic()
+    outcome = harness.run(make_request(read_timeout=0.3))
+    assert time.monotonic() - started < 1.2
+    assert outcome.text == "Hi"
+    assert isinstance(outcome.error, IncompleteReply)
+    assert "stalled" in str(outcome.error)
+
+
+def test_a_stall_before_any_token_is_reported_without_retrying(harness: Harness) -> None:
+    harness.server.script(Reply(headers={"Content-Type": "text/event-stream"}, end="hang"))
+    outcome = harness.run(make_request(read_timeout=0.2))
+    assert type(outcome.error) is BackendError
+    assert "stalled for 0.2 s" in str(outcome.error)
+    assert len(harness.server.requests) == 1
+
+
+def test_a_server_slow_to_answer_at_all_is_retried(harness: Harness) -> None:
+    def late(request: RecordedRequest) -> Reply:
+        time.sleep(0.6)
+        return Reply.sse(events_for(["late"]))
+
+    harness.server.script(late, Reply.sse(events_for(["on time"])))
+    outcome = harness.run(make_request(read_timeout=0.2))
+    assert outcome.error is None
+    assert outcome.text == "on time"
+    assert len(harness.server.requests) == 2
+    assert any("did not answer within 0.2 s" in line for line in harness.debug)
+
+
+# -- closing and interrupting ------------------------------------------------------------------
+
+
+def test_closing_the_stream_closes_the_connection_promptly(harness: Harness) -> None:
+    harness.server.script(Reply.sse(events_for([f" w{i}" for i in range(200)]), pause=0.02))
+    events = harness.backend.stream(make_request())
+    assert next(events) == Token(" w0")
+    assert next(events) == Token(" w1")
+    started = time.monotonic()
+    events.close()  # type: ignore[attr-defined]
+    assert harness.server.wait_outcomes(1, timeout=3) == ["client_gone"]
+    assert time.monotonic() - started < 1.5
+
+
+def test_ctrl_c_inside_the_stream_closes_the_connection(harness: Harness) -> None:
+    harness.server.script(Reply.sse(events_for([f" w{i}" for i in range(200)]), pause=0.02))
+    events = harness.backend.stream(make_request())
+    assert next(events) == Token(" w0")
+    with pytest.raises(KeyboardInterrupt):
+        events.throw(KeyboardInterrupt())  # type: ignore[attr-defined]
+    assert harness.server.wait_outcomes(1, timeout=3) == ["client_gone"]
+
+
+# -- the request -------------------------------------------------------------------------------
+
+
+def test_the_request_goes_to_the_run_route_with_bearer_token_and_max_tokens(harness: Harness) -> None:
+    outcome = harness.run(make_request("hello there", max_tokens=1800))
+    assert outcome.error is None
+    [sent] = harness.server.requests
+    assert sent.method == "POST"
+    assert sent.path == f"/client/v4/accounts/{ACCOUNT_ID}/ai/run/@cf/meta/llama-2-7b-chat-int8"
+    assert sent.headers["authorization"] == f"Bearer {API_TOKEN}"
+    assert sent.headers["content-type"] == "application/json"
+    assert sent.json == {
+        "messages": [{"role": "user", "content": "hello there"}],
+        "stream": True,
+        "max_tokens": 1800,
+    }
+
+
+def test_sampling_options_are_sent_only_when_set(harness: Harness) -> None:
+    harness.run(make_request(sampling=Sampling(temperature=0.0, top_k=5)))
+    harness.run(make_request(sampling=Sampling(top_p=0.9, seed=42), max_tokens=7, stream=False))
+    first, second = (request.json for request in harness.server.requests)
+    assert first["temperature"] == 0.0 and first["top_k"] == 5
+    assert "top_p" not in first and "seed" not in first
+    assert second == {
+        "messages": [{"role": "user", "content": "where is new york?"}],
+        "stream": False,
+        "max_tokens": 7,
+        "top_p": 0.9,
+        "seed": 42,
+    }
+
+
+def test_max_tokens_is_always_sent_so_replies_are_not_cut_at_256(harness: Harness) -> None:
+    harness.server.simulation = Simulation(reply_tokens=400)
+    outcome = harness.run(make_request(max_tokens=300))
+    assert outcome.error is None
+    assert harness.server.requests[0].json["max_tokens"] == 300
+    assert outcome.events[-2:] == [Usage(8, 300, exact=True), Finish("length")]
+    assert outcome.text.endswith(" token300")
+
+
+# -- non-streaming -----------------------------------------------------------------------------
+
+
+def test_a_non_streamed_reply_gives_one_token_usage_and_finish(harness: Harness) -> None:
+    harness.server.script(Reply.result("New York is in the USA. 🗽", USAGE))
+    outcome = harness.run(make_request(stream=False))
+    assert outcome.events == [Token("New York is in the USA. 🗽"), Usage(31, 5, exact=True), Finish("stop")]
+    assert harness.server.requests[0].json["stream"] is False
+
+
+def test_a_non_streamed_reply_without_usage(harness: Harness) -> None:
+    harness.server.script(Reply.result("short"))
+    assert harness.run(make_request(stream=False)).events == [Token("short"), Finish("stop")]
+
+
+def test_a_json_answer_to_a_stream_request_is_read_whole(harness: Harness) -> None:
+    harness.server.script(Reply.result("whole", {"prompt_tokens": 3, "completion_tokens": 1}))
+    outcome = harness.run(make_request(stream=True))
+    assert outcome.events == [Token("whole"), Usage(3, 1, exact=True), Finish("stop")]
+
+
+def test_an_unreadable_success_body_is_an_error_not_an_empty_reply(harness: Harness) -> None:
+    harness.server.script(Reply.text(200, "<html>gateway</html>"))
+    outcome = harness.run(make_request(stream=False))
+    assert isinstance(outcome.error, BackendError)
+    assert "cannot read" in str(outcome.error)
+
+
+# -- errors: one actionable line per documented code ------------------------------------------
+
+ERRORS = [
+    # status, code, exception type, words the message must contain
+    (401, 10000, ConfigError, ["CLOUDFLARE_API_TOKEN"]),
+    (403, 10000, ConfigError, ["CLOUDFLARE_API_TOKEN"]),
+    (404, 7003, ConfigError, ["CLOUDFLARE_ACCOUNT_ID", "0123…cdef"]),
+    (405, 7001, ConfigError, ["CLOUDFLARE_BASE_URL"]),
+    (400, 5007, ConfigError, ["@cf/meta/llama-2-7b-chat-int8", "wai models"]),
+    (404, 3042, ConfigError, ["@cf/meta/llama-2-7b-chat-int8", "wai models"]),
+    (400, 5004, BackendError, ["--temperature"]),
+    (400, 3003, BackendError, ["--debug"]),
+    (400, 5021, WindowError, ["context window", "--max-tokens"]),
+    (413, 5021, WindowError, ["context window", "--max-tokens"]),
+    (403, 5016, BackendError, ["agree", "wai ask -m @cf/meta/llama-2-7b-chat-int8 agree"]),
+    (408, 3007, BackendError, ["try again"]),
+    (408, 3008, BackendError, ["try again"]),
+    (413, 3006, BackendError, ["too large", "shorten"]),
+    (429, 3036, BackendError, ["daily free allocation", "tomorrow", "Paid"]),
+]
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "kind", "words"), ERRORS, ids=[f"{s}-{c}" for s, c, _, _ in ERRORS]
+)
+def test_each_error_code_gets_an_actionable_line_and_no_retry(
+    harness: Harness, status: int, code: int, kind: type[Exception], words: list[str]
+) -> None:
+    harness.server.script(Reply.error(status, code, f"server text for {code}"))
+    outcome = harness.run()
+    error = outcome.error
+    assert type(error) is kind
+    message = str(error)
+    assert f"HTTP {status}" in message and f"code {code}" in message
+    assert f"server text for {code}" in message
+    for word in words:
+        assert word in message
+    assert "\n" not in message
+    assert len(harness.server.requests) == 1  # none of these is retried
+    assert outcome.events == []
+
+
+def test_exit_codes_follow_the_design() -> None:
+    assert ConfigError("x").exit_code == EXIT_USAGE
+    assert WindowError("x").exit_code == EXIT_WINDOW
+    assert BackendError("x").exit_code == EXIT_FAILURE
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "words"),
+    [
+        (429, 3040, ["out of capacity"]),
+        (429, 3021, ["rate limit", "wait a minute"]),
+        (500, 1000, ["on its side"]),
+        (503, None, ["on its side"]),
+    ],
+)
+def test_retryable_errors_are_retried_then_reported(
+    harness: Harness, status: int, code: int | None, words: list[str]
+) -> None:
+    reply = (
+        Reply.error(status, code, "busy") if code else Reply.text(status, "<html>Service Unavailable</html>")
+    )
+    harness.server.script(reply, reply, reply, reply)
+    outcome = harness.run()
+    assert type(outcome.error) is BackendError
+    message = str(outcome.error)
+    assert f"HTTP {status}" in message and "gave up after 4 attempts" in message
+    for word in words:
+        assert word in message
+    assert len(harness.server.requests) == 4
+    assert len(harness.sleeps) == 3
+    assert harness.sleeps[0] < harness.sleeps[2]  # backing off
+
+
+def test_a_429_then_success_retries_and_honours_retry_after(harness: Harness) -> None:
+    harness.server.script(
+        Reply.error(429, 3021, "Rate limited", headers={"Retry-After": "2"}),
+        Reply.sse(events_for(["after", " waiting"])),
+    )
+    outcome = harness.run()
+    assert outcome.error is None
+    assert outcome.text == "after waiting"
+    assert len(harness.server.requests) == 2
+    assert harness.sleeps == [2.0]
+
+
+def test_a_retry_after_beyond_the_wait_cap_gives_up_at_once(harness: Harness) -> None:
+    harness.rebuild(max_total_wait=10.0)
+    harness.server.script(Reply.error(429, 3040, "Capacity", headers={"Retry-After": "120"}))
+    outcome = harness.run()
+    assert type(outcome.error) is BackendError
+    assert "asked to wait 120 s" in str(outcome.error)
+    assert harness.sleeps == []
+    assert len(harness.server.requests) == 1
+
+
+def test_backoff_grows_with_jitter_and_stays_under_the_cap() -> None:
+    backend = WorkersAIBackend(
+        Credentials(ACCOUNT_ID, API_TOKEN, "http://127.0.0.1:9"), base_delay=1.0, max_delay=8.0
+    )
+    delays = [[backend._delay(attempt, None) for attempt in range(6)] for _ in range(50)]
+    for attempt, ceiling in enumerate([1, 2, 4, 8, 8, 8]):
+        column = [row[attempt] for row in delays]
+        assert all(ceiling / 2 <= d <= ceiling for d in column)
+        assert len(set(column)) > 1  # jitter
+    assert backend._delay(0, 5.0) == 5.0
+
+
+def test_the_daily_allocation_and_other_4xx_are_never_retried(harness: Harness) -> None:
+    for status, code in [(429, 3036), (400, 9999), (422, None)]:
+        refusal = Reply.error(status, code, "something else") if code else Reply.text(status, "nope")
+        harness.server.script(refusal, Reply.sse(events_for(["never"])))
+        outcome = harness.run()
+        assert type(outcome.error) is BackendError
+        assert f"HTTP {status}" in str(outcome.error)
+        assert harness.server.pending == 1  # the success behind it was never asked for
+        harness.server.clear_script()
+    assert len(harness.server.requests) == 3
+    assert harness.sleeps == []
+
+
+def test_a_non_json_error_body_is_reported_as_text(harness: Harness) -> None:
+    harness.server.script(Reply.text(404, "<html><body>\n  Not   found\n</body></html>"))
+    outcome = harness.run()
+    assert isinstance(outcome.error, ConfigError)
+    assert "HTTP 404: <html><body> Not found </body></html>" in str(outcome.error)
+    assert "CLOUDFLARE_ACCOUNT_ID" in str(outcome.error)
+
+
+def test_an_unreachable_server_is_retried_then_named(harness: Harness) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    backend = WorkersAIBackend(
+        Credentials(ACCOUNT_ID, API_TOKEN, f"http://127.0.0.1:{port}/client/v4"),
+        sleep=harness.sleeps.append,
+        base_delay=0.01,
+        max_retries=2,
+    )
+    with pytest.raises(BackendError) as caught:
+        list(backend.stream(make_request()))
+    assert f"cannot reach Workers AI at http://127.0.0.1:{port}/client/v4" in str(caught.value)
+    assert "gave up after 3 attempts" in str(caught.value)
+    assert len(harness.sleeps) == 2
+
+
+def test_a_malformed_base_url_is_a_configuration_error() -> None:
+    backend = WorkersAIBackend(Credentials(ACCOUNT_ID, API_TOKEN, "api.cloudflare.com/client/v4"))
+    with pytest.raises(ConfigError, match="CLOUDFLARE_BASE_URL"):
+        list(backend.stream(make_request()))
+
+
+# -- the token never leaks ---------------------------------------------------------------------
+
+
+def test_the_api_token_appears_in_no_message_repr_or_debug_line(harness: Harness) -> None:
+    echo = f"Authentication error: token {API_TOKEN} is not valid; Authorization: Bearer {API_TOKEN}"
+    harness.server.script(
+        Reply.error(401, 10000, echo),
+        Reply.text(502, f"<pre>{API_TOKEN}</pre>"),
+        Reply.text(502, f"<pre>{API_TOKEN}</pre>"),
+        Reply.text(502, f"<pre>{API_TOKEN}</pre>"),
+        Reply.text(502, f"<pre>{API_TOKEN}</pre>"),
+        Reply.sse([{"response": "x"}, {"errors": [{"code": 1, "message": API_TOKEN}]}]),
+        Reply.sse(["junk " + API_TOKEN, {"response": "y"}], done=False, end="drop"),
+    )
+    seen: list[str] = []
+    for _ in range(4):
+        outcome = harness.run()
+        assert outcome.error is not None
+        error = outcome.error
+        seen += [str(error), repr(error), *map(str, error.args), error.message]
+    assert "***" in seen[0]
+    seen += harness.debug
+    seen += [repr(harness.backend), str(harness.backend.describe())]
+    assert len(harness.debug) > 5
+    for text in seen:
+        assert API_TOKEN not in text
+    # It was sent where it belongs, and only there.
+    assert all(r.headers["authorization"] == f"Bearer {API_TOKEN}" for r in harness.server.requests)
+
+
+def test_describe_names_the_endpoint_without_secrets(harness: Harness) -> None:
+    facts = harness.backend.describe()
+    assert facts["base_url"] == harness.server.base_url
+    assert facts["account_id"] == "0123…cdef"
+    assert API_TOKEN not in str(facts) and ACCOUNT_ID not in str(facts)
+    assert harness.backend.name == "remote"
+    assert harness.backend.precision(make_request()) == MODEL.precision
+
+
+# -- the loopback server's own simulation, which end-to-end tests rely on -----------------------
+
+
+def test_the_simulation_checks_credentials_model_and_window() -> None:
+    simulation = Simulation(
+        reply_tokens=3, api_token=API_TOKEN, account_id=ACCOUNT_ID, windows={MODEL.id: 2048}
+    )
+    with WorkersAIServer(simulation) as server:
+        good = Credentials(ACCOUNT_ID, API_TOKEN, server.base_url)
+        backend = WorkersAIBackend(good, max_retries=0)
+        events = list(backend.stream(make_request(max_tokens=10)))
+        assert events[:3] == [Token("token1"), Token(" token2"), Token(" token3")]
+        assert events[-1] == Finish("stop")
+        with pytest.raises(ConfigError, match="CLOUDFLARE_API_TOKEN"):
+            list(WorkersAIBackend(Credentials(ACCOUNT_ID, "wrong", server.base_url)).stream(make_request()))
+        with pytest.raises(ConfigError, match="CLOUDFLARE_ACCOUNT_ID"):
+            list(WorkersAIBackend(Credentials("other", API_TOKEN, server.base_url)).stream(make_request()))
+        with pytest.raises(WindowError, match="5021"):
+            list(backend.stream(make_request(max_tokens=2047)))
+        backend.close()
+        assert not server.errors

@@ -1,0 +1,435 @@
+"""A loopback server that speaks the Workers AI REST protocol, for tests and benchmarks.
+
+Two ways to use it:
+
+- scripted: `server.script(Reply.sse([...]), Reply.error(429, 3021, ...))` queues replies that
+  the next requests get in order, byte by byte as written, with pauses, dropped connections or
+  stalls where a test wants them;
+- simulated: with nothing queued, it answers like Workers AI would, from the request itself
+  (`Simulation`): a reply of `token1 token2 ...` cut at the body's `max_tokens` (256 when the
+  body has none, as the real API does), usage on the last event, then `[DONE]`.
+
+Every request is recorded (`server.requests`) and every reply's fate too (`server.outcomes`:
+"complete", "dropped", "reset", "client_gone"). Run it alone for manual tries or benchmarks:
+
+    python tests/support/workers_ai_server.py --port 8787 --tokens 50
+    CLOUDFLARE_BASE_URL=http://127.0.0.1:8787/client/v4 wai ask hello
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import json
+import re
+import socket
+import struct
+import sys
+import threading
+import traceback
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Literal
+
+import pytest
+
+BASE_PATH = "/client/v4"
+RUN_PATH = re.compile(r"^/client/v4/accounts/(?P<account>[^/]+)/ai/run/(?P<model>.+)$")
+DEFAULT_MAX_TOKENS = 256  # what the real API generates when a body has no max_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class Pause:
+    """Wait this long before the next part (the server wakes early when it is stopped)."""
+
+    seconds: float
+
+
+Part = bytes | Pause
+End = Literal["finish", "drop", "reset", "hang"]
+
+
+@dataclass(slots=True)
+class Reply:
+    """One scripted reply.
+
+    `parts` are written one by one, each flushed as its own HTTP chunk, so a test controls where
+    the client's reads split. `end`: "finish" ends the body properly; "drop" closes the
+    connection without ending it; "reset" aborts it (TCP RST); "hang" sends nothing more and
+    keeps the connection open until the client gives up or the server stops.
+    """
+
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    parts: list[Part] = field(default_factory=list)
+    end: End = "finish"
+    chunked: bool = True  # False: a Content-Length body
+
+    @classmethod
+    def sse(
+        cls,
+        events: Sequence[str | Mapping[str, Any]],
+        *,
+        done: bool = True,
+        crlf: bool = False,
+        space: bool = True,
+        pause: float = 0.0,
+        end: End = "finish",
+        headers: Mapping[str, str] | None = None,
+    ) -> Reply:
+        """A stream with one part per event; mappings are sent as JSON, strings as they are."""
+        parts: list[Part] = []
+        for data in sse_events(events, done=done, crlf=crlf, space=space):
+            if pause and parts:
+                parts.append(Pause(pause))
+            parts.append(data)
+        return cls(headers={"Content-Type": "text/event-stream", **(headers or {})}, parts=parts, end=end)
+
+    @classmethod
+    def raw_stream(cls, data: bytes, cuts: Sequence[int] = (), *, end: End = "finish") -> Reply:
+        """An event stream written as `data` cut at the given byte offsets."""
+        return cls(headers={"Content-Type": "text/event-stream"}, parts=list(split(data, cuts)), end=end)
+
+    @classmethod
+    def json(cls, payload: object, *, status: int = 200, headers: Mapping[str, str] | None = None) -> Reply:
+        body = json.dumps(payload).encode()
+        return cls(
+            status=status,
+            headers={"Content-Type": "application/json", **(headers or {})},
+            parts=[body],
+            chunked=False,
+        )
+
+    @classmethod
+    def result(cls, text: str, usage: Mapping[str, int] | None = None) -> Reply:
+        """A non-streamed success, in the API's envelope."""
+        result: dict[str, object] = {"response": text}
+        if usage is not None:
+            result["usage"] = dict(usage)
+        return cls.json({"result": result, "success": True, "errors": [], "messages": []})
+
+    @classmethod
+    def error(
+        cls, status: int, code: int, message: str, *, headers: Mapping[str, str] | None = None
+    ) -> Reply:
+        """An error in the API's envelope."""
+        envelope = {
+            "result": None,
+            "success": False,
+            "errors": [{"code": code, "message": message}],
+            "messages": [],
+        }
+        return cls.json(envelope, status=status, headers=headers)
+
+    @classmethod
+    def text(cls, status: int, text: str, *, content_type: str = "text/html") -> Reply:
+        return cls(
+            status=status, headers={"Content-Type": content_type}, parts=[text.encode()], chunked=False
+        )
+
+
+def sse_events(
+    events: Sequence[str | Mapping[str, Any]], *, done: bool = True, crlf: bool = False, space: bool = True
+) -> list[bytes]:
+    """Each event's bytes: `data: ...` and a blank line, in the requested dialect."""
+    newline = "\r\n" if crlf else "\n"
+    prefix = "data: " if space else "data:"
+    items: list[str] = [item if isinstance(item, str) else json.dumps(item) for item in events]
+    if done:
+        items.append("[DONE]")
+    return [f"{prefix}{item}{newline}{newline}".encode() for item in items]
+
+
+def sse_stream(events: Sequence[str | Mapping[str, Any]], **options: bool) -> bytes:
+    return b"".join(sse_events(events, **options))
+
+
+def split(data: bytes, cuts: Sequence[int]) -> Iterator[bytes]:
+    start = 0
+    for cut in sorted(set(cuts)):
+        if 0 < cut < len(data):
+            yield data[start:cut]
+            start = cut
+    yield data[start:]
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedRequest:
+    method: str
+    path: str
+    headers: dict[str, str]  # names in lower case
+    body: bytes
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body) if self.body else None
+
+    @property
+    def model(self) -> str | None:
+        match = RUN_PATH.match(self.path)
+        return match["model"] if match else None
+
+
+@dataclass(slots=True)
+class Simulation:
+    """How the server answers when nothing is scripted: like Workers AI, from the request."""
+
+    reply_tokens: int = 8  # the reply is "token1 token2 ... tokenN", cut at max_tokens
+    token_delay: float = 0.0
+    api_token: str | None = None  # when set, any other bearer token gets 401 / 10000
+    account_id: str | None = None  # when set, any other account gets 404 / 7003
+    windows: Mapping[str, int] | None = None  # model -> context window; others get 400 / 5007
+
+    def reply(self, request: RecordedRequest) -> Reply:
+        match = RUN_PATH.match(request.path)
+        if request.method != "POST":
+            return Reply.error(405, 7001, "Method not allowed")
+        if match is None:
+            return Reply.error(404, 7003, "Could not route to /" + request.path.lstrip("/"))
+        if self.api_token is not None and request.headers.get("authorization") != f"Bearer {self.api_token}":
+            return Reply.error(401, 10000, "Authentication error")
+        if self.account_id is not None and match["account"] != self.account_id:
+            return Reply.error(
+                404, 7003, f"Could not route to {request.path}, perhaps your object identifier is invalid?"
+            )
+        model = match["model"]
+        try:
+            body = request.json
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            return Reply.error(400, 5004, "Invalid data: the body is not a JSON object")
+        if self.windows is not None and model not in self.windows:
+            return Reply.error(400, 5007, f"No such model {model} or task")
+        prompt_tokens = _count_prompt(body)
+        max_tokens = body.get("max_tokens", DEFAULT_MAX_TOKENS)
+        if not isinstance(max_tokens, int) or max_tokens < 1:
+            return Reply.error(400, 5004, "Invalid data: max_tokens must be a positive integer")
+        if self.windows is not None and prompt_tokens + max_tokens > self.windows[model]:
+            return Reply.error(
+                413,
+                5021,
+                f"The estimated number of input and maximum output tokens ({prompt_tokens + max_tokens}) "
+                f"exceeded this model context window limit ({self.windows[model]}).",
+            )
+        count = min(self.reply_tokens, max_tokens)
+        pieces = [f"token{i}" if i == 1 else f" token{i}" for i in range(1, count + 1)]
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": count,
+            "total_tokens": prompt_tokens + count,
+        }
+        if not body.get("stream"):
+            return Reply.result("".join(pieces), usage)
+        events: list[Mapping[str, Any]] = [{"response": piece, "p": "abcdef"} for piece in pieces]
+        events.append({"response": "", "usage": usage})
+        return Reply.sse(events, pause=self.token_delay)
+
+
+def _count_prompt(body: Mapping[str, Any]) -> int:
+    """A rough count (words plus a few per message): enough for a window check in tests."""
+    messages = body.get("messages")
+    if isinstance(messages, list):
+        texts = [str(m.get("content", "")) for m in messages if isinstance(m, dict)]
+        return sum(len(text.split()) + 4 for text in texts)
+    prompt = body.get("prompt")
+    return len(str(prompt).split()) + 4 if prompt else 0
+
+
+Responder = Callable[[RecordedRequest], Reply]
+
+
+class WorkersAIServer:
+    """A threaded HTTP/1.1 server on 127.0.0.1 at a free port. Use it as a context manager."""
+
+    def __init__(self, simulation: Simulation | None = None, *, port: int = 0) -> None:
+        self.simulation = simulation or Simulation()
+        self.requests: list[RecordedRequest] = []
+        self.outcomes: list[str] = []
+        self.errors: list[str] = []  # tracebacks from handler threads: a bug in the server or a test
+        self._queue: collections.deque[Reply | Responder] = collections.deque()
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._stopping = threading.Event()
+        self._httpd = _HTTPServer(("127.0.0.1", port), _Handler)
+        self._httpd.owner = self
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05})
+        self._thread.daemon = True
+
+    @property
+    def port(self) -> int:
+        return int(self._httpd.server_address[1])
+
+    @property
+    def base_url(self) -> str:
+        """What CLOUDFLARE_BASE_URL should be."""
+        return f"http://127.0.0.1:{self.port}{BASE_PATH}"
+
+    def start(self) -> WorkersAIServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> WorkersAIServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def script(self, *replies: Reply | Responder) -> None:
+        """Queue replies (or functions of the request) for the next requests, in order."""
+        with self._lock:
+            self._queue.extend(replies)
+
+    def clear_script(self) -> None:
+        with self._lock:
+            self._queue.clear()
+
+    @property
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._queue)
+
+    def wait_outcomes(self, count: int, timeout: float = 5.0) -> list[str]:
+        """Block until `count` replies have ended one way or another; returns all outcomes so far."""
+        with self._changed:
+            self._changed.wait_for(lambda: len(self.outcomes) >= count, timeout=timeout)
+            return list(self.outcomes)
+
+    # called from handler threads
+
+    def _next_reply(self, request: RecordedRequest) -> Reply:
+        with self._lock:
+            self.requests.append(request)
+            scripted = self._queue.popleft() if self._queue else None
+        if scripted is None:
+            return self.simulation.reply(request)
+        return scripted if isinstance(scripted, Reply) else scripted(request)
+
+    def _record(self, outcome: str) -> None:
+        with self._changed:
+            self.outcomes.append(outcome)
+            self._changed.notify_all()
+
+    def _pause(self, seconds: float) -> bool:
+        """Sleep unless the server is stopping; False when it is."""
+        return not self._stopping.wait(seconds)
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False  # a client holding a kept-alive connection must not block stop()
+    owner: WorkersAIServer
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client hanging up between requests is normal; anything else is kept for a test to see.
+        if not isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+            self.owner.errors.append(traceback.format_exc())
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    timeout = 10  # idle kept-alive connections end on their own
+    server: _HTTPServer
+
+    def setup(self) -> None:
+        super().setup()
+        # Each part must leave as its own segment, or the client's reads would not split where asked.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # tests read `server.requests` instead
+
+    def do_POST(self) -> None:
+        self._serve()
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    def _serve(self) -> None:
+        owner = self.server.owner
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        reply = owner._next_reply(RecordedRequest(self.command, self.path, headers, body))
+        try:
+            outcome = self._send(reply, owner)
+        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError):
+            outcome = "client_gone"
+            self.close_connection = True
+        owner._record(outcome)
+
+    def _send(self, reply: Reply, owner: WorkersAIServer) -> str:
+        data_parts = [part for part in reply.parts if isinstance(part, bytes)]
+        self.send_response(reply.status)
+        for name, value in reply.headers.items():
+            self.send_header(name, value)
+        if reply.chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.send_header("Content-Length", str(sum(len(part) for part in data_parts)))
+        if reply.end != "finish":
+            self.send_header("Connection", "close")
+        self.end_headers()
+        for part in reply.parts:
+            if isinstance(part, Pause):
+                if not owner._pause(part.seconds):
+                    return "stopped"
+            elif part:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part) if reply.chunked else part)
+        if reply.end == "finish":
+            if reply.chunked:
+                self.wfile.write(b"0\r\n\r\n")
+            return "complete"
+        self.close_connection = True
+        if reply.end == "drop":
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return "dropped"
+        if reply.end == "reset":
+            # Linger 0: close() sends RST instead of FIN.
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            return "reset"
+        return self._hang(owner)
+
+    def _hang(self, owner: WorkersAIServer) -> str:
+        """Send nothing until the client hangs up (a read sees EOF) or the server stops."""
+        self.connection.settimeout(0.05)
+        while not owner._stopping.is_set():
+            try:
+                if self.connection.recv(1) == b"":
+                    return "client_gone"
+            except TimeoutError:
+                continue
+            except OSError:
+                return "client_gone"
+        return "stopped"
+
+
+@pytest.fixture
+def workers_ai_server() -> Iterator[WorkersAIServer]:
+    """A running server with the default simulation; script it per test."""
+    with WorkersAIServer() as server:
+        yield server
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="A loopback Workers AI server for trying wai by hand.")
+    parser.add_argument("--port", type=int, default=8787)
+    parser.add_argument("--tokens", type=int, default=50, help="tokens per reply (cut at max_tokens)")
+    parser.add_argument("--delay", type=float, default=0.0, help="seconds between tokens")
+    args = parser.parse_args()
+    server = WorkersAIServer(Simulation(reply_tokens=args.tokens, token_delay=args.delay), port=args.port)
+    print(f"CLOUDFLARE_BASE_URL={server.base_url}", flush=True)
+    with server, contextlib.suppress(KeyboardInterrupt):
+        threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()
