@@ -1,14 +1,29 @@
-"""The window policy, in one place: fit the input, choose max_tokens, never exceed a cap."""
+"""The window policy, in one place: fit the input, choose max_tokens, never exceed a cap.
+
+- the prompt (template, BOS and special tokens included) is at most `context_window` tokens;
+- `max_tokens` is the smallest of the user's request, `max_output`, and what `total_context`
+  leaves after the prompt;
+- a prompt that leaves less than a useful reply (MIN_USEFUL_REPLY tokens, or the request when it
+  is smaller) is refused like a prompt over the window: WindowError, exit 3, nothing sent;
+- a conversation loses its oldest messages first (never the system prompt, never the newest
+  user message), whole turns at a time; then the newest message is refused (`fit="error"`) or
+  cut to fit, keeping its start (`"head"`) or its end (`"tail"`).
+
+Every count comes from the model's TokenCounter; with an estimate, figures carry a `~`.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from wai.catalog import ModelSpec
 from wai.conversation import Message
-from wai.errors import WindowError
-from wai.tokens import TokenCounter
+from wai.errors import UsageError, WindowError
+
+if TYPE_CHECKING:
+    from wai.tokens import TokenCounter
 
 FitMode = Literal["error", "head", "tail"]
 
@@ -24,13 +39,31 @@ class Plan:
     prompt_tokens: int
     max_tokens: int
     exact: bool
-    dropped_turns: int = 0
-    cut_tokens: int = 0
+    dropped_turns: int = 0  # user messages dropped, each with its reply
+    dropped_messages: int = 0
+    cut_tokens: int = 0  # tokens cut from the newest message's text
     notices: list[str] = field(default_factory=list)
 
 
-def _approx(exact: bool) -> str:
+def _mark(exact: bool) -> str:
     return "" if exact else "~"
+
+
+def reply_floor(
+    model: ModelSpec, requested_max_tokens: int | None = None, min_reply: int = MIN_USEFUL_REPLY
+) -> int:
+    """The fewest reply tokens a request must leave room for."""
+    wanted = requested_max_tokens if requested_max_tokens is not None else model.max_output
+    return max(1, min(min_reply, wanted, model.max_output))
+
+
+def input_limit(
+    model: ModelSpec, requested_max_tokens: int | None = None, min_reply: int = MIN_USEFUL_REPLY
+) -> int:
+    """The most prompt tokens a request may have: the input window, less room for a useful reply."""
+    return min(
+        model.context_window, model.total_context - reply_floor(model, requested_max_tokens, min_reply)
+    )
 
 
 def plan_request(
@@ -42,48 +75,50 @@ def plan_request(
     fit: FitMode = "error",
     min_reply: int = MIN_USEFUL_REPLY,
 ) -> Plan:
-    """Fit `messages` into `model`'s windows and choose max_tokens, or raise WindowError.
-
-    Conversations lose their oldest turns first (never the system prompt, never the newest
-    user message); then the newest user message is cut (`fit` head/tail) or refused.
-    """
+    """Fit `messages` into `model`'s windows and choose max_tokens, or raise WindowError."""
+    if not messages:
+        raise UsageError("nothing to send: the conversation is empty")
+    if requested_max_tokens is not None and requested_max_tokens < 1:
+        raise UsageError(f"--max-tokens must be at least 1, got {requested_max_tokens}")
+    mark = _mark(counter.exact)
+    floor = reply_floor(model, requested_max_tokens, min_reply)
+    limit = input_limit(model, requested_max_tokens, min_reply)
     notices: list[str] = []
-    mark = _approx(counter.exact)
-    limit = min(model.context_window, model.total_context - min(min_reply, model.max_output))
-    messages, dropped = _drop_oldest_turns(messages, counter, limit)
-    if dropped:
-        notices.append(
-            f"dropped the {dropped} oldest message{'s' if dropped != 1 else ''} "
-            f"to fit {model.id}'s {model.context_window}-token window"
-        )
+
     prompt_tokens = counter.count_prompt(messages)
-    cut = 0
+    dropped_messages = dropped_turns = cut = 0
+    if prompt_tokens > limit:
+        messages, prompt_tokens, dropped_messages, dropped_turns = _drop_oldest(
+            messages, counter, limit, prompt_tokens
+        )
+        if dropped_messages:
+            turns = f" ({dropped_turns} turn{'s' if dropped_turns != 1 else ''})" if dropped_turns else ""
+            notices.append(
+                f"dropped the {dropped_messages} oldest message{'s' if dropped_messages != 1 else ''}"
+                f"{turns} to fit {model.id}'s {model.context_window}-token window"
+            )
     if prompt_tokens > limit:
         if fit == "error":
-            raise _too_long(model, prompt_tokens, limit, mark)
-        messages, prompt_tokens, cut = _cut_newest(messages, counter, limit, fit)
+            raise window_error(model, prompt_tokens, exact=counter.exact, floor=floor)
+        whole = counter.count_text(messages[-1].content)
+        messages, prompt_tokens, cut = _cut_newest(messages, counter, limit, fit, prompt_tokens, mark)
         kept = "start" if fit == "head" else "end"
         notices.append(
-            f"cut {mark}{cut} tokens from the prompt, keeping its {kept}, "
+            f"cut {mark}{cut} of the prompt's {mark}{whole} tokens, keeping its {kept}, "
             f"to fit {model.id}'s {model.context_window}-token window"
         )
+
     room = model.total_context - prompt_tokens
     wanted = requested_max_tokens if requested_max_tokens is not None else model.max_output
+    max_tokens = min(wanted, model.max_output, room)
     if requested_max_tokens is not None and requested_max_tokens > model.max_output:
         notices.append(
             f"--max-tokens {requested_max_tokens} is over {model.id}'s output window; "
-            f"lowered to {model.max_output}"
+            f"lowered to {min(model.max_output, room)}"
         )
-    max_tokens = min(wanted, model.max_output, room)
-    if max_tokens < min(min_reply, wanted):
-        raise WindowError(
-            f"the prompt ({mark}{prompt_tokens} tokens) leaves room for only {max(room, 0)} reply "
-            f"tokens in {model.id}'s {model.total_context}-token context",
-            hint="shorten the prompt or use --fit head|tail",
-        )
-    if max_tokens < wanted and room < model.max_output and requested_max_tokens is not None:
+    elif max_tokens < wanted and requested_max_tokens is not None:
         notices.append(
-            f"max_tokens lowered to {max_tokens}: the prompt uses {mark}{prompt_tokens} of "
+            f"--max-tokens lowered to {max_tokens}: the prompt uses {mark}{prompt_tokens} of "
             f"{model.id}'s {model.total_context}-token context"
         )
     return Plan(
@@ -91,62 +126,139 @@ def plan_request(
         prompt_tokens=prompt_tokens,
         max_tokens=max_tokens,
         exact=counter.exact,
-        dropped_turns=dropped,
+        dropped_turns=dropped_turns,
+        dropped_messages=dropped_messages,
         cut_tokens=cut,
         notices=notices,
     )
 
 
-def _too_long(model: ModelSpec, tokens: int, limit: int, mark: str) -> WindowError:
+def window_error(
+    model: ModelSpec, prompt_tokens: int, *, exact: bool, floor: int | None = None
+) -> WindowError:
+    """The refusal of a prompt of `prompt_tokens` tokens: over the input window, or no room to reply."""
+    mark = _mark(exact)
+    floor = floor if floor is not None else reply_floor(model)
+    hint = "shorten it, pick a model with a larger window, or use --fit head|tail"
+    if prompt_tokens > model.context_window:
+        return WindowError(
+            f"the prompt is {mark}{prompt_tokens} tokens; {model.id} accepts at most "
+            f"{model.context_window} input tokens",
+            hint=hint,
+        )
+    room = max(0, model.total_context - prompt_tokens)
     return WindowError(
-        f"the prompt is {mark}{tokens} tokens; {model.id} accepts at most {limit}",
-        hint="shorten it, pick a model with a larger window, or use --fit head|tail",
+        f"the prompt is {mark}{prompt_tokens} tokens, which leaves room for only {room} reply tokens "
+        f"in {model.id}'s {model.total_context}-token context (at least {floor} needed)",
+        hint=hint,
     )
 
 
-def _drop_oldest_turns(
-    messages: tuple[Message, ...], counter: TokenCounter, limit: int
-) -> tuple[tuple[Message, ...], int]:
-    """Drop the oldest non-system messages until the prompt fits, keeping the newest user message."""
-    system = tuple(m for m in messages[:1] if m.role == "system")
-    rest = list(messages[len(system) :])
-    dropped = 0
-    while len(rest) > 1 and counter.count_prompt((*system, *rest)) > limit:
-        rest.pop(0)
-        dropped += 1
-        # A conversation must not start with a reply whose question is gone.
-        while len(rest) > 1 and rest[0].role == "assistant":
-            rest.pop(0)
-            dropped += 1
-    return (*system, *rest), dropped
+def _drop_oldest(
+    messages: tuple[Message, ...], counter: TokenCounter, limit: int, whole: int
+) -> tuple[tuple[Message, ...], int, int, int]:
+    """Drop the fewest oldest messages that make the prompt fit, keeping the system prompt and newest.
+
+    The conversation may only restart at a user message (a reply whose question is gone makes
+    no sense), or at the newest message. Fewer messages never count more tokens, so the search
+    over restart points is a binary search: a few counts even for a long conversation. When
+    even the newest message alone is too long, everything else is dropped and the caller cuts.
+    Returns the messages, their count, and how many messages and user turns were dropped.
+    """
+    system = messages[:1] if messages[0].role == "system" else ()
+    rest = messages[len(system) :]
+    last = len(rest) - 1
+    starts = [s for s in range(1, len(rest)) if rest[s].role == "user" or s == last]
+    if not starts:
+        return messages, whole, 0, 0
+    counted: dict[int, int] = {}
+
+    def count(start: int) -> int:
+        if start not in counted:
+            counted[start] = counter.count_prompt((*system, *rest[start:]))
+        return counted[start]
+
+    low, high = 0, len(starts) - 1  # find the first restart point that fits
+    if count(starts[high]) <= limit:
+        while low < high:
+            mid = (low + high) // 2
+            if count(starts[mid]) <= limit:
+                high = mid
+            else:
+                low = mid + 1
+    start = starts[high]
+    dropped = rest[:start]
+    turns = sum(1 for m in dropped if m.role == "user")
+    return (*system, *rest[start:]), count(start), len(dropped), turns
 
 
 def _cut_newest(
-    messages: tuple[Message, ...], counter: TokenCounter, limit: int, fit: FitMode
+    messages: tuple[Message, ...],
+    counter: TokenCounter,
+    limit: int,
+    fit: FitMode,
+    whole_prompt: int,
+    mark: str,
 ) -> tuple[tuple[Message, ...], int, int]:
-    """Cut the newest message's text (keep its head or tail) to the longest that fits."""
+    """Cut the newest message's text, keeping its head or tail, to the longest that fits.
+
+    The cut falls on the text's own token boundaries. The first guess assumes each token cut
+    saves one prompt token, which is right or nearly so; a galloping search from it then brackets
+    the answer, so a 100k-token text takes a handful of counts, each exact.
+    Returns the messages, their count, and how many of the text's tokens were cut.
+    """
     *before, newest = messages
     text = newest.content
-    whole = counter.count_text(text)
+    points = counter.cut_points(text)
+    n = len(points) - 1
 
-    def with_text(part: str) -> tuple[Message, ...]:
-        return (*before, Message(newest.role, part))
+    def kept(i: int) -> str:
+        return text[: points[i]] if fit == "head" else text[points[n - i] :]
 
-    def part(n: int) -> str:
-        return text[:n] if fit == "head" else text[len(text) - n :]
+    counted: dict[int, int] = {n: whole_prompt}
 
-    low, high = 0, len(text)
-    while low < high:  # the longest prefix/suffix (in characters) whose prompt fits
-        mid = (low + high + 1) // 2
-        if counter.count_prompt(with_text(part(mid))) <= limit:
-            low = mid
-        else:
-            high = mid - 1
-    if low == 0:
+    def count(i: int) -> int:
+        if i not in counted:
+            counted[i] = counter.count_prompt((*before, Message(newest.role, kept(i))))
+        return counted[i]
+
+    def fits(i: int) -> bool:
+        return count(i) <= limit
+
+    text_tokens = counter.count_text(text)
+    low = 0
+    if n > 0:
+        target = max(0, text_tokens - (whole_prompt - limit))
+        guess = min(n - 1, n * target // max(1, text_tokens))
+        low, high = _bracket(fits, guess, n)
+        while high - low > 1:
+            mid = (low + high) // 2
+            if fits(mid):
+                low = mid
+            else:
+                high = mid
+    if low <= 0:
+        without = count(0)
         raise WindowError(
-            f"even without the prompt's text, the conversation needs more than {limit} tokens",
-            hint="shorten the system prompt",
+            f"the rest of the conversation is already {mark}{without} tokens of the {limit} "
+            "this request may use; no part of the newest message fits",
+            hint="shorten the system prompt or start a new conversation",
         )
-    kept = part(low)
-    trimmed = with_text(kept)
-    return trimmed, counter.count_prompt(trimmed), whole - counter.count_text(kept)
+    part = kept(low)
+    return (*before, Message(newest.role, part)), count(low), text_tokens - counter.count_text(part)
+
+
+def _bracket(fits: Callable[[int], bool], guess: int, n: int) -> tuple[int, int]:
+    """Indices (low, high), low fitting (or 0) and high not, found by galloping from `guess`; n never fits."""
+    step = 1
+    if fits(guess):
+        low = guess
+        while low + step < n and fits(low + step):
+            low += step
+            step *= 2
+        return low, min(n, low + step)
+    high = guess
+    while high - step > 0 and not fits(high - step):
+        high -= step
+        step *= 2
+    return max(0, high - step), high

@@ -1,0 +1,47 @@
+"""llama.cpp's vocabulary files for tests, installed once per machine by the real installer.
+
+`vocab_cache` runs `wai.vocab.install_vocabularies` into `.cache/vocab/` at the repository root
+(git-ignored); the installer skips all work when that folder already holds the installed
+llama-cpp-python's files. The source distribution comes from `$WAI_LLAMA_SDIST` or
+/tmp/dl when a copy of the right version is there, else from pip (whose cache keeps it).
+`vocab_home` makes those files the test's `$WAI_HOME/vocab`, as `wai setup` would.
+
+Use them in a test module with `from tests.support.vocab_fixture import vocab_cache, vocab_home`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from wai.vocab import install_vocabularies, installed_version
+
+REPO = Path(__file__).resolve().parents[2]
+CACHE = REPO / ".cache" / "vocab"
+
+
+def _local_sdist() -> Path | None:
+    version = installed_version()
+    candidates = [os.environ.get("WAI_LLAMA_SDIST", ""), f"/tmp/dl/llama_cpp_python-{version}.tar.gz"]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file() and f"-{version}.tar.gz" in candidate:
+            return Path(candidate)
+    return None
+
+
+@pytest.fixture(scope="session")
+def vocab_cache() -> Path:
+    if installed_version() is None:
+        pytest.skip("llama-cpp-python is not installed")
+    install_vocabularies(CACHE, sdist=_local_sdist())
+    return CACHE
+
+
+@pytest.fixture
+def vocab_home(vocab_cache: Path, isolated_home: Path) -> Path:
+    """The test's $WAI_HOME/vocab, holding the installed vocabularies."""
+    target = isolated_home / "vocab"
+    target.symlink_to(vocab_cache, target_is_directory=True)
+    return target
