@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import email.utils
 import socket
 import time
+import zlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,10 +18,11 @@ from tests.support.workers_ai_server import (
     Reply,
     Simulation,
     WorkersAIServer,
+    sse_events,
     sse_stream,
 )
 from wai.backends.sse import SSEReader
-from wai.backends.workers_ai import WorkersAIBackend
+from wai.backends.workers_ai import WorkersAIBackend, _retry_after
 from wai.conversation import Sampling
 from wai.errors import (
     EXIT_FAILURE,
@@ -604,3 +607,47 @@ def test_the_simulation_checks_credentials_model_and_window() -> None:
             list(backend.stream(make_request(max_tokens=2047)))
         backend.close()
         assert not server.errors
+
+
+def test_a_redirect_points_at_the_base_url(harness: Harness) -> None:
+    harness.server.script(
+        Reply(status=301, headers={"Location": "https://elsewhere.example/"}, chunked=False)
+    )
+    outcome = harness.run()
+    assert isinstance(outcome.error, ConfigError)
+    assert "HTTP 301" in str(outcome.error) and "CLOUDFLARE_BASE_URL" in str(outcome.error)
+
+
+def test_a_gzip_compressed_stream_is_read_as_it_arrives(harness: Harness) -> None:
+    compressor = zlib.compressobj(wbits=31)
+    parts: list[bytes | Pause] = []
+    for event in sse_events(events_for(TRICKY)):
+        parts.append(compressor.compress(event) + compressor.flush(zlib.Z_SYNC_FLUSH))
+    parts.append(compressor.flush())
+    headers = {"Content-Type": "text/event-stream", "Content-Encoding": "gzip"}
+    harness.server.script(Reply(headers=headers, parts=parts))
+    outcome = harness.run()
+    assert outcome.error is None
+    assert outcome.text == "naïve 日本 🎉!"
+
+
+def test_a_corrupt_compressed_stream_is_an_error(harness: Harness) -> None:
+    headers = {"Content-Type": "text/event-stream", "Content-Encoding": "gzip"}
+    harness.server.script(Reply(headers=headers, parts=[b"this is not gzip at all"]))
+    outcome = harness.run()
+    assert type(outcome.error) is BackendError
+    assert "could not be decoded" in str(outcome.error)
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [("3", 3.0), ("0.5", 0.5), ("", None), ("soon", None), ("-4", 0.0)],
+)
+def test_retry_after_in_seconds(header: str, seconds: float | None) -> None:
+    assert _retry_after(header) == seconds
+
+
+def test_retry_after_as_an_http_date() -> None:
+    later = email.utils.formatdate(time.time() + 30, usegmt=True)
+    value = _retry_after(later)
+    assert value is not None and 25 <= value <= 31

@@ -187,14 +187,21 @@ class WorkersAIBackend:
                 f"CLOUDFLARE_BASE_URL is not a usable address ({self._scrub(str(exc))}): "
                 f"now {self._credentials.base_url}"
             ) from None
-        except httpx.TimeoutException as exc:
-            waited = timeouts.connect if isinstance(exc, httpx.ConnectTimeout) else timeouts.read
+        except httpx.ConnectTimeout:
             raise RetryableError(
-                f"Workers AI did not answer within {waited:g} s ({type(exc).__name__}); "
-                "check the network, or raise the timeout"
+                f"could not connect to Workers AI within {timeouts.connect:g} s; "
+                "check the network, or raise --connect-timeout"
             ) from None
-        except httpx.TransportError as exc:
+        except httpx.TimeoutException:
+            raise RetryableError(
+                f"Workers AI did not answer within {timeouts.read:g} s; raise --read-timeout if it is busy"
+            ) from None
+        except httpx.ConnectError as exc:
             raise RetryableError(self._unreachable(exc)) from None
+        except httpx.TransportError as exc:
+            raise RetryableError(
+                f"the connection to Workers AI broke before a reply ({self._reason(exc)})"
+            ) from None
         try:
             self._debug(
                 f"HTTP {response.status_code} {response.headers.get('content-type', '')} "
@@ -243,6 +250,9 @@ class WorkersAIBackend:
                     raise self._broken(progress, f"the stream stalled for {gap:g} s", retry=False) from None
                 except httpx.TransportError as exc:
                     raise self._broken(progress, f"the connection broke ({self._reason(exc)})") from None
+                except httpx.HTTPError as exc:  # a body that fails to decode (bad gzip, say)
+                    why = f"the reply could not be decoded ({self._reason(exc)})"
+                    raise self._broken(progress, why, retry=False) from None
                 datas = reader.close() if chunk is None else reader.feed(chunk)
                 if datas:
                     last_event = time.monotonic()
@@ -302,9 +312,9 @@ class WorkersAIBackend:
             raw = response.read()
         except httpx.ReadTimeout:
             raise BackendError(
-                f"Workers AI sent no reply within {request.timeouts.read:g} s; raise the read timeout"
+                f"Workers AI sent no reply within {request.timeouts.read:g} s; raise --read-timeout"
             ) from None
-        except httpx.TransportError as exc:
+        except httpx.HTTPError as exc:
             raise BackendError(f"the connection to Workers AI broke ({self._reason(exc)})") from None
         try:
             payload = json.loads(raw.decode("utf-8", errors="replace"))

@@ -150,6 +150,10 @@ def error_for(error: ApiError, *, model: str, account_id: str, base_url: str) ->
             f"Workers AI gave up running the model ({where}); try again, perhaps with a shorter prompt "
             "or a lower --max-tokens"
         )
+    if 300 <= status < 400:
+        return ConfigError(
+            f"Workers AI answered with a redirect ({where}); check CLOUDFLARE_BASE_URL (now {base_url})"
+        )
     if status == 404:
         return ConfigError(
             f"Workers AI found nothing at this address ({where}); check CLOUDFLARE_ACCOUNT_ID "
