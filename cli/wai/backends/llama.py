@@ -1,0 +1,385 @@
+"""The local backend: a GGUF model run by llama.cpp on this machine (on its GPU when built for one).
+
+One loaded model is kept for the life of the process, so a REPL pays the load once; its
+context (KV cache) is sized from the request's windows, prompt plus reply, never beyond the
+model's trained context, and grown only when a later request needs more. Generation runs token
+by token: it stops between two tokens when the consumer stops iterating (Ctrl-C, `close()`),
+never produces more tokens than `max_tokens`, and holds back a character's bytes until the
+character is complete.
+"""
+
+from __future__ import annotations
+
+import codecs
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from wai import settings
+from wai.backends import llama_native as native
+from wai.backends.gguf_info import GGUFInfo, inspect_gguf
+from wai.catalog import Catalog, ModelSpec
+from wai.chat_template import tokenize_chat
+from wai.conversation import Request, Sampling
+from wai.errors import BackendError, ConfigError, WindowError
+from wai.events import Event, Finish, FinishReason, Loaded, Token, Usage
+
+# Sampling defaults when a request leaves them unset: Workers AI's temperature (so one model id
+# answers alike on both backends), llama.cpp's own top_k, top_p and min_p.
+DEFAULT_TEMPERATURE = 0.6
+DEFAULT_TOP_K = 40
+DEFAULT_TOP_P = 0.95
+DEFAULT_MIN_P = 0.05
+# Contexts are allocated in steps of this many tokens (llama.cpp pads to 256 anyway).
+_CONTEXT_STEP = 256
+# Synonyms of llama.cpp's file type names that a catalog might use.
+_PRECISION_SYNONYMS = {"fp16": "f16", "float16": "f16", "fp32": "f32", "float32": "f32", "int8": "q8_0"}
+
+
+@dataclass(slots=True)
+class _Loaded:
+    """The model in memory and its context.
+
+    `cached` are the tokens whose states the context holds, trusted only while `cached_valid`:
+    a decode cut short (Ctrl-C) leaves them unknown, and the next request starts afresh.
+    """
+
+    path: Path
+    stamp: tuple[int, int]
+    model: native.NativeModel
+    context: native.NativeContext | None = None
+    cached: list[int] = field(default_factory=list)
+    cached_valid: bool = False
+
+    def close(self) -> None:
+        if self.context is not None:
+            self.context.close()
+        self.model.close()
+
+
+class LlamaBackend:
+    """Runs catalog models that have a `gguf` file, with llama-cpp-python."""
+
+    name = "local"
+
+    def __init__(
+        self, *, gpu_layers: int | None = None, threads: int | None = None, debug: bool = False
+    ) -> None:
+        self._gpu_layers = gpu_layers
+        self._threads = threads
+        self._debug = debug
+        self._loaded: _Loaded | None = None
+
+    # The Backend protocol
+
+    def stream(self, request: Request) -> Iterator[Event]:
+        native.LOG.debug = self._debug
+        path = _existing_gguf(request.model)
+        info = inspect_gguf(path)
+        started = time.perf_counter()
+        loaded, fresh = self._model_for(path, info)
+        prompt = tokenize_chat(loaded.model, request.messages)
+        n_ctx_train = loaded.model.n_ctx_train()
+        if len(prompt) + request.max_tokens > n_ctx_train:
+            raise WindowError(
+                f"the prompt ({len(prompt)} tokens) and the reply (up to {request.max_tokens}) "
+                f"exceed {path.name}'s trained context of {n_ctx_train} tokens",
+                hint="shorten the prompt or lower --max-tokens",
+            )
+        context, resized = self._context_for(loaded, len(prompt) + request.max_tokens, n_ctx_train)
+        if fresh or resized:
+            yield Loaded(time.perf_counter() - started)
+        yield from self._generate(loaded, context, prompt, request)
+
+    def precision(self, request: Request) -> str | None:
+        """The file type from the GGUF's metadata (f16, q8_0, ...); None when the file is unreadable."""
+        info = _info_or_none(request.model)
+        return info.file_type if info else None
+
+    def warnings(self, request: Request) -> list[str]:
+        """Disagreements between the catalog entry and its file, for the app to print (stderr)."""
+        spec = request.model
+        info = _info_or_none(spec)
+        if info is None:
+            return []
+        notes: list[str] = []
+        expected = normalize_precision(spec.precision) if spec.precision else None
+        if expected and info.file_type and info.file_type != expected:
+            notes.append(
+                f"{info.path.name} holds {info.file_type} weights, but the catalog entry "
+                f"'{spec.id}' says {expected}"
+            )
+        trained = info.context_length
+        if trained and spec.total_context > trained:
+            notes.append(
+                f"'{spec.id}' allows {spec.total_context} tokens of context, but {info.path.name} "
+                f"was trained on {trained}: prompt and reply together must stay within {trained}"
+            )
+        return notes
+
+    def describe(self) -> dict[str, object]:
+        facts: dict[str, object] = {"backend": self.name, "llama_cpp_python": native.version()}
+        try:
+            supported = native.supports_gpu_offload()
+        except ConfigError as exc:
+            facts["error"] = str(exc)
+            return facts
+        layers = self.gpu_layers()
+        threads, threads_batch = self.threads()
+        facts.update(
+            gpu_offload_supported=supported,
+            gpu_layers="all" if layers < 0 else layers,
+            gpu_offload_active=supported and layers != 0,
+            threads=threads,
+            threads_batch=threads_batch,
+        )
+        if self._loaded is not None:
+            facts["model_path"] = str(self._loaded.path)
+            facts["layers"] = self._loaded.model.n_layer()
+            if self._loaded.context is not None:
+                facts["n_ctx"] = self._loaded.context.n_ctx
+            if self._loaded.model.offload_report:
+                facts["offload"] = self._loaded.model.offload_report
+        return facts
+
+    # Settings
+
+    def gpu_layers(self) -> int:
+        """Layers to offload: as asked, else every layer (-1) when llama.cpp has GPU offload, else 0."""
+        if self._gpu_layers is not None:
+            return self._gpu_layers
+        return -1 if native.supports_gpu_offload() else 0
+
+    def threads(self) -> tuple[int, int]:
+        """Threads for generation and for prompt processing."""
+        if self._threads:
+            return self._threads, self._threads
+        return native.default_threads()
+
+    def close(self) -> None:
+        """Frees the loaded model now (it is freed at exit otherwise)."""
+        if self._loaded is not None:
+            self._loaded.close()
+            self._loaded = None
+
+    # Loading
+
+    def _model_for(self, path: Path, info: GGUFInfo) -> tuple[_Loaded, bool]:
+        stat = path.stat()
+        stamp = (stat.st_size, stat.st_mtime_ns)
+        current = self._loaded
+        if current is not None and current.path == path.resolve() and current.stamp == stamp:
+            return current, False
+        self.close()  # one model at a time: two 7B models rarely fit in memory together
+        layers = self.gpu_layers()
+        try:
+            model = native.NativeModel.load(path, gpu_layers=layers)
+        except native.LoadError as exc:
+            raise _load_error(path, info, exc.failure, layers) from None
+        self._loaded = _Loaded(path=path.resolve(), stamp=stamp, model=model)
+        return self._loaded, True
+
+    def _context_for(
+        self, loaded: _Loaded, needed: int, n_ctx_train: int
+    ) -> tuple[native.NativeContext, bool]:
+        """A context of at least `needed` tokens: the current one, or a larger one (doubling)."""
+        current = loaded.context
+        if current is not None and current.n_ctx >= needed:
+            return current, False
+        size = -(-needed // _CONTEXT_STEP) * _CONTEXT_STEP
+        if current is not None:
+            size = max(size, 2 * current.n_ctx)
+        size = min(size, n_ctx_train)
+        if current is not None:
+            current.close()
+            loaded.context = None
+            loaded.cached_valid = False
+        threads, threads_batch = self.threads()
+        try:
+            context = native.NativeContext(
+                loaded.model, n_ctx=size, threads=threads, threads_batch=threads_batch
+            )
+        except native.LoadError as exc:
+            raise BackendError(
+                f"not enough memory for a {size}-token context on {loaded.path.name} ({exc.failure.last})",
+                hint="shorten the prompt, lower --max-tokens, or offload fewer layers (--gpu-layers)",
+            ) from None
+        if context.n_ctx < needed:
+            context.close()
+            raise BackendError(f"llama.cpp made a {context.n_ctx}-token context; {needed} tokens were needed")
+        loaded.context = context
+        return context, True
+
+    # Generating
+
+    def _generate(
+        self, loaded: _Loaded, context: native.NativeContext, prompt: list[int], request: Request
+    ) -> Iterator[Event]:
+        model = loaded.model
+        reason: FinishReason = "stop"
+        produced = 0
+        if request.max_tokens <= 0:
+            yield Usage(len(prompt), 0, exact=True)
+            yield Finish("length")
+            return
+        sampler = _sampler(request.sampling)
+        try:
+            self._feed_prompt(loaded, context, prompt)
+            decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+            strip_space = model.is_spm()  # llama.h: drop the word-start space of the first piece
+            while True:
+                token = sampler.sample(context)
+                if model.is_eog(token):
+                    break
+                produced += 1
+                piece = model.piece(token)
+                if strip_space and piece:
+                    strip_space = False
+                    if piece.startswith(b" "):
+                        piece = piece[1:]
+                text = decoder.decode(piece)
+                if text:
+                    yield Token(text)
+                if produced >= request.max_tokens:
+                    # An incomplete character at the cap is dropped, never shown as garbage.
+                    reason = "length"
+                    break
+                loaded.cached_valid = False
+                context.decode_one(token)
+                loaded.cached.append(token)
+                loaded.cached_valid = True
+        finally:
+            sampler.close()
+        yield Usage(prompt_tokens=len(prompt), completion_tokens=produced, exact=True)
+        yield Finish(reason)
+
+    def _feed_prompt(self, loaded: _Loaded, context: native.NativeContext, prompt: list[int]) -> None:
+        """Decode the prompt, reusing the context's states for the prefix it shares with the last one."""
+        keep = _common_prefix(loaded.cached, prompt) if loaded.cached_valid else 0
+        keep = min(keep, len(prompt) - 1)  # the last prompt token is decoded again for its logits
+        if keep <= 0 or not context.truncate(keep):
+            keep = 0
+            context.clear()
+        loaded.cached_valid = False
+        context.decode(prompt[keep:])
+        loaded.cached = list(prompt)
+        loaded.cached_valid = True
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _sampler(sampling: Sampling) -> native.Sampler:
+    temperature = DEFAULT_TEMPERATURE if sampling.temperature is None else sampling.temperature
+    return native.Sampler(
+        temperature=temperature,
+        top_p=DEFAULT_TOP_P if sampling.top_p is None else sampling.top_p,
+        top_k=DEFAULT_TOP_K if sampling.top_k is None else sampling.top_k,
+        min_p=DEFAULT_MIN_P,
+        seed=sampling.seed,
+    )
+
+
+def normalize_precision(name: str) -> str:
+    lowered = name.strip().lower()
+    return _PRECISION_SYNONYMS.get(lowered, lowered)
+
+
+# Files and their errors
+
+
+def _existing_gguf(spec: ModelSpec) -> Path:
+    path = spec.gguf_path()
+    if path is None:
+        raise ConfigError(
+            f"'{spec.id}' has no local weights (its catalog entry names no gguf file)",
+            hint='use --backend remote, or add gguf = "FILE.gguf" to its entry in $WAI_HOME/models.toml',
+        )
+    if not path.is_file():
+        raise ConfigError(f"the model file {path} does not exist", hint=_missing_file_hint(path))
+    return path
+
+
+def _missing_file_hint(path: Path) -> str:
+    from wai.builtin import BUILTIN_FILES
+
+    if path.name in BUILTIN_FILES:
+        return "run `wai setup` to install the built-in model"
+    return (
+        f"put the GGUF file there; relative gguf names are looked up in the models folder "
+        f"{settings.models_dir()} (WAI_MODELS_DIR sets another)"
+    )
+
+
+def _info_or_none(spec: ModelSpec) -> GGUFInfo | None:
+    path = spec.gguf_path()
+    if path is None:
+        return None
+    try:
+        return inspect_gguf(path)
+    except (OSError, BackendError):
+        return None
+
+
+def _load_error(path: Path, info: GGUFInfo, failure: native.LoadFailure, layers: int) -> BackendError:
+    arch = info.architecture or "unknown"
+    llama_version = native.version() or "?"
+    if failure.unknown_architecture:
+        return BackendError(
+            f"llama.cpp (llama-cpp-python {llama_version}) does not support the '{arch}' architecture "
+            f"of {path}",
+            hint="upgrade llama-cpp-python, or use a model of a supported architecture",
+        )
+    if failure.out_of_memory:
+        size_gb = info.file_size / 1e9
+        hint = "close other programs or use a smaller quantization"
+        if layers != 0:
+            hint = "offload fewer layers with --gpu-layers N (or 0), or use a smaller quantization"
+        return BackendError(f"not enough memory to load {path} ({size_gb:.1f} GB): {failure.last}", hint=hint)
+    return BackendError(f"llama.cpp could not load {path} (architecture '{arch}'): {failure.last}")
+
+
+# `-m path/to/file.gguf`
+
+
+def spec_for_gguf(path: Path, catalog: Catalog) -> ModelSpec:
+    """The model spec for a GGUF file named directly on the command line.
+
+    The catalog entry whose `gguf` is this file wins. Otherwise the windows come from the
+    file's trained context T (`<arch>.context_length`; 2048 when the file does not say):
+    total_context = T, max_output = min(T // 4, 4096), context_window = T - max_output.
+    A 4096-token model thus takes 3072 prompt tokens and 1024 reply tokens; an 8192-token
+    one 6144 and 2048 (the built-in model's catalog windows).
+    """
+    path = path.expanduser()
+    if not path.is_file():
+        raise ConfigError(f"the model file {path} does not exist", hint=_missing_file_hint(path))
+    known = catalog.by_gguf(path)
+    if known is not None:
+        return known
+    info = inspect_gguf(path)
+    trained = info.context_length or 2048
+    max_output = min(trained // 4, 4096)
+    return ModelSpec(
+        id=path.name,
+        context_window=trained - max_output,
+        max_output=max_output,
+        total_context=trained,
+        remote=False,
+        gguf=str(path.resolve()),
+        precision=info.file_type,
+        description=info.name or path.stem,
+        source=str(path),
+    )
+
+
+def looks_like_gguf_path(name: str) -> bool:
+    """Whether `-m NAME` names a file rather than a catalog id."""
+    return name.lower().endswith(".gguf") or Path(name).expanduser().is_file()
