@@ -1,0 +1,276 @@
+"""The state of one `wai chat` session and the turns it runs; no terminal handling here.
+
+One Backends for the whole session, so a local model loaded by the first turn serves every
+later one. The conversation keeps every turn; the window policy (budget.plan_request) decides
+per turn what of it is sent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field, replace
+from typing import TextIO
+
+from wai import tokens
+from wai.backends.select import BackendMode, Backends, LocalOptions, choose_backend_name
+from wai.budget import input_limit, plan_request
+from wai.catalog import Catalog, ModelSpec, load_catalog
+from wai.conversation import Message, Request, Sampling, Timeouts
+from wai.errors import IncompleteReply, WindowError
+from wai.models_resolve import resolve_model
+from wai.notices import Notifier
+from wai.render.base import Sink, TurnResult
+from wai.render.choose import ColorMode, choose_sink
+from wai.settings import Credentials, UserConfig, load_credentials, load_user_config
+from wai.tokens import TokenCounter
+from wai.transcript import Continued, TranscriptLog, answered
+from wai.turn import TurnFailed, TurnInterrupted, run_turn, turn_info
+
+
+@dataclass(frozen=True, slots=True)
+class ChatOptions:
+    """What `wai chat` was started with.
+
+    continue_last: resume the latest logged conversation (`-c`); cid: resume that one (`--cid`).
+    log: False for `--no-log` (nothing new is written to the transcript database).
+    """
+
+    model: str | None = None
+    system: str | None = None
+    backend: BackendMode = "auto"
+    continue_last: bool = False
+    cid: str | None = None
+    vi: bool = False
+    max_tokens: int | None = None
+    sampling: Sampling = field(default_factory=Sampling)
+    color: ColorMode = "auto"
+    stats: bool | None = None
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    local: LocalOptions = field(default_factory=LocalOptions)
+    log: bool = True
+    debug: bool = False
+
+
+@dataclass(slots=True)
+class ChatTurn:
+    prompt: str
+    reply: str
+    model: str
+    backend: str
+    finish_reason: str | None = None
+    error: str | None = None
+    stored_id: int | None = None
+
+    @property
+    def interrupted(self) -> bool:
+        return self.finish_reason == "interrupted"
+
+    def messages(self) -> tuple[Message, Message]:
+        return Message("user", self.prompt), Message("assistant", self.reply)
+
+
+class ChatSession:
+    def __init__(
+        self,
+        options: ChatOptions,
+        notifier: Notifier,
+        log: TranscriptLog,
+        *,
+        out: TextIO | None = None,
+    ) -> None:
+        self.options = options
+        self.notifier = notifier
+        self.log = log
+        self.out = out or sys.stdout
+        self.config: UserConfig = load_user_config()
+        self.credentials: Credentials | None = load_credentials(self.config)
+        self.catalog: Catalog = load_catalog()
+        self.backends = Backends(self.credentials, options.local, debug=options.debug)
+        self.system = options.system
+        self.sampling = options.sampling
+        self.max_tokens = options.max_tokens
+        self.mode: BackendMode = options.backend
+        self.turns: list[ChatTurn] = []
+        self.continued: Continued | None = None
+        model_name = options.model
+        if options.continue_last or options.cid is not None:
+            self.continued = log.continue_conversation(options.cid)
+            model_name = model_name or self.continued.model
+            if self.system is None:
+                self.system = self.continued.system
+            self.turns = [
+                ChatTurn(
+                    prompt=t.data.prompt,
+                    reply=t.data.reply,
+                    model=t.data.model,
+                    backend=t.data.backend,
+                    finish_reason=t.data.finish_reason,
+                    error=t.data.error,
+                    stored_id=t.id,
+                )
+                for t in self.continued.turns
+                if answered(t.data)
+            ]
+        self.spec, self.backend_name, self.counter = self._choose(model_name, self.mode)
+        self._used: int | None = None
+        # Set by the REPL: quiets the keyboard while a reply streams.
+        self.during_reply: Callable[[], AbstractContextManager[object]] = contextlib.nullcontext
+
+    # --- choices --------------------------------------------------------------------------
+
+    def _choose(self, name: str | None, mode: BackendMode) -> tuple[ModelSpec, str, TokenCounter]:
+        spec = resolve_model(name, self.catalog, self.config, self.credentials)
+        backend_name = choose_backend_name(spec, mode, self.credentials)
+        return spec, backend_name, tokens.counter_for(spec, backend_name)
+
+    def set_model(self, name: str) -> None:
+        self.spec, self.backend_name, self.counter = self._choose(name, self.mode)
+        self._used = None
+
+    def set_backend(self, mode: BackendMode) -> None:
+        self.spec, self.backend_name, self.counter = self._choose(self.spec.id, mode)
+        self.mode = mode
+        self._used = None
+
+    def set_system(self, text: str | None) -> None:
+        self.system = text
+        self._used = None
+
+    def set_sampling(self, sampling: Sampling) -> None:
+        self.sampling = sampling
+
+    def set_max_tokens(self, value: int | None) -> None:
+        self.max_tokens = value
+
+    def clear(self) -> None:
+        """A new conversation: no turns, and the next one starts a new transcript."""
+        self.turns = []
+        self.continued = None
+        self.log.start_conversation()
+        self._used = None
+
+    # --- figures --------------------------------------------------------------------------
+
+    def messages(self, turns: list[ChatTurn] | None = None) -> tuple[Message, ...]:
+        system = (Message("system", self.system),) if self.system else ()
+        chosen = self.turns if turns is None else turns
+        return (*system, *(m for turn in chosen for m in turn.messages()))
+
+    def context_used(self) -> int:
+        """Prompt tokens of the conversation so far (system and every turn), as the model counts them."""
+        if self._used is None:
+            messages = self.messages()
+            self._used = self.counter.count_prompt(messages) if messages else 0
+        return self._used
+
+    def input_limit(self) -> int:
+        return input_limit(self.spec, self.max_tokens)
+
+    # --- turns ----------------------------------------------------------------------------
+
+    def send(self, prompt: str, *, replaces: int | None = None) -> ChatTurn | None:
+        """Run one turn. The turn joins the conversation unless nothing came back.
+
+        Expected failures are reported on stderr and leave the session as it was; only
+        KeyboardInterrupt outside the stream (while planning or loading) propagates.
+        """
+        messages = (*self.messages(), Message("user", prompt))
+        try:
+            plan = plan_request(self.spec, messages, self.counter, requested_max_tokens=self.max_tokens)
+        except WindowError as error:
+            self.notifier.error(error.message)
+            self.notifier.info(
+                "the message was not sent; shorten it, or switch to a model with a larger window (/model)"
+            )
+            return None
+        for notice in plan.notices:
+            self.notifier.warn(notice)
+        request = Request(
+            model=self.spec,
+            messages=plan.messages,
+            max_tokens=plan.max_tokens,
+            sampling=self.sampling,
+            stream=True,
+            timeouts=self.options.timeouts,
+            prompt_tokens=plan.prompt_tokens,
+        )
+        backend = self.backends.get(self.backend_name)
+        for warning in getattr(backend, "warnings", lambda _r: [])(request):
+            self.notifier.warn(warning)
+        info = turn_info(backend, request, prompt_exact=plan.exact)
+        sink = self._sink()
+        with self.during_reply():
+            try:
+                result = run_turn(backend, request, sink, info)
+            except TurnInterrupted as stop:
+                result = stop.result
+                self.notifier.warn("interrupted; the partial reply is kept in the conversation")
+            except TurnFailed as failure:
+                result = failure.result
+                self.notifier.error(str(failure.error))
+                if isinstance(failure.error, IncompleteReply) and result.text:
+                    self.notifier.warn("the reply above is incomplete: the stream broke before it ended")
+        if result.finish_reason == "length" and type(sink).__name__ != "PanelSink":
+            self.notifier.warn(
+                f"the reply stopped at the output cap ({request.max_tokens} tokens); "
+                f"/set max_tokens (up to {self.spec.max_output}) or ask it to continue"
+            )
+        kept = bool(result.text) or result.finish_reason not in ("error", "interrupted")
+        stored_id = self.log.record_turn(
+            prompt,
+            result,
+            system=self.system,
+            sampling=self.sampling,
+            replaces=replaces if kept else None,
+        )
+        if not kept:
+            return None
+        turn = ChatTurn(
+            prompt=prompt,
+            reply=result.text,
+            model=result.info.model,
+            backend=result.info.backend,
+            finish_reason=result.finish_reason,
+            error=result.error,
+            stored_id=stored_id,
+        )
+        self.turns.append(turn)
+        self._used = None
+        return turn
+
+    def retry(self) -> ChatTurn | None:
+        """Regenerate the last reply; the last turn stays as it was when the new one fails."""
+        if not self.turns:
+            self.notifier.error("nothing to retry yet")
+            return None
+        last = self.turns.pop()
+        self._used = None
+        try:
+            turn = self.send(last.prompt, replaces=last.stored_id)
+        except BaseException:
+            self.turns.append(last)
+            raise
+        if turn is None:
+            self.turns.append(last)
+            self._used = None
+        return turn
+
+    def _sink(self) -> Sink:
+        def stats_to_stderr(result: TurnResult) -> None:
+            from wai.render.footer import format_stats
+
+            self.notifier.info(format_stats(result))
+
+        return choose_sink(
+            output="auto",
+            color=self.options.color,
+            stats=self.options.stats,
+            stdout=self.out,
+            stderr_stats=stats_to_stderr,
+        )
+
+    def with_sampling(self, **changes: float | int | None) -> Sampling:
+        return replace(self.sampling, **changes)  # type: ignore[arg-type]

@@ -1,0 +1,232 @@
+"""`wai chat`: a prompt-toolkit session around ChatSession.
+
+prompt-toolkit owns the terminal only while it reads a message; a reply streams through the same
+sink as `wai ask` once `prompt()` has returned, so the two never draw at the same time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, TextIO
+
+from wai.chat_session import ChatOptions, ChatSession
+from wai.errors import EXIT_OK, UsageError, WaiError
+from wai.logs_command import short_model
+from wai.notices import Notifier
+from wai.repl_commands import is_command, make_completer, run_command
+from wai.settings import wai_home
+from wai.transcript import TranscriptLog
+
+if TYPE_CHECKING:
+    from prompt_toolkit import PromptSession
+    from prompt_toolkit.formatted_text import FormattedText
+
+__all__ = ["ChatOptions", "run_chat"]
+
+HISTORY_FILE = "chat_history"
+
+
+def run_chat(
+    options: ChatOptions,
+    notifier: Notifier,
+    *,
+    stdout: TextIO | None = None,
+    pt_input: Any = None,
+    pt_output: Any = None,
+) -> int:
+    """Run the REPL until /exit or Ctrl-D; 0 then. Startup failures raise WaiError (exit 2 mostly).
+
+    `pt_input`/`pt_output` replace the terminal (prompt-toolkit Input/Output), for tests.
+    """
+    if pt_input is None and not sys.stdin.isatty():
+        raise UsageError(
+            "wai chat needs a terminal on stdin",
+            hint='for piped or scripted input use `wai ask`, e.g. `... | wai ask "PROMPT"`',
+        )
+    out = stdout or sys.stdout
+    log = TranscriptLog(notifier, source="chat", record=options.log)
+    try:
+        chat = ChatSession(options, notifier, log, out=out)
+        if pt_input is None:
+            chat.during_reply = lambda: keyboard_quiet(sys.stdin)
+        session = _prompt_session(chat, options, pt_input, pt_output)
+        _banner(chat, out)
+        _loop(chat, session, out)
+    finally:
+        log.close()
+    return EXIT_OK
+
+
+def _banner(chat: ChatSession, out: TextIO) -> None:
+    if chat.continued is not None:
+        count = len(chat.turns)
+        out.write(f"continuing conversation {chat.continued.id} ({count} turn{'s' if count != 1 else ''})\n")
+    out.write(f"wai chat with {chat.spec.id} on {chat.backend_name}: /help for commands, Ctrl-D to leave\n")
+    out.flush()
+
+
+def _loop(chat: ChatSession, session: PromptSession[str], out: TextIO) -> None:
+    while True:
+        try:
+            text = session.prompt(prompt_message(chat))
+        except KeyboardInterrupt:
+            continue  # Ctrl-C at the prompt: a fresh, empty line
+        except EOFError:
+            return  # Ctrl-D on an empty line
+        if not text.strip():
+            continue
+        try:
+            if is_command(text):
+                if run_command(text, chat, out):
+                    return
+                continue
+            chat.send(text[1:] if text.startswith("//") else text)
+        except KeyboardInterrupt:
+            chat.notifier.warn("interrupted")
+        except WaiError as error:
+            chat.notifier.error(str(error))
+
+
+def prompt_message(chat: ChatSession) -> FormattedText:
+    """The model, and how much of its input window the conversation already uses."""
+    from prompt_toolkit.formatted_text import FormattedText
+
+    used = chat.context_used()
+    window = chat.spec.context_window
+    mark = "" if chat.counter.exact else "~"
+    if used > chat.input_limit():
+        level = "class:usage.over"
+    elif used > 0.8 * window:
+        level = "class:usage.high"
+    else:
+        level = "class:usage"
+    return FormattedText(
+        [
+            ("class:model", short_model(chat.spec.id)),
+            ("", " "),
+            (level, f"{mark}{used}/{window}"),
+            ("class:arrow", " > "),
+        ]
+    )
+
+
+def _prompt_session(
+    chat: ChatSession, options: ChatOptions, pt_input: Any, pt_output: Any
+) -> PromptSession[str]:
+    from prompt_toolkit import PromptSession
+    from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
+    from prompt_toolkit.history import FileHistory
+    from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
+    from prompt_toolkit.styles import Style
+
+    bindings = KeyBindings()
+
+    # Alt-Enter arrives as Esc then Enter; either way it is a newline, and Enter alone sends.
+    @bindings.add("escape", "enter")
+    def _newline(event: KeyPressEvent) -> None:
+        event.current_buffer.insert_text("\n")
+
+    home = wai_home()
+    home.mkdir(parents=True, exist_ok=True)
+    style = Style.from_dict(
+        {
+            "model": "bold",
+            "usage": "",
+            "usage.high": "ansiyellow",
+            "usage.over": "ansired bold",
+            "arrow": "bold",
+            "continuation": "ansibrightblack",
+        }
+    )
+    session: PromptSession[str] = PromptSession(
+        history=FileHistory(str(home / HISTORY_FILE)),
+        auto_suggest=AutoSuggestFromHistory(),
+        completer=make_completer(chat),  # type: ignore[arg-type]
+        complete_while_typing=True,
+        key_bindings=bindings,
+        vi_mode=options.vi,
+        multiline=False,
+        prompt_continuation=_continuation,
+        style=style,
+        include_default_pygments_style=False,
+        input=pt_input,
+        output=pt_output,
+    )
+    return session
+
+
+def _continuation(width: int, line_number: int, wrap_count: int) -> FormattedText:
+    from prompt_toolkit.formatted_text import FormattedText
+
+    return FormattedText([("class:continuation", "." * max(width - 1, 0) + " ")])
+
+
+@contextlib.contextmanager
+def keyboard_quiet(stream: TextIO) -> Iterator[None]:
+    """While a reply streams, keys typed are not echoed into it; Ctrl-C still interrupts.
+
+    What is typed meanwhile stays queued and reaches the next prompt.
+    """
+    try:
+        import termios
+    except ImportError:  # not a POSIX terminal: nothing to quiet
+        yield
+        return
+    try:
+        fd = stream.fileno()
+        saved = termios.tcgetattr(fd)
+    except (OSError, ValueError, termios.error):
+        yield
+        return
+    quiet = list(saved)
+    quiet[3] = quiet[3] & ~termios.ECHO
+    try:
+        termios.tcsetattr(fd, termios.TCSANOW, quiet)
+        yield
+    finally:
+        with contextlib.suppress(termios.error, OSError):
+            termios.tcsetattr(fd, termios.TCSANOW, saved)
+
+
+def _main(argv: list[str] | None = None) -> int:
+    """`python -m wai.repl`: the REPL before (and besides) the `wai chat` command."""
+    import argparse
+
+    from wai.notices import stderr_wants_color
+
+    parser = argparse.ArgumentParser(prog="python -m wai.repl", description="Interactive chat.")
+    parser.add_argument("-m", "--model")
+    parser.add_argument("-s", "--system")
+    parser.add_argument("--backend", choices=("auto", "remote", "local"), default="auto")
+    parser.add_argument("-c", "--continue", dest="continue_last", action="store_true")
+    parser.add_argument("--cid")
+    parser.add_argument("--vi", action="store_true")
+    parser.add_argument("--max-tokens", type=int)
+    parser.add_argument("--no-log", action="store_true")
+    parser.add_argument("--color", choices=("auto", "always", "never"), default="auto")
+    parser.add_argument("--debug", action="store_true")
+    args = parser.parse_args(argv)
+    notifier = Notifier(color=stderr_wants_color(args.color, sys.stderr))
+    options = ChatOptions(
+        model=args.model,
+        system=args.system,
+        backend=args.backend,
+        continue_last=args.continue_last,
+        cid=args.cid,
+        vi=args.vi,
+        max_tokens=args.max_tokens,
+        color=args.color,
+        log=not args.no_log,
+        debug=args.debug,
+    )
+    try:
+        return run_chat(options, notifier)
+    except WaiError as error:
+        notifier.error(str(error))
+        return error.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(_main())

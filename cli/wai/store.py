@@ -1,0 +1,417 @@
+"""SQLite transcripts: every turn of `wai ask` and `wai chat`, kept at $WAI_HOME/logs.db.
+
+Durability: the database runs in WAL mode with synchronous=FULL, and a turn is written in one
+transaction when it ends. A crash, `kill -9` or power loss during a reply therefore loses at most
+that reply (it was never written), a commit that returned is on disk, and SQLite's journal keeps
+the file consistent whatever happens mid-write. A full disk fails the one commit (SQLITE_FULL),
+which is rolled back; earlier turns are untouched. FULL costs one fsync per turn, which a
+conversation never notices.
+
+The schema's version lives in `PRAGMA user_version`; `_MIGRATIONS[n]` moves version n to n+1,
+each in its own transaction, so an old file is brought forward the first time a newer wai opens it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import sqlite3
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from wai.errors import ConfigError, UsageError
+
+DB_NAME = "logs.db"
+BUSY_TIMEOUT_MS = 5000
+
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    # 0 -> 1
+    (
+        """
+        CREATE TABLE conversations (
+            id         TEXT PRIMARY KEY,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            model      TEXT NOT NULL,
+            system     TEXT,
+            source     TEXT NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE turns (
+            id                INTEGER PRIMARY KEY,
+            conversation_id   TEXT NOT NULL REFERENCES conversations(id),
+            created_at        TEXT NOT NULL,
+            prompt            TEXT NOT NULL,
+            reply             TEXT NOT NULL,
+            system            TEXT,
+            model             TEXT NOT NULL,
+            backend           TEXT NOT NULL,
+            precision         TEXT,
+            prompt_tokens     INTEGER,
+            completion_tokens INTEGER,
+            usage_exact       INTEGER NOT NULL,
+            max_tokens        INTEGER,
+            sampling          TEXT NOT NULL,
+            first_token_s     REAL,
+            total_s           REAL,
+            load_s            REAL,
+            finish_reason     TEXT,
+            interrupted       INTEGER NOT NULL,
+            error             TEXT,
+            superseded        INTEGER NOT NULL DEFAULT 0
+        )
+        """,
+        "CREATE INDEX turns_by_conversation ON turns(conversation_id, id)",
+    ),
+)
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+
+def db_path() -> Path:
+    from wai.settings import wai_home
+
+    return wai_home() / DB_NAME
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+_CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
+
+
+def new_conversation_id() -> str:
+    """A ULID in lower case: 48 bits of milliseconds then 80 random bits, so ids sort by time."""
+    value = (time.time_ns() // 1_000_000) << 80 | secrets.randbits(80)
+    return "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))
+
+
+@dataclass(frozen=True, slots=True)
+class TurnData:
+    """One finished turn, as the caller knows it; the store adds ids and times."""
+
+    prompt: str
+    reply: str
+    model: str
+    backend: str
+    system: str | None = None
+    precision: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    usage_exact: bool = True
+    max_tokens: int | None = None
+    sampling: dict[str, float | int] = field(default_factory=dict)
+    first_token_s: float | None = None
+    total_s: float | None = None
+    load_s: float | None = None
+    finish_reason: str | None = None
+    interrupted: bool = False
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredTurn:
+    id: int
+    conversation_id: str
+    created_at: str
+    data: TurnData
+    superseded: bool = False
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "conversation_id": self.conversation_id,
+            "created_at": self.created_at,
+            **asdict(self.data),
+            "superseded": self.superseded,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationSummary:
+    id: str
+    created_at: str
+    updated_at: str
+    model: str
+    system: str | None
+    source: str
+    turns: int
+    first_prompt: str
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+class Store:
+    """The transcript database. One connection; every write is one short transaction."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _create_private(path)
+            # isolation_level=None: transactions are begun and ended here, explicitly.
+            self._db = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(f"{path}: cannot open the transcript database ({exc})") from None
+        try:
+            self._configure()
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise ConfigError(
+                f"{path}: not a usable transcript database ({exc})",
+                hint="move it aside; wai starts a new one",
+            ) from None
+
+    @classmethod
+    def open_default(cls) -> Store:
+        return cls(db_path())
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _configure(self) -> None:
+        self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        self._db.execute("PRAGMA journal_mode = WAL")
+        self._db.execute("PRAGMA synchronous = FULL")
+        self._db.execute("PRAGMA foreign_keys = ON")
+
+    def schema_version(self) -> int:
+        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self) -> None:
+        version = self.schema_version()
+        if version > SCHEMA_VERSION:
+            raise ConfigError(
+                f"{self.path} was written by a newer wai (schema {version}; this one knows {SCHEMA_VERSION})",
+                hint="upgrade wai",
+            )
+        while version < SCHEMA_VERSION:
+            with self._transaction():
+                # Re-read under the write lock: another wai may have migrated meanwhile.
+                version = self.schema_version()
+                if version >= SCHEMA_VERSION:
+                    break
+                for statement in _MIGRATIONS[version]:
+                    self._db.execute(statement)
+                version += 1
+                self._db.execute(f"PRAGMA user_version = {version}")
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._db)
+
+    # writing
+
+    def add_turn(
+        self,
+        conversation_id: str,
+        turn: TurnData,
+        *,
+        source: str,
+        replaces: int | None = None,
+    ) -> StoredTurn:
+        """Write one turn (creating its conversation on its first turn) in one transaction.
+
+        `replaces`: the id of a turn this one regenerates (`/retry`); it is kept but marked
+        superseded, so continuing the conversation no longer sees it.
+        """
+        now = _now()
+        with self._transaction():
+            self._db.execute(
+                "INSERT INTO conversations (id, created_at, updated_at, model, system, source) "
+                "VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(id) DO UPDATE SET updated_at = excluded.updated_at, "
+                "model = excluded.model, system = excluded.system",
+                (conversation_id, now, now, turn.model, turn.system, source),
+            )
+            cursor = self._db.execute(
+                "INSERT INTO turns (conversation_id, created_at, prompt, reply, system, model, backend, "
+                "precision, prompt_tokens, completion_tokens, usage_exact, max_tokens, sampling, "
+                "first_token_s, total_s, load_s, finish_reason, interrupted, error) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    conversation_id,
+                    now,
+                    turn.prompt,
+                    turn.reply,
+                    turn.system,
+                    turn.model,
+                    turn.backend,
+                    turn.precision,
+                    turn.prompt_tokens,
+                    turn.completion_tokens,
+                    int(turn.usage_exact),
+                    turn.max_tokens,
+                    json.dumps(turn.sampling, sort_keys=True),
+                    turn.first_token_s,
+                    turn.total_s,
+                    turn.load_s,
+                    turn.finish_reason,
+                    int(turn.interrupted),
+                    turn.error,
+                ),
+            )
+            if replaces is not None:
+                self._db.execute(
+                    "UPDATE turns SET superseded = 1 WHERE id = ? AND conversation_id = ?",
+                    (replaces, conversation_id),
+                )
+        turn_id = cursor.lastrowid
+        assert turn_id is not None
+        return StoredTurn(id=turn_id, conversation_id=conversation_id, created_at=now, data=turn)
+
+    # reading
+
+    def latest_conversation_id(self) -> str | None:
+        # Turn ids only grow, so the newest turn names the latest conversation, whatever the clock did.
+        row = self._db.execute("SELECT conversation_id FROM turns ORDER BY id DESC LIMIT 1").fetchone()
+        return None if row is None else str(row[0])
+
+    def resolve_conversation_id(self, given: str) -> str:
+        """A full id or a unique prefix of one."""
+        given = given.strip().lower()
+        if not given:
+            raise UsageError("the conversation id is empty", hint="`wai logs` lists them")
+        rows = self._db.execute(
+            "SELECT id FROM conversations WHERE id = ? OR substr(id, 1, ?) = ? ORDER BY id LIMIT 3",
+            (given, len(given), given),
+        ).fetchall()
+        ids = [str(row[0]) for row in rows]
+        if given in ids:
+            return given
+        if not ids:
+            raise UsageError(f"no conversation with id '{given}'", hint="`wai logs` lists them")
+        if len(ids) > 1:
+            raise UsageError(f"'{given}' matches several conversations", hint="give more of the id")
+        return ids[0]
+
+    def conversation(self, conversation_id: str) -> ConversationSummary:
+        rows = self._summaries("WHERE c.id = ?", (conversation_id,), limit=1)
+        if not rows:
+            raise UsageError(f"no conversation with id '{conversation_id}'", hint="`wai logs` lists them")
+        return rows[0]
+
+    def recent(self, limit: int) -> list[ConversationSummary]:
+        return self._summaries("", (), limit=limit)
+
+    def _summaries(self, where: str, params: Sequence[object], *, limit: int) -> list[ConversationSummary]:
+        rows = self._db.execute(
+            "SELECT c.id, c.created_at, c.updated_at, c.model, c.system, c.source, "
+            "(SELECT count(*) FROM turns t WHERE t.conversation_id = c.id AND t.superseded = 0), "
+            "(SELECT t.prompt FROM turns t WHERE t.conversation_id = c.id ORDER BY t.id LIMIT 1) "
+            f"FROM conversations c {where} "
+            "ORDER BY (SELECT max(t.id) FROM turns t WHERE t.conversation_id = c.id) DESC LIMIT ?",
+            (*params, limit),
+        ).fetchall()
+        return [
+            ConversationSummary(
+                id=row[0],
+                created_at=row[1],
+                updated_at=row[2],
+                model=row[3],
+                system=row[4],
+                source=row[5],
+                turns=int(row[6]),
+                first_prompt=row[7] or "",
+            )
+            for row in rows
+        ]
+
+    def turns(self, conversation_id: str, *, include_superseded: bool = False) -> list[StoredTurn]:
+        extra = "" if include_superseded else " AND superseded = 0"
+        rows = self._db.execute(
+            "SELECT id, conversation_id, created_at, prompt, reply, system, model, backend, precision, "
+            "prompt_tokens, completion_tokens, usage_exact, max_tokens, sampling, first_token_s, "
+            "total_s, load_s, finish_reason, interrupted, error, superseded "
+            f"FROM turns WHERE conversation_id = ?{extra} ORDER BY id",
+            (conversation_id,),
+        ).fetchall()
+        return [_stored_turn(row) for row in rows]
+
+    def integrity_check(self) -> str:
+        return str(self._db.execute("PRAGMA integrity_check").fetchone()[0])
+
+
+def _create_private(path: Path) -> None:
+    """Transcripts are private: create the file readable by its owner only (SQLite gives its
+    -wal and -shm files the same mode)."""
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+
+
+def _stored_turn(row: Sequence[object]) -> StoredTurn:
+    def opt_int(value: object) -> int | None:
+        return None if value is None else int(str(value))
+
+    def opt_float(value: object) -> float | None:
+        return None if value is None else float(str(value))
+
+    def opt_str(value: object) -> str | None:
+        return None if value is None else str(value)
+
+    sampling = json.loads(str(row[13]))
+    data = TurnData(
+        prompt=str(row[3]),
+        reply=str(row[4]),
+        system=opt_str(row[5]),
+        model=str(row[6]),
+        backend=str(row[7]),
+        precision=opt_str(row[8]),
+        prompt_tokens=opt_int(row[9]),
+        completion_tokens=opt_int(row[10]),
+        usage_exact=bool(row[11]),
+        max_tokens=opt_int(row[12]),
+        sampling=sampling if isinstance(sampling, dict) else {},
+        first_token_s=opt_float(row[14]),
+        total_s=opt_float(row[15]),
+        load_s=opt_float(row[16]),
+        finish_reason=opt_str(row[17]),
+        interrupted=bool(row[18]),
+        error=opt_str(row[19]),
+    )
+    return StoredTurn(
+        id=int(str(row[0])),
+        conversation_id=str(row[1]),
+        created_at=str(row[2]),
+        data=data,
+        superseded=bool(row[20]),
+    )
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception (Ctrl-C included)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
+        if kind is None:
+            try:
+                self._db.execute("COMMIT")
+                return
+            except BaseException:
+                self._rollback()
+                raise
+        self._rollback()
+
+    def _rollback(self) -> None:
+        if self._db.in_transaction:
+            # SQLite may have rolled back already (e.g. after SQLITE_FULL).
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
