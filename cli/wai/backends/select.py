@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Literal
 
@@ -63,6 +64,10 @@ def choose_backend_name(spec: ModelSpec, mode: BackendMode, credentials: Credent
     raise ConfigError(f"{missing_credentials}, or put its weights at {spec.gguf_path()}")
 
 
+def _stderr_line(text: str) -> None:
+    print(f"wai: debug: {text}", file=sys.stderr, flush=True)
+
+
 class Backends:
     """Builds each backend once per process, so a loaded local model is reused."""
 
@@ -83,7 +88,8 @@ class Backends:
 
             if self.credentials is None:
                 raise ConfigError(MISSING_CREDENTIALS.format(path=wai_home() / "config.toml"))
-            return WorkersAIBackend(self.credentials)
+            debug_log = _stderr_line if self.debug else None
+            return WorkersAIBackend(self.credentials, debug_log=debug_log)
         from wai.backends.llama import LlamaBackend
 
         opts = self.local_options

@@ -1,0 +1,150 @@
+"""`wai ask` end to end: the installed command against a loopback Workers AI server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.cli import WAI, run_wai
+from tests.support.workers_ai_server import Reply, Simulation, WorkersAIServer
+
+TOKEN = "tok-CLI-SECRET-0f1e2d3c-NEVER-SHOWN"
+MODEL = "@cf/meta/llama-2-7b-chat-int8"
+
+
+@pytest.fixture
+def server() -> Iterator[WorkersAIServer]:
+    with WorkersAIServer(Simulation(reply_tokens=12)) as running:
+        yield running
+
+
+def env_for(server: WorkersAIServer) -> dict[str, str]:
+    return {
+        "CLOUDFLARE_BASE_URL": server.base_url,
+        "CLOUDFLARE_ACCOUNT_ID": "acct123",
+        "CLOUDFLARE_API_TOKEN": TOKEN,
+    }
+
+
+def test_pipe_gets_the_answer_alone_with_max_tokens_always_sent(server: WorkersAIServer) -> None:
+    done = run_wai("ask", "-m", MODEL, "where is new york?", env=env_for(server))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == " ".join(f"token{i}" for i in range(1, 13)) + "\n"
+    assert "\x1b" not in done.stdout
+    body = server.requests[0].json
+    assert body["max_tokens"] == 1800 and body["stream"] is True
+    assert body["messages"] == [{"role": "user", "content": "where is new york?"}]
+    assert server.requests[0].headers["authorization"] == f"Bearer {TOKEN}"
+
+
+def test_argument_then_blank_line_then_stdin(server: WorkersAIServer) -> None:
+    done = run_wai(
+        "ask", "-m", MODEL, "-s", "be brief", "review this", stdin=b"diff --git a b\n", env=env_for(server)
+    )
+    assert done.returncode == 0, done.stderr
+    messages = server.requests[0].json["messages"]
+    assert messages == [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "review this\n\ndiff --git a b\n"},
+    ]
+
+
+def test_max_tokens_over_the_cap_is_lowered_with_a_warning(server: WorkersAIServer) -> None:
+    done = run_wai("ask", "-m", MODEL, "--max-tokens", "5000", "hi", env=env_for(server))
+    assert done.returncode == 0
+    assert server.requests[0].json["max_tokens"] == 1800
+    assert "lowered to 1800" in done.stderr
+
+
+def test_prompt_over_the_window_is_refused_before_sending(server: WorkersAIServer) -> None:
+    done = run_wai("ask", "-m", MODEL, "-", stdin=("word " * 6000).encode(), env=env_for(server))
+    assert done.returncode == 3
+    assert "2048" in done.stderr and "tokens" in done.stderr
+    assert server.requests == []
+    assert "Traceback" not in done.stderr
+
+
+def test_server_window_error_is_exit_3(server: WorkersAIServer) -> None:
+    server.script(Reply.error(413, 5021, "exceeded this model context window limit (4096)."))
+    done = run_wai("ask", "-m", MODEL, "hi", env=env_for(server))
+    assert done.returncode == 3
+    assert "5021" in done.stderr
+
+
+def test_unknown_model_on_the_server_is_one_line(server: WorkersAIServer) -> None:
+    server.script(Reply.error(400, 5007, "No such model @cf/meta/llama-2-7b-chat-int8 or task"))
+    done = run_wai("ask", "-m", MODEL, "hi", env=env_for(server))
+    assert done.returncode in (1, 2)
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in done.stderr
+
+
+def test_connection_dropped_mid_stream_keeps_the_partial_text(server: WorkersAIServer) -> None:
+    server.script(Reply.sse([{"response": "New"}, {"response": " York"}], done=False, end="drop"))
+    done = run_wai("ask", "-m", MODEL, "hi", env=env_for(server))
+    assert done.returncode == 1
+    assert done.stdout == "New York\n"
+    assert "incomplete" in done.stderr
+
+
+def test_rate_limited_then_success(server: WorkersAIServer) -> None:
+    server.script(Reply.error(429, 3040, "Capacity temporarily exceeded", headers={"Retry-After": "0"}))
+    done = run_wai("ask", "-m", MODEL, "hi", env=env_for(server))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("token1")
+    assert len(server.requests) == 2
+
+
+def test_json_result_shape(server: WorkersAIServer) -> None:
+    done = run_wai("ask", "-m", MODEL, "--json", "hi", env=env_for(server))
+    assert done.returncode == 0
+    result = json.loads(done.stdout)
+    assert result["text"].startswith("token1 token2")
+    assert result["model"] == MODEL and result["backend"] == "remote"
+    assert result["finish_reason"] == "stop"
+    assert result["usage"]["completion_tokens"] == 12
+    assert result["timings"]["first_token_s"] is not None
+
+
+def test_jsonl_streams_one_object_per_event(server: WorkersAIServer) -> None:
+    done = run_wai("ask", "-m", MODEL, "--jsonl", "hi", env=env_for(server))
+    assert done.returncode == 0
+    kinds = [json.loads(line)["type"] for line in done.stdout.splitlines()]
+    assert kinds[0] == "start" and kinds[-1] == "finish"
+    assert kinds.count("token") == 12 and "usage" in kinds
+
+
+def test_output_cap_is_exit_0_with_a_warning(server: WorkersAIServer) -> None:
+    done = run_wai("ask", "-m", MODEL, "--max-tokens", "5", "hi", env=env_for(server))
+    assert done.returncode == 0
+    assert done.stdout == "token1 token2 token3 token4 token5\n"
+    assert "output cap" in done.stderr
+
+
+def test_debug_never_shows_the_token(server: WorkersAIServer) -> None:
+    server.script(Reply.error(401, 10000, f"Authentication error for Bearer {TOKEN}"))
+    done = run_wai("ask", "--debug", "-m", MODEL, "hi", env=env_for(server))
+    assert done.returncode != 0
+    assert TOKEN not in done.stdout + done.stderr
+    assert "CLOUDFLARE_API_TOKEN" in done.stderr
+
+
+def test_closed_pipe_ends_quietly() -> None:
+    with WorkersAIServer(Simulation(reply_tokens=3000, token_delay=0.001)) as slow:
+        env = {**env_for(slow)}
+        done = subprocess.run(
+            ["bash", "-c", f"'{WAI}' ask -m {MODEL} hi | head -c 20; echo \"exit=${{PIPESTATUS[0]}}\""],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **env},
+            timeout=60,
+        )
+        outcomes = slow.wait_outcomes(1, timeout=10)
+    assert done.stdout.startswith("token1 token2 token3")
+    assert "exit=0" in done.stdout
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr
+    assert outcomes == ["client_gone"]  # wai hung up instead of reading the whole reply
