@@ -1,0 +1,419 @@
+"""The local backend on real llama.cpp, with tiny deterministic GGUF models built by the tests."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.tiny_gguf import TinyModel, build_tiny_llama
+from wai.backends.llama import LlamaBackend, looks_like_gguf_path, spec_for_gguf
+from wai.catalog import Catalog, ModelSpec
+from wai.conversation import Message, Request, Sampling
+from wai.errors import BackendError, ConfigError, WaiError, WindowError
+from wai.events import Event, Finish, Loaded, Token, Usage
+
+pytest.importorskip("llama_cpp")
+
+SCRIPT = "Hello, world! é日本🎉"  # 日 and 🎉 are split across byte tokens, 本 is one token
+GREEDY = Sampling(temperature=0)
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, TinyModel]:
+    folder = tmp_path_factory.mktemp("tiny-models")
+    return {
+        ftype: build_tiny_llama(folder / f"tiny.{ftype}.gguf", ftype=ftype, script=SCRIPT, whole="本")  # type: ignore[arg-type]
+        for ftype in ("f16", "q8_0")
+    }
+
+
+@pytest.fixture(scope="session")
+def looping(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
+    """Writes "Hi 🎉!" over and over: only the cap stops it."""
+    path = tmp_path_factory.mktemp("tiny-loop") / "loop.q8_0.gguf"
+    return build_tiny_llama(path, ftype="q8_0", script="Hi 🎉!", loop=True, context_length=512)
+
+
+@pytest.fixture(scope="module")
+def backends() -> Iterator[dict[str, LlamaBackend]]:
+    """One backend per model file, kept for the module: models load once, as in a REPL."""
+    cache: dict[str, LlamaBackend] = {}
+    yield cache
+    for backend in cache.values():
+        backend.close()
+
+
+def backend_for(backends: dict[str, LlamaBackend], model: TinyModel) -> LlamaBackend:
+    return backends.setdefault(str(model.path), LlamaBackend(threads=1))
+
+
+def spec(model: TinyModel | Path, **overrides: object) -> ModelSpec:
+    path = model.path if isinstance(model, TinyModel) else model
+    values: dict[str, object] = {
+        "id": "tiny",
+        "context_window": 384,
+        "max_output": 128,
+        "total_context": 512,
+        "remote": False,
+        "gguf": str(path),
+    }
+    values.update(overrides)
+    return ModelSpec(**values)  # type: ignore[arg-type]
+
+
+def request(
+    model: TinyModel | Path, text: str = "where is new york?", *, max_tokens: int = 64, **kw: object
+) -> Request:
+    return Request(
+        model=spec(model, **kw),
+        messages=(Message("user", text),),
+        max_tokens=max_tokens,
+        sampling=GREEDY,
+    )
+
+
+def text_of(events: list[Event]) -> str:
+    return "".join(e.text for e in events if isinstance(e, Token))
+
+
+def only(events: list[Event], kind: type[Usage] | type[Finish]) -> Usage | Finish:
+    found = [e for e in events if isinstance(e, kind)]
+    assert len(found) == 1, events
+    return found[0]
+
+
+# What the user reads
+
+
+@pytest.mark.parametrize("ftype", ["f16", "q8_0"])
+def test_writes_the_exact_text_in_both_precisions(
+    models: dict[str, TinyModel], backends: dict[str, LlamaBackend], ftype: str
+) -> None:
+    model = models[ftype]
+    events = list(backend_for(backends, model).stream(request(model)))
+    assert text_of(events) == SCRIPT
+    usage = only(events, Usage)
+    assert isinstance(usage, Usage) and usage.exact
+    assert usage.completion_tokens == len(model.pieces)
+    assert only(events, Finish) == Finish("stop")
+
+
+def test_characters_split_across_tokens_arrive_whole(
+    models: dict[str, TinyModel], backends: dict[str, LlamaBackend]
+) -> None:
+    model = models["q8_0"]
+    tokens = [e.text for e in backend_for(backends, model).stream(request(model)) if isinstance(e, Token)]
+    assert "日" in tokens and "🎉" in tokens  # each arrives as one piece, after its last byte
+    assert all("\ufffd" not in t for t in tokens)
+    assert all(t for t in tokens)
+
+
+@pytest.mark.parametrize(
+    ("cap", "expected"),
+    [
+        (1, "Hello"),
+        (4, "Hello, world!"),
+        (7, "Hello, world! é"),  # é's second byte is token 7
+        (8, "Hello, world! é"),  # the cap falls inside 日 (1 of its 3 bytes)
+        (9, "Hello, world! é"),  # still inside 日 (2 of 3 bytes)
+        (10, "Hello, world! é日"),
+        (11, "Hello, world! é日本"),
+        (14, "Hello, world! é日本"),  # 3 of 🎉's 4 bytes
+    ],
+)
+def test_the_cap_counts_tokens_and_never_leaves_garbage(
+    models: dict[str, TinyModel], backends: dict[str, LlamaBackend], cap: int, expected: str
+) -> None:
+    model = models["f16"]
+    events = list(backend_for(backends, model).stream(request(model, max_tokens=cap)))
+    assert text_of(events) == expected
+    usage = only(events, Usage)
+    assert isinstance(usage, Usage) and usage.completion_tokens == cap
+    assert only(events, Finish) == Finish("length")
+
+
+def test_a_reply_that_ends_exactly_at_the_cap_is_length(
+    models: dict[str, TinyModel], backends: dict[str, LlamaBackend]
+) -> None:
+    model = models["f16"]
+    events = list(backend_for(backends, model).stream(request(model, max_tokens=len(model.pieces))))
+    assert text_of(events) == SCRIPT
+    assert only(events, Finish) == Finish("length")
+
+
+def test_a_long_reply_stops_at_the_cap(looping: TinyModel, backends: dict[str, LlamaBackend]) -> None:
+    events = list(backend_for(backends, looping).stream(request(looping, max_tokens=300)))
+    text = text_of(events)
+    # "Hi", " ", four bytes of 🎉, "!": 7 tokens a round; 300 = 42 rounds and 6 tokens
+    assert text == "Hi 🎉!" * 42 + "Hi 🎉"
+    usage = only(events, Usage)
+    assert isinstance(usage, Usage) and usage.completion_tokens == 300
+    assert only(events, Finish) == Finish("length")
+
+
+def test_sampling_options_are_accepted(
+    models: dict[str, TinyModel], backends: dict[str, LlamaBackend]
+) -> None:
+    model = models["q8_0"]
+    sampled = Request(
+        model=spec(model),
+        messages=(Message("user", "hi"),),
+        max_tokens=64,
+        sampling=Sampling(temperature=0.7, top_p=0.9, top_k=20, seed=42),
+    )
+    # The successor's logit leads by ~30: sampling at a usual temperature still writes the script.
+    assert text_of(list(backend_for(backends, model).stream(sampled))) == SCRIPT
+
+
+def test_usage_counts_the_prompt_as_sent(
+    models: dict[str, TinyModel], backends: dict[str, LlamaBackend]
+) -> None:
+    from wai.chat_template import tokenize_chat
+
+    model = models["f16"]
+    backend = backend_for(backends, model)
+    req = Request(
+        model=spec(model),
+        messages=(Message("system", "be brief"), Message("user", "where is new york?")),
+        max_tokens=8,
+        sampling=GREEDY,
+    )
+    usage = only(list(backend.stream(req)), Usage)
+    llama_cpp = pytest.importorskip("llama_cpp")
+    vocab = llama_cpp.Llama(model_path=str(model.path), vocab_only=True, verbose=False)
+    assert isinstance(usage, Usage)
+    assert usage.prompt_tokens == len(tokenize_chat(vocab, req.messages))
+
+
+# The loaded model is kept
+
+
+def test_the_model_loads_once(tmp_path: Path, models: dict[str, TinyModel]) -> None:
+    backend = LlamaBackend(threads=1)
+    try:
+        first = list(backend.stream(request(models["f16"])))
+        second = list(backend.stream(request(models["f16"], "and then?")))
+    finally:
+        backend.close()
+    assert isinstance(first[0], Loaded) and first[0].seconds > 0
+    assert not any(isinstance(e, Loaded) for e in second)
+    assert text_of(first) == text_of(second) == SCRIPT
+
+
+def test_a_longer_request_grows_the_context_within_the_trained_one(looping: TinyModel) -> None:
+    backend = LlamaBackend(threads=1)
+    try:
+        small = list(backend.stream(request(looping, max_tokens=10)))
+        small_ctx = backend.describe()["n_ctx"]
+        large = list(backend.stream(request(looping, max_tokens=450)))
+        large_ctx = backend.describe()["n_ctx"]
+        again = list(backend.stream(request(looping, max_tokens=10)))
+    finally:
+        backend.close()
+    assert isinstance(small_ctx, int) and isinstance(large_ctx, int)
+    assert small_ctx < 450 <= large_ctx <= looping.context_length
+    assert any(isinstance(e, Loaded) for e in large)
+    assert not any(isinstance(e, Loaded) for e in again)
+    assert text_of(small) == text_of(again) == "Hi 🎉!Hi "  # 10 tokens: 7, then "Hi", " " and a byte
+    usage = only(large, Usage)
+    assert isinstance(usage, Usage) and usage.completion_tokens == 450
+
+
+def test_a_prompt_and_reply_over_the_trained_context_is_refused(
+    models: dict[str, TinyModel], backends: dict[str, LlamaBackend]
+) -> None:
+    model = models["f16"]
+    with pytest.raises(WindowError) as caught:
+        list(backend_for(backends, model).stream(request(model, "x" * 600, max_tokens=16)))
+    assert caught.value.exit_code == 3
+    assert "512" in str(caught.value)
+
+
+# Stopping
+
+
+def test_closing_the_stream_stops_generation(looping: TinyModel, backends: dict[str, LlamaBackend]) -> None:
+    backend = backend_for(backends, looping)
+    events = backend.stream(request(looping, max_tokens=400))
+    received = [next(events) for _ in range(4)]
+    started = time.perf_counter()
+    events.close()
+    assert time.perf_counter() - started < 0.5
+    assert not any(isinstance(e, Usage | Finish) for e in received)
+    with pytest.raises(StopIteration):
+        next(events)
+    # The next turn starts cleanly from what the context really holds.
+    follow = list(backend.stream(request(looping, max_tokens=7)))
+    assert text_of(follow) == "Hi 🎉!"
+
+
+def test_ctrl_c_while_streaming_leaves_the_backend_usable(
+    looping: TinyModel, backends: dict[str, LlamaBackend]
+) -> None:
+    backend = backend_for(backends, looping)
+    events = backend.stream(request(looping, max_tokens=400))
+    pieces = []
+    with pytest.raises(KeyboardInterrupt):
+        for event in events:
+            if isinstance(event, Token):
+                pieces.append(event.text)
+            if len(pieces) == 3:
+                events.throw(KeyboardInterrupt)  # as if Ctrl-C arrived between two tokens
+    assert "".join(pieces) == "Hi 🎉"
+    follow = list(backend.stream(request(looping, "again", max_tokens=7)))
+    assert text_of(follow) == "Hi 🎉!"
+
+
+# Files that cannot run
+
+
+def test_a_missing_file_names_the_path_and_the_fix(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere.gguf"
+    with pytest.raises(ConfigError) as caught:
+        list(LlamaBackend(threads=1).stream(request(missing)))
+    assert str(missing) in str(caught.value)
+    assert "models folder" in str(caught.value)
+
+
+def test_a_missing_builtin_file_says_wai_setup(tmp_path: Path) -> None:
+    missing = tmp_path / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    with pytest.raises(ConfigError, match="wai setup"):
+        list(LlamaBackend(threads=1).stream(request(missing)))
+
+
+def test_a_model_without_local_weights_is_a_configuration_error() -> None:
+    remote_only = Request(model=spec(Path("x"), gguf=None), messages=(Message("user", "hi"),), max_tokens=4)
+    with pytest.raises(ConfigError, match="no local weights"):
+        list(LlamaBackend(threads=1).stream(remote_only))
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"", "empty"),
+        (b"<!DOCTYPE html><html><body>Not found</body></html>" * 3, "web page"),
+        (b"version https://git-lfs.github.com/spec/v1\noid sha256:0\nsize 7\n", "Git LFS pointer"),
+        (b"\x00" * 4096, "not a GGUF"),
+    ],
+)
+def test_junk_files_are_refused_before_llama_cpp_sees_them(
+    tmp_path: Path, content: bytes, expected: str
+) -> None:
+    junk = tmp_path / "junk.gguf"
+    junk.write_bytes(content)
+    with pytest.raises(BackendError, match=expected) as caught:
+        list(LlamaBackend(threads=1).stream(request(junk)))
+    assert caught.value.exit_code == 1
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.99, 30 / 192768])
+def test_truncated_files_are_refused(tmp_path: Path, models: dict[str, TinyModel], keep: float) -> None:
+    whole = models["f16"].path.read_bytes()
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(whole[: max(int(len(whole) * keep), 24)])
+    with pytest.raises(BackendError, match="truncated"):
+        list(LlamaBackend(threads=1).stream(request(cut)))
+
+
+def test_an_unsupported_architecture_is_named(tmp_path: Path) -> None:
+    odd = build_tiny_llama(tmp_path / "odd.gguf", ftype="f16", script="Hi", architecture="frobnicator")
+    with pytest.raises(BackendError, match="'frobnicator' architecture"):
+        list(LlamaBackend(threads=1).stream(request(odd)))
+
+
+# What the app shows about the model
+
+
+def test_precision_comes_from_the_file(models: dict[str, TinyModel]) -> None:
+    backend = LlamaBackend(threads=1)
+    assert backend.precision(request(models["f16"])) == "f16"
+    assert backend.precision(request(models["q8_0"])) == "q8_0"
+    assert backend.precision(request(Path("/nonexistent.gguf"))) is None
+
+
+def test_a_file_that_contradicts_the_catalog_gets_a_warning(models: dict[str, TinyModel]) -> None:
+    backend = LlamaBackend(threads=1)
+    assert backend.warnings(request(models["f16"], precision="f16")) == []
+    assert backend.warnings(request(models["f16"], precision="fp16")) == []
+    notes = backend.warnings(request(models["f16"], precision="q8_0"))
+    assert len(notes) == 1 and "f16" in notes[0] and "q8_0" in notes[0]
+    over = backend.warnings(request(models["q8_0"], total_context=4096, context_window=3000))
+    assert len(over) == 1 and "512" in over[0]
+
+
+def test_describe_reports_offload_threads_and_version(models: dict[str, TinyModel]) -> None:
+    import llama_cpp
+
+    backend = LlamaBackend(threads=2, gpu_layers=0)
+    facts = backend.describe()
+    assert facts["llama_cpp_python"] == llama_cpp.__version__
+    assert facts["gpu_offload_supported"] == bool(llama_cpp.llama_supports_gpu_offload())
+    assert facts["gpu_offload_active"] is False and facts["gpu_layers"] == 0
+    assert facts["threads"] == 2
+    default = LlamaBackend().gpu_layers()
+    assert default == (-1 if llama_cpp.llama_supports_gpu_offload() else 0)
+
+
+def test_llama_cpp_logs_stay_off_the_terminal(
+    tmp_path: Path, models: dict[str, TinyModel], capfd: pytest.CaptureFixture[str]
+) -> None:
+    copy = tmp_path / "fresh.gguf"  # a file not loaded before, so llama.cpp logs its loading
+    copy.write_bytes(models["q8_0"].path.read_bytes())
+    backend = LlamaBackend(threads=1)
+    assert text_of(list(backend.stream(request(copy)))) == SCRIPT
+    backend.close()
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
+    chatty = LlamaBackend(threads=1, debug=True)
+    list(chatty.stream(request(copy)))
+    chatty.close()
+    assert "llama" in capfd.readouterr().err
+
+
+# -m path/to/file.gguf
+
+
+def test_spec_for_a_file_outside_the_catalog_uses_its_trained_context(models: dict[str, TinyModel]) -> None:
+    found = spec_for_gguf(models["q8_0"].path, Catalog())
+    assert (found.total_context, found.max_output, found.context_window) == (512, 128, 384)
+    assert found.remote is False and found.precision == "q8_0"
+    assert found.id == models["q8_0"].path.name
+    assert (
+        text_of(list(LlamaBackend(threads=1).stream(Request(found, (Message("user", "hi"),), 64, GREEDY))))
+        == SCRIPT
+    )
+
+
+def test_spec_for_a_catalog_file_is_its_entry(models: dict[str, TinyModel]) -> None:
+    entry = spec(models["f16"], id="my-tiny", context_window=100, max_output=50, total_context=150)
+    assert spec_for_gguf(models["f16"].path, Catalog(models={"my-tiny": entry})) == entry
+
+
+def test_spec_for_a_missing_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(WaiError, match="does not exist"):
+        spec_for_gguf(tmp_path / "x.gguf", Catalog())
+
+
+def test_gguf_paths_are_told_from_model_ids(models: dict[str, TinyModel]) -> None:
+    assert looks_like_gguf_path("models/llama.Q8_0.gguf")
+    assert looks_like_gguf_path(str(models["f16"].path))
+    assert not looks_like_gguf_path("@cf/meta/llama-2-7b-chat-int8")
+    assert not looks_like_gguf_path("smollm2")
+
+
+def test_a_llama_model_without_a_template_gets_the_llama_2_format(tmp_path: Path) -> None:
+    from wai.chat_template import llama2_prompt
+
+    # The model writes the script only after "]", the last character of "[/INST]".
+    plain = build_tiny_llama(
+        tmp_path / "plain.gguf", ftype="f16", script="Sure!", chat_template=None, after="<0x5D>"
+    )
+    backend = LlamaBackend(threads=1)
+    messages = (Message("system", "be brief"), Message("user", "hi"))
+    events = list(backend.stream(Request(spec(plain), messages, 16, GREEDY)))
+    backend.close()
+    assert text_of(events) == "Sure!"
+    assert llama2_prompt(messages).endswith("hi [/INST]")
