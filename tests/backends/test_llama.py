@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.tiny_gguf import TinyModel, build_tiny_llama
-from wai.backends.llama import LlamaBackend, looks_like_gguf_path, spec_for_gguf
+from wai.backends.llama import LlamaBackend, spec_for_gguf
 from wai.catalog import Catalog, ModelSpec
 from wai.conversation import Message, Request, Sampling
 from wai.errors import BackendError, ConfigError, WaiError, WindowError
@@ -395,13 +395,6 @@ def test_spec_for_a_catalog_file_is_its_entry(models: dict[str, TinyModel]) -> N
 def test_spec_for_a_missing_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(WaiError, match="does not exist"):
         spec_for_gguf(tmp_path / "x.gguf", Catalog())
-
-
-def test_gguf_paths_are_told_from_model_ids(models: dict[str, TinyModel]) -> None:
-    assert looks_like_gguf_path("models/llama.Q8_0.gguf")
-    assert looks_like_gguf_path(str(models["f16"].path))
-    assert not looks_like_gguf_path("@cf/meta/llama-2-7b-chat-int8")
-    assert not looks_like_gguf_path("smollm2")
 
 
 def test_a_llama_model_without_a_template_gets_the_llama_2_format(tmp_path: Path) -> None:

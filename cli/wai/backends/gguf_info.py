@@ -199,7 +199,7 @@ class GGUFInfo:
 _cache: dict[tuple[str, int, int], GGUFInfo] = {}
 
 
-def inspect_gguf(path: Path) -> GGUFInfo:
+def read_gguf_info(path: Path) -> GGUFInfo:
     """`read_gguf`, remembered while the file is unchanged (same size and modification time)."""
     stat = path.stat()
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)

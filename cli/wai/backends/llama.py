@@ -18,7 +18,7 @@ from pathlib import Path
 
 from wai import settings
 from wai.backends import llama_native as native
-from wai.backends.gguf_info import GGUFInfo, inspect_gguf
+from wai.backends.gguf_info import GGUFInfo, read_gguf_info
 from wai.catalog import Catalog, ModelSpec
 from wai.chat_template import tokenize_chat
 from wai.conversation import Request, Sampling
@@ -76,7 +76,7 @@ class LlamaBackend:
     def stream(self, request: Request) -> Generator[Event, None, None]:
         native.LOG.debug = self._debug
         path = _existing_gguf(request.model)
-        info = inspect_gguf(path)
+        info = read_gguf_info(path)
         started = time.perf_counter()
         loaded, fresh = self._model_for(path, info)
         prompt = tokenize_chat(loaded.model, request.messages)
@@ -323,7 +323,7 @@ def _info_or_none(spec: ModelSpec) -> GGUFInfo | None:
     if path is None:
         return None
     try:
-        return inspect_gguf(path)
+        return read_gguf_info(path)
     except (OSError, BackendError):
         return None
 
@@ -364,7 +364,7 @@ def spec_for_gguf(path: Path, catalog: Catalog) -> ModelSpec:
     known = catalog.by_gguf(path)
     if known is not None:
         return known
-    info = inspect_gguf(path)
+    info = read_gguf_info(path)
     trained = info.context_length or 2048
     max_output = min(trained // 4, 4096)
     return ModelSpec(
@@ -378,8 +378,3 @@ def spec_for_gguf(path: Path, catalog: Catalog) -> ModelSpec:
         description=info.name or path.stem,
         source=str(path),
     )
-
-
-def looks_like_gguf_path(name: str) -> bool:
-    """Whether `-m NAME` names a file rather than a catalog id."""
-    return name.lower().endswith(".gguf") or Path(name).expanduser().is_file()
