@@ -41,7 +41,7 @@ class Plan:
     exact: bool
     dropped_turns: int = 0  # user messages dropped, each with its reply
     dropped_messages: int = 0
-    cut_tokens: int = 0  # tokens cut from the newest message's text
+    cut_tokens: int = 0  # prompt tokens saved by cutting the newest message's text
     notices: list[str] = field(default_factory=list)
 
 
@@ -100,12 +100,13 @@ def plan_request(
     if prompt_tokens > limit:
         if fit == "error":
             raise window_error(model, prompt_tokens, exact=counter.exact, floor=floor)
-        whole = counter.count_text(messages[-1].content)
-        messages, prompt_tokens, cut = _cut_newest(messages, counter, limit, fit, prompt_tokens, mark)
+        whole = prompt_tokens
+        messages, prompt_tokens = _cut_newest(messages, counter, limit, fit, prompt_tokens, mark)
+        cut = whole - prompt_tokens
         kept = "start" if fit == "head" else "end"
         notices.append(
-            f"cut {mark}{cut} of the prompt's {mark}{whole} tokens, keeping its {kept}, "
-            f"to fit {model.id}'s {model.context_window}-token window"
+            f"cut {mark}{cut} of the prompt's {mark}{whole} tokens from its newest message, keeping its "
+            f"{kept}, to fit {model.id}'s {model.context_window}-token window"
         )
 
     room = model.total_context - prompt_tokens
@@ -199,13 +200,12 @@ def _cut_newest(
     fit: FitMode,
     whole_prompt: int,
     mark: str,
-) -> tuple[tuple[Message, ...], int, int]:
+) -> tuple[tuple[Message, ...], int]:
     """Cut the newest message's text, keeping its head or tail, to the longest that fits.
 
-    The cut falls on the text's own token boundaries. The first guess assumes each token cut
-    saves one prompt token, which is right or nearly so; a galloping search from it then brackets
-    the answer, so a 100k-token text takes a handful of counts, each exact.
-    Returns the messages, their count, and how many of the text's tokens were cut.
+    The cut falls on the text's own token boundaries (counted once), and each candidate is
+    counted exactly as sent; a 100k-token text takes a handful of counts, not one per token.
+    Returns the messages and their count.
     """
     *before, newest = messages
     text = newest.content
@@ -222,21 +222,8 @@ def _cut_newest(
             counted[i] = counter.count_prompt((*before, Message(newest.role, kept(i))))
         return counted[i]
 
-    def fits(i: int) -> bool:
-        return count(i) <= limit
-
     text_tokens = counter.count_text(text)
-    low = 0
-    if n > 0:
-        target = max(0, text_tokens - (whole_prompt - limit))
-        guess = min(n - 1, n * target // max(1, text_tokens))
-        low, high = _bracket(fits, guess, n)
-        while high - low > 1:
-            mid = (low + high) // 2
-            if fits(mid):
-                low = mid
-            else:
-                high = mid
+    low = _longest_fitting(count, limit, n, n / max(1, text_tokens), whole_prompt - text_tokens)
     if low <= 0:
         without = count(0)
         raise WindowError(
@@ -244,21 +231,43 @@ def _cut_newest(
             "this request may use; no part of the newest message fits",
             hint="shorten the system prompt or start a new conversation",
         )
-    part = kept(low)
-    return (*before, Message(newest.role, part)), count(low), text_tokens - counter.count_text(part)
+    return (*before, Message(newest.role, kept(low))), count(low)
 
 
-def _bracket(fits: Callable[[int], bool], guess: int, n: int) -> tuple[int, int]:
-    """Indices (low, high), low fitting (or 0) and high not, found by galloping from `guess`; n never fits."""
+def _longest_fitting(count: Callable[[int], int], limit: int, n: int, scale: float, overhead: int) -> int:
+    """The largest i in [0, n) with count(i) <= limit, -1 when none; count(n) is over the limit.
+
+    Index i keeps about i / scale tokens of the text. A few secant steps from the first guess
+    bracket the answer closely (a count off by d tokens moves the guess by d), then a binary
+    search settles it; a galloping search gets a fitting bound where the steps found none.
+    """
+    if n <= 0:
+        return -1
+    low, high = -1, n
+    i = min(n - 1, max(0, round((limit - overhead) * scale)))
+    for _ in range(4):
+        tokens = count(i)
+        if tokens <= limit:
+            low = max(low, i)
+        else:
+            high = min(high, i)
+        if high - low <= 1:
+            return low
+        step = round((limit - tokens) * scale) or (1 if tokens <= limit else -1)
+        i = min(high - 1, max(low + 1, i + step))
     step = 1
-    if fits(guess):
-        low = guess
-        while low + step < n and fits(low + step):
-            low += step
-            step *= 2
-        return low, min(n, low + step)
-    high = guess
-    while high - step > 0 and not fits(high - step):
-        high -= step
-        step *= 2
-    return max(0, high - step), high
+    while low < 0:  # nothing known to fit yet: gallop down from the smallest known to be over
+        i = max(0, high - step)
+        if count(i) <= limit:
+            low = i
+        elif i == 0:
+            return -1
+        else:
+            high, step = i, step * 2
+    while high - low > 1:
+        mid = (low + high) // 2
+        if count(mid) <= limit:
+            low = mid
+        else:
+            high = mid
+    return low

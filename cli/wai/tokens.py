@@ -88,6 +88,10 @@ class EstimatedCounter:
 class VocabCounter:
     """Exact counts from a llama.cpp vocabulary (a vocab-only `llama_cpp.Llama`).
 
+    Text is tokenized through the backend's NativeModel over the same vocabulary: one pass of
+    llama.cpp's tokenizer (`Llama.tokenize` sizes its buffer from the trained context, which a
+    vocabulary file lacks, and so tokenizes every text twice).
+
     `prompt_tokens` turns messages into the token ids really sent; `render` into the same
     prompt as text (for --dry-run).
     """
@@ -101,16 +105,25 @@ class VocabCounter:
         render: Callable[[Sequence[Message]], str] | None,
         source: str,
     ) -> None:
+        from wai.backends.llama_native import NativeModel
+
         self.vocab = vocab
+        self.native = NativeModel.borrow(vocab)
         self.source = source
         self._prompt_tokens = prompt_tokens
         self._render = render
         self._pieces: dict[int, bytes] = {}
+        self._last: tuple[tuple[str, bool, bool], list[int]] | None = None
 
     def tokenize(self, text: str, *, bos: bool = False, special: bool = False) -> list[int]:
         """Token ids of `text`; `bos` adds BOS if the vocabulary has one; `special` parses special tokens."""
-        ids: list[int] = self.vocab.tokenize(text.encode("utf-8"), add_bos=bos, special=special)
-        return ids
+        # Fitting a long text asks for its tokens several times (its count, its cut points).
+        key = (text, bos, special)
+        if self._last is not None and self._last[0] == key:
+            return list(self._last[1])
+        ids = self.native.tokenize(text, add_special=bos, parse_special=special)
+        self._last = (key, ids)
+        return list(ids)
 
     def count_text(self, text: str) -> int:
         return len(self.tokenize(text))
@@ -154,7 +167,7 @@ class VocabCounter:
     def _piece(self, token: int) -> bytes:
         piece = self._pieces.get(token)
         if piece is None:
-            piece = bytes(self.vocab.detokenize([token]))
+            piece = self.native.piece(token)
             self._pieces[token] = piece
         return piece
 
@@ -220,13 +233,13 @@ def _remote_counter(model: ModelSpec) -> TokenCounter:
     vocab = _load(path)
     if isinstance(vocab, EstimatedCounter):
         return vocab
-    render = remote_format.render
+    from wai.backends.llama_native import NativeModel
+
+    native = NativeModel.borrow(vocab)
+    render, add_bos = remote_format.render, remote_format.add_bos
 
     def prompt_tokens(messages: Sequence[Message]) -> list[int]:
-        ids: list[int] = vocab.tokenize(
-            render(messages).encode("utf-8"), add_bos=remote_format.add_bos, special=True
-        )
-        return ids
+        return native.tokenize(render(messages), add_special=add_bos, parse_special=True)
 
     return VocabCounter(vocab, prompt_tokens, render, f"{path.name} ({model.family} family)")
 
@@ -294,6 +307,9 @@ def describe_dry_run(plan: Plan, model: ModelSpec, backend_name: str) -> dict[st
     """`wai ask --dry-run`: what would be sent, as a JSON-ready dict; nothing is sent."""
     counter = counter_for(model, backend_name)
     prompt = counter.prompt_text(plan.messages)
+    remote_format = format_for(model.family)
+    if prompt is None and backend_name == "remote" and remote_format is not None:
+        prompt = remote_format.render(plan.messages)  # the text is known even without the vocabulary
     return {
         "model": model.id,
         "backend": backend_name,

@@ -1,0 +1,262 @@
+"""The window policy with exact counts, for every catalog model that has a vocabulary."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from tests.support.vocab_fixture import vocab_cache, vocab_home
+from wai.budget import MIN_USEFUL_REPLY, Plan, input_limit, plan_request
+from wai.catalog import ModelSpec, load_catalog
+from wai.conversation import Message
+from wai.errors import EXIT_WINDOW, WindowError
+from wai.tokens import EstimatedCounter, TokenCounter, counter_for
+from wai.vocab import FAMILY_VOCABULARIES
+
+__all__ = ["vocab_cache", "vocab_home"]
+
+WORD = "hello"  # one token, and so is " hello", in every vocabulary here
+SYSTEM = Message("system", "You are terse.")
+
+
+def remote_models() -> list[str]:
+    return [m.id for m in load_catalog() if m.remote and m.family in FAMILY_VOCABULARIES]
+
+
+def local_models(vocab_dir: Path) -> list[ModelSpec]:
+    """Local models counted with their own GGUF vocabulary (llama.cpp's vocabulary files stand in)."""
+    return [
+        ModelSpec(id="local-llama-2", context_window=2048, max_output=1800, total_context=4096, remote=False,
+                  gguf=str(vocab_dir / "ggml-vocab-llama-spm.gguf")),
+        ModelSpec(id="local-qwen2", context_window=3000, max_output=1000, total_context=3000, remote=False,
+                  gguf=str(vocab_dir / "ggml-vocab-qwen2.gguf")),
+    ]  # fmt: skip
+
+
+def words(n: int) -> str:
+    return " ".join([WORD] * n)
+
+
+def prompt_of(counter: TokenCounter, tokens: int, system: bool = True) -> tuple[Message, ...]:
+    """A conversation whose prompt is exactly `tokens` tokens, checked by the counter."""
+    head = (SYSTEM,) if system else ()
+    overhead = counter.count_prompt((*head, Message("user", WORD))) - 1
+    convo = (*head, Message("user", words(tokens - overhead)))
+    assert counter.count_prompt(convo) == tokens
+    return convo
+
+
+def all_models(vocab_dir: Path) -> list[tuple[ModelSpec, str]]:
+    catalog = load_catalog()
+    models = [(catalog.get(model_id), "remote") for model_id in remote_models()]
+    return models + [(model, "local") for model in local_models(vocab_dir)]
+
+
+def check_refused(error: WindowError, tokens: int, model: ModelSpec) -> None:
+    assert error.exit_code == EXIT_WINDOW
+    assert f"{tokens} tokens" in error.message and "~" not in error.message
+    assert str(model.context_window) in error.message or str(model.total_context) in error.message
+
+
+def test_every_remote_model_with_a_family_vocabulary_counts_exactly(vocab_home: Path) -> None:
+    assert len(remote_models()) >= 10
+    for model_id in remote_models():
+        assert counter_for(load_catalog().get(model_id), "remote").exact, model_id
+
+
+def test_prompts_one_under_at_and_over_the_input_window(vocab_home: Path) -> None:
+    for model, backend in all_models(vocab_home):
+        counter = counter_for(model, backend)
+        assert counter.exact, model.id
+        limit = input_limit(model)
+        for tokens in (limit - 1, limit):
+            convo = prompt_of(counter, tokens)
+            plan = plan_request(model, convo, counter)
+            assert plan.prompt_tokens == tokens and plan.messages == convo
+            assert plan.max_tokens == min(model.max_output, model.total_context - tokens)
+            assert plan.max_tokens >= MIN_USEFUL_REPLY
+            assert plan.notices == []
+        over = prompt_of(counter, limit + 1)
+        with pytest.raises(WindowError) as caught:
+            plan_request(model, over, counter)
+        check_refused(caught.value, limit + 1, model)
+
+
+def test_over_the_window_cut_keeps_head_or_tail(vocab_home: Path) -> None:
+    for model, backend in all_models(vocab_home):
+        counter = counter_for(model, backend)
+        limit = input_limit(model)
+        over = prompt_of(counter, limit + 1)
+        text = over[-1].content
+        for fit in ("head", "tail"):
+            plan = plan_request(model, over, counter, fit=fit)
+            assert plan.prompt_tokens == limit == counter.count_prompt(plan.messages), (model.id, fit)
+            assert plan.cut_tokens == 1
+            assert plan.messages[0] == SYSTEM
+            kept = plan.messages[-1].content
+            assert text.startswith(kept) if fit == "head" else text.endswith(kept)
+            assert any(f"cut 1 of the prompt's {limit + 1} tokens" in n and ("start" if fit == "head" else "end") in n
+                       for n in plan.notices)  # fmt: skip
+
+
+def test_a_far_longer_prompt_is_cut_to_the_last_token_that_fits(vocab_home: Path) -> None:
+    model = load_catalog().get("@cf/meta/llama-2-7b-chat-int8")
+    counter = counter_for(model, "remote")
+    text = Path(__file__).with_name("test_tokens.py").read_text(encoding="utf-8") * 3
+    convo = (SYSTEM, Message("user", text))
+    for fit in ("head", "tail"):
+        plan = plan_request(model, convo, counter, fit=fit)
+        assert plan.prompt_tokens == counter.count_prompt(plan.messages) <= model.context_window
+        kept = plan.messages[-1].content
+        assert text.startswith(kept) if fit == "head" else text.endswith(kept)
+        # Whole tokens only, and not one more would fit: the next cut point is over the window.
+        points = list(counter.cut_points(text))
+        cut_at = len(kept) if fit == "head" else len(text) - len(kept)
+        assert cut_at in points
+        index = points.index(cut_at)
+        longer = text[: points[index + 1]] if fit == "head" else text[points[index - 1] :]
+        assert counter.count_prompt((SYSTEM, Message("user", longer))) > model.context_window
+        assert plan.cut_tokens == counter.count_prompt(convo) - plan.prompt_tokens
+
+
+def test_replies_one_under_at_and_over_the_output_window(vocab_home: Path) -> None:
+    for model, backend in all_models(vocab_home):
+        counter = counter_for(model, backend)
+        convo = prompt_of(counter, 100)
+        room = model.total_context - 100
+        for asked in (model.max_output - 1, model.max_output):
+            plan = plan_request(model, convo, counter, requested_max_tokens=asked)
+            assert plan.max_tokens == min(asked, room)
+            assert plan.notices == [] or room < asked
+        plan = plan_request(model, convo, counter, requested_max_tokens=model.max_output + 1)
+        assert plan.max_tokens == min(model.max_output, room)
+        assert any("over" in notice and "output window" in notice for notice in plan.notices)
+
+
+def test_total_context_squeezes_the_reply(vocab_home: Path) -> None:
+    """fp16 Llama-2 takes 3072 tokens in and 2500 out, but only 4096 together."""
+    model = load_catalog().get("@cf/meta/llama-2-7b-chat-fp16")
+    counter = counter_for(model, "remote")
+    convo = prompt_of(counter, 3072)
+    plan = plan_request(model, convo, counter)
+    assert (plan.prompt_tokens, plan.max_tokens) == (3072, 1024)
+    asked = plan_request(model, convo, counter, requested_max_tokens=2500)
+    assert asked.max_tokens == 1024
+    assert any("lowered to 1024" in notice and "3072" in notice for notice in asked.notices)
+    small = plan_request(model, convo, counter, requested_max_tokens=500)
+    assert small.max_tokens == 500 and small.notices == []
+
+
+def test_too_little_room_for_a_reply_is_refused(vocab_home: Path) -> None:
+    """A shared window (total == context): the prompt must leave a useful reply's worth."""
+    model = load_catalog().get("@cf/tinyllama/tinyllama-1.1b-chat-v1.0")
+    counter = counter_for(model, "remote")
+    assert model.total_context == model.context_window == 2048
+    fits = plan_request(model, prompt_of(counter, 2048 - MIN_USEFUL_REPLY), counter)
+    assert fits.max_tokens == MIN_USEFUL_REPLY
+    with pytest.raises(WindowError) as caught:
+        plan_request(model, prompt_of(counter, 2048 - MIN_USEFUL_REPLY + 1), counter)
+    assert "leaves room for only 15 reply tokens" in caught.value.message
+    assert "2048-token context" in caught.value.message
+    # A smaller request needs less room.
+    tiny = plan_request(model, prompt_of(counter, 2040), counter, requested_max_tokens=8)
+    assert tiny.max_tokens == 8
+
+
+def conversation(counter: TokenCounter, turns: int, tokens_per_message: int) -> tuple[Message, ...]:
+    convo: list[Message] = [SYSTEM]
+    for i in range(turns):
+        convo.append(Message("user", f"question {i}: " + words(tokens_per_message)))
+        convo.append(Message("assistant", f"answer {i}: " + words(tokens_per_message)))
+    convo.append(Message("user", "and the newest question?"))
+    return tuple(convo)
+
+
+def test_conversations_drop_their_oldest_turns(vocab_home: Path) -> None:
+    for model_id in ("@cf/meta/llama-2-7b-chat-int8", "@cf/meta/llama-3.1-8b-instruct"):
+        model = load_catalog().get(model_id)
+        counter = counter_for(model, "remote")
+        convo = conversation(counter, 40, 150)
+        plan = plan_request(model, convo, counter)
+        assert plan.messages[0] == SYSTEM and plan.messages[-1] == convo[-1]
+        assert plan.messages[1].role == "user"
+        assert plan.messages[1:] == convo[len(convo) - len(plan.messages) + 1 :]
+        assert plan.dropped_messages == len(convo) - len(plan.messages) > 0
+        assert plan.dropped_messages == 2 * plan.dropped_turns
+        assert plan.prompt_tokens == counter.count_prompt(plan.messages) <= input_limit(model)
+        # The fewest dropped: keeping one more turn would not fit.
+        one_more = (SYSTEM, *convo[plan.dropped_messages - 1 :])
+        assert counter.count_prompt(one_more) > input_limit(model)
+        assert any(f"dropped the {plan.dropped_messages} oldest messages" in n for n in plan.notices)
+
+
+def test_a_conversation_that_fits_is_sent_whole(vocab_home: Path) -> None:
+    model = load_catalog().get("@cf/meta/llama-3.1-8b-instruct")
+    counter = counter_for(model, "remote")
+    convo = conversation(counter, 3, 20)
+    plan = plan_request(model, convo, counter)
+    assert plan.messages == convo and plan.dropped_messages == 0 and plan.notices == []
+
+
+def test_an_oversized_newest_message_drops_everything_else_then_is_cut(vocab_home: Path) -> None:
+    model = load_catalog().get("@cf/meta/llama-2-7b-chat-int8")
+    counter = counter_for(model, "remote")
+    convo = (*conversation(counter, 2, 10)[:-1], Message("user", words(5000)))
+    with pytest.raises(WindowError):
+        plan_request(model, convo, counter)
+    plan = plan_request(model, convo, counter, fit="tail")
+    assert plan.messages[0] == SYSTEM and len(plan.messages) == 2
+    assert plan.dropped_messages == 4 and plan.prompt_tokens == model.context_window
+
+
+class CountingCounter:
+    """A real counter that also counts how often the whole prompt is tokenized."""
+
+    def __init__(self, inner: TokenCounter) -> None:
+        self.inner = inner
+        self.exact = inner.exact
+        self.source = inner.source
+        self.prompt_counts = 0
+
+    def count_text(self, text: str) -> int:
+        return self.inner.count_text(text)
+
+    def count_prompt(self, messages: Sequence[Message]) -> int:
+        self.prompt_counts += 1
+        return self.inner.count_prompt(messages)
+
+    def cut_points(self, text: str) -> Sequence[int]:
+        return self.inner.cut_points(text)
+
+    def prompt_text(self, messages: Sequence[Message]) -> str | None:
+        return self.inner.prompt_text(messages)
+
+
+def test_cutting_a_100k_token_prompt_takes_a_handful_of_counts(vocab_home: Path) -> None:
+    model = load_catalog().get("@cf/meta/llama-3.1-8b-instruct")
+    counter = CountingCounter(counter_for(model, "remote"))
+    prose = Path(__file__).with_name("test_tokens.py").read_text(encoding="utf-8")
+    text = prose * (100_000 // counter.count_text(prose) + 1)
+    assert counter.count_text(text) > 100_000
+    started = time.perf_counter()
+    plan = plan_request(model, (Message("user", text),), counter, fit="head")
+    elapsed = time.perf_counter() - started
+    assert plan.prompt_tokens <= input_limit(model)
+    assert plan.prompt_tokens >= input_limit(model) - 3
+    assert counter.prompt_counts <= 8
+    assert elapsed < 5
+
+
+def test_estimated_plans_are_marked_approximate(isolated_home: Path) -> None:
+    model = load_catalog().get("@cf/meta/llama-2-7b-chat-int8")
+    counter = counter_for(model, "remote")  # no vocabulary installed in this home
+    assert isinstance(counter, EstimatedCounter)
+    with pytest.raises(WindowError) as caught:
+        plan_request(model, (Message("user", "x" * 20_000),), counter)
+    assert "~" in caught.value.message
+    plan: Plan = plan_request(model, (Message("user", "x" * 20_000),), counter, fit="head")
+    assert not plan.exact and plan.prompt_tokens <= model.context_window
+    assert any("~" in notice for notice in plan.notices)
