@@ -271,7 +271,7 @@ def test_completion_of_commands_and_models(server: WorkersAIServer) -> None:
     completer = make_completer(session)
 
     def complete(text: str) -> list[tuple[str, str]]:
-        found = completer.get_completions(Document(text, len(text)), CompleteEvent(completion_requested=True))  # type: ignore[attr-defined]
+        found = completer.get_completions(Document(text, len(text)), CompleteEvent(completion_requested=True))
         return [(c.text, c.display_meta_text) for c in found]
 
     assert [text for text, _ in complete("/mo")] == ["/model "]

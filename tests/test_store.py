@@ -242,3 +242,43 @@ def test_logs_with_nothing_logged(capsys: pytest.CaptureFixture[str], isolated_h
     with pytest.raises(UsageError):
         run_logs(LogsOptions(cid="abc"), Notifier(), stdout=out)
     assert not (isolated_home / "logs.db").exists()
+
+
+_WRITER = """
+import sys
+from wai.store import Store, TurnData
+store = Store.open_default()
+n = 0
+while True:
+    turn = TurnData(prompt=f"p{n}", reply="r" * 3000, model="m", backend="remote")
+    store.add_turn(sys.argv[1], turn, source="ask")
+    print(n, flush=True)
+    n += 1
+"""
+
+
+@pytest.mark.parametrize("after", [1, 7, 23, 60])
+def test_kill_9_while_writing_keeps_every_acknowledged_turn(after: int) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    cid = new_conversation_id()
+    writer = subprocess.Popen(
+        [sys.executable, "-c", _WRITER, cid], stdout=subprocess.PIPE, text=True, env={**os.environ}
+    )
+    assert writer.stdout is not None
+    acknowledged = -1
+    for _ in range(after):
+        acknowledged = int(writer.stdout.readline())
+    os.kill(writer.pid, signal.SIGKILL)  # most likely in the middle of the next transaction
+    writer.wait()
+    writer.stdout.close()
+    with Store.open_default() as store:
+        assert store.integrity_check() == "ok"
+        prompts = [t.data.prompt for t in store.turns(cid)]
+        # Every commit that returned is there, in order; at most the one in flight beyond.
+        assert prompts[: acknowledged + 1] == [f"p{n}" for n in range(acknowledged + 1)]
+        assert len(prompts) in (acknowledged + 1, acknowledged + 2)
+        store.add_turn(cid, _turn("after the crash"), source="ask")  # and it takes new turns

@@ -21,6 +21,8 @@ from wai.transcript import TranscriptLog
 
 if TYPE_CHECKING:
     from prompt_toolkit import PromptSession
+    from prompt_toolkit.buffer import Buffer
+    from prompt_toolkit.completion import Completer
     from prompt_toolkit.formatted_text import FormattedText
 
 __all__ = ["ChatOptions", "run_chat"]
@@ -116,12 +118,19 @@ def _prompt_session(
     chat: ChatSession, options: ChatOptions, pt_input: Any, pt_output: Any
 ) -> PromptSession[str]:
     from prompt_toolkit import PromptSession
+    from prompt_toolkit.application.current import get_app
     from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
+    from prompt_toolkit.filters import Condition
     from prompt_toolkit.history import FileHistory
     from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
     from prompt_toolkit.styles import Style
 
     bindings = KeyBindings()
+    completer = make_completer(chat)
+
+    @bindings.add("tab", filter=Condition(lambda: get_app().current_buffer.text.startswith("/")))
+    def _complete(event: KeyPressEvent) -> None:
+        complete_now(event.current_buffer, completer)
 
     # Alt-Enter arrives as Esc then Enter; either way it is a newline, and Enter alone sends.
     @bindings.add("escape", "enter")
@@ -143,7 +152,7 @@ def _prompt_session(
     session: PromptSession[str] = PromptSession(
         history=FileHistory(str(home / HISTORY_FILE)),
         auto_suggest=AutoSuggestFromHistory(),
-        completer=make_completer(chat),  # type: ignore[arg-type]
+        completer=completer,
         complete_while_typing=True,
         key_bindings=bindings,
         vi_mode=options.vi,
@@ -155,6 +164,25 @@ def _prompt_session(
         output=pt_output,
     )
     return session
+
+
+def complete_now(buffer: Buffer, completer: Completer) -> None:
+    """Tab on a slash command completes at once, not in the background as prompt-toolkit does,
+    so `/bud<Tab><Enter>` typed (or pasted) quickly runs /budget rather than sending `/bud`."""
+    from prompt_toolkit.completion import CompleteEvent, get_common_complete_suffix
+
+    if buffer.complete_state is not None:  # the menu is open: Tab picks the next entry
+        buffer.complete_next()
+        return
+    document = buffer.document
+    found = list(completer.get_completions(document, CompleteEvent(completion_requested=True)))
+    if len(found) == 1:
+        buffer.apply_completion(found[0])
+    elif found:
+        common = get_common_complete_suffix(document, found)
+        if common:
+            buffer.insert_text(common)
+        buffer.start_completion(select_first=False)
 
 
 def _continuation(width: int, line_number: int, wrap_count: int) -> FormattedText:

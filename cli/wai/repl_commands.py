@@ -15,7 +15,7 @@ from wai.errors import UsageError, WaiError
 from wai.logs_command import preview, short_model
 
 if TYPE_CHECKING:
-    from prompt_toolkit.completion import CompleteEvent, Completion
+    from prompt_toolkit.completion import CompleteEvent, Completer, Completion
     from prompt_toolkit.document import Document
 
     from wai.chat_session import ChatSession
@@ -314,7 +314,7 @@ _ALIASES: dict[str, Command] = {"quit": COMMANDS["exit"], "q": COMMANDS["exit"],
 # --- completion -----------------------------------------------------------------------------
 
 
-def make_completer(chat: ChatSession) -> object:
+def make_completer(chat: ChatSession) -> Completer:
     """A prompt-toolkit completer for slash commands, their arguments, and model ids."""
     from prompt_toolkit.completion import Completer, Completion, PathCompleter
     from prompt_toolkit.document import Document
