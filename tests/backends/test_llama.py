@@ -410,3 +410,54 @@ def test_a_llama_model_without_a_template_gets_the_llama_2_format(tmp_path: Path
     backend.close()
     assert text_of(events) == "Sure!"
     assert llama2_prompt(messages).endswith("hi [/INST]")
+
+
+_CONTEXT_TOO_BIG = """
+import sys
+from wai.backends.llama import LlamaBackend
+from wai.catalog import ModelSpec
+from wai.conversation import Message, Request
+from wai.errors import WaiError
+spec = ModelSpec("huge", 1 << 23, 1 << 23, 1 << 24, remote=False, gguf=sys.argv[1])
+try:
+    list(LlamaBackend(threads=1, gpu_layers=0).stream(Request(spec, (Message("user", "hi"),), 1 << 23)))
+except WaiError as exc:
+    print(exc)
+    sys.exit(exc.exit_code)
+"""
+
+
+def test_not_enough_memory_for_the_context_is_a_clear_error(tmp_path: Path) -> None:
+    import resource
+    import subprocess
+    import sys
+
+    import llama_cpp
+
+    if llama_cpp.llama_supports_gpu_offload():
+        pytest.skip("a GPU build reserves more address space than the limit below")
+    # A reply of 2^23 tokens needs a 4 GB KV cache. The child runs with its address space capped
+    # at 2 GB, so the allocation fails the same way whatever the machine's memory.
+    huge = build_tiny_llama(tmp_path / "huge.gguf", ftype="f16", script="Hi", context_length=1 << 24)
+
+    def cap_memory() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+    done = subprocess.run(
+        [sys.executable, "-c", _CONTEXT_TOO_BIG, str(huge.path)],
+        capture_output=True,
+        text=True,
+        preexec_fn=cap_memory,
+        timeout=60,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "not enough memory" in done.stdout
+    assert "Traceback" not in done.stderr and done.stderr == ""
+
+
+def test_a_sentencepiece_reply_does_not_start_with_the_word_start_space(tmp_path: Path) -> None:
+    spaced = build_tiny_llama(tmp_path / "spaced.gguf", ftype="f16", script=" Sure, ok")
+    assert spaced.pieces[0] == "\u2581Sure"  # the first token carries a space, as Llama-2's do
+    backend = LlamaBackend(threads=1)
+    assert text_of(list(backend.stream(request(spaced)))) == "Sure, ok"
+    backend.close()

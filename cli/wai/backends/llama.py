@@ -70,16 +70,19 @@ class LlamaBackend:
         self._threads = threads
         self._debug = debug
         self._loaded: _Loaded | None = None
+        native.LOG.debug = debug
 
     # The Backend protocol
 
     def stream(self, request: Request) -> Generator[Event, None, None]:
         native.LOG.debug = self._debug
         path = _existing_gguf(request.model)
-        info = read_gguf_info(path)
+        info = _header(path)
         started = time.perf_counter()
         loaded, fresh = self._model_for(path, info)
         prompt = tokenize_chat(loaded.model, request.messages)
+        if not prompt:
+            raise BackendError(f"the chat template of {path.name} made an empty prompt")
         n_ctx_train = loaded.model.n_ctx_train()
         if len(prompt) + request.max_tokens > n_ctx_train:
             raise WindowError(
@@ -201,9 +204,12 @@ class LlamaBackend:
                 loaded.model, n_ctx=size, threads=threads, threads_batch=threads_batch
             )
         except native.LoadError as exc:
+            hint = "shorten the prompt or lower --max-tokens"
+            if self.gpu_layers() != 0:
+                hint += ", or offload fewer layers (--gpu-layers)"
             raise BackendError(
                 f"not enough memory for a {size}-token context on {loaded.path.name} ({exc.failure.last})",
-                hint="shorten the prompt, lower --max-tokens, or offload fewer layers (--gpu-layers)",
+                hint=hint,
             ) from None
         if context.n_ctx < needed:
             context.close()
@@ -307,6 +313,13 @@ def _existing_gguf(spec: ModelSpec) -> Path:
     return path
 
 
+def _header(path: Path) -> GGUFInfo:
+    try:
+        return read_gguf_info(path)
+    except OSError as exc:
+        raise BackendError(f"cannot read the model file {path}: {exc.strerror or exc}") from None
+
+
 def _missing_file_hint(path: Path) -> str:
     from wai.builtin import BUILTIN_FILES
 
@@ -364,7 +377,7 @@ def spec_for_gguf(path: Path, catalog: Catalog) -> ModelSpec:
     known = catalog.by_gguf(path)
     if known is not None:
         return known
-    info = read_gguf_info(path)
+    info = _header(path)
     trained = info.context_length or 2048
     max_output = min(trained // 4, 4096)
     return ModelSpec(
