@@ -128,7 +128,11 @@ def _prompt_session(
     bindings = KeyBindings()
     completer = make_completer(chat)
 
-    @bindings.add("tab", filter=Condition(lambda: get_app().current_buffer.text.startswith("/")))
+    # Completion only ever helps on a slash command; elsewhere it would only reserve screen
+    # space for a menu under every prompt.
+    slash_line = Condition(lambda: get_app().current_buffer.text.startswith("/"))
+
+    @bindings.add("tab", filter=slash_line)
     def _complete(event: KeyPressEvent) -> None:
         complete_now(event.current_buffer, completer)
 
@@ -153,7 +157,7 @@ def _prompt_session(
         history=FileHistory(str(home / HISTORY_FILE)),
         auto_suggest=AutoSuggestFromHistory(),
         completer=completer,
-        complete_while_typing=True,
+        complete_while_typing=slash_line,
         key_bindings=bindings,
         vi_mode=options.vi,
         multiline=False,
