@@ -1,0 +1,96 @@
+"""The figures of a finished turn, as one line: in the panel's footer, or on stderr after plain output."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from wai.render.base import TurnResult
+
+if TYPE_CHECKING:
+    from rich.text import Text
+
+BACKEND_NAMES = {"remote": "Workers AI", "local": "llama.cpp"}
+
+# (text, style name) pieces; the styles are in wai.render.theme.
+Part = tuple[str, str]
+
+
+def backend_label(backend: str, precision: str | None) -> str:
+    name = BACKEND_NAMES.get(backend, backend)
+    return f"{name} {precision}" if precision else name
+
+
+def seconds(value: float) -> str:
+    if value < 10:
+        return f"{value:.2f}s"
+    if value < 60:
+        return f"{value:.1f}s"
+    minutes, rest = divmod(round(value), 60)
+    return f"{minutes}m{rest:02d}s"
+
+
+def _count(value: int, exact: bool) -> str:
+    return f"{value}" if exact else f"~{value}"
+
+
+def stats_parts(result: TurnResult, *, tokens_seen: int | None = None) -> list[Part]:
+    """The footer's pieces. `tokens_seen` (token events counted by the sink) stands in, marked
+    approximate, when the backend reported no completion count."""
+    info = result.info
+    parts: list[Part] = []
+    reason = result.finish_reason
+    if reason == "length":
+        parts.append(("stopped at the output cap", "wai.footer.warn"))
+        if info.max_tokens < info.max_output:
+            parts.append((f"raise --max-tokens (up to {info.max_output}) for more", "wai.footer.warn"))
+        else:
+            parts.append(
+                (f"ask it to continue for more (the model's cap is {info.max_output})", "wai.footer.warn")
+            )
+    elif reason == "interrupted":
+        parts.append(("interrupted", "wai.footer.warn"))
+    elif reason == "error":
+        parts.append(("failed", "wai.footer.bad"))
+    elif reason == "stop":
+        parts.append(("done", "wai.footer.ok"))
+
+    completion = result.completion_tokens
+    completion_exact = result.usage_exact
+    if completion is None and tokens_seen:
+        completion, completion_exact = tokens_seen, False
+    if completion is not None:
+        cap = (
+            f"{info.max_tokens}"
+            if info.max_tokens == info.max_output
+            else f"{info.max_tokens} of {info.max_output}"
+        )
+        parts.append((f"reply {_count(completion, completion_exact)}/{cap}", "wai.footer"))
+    if result.prompt_tokens is not None:
+        prompt = _count(result.prompt_tokens, result.usage_exact)
+        parts.append((f"prompt {prompt}/{info.context_window}", "wai.footer"))
+
+    timings = result.timings
+    if timings.first_token is not None:
+        parts.append((f"first token {seconds(timings.first_token)}", "wai.footer"))
+    if completion is not None and (rate := timings.tokens_per_second(completion)) is not None:
+        parts.append((f"{'' if completion_exact else '~'}{rate:.1f} tok/s", "wai.footer"))
+    if timings.load is not None:
+        parts.append((f"load {seconds(timings.load)}", "wai.footer"))
+    parts.append((backend_label(info.backend, info.precision), "wai.footer"))
+    return parts
+
+
+def format_stats(result: TurnResult, *, tokens_seen: int | None = None) -> str:
+    """One plain line for stderr, e.g. `done · reply 412/1800 · prompt 31/2048 · first token 0.42s · ...`."""
+    return " · ".join(text for text, _ in stats_parts(result, tokens_seen=tokens_seen))
+
+
+def footer_text(result: TurnResult, *, tokens_seen: int | None = None) -> Text:
+    from rich.text import Text
+
+    text = Text(style="wai.footer", overflow="fold")
+    for index, (piece, style) in enumerate(stats_parts(result, tokens_seen=tokens_seen)):
+        if index:
+            text.append(" · ", style="wai.footer")
+        text.append(piece, style=style)
+    return text

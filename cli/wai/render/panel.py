@@ -1,0 +1,314 @@
+"""The live panel: a reply's markdown rendered as it streams, in time linear in its length.
+
+Layout: a dim rule titled with the model, backend and precision; the answer; a one-line footer.
+Settled markdown blocks are rendered once and printed for good; only the unfinished last block
+lives in a small Live area below them, never taller than the screen, so nothing is hidden and
+nothing is written twice into the scrollback. Frames are drawn by a background ticker at most
+`refresh_per_second` times a second (fewer when a frame is costly), so the backend only appends
+text and the latest text is on screen within one frame.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from wai.events import Event, Token
+from wai.render.base import TurnInfo, TurnResult
+from wai.render.footer import backend_label, footer_text
+from wai.render.markdown_stream import Block, BlockSplitter, Fence
+
+if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
+    from rich.segment import Segment
+
+    from wai.render.live_region import Region
+    from wai.render.markdown_view import BlockLayout
+
+MIN_WIDTH = 20
+MIN_HEIGHT = 5
+# A frame may cost at most this share of the time between frames (slow machines, huge tails).
+_FRAME_BUDGET = 0.25
+
+
+def panel_supported(console: Console) -> bool:
+    """Whether the live panel can run on `console`; otherwise use plain text.
+
+    It needs a real terminal that understands cursor movement (not TERM=dumb or unknown) and
+    room for a live area.
+    """
+    if not console.is_terminal or console.is_dumb_terminal or console.is_jupyter:
+        return False
+    width, height = console.size
+    return width >= MIN_WIDTH and height >= MIN_HEIGHT
+
+
+class PanelSink:
+    """Shows one turn on a terminal. Use only where `panel_supported(console)` is true."""
+
+    def __init__(
+        self, console: Console, *, show_stats: bool = True, refresh_per_second: float = 12.0
+    ) -> None:
+        self.console = console
+        self.show_stats = show_stats
+        self._interval = 1.0 / refresh_per_second
+        self._incoming: deque[str] = deque()  # appended by feed(), drained by frames
+        self._tokens_seen = 0
+        self._lock = threading.Lock()  # one frame at a time
+        self._splitter = BlockSplitter()
+        self._layout: BlockLayout | None = None
+        self._region: Region | None = None
+        self._ticker: _Ticker | None = None
+        self._theme_pushed = False
+        self._size: tuple[int, int] = (0, 0)
+        self._next_frame = 0.0
+        self._rows_done = 0  # rendered rows of the tail block already printed (tall blocks)
+        self._code_done = 0  # code lines of the tail's fence already printed (tall code)
+        self._waiting = True  # no text yet: a spinner shows
+        self._text: list[str] = []  # the whole reply so far, for the fallback if drawing fails
+        self._printed = 0  # characters of it settled and printed
+
+    # -- the Sink protocol ----------------------------------------------------------------
+
+    def start(self, info: TurnInfo) -> None:
+        from rich.rule import Rule
+        from rich.text import Text
+
+        from wai.render.live_region import Region
+        from wai.render.markdown_view import BlockLayout
+        from wai.render.theme import panel_theme
+
+        self.console.push_theme(panel_theme())
+        self._theme_pushed = True
+        title = Text.assemble(
+            (info.model, "wai.title"), (" · " + backend_label(info.backend, info.precision), "wai.meta")
+        )
+        self.console.print(Rule(title, characters="─", style="wai.rule", align="left"))
+        self._layout = BlockLayout()
+        self._region = Region(self.console)
+        self._region.start()
+        atexit.register(self._abandon)
+        with self._lock:
+            self._frame()
+        self._ticker = _Ticker(self._interval, self._tick)
+        self._ticker.start()
+
+    def feed(self, event: Event) -> None:
+        if isinstance(event, Token) and event.text:
+            self._incoming.append(event.text)
+            self._text.append(event.text)
+            self._tokens_seen += 1
+
+    def finish(self, result: TurnResult) -> None:
+        if self._ticker is not None:
+            self._ticker.stop()
+        region = self._region
+        try:
+            with self._lock:
+                try:
+                    self._frame(final=True)
+                except Exception:
+                    # Never lose the answer to a drawing fault: what is left goes out as text.
+                    if region is not None:
+                        region.stop()
+                    self.console.print(self._unsettled_text(), markup=False, highlight=False, end="")
+                    raise
+                finally:
+                    if region is not None and region.active:
+                        region.stop()
+            if self.show_stats:
+                layout = self._layout
+                if layout is not None and layout.started:
+                    self.console.line()
+                self.console.print(footer_text(result, tokens_seen=self._tokens_seen))
+        finally:
+            atexit.unregister(self._abandon)
+            if self._theme_pushed:
+                self.console.pop_theme()
+                self._theme_pushed = False
+
+    # -- frames -----------------------------------------------------------------------------
+
+    def _tick(self) -> None:
+        """Called by the ticker between frames: draw when there is something new to show."""
+        size = self.console.size
+        if not self._incoming and (size.width, size.height) == self._size and not self._waiting:
+            return
+        now = time.monotonic()
+        if now < self._next_frame:
+            return
+        with self._lock:
+            if self._region is None or not self._region.active:
+                return
+            self._frame()
+        cost = time.monotonic() - now
+        self._next_frame = now + cost / _FRAME_BUDGET
+
+    def _frame(self, *, final: bool = False) -> None:
+        """Settle what can be settled, print it above, and redraw the tail. Holds the lock."""
+        assert self._region is not None
+        pieces: list[str] = []
+        while self._incoming:
+            pieces.append(self._incoming.popleft())
+        blocks = self._splitter.feed("".join(pieces)) if pieces else []
+        if final:
+            blocks.extend(self._splitter.close())
+        width, height = self.console.size
+        self._size = (width, height)
+        above: list[RenderableType] = []
+        for block in blocks:
+            self._settle(block, above)
+        view = self._empty() if final else self._view(above, width, max(1, height - 1))
+        self._region.show(view, above)
+        self._printed += sum(len(block.text) for block in blocks)
+
+    def _settle(self, block: Block, above: list[RenderableType]) -> None:
+        from wai.render.live_region import Lines
+        from wai.render.markdown_view import Led, code_syntax
+
+        layout = self._layout
+        assert layout is not None
+        code_done, rows_done = self._code_done, self._rows_done
+        self._code_done = self._rows_done = 0
+        if code_done and block.fence is not None:
+            # The first lines of this code block are out already; print the rest the same way.
+            rest = "".join(block.code_lines()[code_done:]).rstrip()
+            above.append(Led(code_syntax(rest, block.fence.lexer), "keep"))
+            layout.note("fence")
+            return
+        led = layout.place(block)
+        if led is None:
+            return
+        if rows_done:
+            lines = self.console.render_lines(led, self.console.options, pad=False)
+            above.append(Lines(lines[rows_done:]))
+        else:
+            above.append(led)
+
+    def _view(self, above: list[RenderableType], width: int, max_rows: int) -> RenderableType:
+        """The tail as it stands, at most `max_rows` rows; taller tails print their top for good."""
+        from wai.render.live_region import Lines
+
+        fence = self._splitter.tail_fence
+        if fence is not None:
+            return self._fence_view(fence, above, width, max_rows)
+        block = self._splitter.tail_block()
+        if not block.text.strip():
+            return self._empty()
+        self._waiting = False
+        assert self._layout is not None
+        led = self._layout.place(block, commit=False)
+        if led is None:
+            return self._empty()
+        options = self.console.options.update_width(width)
+        lines = self.console.render_lines(led, options, pad=False)[self._rows_done :]
+        if len(lines) > max_rows:
+            # Only rows of complete lines go out: the unfinished line may yet start another block.
+            stable = block.text[: len(block.text) - len(self._splitter.partial)]
+            settled_led = self._layout.place(
+                Block(stable, joins=block.joins, number=block.number), commit=False
+            )
+            stable_rows = (
+                len(self.console.render_lines(settled_led, options, pad=False)) - self._rows_done
+                if settled_led is not None
+                else 0
+            )
+            cut = max(0, min(len(lines) - max_rows, stable_rows))
+            if cut:
+                above.append(Lines(lines[:cut]))
+                self._rows_done += cut
+                lines = lines[cut:]
+            lines = lines[-max_rows:]
+        return Lines(lines)
+
+    def _fence_view(
+        self, fence: Fence, above: list[RenderableType], width: int, max_rows: int
+    ) -> RenderableType:
+        from wai.render.live_region import Lines
+        from wai.render.markdown_view import Led, code_syntax
+
+        assert self._layout is not None
+        self._waiting = False
+        options = self.console.options.update_width(width)
+        code = self._splitter.tail_code_lines(self._code_done)
+        partial = self._splitter.partial
+        shown = (
+            [*code, fence.code_line(partial)] if partial and not fence.is_closing_prefix(partial) else code
+        )
+        lead = self._layout.lead(Block("", fence), "fence") if self._code_done == 0 else "keep"
+
+        def render(lines: list[str]) -> list[list[Segment]]:
+            body = code_syntax("".join(lines).rstrip(), fence.lexer)
+            return self.console.render_lines(Led(body, lead), options, pad=False)
+
+        rows = render(shown)
+        if len(rows) > max_rows:
+            excess = len(rows) - max_rows
+            # Never print trailing blank lines early: the whole block's rendering strips them.
+            last_text = max((i for i, line in enumerate(shown) if line.strip()), default=-1)
+            taken, removed = 0, 1 if lead == "add" else 0
+            while removed < excess and taken < min(len(code), last_text):
+                probe = code_syntax(code[taken].rstrip("\n"), fence.lexer)
+                removed += len(self.console.render_lines(probe, options, pad=False))
+                taken += 1
+            if taken:
+                chunk = "".join(code[:taken])[:-1]  # one newline off: blank lines inside stay
+                above.append(Led(code_syntax(chunk, fence.lexer), lead))
+                self._code_done += taken
+                lead = "keep"
+                rows = render(shown[taken:])
+            rows = rows[-max_rows:]
+        return Lines(rows)
+
+    def _empty(self) -> RenderableType:
+        from rich.spinner import Spinner
+        from rich.text import Text
+
+        from wai.render.live_region import Lines
+
+        if self._tokens_seen:
+            self._waiting = False
+        if self._waiting:
+            return Spinner("dots", Text(" waiting for the reply", style="wai.waiting"), style="wai.spinner")
+        return Lines()
+
+    # -- failure paths ------------------------------------------------------------------------
+
+    def _unsettled_text(self) -> str:
+        return "".join(self._text)[self._printed :]
+
+    def _abandon(self) -> None:
+        """At exit without finish() (an unexpected error): stop drawing, show the cursor."""
+        if self._ticker is not None:
+            self._ticker.stop()
+        if self._region is not None and self._region.active:
+            with contextlib.suppress(Exception):
+                self._region.stop()
+
+
+class _Ticker(threading.Thread):
+    """Calls `tick` every `interval` seconds until stopped; a failing tick stops the ticking."""
+
+    def __init__(self, interval: float, tick: Callable[[], None]) -> None:
+        super().__init__(name="wai-panel-frames", daemon=True)
+        self._interval = interval
+        self._tick = tick
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        while not self._done.wait(self._interval):
+            try:
+                self._tick()
+            except Exception:
+                # finish() draws the final frame on the main thread and reports any fault there.
+                return
+
+    def stop(self) -> None:
+        self._done.set()
+        if self.is_alive() and threading.current_thread() is not self:
+            self.join(timeout=2.0)
