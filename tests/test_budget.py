@@ -261,3 +261,46 @@ def test_estimated_plans_are_marked_approximate(isolated_home: Path) -> None:
     plan: Plan = plan_request(model, (Message("user", "x" * 20_000),), counter, fit="head")
     assert not plan.exact and plan.prompt_tokens <= model.context_window
     assert any("~" in notice for notice in plan.notices)
+
+
+def test_no_request_over_a_cap_reaches_the_server(vocab_home: Path) -> None:
+    """Plans sent through the real Workers AI backend; every body the server receives is recounted."""
+    from tests.support.workers_ai_server import WorkersAIServer
+    from wai.backends.workers_ai import WorkersAIBackend
+    from wai.budget import cap_violations
+    from wai.conversation import Request
+    from wai.settings import Credentials
+    from wai.tokens import count_body
+
+    catalog = load_catalog()
+    sent = refused = 0
+    with (
+        WorkersAIServer() as server,
+        WorkersAIBackend(Credentials("acct", "token", server.base_url)) as backend,
+    ):
+        for model_id in remote_models():
+            model = catalog.get(model_id)
+            counter = counter_for(model, "remote")
+            limit = input_limit(model)
+            cases: list[tuple[int, int | None]] = [(limit - 1, None), (limit, None), (limit + 1, None)]
+            cases += [(100, model.max_output + d) for d in (-1, 0, 1)] + [(limit, model.max_output)]
+            for tokens, asked in cases:
+                try:
+                    plan = plan_request(
+                        model, prompt_of(counter, tokens), counter, requested_max_tokens=asked
+                    )
+                except WindowError:
+                    refused += 1
+                    continue
+                request = Request(model, plan.messages, plan.max_tokens, prompt_tokens=plan.prompt_tokens)
+                assert list(backend.stream(request))
+                sent += 1
+    assert refused == len(remote_models())  # the prompts one token over, and only those
+    assert len(server.requests) == sent
+    for received in server.requests:
+        body = received.json
+        assert received.model is not None and isinstance(body, dict)
+        model = catalog.get(received.model)
+        max_tokens = body.get("max_tokens")
+        assert isinstance(max_tokens, int)
+        assert cap_violations(model, count_body(model, body), max_tokens) == [], model.id

@@ -10,7 +10,7 @@ count is a documented estimate and every figure built on it is shown with a `~`.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -242,6 +242,25 @@ def _remote_counter(model: ModelSpec) -> TokenCounter:
         return native.tokenize(render(messages), add_special=add_bos, parse_special=True)
 
     return VocabCounter(vocab, prompt_tokens, render, f"{path.name} ({model.family} family)")
+
+
+def count_body(model: ModelSpec, body: Mapping[str, object]) -> int:
+    """The prompt tokens of a Workers AI request body (`messages` or `prompt`), counted as for sending.
+
+    For a server that recounts what it receives: a `prompt` is counted as one user message
+    (the server templates it too), or as it is (plus BOS) when the body says `raw`.
+    """
+    counter = counter_for(model, "remote")
+    messages = body.get("messages")
+    if isinstance(messages, list):
+        convo = tuple(Message(m["role"], str(m["content"])) for m in messages if isinstance(m, dict))
+        return counter.count_prompt(convo)
+    prompt = str(body.get("prompt", ""))
+    if body.get("raw"):
+        if isinstance(counter, VocabCounter):
+            return len(counter.tokenize(prompt, bos=True))
+        return counter.count_text(prompt)
+    return counter.count_prompt((Message("user", prompt),))
 
 
 # --- reports for `wai tokens` and `wai ask --dry-run` ---------------------------------------
