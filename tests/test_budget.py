@@ -304,3 +304,14 @@ def test_no_request_over_a_cap_reaches_the_server(vocab_home: Path) -> None:
         max_tokens = body.get("max_tokens")
         assert isinstance(max_tokens, int)
         assert cap_violations(model, count_body(model, body), max_tokens) == [], model.id
+
+
+def test_cap_violations_name_each_broken_window() -> None:
+    from wai.budget import cap_violations
+
+    fp16 = load_catalog().get("@cf/meta/llama-2-7b-chat-fp16")
+    assert cap_violations(fp16, 3072, 1024) == []
+    assert cap_violations(fp16, 3073, 10) == ["prompt 3073 > context_window 3072"]
+    assert cap_violations(fp16, 3072, 1025) == ["prompt 3072 + max_tokens 1025 > total_context 4096"]
+    assert cap_violations(fp16, 100, 2501) == ["max_tokens 2501 > max_output 2500"]
+    assert cap_violations(fp16, 100, None) == ["no max_tokens (the server would default to 256)"]

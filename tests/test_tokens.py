@@ -261,3 +261,15 @@ def test_counters_are_cached_per_vocabulary(vocab_home: Path) -> None:
     second = counter_for(replace(spec(LLAMA3), id="other"), "remote")
     assert isinstance(first, VocabCounter) and isinstance(second, VocabCounter)
     assert first.vocab is second.vocab
+
+
+def test_dry_run_without_the_vocabulary_still_shows_the_remote_template(isolated_home: Path) -> None:
+    model = spec(LLAMA3)
+    counter = counter_for(model, "remote")
+    plan = plan_request(model, (Message("user", "hi"),), counter)
+    described = describe_dry_run(plan, model, "remote")
+    assert described["exact"] is False
+    assert described["prompt"] == (
+        "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nhi<|eot_id|>"
+        "<|start_header_id|>assistant<|end_header_id|>\n\n"
+    )
