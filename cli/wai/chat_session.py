@@ -119,6 +119,21 @@ class ChatSession:
         # Set by the REPL: quiets the keyboard while a reply streams.
         self.during_reply: Callable[[], AbstractContextManager[object]] = contextlib.nullcontext
 
+    def warm_up(self) -> None:
+        """Import what the first turn needs (HTTP client or llama.cpp, the panel) while the user types.
+
+        Only imports: objects are still made on the main thread, where the turn runs.
+        """
+        import importlib
+
+        if self.backend_name == "remote":
+            backend_modules: tuple[str, ...] = ("wai.backends.workers_ai", "httpx", "httpx_sse")
+        else:
+            backend_modules = ("wai.backends.llama", "llama_cpp")
+        for name in (*backend_modules, "wai.render.panel", "rich.console", "rich.live"):
+            with contextlib.suppress(Exception):  # the turn itself will report a real problem
+                importlib.import_module(name)
+
     # --- choices --------------------------------------------------------------------------
 
     def _choose(self, name: str | None, mode: BackendMode) -> tuple[ModelSpec, str, TokenCounter]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -54,6 +55,7 @@ def run_chat(
         if pt_input is None:
             chat.during_reply = lambda: keyboard_quiet(sys.stdin)
         session = _prompt_session(chat, options, pt_input, pt_output)
+        threading.Thread(target=chat.warm_up, name="wai-warm-up", daemon=True).start()
         _banner(chat, out)
         _loop(chat, session, out)
     finally:
