@@ -84,6 +84,12 @@ def plan_request(
     floor = reply_floor(model, requested_max_tokens, min_reply)
     limit = input_limit(model, requested_max_tokens, min_reply)
     notices: list[str] = []
+    if limit == model.context_window:
+        target = f"{model.id}'s {model.context_window}-token window"
+    else:
+        target = (
+            f"{limit} tokens ({model.id}'s {model.total_context}-token context less {floor} for the reply)"
+        )
 
     prompt_tokens = counter.count_prompt(messages)
     dropped_messages = dropped_turns = cut = 0
@@ -95,7 +101,7 @@ def plan_request(
             turns = f" ({dropped_turns} turn{'s' if dropped_turns != 1 else ''})" if dropped_turns else ""
             notices.append(
                 f"dropped the {dropped_messages} oldest message{'s' if dropped_messages != 1 else ''}"
-                f"{turns} to fit {model.id}'s {model.context_window}-token window"
+                f"{turns} to fit {target}"
             )
     if prompt_tokens > limit:
         if fit == "error":
@@ -106,7 +112,7 @@ def plan_request(
         kept = "start" if fit == "head" else "end"
         notices.append(
             f"cut {mark}{cut} of the prompt's {mark}{whole} tokens from its newest message, keeping its "
-            f"{kept}, to fit {model.id}'s {model.context_window}-token window"
+            f"{kept}, to fit {target}"
         )
 
     room = model.total_context - prompt_tokens

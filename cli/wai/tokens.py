@@ -9,6 +9,8 @@ count is a documented estimate and every figure built on it is shown with a `~`.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -184,7 +186,23 @@ def load_vocab(path: Path) -> Any:
     from wai.backends.llama_native import lib
 
     llama_cpp = lib()  # routes llama.cpp's log lines: never on the terminal unless --debug
-    return llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
+    vocab = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
+    if not _opened:
+        atexit.register(_close_vocabularies)
+    _opened.append(vocab)
+    return vocab
+
+
+_opened: list[Any] = []
+
+
+def _close_vocabularies() -> None:
+    # Freed while llama_cpp is still whole: `Llama.__del__` at interpreter teardown finds its
+    # module half gone and prints an ignored exception on stderr.
+    while _opened:
+        with contextlib.suppress(Exception):
+            _opened.pop().close()
+    load_vocab.cache_clear()
 
 
 def _load(path: Path) -> Any | EstimatedCounter:
