@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import os
 import sqlite3
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,9 +100,13 @@ def test_three_turns_carry_the_conversation_and_are_logged(server: WorkersAIServ
     ]
 
 
-def test_the_api_token_is_never_stored(server: WorkersAIServer, isolated_home: Path) -> None:
+def test_transcripts_are_private_and_never_hold_the_api_token(
+    server: WorkersAIServer, isolated_home: Path
+) -> None:
     chat("hello")
     assert server.requests[0].headers["authorization"] == f"Bearer {TOKEN}"
+    for name in ("logs.db", "chat_history"):
+        assert stat.S_IMODE((isolated_home / name).stat().st_mode) == 0o600, name
     for path in isolated_home.iterdir():
         if path.is_file():
             assert TOKEN.encode() not in path.read_bytes(), path

@@ -234,15 +234,6 @@ class ChatSession:
                 f"/set max_tokens (up to {self.spec.max_output}) or ask it to continue"
             )
         kept = bool(result.text) or result.finish_reason not in ("error", "interrupted")
-        stored_id = self.log.record_turn(
-            prompt,
-            result,
-            system=self.system,
-            sampling=self.sampling,
-            replaces=replaces if kept else None,
-        )
-        if not kept:
-            return None
         turn = ChatTurn(
             prompt=prompt,
             reply=result.text,
@@ -250,11 +241,18 @@ class ChatSession:
             backend=result.info.backend,
             finish_reason=result.finish_reason,
             error=result.error,
-            stored_id=stored_id,
         )
-        self.turns.append(turn)
-        self._used = None
-        return turn
+        if kept:  # before the transcript write, which a Ctrl-C may cut short
+            self.turns.append(turn)
+            self._used = None
+        turn.stored_id = self.log.record_turn(
+            prompt,
+            result,
+            system=self.system,
+            sampling=self.sampling,
+            replaces=replaces if kept else None,
+        )
+        return turn if kept else None
 
     def retry(self) -> ChatTurn | None:
         """Regenerate the last reply; the last turn stays as it was when the new one fails."""
@@ -262,16 +260,14 @@ class ChatSession:
             self.notifier.error("nothing to retry yet")
             return None
         last = self.turns.pop()
+        before = len(self.turns)
         self._used = None
         try:
-            turn = self.send(last.prompt, replaces=last.stored_id)
-        except BaseException:
-            self.turns.append(last)
-            raise
-        if turn is None:
-            self.turns.append(last)
-            self._used = None
-        return turn
+            return self.send(last.prompt, replaces=last.stored_id)
+        finally:
+            if len(self.turns) == before:  # no new reply joined the conversation
+                self.turns.append(last)
+                self._used = None
 
     def _sink(self) -> Sink:
         def stats_to_stderr(result: TurnResult) -> None:

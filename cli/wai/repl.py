@@ -18,6 +18,7 @@ from wai.logs_command import short_model
 from wai.notices import Notifier
 from wai.repl_commands import is_command, make_completer, run_command
 from wai.settings import wai_home
+from wai.store import create_private
 from wai.transcript import TranscriptLog
 
 if TYPE_CHECKING:
@@ -143,8 +144,9 @@ def _prompt_session(
     def _newline(event: KeyPressEvent) -> None:
         event.current_buffer.insert_text("\n")
 
-    home = wai_home()
-    home.mkdir(parents=True, exist_ok=True)
+    history = wai_home() / HISTORY_FILE
+    history.parent.mkdir(parents=True, exist_ok=True)
+    create_private(history)  # what was typed is as private as the transcripts
     style = Style.from_dict(
         {
             "model": "bold",
@@ -156,7 +158,7 @@ def _prompt_session(
         }
     )
     session: PromptSession[str] = PromptSession(
-        history=FileHistory(str(home / HISTORY_FILE)),
+        history=FileHistory(str(history)),
         auto_suggest=AutoSuggestFromHistory(),
         completer=completer,
         complete_while_typing=slash_line,

@@ -155,7 +155,7 @@ class Store:
         self.path = path
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            _create_private(path)
+            create_private(path)
             # isolation_level=None: transactions are begun and ended here, explicitly.
             self._db = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
         except (OSError, sqlite3.Error) as exc:
@@ -345,9 +345,9 @@ class Store:
         return str(self._db.execute("PRAGMA integrity_check").fetchone()[0])
 
 
-def _create_private(path: Path) -> None:
-    """Transcripts are private: create the file readable by its owner only (SQLite gives its
-    -wal and -shm files the same mode)."""
+def create_private(path: Path) -> None:
+    """Transcripts are private: create the file (if new) readable by its owner only. SQLite gives
+    a database's -wal and -shm files the same mode."""
     with contextlib.suppress(FileExistsError):
         os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
 
