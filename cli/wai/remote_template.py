@@ -6,7 +6,7 @@ reads, special tokens written as their text; tokenizing it with special tokens p
 added where `RemoteFormat.add_bos` says) gives the prompt's tokens:
 
 - llama-2: the Llama-2 chat format as Cloudflare's JavaScript SDK applied it (see
-  docs/workers-ai-protocol.md): `[INST] <<SYS>>\nS\n<</SYS>>\n\nU [/INST]` for the system
+  docs/workers-ai-protocol.md): `[INST] <<SYS>>\\nS\\n<</SYS>>\\n\\nU [/INST]` for the system
   message and first user message, `<s>[INST] U [/INST]` for any other user message, ` A</s>` for
   an assistant message; the tokenizer adds BOS in front (so a conversation without a system
   prompt starts with two BOS tokens: one added, one written, as the SDK's text implies; if the
