@@ -1,11 +1,11 @@
 """Streams a markdown file through PanelSink on this process's terminal, as `wai ask` would.
 
     python tests/render/panel_driver.py FILE [--chunk N] [--delay S] [--reason stop|length]
-        [--no-stats] [--pause-after N]
+        [--no-stats] [--pause-after N --pause-file PATH]
 
 The reply comes from a small in-process backend through the real turn driver, so Ctrl-C lands
-where it would in `wai ask`. Exits 0, or 130 when interrupted. `--pause-after N` stops the stream
-after N chunks (and prints nothing more) until the process is interrupted.
+where it would in `wai ask`. Exits 0, or 130 when interrupted. With `--pause-after N` the stream
+stops after N chunks: PATH.paused is created, and the stream goes on once PATH.resume exists.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import argparse
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 from wai.catalog import ModelSpec
 from wai.conversation import Message, Request
@@ -25,18 +26,22 @@ from wai.turn import TurnInterrupted, run_turn, turn_info
 class ScriptedBackend:
     name = "remote"
 
-    def __init__(self, chunks: list[str], delay: float, reason: FinishReason, pause_after: int | None) -> None:
+    def __init__(
+        self, chunks: list[str], delay: float, reason: FinishReason, pause: tuple[int, Path] | None
+    ) -> None:
         self.chunks = chunks
         self.delay = delay
         self.reason = reason
-        self.pause_after = pause_after
+        self.pause = pause
 
     def stream(self, request: Request) -> Iterator[Event]:
         for index, chunk in enumerate(self.chunks):
-            if self.pause_after is not None and index == self.pause_after:
-                sys.stderr.write("PAUSED\n")
-                sys.stderr.flush()
-                time.sleep(60)
+            if self.pause is not None and index == self.pause[0]:
+                path = self.pause[1]
+                Path(f"{path}.paused").touch()
+                deadline = time.monotonic() + 30
+                while not Path(f"{path}.resume").exists() and time.monotonic() < deadline:
+                    time.sleep(0.01)
             if self.delay:
                 time.sleep(self.delay)
             yield Token(chunk)
@@ -58,6 +63,7 @@ def main() -> int:
     parser.add_argument("--reason", default="stop")
     parser.add_argument("--no-stats", action="store_true")
     parser.add_argument("--pause-after", type=int, default=None)
+    parser.add_argument("--pause-file", type=Path, default=None)
     args = parser.parse_args()
 
     from rich.console import Console
@@ -70,10 +76,15 @@ def main() -> int:
         print("PANEL UNSUPPORTED")
         return 2
     model = ModelSpec(
-        id="@cf/meta/llama-2-7b-chat-int8", context_window=2048, max_output=1800, total_context=4096, remote=True
+        id="@cf/meta/llama-2-7b-chat-int8",
+        context_window=2048,
+        max_output=1800,
+        total_context=4096,
+        remote=True,
     )
     request = Request(model=model, messages=(Message("user", "hi"),), max_tokens=1800, prompt_tokens=31)
-    backend = ScriptedBackend(chunks, args.delay, args.reason, args.pause_after)  # type: ignore[arg-type]
+    pause = (args.pause_after, args.pause_file) if args.pause_after is not None else None
+    backend = ScriptedBackend(chunks, args.delay, args.reason, pause)
     sink = PanelSink(console, show_stats=not args.no_stats)
     try:
         run_turn(backend, request, sink, turn_info(backend, request))

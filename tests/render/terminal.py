@@ -26,6 +26,7 @@ def rebuild(raw: str, rows: int, cols: int) -> tuple[list[str], bool]:
     screen = pyte.HistoryScreen(cols, rows, history=100_000, ratio=0.5)
     stream = pyte.Stream(screen)
     stream.feed(raw)
+
     def text(line: dict[int, pyte.screens.Char]) -> str:
         return "".join(line[x].data for x in range(cols)).rstrip()
 

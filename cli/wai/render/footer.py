@@ -85,12 +85,21 @@ def format_stats(result: TurnResult, *, tokens_seen: int | None = None) -> str:
     return " · ".join(text for text, _ in stats_parts(result, tokens_seen=tokens_seen))
 
 
-def footer_text(result: TurnResult, *, tokens_seen: int | None = None) -> Text:
+def footer_text(result: TurnResult, *, width: int, tokens_seen: int | None = None) -> Text:
+    """The footer for a terminal `width` columns wide: wrapped between pieces, never inside one."""
+    from rich.cells import cell_len
     from rich.text import Text
 
-    text = Text(style="wai.footer", overflow="fold")
+    text = Text(style="wai.footer", overflow="fold", no_wrap=False)
+    column = 0
     for index, (piece, style) in enumerate(stats_parts(result, tokens_seen=tokens_seen)):
-        if index:
+        size = cell_len(piece)
+        if index and column + 3 + size > width:
+            text.append(" ·\n", style="wai.footer")
+            column = 0
+        elif index:
             text.append(" · ", style="wai.footer")
+            column += 3
         text.append(piece, style=style)
+        column += size
     return text

@@ -14,6 +14,33 @@ from rich.segment import ControlType, Segment
 _NEW_LINE = Segment.line()
 
 
+def _plain(segment: Segment) -> bool:
+    """True when spaces in this segment show nothing (no background, underline, ...)."""
+    style = segment.style
+    return not segment.control and (
+        style is None or not (style.bgcolor or style.underline or style.reverse or style.strike)
+    )
+
+
+def trim(line: list[Segment]) -> list[Segment]:
+    """The line without the blank padding Rich adds on the right, so that a glyph the terminal
+    draws wider than Rich measured does not wrap the line onto another row."""
+    end = len(line)
+    while end and _plain(line[end - 1]):
+        segment = line[end - 1]
+        text = segment.text.rstrip(" ")
+        if text:
+            return [*line[: end - 1], Segment(text, segment.style)]
+        end -= 1
+    return line[:end]
+
+
+def render_lines(
+    console: Console, renderable: RenderableType, options: ConsoleOptions
+) -> list[list[Segment]]:
+    return [trim(line) for line in console.render_lines(renderable, options, pad=False)]
+
+
 class Lines:
     """Lines already rendered (lists of segments), drawn as they are."""
 

@@ -24,8 +24,9 @@ from wai.render.footer import backend_label, footer_text
 from wai.render.markdown_stream import Block, BlockSplitter, Fence
 
 if TYPE_CHECKING:
-    from rich.console import Console, RenderableType
+    from rich.console import Console, ConsoleOptions, RenderableType
     from rich.segment import Segment
+    from rich.text import Text
 
     from wai.render.live_region import Region
     from wai.render.markdown_view import BlockLayout
@@ -46,6 +47,19 @@ def panel_supported(console: Console) -> bool:
         return False
     width, height = console.size
     return width >= MIN_WIDTH and height >= MIN_HEIGHT
+
+
+def _title(info: TurnInfo, width: int) -> Text:
+    """Model, backend and precision; on a narrow terminal the model's id loses its namespace first."""
+    from rich.cells import cell_len
+    from rich.text import Text
+
+    backend = " · " + backend_label(info.backend, info.precision)
+    short = info.model.rsplit("/", 1)[-1]
+    for model, meta in ((info.model, backend), (short, backend), (short, "")):
+        if cell_len(model + meta) + 2 <= width:
+            break
+    return Text.assemble((model, "wai.title"), (meta, "wai.meta"))
 
 
 class PanelSink:
@@ -77,7 +91,6 @@ class PanelSink:
 
     def start(self, info: TurnInfo) -> None:
         from rich.rule import Rule
-        from rich.text import Text
 
         from wai.render.live_region import Region
         from wai.render.markdown_view import BlockLayout
@@ -85,10 +98,9 @@ class PanelSink:
 
         self.console.push_theme(panel_theme())
         self._theme_pushed = True
-        title = Text.assemble(
-            (info.model, "wai.title"), (" · " + backend_label(info.backend, info.precision), "wai.meta")
+        self.console.print(
+            Rule(_title(info, self.console.width), characters="─", style="wai.rule", align="left")
         )
-        self.console.print(Rule(title, characters="─", style="wai.rule", align="left"))
         self._layout = BlockLayout()
         self._region = Region(self.console)
         self._region.start()
@@ -125,7 +137,9 @@ class PanelSink:
                 layout = self._layout
                 if layout is not None and layout.started:
                     self.console.line()
-                self.console.print(footer_text(result, tokens_seen=self._tokens_seen))
+                self.console.print(
+                    footer_text(result, width=self.console.width - 1, tokens_seen=self._tokens_seen)
+                )
         finally:
             atexit.unregister(self._abandon)
             if self._theme_pushed:
@@ -160,14 +174,21 @@ class PanelSink:
             blocks.extend(self._splitter.close())
         width, height = self.console.size
         self._size = (width, height)
+        # One column spare: a glyph the terminal draws wider than Rich measured must not wrap a line.
+        options = self.console.options.update(width=max(1, width - 1), height=None)
         above: list[RenderableType] = []
         for block in blocks:
-            self._settle(block, above)
-        view = self._empty() if final else self._view(above, width, max(1, height - 1))
+            self._settle(block, above, options)
+        view = self._empty() if final else self._view(above, options, max(1, height - 1))
         self._region.show(view, above)
         self._printed += sum(len(block.text) for block in blocks)
 
-    def _settle(self, block: Block, above: list[RenderableType]) -> None:
+    def _lines(self, renderable: RenderableType, options: ConsoleOptions) -> list[list[Segment]]:
+        from wai.render.live_region import render_lines
+
+        return render_lines(self.console, renderable, options)
+
+    def _settle(self, block: Block, above: list[RenderableType], options: ConsoleOptions) -> None:
         from wai.render.live_region import Lines
         from wai.render.markdown_view import Led, code_syntax
 
@@ -178,25 +199,20 @@ class PanelSink:
         if code_done and block.fence is not None:
             # The first lines of this code block are out already; print the rest the same way.
             rest = "".join(block.code_lines()[code_done:]).rstrip()
-            above.append(Led(code_syntax(rest, block.fence.lexer), "keep"))
+            above.append(Lines(self._lines(Led(code_syntax(rest, block.fence.lexer), "keep"), options)))
             layout.note("fence")
             return
         led = layout.place(block)
-        if led is None:
-            return
-        if rows_done:
-            lines = self.console.render_lines(led, self.console.options, pad=False)
-            above.append(Lines(lines[rows_done:]))
-        else:
-            above.append(led)
+        if led is not None:
+            above.append(Lines(self._lines(led, options)[rows_done:]))
 
-    def _view(self, above: list[RenderableType], width: int, max_rows: int) -> RenderableType:
+    def _view(self, above: list[RenderableType], options: ConsoleOptions, max_rows: int) -> RenderableType:
         """The tail as it stands, at most `max_rows` rows; taller tails print their top for good."""
         from wai.render.live_region import Lines
 
         fence = self._splitter.tail_fence
         if fence is not None:
-            return self._fence_view(fence, above, width, max_rows)
+            return self._fence_view(fence, above, options, max_rows)
         block = self._splitter.tail_block()
         if not block.text.strip():
             return self._empty()
@@ -205,19 +221,14 @@ class PanelSink:
         led = self._layout.place(block, commit=False)
         if led is None:
             return self._empty()
-        options = self.console.options.update_width(width)
-        lines = self.console.render_lines(led, options, pad=False)[self._rows_done :]
+        lines = self._lines(led, options)[self._rows_done :]
         if len(lines) > max_rows:
             # Only rows of complete lines go out: the unfinished line may yet start another block.
             stable = block.text[: len(block.text) - len(self._splitter.partial)]
-            settled_led = self._layout.place(
+            stable_led = self._layout.place(
                 Block(stable, joins=block.joins, number=block.number), commit=False
             )
-            stable_rows = (
-                len(self.console.render_lines(settled_led, options, pad=False)) - self._rows_done
-                if settled_led is not None
-                else 0
-            )
+            stable_rows = len(self._lines(stable_led, options)) - self._rows_done if stable_led else 0
             cut = max(0, min(len(lines) - max_rows, stable_rows))
             if cut:
                 above.append(Lines(lines[:cut]))
@@ -227,24 +238,23 @@ class PanelSink:
         return Lines(lines)
 
     def _fence_view(
-        self, fence: Fence, above: list[RenderableType], width: int, max_rows: int
+        self, fence: Fence, above: list[RenderableType], options: ConsoleOptions, max_rows: int
     ) -> RenderableType:
         from wai.render.live_region import Lines
         from wai.render.markdown_view import Led, code_syntax
 
         assert self._layout is not None
         self._waiting = False
-        options = self.console.options.update_width(width)
         code = self._splitter.tail_code_lines(self._code_done)
         partial = self._splitter.partial
-        shown = (
-            [*code, fence.code_line(partial)] if partial and not fence.is_closing_prefix(partial) else code
-        )
+        if partial and not fence.is_closing_prefix(partial):
+            shown = [*code, fence.code_line(partial)]
+        else:
+            shown = code
         lead = self._layout.lead(Block("", fence), "fence") if self._code_done == 0 else "keep"
 
         def render(lines: list[str]) -> list[list[Segment]]:
-            body = code_syntax("".join(lines).rstrip(), fence.lexer)
-            return self.console.render_lines(Led(body, lead), options, pad=False)
+            return self._lines(Led(code_syntax("".join(lines).rstrip(), fence.lexer), lead), options)
 
         rows = render(shown)
         if len(rows) > max_rows:
@@ -253,12 +263,11 @@ class PanelSink:
             last_text = max((i for i, line in enumerate(shown) if line.strip()), default=-1)
             taken, removed = 0, 1 if lead == "add" else 0
             while removed < excess and taken < min(len(code), last_text):
-                probe = code_syntax(code[taken].rstrip("\n"), fence.lexer)
-                removed += len(self.console.render_lines(probe, options, pad=False))
+                removed += len(self._lines(code_syntax(code[taken].rstrip("\n"), fence.lexer), options))
                 taken += 1
             if taken:
                 chunk = "".join(code[:taken])[:-1]  # one newline off: blank lines inside stay
-                above.append(Led(code_syntax(chunk, fence.lexer), lead))
+                above.append(Lines(self._lines(Led(code_syntax(chunk, fence.lexer), lead), options)))
                 self._code_done += taken
                 lead = "keep"
                 rows = render(shown[taken:])
