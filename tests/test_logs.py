@@ -121,3 +121,36 @@ def test_logs_with_an_unknown_id_is_a_usage_error(server: WorkersAIServer) -> No
     logs_json()  # nothing logged: an empty list
     code, _, err = logs("--cid", "nothing")
     assert code == 2 and "no conversation" in err and "Traceback" not in err
+
+
+def _ask(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "wai", "ask", *args],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env={**os.environ},
+        timeout=30,
+    )
+
+
+def test_ask_is_logged_and_continues_a_conversation(server: WorkersAIServer) -> None:
+    if "--continue" not in _ask("--help").stdout:
+        pytest.skip("`wai ask -c` is not wired into the command line yet")
+    first = _ask("-m", FP16, "-s", "be terse", "remember 42")
+    assert first.returncode == 0, first.stderr
+    again = _ask("-c", "what number?")
+    assert again.returncode == 0, again.stderr
+    assert server.requests[1].model == FP16  # the conversation's model
+    assert [(m["role"], m["content"]) for m in server.requests[1].json["messages"]] == [
+        ("system", "be terse"),
+        ("user", "remember 42"),
+        ("assistant", first.stdout.strip()),
+        ("user", "what number?"),
+    ]
+    assert _ask("--no-log", "-c", "not kept").returncode == 0
+    listed = logs_json()
+    assert [(c["source"], c["turns"]) for c in listed] == [("ask", 2)]
+    by_id = _ask("--cid", listed[0]["id"][:10], "and then?")
+    assert by_id.returncode == 0, by_id.stderr
+    assert len(server.requests[3].json["messages"]) == 6
