@@ -290,10 +290,11 @@ def test_completion_of_commands_and_models(server: WorkersAIServer) -> None:
 
 def test_chat_refuses_a_stdin_that_is_not_a_terminal(isolated_home: Path) -> None:
     import subprocess
-    import sys
+
+    from tests.support.chat_terminal import wai_command
 
     done = subprocess.run(
-        [sys.executable, "-m", "wai.repl"],
+        wai_command("chat"),
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
