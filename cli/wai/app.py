@@ -161,6 +161,30 @@ def models(
     _guarded(lambda notifier: show_models(json_output=json_output), debug=debug)
 
 
+@app.command(help="Count a text's tokens for a model, against its windows (exit 3 when over).")
+def tokens(
+    text: Annotated[str | None, typer.Argument(help="The text; '-' or none reads stdin.")] = None,
+    model: Annotated[
+        str | None, typer.Option("-m", "--model", help="Catalog id, alias or .gguf path.")
+    ] = None,
+    system: Annotated[str | None, typer.Option("-s", "--system", help="System prompt to count too.")] = None,
+    backend: Annotated[
+        BackendChoice, typer.Option(help="Whose prompt format to count.")
+    ] = BackendChoice.auto,
+    raw: Annotated[bool, typer.Option("--raw", help="Exactly the text: no template, no BOS.")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Tracebacks on stderr.")] = False,
+) -> None:
+    from wai.tokens_command import run_tokens
+
+    _guarded(
+        lambda notifier: run_tokens(
+            text, model=model, system=system, backend=backend.value, raw=raw, json_output=json_output
+        ),
+        debug=debug,
+    )
+
+
 @app.command(help="Install the built-in local model and the tokenizer vocabularies.")
 def setup(
     debug: Annotated[bool, typer.Option("--debug", help="Tracebacks on stderr.")] = False,

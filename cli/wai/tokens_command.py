@@ -1,0 +1,57 @@
+"""`wai tokens`: how many tokens a text costs a model, against its windows."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import BinaryIO
+
+from wai.backends.select import BackendMode
+from wai.catalog import load_catalog
+from wai.conversation import Message
+from wai.errors import EXIT_OK, EXIT_WINDOW
+from wai.models_resolve import resolve_model
+from wai.prompt_input import read_prompt
+from wai.settings import load_credentials, load_user_config
+
+
+def run_tokens(
+    text: str | None,
+    *,
+    model: str | None,
+    system: str | None,
+    backend: BackendMode,
+    raw: bool,
+    json_output: bool,
+    stdin: BinaryIO | None = None,
+) -> int:
+    from wai import tokens
+
+    stream = stdin if stdin is not None else (sys.stdin.buffer if sys.stdin else None)
+    prompt = read_prompt(text, stream, stream is None or stream.isatty())
+    config = load_user_config()
+    credentials = load_credentials(config)
+    spec = resolve_model(model, load_catalog(), config, credentials)
+    # Counting needs no credentials or weights: the backend only decides which template is used.
+    backend_name = backend if backend != "auto" else ("remote" if spec.remote else "local")
+    messages: tuple[Message, ...] = (Message("user", prompt),)
+    if system:
+        messages = (Message("system", system), *messages)
+    report = tokens.count_report(spec, backend_name, text=prompt, messages=messages, raw=raw)
+    if json_output:
+        sys.stdout.write(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    else:
+        what = "the text alone" if raw else "the prompt as sent"
+        exactness = "exact" if report["exact"] else "estimated: no vocabulary, run `wai setup`"
+        verdict = (
+            f"fits {spec.id}'s input limit of {report['input_limit']}, "
+            f"leaving room for {report['reply_room']} reply tokens"
+            if report["fits"]
+            else f"over {spec.id}'s input limit of {report['input_limit']}"
+        )
+        sys.stdout.write(
+            f"{report['display']} tokens ({what}; {exactness}; {report['counted_with']})\n"
+            f"{verdict} (context_window {spec.context_window}, max_output {spec.max_output}, "
+            f"total_context {spec.total_context})\n"
+        )
+    return EXIT_OK if report["fits"] else EXIT_WINDOW
