@@ -25,13 +25,19 @@ def _file_precision(spec: ModelSpec) -> str | None:
 
 
 def _gpu_offload() -> str:
+    from wai.backends.llama import LlamaBackend
+    from wai.errors import WaiError
+
     try:
-        import llama_cpp
-    except ImportError:
-        return "llama-cpp-python not installed (pip install 'wai[local]')"
-    supported = bool(llama_cpp.llama_supports_gpu_offload())
-    state = "GPU offload available" if supported else "CPU only (no GPU offload in this build)"
-    return f"llama-cpp-python {llama_cpp.__version__}: {state}"
+        facts = LlamaBackend().describe()
+    except WaiError as error:
+        return f"local backend unavailable: {error}"
+    state = (
+        "GPU offload available"
+        if facts.get("gpu_offload_supported")
+        else "CPU only (no GPU offload in this build)"
+    )
+    return f"llama-cpp-python {facts.get('llama_cpp_python')}: {state}"
 
 
 def model_rows() -> list[dict[str, object]]:
@@ -66,8 +72,8 @@ def show_models(*, json_output: bool) -> int:
     if json_output:
         sys.stdout.write(json.dumps({"models": rows, "local_runtime": offload}, indent=2) + "\n")
         return EXIT_OK
-    header = ("model", "in", "out", "total", "precision", "remote", "local")
-    lines = [header]
+    header: tuple[str, ...] = ("model", "in", "out", "total", "precision", "remote", "local")
+    lines: list[tuple[str, ...]] = [header]
     for row in rows:
         backends = row["backends"]
         assert isinstance(backends, dict)
