@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import signal
@@ -15,38 +14,22 @@ from typing import Any
 import pexpect
 import pytest
 
-from tests.support.chat_terminal import expect_prompt, has_command, spawn_chat
+from tests.support.chat_terminal import expect_prompt, spawn_chat
 from tests.support.workers_ai_server import Reply, WorkersAIServer
-from wai.logs_command import LogsOptions, run_logs
-from wai.notices import Notifier
 
 FP16 = "@cf/meta/llama-2-7b-chat-fp16"
 
 
 def logs(*args: str) -> tuple[int, str, str]:
-    """`wai logs ARGS` as a subprocess; in-process through run_logs until the command exists."""
-    if has_command("logs"):
-        done = subprocess.run(
-            [sys.executable, "-m", "wai", "logs", *args],
-            capture_output=True,
-            text=True,
-            env={**os.environ},
-            timeout=30,
-        )
-        return done.returncode, done.stdout, done.stderr
-    count, as_json, cid = 10, False, None
-    rest = list(args)
-    while rest:
-        arg = rest.pop(0)
-        if arg == "-n":
-            count = int(rest.pop(0))
-        elif arg == "--json":
-            as_json = True
-        elif arg == "--cid":
-            cid = rest.pop(0)
-    out, err = io.StringIO(), io.StringIO()
-    code = run_logs(LogsOptions(count=count, json=as_json, cid=cid), Notifier(stream=err), stdout=out)
-    return code, out.getvalue(), err.getvalue()
+    """`wai logs ARGS` as a subprocess."""
+    done = subprocess.run(
+        [sys.executable, "-m", "wai", "logs", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ},
+        timeout=30,
+    )
+    return done.returncode, done.stdout, done.stderr
 
 
 def logs_json(*args: str) -> Any:
@@ -116,8 +99,6 @@ def test_logs_lists_recent_conversations_and_shows_one(server: WorkersAIServer) 
 
 
 def test_logs_with_an_unknown_id_is_a_usage_error(server: WorkersAIServer) -> None:
-    if not has_command("logs"):
-        pytest.skip("`wai logs` is not wired into the command line yet")
     logs_json()  # nothing logged: an empty list
     code, _, err = logs("--cid", "nothing")
     assert code == 2 and "no conversation" in err and "Traceback" not in err
@@ -135,8 +116,6 @@ def _ask(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_ask_is_logged_and_continues_a_conversation(server: WorkersAIServer) -> None:
-    if "--continue" not in _ask("--help").stdout:
-        pytest.skip("`wai ask -c` is not wired into the command line yet")
     first = _ask("-m", FP16, "-s", "be terse", "remember 42")
     assert first.returncode == 0, first.stderr
     again = _ask("-c", "what number?")

@@ -119,6 +119,13 @@ def ask(
         int | None, typer.Option("--gpu-layers", help="Layers offloaded to the GPU (local; -1 all).")
     ] = None,
     threads: Annotated[int | None, typer.Option(min=1, help="CPU threads (local).")] = None,
+    continue_last: Annotated[
+        bool, typer.Option("-c", "--continue", help="Continue the latest logged conversation.")
+    ] = False,
+    cid: Annotated[
+        str | None, typer.Option("--cid", help="Continue this conversation (see `wai logs`).")
+    ] = None,
+    no_log: Annotated[bool, typer.Option("--no-log", help="Do not write this turn to the log.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Diagnostics and tracebacks on stderr.")] = False,
 ) -> None:
     from wai.ask import AskOptions, run_ask
@@ -129,6 +136,8 @@ def ask(
     def action(notifier: Notifier) -> int:
         if json_output and jsonl:
             raise UsageError("--json and --jsonl cannot be used together")
+        if continue_last and cid is not None:
+            raise UsageError("-c and --cid cannot be used together")
         options = AskOptions(
             prompt=prompt,
             model=model,
@@ -145,6 +154,9 @@ def ask(
             timeouts=Timeouts(connect=connect_timeout, read=read_timeout),
             local=LocalOptions(gpu_layers=gpu_layers, threads=threads, debug=debug),
             debug=debug,
+            continue_last=continue_last,
+            cid=cid,
+            log=not no_log,
         )
         return run_ask(options, notifier)
 
@@ -159,6 +171,97 @@ def models(
     from wai.models_table import show_models
 
     _guarded(lambda notifier: show_models(json_output=json_output), debug=debug)
+
+
+@app.command(
+    help="Chat in the terminal: a conversation with history, slash commands (/help) and transcripts."
+)
+def chat(
+    model: Annotated[
+        str | None, typer.Option("-m", "--model", help="Catalog id, alias or .gguf path.")
+    ] = None,
+    system: Annotated[str | None, typer.Option("-s", "--system", help="System prompt.")] = None,
+    backend: Annotated[BackendChoice, typer.Option(help="Where the model runs.")] = BackendChoice.auto,
+    continue_last: Annotated[
+        bool, typer.Option("-c", "--continue", help="Continue the latest logged conversation.")
+    ] = False,
+    cid: Annotated[
+        str | None,
+        typer.Option("--cid", help="Continue this conversation (id or unique prefix; see `wai logs`)."),
+    ] = None,
+    vi: Annotated[bool, typer.Option("--vi", help="Vi key bindings.")] = False,
+    max_tokens: Annotated[
+        int | None, typer.Option("--max-tokens", min=1, help="Most reply tokens (capped by the model).")
+    ] = None,
+    temperature: Annotated[float | None, typer.Option(min=0.0, max=5.0, help="Sampling temperature.")] = None,
+    top_p: Annotated[
+        float | None, typer.Option("--top-p", min=0.001, max=1.0, help="Nucleus sampling.")
+    ] = None,
+    top_k: Annotated[int | None, typer.Option("--top-k", min=1, max=50, help="Top-k sampling.")] = None,
+    seed: Annotated[int | None, typer.Option(min=1, max=9_999_999_999, help="Random seed.")] = None,
+    color: Annotated[ColorChoice, typer.Option(help="Colour and live panel.")] = ColorChoice.auto,
+    stats: Annotated[
+        bool | None, typer.Option("--stats/--no-stats", help="Timing and token figures.", show_default=False)
+    ] = None,
+    no_log: Annotated[
+        bool, typer.Option("--no-log", help="Do not write this conversation to the log.")
+    ] = False,
+    connect_timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to connect.")] = 10.0,
+    read_timeout: Annotated[float, typer.Option(min=0.1, help="Most seconds between two events.")] = 60.0,
+    gpu_layers: Annotated[
+        int | None, typer.Option("--gpu-layers", help="Layers offloaded to the GPU (local; -1 all).")
+    ] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads (local).")] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Diagnostics and tracebacks on stderr.")] = False,
+) -> None:
+    from wai.backends.select import LocalOptions
+    from wai.conversation import Sampling, Timeouts
+    from wai.errors import UsageError
+    from wai.repl import ChatOptions, run_chat
+
+    def action(notifier: Notifier) -> int:
+        if continue_last and cid is not None:
+            raise UsageError("-c and --cid cannot be used together")
+        options = ChatOptions(
+            model=model,
+            system=system,
+            backend=backend.value,
+            continue_last=continue_last,
+            cid=cid,
+            vi=vi,
+            max_tokens=max_tokens,
+            sampling=Sampling(temperature=temperature, top_p=top_p, top_k=top_k, seed=seed),
+            color=color.value,
+            stats=stats,
+            timeouts=Timeouts(connect=connect_timeout, read=read_timeout),
+            local=LocalOptions(gpu_layers=gpu_layers, threads=threads, debug=debug),
+            log=not no_log,
+            debug=debug,
+        )
+        return run_chat(options, notifier)
+
+    _guarded(action, debug=debug, color=color.value)
+
+
+@app.command(help="Show logged conversations: the most recent ones, or one of them with --cid.")
+def logs(
+    count: Annotated[
+        int,
+        typer.Option(
+            "-n", "--count", min=0, help="How many conversations (with --cid: latest turns); 0 all."
+        ),
+    ] = 10,
+    json_output: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    cid: Annotated[
+        str | None, typer.Option("--cid", help="Show this conversation (id or unique prefix).")
+    ] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Tracebacks on stderr.")] = False,
+) -> None:
+    from wai.logs_command import LogsOptions, run_logs
+
+    _guarded(
+        lambda notifier: run_logs(LogsOptions(count=count, json=json_output, cid=cid), notifier), debug=debug
+    )
 
 
 @app.command(help="Count a text's tokens for a model, against its windows (exit 3 when over).")

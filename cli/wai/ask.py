@@ -19,6 +19,7 @@ from wai.prompt_input import read_prompt
 from wai.render.base import TurnResult
 from wai.render.choose import ColorMode, OutputMode, choose_sink
 from wai.settings import load_credentials, load_user_config
+from wai.transcript import TranscriptLog
 from wai.turn import TurnFailed, TurnInterrupted, run_turn, turn_info
 
 
@@ -39,6 +40,9 @@ class AskOptions:
     timeouts: Timeouts = field(default_factory=Timeouts)
     local: LocalOptions = field(default_factory=LocalOptions)
     debug: bool = False
+    continue_last: bool = False
+    cid: str | None = None
+    log: bool = True
 
 
 def run_ask(
@@ -52,14 +56,32 @@ def run_ask(
     stdin_is_tty = stdin_stream is None or stdin_stream.isatty()
     prompt = read_prompt(options.prompt, stdin_stream, stdin_is_tty)
 
+    log = TranscriptLog(notifier, source="ask", record=options.log and not options.dry_run)
+    try:
+        return _run(options, notifier, prompt, log, stdout)
+    finally:
+        log.close()
+
+
+def _run(
+    options: AskOptions, notifier: Notifier, prompt: str, log: TranscriptLog, stdout: TextIO | None
+) -> int:
+    model_name, system = options.model, options.system
+    history: tuple[Message, ...] = ()
+    if options.continue_last or options.cid is not None:
+        continued = log.continue_conversation(options.cid)
+        history = continued.messages()
+        model_name = model_name or continued.model
+        system = system if system is not None else continued.system
+
     config = load_user_config()
     credentials = load_credentials(config)
-    spec = resolve_model(options.model, load_catalog(), config, credentials)
+    spec = resolve_model(model_name, load_catalog(), config, credentials)
     backend_name = choose_backend_name(spec, options.backend, credentials)
 
-    messages: tuple[Message, ...] = (Message("user", prompt),)
-    if options.system:
-        messages = (Message("system", options.system), *messages)
+    messages: tuple[Message, ...] = (*history, Message("user", prompt))
+    if system:
+        messages = (Message("system", system), *messages)
     counter = tokens.counter_for(spec, backend_name)
     plan = plan_request(spec, messages, counter, requested_max_tokens=options.max_tokens, fit=options.fit)
     for notice in plan.notices:
@@ -104,15 +126,18 @@ def run_ask(
     info = turn_info(backend, request, prompt_exact=plan.exact)
     try:
         result = run_turn(backend, request, sink, info)
-    except TurnInterrupted:
+    except TurnInterrupted as stop:
+        log.record_turn(prompt, stop.result, system=system, sampling=options.sampling)
         notifier.warn("interrupted; the reply above is incomplete")
         return EXIT_INTERRUPTED
     except TurnFailed as failure:
+        log.record_turn(prompt, failure.result, system=system, sampling=options.sampling)
         notifier.error(str(failure.error))
         if isinstance(failure.error, IncompleteReply) and failure.result.text:
             notifier.warn("the reply above is incomplete: the stream broke before it ended")
         return failure.error.exit_code
-    if result.finish_reason == "length" and type(sink).__name__ != "PanelSink":
+    log.record_turn(prompt, result, system=system, sampling=options.sampling)
+    if result.finish_reason == "length" and not sink.tells_output_cap:
         notifier.warn(
             f"the reply stopped at the output cap ({request.max_tokens} tokens); "
             f"raise --max-tokens (up to {spec.max_output}) or ask it to continue"

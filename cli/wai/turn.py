@@ -48,9 +48,9 @@ def run_turn(backend: Backend, request: Request, sink: Sink, info: TurnInfo) -> 
     result = TurnResult(info=info, prompt_tokens=info.prompt_tokens, usage_exact=info.prompt_exact)
     pieces: list[str] = []
     started = time.perf_counter()
-    sink.start(info)
     events: Iterator[Event] = backend.stream(request)
     try:
+        sink.start(info)
         for event in events:
             if isinstance(event, Token):
                 if result.timings.first_token is None and event.text:

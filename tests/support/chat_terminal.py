@@ -13,22 +13,9 @@ import pexpect
 ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[()][0-9A-Za-z]|\x1b[=>]|\r")
 
 
-def has_command(name: str) -> bool:
-    from wai.app import app
-
-    names = set()
-    for command in app.registered_commands:
-        names.add(command.name or (command.callback.__name__ if command.callback else ""))
-    return name in names
-
-
 def wai_command(name: str) -> list[str]:
-    """`python -m wai NAME` once the command exists; `python -m wai.repl` stands in for chat until then."""
-    if has_command(name):
-        return [sys.executable, "-m", "wai", name]
-    if name == "chat":
-        return [sys.executable, "-m", "wai.repl"]
-    raise RuntimeError(f"`wai {name}` is not a command yet")
+    """`python -m wai NAME`: the installed package, as the `wai` script runs it."""
+    return [sys.executable, "-m", "wai", name]
 
 
 def spawn_chat(

@@ -56,7 +56,13 @@ class TurnResult:
 
 
 class Sink(Protocol):
-    """Shows one turn. `start` once, `feed` per event, `finish` once (also after errors)."""
+    """Shows one turn. `start` once, `feed` per event, `finish` once (also after errors).
+
+    `tells_output_cap`: the sink itself tells the user when the output cap stopped the reply
+    (the panel's footer does), so the command need not repeat it on stderr.
+    """
+
+    tells_output_cap: bool
 
     def start(self, info: TurnInfo) -> None: ...
 

@@ -13,10 +13,6 @@ ColorMode = Literal["auto", "always", "never"]
 OutputMode = Literal["auto", "json", "jsonl"]
 
 
-def terminal_is_capable(stream: TextIO) -> bool:
-    return stream.isatty() and os.environ.get("TERM") != "dumb"
-
-
 def choose_sink(
     *,
     output: OutputMode,
@@ -25,7 +21,10 @@ def choose_sink(
     stdout: TextIO | None = None,
     stderr_stats: Callable[[TurnResult], None] | None = None,
 ) -> Sink:
-    """`stats` None means the default: footer on a terminal, nothing in a pipe."""
+    """JSON when asked; the live panel on a capable terminal (or with --color always); else plain.
+
+    `stats` None means the default: a footer in the panel, nothing in plain mode.
+    """
     out = stdout or sys.stdout
     if output == "json":
         from wai.render.result_json import JsonSink
@@ -35,18 +34,15 @@ def choose_sink(
         from wai.render.jsonl import JsonlSink
 
         return JsonlSink(out)
-    if (
-        color == "always"
-        or (color == "auto" and terminal_is_capable(out))
-        or (color == "never" and terminal_is_capable(out))
-    ):
+    if color == "always" or out.isatty():
         from rich.console import Console
 
-        from wai.render.panel import PanelSink
+        from wai.render.panel import PanelSink, panel_supported
 
         no_color = color == "never" or (color == "auto" and "NO_COLOR" in os.environ)
         console = Console(file=out, force_terminal=True if color == "always" else None, no_color=no_color)
-        return PanelSink(console, show_stats=stats is not False)
+        if color == "always" or panel_supported(console):
+            return PanelSink(console, show_stats=stats is not False)
     from wai.render.plain import PlainSink
 
     return PlainSink(out, stats=stderr_stats if stats else None)

@@ -11,6 +11,8 @@ from wai.render.result_json import result_dict
 
 
 class JsonlSink:
+    tells_output_cap = False
+
     def __init__(self, out: TextIO) -> None:
         self.out = out
 

@@ -65,6 +65,8 @@ def _title(info: TurnInfo, width: int) -> Text:
 class PanelSink:
     """Shows one turn on a terminal. Use only where `panel_supported(console)` is true."""
 
+    tells_output_cap = True
+
     def __init__(
         self, console: Console, *, show_stats: bool = True, refresh_per_second: float = 12.0
     ) -> None:

@@ -10,6 +10,8 @@ from wai.render.base import TurnInfo, TurnResult
 
 
 class PlainSink:
+    tells_output_cap = False
+
     def __init__(self, out: TextIO, *, stats: Callable[[TurnResult], None] | None = None) -> None:
         self.out = out
         self.stats = stats

@@ -43,6 +43,8 @@ def result_dict(result: TurnResult) -> dict[str, object]:
 
 
 class JsonSink:
+    tells_output_cap = False
+
     def __init__(self, out: TextIO) -> None:
         self.out = out
 
