@@ -9,13 +9,8 @@ llama-cpp-python's own version, into `$WAI_HOME/vocab`.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import sys
-import tarfile
-import tempfile
 from collections.abc import Callable
-from importlib import metadata
 from pathlib import Path
 
 from wai.errors import BackendError, ConfigError
@@ -47,6 +42,8 @@ def vocabulary_for(family: str | None, directory: Path) -> Path | None:
 
 def installed_version() -> str | None:
     """The installed llama-cpp-python's version, read without importing (and loading) llama.cpp."""
+    from importlib import metadata
+
     try:
         return metadata.version(DISTRIBUTION)
     except metadata.PackageNotFoundError:
@@ -89,6 +86,8 @@ def install_vocabularies(
     if sdist is not None:
         return _extract(sdist, dest, source, say)
     assert version is not None
+    import tempfile
+
     with tempfile.TemporaryDirectory(prefix="wai-sdist-") as scratch:
         archive = _download_sdist(version, Path(scratch), say)
         return _extract(archive, dest, source, say)
@@ -109,6 +108,8 @@ def _stamp(dest: Path) -> str | None:
 
 
 def _download_sdist(version: str, into: Path, say: Progress) -> Path:
+    import subprocess
+
     say(f"fetching the source distribution of {DISTRIBUTION} {version} (for its vocabulary files)")
     command = [
         sys.executable,
@@ -137,6 +138,9 @@ def _download_sdist(version: str, into: Path, say: Progress) -> Path:
 
 def _extract(archive: Path, dest: Path, source: str, say: Progress) -> list[Path]:
     """Copy the vocabulary members of `archive` into `dest`, each file replaced atomically."""
+    import shutil
+    import tarfile
+
     dest.mkdir(parents=True, exist_ok=True)
     installed: list[Path] = []
     try:
