@@ -1,0 +1,241 @@
+"""The live panel's cost: whole-process CPU time of `wai ask` streaming a synthetic markdown answer
+(prose, lists, code, tables) at full speed from the loopback Workers AI server, on a pseudo-terminal
+(the panel) against the same stream into a pipe (plain text), and against the naive way of showing
+markdown live, `Live(Markdown(full_text))` redrawn on every token, all measured in the same run.
+
+Figures are ratios of child-process CPU time (user + system, from wait4), medians of a few runs;
+absolute times are shown beside them. The naive approach runs once, at 1,000 tokens only: it costs
+tens of seconds there and grows with the square of the length.
+
+Goals: the panel at most 3x plain mode; at least 50x cheaper than naive at 1,000 tokens; growth
+from 1,250 to 2,500 tokens at most 2.2x.
+
+    python bench/panel_bench.py            # the whole comparison
+    python bench/panel_bench.py --naive N  # (the naive child itself, on a terminal)
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import random
+import re
+import select
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import termios
+from collections.abc import Sequence
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+WAI = str(Path(sys.executable).with_name("wai"))
+MODEL = "@cf/meta/llama-2-7b-chat-fp16"  # 2,500 output tokens: the whole answer fits its cap
+ROWS, COLS = 40, 120
+RUNS = 3
+_TOKEN = re.compile(r"\s*\S{1,4}|\s+")
+
+
+def synthetic_answer(tokens: int, seed: int = 11) -> list[str]:
+    """An answer of exactly `tokens` stream tokens (about 4 characters each, like Llama's)."""
+    rng = random.Random(seed)
+    words = " ".join(
+        (
+            "the cache keeps recent values close so reads stay fast while an eviction policy",
+            "decides which entries go when memory runs short and writes must remain consistent",
+        )
+    ).split()
+
+    def sentence(count: int) -> str:
+        return " ".join(rng.choice(words) for _ in range(count)).capitalize() + "."
+
+    parts: list[str] = []
+    section = 0
+    pieces: list[str] = []
+    while len(pieces) < tokens:
+        section += 1
+        parts.append(f"## {section}. {sentence(4)[:-1]}\n")
+        parts.append(" ".join(sentence(rng.randint(8, 18)) for _ in range(3)) + "\n")
+        parts.append(
+            "\n".join(f"{n}. **{sentence(2)[:-1]}**: {sentence(rng.randint(6, 12))}" for n in range(1, 5))
+        )
+        parts.append("\n".join(f"- {sentence(rng.randint(4, 9))} `value_{n}`" for n in range(3)) + "\n")
+        body = [f"        total += item.weight * {n}  # {sentence(3)}" for n in range(rng.randint(3, 7))]
+        code = ["def score(items):", "    total = 0", "    for item in items:", *body, "    return total"]
+        parts.append("```python\n" + "\n".join(code) + "\n```\n")
+        rows = [f"| {rng.choice(words)} | {rng.randint(1, 9999)} | {sentence(3)} |" for _ in range(4)]
+        parts.append("| name | count | note |\n|---|---:|---|\n" + "\n".join(rows) + "\n")
+        pieces = _TOKEN.findall("\n".join(parts))
+    return pieces[:tokens]
+
+
+def _sse_events(tokens: Sequence[str]) -> list[dict[str, object]]:
+    usage = {"prompt_tokens": 12, "completion_tokens": len(tokens), "total_tokens": 12 + len(tokens)}
+    events: list[dict[str, object]] = [{"response": token} for token in tokens]
+    return [*events, {"response": "", "usage": usage}]
+
+
+def _reap(process: subprocess.Popen[bytes]) -> float:
+    """Wait for the child; its CPU seconds (user + system)."""
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise RuntimeError(f"{process.args!r} exited with {process.returncode}")
+    return usage.ru_utime + usage.ru_stime
+
+
+def on_terminal(command: list[str], env: dict[str, str]) -> float:
+    """Run `command` on a fresh pseudo-terminal, reading everything it writes; its CPU seconds."""
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLS, 0, 0))
+    process = subprocess.Popen(
+        command, stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True
+    )
+    os.close(slave)
+    try:
+        while True:
+            ready, _, _ = select.select([master], [], [], 1.0)
+            if not ready:
+                continue
+            try:
+                if not os.read(master, 1 << 16):
+                    break
+            except OSError:  # EIO: every end of the terminal's other side is closed
+                break
+    finally:
+        os.close(master)
+    return _reap(process)
+
+
+def into_pipe(command: list[str], env: dict[str, str]) -> float:
+    process = subprocess.Popen(
+        command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env
+    )
+    assert process.stdout is not None
+    while process.stdout.read(1 << 16):
+        pass
+    process.stdout.close()
+    return _reap(process)
+
+
+def _stream(mode: str, count: int, pace: float) -> float:
+    """One turn shown on this terminal, `mode` "panel" or "naive"; CPU seconds of the turn alone
+    (modules are imported before the clock starts, as in a long-running program)."""
+    import time
+
+    from rich.console import Console
+    from rich.live import Live
+    from rich.markdown import Markdown
+
+    import wai.render.live_region
+    import wai.render.markdown_view  # noqa: F401  (what PanelSink loads on its first turn)
+    from wai.events import Finish, Token
+    from wai.render.base import TurnInfo, TurnResult
+    from wai.render.panel import PanelSink
+
+    tokens = synthetic_answer(count)
+    console = Console()
+    info = TurnInfo(MODEL, "remote", "f16", 3072, 2500, 2500, prompt_tokens=12)
+    started = time.process_time()
+    if mode == "naive":
+        text = ""
+        with Live(console=console) as live:
+            for token in tokens:
+                text += token
+                live.update(Markdown(text), refresh=True)
+    else:
+        sink = PanelSink(console)
+        sink.start(info)
+        for token in tokens:
+            sink.feed(Token(token))
+            if pace:
+                time.sleep(pace)
+        sink.feed(Finish("stop"))
+        sink.finish(TurnResult(info, text="".join(tokens), finish_reason="stop", completion_tokens=count))
+    return time.process_time() - started
+
+
+def main() -> None:
+    sys.path.insert(0, str(REPO))
+    from tests.support.workers_ai_server import Reply, WorkersAIServer
+
+    home = Path(tempfile.mkdtemp(prefix="wai-panel-bench-"))
+    env = {key: value for key, value in os.environ.items() if key not in ("NO_COLOR", "COLUMNS", "LINES")}
+    env.update(
+        TERM="xterm-256color", WAI_HOME=str(home), CLOUDFLARE_ACCOUNT_ID="bench", CLOUDFLARE_API_TOKEN="bench"
+    )
+    ask = [WAI, "ask", "-m", MODEL, "Explain caching."]
+    with WorkersAIServer() as server:
+        env["CLOUDFLARE_BASE_URL"] = server.base_url
+
+        def ask_cpu(runner: str, tokens: int) -> float:
+            events = _sse_events(synthetic_answer(tokens))
+            times = []
+            for _ in range(RUNS):
+                server.script(Reply.sse(events))
+                times.append(on_terminal(ask, env) if runner == "panel" else into_pipe(ask, env))
+            return statistics.median(times)
+
+        server.script(Reply.sse(_sse_events(synthetic_answer(50))))
+        on_terminal(ask, env)  # warm the disk cache and byte-compile
+        plain = ask_cpu("plain", 2500)
+        panel = {tokens: ask_cpu("panel", tokens) for tokens in (1000, 1250, 2500)}
+
+    def turn_cpu(mode: str, tokens: int, pace: float = 0.0, runs: int = RUNS) -> tuple[float, float]:
+        """Medians of (whole process, turn alone) CPU seconds of the in-process child."""
+        report = home / "turn-cpu"
+        command = [sys.executable, str(Path(__file__).resolve()), "--turn", mode, str(tokens), str(pace)]
+        wholes, turns = [], []
+        for _ in range(runs):
+            wholes.append(on_terminal([*command, str(report)], env))
+            turns.append(float(report.read_text()))
+        return statistics.median(wholes), statistics.median(turns)
+
+    naive_whole, naive_turn = turn_cpu("naive", 1000, runs=1)
+    turn = {tokens: turn_cpu("panel", tokens)[1] for tokens in (1000, 1250, 2500)}
+    pace = 1 / 500
+    _, paced = turn_cpu("panel", 2500, pace, runs=1)
+
+    def row(name: str, ratio: float, detail: str, goal: str = "") -> None:
+        print(f"{name:<46} {ratio:7.2f}x  {detail:<24} {goal}")
+
+    print(f"# CPU seconds (user + system) on a {COLS}x{ROWS} pseudo-terminal; medians of {RUNS} runs")
+    print("# whole processes: `wai ask` against the loopback server, streaming at full speed")
+    row(
+        "panel / plain into a pipe, 2,500 tokens",
+        panel[2500] / plain,
+        f"{panel[2500]:.2f} / {plain:.2f} s",
+        "goal <= 3",
+    )
+    row(
+        "naive / panel, 1,000 tokens",
+        naive_whole / panel[1000],
+        f"{naive_whole:.2f} / {panel[1000]:.2f} s",
+        "goal >= 50 (naive: a python process, not wai)",
+    )
+    row(
+        "panel, 2,500 / 1,250 tokens",
+        panel[2500] / panel[1250],
+        f"{panel[2500]:.2f} / {panel[1250]:.2f} s",
+        "goal <= 2.2",
+    )
+    print("# the turn alone (start to finish, modules loaded), same answers, same terminal")
+    row("naive / panel, 1,000 tokens", naive_turn / turn[1000], f"{naive_turn:.2f} / {turn[1000]:.3f} s")
+    row("panel, 2,500 / 1,250 tokens", turn[2500] / turn[1250], f"{turn[2500]:.3f} / {turn[1250]:.3f} s")
+    wall = 2500 * pace
+    print(
+        f"# the panel at {1 / pace:.0f} tokens/s: {paced:.2f} s CPU over {wall:.1f} s of stream"
+        f" ({paced / wall:.1%} of a core)"
+    )
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--turn"]:
+        # The in-process child: stream one turn, write its CPU seconds to the report file.
+        mode, count, pace, report = sys.argv[2:]
+        sys.path.insert(0, str(REPO))
+        Path(report).write_text(repr(_stream(mode, int(count), float(pace))))
+    else:
+        main()
