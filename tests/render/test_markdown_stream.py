@@ -92,12 +92,19 @@ def test_an_unclosed_fence_settles_as_code_at_the_end() -> None:
 
 def test_a_paragraph_settles_at_the_blank_line_once_the_next_block_begins() -> None:
     splitter = BlockSplitter()
-    assert splitter.feed("One line\nand another.\n\n") == []  # a list might still go on
-    settled = splitter.feed("Next")
-    assert [block.text for block in settled] == []  # the next line is not complete yet
-    settled = splitter.feed(" paragraph.\n")
-    assert [block.text for block in settled] == ["One line\nand another.\n\n"]
+    assert splitter.feed("One line\nand another.\n\n") == []  # an indented line might go on with it
+    # The next line's first character decides: a long paragraph need not be complete first.
+    assert [block.text for block in splitter.feed("Next")] == ["One line\nand another.\n\n"]
+    assert splitter.feed(" paragraph.\n") == []
     assert splitter.tail_text() == "Next paragraph.\n"
+    assert splitter.partial_continues
+
+
+def test_after_a_list_and_a_blank_line_a_marker_waits_for_the_whole_line() -> None:
+    splitter = BlockSplitter()
+    assert splitter.feed("- one\n\n-") == []
+    assert not splitter.partial_continues  # "-" may be the next item, a rule, or a new list
+    assert [block.text for block in splitter.feed(" - -\n")] == ["- one\n\n", "- - -\n"]
 
 
 def test_a_heading_settles_as_soon_as_its_line_is_complete() -> None:

@@ -179,19 +179,22 @@ class BlockSplitter:
     # -- feeding ------------------------------------------------------------------------
 
     def feed(self, text: str) -> list[Block]:
+        settled: list[Block] = []
         if "\n" not in text:
             if text:
+                if not self._partial:
+                    self._line_begins(text[0], settled)
                 self._partial.append(text)
-            return []
+            return settled
         self._partial.append(text)
         data = "".join(self._partial)
         self._partial.clear()
-        settled: list[Block] = []
         start = 0
         while (end := data.find("\n", start)) >= 0:
             self._line(data[start : end + 1], settled)
             start = end + 1
         if start < len(data):
+            self._line_begins(data[start], settled)
             self._partial.append(data[start:])
         return settled
 
@@ -220,6 +223,18 @@ class BlockSplitter:
     def tail_fence(self) -> Fence | None:
         """The fence when the tail is one top-level fenced code block still open."""
         return self._top_fence
+
+    @property
+    def partial_continues(self) -> bool:
+        """Whether the unfinished line surely belongs to the tail's block, so that only its end can
+        still change; False while it may yet start a block of its own."""
+        partial = self._partial[0] if self._partial else ""
+        if not partial or not self._content or self._fence is not None or self._html_end is not None:
+            return True
+        if self._blank_after:
+            return False
+        # Indented lines never start a top-level block; these may (headings, fences, items, ...).
+        return partial[0] in " \t" or partial[0] not in "#`~-+*0123456789>|<=_"
 
     def tail_code_lines(self, skip: int = 0) -> list[str]:
         """Complete code lines of the tail's fence, from the `skip`-th on, indentation stripped."""
@@ -281,6 +296,19 @@ class BlockSplitter:
             return
         if starts_block and (_ATX_HEADING.match(line) or _THEMATIC_BREAK.match(line)):
             self._settle(settled)  # single-line blocks: nothing that follows can change them
+
+    def _line_begins(self, first: str, settled: list[Block]) -> None:
+        """A new line's first character: after a blank line it may already end the pending block,
+        which then settles without waiting for the whole line (a long paragraph is one line)."""
+        if (
+            self._content
+            and self._blank_after
+            and self._fence is None
+            and self._html_end is None
+            and first not in " \t\r\n"
+            and not (self._listish and first in "-+*0123456789")
+        ):
+            self._settle(settled)
 
     def _starts_new_block(self, line: str, is_item: bool) -> bool:
         if _indent(line) > 0:

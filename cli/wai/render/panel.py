@@ -84,6 +84,8 @@ class PanelSink:
         self._size: tuple[int, int] = (0, 0)
         self._next_frame = 0.0
         self._rows_done = 0  # rendered rows of the tail block already printed (tall blocks)
+        self._rows_width = 0  # ... at this width
+        self._chars_done = 0  # ... holding this many letters and digits
         self._code_done = 0  # code lines of the tail's fence already printed (tall code)
         self._waiting = True  # no text yet: a spinner shows
         self._text: list[str] = []  # the whole reply so far, for the fallback if drawing fails
@@ -181,7 +183,7 @@ class PanelSink:
         above: list[RenderableType] = []
         for block in blocks:
             self._settle(block, above, options)
-        view = self._empty() if final else self._view(above, options, max(1, height - 1))
+        view = self._empty() if final else self._view(above, options, _live_rows(height))
         self._region.show(view, above)
         self._printed += sum(len(block.text) for block in blocks)
 
@@ -196,8 +198,8 @@ class PanelSink:
 
         layout = self._layout
         assert layout is not None
-        code_done, rows_done = self._code_done, self._rows_done
-        self._code_done = self._rows_done = 0
+        code_done = self._code_done
+        self._code_done = 0
         if code_done and block.fence is not None:
             # The first lines of this code block are out already; print the rest the same way.
             rest = "".join(block.code_lines()[code_done:]).rstrip()
@@ -206,7 +208,23 @@ class PanelSink:
             return
         led = layout.place(block)
         if led is not None:
-            above.append(Lines(self._lines(led, options)[rows_done:]))
+            above.append(Lines(self._unprinted(self._lines(led, options), options)))
+        self._rows_done = self._chars_done = 0
+
+    def _unprinted(self, lines: list[list[Segment]], options: ConsoleOptions) -> list[list[Segment]]:
+        """The tail block's rows less those printed already, found again after a resize."""
+        if self._rows_done and options.max_width != self._rows_width:
+            # Re-wrapped at a new width: skip rows until the letters printed so far are used up.
+            # A row holding both printed and unprinted text is shown again rather than lost.
+            count, skip = 0, 0
+            for line in lines:
+                letters = _letters(line)
+                if count + letters > self._chars_done:
+                    break
+                count += letters
+                skip += 1
+            self._rows_done, self._rows_width = skip, options.max_width
+        return lines[self._rows_done :]
 
     def _view(self, above: list[RenderableType], options: ConsoleOptions, max_rows: int) -> RenderableType:
         """The tail as it stands, at most `max_rows` rows; taller tails print their top for good."""
@@ -223,18 +241,23 @@ class PanelSink:
         led = self._layout.place(block, commit=False)
         if led is None:
             return self._empty()
-        lines = self._lines(led, options)[self._rows_done :]
+        lines = self._unprinted(self._lines(led, options), options)
         if len(lines) > max_rows:
-            # Only rows of complete lines go out: the unfinished line may yet start another block.
-            stable = block.text[: len(block.text) - len(self._splitter.partial)]
-            stable_led = self._layout.place(
-                Block(stable, joins=block.joins, number=block.number), commit=False
-            )
-            stable_rows = len(self._lines(stable_led, options)) - self._rows_done if stable_led else 0
+            # Rows that can no longer change go out: not the last row of the text so far, nor the
+            # unfinished line's while it may still start a block of its own.
+            partial = self._splitter.partial
+            keep = len(partial)
+            if self._splitter.partial_continues:
+                keep -= max(0, partial.rfind(" "))
+            stable = Block(block.text[: len(block.text) - keep], joins=block.joins, number=block.number)
+            stable_led = self._layout.place(stable, commit=False)
+            stable_rows = len(self._lines(stable_led, options)) - 1 - self._rows_done if stable_led else 0
             cut = max(0, min(len(lines) - max_rows, stable_rows))
             if cut:
                 above.append(Lines(lines[:cut]))
                 self._rows_done += cut
+                self._rows_width = options.max_width
+                self._chars_done += sum(_letters(line) for line in lines[:cut])
                 lines = lines[cut:]
             lines = lines[-max_rows:]
         return Lines(lines)
@@ -300,6 +323,16 @@ class PanelSink:
         if self._region is not None and self._region.active:
             with contextlib.suppress(Exception):
                 self._region.stop()
+
+
+def _live_rows(height: int) -> int:
+    """The live area's most rows: half the screen, so that it still fits after the terminal is
+    made narrower and re-wraps it (rows above the screen can no longer be erased)."""
+    return max(1, min(height - 1, (height + 1) // 2))
+
+
+def _letters(line: list[Segment]) -> int:
+    return sum(char.isalnum() for segment in line if not segment.control for char in segment.text)
 
 
 class _Ticker(threading.Thread):
