@@ -52,7 +52,8 @@ def body_and_footer(run: Run) -> tuple[list[str], list[str]]:
     assert run.lines[0].startswith(
         ("@cf/meta/llama-2-7b-chat-int8 · Workers AI int8 ─", "llama-2-7b-chat-int8 · ")
     )
-    lines = run.lines[1:]
+    assert run.lines[1] == ""
+    lines = run.lines[2:]
     last_blank = len(lines) - 1 - lines[::-1].index("")
     return lines[:last_blank], lines[last_blank + 1 :]
 
@@ -73,7 +74,7 @@ def test_an_answer_three_times_taller_than_the_terminal_is_in_the_scrollback_onc
     assert run.exit_status == 0
     body, footer = body_and_footer(run)
     assert body == expected
-    assert footer[0].startswith("done · reply ")
+    assert re.match(r"✓ out \d+/1800 · in 31/2048 · first token \d", footer[0])
     assert run.cursor_visible
 
 
@@ -146,7 +147,7 @@ def test_no_color_keeps_layout_and_drops_colours(tmp_path: Path) -> None:
 
 def test_no_stats_leaves_out_the_footer(tmp_path: Path) -> None:
     run = run_driver(write(tmp_path, "Just this.\n"), "--no-stats", rows=10, cols=60)
-    assert run.lines[1:] == ["Just this."]
+    assert run.lines[1:] == ["", "Just this."]
 
 
 def test_a_reply_cut_by_the_output_cap_says_how_to_get_more(tmp_path: Path) -> None:
@@ -213,7 +214,7 @@ def test_the_sink_runs_in_process_and_prints_the_answer_once() -> None:
     sink.feed(Finish("stop"))
     sink.finish(TurnResult(info, text="", finish_reason="stop", prompt_tokens=12, completion_tokens=4))
     lines, cursor_visible = rebuild(out.getvalue().replace("\n", "\r\n"), 20, 60)
-    assert lines[1:5] == ["Hello world", "", " • one", " • two"]
+    assert lines[1:6] == ["", "Hello world", "", " • one", " • two"]
     assert "llama.cpp q8_0" in lines[-1] and cursor_visible
 
 
@@ -241,15 +242,14 @@ def test_format_stats_gives_every_figure_and_marks_estimates() -> None:
         timings=Timings(first_token=0.5, total=2.5, load=3.25),
     )
     assert format_stats(result) == (
-        "done · reply ~101/2500 · prompt ~40/3072 · first token 0.50s · ~50.0 tok/s · load 3.25s"
-        " · Workers AI fp16"
+        "done · out ~101/2500 · in ~40/3072 · first token 0.50s · ~50.0 tok/s · load 3.25s · Workers AI fp16"
     )
 
 
 def test_format_stats_says_how_to_get_more_after_the_output_cap() -> None:
     lowered = TurnResult(info(max_tokens=256), finish_reason="length", completion_tokens=256)
     assert format_stats(lowered).startswith(
-        "stopped at the output cap · raise --max-tokens (up to 2500) for more · reply 256/256 of 2500"
+        "stopped at the output cap · raise --max-tokens (up to 2500) for more · out 256/256 of 2500"
     )
     full = TurnResult(info(), finish_reason="length", completion_tokens=2500)
     assert "ask it to continue for more (the model's cap is 2500)" in format_stats(full)
@@ -259,5 +259,5 @@ def test_format_stats_when_interrupted_counts_the_tokens_seen() -> None:
     result = TurnResult(info(backend="local", precision=None), finish_reason="interrupted")
     result.timings = Timings(first_token=1.0, total=3.0)
     assert format_stats(result, tokens_seen=21) == (
-        "interrupted · reply ~21/2500 · first token 1.00s · ~10.0 tok/s · llama.cpp"
+        "interrupted · out ~21/2500 · first token 1.00s · ~10.0 tok/s · llama.cpp"
     )

@@ -33,9 +33,10 @@ def _count(value: int, exact: bool) -> str:
     return f"{value}" if exact else f"~{value}"
 
 
-def stats_parts(result: TurnResult, *, tokens_seen: int | None = None) -> list[Part]:
+def stats_parts(result: TurnResult, *, tokens_seen: int | None = None, tick: bool = False) -> list[Part]:
     """The footer's pieces. `tokens_seen` (token events counted by the sink) stands in, marked
-    approximate, when the backend reported no completion count."""
+    approximate, when the backend reported no completion count. `tick` shows a reply that ended
+    normally as a check mark instead of "done"."""
     info = result.info
     parts: list[Part] = []
     reason = result.finish_reason
@@ -52,7 +53,7 @@ def stats_parts(result: TurnResult, *, tokens_seen: int | None = None) -> list[P
     elif reason == "error":
         parts.append(("failed", "wai.footer.bad"))
     elif reason == "stop":
-        parts.append(("done", "wai.footer.ok"))
+        parts.append(("✓" if tick else "done", "wai.footer.ok"))
 
     completion = result.completion_tokens
     completion_exact = result.usage_exact
@@ -64,10 +65,10 @@ def stats_parts(result: TurnResult, *, tokens_seen: int | None = None) -> list[P
             if info.max_tokens == info.max_output
             else f"{info.max_tokens} of {info.max_output}"
         )
-        parts.append((f"reply {_count(completion, completion_exact)}/{cap}", "wai.footer"))
+        parts.append((f"out {_count(completion, completion_exact)}/{cap}", "wai.footer"))
     if result.prompt_tokens is not None:
         prompt = _count(result.prompt_tokens, result.usage_exact)
-        parts.append((f"prompt {prompt}/{info.context_window}", "wai.footer"))
+        parts.append((f"in {prompt}/{info.context_window}", "wai.footer"))
 
     timings = result.timings
     if timings.first_token is not None:
@@ -81,7 +82,8 @@ def stats_parts(result: TurnResult, *, tokens_seen: int | None = None) -> list[P
 
 
 def format_stats(result: TurnResult, *, tokens_seen: int | None = None) -> str:
-    """One plain line for stderr, e.g. `done · reply 412/1800 · prompt 31/2048 · first token 0.42s · ...`."""
+    """One plain line for stderr, e.g. `done · out 412/1800 · in 31/2048 · first token 0.42s · ...`:
+    reply and prompt tokens against the model's output and context windows."""
     return " · ".join(text for text, _ in stats_parts(result, tokens_seen=tokens_seen))
 
 
@@ -92,14 +94,16 @@ def footer_text(result: TurnResult, *, width: int, tokens_seen: int | None = Non
 
     text = Text(style="wai.footer", overflow="fold", no_wrap=False)
     column = 0
-    for index, (piece, style) in enumerate(stats_parts(result, tokens_seen=tokens_seen)):
+    separator = ""
+    for piece, style in stats_parts(result, tokens_seen=tokens_seen, tick=True):
         size = cell_len(piece)
-        if index and column + 3 + size > width:
-            text.append(" ·\n", style="wai.footer")
+        if separator and column + len(separator) + size > width:
+            text.append(separator.rstrip() + "\n", style="wai.footer")
             column = 0
-        elif index:
-            text.append(" · ", style="wai.footer")
-            column += 3
+        elif separator:
+            text.append(separator, style="wai.footer")
+            column += len(separator)
         text.append(piece, style=style)
         column += size
+        separator = " " if piece == "✓" else " · "
     return text

@@ -11,10 +11,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, ClassVar, Literal
 
+from rich import box
 from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
-from rich.markdown import CodeBlock, ListItem, Markdown, MarkdownElement
+from rich.markdown import CodeBlock, HorizontalRule, ListItem, Markdown, MarkdownElement, TableElement
+from rich.rule import Rule
 from rich.segment import Segment
 from rich.syntax import Syntax, SyntaxTheme
+from rich.table import Table
+from rich.text import Text
 
 from wai.render.markdown_stream import Block
 from wai.render.theme import code_theme
@@ -72,12 +76,41 @@ class _ListItem(ListItem):
             yield _NEW_LINE
 
 
+class _Table(TableElement):
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        # Rich's table draws blank top and bottom edges; the blank lines between blocks suffice.
+        table = Table(
+            box=box.SIMPLE_HEAD,
+            show_edge=False,
+            pad_edge=False,
+            collapse_padding=True,
+            style="markdown.table.border",
+        )
+        if self.header is not None and self.header.row is not None:
+            for column in self.header.row.cells:
+                heading = column.content.copy()
+                heading.stylize("markdown.table.header")
+                table.add_column(heading)
+        if self.body is not None:
+            for row in self.body.rows:
+                table.add_row(*(cell.content for cell in row.cells))
+        yield table
+
+
+class _Rule(HorizontalRule):
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield Rule(style=console.get_style("markdown.hr", default="none"), characters="─")
+        yield Text()
+
+
 class WaiMarkdown(Markdown):
     elements: ClassVar[dict[str, type[MarkdownElement]]] = {
         **Markdown.elements,
         "fence": _CodeBlock,
         "code_block": _CodeBlock,
         "list_item_open": _ListItem,
+        "table_open": _Table,
+        "hr": _Rule,
     }
 
     def __init__(self, markup: str) -> None:

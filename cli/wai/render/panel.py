@@ -105,6 +105,7 @@ class PanelSink:
         self.console.print(
             Rule(_title(info, self.console.width), characters="─", style="wai.rule", align="left")
         )
+        self.console.line()
         self._layout = BlockLayout()
         self._region = Region(self.console)
         self._region.start()
