@@ -9,6 +9,12 @@ Two ways to use it:
   (`Simulation`): a reply of `token1 token2 ...` cut at the body's `max_tokens` (256 when the
   body has none, as the real API does), usage on the last event, then `[DONE]`.
 
+With a recount hook (`Simulation(recount=catalog_recount())`), every body received, scripted or
+not, is recounted with the model's own vocabulary and checked against its windows: a body that
+breaks one is recorded in `server.violations` and answered 413 / 5021 like the real service
+(the scripted queue is left as it is), and the recounted prompt is the simulated reply's
+`usage.prompt_tokens`.
+
 Every request is recorded (`server.requests`) and every reply's fate too (`server.outcomes`:
 "complete", "dropped", "reset", "client_gone"). Run it alone for manual tries or benchmarks:
 
@@ -172,6 +178,40 @@ class RecordedRequest:
         return match["model"] if match else None
 
 
+# (model id, body) -> (prompt tokens, the windows the body breaks: [] when none)
+Recount = Callable[[str, Mapping[str, Any]], tuple[int, list[str]]]
+
+
+def catalog_recount(*, require_exact: bool = True) -> Recount:
+    """A recount hook that counts as wai's budget does, for the receiving end.
+
+    The prompt is counted by `wai.tokens.count_body` (the model family's vocabulary and Workers
+    AI template) and checked by `wai.budget.cap_violations` against the windows of the catalog
+    wai reads (built-in plus `$WAI_HOME/models.toml`, read at each request, so a test's own
+    models.toml applies). `require_exact`: a count that is only an estimate (the vocabulary is
+    not installed) is a violation too, so a test cannot pass on estimates by accident.
+    """
+    lock = threading.Lock()  # one count at a time: a vocabulary loads once, not once per thread
+
+    def recount(model_id: str, body: Mapping[str, Any]) -> tuple[int, list[str]]:
+        from wai.budget import cap_violations
+        from wai.catalog import load_catalog
+        from wai.tokens import count_body, counter_for
+
+        with lock:
+            spec = load_catalog().get(model_id)
+            prompt_tokens = count_body(spec, body)
+            counter = counter_for(spec, "remote")  # the one count_body used: vocabularies are cached
+            problems = (
+                [] if counter.exact or not require_exact else [f"counted by {counter.source}, not exactly"]
+            )
+        max_tokens = body.get("max_tokens")
+        sent = max_tokens if isinstance(max_tokens, int) and not isinstance(max_tokens, bool) else None
+        return prompt_tokens, problems + cap_violations(spec, prompt_tokens, sent)
+
+    return recount
+
+
 @dataclass(slots=True)
 class Simulation:
     """How the server answers when nothing is scripted: like Workers AI, from the request."""
@@ -181,8 +221,23 @@ class Simulation:
     api_token: str | None = None  # when set, any other bearer token gets 401 / 10000
     account_id: str | None = None  # when set, any other account gets 404 / 7003
     windows: Mapping[str, int] | None = None  # model -> context window; others get 400 / 5007
+    recount: Recount | None = None  # recounts every body received; see catalog_recount
 
-    def reply(self, request: RecordedRequest) -> Reply:
+    def check(self, request: RecordedRequest) -> tuple[int, list[str]] | None:
+        """The recount of a run request's body: (prompt tokens, violations); None when not recounted."""
+        model = request.model
+        if self.recount is None or request.method != "POST" or model is None:
+            return None
+        try:
+            body = request.json
+        except ValueError:
+            return None
+        if not isinstance(body, dict):
+            return None
+        return self.recount(model, body)
+
+    def reply(self, request: RecordedRequest, *, prompt_tokens: int | None = None) -> Reply:
+        """The simulated answer; `prompt_tokens` (a recount) replaces the rough count in usage."""
         match = RUN_PATH.match(request.path)
         if request.method != "POST":
             return Reply.error(405, 7001, "Method not allowed")
@@ -203,7 +258,8 @@ class Simulation:
             return Reply.error(400, 5004, "Invalid data: the body is not a JSON object")
         if self.windows is not None and model not in self.windows:
             return Reply.error(400, 5007, f"No such model {model} or task")
-        prompt_tokens = _count_prompt(body)
+        if prompt_tokens is None:
+            prompt_tokens = _count_prompt(body)
         max_tokens = body.get("max_tokens", DEFAULT_MAX_TOKENS)
         if not isinstance(max_tokens, int) or max_tokens < 1:
             return Reply.error(400, 5004, "Invalid data: max_tokens must be a positive integer")
@@ -249,6 +305,8 @@ class WorkersAIServer:
         self.requests: list[RecordedRequest] = []
         self.outcomes: list[str] = []
         self.errors: list[str] = []  # tracebacks from handler threads: a bug in the server or a test
+        self.violations: list[str] = []  # "MODEL: what the body broke", from the recount hook
+        self.recounts: list[tuple[RecordedRequest, int]] = []  # each recounted request, its prompt tokens
         self._queue: collections.deque[Reply | Responder] = collections.deque()
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
@@ -297,6 +355,12 @@ class WorkersAIServer:
         with self._lock:
             return len(self._queue)
 
+    def forget(self) -> None:
+        """Clear what was recorded (a server shared by several tests starts each one clean)."""
+        with self._lock:
+            for record in (self.requests, self.outcomes, self.errors, self.violations, self.recounts):
+                record.clear()
+
     def wait_outcomes(self, count: int, timeout: float = 5.0) -> list[str]:
         """Block until `count` replies have ended one way or another; returns all outcomes so far."""
         with self._changed:
@@ -306,11 +370,29 @@ class WorkersAIServer:
     # called from handler threads
 
     def _next_reply(self, request: RecordedRequest) -> Reply:
+        try:
+            checked = self.simulation.check(request)
+        except Exception:
+            with self._lock:
+                self.requests.append(request)
+                self.errors.append(traceback.format_exc())
+            return Reply.error(500, 5000, "the test server could not recount this request")
         with self._lock:
             self.requests.append(request)
+            if checked is not None:
+                self.recounts.append((request, checked[0]))
+                self.violations.extend(f"{request.model}: {problem}" for problem in checked[1])
+            if checked is not None and checked[1]:
+                # Refused before any scripted reply, as the real service checks windows first.
+                return Reply.error(
+                    413,
+                    5021,
+                    f"The estimated number of input and maximum output tokens exceeded this model's "
+                    f"limits: {'; '.join(checked[1])}.",
+                )
             scripted = self._queue.popleft() if self._queue else None
         if scripted is None:
-            return self.simulation.reply(request)
+            return self.simulation.reply(request, prompt_tokens=checked[0] if checked else None)
         return scripted if isinstance(scripted, Reply) else scripted(request)
 
     def _record(self, outcome: str) -> None:
@@ -424,8 +506,13 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8787)
     parser.add_argument("--tokens", type=int, default=50, help="tokens per reply (cut at max_tokens)")
     parser.add_argument("--delay", type=float, default=0.0, help="seconds between tokens")
+    parser.add_argument(
+        "--recount", action="store_true", help="recount each body with wai's vocabularies; 413 over a cap"
+    )
     args = parser.parse_args()
-    server = WorkersAIServer(Simulation(reply_tokens=args.tokens, token_delay=args.delay), port=args.port)
+    recount = catalog_recount(require_exact=False) if args.recount else None
+    simulation = Simulation(reply_tokens=args.tokens, token_delay=args.delay, recount=recount)
+    server = WorkersAIServer(simulation, port=args.port)
     print(f"CLOUDFLARE_BASE_URL={server.base_url}", flush=True)
     with server, contextlib.suppress(KeyboardInterrupt):
         threading.Event().wait()
