@@ -10,7 +10,8 @@ their vocabulary and template are still exercised without building 100k-token pr
 Local: a tiny GGUF model registered in the user's models.toml with small windows, through
 `wai ask --backend local`; llama.cpp must never meet a prompt or a reply its context cannot hold.
 
-Each model's runs go out concurrently: the time is in starting `wai` and loading a vocabulary.
+The remote models' runs go out together through one small pool: the time is in starting `wai`
+and loading a vocabulary, not in the counts.
 """
 
 from __future__ import annotations
