@@ -4,7 +4,11 @@ by a terminal emulator from the bytes the program wrote."""
 from __future__ import annotations
 
 import io
+import os
 import re
+import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -12,7 +16,7 @@ import pytest
 from rich.console import Console
 
 from tests.render.documents import MIXED, synthetic
-from tests.render.terminal import Run, finish, rebuild, run_driver, spawn_driver
+from tests.render.terminal import DRIVER, Run, environment, finish, rebuild, run_driver, spawn_driver
 from wai.render.base import Timings, TurnInfo, TurnResult
 from wai.render.footer import format_stats
 from wai.render.markdown_view import Led, WaiMarkdown
@@ -261,3 +265,45 @@ def test_format_stats_when_interrupted_counts_the_tokens_seen() -> None:
     assert format_stats(result, tokens_seen=21) == (
         "interrupted · out ~21/2500 · first token 1.00s · ~10.0 tok/s · llama.cpp"
     )
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_in_tmux_narrowing_the_window_mid_answer_duplicates_and_loses_nothing(tmp_path: Path) -> None:
+    code = "\n".join(
+        f"    value_{n} = compute({n}, scale={n * 3})  # a comment long enough to wrap" for n in range(30)
+    )
+    text = f"Intro.\n\n```python\ndef main():\n{code}\n    return 0\n```\n\nThe closing words.\n"
+    markdown = write(tmp_path, text)
+    pause = tmp_path / "pause"
+    socket = f"wai-test-{os.getpid()}"
+    tmux = ["tmux", "-L", socket, "-f", "/dev/null"]
+    driver = f"{sys.executable} {DRIVER} {markdown} --chunk 40 --pause-after 25 --pause-file {pause}"
+    env = environment()
+    command = f"{driver}; echo $? > {tmp_path / 'done'}; sleep 30"
+    subprocess.run([*tmux, "new-session", "-d", "-x", "70", "-y", "14", command], env=env, check=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not Path(f"{pause}.paused").exists():
+            assert time.monotonic() < deadline, "the driver never paused"
+            time.sleep(0.05)
+        time.sleep(0.4)
+        subprocess.run([*tmux, "resize-window", "-x", "40", "-y", "14"], check=True)
+        time.sleep(0.3)
+        Path(f"{pause}.resume").touch()
+        while not (tmp_path / "done").exists():
+            assert time.monotonic() < deadline, "the driver never finished"
+            time.sleep(0.05)
+        time.sleep(0.2)
+        shown = subprocess.run(
+            [*tmux, "capture-pane", "-p", "-J", "-S", "-", "-E", "-"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    finally:
+        subprocess.run([*tmux, "kill-server"], check=False)
+    assert (tmp_path / "done").read_text().strip() == "0"
+    for n in range(30):
+        assert shown.count(f"value_{n} = compute") == 1, shown
+    assert shown.count("Intro.") == 1 and shown.count("The closing words.") == 1
+    assert "✓ out" in shown
