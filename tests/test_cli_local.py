@@ -1,0 +1,272 @@
+"""`wai ask` on the local backend end to end: the installed command on tiny GGUF models, in a pipe."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support.cli import WAI, run_wai
+from tests.support.tiny_gguf import TinyModel, build_tiny_llama
+
+pytest.importorskip("llama_cpp")
+
+SCRIPT = "Hello, world! é日本🎉"  # 日 and 🎉 are split across byte tokens, 本 is one token
+LOOP = "Hi 🎉!"
+ONE = ("--threads", "1")
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, TinyModel]:
+    folder = tmp_path_factory.mktemp("cli-tiny")
+    return {
+        ftype: build_tiny_llama(folder / f"tiny.{ftype}.gguf", ftype=ftype, script=SCRIPT, whole="本")  # type: ignore[arg-type]
+        for ftype in ("f16", "q8_0")
+    }
+
+
+@pytest.fixture(scope="module")
+def looping(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
+    """Writes "Hi 🎉!" forever; trained on 32768 tokens so a reply can be long enough to interrupt."""
+    path = tmp_path_factory.mktemp("cli-loop") / "loop.q8_0.gguf"
+    return build_tiny_llama(path, ftype="q8_0", script=LOOP, loop=True, context_length=32768)
+
+
+def register(home: Path, model_id: str, gguf: Path | str, **keys: object) -> None:
+    """Add an entry to the user's catalog, $WAI_HOME/models.toml."""
+    values: dict[str, object] = {"context_window": 300, "max_output": 100, "total_context": 400}
+    values.update(keys)
+    lines = [f'[models."{model_id}"]', f'gguf = "{gguf}"']
+    lines += [f"{key} = {json.dumps(value)}" for key, value in values.items()]
+    catalog = home / "models.toml"
+    previous = catalog.read_text() if catalog.exists() else ""
+    catalog.write_text(previous + "\n".join(lines) + "\n\n")
+
+
+def assert_one_line_error(done: subprocess.CompletedProcess[str], code: int) -> None:
+    assert done.returncode == code, done.stderr
+    assert done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("wai: error:"), done.stderr
+    assert "Traceback" not in done.stderr
+    assert "llama_" not in done.stderr and "ggml" not in done.stderr  # none of llama.cpp's own text
+
+
+# The answer
+
+
+@pytest.mark.parametrize("ftype", ["f16", "q8_0"])
+def test_a_gguf_path_answers_with_the_exact_text_alone(models: dict[str, TinyModel], ftype: str) -> None:
+    done = run_wai("ask", "-m", str(models[ftype].path), *ONE, "where is new york?")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == SCRIPT + "\n"
+    assert done.stderr == ""  # llama.cpp logs its loading at length; none of it shows
+
+
+def test_a_model_in_the_users_catalog_is_asked_by_id(
+    models: dict[str, TinyModel], isolated_home: Path
+) -> None:
+    # A relative gguf is found in the models folder.
+    (isolated_home / "models").mkdir()
+    (isolated_home / "models" / "tiny.gguf").symlink_to(models["q8_0"].path)
+    register(isolated_home, "my-tiny", "tiny.gguf", precision="q8_0", aliases=["tn"])
+    for name in ("my-tiny", "tn"):
+        done = run_wai("ask", "-m", name, *ONE, "hi")
+        assert done.returncode == 0, done.stderr
+        assert (done.stdout, done.stderr) == (SCRIPT + "\n", "")
+
+
+def test_debug_shows_llama_cpp_and_the_backends_facts(models: dict[str, TinyModel]) -> None:
+    done = run_wai("ask", "-m", str(models["q8_0"].path), *ONE, "--debug", "hi")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == SCRIPT + "\n"
+    assert "llama_model_loader" in done.stderr or "print_info" in done.stderr
+    assert "backend local" in done.stderr and "'threads': 1" in done.stderr
+
+
+# Precision
+
+
+@pytest.mark.parametrize("ftype", ["f16", "q8_0"])
+def test_json_reports_the_files_precision_and_exact_usage(models: dict[str, TinyModel], ftype: str) -> None:
+    model = models[ftype]
+    done = run_wai("ask", "-m", str(model.path), *ONE, "--json", "hi")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["text"] == SCRIPT
+    assert (result["backend"], result["precision"], result["finish_reason"]) == ("local", ftype, "stop")
+    assert result["usage"]["completion_tokens"] == len(model.pieces)
+    assert result["usage"]["exact"] is True
+    assert result["timings"]["load_s"] > 0 and result["timings"]["first_token_s"] is not None
+
+
+def test_models_lists_each_files_precision(models: dict[str, TinyModel], isolated_home: Path) -> None:
+    register(isolated_home, "tiny-f16", models["f16"].path, precision="f16")
+    register(isolated_home, "tiny-q8", models["q8_0"].path, precision="q8_0")
+    done = run_wai("models", "--json")
+    assert done.returncode == 0, done.stderr
+    rows = {row["id"]: row for row in json.loads(done.stdout)["models"]}
+    assert rows["tiny-f16"]["precision"] == "f16" and rows["tiny-q8"]["precision"] == "q8_0"
+    for model_id in ("tiny-f16", "tiny-q8"):
+        assert rows[model_id]["backends"]["local"]["available"] is True
+        assert rows[model_id]["backends"]["remote"]["available"] is False
+
+
+def test_a_catalog_precision_the_file_contradicts_is_a_warning(
+    models: dict[str, TinyModel], isolated_home: Path
+) -> None:
+    register(isolated_home, "says-f16", models["q8_0"].path, precision="f16")
+    done = run_wai("ask", "-m", "says-f16", *ONE, "--json", "hi")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["precision"] == "q8_0"  # the file's own type, not the entry's
+    warnings = [line for line in done.stderr.splitlines() if line.startswith("wai: warning:")]
+    assert len(warnings) == 1 and "q8_0" in warnings[0] and "f16" in warnings[0], done.stderr
+    listed = {row["id"]: row for row in json.loads(run_wai("models", "--json").stdout)["models"]}
+    assert listed["says-f16"]["precision"] == "q8_0"
+
+
+# Caps and windows
+
+
+def test_the_output_cap_is_length_with_a_warning_and_exit_0(models: dict[str, TinyModel]) -> None:
+    path = str(models["f16"].path)
+    done = run_wai("ask", "-m", path, *ONE, "--max-tokens", "4", "--json", "hi")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert (result["text"], result["finish_reason"]) == ("Hello, world!", "length")
+    assert result["usage"]["completion_tokens"] == 4
+    assert "output cap (4 tokens)" in done.stderr
+    # In a pipe: the text so far, a newline, and the same warning; the cap falls inside 日.
+    piped = run_wai("ask", "-m", path, *ONE, "--max-tokens", "9", "hi")
+    assert (piped.returncode, piped.stdout) == (0, "Hello, world! é\n")
+    assert "output cap (9 tokens)" in piped.stderr
+
+
+def test_the_catalogs_max_output_caps_the_reply(models: dict[str, TinyModel], isolated_home: Path) -> None:
+    register(isolated_home, "short", models["q8_0"].path, max_output=4)
+    done = run_wai("ask", "-m", "short", *ONE, "--json", "hi")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert (result["text"], result["finish_reason"]) == ("Hello, world!", "length")
+    assert result["windows"]["max_tokens"] == 4
+
+
+def test_a_prompt_over_the_window_is_exit_3_before_llama_cpp(
+    models: dict[str, TinyModel], isolated_home: Path
+) -> None:
+    # The file's trained context is 512 tokens: 384 for the prompt, 128 for the reply.
+    done = run_wai("ask", "-m", str(models["q8_0"].path), *ONE, "-", stdin=b"x" * 600)
+    assert_one_line_error(done, 3)
+    assert "384" in done.stderr and "tokens" in done.stderr
+    register(isolated_home, "narrow", models["q8_0"].path, context_window=50)
+    narrow = run_wai("ask", "-m", "narrow", *ONE, "x" * 80)
+    assert_one_line_error(narrow, 3)
+    assert "50" in narrow.stderr
+
+
+# Files and backends that cannot serve
+
+
+def test_a_missing_file_is_exit_2_naming_it(tmp_path: Path, isolated_home: Path) -> None:
+    missing = tmp_path / "nowhere" / "model.Q8_0.gguf"
+    done = run_wai("ask", "-m", str(missing), *ONE, "hi")
+    assert_one_line_error(done, 2)
+    assert str(missing) in done.stderr
+    register(isolated_home, "gone", missing)
+    by_id = run_wai("ask", "-m", "gone", *ONE, "hi")
+    assert_one_line_error(by_id, 2)
+    assert str(missing) in by_id.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"<!DOCTYPE html><html><body>Not found</body></html>" * 3, "web page"),
+        (b"\x00" * 4096, "not a GGUF"),
+    ],
+)
+def test_a_junk_file_is_exit_1_in_one_line(tmp_path: Path, content: bytes, expected: str) -> None:
+    junk = tmp_path / "junk.gguf"
+    junk.write_bytes(content)
+    done = run_wai("ask", "-m", str(junk), *ONE, "hi")
+    assert_one_line_error(done, 1)
+    assert expected in done.stderr
+
+
+def test_a_truncated_file_is_exit_1_in_one_line(tmp_path: Path, models: dict[str, TinyModel]) -> None:
+    whole = models["f16"].path.read_bytes()
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(whole[: len(whole) // 2])
+    done = run_wai("ask", "-m", str(cut), *ONE, "hi")
+    assert_one_line_error(done, 1)
+    assert "truncated" in done.stderr
+
+
+def test_remote_backend_for_a_local_only_model_is_exit_2(
+    models: dict[str, TinyModel], isolated_home: Path
+) -> None:
+    register(isolated_home, "local-only", models["q8_0"].path)
+    credentials = {"CLOUDFLARE_ACCOUNT_ID": "acct", "CLOUDFLARE_API_TOKEN": "tok"}
+    for name in (str(models["q8_0"].path), "local-only"):
+        done = run_wai("ask", "-m", name, "--backend", "remote", "hi", env=credentials)
+        assert_one_line_error(done, 2)
+        assert "not served by Workers AI" in done.stderr
+
+
+# Ctrl-C
+
+
+def interrupt_when_the_reply_begins(looping: TinyModel, home: Path) -> tuple[int, str, str, float]:
+    """Ask for a 30000-token reply, send SIGINT as its first bytes arrive.
+
+    Returns the exit code, stdout, stderr and the seconds from the signal to the exit.
+    """
+    register(home, "endless", looping.path, context_window=1000, max_output=30000, total_context=32768)
+    child = subprocess.Popen(
+        [WAI, "ask", "-m", "endless", *ONE, "--max-tokens", "30000", "hi"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert child.stdout is not None and child.stderr is not None
+    try:
+        received = os.read(child.stdout.fileno(), 4096)
+        assert received, child.stderr.read().decode()
+        child.send_signal(signal.SIGINT)
+        interrupted = time.perf_counter()
+        rest, err = child.communicate(timeout=20)
+        stopped_in = time.perf_counter() - interrupted
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    return child.returncode, (received + rest).decode("utf-8"), err.decode("utf-8"), stopped_in
+
+
+def test_ctrl_c_stops_the_reply_keeps_the_text_and_exits_130(looping: TinyModel, isolated_home: Path) -> None:
+    code, out, err, stopped_in = interrupt_when_the_reply_begins(looping, isolated_home)
+    assert code == 130, err
+    text = out.rstrip("\n")
+    assert text and (LOOP * (len(text) // len(LOOP) + 1)).startswith(text)  # whole characters, in order
+    assert len(text) < len(LOOP) * (30000 // 7)  # short of the cap (7 tokens a round): it was stopped
+    assert "interrupted" in err and "Traceback" not in err
+    assert stopped_in < 5
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason="PlainSink.feed records whether the text ends with a newline after its flush; "
+    "a Ctrl-C right after the flush leaves the stale flag and finish() adds no newline",
+)
+def test_ctrl_c_right_after_a_token_still_ends_the_text_with_a_newline(
+    looping: TinyModel, isolated_home: Path
+) -> None:
+    # The signal is sent as the first bytes are read, so it lands right after a token's flush.
+    code, out, err, _ = interrupt_when_the_reply_begins(looping, isolated_home)
+    assert code == 130, err
+    assert out.endswith("\n") and not out.endswith("\n\n")
