@@ -148,3 +148,17 @@ def test_closed_pipe_ends_quietly() -> None:
     assert "exit=0" in done.stdout
     assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr
     assert outcomes == ["client_gone"]  # wai hung up instead of reading the whole reply
+
+
+def test_dry_run_needs_no_credentials_and_sends_nothing() -> None:
+    done = run_wai("ask", "--dry-run", "-m", "@cf/meta/llama-2-7b-chat-fp16", "hi")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["backend"] == "remote" and report["max_tokens"] == 2500
+    assert "[INST]" in report["prompt"]
+
+
+def test_raw_count_of_whitespace_is_not_an_empty_prompt() -> None:
+    done = run_wai("tokens", "--raw", "--json", "-m", "@cf/meta/llama-2-7b-chat-fp16", stdin=b"\n")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["tokens"] >= 1

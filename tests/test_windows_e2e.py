@@ -251,7 +251,7 @@ def test_replies_one_under_at_and_over_the_output_window(
         assert done.returncode == 0, done.stderr
         assert ("lowered to" in done.stderr) == (d == 1), done.stderr
     assert (
-        f"--max-tokens {cap + 1} is over {model_id}'s output window; lowered to {cap}"
+        f"--max-tokens {cap + 1} is over {model_id}'s output window ({cap}); lowered to {cap}"
         in runs.replies[1].stderr
     )
     assert runs.violations == []

@@ -10,15 +10,15 @@ from typing import BinaryIO, TextIO
 from wai import tokens
 from wai.backends.select import BackendMode, Backends, LocalOptions, choose_backend_name
 from wai.budget import FitMode, plan_request
-from wai.catalog import load_catalog
+from wai.catalog import ModelSpec, load_catalog
 from wai.conversation import Message, Request, Sampling, Timeouts
-from wai.errors import EXIT_INTERRUPTED, EXIT_OK, IncompleteReply
+from wai.errors import EXIT_INTERRUPTED, EXIT_OK, ConfigError, IncompleteReply
 from wai.models_resolve import resolve_model
 from wai.notices import Notifier
 from wai.prompt_input import read_prompt
 from wai.render.base import TurnResult
 from wai.render.choose import ColorMode, OutputMode, choose_sink
-from wai.settings import load_credentials, load_user_config
+from wai.settings import Credentials, load_credentials, load_user_config
 from wai.transcript import TranscriptLog
 from wai.turn import TurnFailed, TurnInterrupted, run_turn, turn_info
 
@@ -77,7 +77,7 @@ def _run(
     config = load_user_config()
     credentials = load_credentials(config)
     spec = resolve_model(model_name, load_catalog(), config, credentials)
-    backend_name = choose_backend_name(spec, options.backend, credentials)
+    backend_name = _backend_for(spec, options, credentials)
 
     messages: tuple[Message, ...] = (*history, Message("user", prompt))
     if system:
@@ -143,6 +143,18 @@ def _run(
             f"raise --max-tokens (up to {spec.max_output}) or ask it to continue"
         )
     return EXIT_OK
+
+
+def _backend_for(spec: ModelSpec, options: AskOptions, credentials: Credentials | None) -> str:
+    """The backend that will run the turn; a dry run sends nothing, so it needs no credentials."""
+    try:
+        return choose_backend_name(spec, options.backend, credentials)
+    except ConfigError:
+        if not options.dry_run:
+            raise
+        if options.backend != "auto":
+            return options.backend
+        return "remote" if spec.remote else "local"
 
 
 def _stdin_buffer() -> BinaryIO | None:

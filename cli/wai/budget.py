@@ -119,9 +119,14 @@ def plan_request(
     wanted = requested_max_tokens if requested_max_tokens is not None else model.max_output
     max_tokens = min(wanted, model.max_output, room)
     if requested_max_tokens is not None and requested_max_tokens > model.max_output:
+        why = (
+            f"{model.id}'s output window"
+            if max_tokens == model.max_output
+            else f"what {model.id}'s {model.total_context}-token context leaves after the prompt"
+        )
         notices.append(
-            f"--max-tokens {requested_max_tokens} is over {model.id}'s output window; "
-            f"lowered to {min(model.max_output, room)}"
+            f"--max-tokens {requested_max_tokens} is over {model.id}'s output window "
+            f"({model.max_output}); lowered to {max_tokens}, {why}"
         )
     elif max_tokens < wanted and requested_max_tokens is not None:
         notices.append(
@@ -179,7 +184,8 @@ def window_error(
     room = max(0, model.total_context - prompt_tokens)
     return WindowError(
         f"the prompt is {mark}{prompt_tokens} tokens, which leaves room for only {room} reply tokens "
-        f"in {model.id}'s {model.total_context}-token context (at least {floor} needed)",
+        f"in {model.id}'s {model.total_context}-token context (at least {floor} needed, so at most "
+        f"{model.total_context - floor} prompt tokens)",
         hint=hint,
     )
 

@@ -14,8 +14,13 @@ PROMPT_RULE = (
 )
 
 
-def read_prompt(argument: str | None, stdin: BinaryIO | None, stdin_is_tty: bool) -> str:
-    """Join the argument and stdin by the documented rule; refuse an empty prompt."""
+def read_prompt(
+    argument: str | None, stdin: BinaryIO | None, stdin_is_tty: bool, *, allow_blank: bool = False
+) -> str:
+    """Join the argument and stdin by the documented rule; refuse an empty prompt.
+
+    `allow_blank` accepts whitespace-only text (it still has tokens to count), not empty text.
+    """
     piped = None
     if stdin is not None and not stdin_is_tty:
         piped = stdin.read().decode("utf-8", errors="replace")
@@ -29,6 +34,6 @@ def read_prompt(argument: str | None, stdin: BinaryIO | None, stdin_is_tty: bool
         prompt = piped
     else:
         prompt = f"{argument}\n\n{piped}" if piped and piped.strip() else argument
-    if not prompt.strip():
+    if not (prompt if allow_blank else prompt.strip()):
         raise UsageError("the prompt is empty", hint="pass some text as an argument or on stdin")
     return prompt

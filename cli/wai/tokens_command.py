@@ -28,7 +28,7 @@ def run_tokens(
     from wai import tokens
 
     stream = stdin if stdin is not None else (sys.stdin.buffer if sys.stdin else None)
-    prompt = read_prompt(text, stream, stream is None or stream.isatty())
+    prompt = read_prompt(text, stream, stream is None or stream.isatty(), allow_blank=raw)
     config = load_user_config()
     credentials = load_credentials(config)
     spec = resolve_model(model, load_catalog(), config, credentials)
