@@ -158,6 +158,15 @@ def test_a_reply_cut_by_the_output_cap_says_how_to_get_more(tmp_path: Path) -> N
     run = run_driver(write(tmp_path, "Partial answer"), "--reason", "length", rows=10, cols=100)
     _, footer = body_and_footer(run)
     assert footer[0].startswith("stopped at the output cap · ask it to continue for more")
+    assert "out 2/1800" in footer[0]
+    quiet = run_driver(
+        write(tmp_path, "Partial answer"), "--reason", "length", "--no-stats", rows=10, cols=100
+    )
+    assert quiet.lines[2:] == [
+        "Partial answer",
+        "",
+        "stopped at the output cap · ask it to continue for more (the model's cap is 1800)",
+    ]
 
 
 def test_widening_the_terminal_mid_answer_renders_the_rest_at_the_new_width(tmp_path: Path) -> None:

@@ -87,15 +87,25 @@ def format_stats(result: TurnResult, *, tokens_seen: int | None = None) -> str:
     return " · ".join(text for text, _ in stats_parts(result, tokens_seen=tokens_seen))
 
 
-def footer_text(result: TurnResult, *, width: int, tokens_seen: int | None = None) -> Text:
-    """The footer for a terminal `width` columns wide: wrapped between pieces, never inside one."""
+def footer_text(
+    result: TurnResult, *, width: int, tokens_seen: int | None = None, cap_only: bool = False
+) -> Text:
+    """The footer for a terminal `width` columns wide: wrapped between pieces, never inside one.
+    `cap_only` keeps just what is said when the output cap stopped the reply."""
     from rich.cells import cell_len
     from rich.text import Text
 
     text = Text(style="wai.footer", overflow="fold", no_wrap=False)
     column = 0
     separator = ""
-    for piece, style in stats_parts(result, tokens_seen=tokens_seen, tick=True):
+    parts = stats_parts(result, tokens_seen=tokens_seen, tick=True)
+    if cap_only:
+        parts = (
+            [part for part in parts if part[1] == "wai.footer.warn"]
+            if result.finish_reason == "length"
+            else []
+        )
+    for piece, style in parts:
         size = cell_len(piece)
         if separator and column + len(separator) + size > width:
             text.append(separator.rstrip() + "\n", style="wai.footer")

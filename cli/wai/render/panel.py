@@ -138,13 +138,18 @@ class PanelSink:
                 finally:
                     if region is not None and region.active:
                         region.stop()
-            if self.show_stats:
+            # Without stats, a reply stopped by the output cap still says so (tells_output_cap).
+            if self.show_stats or result.finish_reason == "length":
                 layout = self._layout
                 if layout is not None and layout.started:
                     self.console.line()
-                self.console.print(
-                    footer_text(result, width=self.console.width - 1, tokens_seen=self._tokens_seen)
+                footer = footer_text(
+                    result,
+                    width=self.console.width - 1,
+                    tokens_seen=self._tokens_seen,
+                    cap_only=not self.show_stats,
                 )
+                self.console.print(footer)
         finally:
             atexit.unregister(self._abandon)
             if self._theme_pushed:
@@ -309,7 +314,7 @@ class PanelSink:
         if self._tokens_seen:
             self._waiting = False
         if self._waiting:
-            return Spinner("dots", Text(" waiting for the reply", style="wai.waiting"), style="wai.spinner")
+            return Spinner("dots", Text("waiting for the reply", style="wai.waiting"), style="wai.spinner")
         return Lines()
 
     # -- failure paths ------------------------------------------------------------------------
