@@ -316,3 +316,12 @@ def test_in_tmux_narrowing_the_window_mid_answer_duplicates_and_loses_nothing(tm
         assert shown.count(f"value_{n} = compute") == 1, shown
     assert shown.count("Intro.") == 1 and shown.count("The closing words.") == 1
     assert "✓ out" in shown
+
+
+def test_finish_without_a_start_still_gives_the_figures() -> None:
+    # The turn driver calls finish() even when Ctrl-C came before start() completed.
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=60, height=20, color_system=None)
+    result = TurnResult(info(), finish_reason="interrupted")
+    PanelSink(console).finish(result)
+    assert out.getvalue().startswith("interrupted · Workers AI fp16")

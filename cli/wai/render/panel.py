@@ -124,11 +124,17 @@ class PanelSink:
     def finish(self, result: TurnResult) -> None:
         if self._ticker is not None:
             self._ticker.stop()
+        if not self._theme_pushed:  # start() was cut short
+            from wai.render.theme import panel_theme
+
+            self.console.push_theme(panel_theme())
+            self._theme_pushed = True
         region = self._region
         try:
             with self._lock:
                 try:
-                    self._frame(final=True)
+                    if region is not None and region.active:
+                        self._frame(final=True)
                 except Exception:
                     # Never lose the answer to a drawing fault: what is left goes out as text.
                     if region is not None:
