@@ -11,16 +11,15 @@ from wai import tokens
 from wai.backends.select import BackendMode, Backends, LocalOptions, choose_backend_name
 from wai.budget import FitMode, plan_request
 from wai.catalog import ModelSpec, load_catalog
-from wai.conversation import Message, Request, Sampling, Timeouts
-from wai.errors import EXIT_INTERRUPTED, EXIT_OK, ConfigError, IncompleteReply
+from wai.conversation import Message, Sampling, Timeouts
+from wai.errors import EXIT_INTERRUPTED, EXIT_OK, ConfigError
 from wai.models_resolve import resolve_model
 from wai.notices import Notifier
+from wai.play import play_turn, request_for, sink_for
 from wai.prompt_input import read_prompt
-from wai.render.base import TurnResult
-from wai.render.choose import ColorMode, OutputMode, choose_sink
+from wai.render.choose import ColorMode, OutputMode
 from wai.settings import Credentials, load_credentials, load_user_config
 from wai.transcript import TranscriptLog
-from wai.turn import TurnFailed, TurnInterrupted, run_turn, turn_info
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,14 +85,8 @@ def _run(
     plan = plan_request(spec, messages, counter, requested_max_tokens=options.max_tokens, fit=options.fit)
     for notice in plan.notices:
         notifier.warn(notice)
-    request = Request(
-        model=spec,
-        messages=plan.messages,
-        max_tokens=plan.max_tokens,
-        sampling=options.sampling,
-        stream=options.stream,
-        timeouts=options.timeouts,
-        prompt_tokens=plan.prompt_tokens,
+    request = request_for(
+        spec, plan, sampling=options.sampling, timeouts=options.timeouts, stream=options.stream
     )
     out = stdout or sys.stdout
     if options.dry_run:
@@ -108,41 +101,20 @@ def _run(
             f"prompt {plan.prompt_tokens} tokens ({'exact' if plan.exact else 'estimated'}), "
             f"max_tokens {plan.max_tokens}"
         )
-    for warning in getattr(backend, "warnings", lambda _r: [])(request):
-        notifier.warn(warning)
-
-    def stats_to_stderr(result: TurnResult) -> None:
-        from wai.render.footer import format_stats
-
-        notifier.info(format_stats(result))
-
-    sink = choose_sink(
-        output=options.output,
-        color=options.color,
-        stats=options.stats,
-        stdout=out,
-        stderr_stats=stats_to_stderr,
+    sink = sink_for(notifier, output=options.output, color=options.color, stats=options.stats, stdout=out)
+    played = play_turn(
+        backend,
+        request,
+        sink,
+        notifier,
+        prompt_exact=plan.exact,
+        more_hint="raise --max-tokens",
+        interrupted_note="interrupted; the reply above is incomplete",
     )
-    info = turn_info(backend, request, prompt_exact=plan.exact)
-    try:
-        result = run_turn(backend, request, sink, info)
-    except TurnInterrupted as stop:
-        log.record_turn(prompt, stop.result, system=system, sampling=options.sampling)
-        notifier.warn("interrupted; the reply above is incomplete")
+    log.record_turn(prompt, played.result, system=system, sampling=options.sampling)
+    if played.interrupted:
         return EXIT_INTERRUPTED
-    except TurnFailed as failure:
-        log.record_turn(prompt, failure.result, system=system, sampling=options.sampling)
-        notifier.error(str(failure.error))
-        if isinstance(failure.error, IncompleteReply) and failure.result.text:
-            notifier.warn("the reply above is incomplete: the stream broke before it ended")
-        return failure.error.exit_code
-    log.record_turn(prompt, result, system=system, sampling=options.sampling)
-    if result.finish_reason == "length" and not sink.tells_output_cap:
-        notifier.warn(
-            f"the reply stopped at the output cap ({request.max_tokens} tokens); "
-            f"raise --max-tokens (up to {spec.max_output}) or ask it to continue"
-        )
-    return EXIT_OK
+    return played.error.exit_code if played.error else EXIT_OK
 
 
 def _backend_for(spec: ModelSpec, options: AskOptions, credentials: Credentials | None) -> str:

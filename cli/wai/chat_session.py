@@ -18,16 +18,16 @@ from wai import tokens
 from wai.backends.select import BackendMode, Backends, LocalOptions, choose_backend_name
 from wai.budget import input_limit, plan_request
 from wai.catalog import Catalog, ModelSpec, load_catalog
-from wai.conversation import Message, Request, Sampling, Timeouts
-from wai.errors import IncompleteReply, WindowError
+from wai.conversation import Message, Sampling, Timeouts
+from wai.errors import WindowError
 from wai.models_resolve import resolve_model
 from wai.notices import Notifier
-from wai.render.base import Sink, TurnResult
-from wai.render.choose import ColorMode, choose_sink
+from wai.play import play_turn, request_for, sink_for
+from wai.render.base import Sink
+from wai.render.choose import ColorMode
 from wai.settings import Credentials, UserConfig, load_credentials, load_user_config
 from wai.tokens import TokenCounter
 from wai.transcript import Continued, TranscriptLog, answered
-from wai.turn import TurnFailed, TurnInterrupted, run_turn, turn_info
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,36 +203,18 @@ class ChatSession:
             return None
         for notice in plan.notices:
             self.notifier.warn(notice)
-        request = Request(
-            model=self.spec,
-            messages=plan.messages,
-            max_tokens=plan.max_tokens,
-            sampling=self.sampling,
-            stream=True,
-            timeouts=self.options.timeouts,
-            prompt_tokens=plan.prompt_tokens,
-        )
+        request = request_for(self.spec, plan, sampling=self.sampling, timeouts=self.options.timeouts)
         backend = self.backends.get(self.backend_name)
-        for warning in getattr(backend, "warnings", lambda _r: [])(request):
-            self.notifier.warn(warning)
-        info = turn_info(backend, request, prompt_exact=plan.exact)
-        sink = self._sink()
         with self.during_reply():
-            try:
-                result = run_turn(backend, request, sink, info)
-            except TurnInterrupted as stop:
-                result = stop.result
-                self.notifier.warn("interrupted; the partial reply is kept in the conversation")
-            except TurnFailed as failure:
-                result = failure.result
-                self.notifier.error(str(failure.error))
-                if isinstance(failure.error, IncompleteReply) and result.text:
-                    self.notifier.warn("the reply above is incomplete: the stream broke before it ended")
-        if result.finish_reason == "length" and type(sink).__name__ != "PanelSink":
-            self.notifier.warn(
-                f"the reply stopped at the output cap ({request.max_tokens} tokens); "
-                f"/set max_tokens (up to {self.spec.max_output}) or ask it to continue"
-            )
+            result = play_turn(
+                backend,
+                request,
+                self._sink(),
+                self.notifier,
+                prompt_exact=plan.exact,
+                more_hint="/set max_tokens",
+                interrupted_note="interrupted; the partial reply is kept in the conversation",
+            ).result
         kept = bool(result.text) or result.finish_reason not in ("error", "interrupted")
         turn = ChatTurn(
             prompt=prompt,
@@ -270,17 +252,8 @@ class ChatSession:
                 self._used = None
 
     def _sink(self) -> Sink:
-        def stats_to_stderr(result: TurnResult) -> None:
-            from wai.render.footer import format_stats
-
-            self.notifier.info(format_stats(result))
-
-        return choose_sink(
-            output="auto",
-            color=self.options.color,
-            stats=self.options.stats,
-            stdout=self.out,
-            stderr_stats=stats_to_stderr,
+        return sink_for(
+            self.notifier, output="auto", color=self.options.color, stats=self.options.stats, stdout=self.out
         )
 
     def with_sampling(self, **changes: float | int | None) -> Sampling:

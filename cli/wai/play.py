@@ -1,0 +1,89 @@
+"""One planned turn, played and reported the same way by `wai ask` and `wai chat`.
+
+Builds the Request from the window plan, shows the backend's warnings, streams into the sink,
+and tells the user on stderr what went wrong or was cut short. The caller keeps the result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TextIO
+
+from wai.backends.base import Backend
+from wai.budget import Plan
+from wai.catalog import ModelSpec
+from wai.conversation import Request, Sampling, Timeouts
+from wai.errors import IncompleteReply, WaiError
+from wai.notices import Notifier
+from wai.render.base import Sink, TurnResult
+from wai.render.choose import ColorMode, OutputMode, choose_sink
+from wai.turn import TurnFailed, TurnInterrupted, run_turn, turn_info
+
+
+@dataclass(slots=True)
+class Played:
+    result: TurnResult
+    error: WaiError | None = None
+
+    @property
+    def interrupted(self) -> bool:
+        return self.result.interrupted
+
+
+def request_for(
+    spec: ModelSpec, plan: Plan, *, sampling: Sampling, timeouts: Timeouts, stream: bool = True
+) -> Request:
+    return Request(
+        model=spec,
+        messages=plan.messages,
+        max_tokens=plan.max_tokens,
+        sampling=sampling,
+        stream=stream,
+        timeouts=timeouts,
+        prompt_tokens=plan.prompt_tokens,
+    )
+
+
+def sink_for(
+    notifier: Notifier, *, output: OutputMode, color: ColorMode, stats: bool | None, stdout: TextIO
+) -> Sink:
+    """The sink for this output; in plain mode `--stats` goes to stderr as one line."""
+
+    def stats_to_stderr(result: TurnResult) -> None:
+        from wai.render.footer import format_stats
+
+        notifier.info(format_stats(result))
+
+    return choose_sink(output=output, color=color, stats=stats, stdout=stdout, stderr_stats=stats_to_stderr)
+
+
+def play_turn(
+    backend: Backend,
+    request: Request,
+    sink: Sink,
+    notifier: Notifier,
+    *,
+    prompt_exact: bool,
+    more_hint: str,
+    interrupted_note: str,
+) -> Played:
+    """Stream the reply; report an interruption, a failure or the output cap on stderr."""
+    for warning in getattr(backend, "warnings", lambda _r: [])(request):
+        notifier.warn(warning)
+    info = turn_info(backend, request, prompt_exact=prompt_exact)
+    try:
+        result = run_turn(backend, request, sink, info)
+    except TurnInterrupted as stop:
+        notifier.warn(interrupted_note)
+        return Played(stop.result)
+    except TurnFailed as failure:
+        notifier.error(str(failure.error))
+        if isinstance(failure.error, IncompleteReply) and failure.result.text:
+            notifier.warn("the reply above is incomplete: the stream broke before it ended")
+        return Played(failure.result, failure.error)
+    if result.finish_reason == "length" and not sink.tells_output_cap:
+        notifier.warn(
+            f"the reply stopped at the output cap ({request.max_tokens} tokens); "
+            f"{more_hint} (up to {request.model.max_output}) or ask it to continue"
+        )
+    return Played(result)
