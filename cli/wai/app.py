@@ -83,50 +83,75 @@ def _root(
     pass
 
 
+# Options shared by several commands, declared once.
+ModelOpt = Annotated[str | None, typer.Option("-m", "--model", help="Catalog id, alias or .gguf path.")]
+SystemOpt = Annotated[str | None, typer.Option("-s", "--system", help="System prompt.")]
+MaxTokensOpt = Annotated[
+    int | None, typer.Option("--max-tokens", min=1, help="Most reply tokens (capped by the model).")
+]
+TemperatureOpt = Annotated[float | None, typer.Option(min=0.0, max=5.0, help="Sampling temperature.")]
+TopPOpt = Annotated[float | None, typer.Option("--top-p", min=0.001, max=1.0, help="Nucleus sampling.")]
+TopKOpt = Annotated[int | None, typer.Option("--top-k", min=1, max=50, help="Top-k sampling.")]
+SeedOpt = Annotated[int | None, typer.Option(min=1, max=9_999_999_999, help="Random seed.")]
+BackendOpt = Annotated[BackendChoice, typer.Option(help="Where the model runs.")]
+ColorOpt = Annotated[ColorChoice, typer.Option(help="Colour and live panel.")]
+StatsOpt = Annotated[
+    bool | None, typer.Option("--stats/--no-stats", help="Timing and token figures.", show_default=False)
+]
+ConnectTimeoutOpt = Annotated[float, typer.Option(min=0.1, help="Seconds to connect.")]
+ReadTimeoutOpt = Annotated[float, typer.Option(min=0.1, help="Most seconds between two events.")]
+GpuLayersOpt = Annotated[
+    int | None, typer.Option("--gpu-layers", help="Layers offloaded to the GPU (local; -1 all).")
+]
+ThreadsOpt = Annotated[int | None, typer.Option(min=1, help="CPU threads (local).")]
+ContinueOpt = Annotated[
+    bool, typer.Option("-c", "--continue", help="Continue the latest logged conversation.")
+]
+CidOpt = Annotated[
+    str | None, typer.Option("--cid", help="Continue this conversation (id or unique prefix).")
+]
+NoLogOpt = Annotated[bool, typer.Option("--no-log", help="Do not write to the transcript log.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="Diagnostics and tracebacks on stderr.")]
+
+
+def _continuing(continue_last: bool, cid: str | None) -> None:
+    if continue_last and cid is not None:
+        from wai.errors import UsageError
+
+        raise UsageError("-c and --cid cannot be used together")
+
+
 @app.command(help=f"Ask one question and stream the answer.\n\n{PROMPT_RULE}")
 def ask(
     prompt: Annotated[str | None, typer.Argument(help="The prompt; '-' reads it from stdin.")] = None,
-    model: Annotated[
-        str | None, typer.Option("-m", "--model", help="Catalog id, alias or .gguf path.")
-    ] = None,
-    system: Annotated[str | None, typer.Option("-s", "--system", help="System prompt.")] = None,
-    max_tokens: Annotated[
-        int | None, typer.Option("--max-tokens", min=1, help="Most reply tokens (capped by the model).")
-    ] = None,
-    temperature: Annotated[float | None, typer.Option(min=0.0, max=5.0, help="Sampling temperature.")] = None,
-    top_p: Annotated[
-        float | None, typer.Option("--top-p", min=0.001, max=1.0, help="Nucleus sampling.")
-    ] = None,
-    top_k: Annotated[int | None, typer.Option("--top-k", min=1, max=50, help="Top-k sampling.")] = None,
-    seed: Annotated[int | None, typer.Option(min=1, max=9_999_999_999, help="Random seed.")] = None,
-    backend: Annotated[BackendChoice, typer.Option(help="Where the model runs.")] = BackendChoice.auto,
+    model: ModelOpt = None,
+    system: SystemOpt = None,
+    max_tokens: MaxTokensOpt = None,
+    temperature: TemperatureOpt = None,
+    top_p: TopPOpt = None,
+    top_k: TopKOpt = None,
+    seed: SeedOpt = None,
+    backend: BackendOpt = BackendChoice.auto,
     no_stream: Annotated[bool, typer.Option("--no-stream", help="Wait for the whole reply.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="One JSON object at the end.")] = False,
     jsonl: Annotated[bool, typer.Option("--jsonl", help="One JSON object per event.")] = False,
-    color: Annotated[ColorChoice, typer.Option(help="Colour and live panel.")] = ColorChoice.auto,
-    stats: Annotated[
-        bool | None, typer.Option("--stats/--no-stats", help="Timing and token figures.", show_default=False)
-    ] = None,
+    color: ColorOpt = ColorChoice.auto,
+    stats: StatsOpt = None,
     fit: Annotated[
         FitChoice, typer.Option(help="Prompt over the window: refuse, or keep its head or tail.")
-    ] = (FitChoice.error),
+    ] = FitChoice.error,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show what would be sent; send nothing.")
     ] = False,
-    connect_timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to connect.")] = 10.0,
-    read_timeout: Annotated[float, typer.Option(min=0.1, help="Most seconds between two events.")] = 60.0,
-    gpu_layers: Annotated[
-        int | None, typer.Option("--gpu-layers", help="Layers offloaded to the GPU (local; -1 all).")
-    ] = None,
-    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads (local).")] = None,
-    continue_last: Annotated[
-        bool, typer.Option("-c", "--continue", help="Continue the latest logged conversation.")
-    ] = False,
-    cid: Annotated[
-        str | None, typer.Option("--cid", help="Continue this conversation (see `wai logs`).")
-    ] = None,
-    no_log: Annotated[bool, typer.Option("--no-log", help="Do not write this turn to the log.")] = False,
-    debug: Annotated[bool, typer.Option("--debug", help="Diagnostics and tracebacks on stderr.")] = False,
+    connect_timeout: ConnectTimeoutOpt = 10.0,
+    read_timeout: ReadTimeoutOpt = 60.0,
+    gpu_layers: GpuLayersOpt = None,
+    threads: ThreadsOpt = None,
+    continue_last: ContinueOpt = False,
+    cid: CidOpt = None,
+    no_log: NoLogOpt = False,
+    debug: DebugOpt = False,
 ) -> None:
     from wai.ask import AskOptions, run_ask
     from wai.backends.select import LocalOptions
@@ -136,8 +161,7 @@ def ask(
     def action(notifier: Notifier) -> int:
         if json_output and jsonl:
             raise UsageError("--json and --jsonl cannot be used together")
-        if continue_last and cid is not None:
-            raise UsageError("-c and --cid cannot be used together")
+        _continuing(continue_last, cid)
         options = AskOptions(
             prompt=prompt,
             model=model,
@@ -163,65 +187,36 @@ def ask(
     _guarded(action, debug=debug, color=color.value)
 
 
-@app.command(help="List the model catalog: windows, and which backends can serve each model now.")
-def models(
-    json_output: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
-    debug: Annotated[bool, typer.Option("--debug", help="Tracebacks on stderr.")] = False,
-) -> None:
-    from wai.models_table import show_models
-
-    _guarded(lambda notifier: show_models(json_output=json_output), debug=debug)
-
-
 @app.command(
     help="Chat in the terminal: a conversation with history, slash commands (/help) and transcripts."
 )
 def chat(
-    model: Annotated[
-        str | None, typer.Option("-m", "--model", help="Catalog id, alias or .gguf path.")
-    ] = None,
-    system: Annotated[str | None, typer.Option("-s", "--system", help="System prompt.")] = None,
-    backend: Annotated[BackendChoice, typer.Option(help="Where the model runs.")] = BackendChoice.auto,
-    continue_last: Annotated[
-        bool, typer.Option("-c", "--continue", help="Continue the latest logged conversation.")
-    ] = False,
-    cid: Annotated[
-        str | None,
-        typer.Option("--cid", help="Continue this conversation (id or unique prefix; see `wai logs`)."),
-    ] = None,
+    model: ModelOpt = None,
+    system: SystemOpt = None,
+    backend: BackendOpt = BackendChoice.auto,
+    continue_last: ContinueOpt = False,
+    cid: CidOpt = None,
     vi: Annotated[bool, typer.Option("--vi", help="Vi key bindings.")] = False,
-    max_tokens: Annotated[
-        int | None, typer.Option("--max-tokens", min=1, help="Most reply tokens (capped by the model).")
-    ] = None,
-    temperature: Annotated[float | None, typer.Option(min=0.0, max=5.0, help="Sampling temperature.")] = None,
-    top_p: Annotated[
-        float | None, typer.Option("--top-p", min=0.001, max=1.0, help="Nucleus sampling.")
-    ] = None,
-    top_k: Annotated[int | None, typer.Option("--top-k", min=1, max=50, help="Top-k sampling.")] = None,
-    seed: Annotated[int | None, typer.Option(min=1, max=9_999_999_999, help="Random seed.")] = None,
-    color: Annotated[ColorChoice, typer.Option(help="Colour and live panel.")] = ColorChoice.auto,
-    stats: Annotated[
-        bool | None, typer.Option("--stats/--no-stats", help="Timing and token figures.", show_default=False)
-    ] = None,
-    no_log: Annotated[
-        bool, typer.Option("--no-log", help="Do not write this conversation to the log.")
-    ] = False,
-    connect_timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to connect.")] = 10.0,
-    read_timeout: Annotated[float, typer.Option(min=0.1, help="Most seconds between two events.")] = 60.0,
-    gpu_layers: Annotated[
-        int | None, typer.Option("--gpu-layers", help="Layers offloaded to the GPU (local; -1 all).")
-    ] = None,
-    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads (local).")] = None,
-    debug: Annotated[bool, typer.Option("--debug", help="Diagnostics and tracebacks on stderr.")] = False,
+    max_tokens: MaxTokensOpt = None,
+    temperature: TemperatureOpt = None,
+    top_p: TopPOpt = None,
+    top_k: TopKOpt = None,
+    seed: SeedOpt = None,
+    color: ColorOpt = ColorChoice.auto,
+    stats: StatsOpt = None,
+    no_log: NoLogOpt = False,
+    connect_timeout: ConnectTimeoutOpt = 10.0,
+    read_timeout: ReadTimeoutOpt = 60.0,
+    gpu_layers: GpuLayersOpt = None,
+    threads: ThreadsOpt = None,
+    debug: DebugOpt = False,
 ) -> None:
     from wai.backends.select import LocalOptions
     from wai.conversation import Sampling, Timeouts
-    from wai.errors import UsageError
     from wai.repl import ChatOptions, run_chat
 
     def action(notifier: Notifier) -> int:
-        if continue_last and cid is not None:
-            raise UsageError("-c and --cid cannot be used together")
+        _continuing(continue_last, cid)
         options = ChatOptions(
             model=model,
             system=system,
@@ -243,6 +238,13 @@ def chat(
     _guarded(action, debug=debug, color=color.value)
 
 
+@app.command(help="List the model catalog: windows, and which backends can serve each model now.")
+def models(json_output: JsonOpt = False, debug: DebugOpt = False) -> None:
+    from wai.models_table import show_models
+
+    _guarded(lambda notifier: show_models(json_output=json_output), debug=debug)
+
+
 @app.command(help="Show logged conversations: the most recent ones, or one of them with --cid.")
 def logs(
     count: Annotated[
@@ -251,11 +253,11 @@ def logs(
             "-n", "--count", min=0, help="How many conversations (with --cid: latest turns); 0 all."
         ),
     ] = 10,
-    json_output: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    json_output: JsonOpt = False,
     cid: Annotated[
         str | None, typer.Option("--cid", help="Show this conversation (id or unique prefix).")
     ] = None,
-    debug: Annotated[bool, typer.Option("--debug", help="Tracebacks on stderr.")] = False,
+    debug: DebugOpt = False,
 ) -> None:
     from wai.logs_command import LogsOptions, run_logs
 
@@ -267,16 +269,14 @@ def logs(
 @app.command(help="Count a text's tokens for a model, against its windows (exit 3 when over).")
 def tokens(
     text: Annotated[str | None, typer.Argument(help="The text; '-' or none reads stdin.")] = None,
-    model: Annotated[
-        str | None, typer.Option("-m", "--model", help="Catalog id, alias or .gguf path.")
-    ] = None,
-    system: Annotated[str | None, typer.Option("-s", "--system", help="System prompt to count too.")] = None,
+    model: ModelOpt = None,
+    system: SystemOpt = None,
     backend: Annotated[
         BackendChoice, typer.Option(help="Whose prompt format to count.")
     ] = BackendChoice.auto,
     raw: Annotated[bool, typer.Option("--raw", help="Exactly the text: no template, no BOS.")] = False,
-    json_output: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
-    debug: Annotated[bool, typer.Option("--debug", help="Tracebacks on stderr.")] = False,
+    json_output: JsonOpt = False,
+    debug: DebugOpt = False,
 ) -> None:
     from wai.tokens_command import run_tokens
 
@@ -289,9 +289,7 @@ def tokens(
 
 
 @app.command(help="Install the built-in local model and the tokenizer vocabularies.")
-def setup(
-    debug: Annotated[bool, typer.Option("--debug", help="Tracebacks on stderr.")] = False,
-) -> None:
+def setup(debug: DebugOpt = False) -> None:
     from wai.setup_command import run_setup
 
     _guarded(run_setup, debug=debug)
