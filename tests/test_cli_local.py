@@ -258,11 +258,6 @@ def test_ctrl_c_stops_the_reply_keeps_the_text_and_exits_130(looping: TinyModel,
     assert stopped_in < 5
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="PlainSink.feed records whether the text ends with a newline after its flush; "
-    "a Ctrl-C right after the flush leaves the stale flag and finish() adds no newline",
-)
 def test_ctrl_c_right_after_a_token_still_ends_the_text_with_a_newline(
     looping: TinyModel, isolated_home: Path
 ) -> None:

@@ -22,9 +22,10 @@ class PlainSink:
 
     def feed(self, event: Event) -> None:
         if isinstance(event, Token) and event.text:
+            # Recorded first: a Ctrl-C that lands during the write must still get its newline.
+            self._ends_with_newline = event.text.endswith("\n")
             self.out.write(event.text)
             self.out.flush()
-            self._ends_with_newline = event.text.endswith("\n")
 
     def finish(self, result: TurnResult) -> None:
         if not self._ends_with_newline:
