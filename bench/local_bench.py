@@ -39,7 +39,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +90,10 @@ class Settings:
 
 def prompt_for(round_: int) -> str:
     return PROMPT.format(topic=TOPICS[round_ % len(TOPICS)])
+
+
+# Longer than any round's prompt in any vocabulary: the warm-up sizes both contexts with it.
+LONGEST = PROMPT.format(topic=", ".join(TOPICS))
 
 
 def rate(tokens: int, first: float, total: float) -> float:
@@ -147,10 +151,13 @@ class Ours:
             text=result.text,
         )
 
-    def settings(self, path: Path) -> Settings:
-        facts = self.backend.describe()
-        n_ctx = facts["n_ctx"]
+    def n_ctx(self) -> int:
+        n_ctx = self.backend.describe()["n_ctx"]
         assert isinstance(n_ctx, int)
+        return n_ctx
+
+    def settings(self, path: Path) -> Settings:
+        n_ctx = self.n_ctx()
         return Settings(
             threads=THREADS,
             n_ctx=n_ctx,
@@ -160,8 +167,9 @@ class Ours:
         )
 
     def warm_up(self) -> Run:
-        """The first turn: it loads the model and sizes the context."""
-        return self.run(prompt_for(len(TOPICS) - 1))
+        """The first turn: it loads the model and sizes the context for the longest prompt, so no
+        timed turn pays for growing it (and the baseline's context, made the same size, fits all)."""
+        return self.run(LONGEST)
 
     def close(self) -> None:
         self.backend.close()
@@ -294,8 +302,10 @@ def loaded_comparison(path: Path) -> Settings:
         settings = ours.settings(path)
         baseline = Baseline(path, settings)
         try:
-            baseline.run(prompt_for(len(TOPICS) - 1))  # its first turn too, off the clock
+            baseline.run(LONGEST)  # its first turn too, off the clock
             a, b = alternate(lambda i: ours.run(prompt_for(i)), lambda i: baseline.run(prompt_for(i)), ROUNDS)
+            if ours.n_ctx() != settings.n_ctx:
+                print(f"  note: our context grew during the rounds (from {settings.n_ctx} tokens)")
         finally:
             baseline.close()
     finally:
@@ -375,12 +385,11 @@ def command_comparison(path: Path, settings: Settings, home: Path) -> None:
         return Run(first_token=first, tokens_per_s=rate(GENERATED, first, last), tokens=tokens, text=out)
 
     def theirs(round_: int) -> Run:
-        args: dict[str, Any] = {
-            "path": str(path),
-            "kwargs": llama_kwargs(settings),
-            "ids": ids_for(prompt_for(round_)),
-            "limit": GENERATED,
-        }
+        ids = ids_for(prompt_for(round_))
+        # A one-shot `wai ask` sizes its context for this prompt and reply alone, in steps of 256.
+        n_ctx = -(-(len(ids) + GENERATED) // 256) * 256
+        one_shot = replace(settings, n_ctx=n_ctx, n_batch=min(512, n_ctx))
+        args = {"path": str(path), "kwargs": llama_kwargs(one_shot), "ids": ids, "limit": GENERATED}
         first, last, _, out, err = time_stdout([sys.executable, "-c", script, json.dumps(args)], env)
         produced = int(err.strip().splitlines()[-1])
         return Run(first_token=first, tokens_per_s=rate(produced, first, last), tokens=produced, text=out)
@@ -449,7 +458,12 @@ def tiny_models(folder: Path) -> tuple[Path, Path]:
     paths = []
     for ftype in ("q8_0", "f16"):
         model = build_tiny_llama(
-            folder / f"bench-tiny.{ftype}.gguf", ftype=ftype, script=script, loop=True, n_layer=12
+            folder / f"bench-tiny.{ftype}.gguf",
+            ftype=ftype,
+            script=script,
+            loop=True,
+            n_layer=12,
+            context_length=4096,
         )
         paths.append(model.path)
     return paths[0], paths[1]
@@ -473,7 +487,7 @@ def main() -> None:
     ):
         print(f"models: {where}")
         print("model loaded (a REPL turn): run_turn over LlamaBackend against Llama.generate")
-        settings = [loaded_comparison(path) for path in paths][0]
+        settings = [loaded_comparison(path) for path in paths][0]  # noqa: RUF015 (every path runs)
         print(
             f"  (shared settings: n_ctx {settings.n_ctx}, batch {settings.n_batch}, "
             f"gpu layers {settings.gpu_layers}, flash attention {'on' if settings.flash_attn else 'off'})"
