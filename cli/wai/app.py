@@ -101,7 +101,7 @@ StatsOpt = Annotated[
 ConnectTimeoutOpt = Annotated[float, typer.Option(min=0.1, help="Seconds to connect.")]
 ReadTimeoutOpt = Annotated[float, typer.Option(min=0.1, help="Most seconds between two events.")]
 GpuLayersOpt = Annotated[
-    int | None, typer.Option("--gpu-layers", help="Layers offloaded to the GPU (local; -1 all).")
+    int | None, typer.Option("--gpu-layers", min=-1, help="Layers offloaded to the GPU (local; -1 all).")
 ]
 ThreadsOpt = Annotated[int | None, typer.Option(min=1, help="CPU threads (local).")]
 ContinueOpt = Annotated[

@@ -112,6 +112,8 @@ def _run(
         interrupted_note="interrupted; the reply above is incomplete",
     )
     log.record_turn(prompt, played.result, system=system, sampling=options.sampling)
+    if options.debug:  # after the turn, the local backend can say what it loaded and offloaded
+        notifier.info(f"backend after the turn: {backend.describe()}")
     if played.interrupted:
         return EXIT_INTERRUPTED
     return played.error.exit_code if played.error else EXIT_OK

@@ -102,7 +102,8 @@ class _LlamaLog:
         try:
             yield lines
         finally:
-            self._captures.remove(lines)
+            # By identity: two empty captures are equal, and nested ones must each remove their own.
+            self._captures = [kept for kept in self._captures if kept is not lines]
 
 
 LOG = _LlamaLog()
