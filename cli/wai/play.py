@@ -6,7 +6,7 @@ and tells the user on stderr what went wrong or was cut short. The caller keeps 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TextIO
 
 from wai.backends.base import Backend
@@ -70,7 +70,7 @@ def play_turn(
     """Stream the reply; report an interruption, a failure or the output cap on stderr."""
     for warning in getattr(backend, "warnings", lambda _r: [])(request):
         notifier.warn(warning)
-    info = turn_info(backend, request, prompt_exact=prompt_exact)
+    info = replace(turn_info(backend, request, prompt_exact=prompt_exact), more_hint=more_hint)
     try:
         result = run_turn(backend, request, sink, info)
     except TurnInterrupted as stop:

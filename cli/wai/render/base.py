@@ -20,6 +20,7 @@ class TurnInfo:
     max_tokens: int
     prompt_tokens: int | None = None
     prompt_exact: bool = True
+    more_hint: str = "raise --max-tokens"  # how to allow a longer reply, in this command's words
 
 
 @dataclass(slots=True)

@@ -43,7 +43,7 @@ def stats_parts(result: TurnResult, *, tokens_seen: int | None = None, tick: boo
     if reason == "length":
         parts.append(("stopped at the output cap", "wai.footer.warn"))
         if info.max_tokens < info.max_output:
-            parts.append((f"raise --max-tokens (up to {info.max_output}) for more", "wai.footer.warn"))
+            parts.append((f"{info.more_hint} (up to {info.max_output}) for more", "wai.footer.warn"))
         else:
             parts.append(
                 (f"ask it to continue for more (the model's cap is {info.max_output})", "wai.footer.warn")
