@@ -32,11 +32,15 @@ def main() -> int:
         except ModuleNotFoundError as exc:
             print(f"skipped: {exc}")
             continue
+        saved = dict(os.environ)
         try:
             module.main()
         except Exception as exc:  # one broken bench must not hide the others' figures
             failed += 1
             print(f"FAILED: {type(exc).__name__}: {exc}")
+        finally:  # a bench may point WAI_HOME at a scratch folder; the next one starts clean
+            os.environ.clear()
+            os.environ.update(saved)
         print(f"({time.perf_counter() - started:.1f} s)")
     return 1 if failed else 0
 
