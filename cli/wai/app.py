@@ -99,7 +99,16 @@ StatsOpt = Annotated[
     bool | None, typer.Option("--stats/--no-stats", help="Timing and token figures.", show_default=False)
 ]
 ConnectTimeoutOpt = Annotated[float, typer.Option(min=0.1, help="Seconds to connect.")]
-ReadTimeoutOpt = Annotated[float, typer.Option(min=0.1, help="Most seconds between two events.")]
+ReadTimeoutOpt = Annotated[
+    float | None,
+    typer.Option(
+        min=0.1,
+        help="Most seconds between two stream events (default 60; with --no-stream, the whole reply: 300).",
+        show_default=False,
+    ),
+]
+# Without a stream the server says nothing until the whole reply is written.
+STREAM_READ_TIMEOUT, WHOLE_REPLY_READ_TIMEOUT = 60.0, 300.0
 GpuLayersOpt = Annotated[
     int | None, typer.Option("--gpu-layers", min=-1, help="Layers offloaded to the GPU (local; -1 all).")
 ]
@@ -145,7 +154,7 @@ def ask(
         bool, typer.Option("--dry-run", help="Show what would be sent; send nothing.")
     ] = False,
     connect_timeout: ConnectTimeoutOpt = 10.0,
-    read_timeout: ReadTimeoutOpt = 60.0,
+    read_timeout: ReadTimeoutOpt = None,
     gpu_layers: GpuLayersOpt = None,
     threads: ThreadsOpt = None,
     continue_last: ContinueOpt = False,
@@ -175,7 +184,10 @@ def ask(
             stats=stats,
             fit=fit.value,
             dry_run=dry_run,
-            timeouts=Timeouts(connect=connect_timeout, read=read_timeout),
+            timeouts=Timeouts(
+                connect=connect_timeout,
+                read=read_timeout or (WHOLE_REPLY_READ_TIMEOUT if no_stream else STREAM_READ_TIMEOUT),
+            ),
             local=LocalOptions(gpu_layers=gpu_layers, threads=threads, debug=debug),
             debug=debug,
             continue_last=continue_last,
@@ -206,7 +218,7 @@ def chat(
     stats: StatsOpt = None,
     no_log: NoLogOpt = False,
     connect_timeout: ConnectTimeoutOpt = 10.0,
-    read_timeout: ReadTimeoutOpt = 60.0,
+    read_timeout: ReadTimeoutOpt = None,
     gpu_layers: GpuLayersOpt = None,
     threads: ThreadsOpt = None,
     debug: DebugOpt = False,
@@ -228,7 +240,7 @@ def chat(
             sampling=Sampling(temperature=temperature, top_p=top_p, top_k=top_k, seed=seed),
             color=color.value,
             stats=stats,
-            timeouts=Timeouts(connect=connect_timeout, read=read_timeout),
+            timeouts=Timeouts(connect=connect_timeout, read=read_timeout or STREAM_READ_TIMEOUT),
             local=LocalOptions(gpu_layers=gpu_layers, threads=threads, debug=debug),
             log=not no_log,
             debug=debug,
