@@ -7,6 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.workers_ai_server import workers_ai_server
+
+__all__ = ["workers_ai_server"]  # the loopback Workers AI server, for every test that asks for it
+
 _ISOLATED = (
     "CLOUDFLARE_ACCOUNT_ID",
     "CLOUDFLARE_API_TOKEN",

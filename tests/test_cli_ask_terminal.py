@@ -1,0 +1,98 @@
+"""`wai ask` on a terminal: the installed command on a pseudo-terminal, the screen rebuilt by a
+terminal emulator from the exact bytes it wrote."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+
+import pexpect
+
+from tests.render.terminal import environment, finish
+from tests.support.workers_ai_server import Reply, WorkersAIServer
+
+ROWS, COLS = 24, 80
+MODEL = "@cf/meta/llama-2-7b-chat-fp16"
+WAI = str(Path(sys.executable).with_name("wai"))
+
+ANSWER = [
+    "# Steps\n\n",
+    "New York is in the ",
+    "**north-east** of the United States.\n\n",
+    "- Manhattan\n",
+    "- Brooklyn\n\n",
+    "```python\n",
+    "print('big apple')\n",
+    "```\n",
+]
+
+
+def spawn(server: WorkersAIServer, *args: str, extra: dict[str, str] | None = None) -> pexpect.spawn:
+    env = environment(
+        {
+            "CLOUDFLARE_BASE_URL": server.base_url,
+            "CLOUDFLARE_ACCOUNT_ID": "acct",
+            "CLOUDFLARE_API_TOKEN": "tok-terminal-secret",
+            "WAI_HOME": os.environ["WAI_HOME"],
+            **(extra or {}),
+        }
+    )
+    return pexpect.spawn(
+        WAI,
+        ["ask", "-m", MODEL, *args],
+        env=env,
+        dimensions=(ROWS, COLS),
+        encoding="utf-8",
+        codec_errors="replace",
+        timeout=30,
+    )
+
+
+def stream_of(pieces: list[str], *, pause: float = 0.0) -> Reply:
+    events: list[str | dict[str, object]] = [{"response": piece} for piece in pieces]
+    events.append({"response": "", "usage": {"prompt_tokens": 20, "completion_tokens": len(pieces)}})
+    return Reply.sse(events, pause=pause)
+
+
+def test_the_answer_fills_a_live_panel_with_a_title_and_a_footer(workers_ai_server: WorkersAIServer) -> None:
+    workers_ai_server.script(stream_of(ANSWER, pause=0.02))
+    run = finish(spawn(workers_ai_server, "where is new york?"), ROWS, COLS)
+    assert run.exit_status == 0, run.lines
+    text = "\n".join(run.lines)
+    assert "llama-2-7b-chat-fp16" in run.lines[0]  # the title names the model
+    assert "north-east" in text and "**" not in text  # markdown rendered, not shown raw
+    assert sum("Manhattan" in line for line in run.lines) == 1
+    assert "print('big apple')" in text
+    assert "tok/s" in text and "first token" in text  # the footer's figures
+    assert "out 8/2500" in text and "in 20/3072" in text  # tokens against both windows
+    assert run.cursor_visible
+
+
+def test_ctrl_c_keeps_what_arrived_and_exits_130(workers_ai_server: WorkersAIServer) -> None:
+    pieces = [f"word{i} " for i in range(400)]
+    workers_ai_server.script(stream_of(pieces, pause=0.02))
+    child = spawn(workers_ai_server, "count slowly")
+    child.expect("word20")
+    child.kill(signal.SIGINT)
+    run = finish(child, ROWS, COLS, before=child.before + child.after)
+    assert run.exit_status == 130
+    text = "\n".join(run.lines)
+    assert "word3 " in text or "word3" in text
+    assert "word399" not in text
+    assert "interrupted" in text
+    assert run.cursor_visible
+    assert "Traceback" not in run.raw
+
+
+def test_no_color_and_dumb_terminals(workers_ai_server: WorkersAIServer) -> None:
+    workers_ai_server.script(stream_of(ANSWER))
+    run = finish(spawn(workers_ai_server, "hi", extra={"NO_COLOR": "1"}), ROWS, COLS)
+    assert run.exit_status == 0
+    assert "\x1b[3" not in run.raw and "\x1b[1;3" not in run.raw  # no foreground colours
+    workers_ai_server.script(stream_of(ANSWER))
+    dumb = finish(spawn(workers_ai_server, "hi", extra={"TERM": "dumb"}), ROWS, COLS)
+    assert dumb.exit_status == 0
+    assert "\x1b[" not in dumb.raw  # plain text: no cursor movement, no styles
+    assert "**north-east**" in dumb.raw
