@@ -127,7 +127,7 @@ class ChatSession:
         import importlib
 
         if self.backend_name == "remote":
-            backend_modules: tuple[str, ...] = ("wai.backends.workers_ai", "httpx", "httpx_sse")
+            backend_modules: tuple[str, ...] = ("wai.backends.workers_ai", "httpx")
         else:
             backend_modules = ("wai.backends.llama", "llama_cpp")
         for name in (*backend_modules, "wai.render.panel", "rich.console", "rich.live"):
