@@ -13,6 +13,5 @@ def run_setup(notifier: Notifier) -> int:
 
     for path in install_builtin(models_dir(), progress=notifier.info):
         notifier.info(f"model ready: {path}")
-    vocabularies = install_vocabularies(vocab_dir(), progress=notifier.info)
-    notifier.info(f"{len(vocabularies)} tokenizer vocabularies ready in {vocab_dir()}")
+    install_vocabularies(vocab_dir(), progress=notifier.info)  # it says what it installed
     return EXIT_OK
