@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.workers_ai_server import workers_ai_server
+from tests.support.workers_ai_server import WorkersAIServer, workers_ai_server
 
 __all__ = ["workers_ai_server"]  # the loopback Workers AI server, for every test that asks for it
+
+LOOPBACK_API_TOKEN = "loopback-token-1"
 
 _ISOLATED = (
     "CLOUDFLARE_ACCOUNT_ID",
@@ -30,3 +32,13 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
     for name in _ISOLATED:
         monkeypatch.delenv(name, raising=False)
     yield home
+
+
+@pytest.fixture
+def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[WorkersAIServer]:
+    """The loopback server with credentials pointing at it in this process's environment."""
+    with WorkersAIServer() as running:
+        monkeypatch.setenv("CLOUDFLARE_BASE_URL", running.base_url)
+        monkeypatch.setenv("CLOUDFLARE_ACCOUNT_ID", "account-1")
+        monkeypatch.setenv("CLOUDFLARE_API_TOKEN", LOOPBACK_API_TOKEN)
+        yield running

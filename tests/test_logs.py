@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pexpect
-import pytest
 
 from tests.support.chat_terminal import expect_prompt, spawn_chat
 from tests.support.workers_ai_server import Reply, WorkersAIServer
@@ -36,15 +35,6 @@ def logs_json(*args: str) -> Any:
     code, out, err = logs(*args, "--json")
     assert code == 0, err
     return json.loads(out)
-
-
-@pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch) -> Any:
-    with WorkersAIServer() as running:
-        monkeypatch.setenv("CLOUDFLARE_BASE_URL", running.base_url)
-        monkeypatch.setenv("CLOUDFLARE_ACCOUNT_ID", "account-1")
-        monkeypatch.setenv("CLOUDFLARE_API_TOKEN", "token-1")
-        yield running
 
 
 def test_kill_9_mid_reply_loses_only_the_reply_in_flight(

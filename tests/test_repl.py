@@ -11,7 +11,6 @@ import io
 import os
 import sqlite3
 import stat
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from prompt_toolkit.document import Document
 from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
+from tests.conftest import LOOPBACK_API_TOKEN
 from tests.support.workers_ai_server import Reply, WorkersAIServer
 from wai.chat_session import ChatOptions, ChatSession
 from wai.conversation import Sampling
@@ -31,18 +31,9 @@ from wai.repl_commands import make_completer
 from wai.store import Store
 from wai.transcript import TranscriptLog
 
-TOKEN = "test-secret-token-8d1f"
+TOKEN = LOOPBACK_API_TOKEN
 FP16 = "@cf/meta/llama-2-7b-chat-fp16"
 INT8 = "@cf/meta/llama-2-7b-chat-int8"
-
-
-@pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[WorkersAIServer]:
-    with WorkersAIServer() as running:
-        monkeypatch.setenv("CLOUDFLARE_BASE_URL", running.base_url)
-        monkeypatch.setenv("CLOUDFLARE_ACCOUNT_ID", "account-1")
-        monkeypatch.setenv("CLOUDFLARE_API_TOKEN", TOKEN)
-        yield running
 
 
 @dataclass

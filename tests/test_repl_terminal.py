@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,15 +13,6 @@ from wai.store import Store
 
 FP16 = "@cf/meta/llama-2-7b-chat-fp16"
 INT8 = "@cf/meta/llama-2-7b-chat-int8"
-
-
-@pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[WorkersAIServer]:
-    with WorkersAIServer() as running:
-        monkeypatch.setenv("CLOUDFLARE_BASE_URL", running.base_url)
-        monkeypatch.setenv("CLOUDFLARE_ACCOUNT_ID", "account-1")
-        monkeypatch.setenv("CLOUDFLARE_API_TOKEN", "token-1")
-        yield running
 
 
 def contents(server: WorkersAIServer, index: int) -> list[str]:
