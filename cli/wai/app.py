@@ -142,7 +142,7 @@ def ask(
     top_k: TopKOpt = None,
     seed: SeedOpt = None,
     backend: BackendOpt = BackendChoice.auto,
-    no_stream: Annotated[bool, typer.Option("--no-stream", help="Wait for the whole reply.")] = False,
+    no_stream: Annotated[bool, typer.Option("--no-stream", help="Ask Workers AI for the whole reply at once.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="One JSON object at the end.")] = False,
     jsonl: Annotated[bool, typer.Option("--jsonl", help="One JSON object per event.")] = False,
     color: ColorOpt = ColorChoice.auto,
