@@ -162,3 +162,35 @@ def test_raw_count_of_whitespace_is_not_an_empty_prompt() -> None:
     done = run_wai("tokens", "--raw", "--json", "-m", "@cf/meta/llama-2-7b-chat-fp16", stdin=b"\n")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["tokens"] >= 1
+
+
+SPLIT_EMOJI = b'data: {"response":" split \\ud83c"}\n\ndata: {"response":"\\udf89 end"}\n\ndata: [DONE]\n\n'
+
+
+def test_an_emoji_split_across_two_events_reaches_every_output_whole(server: WorkersAIServer) -> None:
+    server.script(*(Reply.raw_stream(SPLIT_EMOJI) for _ in range(3)))
+    plain = run_wai("ask", "-m", MODEL, "hi", env=env_for(server))
+    assert plain.returncode == 0, plain.stderr
+    assert plain.stdout == " split 🎉 end\n"
+    jsonl = run_wai("ask", "-m", MODEL, "--jsonl", "hi", env=env_for(server))
+    assert jsonl.returncode == 0, jsonl.stderr
+    lines = [json.loads(line) for line in jsonl.stdout.splitlines()]
+    assert "".join(line["text"] for line in lines if line["type"] == "token") == " split 🎉 end"
+    whole = run_wai("ask", "-m", MODEL, "--json", "hi", env=env_for(server))
+    assert whole.returncode == 0, whole.stderr
+    assert json.loads(whole.stdout)["text"] == " split 🎉 end"
+
+
+def test_fit_tail_keeps_the_question_and_cuts_only_the_piped_text() -> None:
+    piped = ("BEGINNING " + "filler text here " * 5000 + "THE END").encode()
+    done = run_wai(
+        "ask", "--dry-run", "--fit", "tail", "--max-tokens", "1000", "-m", "@cf/meta/llama-3.1-8b-instruct",
+        "why did it fail?", stdin=piped,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    sent = report["messages"][-1]["content"]
+    assert sent.startswith("why did it fail?\n\n") and sent.endswith("THE END")
+    assert "BEGINNING" not in sent
+    assert report["max_tokens"] == 1000  # the reply keeps the room asked for
+    assert "keeping the question and the end of the piped text" in done.stderr

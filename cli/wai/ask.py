@@ -16,7 +16,7 @@ from wai.errors import EXIT_INTERRUPTED, EXIT_OK, ConfigError
 from wai.models_resolve import resolve_model
 from wai.notices import Notifier
 from wai.play import play_turn, request_for, sink_for
-from wai.prompt_input import read_prompt
+from wai.prompt_input import STDIN_ONLY, read_prompt
 from wai.render.choose import ColorMode, OutputMode
 from wai.settings import Credentials, load_credentials, load_user_config
 from wai.transcript import TranscriptLog
@@ -82,7 +82,17 @@ def _run(
     if system:
         messages = (Message("system", system), *messages)
     counter = tokens.counter_for(spec, backend_name)
-    plan = plan_request(spec, messages, counter, requested_max_tokens=options.max_tokens, fit=options.fit)
+    # A question typed before piped text is never cut: only the piped part is.
+    asked = options.prompt if options.prompt not in (None, STDIN_ONLY) else None
+    keep_start = len(asked) + 2 if asked is not None and prompt != asked else 0
+    plan = plan_request(
+        spec,
+        messages,
+        counter,
+        requested_max_tokens=options.max_tokens,
+        fit=options.fit,
+        keep_start=keep_start,
+    )
     for notice in plan.notices:
         notifier.warn(notice)
     request = request_for(

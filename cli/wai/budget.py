@@ -7,7 +7,10 @@
   is smaller) is refused like a prompt over the window: WindowError, exit 3, nothing sent;
 - a conversation loses its oldest messages first (never the system prompt, never the newest
   user message), whole turns at a time; then the newest message is refused (`fit="error"`) or
-  cut to fit, keeping its start (`"head"`) or its end (`"tail"`).
+  cut to fit, keeping its start (`"head"`) or its end (`"tail"`);
+- when wai itself drops turns or cuts text, it makes room for a real reply, not just a useful
+  one: the request's max_tokens, else a quarter of the total context (at most `max_output`).
+  Only a prompt the user sent whole may use the room down to MIN_USEFUL_REPLY.
 
 Every count comes from the model's TokenCounter; with an estimate, figures carry a `~`.
 """
@@ -66,6 +69,26 @@ def input_limit(
     )
 
 
+def reply_reserve(model: ModelSpec, requested_max_tokens: int | None = None) -> int:
+    """The reply room kept when wai trims a conversation or cuts a prompt to fit."""
+    wanted = requested_max_tokens if requested_max_tokens is not None else model.total_context // 4
+    return max(1, min(wanted, model.max_output))
+
+
+def trim_limit(model: ModelSpec, requested_max_tokens: int | None = None) -> int:
+    """The most prompt tokens left after wai drops turns or cuts text: room kept for the reply."""
+    return min(model.context_window, model.total_context - reply_reserve(model, requested_max_tokens))
+
+
+def _target(model: ModelSpec, limit: int) -> str:
+    if limit == model.context_window:
+        return f"{model.id}'s {model.context_window}-token window"
+    return (
+        f"{limit} tokens ({model.id}'s {model.total_context}-token context less "
+        f"{model.total_context - limit} for the reply)"
+    )
+
+
 def plan_request(
     model: ModelSpec,
     messages: tuple[Message, ...],
@@ -74,8 +97,13 @@ def plan_request(
     requested_max_tokens: int | None = None,
     fit: FitMode = "error",
     min_reply: int = MIN_USEFUL_REPLY,
+    keep_start: int = 0,
 ) -> Plan:
-    """Fit `messages` into `model`'s windows and choose max_tokens, or raise WindowError."""
+    """Fit `messages` into `model`'s windows and choose max_tokens, or raise WindowError.
+
+    `keep_start`: characters at the start of the newest message that a cut never touches (the
+    question typed before piped text: `cat log | wai ask --fit tail "why?"` keeps "why?").
+    """
     if not messages:
         raise UsageError("nothing to send: the conversation is empty")
     if requested_max_tokens is not None and requested_max_tokens < 1:
@@ -83,20 +111,23 @@ def plan_request(
     mark = _mark(counter.exact)
     floor = reply_floor(model, requested_max_tokens, min_reply)
     limit = input_limit(model, requested_max_tokens, min_reply)
+    trimmed = min(limit, trim_limit(model, requested_max_tokens))
     notices: list[str] = []
-    if limit == model.context_window:
-        target = f"{model.id}'s {model.context_window}-token window"
-    else:
-        target = (
-            f"{limit} tokens ({model.id}'s {model.total_context}-token context less {floor} for the reply)"
-        )
 
     prompt_tokens = counter.count_prompt(messages)
     dropped_messages = dropped_turns = cut = 0
-    if prompt_tokens > limit:
+    if prompt_tokens > trimmed:
+        whole_conversation = messages, prompt_tokens
+        target = _target(model, trimmed)
         messages, prompt_tokens, dropped_messages, dropped_turns = _drop_oldest(
-            messages, counter, limit, prompt_tokens
+            messages, counter, trimmed, prompt_tokens
         )
+        if prompt_tokens > trimmed and dropped_messages:
+            # The newest message alone is over the reserve: drop only what the input limit needs.
+            target = _target(model, limit)
+            messages, prompt_tokens, dropped_messages, dropped_turns = _drop_oldest(
+                *whole_conversation[:1], counter, limit, whole_conversation[1]
+            )
         if dropped_messages:
             turns = f" ({dropped_turns} turn{'s' if dropped_turns != 1 else ''})" if dropped_turns else ""
             notices.append(
@@ -107,11 +138,15 @@ def plan_request(
         if fit == "error":
             raise window_error(model, prompt_tokens, exact=counter.exact, floor=floor)
         whole = prompt_tokens
-        messages, prompt_tokens = _cut_newest(messages, counter, limit, fit, prompt_tokens, mark)
+        target = _target(model, trimmed)
+        messages, prompt_tokens = _cut_newest(
+            messages, counter, trimmed, fit, prompt_tokens, mark, keep_start
+        )
         cut = whole - prompt_tokens
-        kept = "start" if fit == "head" else "end"
+        side = "start" if fit == "head" else "end"
+        kept = f"the question and the {side} of the piped text" if keep_start else f"its {side}"
         notices.append(
-            f"cut {mark}{cut} of the prompt's {mark}{whole} tokens from its newest message, keeping its "
+            f"cut {mark}{cut} of the prompt's {mark}{whole} tokens from its newest message, keeping "
             f"{kept}, to fit {target}"
         )
 
@@ -235,6 +270,7 @@ def _cut_newest(
     fit: FitMode,
     whole_prompt: int,
     mark: str,
+    keep_start: int = 0,
 ) -> tuple[tuple[Message, ...], int]:
     """Cut the newest message's text, keeping its head or tail, to the longest that fits.
 
@@ -243,12 +279,12 @@ def _cut_newest(
     Returns the messages and their count.
     """
     *before, newest = messages
-    text = newest.content
+    fixed, text = newest.content[:keep_start], newest.content[keep_start:]
     points = counter.cut_points(text)
     n = len(points) - 1
 
     def kept(i: int) -> str:
-        return text[: points[i]] if fit == "head" else text[points[n - i] :]
+        return fixed + (text[: points[i]] if fit == "head" else text[points[n - i] :])
 
     counted: dict[int, int] = {n: whole_prompt}
 
