@@ -16,7 +16,7 @@ from typing import TextIO
 
 from wai import tokens
 from wai.backends.select import BackendMode, Backends, LocalOptions, choose_backend_name
-from wai.budget import input_limit, plan_request
+from wai.budget import input_limit, plan_request, trim_limit
 from wai.catalog import Catalog, ModelSpec, load_catalog
 from wai.conversation import Message, Sampling, Timeouts
 from wai.errors import WindowError
@@ -182,7 +182,8 @@ class ChatSession:
         return self._used
 
     def input_limit(self) -> int:
-        return input_limit(self.spec, self.max_tokens)
+        """Past this many prompt tokens the next turn drops the oldest ones (room kept for the reply)."""
+        return min(input_limit(self.spec, self.max_tokens), trim_limit(self.spec, self.max_tokens))
 
     # --- turns ----------------------------------------------------------------------------
 
