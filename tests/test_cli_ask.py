@@ -194,3 +194,13 @@ def test_fit_tail_keeps_the_question_and_cuts_only_the_piped_text() -> None:
     assert "BEGINNING" not in sent
     assert report["max_tokens"] == 1000  # the reply keeps the room asked for
     assert "keeping the question and the end of the piped text" in done.stderr
+
+
+@pytest.mark.parametrize(
+    "option",
+    [("--temperature", "nan"), ("--top-p", "nan"), ("--read-timeout", "nan"), ("--connect-timeout", "inf")],
+)
+def test_numbers_that_are_not_numbers_are_usage_errors(option: tuple[str, str]) -> None:
+    done = run_wai("ask", *option, "hi")
+    assert done.returncode == 2
+    assert option[0] in done.stderr and "Traceback" not in done.stderr

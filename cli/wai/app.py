@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -83,14 +84,25 @@ def _root(
     pass
 
 
+def _finite(value: float | None) -> float | None:
+    """Click's range checks let NaN through (every comparison with it is false)."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a number wai can use")
+    return value
+
+
 # Options shared by several commands, declared once.
 ModelOpt = Annotated[str | None, typer.Option("-m", "--model", help="Catalog id, alias or .gguf path.")]
 SystemOpt = Annotated[str | None, typer.Option("-s", "--system", help="System prompt.")]
 MaxTokensOpt = Annotated[
     int | None, typer.Option("--max-tokens", min=1, help="Most reply tokens (capped by the model).")
 ]
-TemperatureOpt = Annotated[float | None, typer.Option(min=0.0, max=5.0, help="Sampling temperature.")]
-TopPOpt = Annotated[float | None, typer.Option("--top-p", min=0.001, max=1.0, help="Nucleus sampling.")]
+TemperatureOpt = Annotated[
+    float | None, typer.Option(min=0.0, max=5.0, callback=_finite, help="Sampling temperature.")
+]
+TopPOpt = Annotated[
+    float | None, typer.Option("--top-p", min=0.001, max=1.0, callback=_finite, help="Nucleus sampling.")
+]
 TopKOpt = Annotated[int | None, typer.Option("--top-k", min=1, max=50, help="Top-k sampling.")]
 SeedOpt = Annotated[int | None, typer.Option(min=1, max=9_999_999_999, help="Random seed.")]
 BackendOpt = Annotated[BackendChoice, typer.Option(help="Where the model runs.")]
@@ -98,11 +110,15 @@ ColorOpt = Annotated[ColorChoice, typer.Option(help="Colour and live panel.")]
 StatsOpt = Annotated[
     bool | None, typer.Option("--stats/--no-stats", help="Timing and token figures.", show_default=False)
 ]
-ConnectTimeoutOpt = Annotated[float, typer.Option(min=0.1, help="Seconds to connect.")]
+ConnectTimeoutOpt = Annotated[
+    float, typer.Option(min=0.1, max=86_400, callback=_finite, help="Seconds to connect.")
+]
 ReadTimeoutOpt = Annotated[
     float | None,
     typer.Option(
         min=0.1,
+        max=86_400,
+        callback=_finite,
         help="Most seconds between two stream events (default 60; with --no-stream, the whole reply: 300).",
         show_default=False,
     ),
@@ -142,7 +158,9 @@ def ask(
     top_k: TopKOpt = None,
     seed: SeedOpt = None,
     backend: BackendOpt = BackendChoice.auto,
-    no_stream: Annotated[bool, typer.Option("--no-stream", help="Ask Workers AI for the whole reply at once.")] = False,
+    no_stream: Annotated[
+        bool, typer.Option("--no-stream", help="Ask Workers AI for the whole reply at once.")
+    ] = False,
     json_output: Annotated[bool, typer.Option("--json", help="One JSON object at the end.")] = False,
     jsonl: Annotated[bool, typer.Option("--jsonl", help="One JSON object per event.")] = False,
     color: ColorOpt = ColorChoice.auto,
