@@ -265,3 +265,14 @@ def test_ctrl_c_right_after_a_token_still_ends_the_text_with_a_newline(
     code, out, err, _ = interrupt_when_the_reply_begins(looping, isolated_home)
     assert code == 130, err
     assert out.endswith("\n") and not out.endswith("\n\n")
+
+
+@pytest.mark.parametrize(
+    "template", ["{% for m in messages %}{{ m['content'] }", "{{ messages | nosuchfilter }}"]
+)
+def test_a_chat_template_that_does_not_compile_is_exit_2_in_one_line(tmp_path: Path, template: str) -> None:
+    model = build_tiny_llama(tmp_path / "badtpl.gguf", ftype="f16", script="hi", chat_template=template)
+    for command in (("ask", *ONE), ("tokens",)):
+        done = run_wai(*command, "-m", str(model.path), "hello")
+        assert_one_line_error(done, 2)
+        assert "chat template" in done.stderr and "Jinja" in done.stderr

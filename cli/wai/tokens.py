@@ -207,12 +207,19 @@ def _close_vocabularies() -> None:
 
 def _load(path: Path) -> Any | EstimatedCounter:
     """The vocabulary at `path`, or the estimate (saying why) when it cannot be had."""
+    import jinja2
+
     try:
         return load_vocab(path.resolve())
     except ConfigError:
         return EstimatedCounter("llama-cpp-python not installed")
     except (ValueError, OSError, RuntimeError):
         return EstimatedCounter(f"llama.cpp cannot read {path}")
+    except jinja2.TemplateError as exc:
+        # llama-cpp-python compiles the file's chat template while loading its vocabulary.
+        from wai.chat_template import ChatTemplateError
+
+        raise ChatTemplateError(f"the chat template of {path.name} is not valid Jinja: {exc}") from None
 
 
 def counter_for(model: ModelSpec, backend_name: str) -> TokenCounter:
