@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.backends.conftest import ACCOUNT_ID, API_TOKEN, MODEL, Harness, make_request
+from tests.backends.conftest import ACCOUNT_ID, API_TOKEN, MODEL, Harness, Outcome, make_request
 from tests.support.workers_ai_server import (
     Pause,
     RecordedRequest,
@@ -651,3 +651,62 @@ def test_retry_after_as_an_http_date() -> None:
     later = email.utils.formatdate(time.time() + 30, usegmt=True)
     value = _retry_after(later)
     assert value is not None and 25 <= value <= 31
+
+
+# -- characters outside the BMP sent as two JSON escapes --------------------------------------
+
+
+def _tokens_encode(outcome: Outcome) -> None:
+    for event in outcome.events:
+        if isinstance(event, Token):
+            event.text.encode("utf-8")  # a lone surrogate would raise UnicodeEncodeError here
+
+
+def test_an_emoji_split_into_two_escapes_across_events_is_joined(harness: Harness) -> None:
+    harness.server.script(
+        Reply.raw_stream(
+            b'data: {"response":" split \\ud83c"}\n\ndata: {"response":"\\udf89 end"}\n\ndata: [DONE]\n\n'
+        )
+    )
+    outcome = harness.run()
+    assert outcome.error is None
+    assert outcome.text == " split 🎉 end"
+    _tokens_encode(outcome)
+
+
+@pytest.mark.parametrize(
+    ("pieces", "text"),
+    [
+        (["a\ud83c"], "a\ufffd"),  # the stream ends on half a pair
+        (["a\ud83c", "b"], "a\ufffdb"),  # the next piece does not complete it
+        (["a\ud83c", "\ud83c\udf89"], "a\ufffd🎉"),
+        (["\udf89 lone low"], "\ufffd lone low"),
+        (["x\ud83c", "", "\udf89"], "x🎉"),  # an empty event in between changes nothing
+    ],
+)
+def test_unpaired_surrogates_become_replacement_characters(
+    harness: Harness, pieces: list[str], text: str
+) -> None:
+    harness.server.script(Reply.sse(events_for(pieces)))
+    outcome = harness.run()
+    assert outcome.error is None
+    assert outcome.text == text
+    assert outcome.events[-1] == Finish("stop")
+    _tokens_encode(outcome)
+
+
+def test_openai_chunks_split_inside_a_surrogate_pair_are_joined(harness: Harness) -> None:
+    chunks: list[dict[str, Any]] = [
+        {"choices": [{"delta": {"content": "go \ud83d"}}]},
+        {"choices": [{"delta": {"content": "\ude80!"}, "finish_reason": "stop"}]},
+    ]
+    harness.server.script(Reply.sse(chunks))
+    outcome = harness.run()
+    assert outcome.text == "go 🚀!"
+    _tokens_encode(outcome)
+
+
+def test_a_non_streamed_reply_with_a_lone_surrogate_is_repaired(harness: Harness) -> None:
+    harness.server.script(Reply.result("ok \ud83c"))
+    outcome = harness.run(make_request(stream=False))
+    assert outcome.events == [Token("ok \ufffd"), Finish("stop")]

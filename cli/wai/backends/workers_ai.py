@@ -11,9 +11,10 @@ from __future__ import annotations
 import email.utils
 import json
 import random
+import re
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -29,6 +30,40 @@ if TYPE_CHECKING:
     import httpx
 
 DONE = "[DONE]"
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_HIGH_SURROGATES = ("\ud800", "\udbff")
+
+
+class _Surrogates:
+    """Joins a character the server sent as two JSON escapes (`\\ud83c`, `\\udf89`) in two events.
+
+    Some servers escape characters outside the BMP as a UTF-16 pair and may split the pair across
+    events; a lone half cannot be encoded for any output and would crash every sink. A trailing
+    high half is held back until the next piece; whatever stays unpaired becomes U+FFFD.
+    """
+
+    def __init__(self) -> None:
+        self._held = ""
+
+    def push(self, text: str) -> str:
+        if not self._held and not _SURROGATE.search(text):
+            return text  # the usual case, kept cheap
+        text, self._held = self._held + text, ""
+        if text and _HIGH_SURROGATES[0] <= text[-1] <= _HIGH_SURROGATES[1]:
+            text, self._held = text[:-1], text[-1]
+        return _repaired(text)
+
+    def flush(self) -> str:
+        """The end of the reply: a half still held has no partner coming."""
+        held, self._held = self._held, ""
+        return "\ufffd" if held else ""
+
+
+def _repaired(text: str) -> str:
+    if not _SURROGATE.search(text):
+        return text
+    # Through UTF-16, pairs become one character and unpaired halves U+FFFD.
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", errors="replace")
 
 
 @dataclass(slots=True)
@@ -40,6 +75,7 @@ class _Progress:
     usage: Usage | None = None
     finish: str | None = None  # the server's own finish_reason (OpenAI-style chunks)
     done: bool = False
+    surrogates: _Surrogates = field(default_factory=_Surrogates)
 
     @property
     def began(self) -> bool:
@@ -300,10 +336,7 @@ class WorkersAIBackend:
             progress.finish = finish
         if _has_tool_calls(payload):
             self._debug("ignored tool_calls in the stream: wai shows text replies only")
-        if text:
-            progress.tokens += 1
-            progress.chars += len(text)
-            yield Token(text)
+        yield from _shown(progress, progress.surrogates.push(text))
 
     def _whole(self, request: Request, response: httpx.Response) -> Iterator[Event]:
         import httpx
@@ -337,13 +370,11 @@ class WorkersAIBackend:
         text, finish = _piece(result)
         progress.usage = _usage(result.get("usage"))
         progress.finish = finish
-        if text:
-            progress.tokens = 1
-            progress.chars = len(text)
-            yield Token(text)
+        yield from _shown(progress, _repaired(text))  # whole: no other half is coming
         yield from self._ending(request, progress)
 
     def _ending(self, request: Request, progress: _Progress) -> Iterator[Event]:
+        yield from _shown(progress, progress.surrogates.flush())
         reason: FinishReason = "stop"
         if progress.finish == "length" or (
             progress.usage is not None and progress.usage.completion_tokens >= request.max_tokens
@@ -394,6 +425,13 @@ class WorkersAIBackend:
     def _debug(self, line: str) -> None:
         if self._debug_log is not None:
             self._debug_log(f"workers-ai: {self._scrub(line)}")
+
+
+def _shown(progress: _Progress, text: str) -> Iterator[Event]:
+    if text:
+        progress.tokens += 1
+        progress.chars += len(text)
+        yield Token(text)
 
 
 def _piece(payload: dict[str, Any]) -> tuple[str, str | None]:
