@@ -96,3 +96,12 @@ def test_no_color_and_dumb_terminals(workers_ai_server: WorkersAIServer) -> None
     assert dumb.exit_status == 0
     assert "\x1b[" not in dumb.raw  # plain text: no cursor movement, no styles
     assert "**north-east**" in dumb.raw
+
+
+def test_escape_sequences_in_a_reply_never_reach_the_terminal(workers_ai_server: WorkersAIServer) -> None:
+    hostile = ["safe ", "\x1b]0;pwned-title\x07", "\x1b]52;c;Y2xpcGJvYXJk\x1b\\", "\x1b[2J", "text\n"]
+    workers_ai_server.script(stream_of(hostile))
+    run = finish(spawn(workers_ai_server, "hi"), ROWS, COLS)
+    assert run.exit_status == 0
+    assert "\x1b]0;" not in run.raw and "\x1b]52;" not in run.raw and "\x1b[2J" not in run.raw
+    assert "safe" in "\n".join(run.lines) and "text" in "\n".join(run.lines)

@@ -6,6 +6,8 @@ import os
 import sys
 from typing import TextIO
 
+from wai.render.terminal_safe import terminal_safe
+
 
 def stderr_wants_color(mode: str, stream: TextIO) -> bool:
     if mode == "always":
@@ -22,6 +24,8 @@ class Notifier:
 
     def _line(self, label: str, code: str, message: str) -> None:
         prefix = f"\x1b[{code}m{label}\x1b[0m" if self.color else label
+        # A message may quote a server or a model: show its text, never its control sequences.
+        message = terminal_safe(message)
         try:
             self.stream.write(f"{prefix} {message}\n")
             self.stream.flush()

@@ -22,6 +22,7 @@ from wai.events import Event, Token
 from wai.render.base import TurnInfo, TurnResult
 from wai.render.footer import backend_label, footer_text
 from wai.render.markdown_stream import Block, BlockSplitter, Fence
+from wai.render.terminal_safe import terminal_safe
 
 if TYPE_CHECKING:
     from rich.console import Console, ConsoleOptions, RenderableType
@@ -117,8 +118,9 @@ class PanelSink:
 
     def feed(self, event: Event) -> None:
         if isinstance(event, Token) and event.text:
-            self._incoming.append(event.text)
-            self._text.append(event.text)
+            text = terminal_safe(event.text)
+            self._incoming.append(text)
+            self._text.append(text)
             self._tokens_seen += 1
 
     def finish(self, result: TurnResult) -> None:
