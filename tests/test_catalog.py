@@ -70,3 +70,37 @@ def test_wai_models_points_at_another_file(tmp_path: Path, monkeypatch: pytest.M
 def test_unknown_model_says_where_to_look() -> None:
     with pytest.raises(ConfigError, match="wai models"):
         load_catalog().get("@cf/nobody/nothing")
+
+
+@pytest.mark.parametrize(
+    ("model_id", "why"),
+    [
+        ("@cf/meta/../../../user/tokens", "'..'"),
+        ("@cf/./x", "'.'"),
+        ("@cf//x", "empty"),
+        ("@cf/x/", "empty"),
+        ("", "empty"),
+        ("@cf/x\\u0007", "control character"),
+        ("@cf/x\\u001b[31m", "control character"),
+        ("@cf/x\\u0085", "control character"),
+        ("@cf/x\\u007f", "control character"),
+    ],
+)
+def test_model_ids_that_cannot_name_one_url_path_are_refused(
+    isolated_home: Path, model_id: str, why: str
+) -> None:
+    path = isolated_home / "models.toml"
+    path.write_text(f'[models."{model_id}"]\ncontext_window = 10\nmax_output = 5\n')
+    with pytest.raises(ConfigError) as caught:
+        load_catalog()
+    message = str(caught.value)
+    assert str(path) in message and why in message
+    assert "\x1b" not in message and "\x07" not in message
+    assert caught.value.exit_code == 2
+
+
+def test_ordinary_model_ids_with_at_dots_and_slashes_are_accepted(isolated_home: Path) -> None:
+    (isolated_home / "models.toml").write_text(
+        '[models."@hf/thebloke/neural-chat-7b-v3.1-awq"]\ncontext_window = 10\nmax_output = 5\n'
+    )
+    assert load_catalog().get("@hf/thebloke/neural-chat-7b-v3.1-awq").remote

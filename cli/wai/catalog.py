@@ -129,9 +129,28 @@ def _parse(text: str, where: str) -> Mapping[str, object]:
     return models
 
 
+def model_id_problem(model_id: str) -> str | None:
+    """Why this id cannot be one model's path in a Workers AI URL; None when it can.
+
+    Escaping keeps `#` and `?` inside the path, but `.` and `..` segments would still be resolved
+    by the URL and leave the run route, and control characters have no business in a name.
+    """
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in model_id):
+        return "it contains a control character"
+    segments = model_id.split("/")
+    if any(not segment for segment in segments):
+        return "it has an empty path segment"
+    if any(segment in (".", "..") for segment in segments):
+        return "it has a '.' or '..' path segment"
+    return None
+
+
 def _merge(catalog: Catalog, models: Mapping[str, object], where: str) -> None:
     catalog.sources.append(where)
     for model_id, raw in models.items():
+        problem = model_id_problem(model_id)
+        if problem is not None:
+            raise ConfigError(f"{where}: model {model_id!r} is not a usable id: {problem}")
         if not isinstance(raw, dict):
             raise ConfigError(f"{where}: model '{model_id}' must be a table")
         base = catalog.models.get(model_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
 import socket
 import time
@@ -710,3 +711,33 @@ def test_a_non_streamed_reply_with_a_lone_surrogate_is_repaired(harness: Harness
     harness.server.script(Reply.result("ok \ud83c"))
     outcome = harness.run(make_request(stream=False))
     assert outcome.events == [Token("ok \ufffd"), Finish("stop")]
+
+
+# -- the model id in the URL -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("model_id", "path_end"),
+    [
+        ("@cf/foo#bar", "/ai/run/@cf/foo%23bar"),
+        ("@cf/foo?raw=1", "/ai/run/@cf/foo%3Fraw%3D1"),
+        ("@hf/some one/model%20x", "/ai/run/@hf/some%20one/model%2520x"),
+        ("@cf/meta/llama-2-7b-chat-int8", "/ai/run/@cf/meta/llama-2-7b-chat-int8"),
+    ],
+)
+def test_the_model_id_is_escaped_into_one_path_keeping_at_and_slash(
+    harness: Harness, model_id: str, path_end: str
+) -> None:
+    request = dataclasses.replace(make_request(), model=dataclasses.replace(MODEL, id=model_id))
+    outcome = harness.run(request)
+    assert outcome.error is None
+    [sent] = harness.server.requests
+    assert sent.path == f"/client/v4/accounts/{ACCOUNT_ID}{path_end}"
+
+
+@pytest.mark.parametrize("model_id", ["@cf/../../../user/tokens", "@cf/./x", "@cf//x", "@cf/x\n"])
+def test_a_model_id_that_would_leave_the_run_path_is_refused_unsent(harness: Harness, model_id: str) -> None:
+    request = dataclasses.replace(make_request(), model=dataclasses.replace(MODEL, id=model_id))
+    outcome = harness.run(request)
+    assert isinstance(outcome.error, ConfigError)
+    assert harness.server.requests == []

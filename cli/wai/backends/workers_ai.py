@@ -21,6 +21,7 @@ from urllib.parse import quote
 from wai import __version__
 from wai.backends.sse import SSEReader
 from wai.backends.workers_ai_errors import ApiError, Scrubber, error_for, mask, one_line, parse_error
+from wai.catalog import model_id_problem
 from wai.conversation import Request
 from wai.errors import BackendError, ConfigError, IncompleteReply, RetryableError, WaiError
 from wai.events import Event, Finish, FinishReason, Token, Usage
@@ -190,9 +191,13 @@ class WorkersAIBackend:
         return body
 
     def _url(self, model: str) -> str:
-        # The model id goes in as is ("@cf/meta/..."), as in Cloudflare's own examples.
+        problem = model_id_problem(model)
+        if problem is not None:  # the catalog refuses these; a spec built elsewhere must not slip by
+            raise ConfigError(f"the model id {model!r} cannot be sent to Workers AI: {problem}")
         account = quote(self._credentials.account_id, safe="")
-        return f"{self._credentials.base_url}/accounts/{account}/ai/run/{model}"
+        # `@` and `/` stay as in Cloudflare's own examples ("@cf/meta/..."); `#`, `?`, `%` and
+        # spaces are escaped so the whole id stays in the path.
+        return f"{self._credentials.base_url}/accounts/{account}/ai/run/{quote(model, safe='@/')}"
 
     def _http(self) -> httpx.Client:
         if self._client is None:
