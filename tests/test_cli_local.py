@@ -276,3 +276,26 @@ def test_a_chat_template_that_does_not_compile_is_exit_2_in_one_line(tmp_path: P
         done = run_wai(*command, "-m", str(model.path), "hello")
         assert_one_line_error(done, 2)
         assert "chat template" in done.stderr and "Jinja" in done.stderr
+
+
+def test_a_bare_file_name_is_found_in_the_models_folder(
+    models: dict[str, TinyModel], isolated_home: Path
+) -> None:
+    folder = isolated_home / "models"
+    folder.mkdir(exist_ok=True)
+    (folder / "mine.gguf").write_bytes(models["q8_0"].path.read_bytes())
+    done = run_wai("ask", *ONE, "-m", "mine.gguf", "hi", env={"WAI_MODELS_DIR": str(folder)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == SCRIPT + "\n"
+
+
+def test_a_folder_or_nothing_after_m_is_exit_2(tmp_path: Path) -> None:
+    assert_one_line_error(run_wai("ask", "-m", str(tmp_path), "hi"), 2)
+    assert_one_line_error(run_wai("ask", "-m", "", "hi"), 2)
+
+
+def test_a_file_that_declares_no_trained_context_runs_at_its_windows(tmp_path: Path) -> None:
+    model = build_tiny_llama(tmp_path / "ctx0.gguf", ftype="f16", script=SCRIPT, whole="本", context_length=0)
+    done = run_wai("ask", *ONE, "-m", str(model.path), "hi")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == SCRIPT + "\n"

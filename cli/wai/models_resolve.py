@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from wai.catalog import Catalog, ModelSpec
+from wai.errors import UsageError
 from wai.settings import Credentials, UserConfig
 
 DEFAULT_REMOTE_MODEL = "@cf/meta/llama-3.1-8b-instruct"
@@ -21,12 +22,14 @@ def default_model_name(config: UserConfig, credentials: Credentials | None) -> s
 
 
 def looks_like_gguf_path(name: str) -> bool:
-    return name.lower().endswith(".gguf") or (os.sep in name and Path(name).expanduser().is_file())
+    return name.lower().endswith(".gguf") or (os.sep in name and Path(name).expanduser().exists())
 
 
 def resolve_model(
     name: str | None, catalog: Catalog, config: UserConfig, credentials: Credentials | None
 ) -> ModelSpec:
+    if name is not None and not name.strip():
+        raise UsageError("-m names no model", hint="`wai models` lists the catalog")
     name = name or default_model_name(config, credentials)
     spec = catalog.find(name)
     if spec is not None:

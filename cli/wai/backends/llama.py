@@ -83,7 +83,8 @@ class LlamaBackend:
         prompt = tokenize_chat(loaded.model, request.messages)
         if not prompt:
             raise BackendError(f"the chat template of {path.name} made an empty prompt")
-        n_ctx_train = loaded.model.n_ctx_train()
+        # A file that declares no trained context (0) is taken at its catalog windows.
+        n_ctx_train = loaded.model.n_ctx_train() or request.model.total_context
         if len(prompt) + request.max_tokens > n_ctx_train:
             raise WindowError(
                 f"the prompt ({len(prompt)} tokens) and the reply (up to {request.max_tokens}) "
@@ -308,9 +309,15 @@ def _existing_gguf(spec: ModelSpec) -> Path:
             f"'{spec.id}' has no local weights (its catalog entry names no gguf file)",
             hint='use --backend remote, or add gguf = "FILE.gguf" to its entry in $WAI_HOME/models.toml',
         )
+    _check_is_file(path)
+    return path
+
+
+def _check_is_file(path: Path) -> None:
+    if path.is_dir():
+        raise ConfigError(f"the model path {path} is a folder", hint="name the .gguf file inside it")
     if not path.is_file():
         raise ConfigError(f"the model file {path} does not exist", hint=_missing_file_hint(path))
-    return path
 
 
 def _header(path: Path) -> GGUFInfo:
@@ -325,10 +332,10 @@ def _missing_file_hint(path: Path) -> str:
 
     if path.name in BUILTIN_FILES:
         return "run `wai setup` to install the built-in model"
-    return (
-        f"put the GGUF file there; relative gguf names are looked up in the models folder "
-        f"{settings.models_dir()} (WAI_MODELS_DIR sets another)"
-    )
+    folder = settings.models_dir()
+    if path.parent == folder:
+        return f"put the GGUF file in the models folder {folder} (WAI_MODELS_DIR sets another)"
+    return f"check the path; bare file names are also looked up in the models folder {folder}"
 
 
 def _info_or_none(spec: ModelSpec) -> GGUFInfo | None:
@@ -372,8 +379,9 @@ def spec_for_gguf(path: Path, catalog: Catalog) -> ModelSpec:
     one 6144 and 2048 (the built-in model's catalog windows).
     """
     path = path.expanduser()
-    if not path.is_file():
-        raise ConfigError(f"the model file {path} does not exist", hint=_missing_file_hint(path))
+    if not path.is_absolute() and not path.exists() and (settings.models_dir() / path).is_file():
+        path = settings.models_dir() / path  # a bare file name: the models folder, as in the catalog
+    _check_is_file(path)
     known = catalog.by_gguf(path)
     if known is not None:
         return known
