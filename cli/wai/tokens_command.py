@@ -42,7 +42,7 @@ def run_tokens(
         sys.stdout.write(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     else:
         what = "the text alone" if raw else "the prompt as sent"
-        exactness = "exact" if report["exact"] else "estimated: no vocabulary, run `wai setup`"
+        exactness = "exact" if report["exact"] else "estimated"  # counted_with says why
         verdict = (
             f"fits {spec.id}'s input limit of {report['input_limit']}, "
             f"leaving room for {report['reply_room']} reply tokens"
