@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from wai.catalog import Catalog, ModelSpec
-from wai.errors import UsageError
+from wai.errors import ConfigError, UsageError
 from wai.settings import Credentials, UserConfig
 
 DEFAULT_REMOTE_MODEL = "@cf/meta/llama-3.1-8b-instruct"
@@ -30,7 +30,13 @@ def resolve_model(
 ) -> ModelSpec:
     if name is not None and not name.strip():
         raise UsageError("-m names no model", hint="`wai models` lists the catalog")
-    name = name or default_model_name(config, credentials)
+    chosen_by = None
+    if not name:
+        name = default_model_name(config, credentials)
+        if os.environ.get("WAI_MODEL"):
+            chosen_by = "WAI_MODEL"
+        elif config.text("default_model"):
+            chosen_by = f"default_model in {config.path}"
     spec = catalog.find(name)
     if spec is not None:
         return spec
@@ -38,4 +44,8 @@ def resolve_model(
         from wai.backends.llama import spec_for_gguf
 
         return spec_for_gguf(Path(name).expanduser(), catalog)
+    if chosen_by is not None:
+        raise ConfigError(
+            f"unknown model '{name}', set by {chosen_by}", hint="`wai models` lists the catalog"
+        )
     return catalog.get(name)  # raises the "unknown model" error

@@ -59,6 +59,9 @@ class UserConfig:
         return value
 
 
+CONFIG_KEYS = ("account_id", "api_token", "base_url", "default_model")
+
+
 def load_user_config() -> UserConfig:
     path = wai_home() / "config.toml"
     try:
@@ -70,6 +73,9 @@ def load_user_config() -> UserConfig:
         raise ConfigError(f"{path}: not valid TOML ({exc}); fix or remove the file") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read it ({exc.strerror})") from None
+    unknown = sorted(set(values) - set(CONFIG_KEYS))
+    if unknown:
+        raise ConfigError(f"{path}: unknown key '{unknown[0]}' (known keys: {', '.join(CONFIG_KEYS)})")
     return UserConfig(path=path, values=values)
 
 
