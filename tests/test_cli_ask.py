@@ -204,3 +204,21 @@ def test_numbers_that_are_not_numbers_are_usage_errors(option: tuple[str, str]) 
     done = run_wai("ask", *option, "hi")
     assert done.returncode == 2
     assert option[0] in done.stderr and "Traceback" not in done.stderr
+
+
+TOOL_CALL = {"response": "", "tool_calls": [{"name": "weather", "arguments": {"city": "NYC"}}]}
+
+
+def test_a_reply_that_is_only_a_tool_call_is_told_on_stderr_and_in_json(server: WorkersAIServer) -> None:
+    server.script(*(Reply.sse([TOOL_CALL]) for _ in range(3)))
+    plain = run_wai("ask", "-m", MODEL, "weather in NYC?", env=env_for(server))
+    assert plain.returncode == 0, plain.stderr
+    assert plain.stdout == ""
+    assert plain.stderr.count("tool call") == 1
+    assert "warning" in plain.stderr and "does not run or show" in plain.stderr
+    jsonl = run_wai("ask", "-m", MODEL, "--jsonl", "weather in NYC?", env=env_for(server))
+    notices = [line for line in map(json.loads, jsonl.stdout.splitlines()) if line["type"] == "notice"]
+    assert len(notices) == 1 and "tool call" in notices[0]["text"]
+    whole = run_wai("ask", "-m", MODEL, "--json", "weather in NYC?", env=env_for(server))
+    result = json.loads(whole.stdout)
+    assert result["text"] == "" and len(result["notices"]) == 1 and "tool call" in result["notices"][0]

@@ -32,10 +32,17 @@ class Finish:
 
 
 @dataclass(frozen=True, slots=True)
+class Notice:
+    """Something about the reply the user should know that its text does not show (a warning)."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class Loaded:
     """The backend had to load the model first (local backend); part of the turn's timings."""
 
     seconds: float
 
 
-Event = Token | Usage | Finish | Loaded
+Event = Token | Usage | Finish | Loaded | Notice

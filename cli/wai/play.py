@@ -74,16 +74,25 @@ def play_turn(
     try:
         result = run_turn(backend, request, sink, info)
     except TurnInterrupted as stop:
+        _tell_notices(notifier, stop.result)
         notifier.warn(interrupted_note)
         return Played(stop.result)
     except TurnFailed as failure:
+        _tell_notices(notifier, failure.result)
         notifier.error(str(failure.error))
         if isinstance(failure.error, IncompleteReply) and failure.result.text:
             notifier.warn("the reply above is incomplete: the stream broke before it ended")
         return Played(failure.result, failure.error)
+    _tell_notices(notifier, result)
     if result.finish_reason == "length" and not sink.tells_output_cap:
         notifier.warn(
             f"the reply stopped at the output cap ({request.max_tokens} tokens); "
             f"{more_hint} (up to {request.model.max_output}) or ask it to continue"
         )
     return Played(result)
+
+
+def _tell_notices(notifier: Notifier, result: TurnResult) -> None:
+    # After the turn, so a warning never lands in the middle of the reply on a shared terminal.
+    for notice in result.notices:
+        notifier.warn(notice)

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from wai.backends.base import Backend
 from wai.conversation import Request
 from wai.errors import WaiError
-from wai.events import Event, Finish, Loaded, Token, Usage
+from wai.events import Event, Finish, Loaded, Notice, Token, Usage
 from wai.render.base import Sink, TurnInfo, TurnResult
 
 
@@ -64,6 +64,8 @@ def run_turn(backend: Backend, request: Request, sink: Sink, info: TurnInfo) -> 
                 result.finish_reason = event.reason
             elif isinstance(event, Loaded):
                 result.timings.load = event.seconds
+            elif isinstance(event, Notice):
+                result.notices.append(event.text)
             sink.feed(event)
     except KeyboardInterrupt:
         _close_quietly(events)

@@ -23,7 +23,7 @@ from tests.support.workers_ai_server import (
     sse_stream,
 )
 from wai.backends.sse import SSEReader
-from wai.backends.workers_ai import WorkersAIBackend, _retry_after
+from wai.backends.workers_ai import TOOL_CALL_NOTICE, WorkersAIBackend, _retry_after
 from wai.conversation import Sampling
 from wai.errors import (
     EXIT_FAILURE,
@@ -34,7 +34,7 @@ from wai.errors import (
     IncompleteReply,
     WindowError,
 )
-from wai.events import Finish, Token, Usage
+from wai.events import Finish, Notice, Token, Usage
 from wai.settings import Credentials
 
 TRICKY = ["na", "ïve ", "日本", " 🎉", "!"]
@@ -163,7 +163,52 @@ def test_tool_calls_in_a_stream_are_skipped_without_breaking_it(harness: Harness
     assert outcome.error is None
     assert outcome.text == "Let me check."
     assert outcome.events[-1] == Finish("stop")
+    assert [e for e in outcome.events if isinstance(e, Notice)] == [Notice(TOOL_CALL_NOTICE)]  # once
     assert any("tool_calls" in line for line in harness.debug)
+
+
+TOOL_CALL_ONLY = [
+    pytest.param(
+        Reply.sse([{"response": "", "tool_calls": [{"name": "weather", "arguments": {"city": "NYC"}}]}]),
+        id="workers-ai-stream",
+    ),
+    pytest.param(
+        Reply.sse(
+            [
+                {"choices": [{"delta": {"role": "assistant", "tool_calls": [{"index": 0, "id": "t1"}]}}]},
+                {"choices": [{"delta": {"tool_calls": [{"index": 0, "function": {"arguments": "{}"}}]}}]},
+                {"choices": [{"delta": {}, "finish_reason": "tool_calls"}]},
+            ]
+        ),
+        id="openai-stream",
+    ),
+    pytest.param(
+        Reply.json({"result": {"response": None, "tool_calls": [{"name": "weather", "arguments": {}}]}}),
+        id="workers-ai-whole",
+    ),
+    pytest.param(
+        Reply.json(
+            {
+                "choices": [
+                    {
+                        "message": {"content": None, "tool_calls": [{"id": "t1"}]},
+                        "finish_reason": "tool_calls",
+                    }
+                ]
+            }
+        ),
+        id="openai-whole",
+    ),
+]
+
+
+@pytest.mark.parametrize("reply", TOOL_CALL_ONLY)
+def test_a_reply_that_is_only_a_tool_call_says_so_once(harness: Harness, reply: Reply) -> None:
+    harness.server.script(reply)
+    outcome = harness.run()
+    assert outcome.error is None
+    assert outcome.text == ""
+    assert outcome.events == [Notice(TOOL_CALL_NOTICE), Finish("stop")]
 
 
 def test_a_reply_that_fills_max_tokens_finishes_with_length(harness: Harness) -> None:

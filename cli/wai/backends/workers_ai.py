@@ -24,13 +24,14 @@ from wai.backends.workers_ai_errors import ApiError, Scrubber, error_for, mask, 
 from wai.catalog import model_id_problem
 from wai.conversation import Request
 from wai.errors import BackendError, ConfigError, IncompleteReply, RetryableError, WaiError
-from wai.events import Event, Finish, FinishReason, Token, Usage
+from wai.events import Event, Finish, FinishReason, Notice, Token, Usage
 from wai.settings import Credentials
 
 if TYPE_CHECKING:
     import httpx
 
 DONE = "[DONE]"
+TOOL_CALL_NOTICE = "the model answered with a tool call, which wai does not run or show"
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _HIGH_SURROGATES = ("\ud800", "\udbff")
 
@@ -77,6 +78,7 @@ class _Progress:
     finish: str | None = None  # the server's own finish_reason (OpenAI-style chunks)
     done: bool = False
     surrogates: _Surrogates = field(default_factory=_Surrogates)
+    notices: set[str] = field(default_factory=set)  # shared by the attempts of one reply
 
     @property
     def began(self) -> bool:
@@ -123,8 +125,9 @@ class WorkersAIBackend:
     def stream(self, request: Request) -> Iterator[Event]:
         attempt = 0
         waited = 0.0
+        told: set[str] = set()
         while True:
-            progress = _Progress()
+            progress = _Progress(notices=told)
             try:
                 yield from self._attempt(request, progress, attempt)
                 return
@@ -255,7 +258,7 @@ class WorkersAIBackend:
                 yield from self._events(request, response, progress)
             else:
                 # Some servers answer a stream request with one JSON body; accept that as well.
-                yield from self._whole(request, response)
+                yield from self._whole(request, response, progress)
         finally:
             response.close()
 
@@ -341,9 +344,10 @@ class WorkersAIBackend:
             progress.finish = finish
         if _has_tool_calls(payload):
             self._debug("ignored tool_calls in the stream: wai shows text replies only")
+            yield from _notice(progress, TOOL_CALL_NOTICE)
         yield from _shown(progress, progress.surrogates.push(text))
 
-    def _whole(self, request: Request, response: httpx.Response) -> Iterator[Event]:
+    def _whole(self, request: Request, response: httpx.Response, progress: _Progress) -> Iterator[Event]:
         import httpx
 
         try:
@@ -371,10 +375,12 @@ class WorkersAIBackend:
         if result is None:
             preview = one_line(self._scrub(raw.decode("utf-8", errors="replace")))
             raise BackendError(f"Workers AI sent a reply wai cannot read: {preview or '(empty)'}")
-        progress = _Progress(done=True)
+        progress.done = True
         text, finish = _piece(result)
         progress.usage = _usage(result.get("usage"))
         progress.finish = finish
+        if _has_tool_calls(result):
+            yield from _notice(progress, TOOL_CALL_NOTICE)
         yield from _shown(progress, _repaired(text))  # whole: no other half is coming
         yield from self._ending(request, progress)
 
@@ -467,13 +473,20 @@ def _usage(raw: object) -> Usage | None:
     return Usage(prompt_tokens=prompt, completion_tokens=completion, exact=True)
 
 
+def _notice(progress: _Progress, text: str) -> Iterator[Event]:
+    if text not in progress.notices:  # once per reply, however many events repeat it
+        progress.notices.add(text)
+        yield Notice(text)
+
+
 def _has_tool_calls(payload: dict[str, Any]) -> bool:
     if payload.get("tool_calls"):
         return True
     choices = payload.get("choices")
     if isinstance(choices, list) and choices and isinstance(choices[0], dict):
-        delta = choices[0].get("delta")
-        return isinstance(delta, dict) and bool(delta.get("tool_calls"))
+        for holder in (choices[0].get("delta"), choices[0].get("message")):
+            if isinstance(holder, dict) and holder.get("tool_calls"):
+                return True
     return False
 
 

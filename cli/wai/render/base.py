@@ -50,6 +50,7 @@ class TurnResult:
     usage_exact: bool = True
     timings: Timings = field(default_factory=Timings)
     error: str | None = None
+    notices: list[str] = field(default_factory=list)  # what the backend said beside the text
 
     @property
     def interrupted(self) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import TextIO
 
-from wai.events import Event, Finish, Loaded, Token, Usage
+from wai.events import Event, Finish, Loaded, Notice, Token, Usage
 from wai.render.base import TurnInfo, TurnResult
 from wai.render.result_json import result_dict
 
@@ -49,6 +49,8 @@ class JsonlSink:
             )
         elif isinstance(event, Loaded):
             self._emit({"type": "loaded", "seconds": round(event.seconds, 4)})
+        elif isinstance(event, Notice):
+            self._emit({"type": "notice", "text": event.text})
         elif isinstance(event, Finish):
             pass  # reported once, with the timings, by finish()
 

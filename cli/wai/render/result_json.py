@@ -23,6 +23,7 @@ def result_dict(result: TurnResult) -> dict[str, object]:
         "finish_reason": result.finish_reason,
         "interrupted": result.interrupted,
         "error": result.error,
+        "notices": list(result.notices),
         "usage": {
             "prompt_tokens": result.prompt_tokens,
             "completion_tokens": completion,
