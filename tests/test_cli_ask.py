@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -222,3 +223,18 @@ def test_a_reply_that_is_only_a_tool_call_is_told_on_stderr_and_in_json(server: 
     whole = run_wai("ask", "-m", MODEL, "--json", "weather in NYC?", env=env_for(server))
     result = json.loads(whole.stdout)
     assert result["text"] == "" and len(result["notices"]) == 1 and "tool call" in result["notices"][0]
+
+
+def test_a_server_length_stop_below_max_tokens_is_not_called_the_output_cap(server: WorkersAIServer) -> None:
+    chunks: list[dict[str, Any]] = [
+        {"choices": [{"delta": {"content": "Short"}}]},
+        {"choices": [{"delta": {"content": " answer"}, "finish_reason": "length"}]},
+        {"choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 2, "total_tokens": 11}},
+    ]
+    server.script(Reply.sse(chunks))
+    done = run_wai("ask", "-m", MODEL, "hi", env=env_for(server))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "Short answer\n"
+    assert "output cap" not in done.stderr
+    assert "stopped at 2 tokens on its own length limit" in done.stderr
+    assert "below max_tokens 1800" in done.stderr

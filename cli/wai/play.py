@@ -84,12 +84,27 @@ def play_turn(
             notifier.warn("the reply above is incomplete: the stream broke before it ended")
         return Played(failure.result, failure.error)
     _tell_notices(notifier, result)
-    if result.finish_reason == "length" and not sink.tells_output_cap:
+    if result.finish_reason == "length":
+        _tell_length_stop(notifier, sink, request, result, more_hint)
+    return Played(result)
+
+
+def _tell_length_stop(
+    notifier: Notifier, sink: Sink, request: Request, result: TurnResult, more_hint: str
+) -> None:
+    produced = result.completion_tokens
+    if produced is not None and result.usage_exact and produced < request.max_tokens:
+        # The server's own limit, not ours: raising max_tokens would not help, so say so even
+        # where the sink reports the cap itself.
+        notifier.warn(
+            f"the model stopped at {produced} tokens on its own length limit (finish_reason length), "
+            f"below max_tokens {request.max_tokens}; ask it to continue for more"
+        )
+    elif not sink.tells_output_cap:
         notifier.warn(
             f"the reply stopped at the output cap ({request.max_tokens} tokens); "
             f"{more_hint} (up to {request.model.max_output}) or ask it to continue"
         )
-    return Played(result)
 
 
 def _tell_notices(notifier: Notifier, result: TurnResult) -> None:
