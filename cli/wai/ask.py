@@ -81,7 +81,11 @@ def _run(
     messages: tuple[Message, ...] = (*history, Message("user", prompt))
     if system:
         messages = (Message("system", system), *messages)
-    counter = tokens.counter_for(spec, backend_name)
+    backends = Backends(credentials, options.local, debug=options.debug)
+    # A dry run loads no weights: the vocabulary alone counts the same.
+    counter = (
+        tokens.counter_for(spec, backend_name) if options.dry_run else backends.counter(spec, backend_name)
+    )
     # A question typed before piped text is never cut: only the piped part is.
     asked = options.prompt if options.prompt not in (None, STDIN_ONLY) else None
     keep_start = len(asked) + 2 if asked is not None and prompt != asked else 0
@@ -104,7 +108,7 @@ def _run(
         out.write(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
         return EXIT_OK
 
-    backend = Backends(credentials, options.local, debug=options.debug).get(backend_name)
+    backend = backends.get(backend_name)
     if options.debug:
         notifier.info(f"model {spec.id} ({spec.source}), backend {backend_name}: {backend.describe()}")
         notifier.info(

@@ -24,6 +24,7 @@ from wai.remote_template import format_for
 from wai.vocab import FAMILY_VOCABULARIES, vocabulary_for
 
 if TYPE_CHECKING:
+    from wai.backends.llama_native import NativeModel
     from wai.budget import Plan
 
 # Per-message cost of a chat template (role markers, separators) in the estimate.
@@ -110,7 +111,7 @@ class VocabCounter:
         from wai.backends.llama_native import NativeModel
 
         self.vocab = vocab
-        self.native = NativeModel.borrow(vocab)
+        self.native = vocab if isinstance(vocab, NativeModel) else NativeModel.borrow(vocab)
         self.source = source
         self._prompt_tokens = prompt_tokens
         self._render = render
@@ -246,6 +247,19 @@ def _local_counter(model: ModelSpec) -> TokenCounter:
         return chat_template.render_prompt(messages, chat_template.template_info(NativeModel.borrow(vocab)))
 
     return VocabCounter(vocab, prompt_tokens, render, f"{path.name} (its own vocabulary)")
+
+
+def counter_on_loaded(model: ModelSpec, native: NativeModel) -> TokenCounter:
+    """The local counter on a model the backend has already loaded: no second load of the file."""
+    from wai import chat_template
+
+    def prompt_tokens(messages: Sequence[Message]) -> list[int]:
+        return chat_template.tokenize_chat(native, messages)
+
+    def render(messages: Sequence[Message]) -> str:
+        return chat_template.render_prompt(messages, chat_template.template_info(native))
+
+    return VocabCounter(native, prompt_tokens, render, f"{model.id} (its own vocabulary)")
 
 
 def _remote_counter(model: ModelSpec) -> TokenCounter:

@@ -203,6 +203,33 @@ def test_the_model_loads_once(tmp_path: Path, models: dict[str, TinyModel]) -> N
     assert text_of(first) == text_of(second) == SCRIPT
 
 
+def test_counting_with_the_backend_loads_the_file_once_and_reports_the_load(
+    models: dict[str, TinyModel], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from wai.backends import llama_native
+
+    loads: list[Path] = []
+    real_load = llama_native.NativeModel.load
+
+    def counting_load(path: Path, *, gpu_layers: int, vocab_only: bool = False) -> llama_native.NativeModel:
+        loads.append(path)
+        return real_load(path, gpu_layers=gpu_layers, vocab_only=vocab_only)
+
+    monkeypatch.setattr(llama_native.NativeModel, "load", staticmethod(counting_load))
+    backend = LlamaBackend(threads=1)
+    try:
+        asked = request(models["q8_0"])
+        counted = backend.counter(asked.model).count_prompt(asked.messages)
+        events = list(backend.stream(asked))
+    finally:
+        backend.close()
+    assert len(loads) == 1
+    assert isinstance(events[0], Loaded) and events[0].seconds > 0  # the load done for counting
+    usage = only(events, Usage)
+    assert isinstance(usage, Usage) and usage.prompt_tokens == counted
+    assert text_of(events) == SCRIPT
+
+
 def test_a_longer_request_grows_the_context_within_the_trained_one(looping: TinyModel) -> None:
     backend = LlamaBackend(threads=1)
     try:

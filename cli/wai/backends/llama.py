@@ -15,6 +15,7 @@ import time
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from wai import settings
 from wai.backends import llama_native as native
@@ -24,6 +25,9 @@ from wai.chat_template import tokenize_chat
 from wai.conversation import Request, Sampling
 from wai.errors import BackendError, ConfigError, WindowError
 from wai.events import Event, Finish, FinishReason, Loaded, Token, Usage
+
+if TYPE_CHECKING:
+    from wai.tokens import TokenCounter
 
 # Sampling defaults when a request leaves them unset: Workers AI's temperature (so one model id
 # answers alike on both backends), llama.cpp's own top_k, top_p and min_p.
@@ -70,6 +74,7 @@ class LlamaBackend:
         self._threads = threads
         self._debug = debug
         self._loaded: _Loaded | None = None
+        self._unreported_load = 0.0  # a load done for counting, reported with the next reply
         native.LOG.debug = debug
 
     # The Backend protocol
@@ -92,9 +97,21 @@ class LlamaBackend:
                 hint="shorten the prompt or lower --max-tokens",
             )
         context, resized = self._context_for(loaded, len(prompt) + request.max_tokens, n_ctx_train)
-        if fresh or resized:
-            yield Loaded(time.perf_counter() - started)
+        earlier, self._unreported_load = self._unreported_load, 0.0
+        if fresh or resized or earlier:
+            yield Loaded(earlier + (time.perf_counter() - started if fresh or resized else 0.0))
         yield from self._generate(loaded, context, prompt, request)
+
+    def counter(self, spec: ModelSpec) -> TokenCounter:
+        """An exact counter on the model this backend runs, loading it once for both jobs."""
+        from wai.tokens import counter_on_loaded
+
+        path = _existing_gguf(spec)
+        started = time.perf_counter()
+        loaded, fresh = self._model_for(path, _header(path))
+        if fresh:
+            self._unreported_load += time.perf_counter() - started
+        return counter_on_loaded(spec, loaded.model)
 
     def precision(self, request: Request) -> str | None:
         """The file type from the GGUF's metadata (f16, q8_0, ...); None when the file is unreadable."""

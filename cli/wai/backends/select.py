@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from wai.backends.base import Backend
 from wai.catalog import ModelSpec
 from wai.errors import ConfigError
 from wai.settings import MISSING_CREDENTIALS, Credentials, wai_home
+
+if TYPE_CHECKING:
+    from wai.tokens import TokenCounter
 
 BackendMode = Literal["auto", "remote", "local"]
 
@@ -76,6 +79,21 @@ class Backends:
         self.local_options = local
         self.debug = debug
         self._made: dict[str, Backend] = {}
+
+    def counter(self, spec: ModelSpec, name: str) -> TokenCounter:
+        """The counter for a run on backend `name`: locally, the very model that will answer.
+
+        Counting with the loaded model saves loading the file a second time for its vocabulary.
+        """
+        if name == "local":
+            from wai.backends.llama import LlamaBackend
+
+            backend = self.get(name)
+            if isinstance(backend, LlamaBackend):
+                return backend.counter(spec)
+        from wai.tokens import counter_for
+
+        return counter_for(spec, name)
 
     def get(self, name: str) -> Backend:
         if name not in self._made:
