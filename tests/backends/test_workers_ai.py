@@ -786,3 +786,42 @@ def test_a_model_id_that_would_leave_the_run_path_is_refused_unsent(harness: Har
     outcome = harness.run(request)
     assert isinstance(outcome.error, ConfigError)
     assert harness.server.requests == []
+
+
+# -- a base URL with credentials in it ---------------------------------------------------------
+
+URL_SECRET = "pw-SECRET-in-the-url-77"
+
+
+def test_userinfo_in_the_base_url_appears_in_no_message_repr_or_debug_line(harness: Harness) -> None:
+    base_url = harness.server.base_url.replace("http://", f"http://proxyuser:{URL_SECRET}@")
+    harness.backend.close()
+    backend = WorkersAIBackend(
+        Credentials(ACCOUNT_ID, API_TOKEN, base_url), debug_log=harness.debug.append, max_retries=0
+    )
+    harness.backend = backend
+    harness.server.script(
+        Reply.error(405, 7001, "Method not allowed"),
+        Reply.text(404, "nothing here"),
+        Reply(status=301, headers={"Location": "https://elsewhere.example/"}, chunked=False),
+        Reply.error(400, 9999, f"bad basic auth {URL_SECRET}"),
+    )
+    seen: list[str] = []
+    for _ in range(4):
+        error = harness.run().error
+        assert error is not None
+        seen += [str(error), repr(error)]
+    assert any(harness.server.base_url.replace("http://", "") in text for text in seen)  # still named
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    for broken in (f"http://u:{URL_SECRET}@127.0.0.1:{port}/v4", f"ftp://u:{URL_SECRET}@example.com/v4"):
+        other = WorkersAIBackend(Credentials(ACCOUNT_ID, API_TOKEN, broken), max_retries=0)
+        with pytest.raises(BackendError if broken.startswith("http") else ConfigError) as caught:
+            list(other.stream(make_request()))
+        seen += [str(caught.value), repr(other), str(other.describe())]
+    seen += [*harness.debug, repr(backend), str(backend.describe())]
+    assert len(harness.debug) > 4
+    for text in seen:
+        assert URL_SECRET not in text, text
+        assert "proxyuser" not in text and "//u:" not in text, text

@@ -20,7 +20,16 @@ from urllib.parse import quote
 
 from wai import __version__
 from wai.backends.sse import SSEReader
-from wai.backends.workers_ai_errors import ApiError, Scrubber, error_for, mask, one_line, parse_error
+from wai.backends.workers_ai_errors import (
+    ApiError,
+    Scrubber,
+    display_url,
+    error_for,
+    mask,
+    one_line,
+    parse_error,
+    url_secrets,
+)
 from wai.catalog import model_id_problem
 from wai.conversation import Request
 from wai.errors import BackendError, ConfigError, IncompleteReply, RetryableError, WaiError
@@ -107,7 +116,8 @@ class WorkersAIBackend:
         rng: random.Random | None = None,
     ) -> None:
         self._credentials = credentials
-        self._scrub = Scrubber(credentials.api_token)
+        self._scrub = Scrubber(credentials.api_token, *url_secrets(credentials.base_url))
+        self._base_shown = display_url(credentials.base_url)  # never a user:password@ part
         self._max_retries = max(0, max_retries)
         self._debug_log = debug_log
         self._base_delay = base_delay
@@ -118,7 +128,7 @@ class WorkersAIBackend:
         self._client: httpx.Client | None = None
 
     def __repr__(self) -> str:
-        return f"WorkersAIBackend(base_url={self._credentials.base_url!r})"
+        return f"WorkersAIBackend(base_url={self._base_shown!r})"
 
     # -- the Backend protocol -------------------------------------------------------------------
 
@@ -153,7 +163,7 @@ class WorkersAIBackend:
         return request.model.precision
 
     def describe(self) -> dict[str, object]:
-        base, account = self._credentials.base_url, mask(self._credentials.account_id)
+        base, account = self._base_shown, mask(self._credentials.account_id)
         return {
             "backend": self.name,
             "base_url": base,
@@ -222,14 +232,14 @@ class WorkersAIBackend:
         headers = {"Authorization": f"Bearer {self._credentials.api_token}"}
         if request.stream:
             headers["Accept"] = "text/event-stream"
-        self._debug(f"POST {url} (attempt {attempt + 1}) {json.dumps(body, ensure_ascii=False)}")
+        self._debug(f"POST {display_url(url)} (attempt {attempt + 1}) {json.dumps(body, ensure_ascii=False)}")
         try:
             http_request = client.build_request("POST", url, json=body, headers=headers, timeout=timeout)
             response = client.send(http_request, stream=True)
         except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
             raise ConfigError(
                 f"CLOUDFLARE_BASE_URL is not a usable address ({self._scrub(str(exc))}): "
-                f"now {self._credentials.base_url}"
+                f"now {self._base_shown}"
             ) from None
         except httpx.ConnectTimeout:
             raise RetryableError(
@@ -418,11 +428,11 @@ class WorkersAIBackend:
             error,
             model=request.model.id,
             account_id=self._credentials.account_id,
-            base_url=self._credentials.base_url,
+            base_url=self._base_shown,
         )
 
     def _unreachable(self, exc: httpx.TransportError) -> str:
-        return f"cannot reach Workers AI at {self._credentials.base_url} ({self._reason(exc)})"
+        return f"cannot reach Workers AI at {self._base_shown} ({self._reason(exc)})"
 
     def _reason(self, exc: Exception) -> str:
         return one_line(self._scrub(str(exc))) or type(exc).__name__

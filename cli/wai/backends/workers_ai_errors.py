@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 from wai.errors import BackendError, ConfigError, RetryableError, WaiError, WindowError
 
@@ -19,16 +20,47 @@ _MAX_ECHO = 200  # characters of a server's own message kept in ours
 
 
 class Scrubber:
-    """Removes a secret from any text before it is shown, raised or logged."""
+    """Removes secrets (the API token, a password in the base URL) from any text before it is
+    shown, raised or logged."""
 
-    def __init__(self, secret: str) -> None:
-        # A very short "token" would blank out ordinary words; a real one is 40 characters.
-        self._secret = secret if len(secret) >= 4 else ""
+    def __init__(self, *secrets: str) -> None:
+        # A very short "secret" would blank out ordinary words; a real token is 40 characters.
+        # Longest first, so a secret that contains another is removed whole.
+        self._secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
 
     def __call__(self, text: str) -> str:
-        if self._secret and self._secret in text:
-            text = text.replace(self._secret, "***")
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, "***")
         return text
+
+
+def _authority_end(rest: str) -> int:
+    ends = [i for i in (rest.find(c) for c in "/?#") if i >= 0]
+    return min(ends) if ends else len(rest)
+
+
+def display_url(url: str) -> str:
+    """The URL without its `user:password@` part: what messages, debug lines and describe() show."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    end = _authority_end(rest)
+    authority = rest[:end]
+    if "@" not in authority:
+        return url
+    return f"{scheme}{sep}{authority.rpartition('@')[2]}{rest[end:]}"
+
+
+def url_secrets(url: str) -> tuple[str, ...]:
+    """The password of a `user:password@` base URL, as written and percent-decoded, for a Scrubber."""
+    _, sep, rest = url.partition("://")
+    authority = (rest if sep else url)[: _authority_end(rest if sep else url)]
+    if "@" not in authority:
+        return ()
+    userinfo = authority.rpartition("@")[0]
+    password = userinfo.partition(":")[2]
+    return (password, unquote(password)) if password else ()
 
 
 @dataclass(frozen=True, slots=True)
