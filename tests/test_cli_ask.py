@@ -249,3 +249,12 @@ def test_a_password_in_the_base_url_is_never_shown(server: WorkersAIServer) -> N
     assert "CLOUDFLARE_BASE_URL" in done.stderr and server.base_url in done.stderr
     assert secret not in done.stdout + done.stderr
     assert "//me:" not in done.stderr
+
+
+def test_a_broken_stream_is_one_line_on_stderr(server: WorkersAIServer) -> None:
+    server.script(Reply.sse([{"response": "New"}, {"response": " York"}], done=False, end="drop"))
+    done = run_wai("ask", "-m", MODEL, "hi", env=env_for(server))
+    assert done.returncode == 1
+    assert done.stdout == "New York\n"
+    [line] = done.stderr.splitlines()
+    assert "error" in line and "incomplete" in line and "what arrived is kept" in line

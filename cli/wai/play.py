@@ -80,7 +80,8 @@ def play_turn(
     except TurnFailed as failure:
         _tell_notices(notifier, failure.result)
         notifier.error(str(failure.error))
-        if isinstance(failure.error, IncompleteReply) and failure.result.text:
+        said = "incomplete" in str(failure.error)  # the backend's own line usually says it already
+        if isinstance(failure.error, IncompleteReply) and failure.result.text and not said:
             notifier.warn("the reply above is incomplete: the stream broke before it ended")
         return Played(failure.result, failure.error)
     _tell_notices(notifier, result)
