@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -258,3 +260,45 @@ def test_a_broken_stream_is_one_line_on_stderr(server: WorkersAIServer) -> None:
     assert done.stdout == "New York\n"
     [line] = done.stderr.splitlines()
     assert "error" in line and "incomplete" in line and "what arrived is kept" in line
+
+
+def _interrupt_wai(server: WorkersAIServer, wait_for: bytes) -> tuple[int, bytes, str]:
+    """Start `wai ask` in a pipe, send SIGINT once `wait_for` is on stdout (or the request arrived)."""
+    process = subprocess.Popen(
+        [WAI, "ask", "-m", MODEL, "hi"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, **env_for(server)},
+    )
+    assert process.stdout is not None and process.stderr is not None
+    try:
+        seen = process.stdout.read(len(wait_for)) if wait_for else b""
+        deadline = time.monotonic() + 20
+        while not server.requests and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.2)  # into the read of the reply
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    return process.returncode, seen + out, err.decode()
+
+
+def test_ctrl_c_before_any_reply_says_the_reply_never_began(server: WorkersAIServer) -> None:
+    server.script(Reply(headers={"Content-Type": "text/event-stream"}, end="hang"))
+    code, out, err = _interrupt_wai(server, b"")
+    assert code == 130
+    assert out == b""
+    assert "interrupted before the reply began" in err
+    assert "incomplete" not in err
+
+
+def test_ctrl_c_after_some_text_says_the_reply_is_incomplete(server: WorkersAIServer) -> None:
+    server.script(Reply.sse([{"response": "Half"}], done=False, end="hang"))
+    code, out, err = _interrupt_wai(server, b"Half")
+    assert code == 130
+    assert out == b"Half\n"
+    assert "interrupted; the reply above is incomplete" in err

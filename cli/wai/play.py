@@ -67,7 +67,11 @@ def play_turn(
     more_hint: str,
     interrupted_note: str,
 ) -> Played:
-    """Stream the reply; report an interruption, a failure or the output cap on stderr."""
+    """Stream the reply; report an interruption, a failure or the output cap on stderr.
+
+    `interrupted_note` is said after a Ctrl-C once some of the reply was shown; before that, wai
+    says the reply never began.
+    """
     for warning in getattr(backend, "warnings", lambda _r: [])(request):
         notifier.warn(warning)
     info = replace(turn_info(backend, request, prompt_exact=prompt_exact), more_hint=more_hint)
@@ -75,7 +79,8 @@ def play_turn(
         result = run_turn(backend, request, sink, info)
     except TurnInterrupted as stop:
         _tell_notices(notifier, stop.result)
-        notifier.warn(interrupted_note)
+        # The caller's note speaks of a partial reply; with nothing shown there is none.
+        notifier.warn(interrupted_note if stop.result.text else "interrupted before the reply began")
         return Played(stop.result)
     except TurnFailed as failure:
         _tell_notices(notifier, failure.result)
