@@ -825,3 +825,39 @@ def test_userinfo_in_the_base_url_appears_in_no_message_repr_or_debug_line(harne
     for text in seen:
         assert URL_SECRET not in text, text
         assert "proxyuser" not in text and "//u:" not in text, text
+
+
+# -- an error event inside a 200 stream, before any token --------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("code", "words"),
+    [(3040, "out of capacity"), (3021, "rate limit"), (3043, "on its side"), (502, "on its side")],
+)
+def test_a_retryable_error_event_before_any_token_is_retried(harness: Harness, code: int, words: str) -> None:
+    refusal = Reply.sse([{"errors": [{"code": code, "message": "busy"}]}], done=False)
+    harness.server.script(refusal, Reply.sse(events_for(["fine"])))
+    outcome = harness.run()
+    assert outcome.error is None
+    assert outcome.text == "fine"
+    assert len(harness.server.requests) == 2
+    assert any(words in line for line in harness.debug)
+
+
+def test_a_retryable_error_event_every_time_gives_up_like_an_http_429(harness: Harness) -> None:
+    refusal = Reply.sse([{"errors": [{"code": 3040, "message": "Capacity temporarily exceeded"}]}])
+    harness.server.script(refusal, refusal, refusal, refusal)
+    outcome = harness.run()
+    assert type(outcome.error) is BackendError
+    assert "out of capacity" in str(outcome.error) and "gave up after 4 attempts" in str(outcome.error)
+    assert len(harness.server.requests) == 4
+
+
+def test_other_error_events_before_any_token_are_not_retried(harness: Harness) -> None:
+    harness.server.script(
+        Reply.sse([{"errors": [{"code": 5004, "message": "Invalid data"}]}]), Reply.sse(events_for(["no"]))
+    )
+    outcome = harness.run()
+    assert type(outcome.error) is BackendError
+    assert "5004" in str(outcome.error)
+    assert len(harness.server.requests) == 1

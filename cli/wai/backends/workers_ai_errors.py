@@ -14,6 +14,7 @@ from urllib.parse import unquote
 from wai.errors import BackendError, ConfigError, RetryableError, WaiError, WindowError
 
 RETRYABLE_429 = frozenset({3040, 3021})
+INTERNAL_ERRORS = frozenset({3001, 3043})  # "unknown internal error", "internal server error": HTTP 500
 DAILY_ALLOCATION = 3036
 WINDOW_EXCEEDED = 5021
 _MAX_ECHO = 200  # characters of a server's own message kept in ours
@@ -127,7 +128,14 @@ def mask(account_id: str) -> str:
 def is_retryable(error: ApiError) -> bool:
     if error.status == 429:
         return error.code != DAILY_ALLOCATION
-    return error.status >= 500
+    if error.status >= 500:
+        return True
+    if error.status < 300 and error.code is not None:
+        # An error event inside a 200 stream has no status of its own: its code says what the
+        # status would have been.
+        code = error.code
+        return code in RETRYABLE_429 or code in INTERNAL_ERRORS or 500 <= code < 600
+    return False
 
 
 def error_for(error: ApiError, *, model: str, account_id: str, base_url: str) -> WaiError:
@@ -198,7 +206,7 @@ def _retryable_message(error: ApiError) -> str:
     where = error.where()
     if error.code == 3040:
         return f"Workers AI is out of capacity for this model ({where}); try again shortly or another model"
-    if error.status == 429:
+    if error.status == 429 or error.code == 3021:
         return (
             f"Workers AI's rate limit was reached ({where}; 300 text-generation requests a minute per "
             "account); wait a minute and try again"
