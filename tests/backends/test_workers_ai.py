@@ -434,10 +434,10 @@ def test_a_json_answer_to_a_stream_request_is_read_whole(harness: Harness) -> No
 
 
 def test_an_unreadable_success_body_is_an_error_not_an_empty_reply(harness: Harness) -> None:
-    harness.server.script(Reply.text(200, "<html>gateway</html>"))
+    harness.server.script(Reply.text(200, "<html><body><p>gateway</p></body></html>"))
     outcome = harness.run(make_request(stream=False))
     assert isinstance(outcome.error, BackendError)
-    assert "cannot read" in str(outcome.error)
+    assert "cannot read: gateway" in str(outcome.error)
 
 
 # -- errors: one actionable line per documented code ------------------------------------------
@@ -566,7 +566,7 @@ def test_a_non_json_error_body_is_reported_as_text(harness: Harness) -> None:
     harness.server.script(Reply.text(404, "<html><body>\n  Not   found\n</body></html>"))
     outcome = harness.run()
     assert isinstance(outcome.error, ConfigError)
-    assert "HTTP 404: <html><body> Not found </body></html>" in str(outcome.error)
+    assert "HTTP 404: Not found" in str(outcome.error)
     assert "CLOUDFLARE_ACCOUNT_ID" in str(outcome.error)
 
 
@@ -861,3 +861,51 @@ def test_other_error_events_before_any_token_are_not_retried(harness: Harness) -
     assert type(outcome.error) is BackendError
     assert "5004" in str(outcome.error)
     assert len(harness.server.requests) == 1
+
+
+CLOUDFLARE_502_PAGE = (
+    """<!DOCTYPE html>
+<!--[if lt IE 7]> <html class="no-js ie6 oldie" lang="en-US"> <![endif]-->
+<html lang="en-US">
+<head>
+<title>api.cloudflare.com | 502: Bad gateway</title>
+<meta charset="UTF-8" />
+<style>body { margin: 0; font-family: -apple-system, sans-serif; } .cf-error { color: red }</style>
+<script>window.__CF = {"ray": "8a1b2c3d4e5f"}; if (a < b && c > d) { go(); }</script>
+</head>
+<body>
+<div id="cf-wrapper">
+  <h1><span class="cf-error-type">Bad gateway</span>
+  <span class="code-label">Error code 502</span></h1>
+  <p>The web server reported a bad gateway error &amp; the request could not be completed.</p>
+  <p>What can I do? Please try again in a few minutes.</p>
+  <p>"""
+    + "Lorem ipsum dolor sit amet. " * 40
+    + """</p>
+</div>
+</body>
+</html>
+"""
+)
+
+
+def test_an_html_error_page_becomes_its_text_in_one_short_line(harness: Harness) -> None:
+    harness.rebuild(max_retries=0)
+    harness.server.script(Reply.text(502, CLOUDFLARE_502_PAGE))
+    outcome = harness.run()
+    message = str(outcome.error)
+    assert "HTTP 502: Bad gateway Error code 502 The web server reported a bad gateway error & the" in message
+    for markup in ("<", ">", "font-family", "window.__CF", "DOCTYPE", "endif", "&amp;"):
+        assert markup not in message, markup
+    assert "\n" not in message and "  " not in message
+    assert len(message) < 220
+
+
+def test_an_html_page_with_only_a_title_says_the_title(harness: Harness) -> None:
+    harness.rebuild(max_retries=0)
+    harness.server.script(
+        Reply.text(503, "<html><head><title>Service Unavailable</title></head><body></body></html>")
+    )
+    outcome = harness.run()
+    assert "HTTP 503: Service Unavailable" in str(outcome.error)
+    assert "<" not in str(outcome.error)

@@ -23,6 +23,7 @@ from wai.backends.sse import SSEReader
 from wai.backends.workers_ai_errors import (
     ApiError,
     Scrubber,
+    body_text,
     display_url,
     error_for,
     mask,
@@ -383,7 +384,7 @@ class WorkersAIBackend:
                 )
                 raise self._refused(request, error)
         if result is None:
-            preview = one_line(self._scrub(raw.decode("utf-8", errors="replace")))
+            preview = one_line(self._scrub(body_text(raw.decode("utf-8", errors="replace"))))
             raise BackendError(f"Workers AI sent a reply wai cannot read: {preview or '(empty)'}")
         progress.done = True
         text, finish = _piece(result)

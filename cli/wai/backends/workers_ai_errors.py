@@ -7,7 +7,9 @@ never reach a message, even if a proxy or the API itself were to repeat it.
 
 from __future__ import annotations
 
+import html
 import json
+import re
 from dataclasses import dataclass
 from urllib.parse import unquote
 
@@ -18,6 +20,11 @@ INTERNAL_ERRORS = frozenset({3001, 3043})  # "unknown internal error", "internal
 DAILY_ALLOCATION = 3036
 WINDOW_EXCEEDED = 5021
 _MAX_ECHO = 200  # characters of a server's own message kept in ours
+_MAX_PAGE_ECHO = 120  # of an HTML error page's text: the gist, not the page
+_TAG = re.compile(r"<[!/?]?[A-Za-z][^>]*>")
+_COMMENT = re.compile(r"<!--.*?(?:-->|$)", re.S)
+_UNSEEN = re.compile(r"<(script|style|head)\b[^>]*>.*?(?:</\1\s*>|$)", re.I | re.S)
+_TITLE = re.compile(r"<title\b[^>]*>(.*?)</title", re.I | re.S)
 
 
 class Scrubber:
@@ -90,9 +97,24 @@ def parse_error(status: int, body: bytes, scrub: Scrubber, retry_after: float | 
         data = None
     if isinstance(data, dict):
         code, message = _first_error(data)
-    elif text.strip():
-        message = text.strip()
+    else:
+        message = body_text(text)
     return ApiError(status=status, code=code, message=one_line(scrub(message)), retry_after=retry_after)
+
+
+def body_text(text: str) -> str:
+    """A body that is not JSON, as text to quote: an HTML page's words without its markup."""
+    return page_text(text) if _TAG.search(text) else text.strip()
+
+
+def page_text(page: str) -> str:
+    """What an HTML error page (a proxy's or Cloudflare's own 5xx page) says, as short plain text."""
+    text = _TAG.sub(" ", _UNSEEN.sub(" ", _COMMENT.sub(" ", page)))
+    said = " ".join(html.unescape(text).split())
+    if not said:
+        title = _TITLE.search(page)
+        said = " ".join(html.unescape(_TAG.sub(" ", title.group(1))).split()) if title else ""
+    return said if len(said) <= _MAX_PAGE_ECHO else said[: _MAX_PAGE_ECHO - 1] + "…"
 
 
 def _first_error(data: dict[str, object]) -> tuple[int | None, str]:
