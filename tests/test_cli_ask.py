@@ -302,3 +302,13 @@ def test_ctrl_c_after_some_text_says_the_reply_is_incomplete(server: WorkersAISe
     assert code == 130
     assert out == b"Half\n"
     assert "interrupted; the reply above is incomplete" in err
+
+
+def test_control_characters_in_a_server_error_reach_no_output(server: WorkersAIServer) -> None:
+    server.script(Reply.error(400, 9999, "bad\x1b]0;pwned\x07\x1b[2J input\x00\x9b1;1H\x7f"))
+    done = run_wai("ask", "-m", MODEL, "--json", "hi", env=env_for(server))
+    assert done.returncode == 1
+    error = json.loads(done.stdout)["error"]
+    assert "bad input" in error
+    for text in (error, done.stderr):
+        assert not any((ord(c) < 0x20 and c != "\n") or 0x7F <= ord(c) <= 0x9F for c in text), ascii(text)

@@ -909,3 +909,37 @@ def test_an_html_page_with_only_a_title_says_the_title(harness: Harness) -> None
     outcome = harness.run()
     assert "HTTP 503: Service Unavailable" in str(outcome.error)
     assert "<" not in str(outcome.error)
+
+
+# -- control characters from the server never reach a message ----------------------------------
+
+HOSTILE = (
+    "bad\x1b[2J\x1b[31m thing\x1b[0m\x1b]0;title\x07 \x1b]52;c;Y2xpcA==\x1b\\ja\x00m\x08\x7f \x9b1;1H\x85done"
+)
+
+
+def _no_controls(text: str) -> None:
+    assert not any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in text), ascii(text)
+    text.encode("utf-8")  # no lone surrogate either
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        pytest.param(Reply.error(400, 9999, HOSTILE), id="envelope"),
+        pytest.param(Reply.error(400, 9999, HOSTILE + "\ud83c"), id="lone-surrogate"),
+        pytest.param(Reply.text(400, HOSTILE, content_type="text/plain"), id="text"),
+        pytest.param(Reply.sse([{"errors": [{"code": 5004, "message": HOSTILE}]}]), id="stream-event"),
+        pytest.param(Reply.sse([{"response": "x"}, {"error": HOSTILE}]), id="after-a-token"),
+    ],
+)
+def test_control_characters_in_server_messages_are_removed(harness: Harness, reply: Reply) -> None:
+    harness.server.script(reply)
+    outcome = harness.run()
+    assert outcome.error is not None
+    message = str(outcome.error)
+    _no_controls(message)
+    assert "bad thing jam done" in message
+    assert "title" not in message and "Y2xpcA" not in message  # an escape's payload goes with it
+    for line in harness.debug:
+        _no_controls(line)

@@ -30,6 +30,7 @@ from wai.backends.workers_ai_errors import (
     one_line,
     parse_error,
     url_secrets,
+    without_lone_surrogates,
 )
 from wai.catalog import model_id_problem
 from wai.conversation import Request
@@ -63,19 +64,12 @@ class _Surrogates:
         text, self._held = self._held + text, ""
         if text and _HIGH_SURROGATES[0] <= text[-1] <= _HIGH_SURROGATES[1]:
             text, self._held = text[:-1], text[-1]
-        return _repaired(text)
+        return without_lone_surrogates(text)
 
     def flush(self) -> str:
         """The end of the reply: a half still held has no partner coming."""
         held, self._held = self._held, ""
         return "\ufffd" if held else ""
-
-
-def _repaired(text: str) -> str:
-    if not _SURROGATE.search(text):
-        return text
-    # Through UTF-16, pairs become one character and unpaired halves U+FFFD.
-    return text.encode("utf-16", "surrogatepass").decode("utf-16", errors="replace")
 
 
 @dataclass(slots=True)
@@ -392,7 +386,7 @@ class WorkersAIBackend:
         progress.finish = finish
         if _has_tool_calls(result):
             yield from _notice(progress, TOOL_CALL_NOTICE)
-        yield from _shown(progress, _repaired(text))  # whole: no other half is coming
+        yield from _shown(progress, without_lone_surrogates(text))  # whole: no other half is coming
         yield from self._ending(request, progress)
 
     def _ending(self, request: Request, progress: _Progress) -> Iterator[Event]:
