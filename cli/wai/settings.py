@@ -84,12 +84,32 @@ def load_credentials(config: UserConfig | None = None) -> Credentials | None:
     config = config or load_user_config()
     account_id = os.environ.get("CLOUDFLARE_ACCOUNT_ID") or config.text("account_id")
     api_token = os.environ.get("CLOUDFLARE_API_TOKEN") or config.text("api_token")
-    base_url = os.environ.get("CLOUDFLARE_BASE_URL") or config.text("base_url") or DEFAULT_BASE_URL
+    if os.environ.get("CLOUDFLARE_BASE_URL"):
+        base_url, base_source = os.environ["CLOUDFLARE_BASE_URL"], "CLOUDFLARE_BASE_URL"
+    else:
+        base_url = config.text("base_url") or DEFAULT_BASE_URL
+        base_source = f"base_url in {config.path}"
+    _check_base_url(base_url, base_source)
     if not account_id or not api_token:
         return None
     return Credentials(
         account_id=account_id.strip(), api_token=api_token.strip(), base_url=base_url.rstrip("/")
     )
+
+
+def _check_base_url(url: str, source: str) -> None:
+    """An http(s) URL without user or password: the token goes only in the Authorization header."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{source} is not an http(s) URL", hint=f"e.g. {DEFAULT_BASE_URL}")
+    if parts.username is not None or parts.password is not None:
+        # httpx would turn them into Basic auth and drop the API token's Bearer header.
+        raise ConfigError(f"{source} holds a user name or password", hint="remove the user:password@ part")
 
 
 MISSING_CREDENTIALS = (

@@ -45,7 +45,9 @@ class ScriptedBackend:
             if self.delay:
                 time.sleep(self.delay)
             yield Token(chunk)
-        yield Usage(prompt_tokens=31, completion_tokens=len(self.chunks), exact=True)
+        # A reply stopped by the cap used every token it was allowed.
+        used = request.max_tokens if self.reason == "length" else len(self.chunks)
+        yield Usage(prompt_tokens=31, completion_tokens=used, exact=True)
         yield Finish(self.reason)
 
     def precision(self, request: Request) -> str | None:

@@ -158,7 +158,7 @@ def test_a_reply_cut_by_the_output_cap_says_how_to_get_more(tmp_path: Path) -> N
     run = run_driver(write(tmp_path, "Partial answer"), "--reason", "length", rows=10, cols=100)
     _, footer = body_and_footer(run)
     assert footer[0].startswith("stopped at the output cap · ask it to continue for more")
-    assert "out 2/1800" in footer[0]
+    assert "out 1800/1800" in footer[0]  # the cap used up
     quiet = run_driver(
         write(tmp_path, "Partial answer"), "--reason", "length", "--no-stats", rows=10, cols=100
     )
@@ -325,3 +325,16 @@ def test_finish_without_a_start_still_gives_the_figures() -> None:
     result = TurnResult(info(), finish_reason="interrupted")
     PanelSink(console).finish(result)
     assert out.getvalue().startswith("interrupted · Workers AI fp16")
+
+
+def test_a_length_stop_before_max_tokens_is_the_models_own_limit() -> None:
+    from wai.render.base import TurnInfo, TurnResult
+    from wai.render.footer import format_stats
+
+    info = TurnInfo(
+        model="m", backend="remote", precision=None, context_window=100, max_output=50, max_tokens=50
+    )
+    own = TurnResult(info=info, text="x", finish_reason="length", prompt_tokens=5, completion_tokens=3)
+    assert "model's own length limit" in format_stats(own) and "output cap" not in format_stats(own)
+    capped = TurnResult(info=info, text="x", finish_reason="length", prompt_tokens=5, completion_tokens=50)
+    assert "output cap" in format_stats(capped)

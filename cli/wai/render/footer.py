@@ -40,7 +40,12 @@ def stats_parts(result: TurnResult, *, tokens_seen: int | None = None, tick: boo
     info = result.info
     parts: list[Part] = []
     reason = result.finish_reason
-    if reason == "length":
+    own_limit = result.completion_tokens is not None and result.completion_tokens < info.max_tokens
+    if reason == "length" and own_limit:
+        # The server's finish_reason "length" came before max_tokens: the model's own limit.
+        parts.append(("stopped by the model's own length limit", "wai.footer.warn"))
+        parts.append(("ask it to continue for more", "wai.footer.warn"))
+    elif reason == "length":
         parts.append(("stopped at the output cap", "wai.footer.warn"))
         if info.max_tokens < info.max_output:
             parts.append((f"{info.more_hint} (up to {info.max_output}) for more", "wai.footer.warn"))
