@@ -299,3 +299,13 @@ def test_a_file_that_declares_no_trained_context_runs_at_its_windows(tmp_path: P
     done = run_wai("ask", *ONE, "-m", str(model.path), "hi")
     assert done.returncode == 0, done.stderr
     assert done.stdout == SCRIPT + "\n"
+
+
+def test_gpu_layers_on_a_build_without_offload_is_a_warning(models: dict[str, TinyModel]) -> None:
+    from wai.backends import llama_native
+
+    if llama_native.supports_gpu_offload():
+        pytest.skip("this llama.cpp build can offload: the flag takes effect")
+    done = run_wai("ask", *ONE, "--gpu-layers", "5", "-m", str(models["q8_0"].path), "hi")
+    assert done.returncode == 0 and done.stdout == SCRIPT + "\n"
+    assert "--gpu-layers 5 has no effect" in done.stderr

@@ -19,7 +19,7 @@ def read_prompt(
 ) -> str:
     """Join the argument and stdin by the documented rule; refuse an empty prompt.
 
-    `allow_blank` accepts whitespace-only text (it still has tokens to count), not empty text.
+    `allow_blank` accepts blank and empty text (counting it is still a fair question).
     """
     piped = None
     if stdin is not None and not stdin_is_tty:
@@ -34,6 +34,6 @@ def read_prompt(
         prompt = piped
     else:
         prompt = f"{argument}\n\n{piped}" if piped and piped.strip() else argument
-    if not (prompt if allow_blank else prompt.strip()):
+    if not allow_blank and not prompt.strip():
         raise UsageError("the prompt is empty", hint="pass some text as an argument or on stdin")
     return prompt

@@ -125,6 +125,11 @@ class LlamaBackend:
         if info is None:
             return []
         notes: list[str] = []
+        if self._gpu_layers and not native.supports_gpu_offload():
+            notes.append(
+                f"--gpu-layers {self._gpu_layers} has no effect: this llama.cpp build cannot offload to a "
+                "GPU (`make install-gpu` builds one that can)"
+            )
         expected = normalize_precision(spec.precision) if spec.precision else None
         if expected and info.file_type and info.file_type != expected:
             notes.append(
