@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import random
 import re
 import select
 import statistics
@@ -40,37 +39,18 @@ RUNS = 3
 _TOKEN = re.compile(r"\s*\S{1,4}|\s+")
 
 
-def synthetic_answer(tokens: int, seed: int = 11) -> list[str]:
-    """An answer of exactly `tokens` stream tokens (about 4 characters each, like Llama's)."""
-    rng = random.Random(seed)
-    words = " ".join(
-        (
-            "the cache keeps recent values close so reads stay fast while an eviction policy",
-            "decides which entries go when memory runs short and writes must remain consistent",
-        )
-    ).split()
+def synthetic_answer(tokens: int) -> list[str]:
+    """An answer of exactly `tokens` stream tokens (about 4 characters each, like Llama's): the
+    panel tests' markdown document of prose, lists, code and tables."""
+    sys.path.insert(0, str(REPO))
+    from tests.render.documents import synthetic
 
-    def sentence(count: int) -> str:
-        return " ".join(rng.choice(words) for _ in range(count)).capitalize() + "."
-
-    parts: list[str] = []
-    section = 0
-    pieces: list[str] = []
-    while len(pieces) < tokens:
-        section += 1
-        parts.append(f"## {section}. {sentence(4)[:-1]}\n")
-        parts.append(" ".join(sentence(rng.randint(8, 18)) for _ in range(3)) + "\n")
-        parts.append(
-            "\n".join(f"{n}. **{sentence(2)[:-1]}**: {sentence(rng.randint(6, 12))}" for n in range(1, 5))
-        )
-        parts.append("\n".join(f"- {sentence(rng.randint(4, 9))} `value_{n}`" for n in range(3)) + "\n")
-        body = [f"        total += item.weight * {n}  # {sentence(3)}" for n in range(rng.randint(3, 7))]
-        code = ["def score(items):", "    total = 0", "    for item in items:", *body, "    return total"]
-        parts.append("```python\n" + "\n".join(code) + "\n```\n")
-        rows = [f"| {rng.choice(words)} | {rng.randint(1, 9999)} | {sentence(3)} |" for _ in range(4)]
-        parts.append("| name | count | note |\n|---|---:|---|\n" + "\n".join(rows) + "\n")
-        pieces = _TOKEN.findall("\n".join(parts))
-    return pieces[:tokens]
+    size = tokens
+    while True:
+        pieces = _TOKEN.findall(synthetic(size))
+        if len(pieces) >= tokens:
+            return pieces[:tokens]
+        size *= 2
 
 
 def _sse_events(tokens: Sequence[str]) -> list[dict[str, object]]:
