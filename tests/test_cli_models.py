@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from tests.support.cli import run_wai
 
@@ -54,3 +55,13 @@ def test_remote_model_without_credentials_names_both_variables() -> None:
     assert done.returncode == 2
     assert "CLOUDFLARE_ACCOUNT_ID" in done.stderr and "CLOUDFLARE_API_TOKEN" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_without_llama_cpp_python_models_says_how_to_get_the_local_backend(tmp_path: Path) -> None:
+    # A package that refuses to import stands in for an install without the `local` extra.
+    blocker = tmp_path / "blocker" / "llama_cpp"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('No module named llama_cpp')\n")
+    done = run_wai("models", env={"PYTHONPATH": str(blocker.parent)})
+    assert done.returncode == 0, done.stderr
+    assert "pip install 'wai[local]'" in done.stdout.splitlines()[-1]

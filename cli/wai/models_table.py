@@ -32,6 +32,8 @@ def _gpu_offload() -> str:
         facts = LlamaBackend().describe()
     except WaiError as error:
         return f"local backend unavailable: {error}"
+    if facts.get("error"):  # llama-cpp-python missing or unloadable
+        return f"local backend unavailable: {facts['error']}"
     state = (
         "GPU offload available"
         if facts.get("gpu_offload_supported")
