@@ -338,3 +338,16 @@ def test_a_length_stop_before_max_tokens_is_the_models_own_limit() -> None:
     assert "model's own length limit" in format_stats(own) and "output cap" not in format_stats(own)
     capped = TurnResult(info=info, text="x", finish_reason="length", prompt_tokens=5, completion_tokens=50)
     assert "output cap" in format_stats(capped)
+
+
+def test_a_footer_piece_as_wide_as_the_terminal_leaves_no_lone_separator() -> None:
+    from wai.render.base import TurnInfo, TurnResult
+    from wai.render.footer import footer_text
+
+    info = TurnInfo(
+        model="m", backend="remote", precision=None, context_window=7968, max_output=4096, max_tokens=50
+    )
+    result = TurnResult(info=info, text="x", finish_reason="length", prompt_tokens=1234, completion_tokens=50)
+    rows = footer_text(result, width=39).plain.split("\n")
+    # A row already full would push its trailing dot onto a terminal row of its own.
+    assert not any(row.endswith("·") and len(row) > 39 for row in rows), rows

@@ -113,7 +113,9 @@ def footer_text(
     for piece, style in parts:
         size = cell_len(piece)
         if separator and column + len(separator) + size > width:
-            text.append(separator.rstrip() + "\n", style="wai.footer")
+            # The trailing dot only where it fits: a full row would push it onto a row of its own.
+            fits = column + len(separator.rstrip()) <= width
+            text.append((separator.rstrip() if fits else "") + "\n", style="wai.footer")
             column = 0
         elif separator:
             text.append(separator, style="wai.footer")
