@@ -65,3 +65,21 @@ def test_without_llama_cpp_python_models_says_how_to_get_the_local_backend(tmp_p
     done = run_wai("models", env={"PYTHONPATH": str(blocker.parent)})
     assert done.returncode == 0, done.stderr
     assert "pip install 'wai[local]'" in done.stdout.splitlines()[-1]
+
+
+def test_on_an_80_column_terminal_every_model_id_stays_on_one_line() -> None:
+    import pexpect
+
+    from tests.render.terminal import environment, finish
+    from tests.support.cli import WAI
+    from wai.catalog import load_catalog
+
+    child = pexpect.spawn(
+        WAI, ["models"], env=environment(), dimensions=(60, 80), encoding="utf-8", timeout=30
+    )
+    run = finish(child, 60, 80)
+    assert run.exit_status == 0
+    for spec in load_catalog():
+        assert any(line.startswith(spec.id + " ") for line in run.lines), spec.id
+    assert all(len(line) <= 80 for line in run.lines)
+    assert any(line.startswith("not remote: ") for line in run.lines)

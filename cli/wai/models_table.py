@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
 
 from wai.backends.select import availability
 from wai.catalog import ModelSpec, load_catalog
 from wai.errors import EXIT_OK
-from wai.settings import load_credentials, load_user_config
+from wai.settings import load_credentials, load_user_config, models_dir
 
 
 def _file_precision(spec: ModelSpec) -> str | None:
@@ -107,13 +108,50 @@ def show_models(*, json_output: bool) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for i, name in enumerate(header):
-        table.add_column(name, justify="right" if 1 <= i <= 3 else "left", overflow="fold")
-    for line in lines[1:]:
-        styled = [f"[green]{cell}[/]" if cell == "yes" else f"[dim]{cell}[/]" for cell in line[5:]]
-        table.add_row(*line[:5], *styled)
+    # A terminal gets one short column for what can serve each model now, and the reasons
+    # summed up below, so the table fits 80 columns without breaking an id; the pipe and JSON
+    # forms above give every model's reasons in full.
     console = Console()
+    wide = console.width >= 100
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    table.add_column("model", no_wrap=True)
+    for name in ("in", "out", *(("total",) if wide else ())):
+        table.add_column(name, justify="right", no_wrap=True)
+    table.add_column("prec", no_wrap=True)
+    table.add_column("runs now", no_wrap=True)
+    why_not: dict[str, Counter[str]] = {"remote": Counter(), "local": Counter()}
+    for line in lines[1:]:
+        model_id, window, output, total, precision, remote, local = line
+        serving = []
+        for name, verdict in (("remote", remote), ("local", local)):
+            if verdict == "yes":
+                serving.append(name)
+            else:
+                why_not[name][_short(verdict)] += 1
+        now = f"[green]{' + '.join(serving)}[/]" if serving else "[dim]no[/]"
+        table.add_row(model_id, window, output, *((total,) if wide else ()), precision, now)
     console.print(table)
+    for name, reasons in why_not.items():
+        if reasons:
+            summary = "; ".join(f"{count} {reason}" for reason, count in reasons.most_common())
+            console.print(f"[dim]not {name}: {summary}[/]")
+    console.print(
+        f"[dim]remote needs CLOUDFLARE_ACCOUNT_ID and CLOUDFLARE_API_TOKEN; local files live in "
+        f"{models_dir()}; `wai setup` installs the built-in ones; `--json` has every reason[/]"
+    )
     console.print(f"[dim]{offload}[/]")
     return EXIT_OK
+
+
+def _short(reason: str) -> str:
+    """A few words for why a backend cannot serve a model (the JSON and pipe forms say it in full)."""
+    for start, short in (
+        ("no: no credentials", "without credentials"),
+        ("no: not served", "not served by Workers AI"),
+        ("no: no gguf", "with no gguf in the catalog"),
+    ):
+        if reason.startswith(start):
+            return short
+    if reason.endswith(" is missing"):
+        return "whose file is missing"
+    return reason.removeprefix("no: ")
