@@ -147,7 +147,7 @@ def _continuing(continue_last: bool, cid: str | None) -> None:
         raise UsageError("-c and --cid cannot be used together")
 
 
-@app.command(help=f"Ask one question and stream the answer.\n\n{PROMPT_RULE}")
+@app.command(help=f"Ask one question and stream the answer.\n\n{PROMPT_RULE}", short_help="Ask one question.")
 def ask(
     prompt: Annotated[str | None, typer.Argument(help="The prompt; '-' reads it from stdin.")] = None,
     model: ModelOpt = None,
@@ -218,7 +218,8 @@ def ask(
 
 
 @app.command(
-    help="Chat in the terminal: a conversation with history, slash commands (/help) and transcripts."
+    help="Chat in the terminal: a conversation with history, slash commands (/help) and transcripts.",
+    short_help="Chat: a conversation in the terminal.",
 )
 def chat(
     model: ModelOpt = None,
@@ -268,14 +269,20 @@ def chat(
     _guarded(action, debug=debug, color=color.value)
 
 
-@app.command(help="List the model catalog: windows, and which backends can serve each model now.")
+@app.command(
+    help="List the model catalog: windows, and which backends can serve each model now.",
+    short_help="The model catalog and what can run it.",
+)
 def models(json_output: JsonOpt = False, debug: DebugOpt = False) -> None:
     from wai.models_table import show_models
 
     _guarded(lambda notifier: show_models(json_output=json_output), debug=debug)
 
 
-@app.command(help="Show logged conversations: the most recent ones, or one of them with --cid.")
+@app.command(
+    help="Show logged conversations: the most recent ones, or one of them with --cid.",
+    short_help="Logged conversations.",
+)
 def logs(
     count: Annotated[
         int,
@@ -296,7 +303,10 @@ def logs(
     )
 
 
-@app.command(help="Count a text's tokens for a model, against its windows (exit 3 when over).")
+@app.command(
+    help="Count a text's tokens for a model, against its windows (exit 3 when over).",
+    short_help="Count tokens against a model's windows.",
+)
 def tokens(
     text: Annotated[str | None, typer.Argument(help="The text; '-' or none reads stdin.")] = None,
     model: ModelOpt = None,
@@ -318,7 +328,10 @@ def tokens(
     )
 
 
-@app.command(help="Install the built-in local model and the tokenizer vocabularies.")
+@app.command(
+    help="Install the built-in local model and the tokenizer vocabularies.",
+    short_help="Install the built-in model and vocabularies.",
+)
 def setup(debug: DebugOpt = False) -> None:
     from wai.setup_command import run_setup
 
