@@ -94,10 +94,11 @@ def test_logs_with_an_unknown_id_is_a_usage_error(server: WorkersAIServer) -> No
     assert code == 2 and "no conversation" in err and "Traceback" not in err
 
 
-def _ask(*args: str) -> subprocess.CompletedProcess[str]:
+def _ask(*args: str, input_text: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "wai", "ask", *args],
-        stdin=subprocess.DEVNULL,
+        input=input_text,
+        stdin=subprocess.DEVNULL if input_text is None else None,
         capture_output=True,
         text=True,
         env={**os.environ},
@@ -123,3 +124,11 @@ def test_ask_is_logged_and_continues_a_conversation(server: WorkersAIServer) -> 
     by_id = _ask("--cid", listed[0]["id"][:10], "and then?")
     assert by_id.returncode == 0, by_id.stderr
     assert len(server.requests[3].json["messages"]) == 6
+
+
+def test_every_line_of_a_logged_prompt_is_quoted(server: WorkersAIServer) -> None:
+    done = _ask("-m", FP16, "-", input_text="first line\nsecond line\n\n    indented")
+    assert done.returncode == 0, done.stderr
+    code, out, _ = logs("--cid", logs_json()[0]["id"])
+    assert code == 0
+    assert "> first line\n> second line\n>\n>     indented\n" in out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from dataclasses import dataclass
 from datetime import datetime
@@ -59,12 +60,15 @@ def _show_list(out: TextIO, notifier: Notifier, rows: list[ConversationSummary],
     if not rows:
         notifier.info("no conversations logged yet")
         return
+    # On a terminal each conversation keeps to one row: the preview gets what the row has left.
+    columns = shutil.get_terminal_size().columns if out.isatty() else None
     for row in rows:
         turns = f"{row.turns} turn{'s' if row.turns != 1 else ''}"
-        out.write(
-            f"{row.id}  {local_time(row.updated_at)}  {row.source:<4}  {short_model(row.model)}  "
-            f"{turns}  {preview(row.first_prompt)}\n"
+        start = (
+            f"{row.id}  {local_time(row.updated_at)}  {row.source:<4}  {short_model(row.model)}  {turns}  "
         )
+        width = _PREVIEW if columns is None else max(8, columns - len(start) - 1)
+        out.write(start + preview(row.first_prompt, width) + "\n")
 
 
 def _show_conversation(
@@ -81,7 +85,9 @@ def _show_conversation(
         if data.system != system and data.system:
             out.write(f"\nsystem: {data.system}\n")
         system = data.system
-        out.write(f"\n> {data.prompt}\n\n")
+        # Every line of the prompt is quoted, so a pasted prompt never runs into the reply.
+        quoted = "\n".join(f"> {line}" if line else ">" for line in data.prompt.rstrip("\n").split("\n"))
+        out.write(f"\n{quoted}\n\n")
         if data.reply:
             out.write(data.reply.rstrip("\n") + "\n")
         out.write(f"  [{turn_facts(turn)}]\n")
