@@ -16,7 +16,7 @@ from wai.chat_session import ChatOptions, ChatSession
 from wai.errors import EXIT_OK, UsageError, WaiError
 from wai.logs_command import short_model
 from wai.notices import Notifier
-from wai.repl_commands import is_command, make_completer, run_command
+from wai.repl_commands import is_command, make_completer, run_command, say
 from wai.settings import wai_home
 from wai.store import create_private
 from wai.transcript import TranscriptLog
@@ -67,9 +67,8 @@ def run_chat(
 def _banner(chat: ChatSession, out: TextIO) -> None:
     if chat.continued is not None:
         count = len(chat.turns)
-        out.write(f"continuing conversation {chat.continued.id} ({count} turn{'s' if count != 1 else ''})\n")
-    out.write(f"wai chat with {chat.spec.id} on {chat.backend_name}: /help for commands, Ctrl-D to leave\n")
-    out.flush()
+        say(out, f"continuing conversation {chat.continued.id} ({count} turn{'s' if count != 1 else ''})")
+    say(out, f"wai chat with {chat.spec.id} on {chat.backend_name}: /help for commands, Ctrl-D to leave")
 
 
 def _loop(chat: ChatSession, session: PromptSession[str], out: TextIO) -> None:

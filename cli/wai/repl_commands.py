@@ -58,7 +58,22 @@ def _unknown(name: str) -> str:
     return f"unknown command /{name}{guess} (/help lists the commands; // sends a line starting with /)"
 
 
-def _say(out: TextIO, text: str = "") -> None:
+def say(out: TextIO, text: str = "") -> None:
+    """Write lines for a person: on a terminal, wrapped at word boundaries to its width."""
+    if out.isatty():
+        import shutil
+        import textwrap
+
+        width = max(20, shutil.get_terminal_size().columns - 1)
+        lines = []
+        for line in text.split("\n"):
+            indent = " " * (len(line) - len(line.lstrip(" ")))
+            lines.append(
+                textwrap.fill(line, width, subsequent_indent=indent + "  ", break_on_hyphens=False)
+                if len(line) > width
+                else line
+            )
+        text = "\n".join(lines)
     out.write(text + "\n")
     out.flush()
 
@@ -69,13 +84,11 @@ def _say(out: TextIO, text: str = "") -> None:
 def _help(chat: ChatSession, argument: str, out: TextIO) -> bool:
     width = max(len(f"/{c.name} {c.usage}") for c in COMMANDS.values())
     for command in COMMANDS.values():
-        _say(out, f"  {f'/{command.name} {command.usage}'.ljust(width)}  {command.help}")
-    _say(out)
-    _say(
-        out, "  Enter sends; Alt-Enter (or Esc then Enter) starts a new line; pasted text stays one message."
-    )
-    _say(out, "  Ctrl-C stops a reply (the part received is kept) or clears the line; Ctrl-D leaves.")
-    _say(out, "  Ctrl-R searches earlier inputs; → accepts a suggestion; Tab completes commands and models.")
+        say(out, f"  {f'/{command.name} {command.usage}'.ljust(width)}  {command.help}")
+    say(out)
+    say(out, "  Enter sends; Alt-Enter (or Esc then Enter) starts a new line; pasted text stays one message.")
+    say(out, "  Ctrl-C stops a reply (the part received is kept) or clears the line; Ctrl-D leaves.")
+    say(out, "  Ctrl-R searches earlier inputs; → accepts a suggestion; Tab completes commands and models.")
     return False
 
 
@@ -92,7 +105,7 @@ def _describe_model(chat: ChatSession) -> str:
 def _model(chat: ChatSession, argument: str, out: TextIO) -> bool:
     if argument:
         chat.set_model(argument)
-    _say(out, _describe_model(chat))
+    say(out, _describe_model(chat))
     return False
 
 
@@ -101,24 +114,24 @@ def _backend(chat: ChatSession, argument: str, out: TextIO) -> bool:
         if argument not in BACKEND_MODES:
             raise UsageError(f"/backend takes one of {', '.join(BACKEND_MODES)}, not '{argument}'")
         chat.set_backend(argument)  # type: ignore[arg-type]
-    _say(out, _describe_model(chat))
+    say(out, _describe_model(chat))
     return False
 
 
 def _system(chat: ChatSession, argument: str, out: TextIO) -> bool:
     if not argument:
-        _say(
+        say(
             out,
             f"system prompt: {chat.system}" if chat.system else "no system prompt (/system TEXT sets one)",
         )
         return False
     if argument == "-":
         chat.set_system(None)
-        _say(out, "system prompt removed")
+        say(out, "system prompt removed")
         return False
     chat.set_system(argument)
     tokens = chat.counter.count_text(argument)
-    _say(out, f"system prompt set ({'' if chat.counter.exact else '~'}{tokens} tokens)")
+    say(out, f"system prompt set ({'' if chat.counter.exact else '~'}{tokens} tokens)")
     return False
 
 
@@ -146,7 +159,7 @@ def _settings_line(chat: ChatSession) -> str:
 
 def _set(chat: ChatSession, argument: str, out: TextIO) -> bool:
     if not argument:
-        _say(out, _settings_line(chat))
+        say(out, _settings_line(chat))
         return False
     name, _, raw = argument.partition(" ")
     name, raw = name.strip().lower(), raw.strip()
@@ -173,13 +186,13 @@ def _set(chat: ChatSession, argument: str, out: TextIO) -> bool:
             chat.notifier.warn(f"{chat.spec.id} stops at {chat.spec.max_output} tokens per reply")
     else:
         chat.set_sampling(chat.with_sampling(**{name: value}))
-    _say(out, _settings_line(chat))
+    say(out, _settings_line(chat))
     return False
 
 
 def _clear(chat: ChatSession, argument: str, out: TextIO) -> bool:
     chat.clear()
-    _say(out, "new conversation")
+    say(out, "new conversation")
     return False
 
 
@@ -190,7 +203,7 @@ def _retry(chat: ChatSession, argument: str, out: TextIO) -> bool:
 
 def _budget(chat: ChatSession, argument: str, out: TextIO) -> bool:
     for line in budget_lines(chat):
-        _say(out, line)
+        say(out, line)
     return False
 
 
@@ -253,7 +266,7 @@ def _save(chat: ChatSession, argument: str, out: TextIO) -> bool:
     except OSError as exc:
         raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
     count = len(chat.turns)
-    _say(out, f"saved {count} turn{'s' if count != 1 else ''} to {path}")
+    say(out, f"saved {count} turn{'s' if count != 1 else ''} to {path}")
     return False
 
 
@@ -277,12 +290,12 @@ def conversation_markdown(chat: ChatSession) -> str:
 
 def _history(chat: ChatSession, argument: str, out: TextIO) -> bool:
     if not chat.turns:
-        _say(out, "no turns yet")
+        say(out, "no turns yet")
         return False
     for number, turn in enumerate(chat.turns, 1):
         flag = " [interrupted]" if turn.interrupted else ""
-        _say(out, f"{number:>3}  you: {preview(turn.prompt, 70)}")
-        _say(out, f"     {short_model(turn.model)}: {preview(turn.reply, 70)}{flag}")
+        say(out, f"{number:>3}  you: {preview(turn.prompt, 70)}")
+        say(out, f"     {short_model(turn.model)}: {preview(turn.reply, 70)}{flag}")
     return False
 
 
