@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
 
 from tests.support.chat_terminal import expect_prompt, leave, plain, spawn_chat
-from tests.support.workers_ai_server import Simulation, WorkersAIServer
+from tests.support.workers_ai_server import Reply, Simulation, WorkersAIServer
 from wai.store import Store
 
 FP16 = "@cf/meta/llama-2-7b-chat-fp16"
@@ -175,3 +176,22 @@ def test_unknown_command_on_a_terminal(server: WorkersAIServer) -> None:
     assert leave(child) == 0
     assert server.requests == []
     assert "Traceback" not in plain(child.before or "")
+
+
+def test_a_message_interrupted_before_its_reply_returns_to_the_prompt(server: WorkersAIServer) -> None:
+    server.script(Reply(headers={"Content-Type": "text/event-stream"}, end="hang"))  # no token ever
+    child = spawn_chat("-m", FP16, "--read-timeout", "30")
+    expect_prompt(child, "llama-2-7b-chat-fp16")
+    child.send("a question worth keeping\r")
+    deadline = time.monotonic() + 10
+    while not server.requests and time.monotonic() < deadline:
+        time.sleep(0.02)
+    child.sendintr()
+    child.expect("interrupted")
+    expect_prompt(child, "llama-2-7b-chat-fp16")
+    child.expect("a question worth keeping")  # back at the prompt, to send again or edit
+    child.send("\r")
+    child.expect("token8")
+    expect_prompt(child, "llama-2-7b-chat-fp16")
+    assert leave(child, ("/exit\r",)) == 0
+    assert contents(server, 1)[0] == "a question worth keeping"

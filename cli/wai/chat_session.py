@@ -116,6 +116,7 @@ class ChatSession:
             ]
         self.spec, self.backend_name, self.counter = self._choose(model_name, self.mode)
         self._used: int | None = None
+        self.stopped_before_reply = False  # the last send was stopped by Ctrl-C before any reply
         # Set by the REPL: quiets the keyboard while a reply streams.
         self.during_reply: Callable[[], AbstractContextManager[object]] = contextlib.nullcontext
 
@@ -217,6 +218,7 @@ class ChatSession:
                 interrupted_note="interrupted; the partial reply is kept in the conversation",
             ).result
         kept = bool(result.text) or result.finish_reason not in ("error", "interrupted")
+        self.stopped_before_reply = not kept and result.finish_reason == "interrupted"
         turn = ChatTurn(
             prompt=prompt,
             reply=result.text,

@@ -72,13 +72,16 @@ def _banner(chat: ChatSession, out: TextIO) -> None:
 
 
 def _loop(chat: ChatSession, session: PromptSession[str], out: TextIO) -> None:
+    draft = ""  # a message stopped before its reply began comes back to the prompt, to resend or edit
     while True:
         try:
-            text = session.prompt(prompt_message(chat))
+            text = session.prompt(prompt_message(chat), default=draft)
         except KeyboardInterrupt:
+            draft = ""
             continue  # Ctrl-C at the prompt: a fresh, empty line
         except EOFError:
             return  # Ctrl-D on an empty line
+        draft = ""
         if not text.strip():
             continue
         try:
@@ -87,8 +90,11 @@ def _loop(chat: ChatSession, session: PromptSession[str], out: TextIO) -> None:
                     return
                 continue
             chat.send(text[1:] if text.startswith("//") else text)
-        except KeyboardInterrupt:
+            if chat.stopped_before_reply:
+                draft = text
+        except KeyboardInterrupt:  # while a local model loaded, say
             chat.notifier.warn("interrupted")
+            draft = text
         except WaiError as error:
             chat.notifier.error(str(error))
 
