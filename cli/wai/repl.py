@@ -112,9 +112,15 @@ def prompt_message(chat: ChatSession) -> FormattedText:
         level = "class:usage.high"
     else:
         level = "class:usage"
+    import shutil
+
+    model = short_model(chat.spec.id)
+    # On a narrow terminal the model's name would leave too little room to type; /model shows it.
+    if shutil.get_terminal_size().columns < 2 * len(model) + 24:
+        model = model[:12] + "…" if len(model) > 13 else model
     return FormattedText(
         [
-            ("class:model", short_model(chat.spec.id)),
+            ("class:model", model),
             ("", " "),
             (level, f"{mark}{used}/{window}"),
             ("class:arrow", " > "),
