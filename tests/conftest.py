@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.support.workers_ai_server import WorkersAIServer, workers_ai_server
+
+if TYPE_CHECKING:
+    from tests.support.tiny_gguf import TinyModel
 
 __all__ = ["workers_ai_server"]  # the loopback Workers AI server, for every test that asks for it
 
@@ -42,3 +46,17 @@ def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[WorkersAIServer]:
         monkeypatch.setenv("CLOUDFLARE_ACCOUNT_ID", "account-1")
         monkeypatch.setenv("CLOUDFLARE_API_TOKEN", LOOPBACK_API_TOKEN)
         yield running
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, TinyModel]:
+    """Tiny deterministic llamas in F16 and Q8_0 that write SPLIT_SCRIPT, built once per run."""
+    from tests.support.tiny_gguf import SPLIT_SCRIPT, SPLIT_WHOLE, build_tiny_llama
+
+    folder = tmp_path_factory.mktemp("tiny-models")
+    return {
+        ftype: build_tiny_llama(
+            folder / f"tiny.{ftype}.gguf", ftype=ftype, script=SPLIT_SCRIPT, whole=SPLIT_WHOLE
+        )
+        for ftype in ("f16", "q8_0")
+    }

@@ -12,22 +12,13 @@ from pathlib import Path
 import pytest
 
 from tests.support.cli import WAI, run_wai
-from tests.support.tiny_gguf import TinyModel, build_tiny_llama
+from tests.support.tiny_gguf import SPLIT_SCRIPT as SCRIPT
+from tests.support.tiny_gguf import SPLIT_WHOLE, TinyModel, build_tiny_llama
 
 pytest.importorskip("llama_cpp")
 
-SCRIPT = "Hello, world! é日本🎉"  # 日 and 🎉 are split across byte tokens, 本 is one token
 LOOP = "Hi 🎉!"
 ONE = ("--threads", "1")
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, TinyModel]:
-    folder = tmp_path_factory.mktemp("cli-tiny")
-    return {
-        ftype: build_tiny_llama(folder / f"tiny.{ftype}.gguf", ftype=ftype, script=SCRIPT, whole="本")  # type: ignore[arg-type]
-        for ftype in ("f16", "q8_0")
-    }
 
 
 @pytest.fixture(scope="module")
@@ -61,19 +52,19 @@ def assert_one_line_error(done: subprocess.CompletedProcess[str], code: int) -> 
 
 
 @pytest.mark.parametrize("ftype", ["f16", "q8_0"])
-def test_a_gguf_path_answers_with_the_exact_text_alone(models: dict[str, TinyModel], ftype: str) -> None:
-    done = run_wai("ask", "-m", str(models[ftype].path), *ONE, "where is new york?")
+def test_a_gguf_path_answers_with_the_exact_text_alone(tiny_models: dict[str, TinyModel], ftype: str) -> None:
+    done = run_wai("ask", "-m", str(tiny_models[ftype].path), *ONE, "where is new york?")
     assert done.returncode == 0, done.stderr
     assert done.stdout == SCRIPT + "\n"
     assert done.stderr == ""  # llama.cpp logs its loading at length; none of it shows
 
 
 def test_a_model_in_the_users_catalog_is_asked_by_id(
-    models: dict[str, TinyModel], isolated_home: Path
+    tiny_models: dict[str, TinyModel], isolated_home: Path
 ) -> None:
     # A relative gguf is found in the models folder.
     (isolated_home / "models").mkdir()
-    (isolated_home / "models" / "tiny.gguf").symlink_to(models["q8_0"].path)
+    (isolated_home / "models" / "tiny.gguf").symlink_to(tiny_models["q8_0"].path)
     register(isolated_home, "my-tiny", "tiny.gguf", precision="q8_0", aliases=["tn"])
     for name in ("my-tiny", "tn"):
         done = run_wai("ask", "-m", name, *ONE, "hi")
@@ -81,8 +72,8 @@ def test_a_model_in_the_users_catalog_is_asked_by_id(
         assert (done.stdout, done.stderr) == (SCRIPT + "\n", "")
 
 
-def test_debug_shows_llama_cpp_and_the_backends_facts(models: dict[str, TinyModel]) -> None:
-    done = run_wai("ask", "-m", str(models["q8_0"].path), *ONE, "--debug", "hi")
+def test_debug_shows_llama_cpp_and_the_backends_facts(tiny_models: dict[str, TinyModel]) -> None:
+    done = run_wai("ask", "-m", str(tiny_models["q8_0"].path), *ONE, "--debug", "hi")
     assert done.returncode == 0, done.stderr
     assert done.stdout == SCRIPT + "\n"
     assert "llama_model_loader" in done.stderr or "print_info" in done.stderr
@@ -93,8 +84,10 @@ def test_debug_shows_llama_cpp_and_the_backends_facts(models: dict[str, TinyMode
 
 
 @pytest.mark.parametrize("ftype", ["f16", "q8_0"])
-def test_json_reports_the_files_precision_and_exact_usage(models: dict[str, TinyModel], ftype: str) -> None:
-    model = models[ftype]
+def test_json_reports_the_files_precision_and_exact_usage(
+    tiny_models: dict[str, TinyModel], ftype: str
+) -> None:
+    model = tiny_models[ftype]
     done = run_wai("ask", "-m", str(model.path), *ONE, "--json", "hi")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
@@ -105,9 +98,9 @@ def test_json_reports_the_files_precision_and_exact_usage(models: dict[str, Tiny
     assert result["timings"]["load_s"] > 0 and result["timings"]["first_token_s"] is not None
 
 
-def test_models_lists_each_files_precision(models: dict[str, TinyModel], isolated_home: Path) -> None:
-    register(isolated_home, "tiny-f16", models["f16"].path, precision="f16")
-    register(isolated_home, "tiny-q8", models["q8_0"].path, precision="q8_0")
+def test_models_lists_each_files_precision(tiny_models: dict[str, TinyModel], isolated_home: Path) -> None:
+    register(isolated_home, "tiny-f16", tiny_models["f16"].path, precision="f16")
+    register(isolated_home, "tiny-q8", tiny_models["q8_0"].path, precision="q8_0")
     done = run_wai("models", "--json")
     assert done.returncode == 0, done.stderr
     rows = {row["id"]: row for row in json.loads(done.stdout)["models"]}
@@ -118,9 +111,9 @@ def test_models_lists_each_files_precision(models: dict[str, TinyModel], isolate
 
 
 def test_a_catalog_precision_the_file_contradicts_is_a_warning(
-    models: dict[str, TinyModel], isolated_home: Path
+    tiny_models: dict[str, TinyModel], isolated_home: Path
 ) -> None:
-    register(isolated_home, "says-f16", models["q8_0"].path, precision="f16")
+    register(isolated_home, "says-f16", tiny_models["q8_0"].path, precision="f16")
     done = run_wai("ask", "-m", "says-f16", *ONE, "--json", "hi")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["precision"] == "q8_0"  # the file's own type, not the entry's
@@ -133,8 +126,8 @@ def test_a_catalog_precision_the_file_contradicts_is_a_warning(
 # Caps and windows
 
 
-def test_the_output_cap_is_length_with_a_warning_and_exit_0(models: dict[str, TinyModel]) -> None:
-    path = str(models["f16"].path)
+def test_the_output_cap_is_length_with_a_warning_and_exit_0(tiny_models: dict[str, TinyModel]) -> None:
+    path = str(tiny_models["f16"].path)
     done = run_wai("ask", "-m", path, *ONE, "--max-tokens", "4", "--json", "hi")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
@@ -147,8 +140,10 @@ def test_the_output_cap_is_length_with_a_warning_and_exit_0(models: dict[str, Ti
     assert "output cap (9 tokens)" in piped.stderr
 
 
-def test_the_catalogs_max_output_caps_the_reply(models: dict[str, TinyModel], isolated_home: Path) -> None:
-    register(isolated_home, "short", models["q8_0"].path, max_output=4)
+def test_the_catalogs_max_output_caps_the_reply(
+    tiny_models: dict[str, TinyModel], isolated_home: Path
+) -> None:
+    register(isolated_home, "short", tiny_models["q8_0"].path, max_output=4)
     done = run_wai("ask", "-m", "short", *ONE, "--json", "hi")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
@@ -157,13 +152,13 @@ def test_the_catalogs_max_output_caps_the_reply(models: dict[str, TinyModel], is
 
 
 def test_a_prompt_over_the_window_is_exit_3_before_llama_cpp(
-    models: dict[str, TinyModel], isolated_home: Path
+    tiny_models: dict[str, TinyModel], isolated_home: Path
 ) -> None:
     # The file's trained context is 512 tokens: 384 for the prompt, 128 for the reply.
-    done = run_wai("ask", "-m", str(models["q8_0"].path), *ONE, "-", stdin=b"x" * 600)
+    done = run_wai("ask", "-m", str(tiny_models["q8_0"].path), *ONE, "-", stdin=b"x" * 600)
     assert_one_line_error(done, 3)
     assert "384" in done.stderr and "tokens" in done.stderr
-    register(isolated_home, "narrow", models["q8_0"].path, context_window=50)
+    register(isolated_home, "narrow", tiny_models["q8_0"].path, context_window=50)
     narrow = run_wai("ask", "-m", "narrow", *ONE, "x" * 80)
     assert_one_line_error(narrow, 3)
     assert "50" in narrow.stderr
@@ -198,8 +193,8 @@ def test_a_junk_file_is_exit_1_in_one_line(tmp_path: Path, content: bytes, expec
     assert expected in done.stderr
 
 
-def test_a_truncated_file_is_exit_1_in_one_line(tmp_path: Path, models: dict[str, TinyModel]) -> None:
-    whole = models["f16"].path.read_bytes()
+def test_a_truncated_file_is_exit_1_in_one_line(tmp_path: Path, tiny_models: dict[str, TinyModel]) -> None:
+    whole = tiny_models["f16"].path.read_bytes()
     cut = tmp_path / "cut.gguf"
     cut.write_bytes(whole[: len(whole) // 2])
     done = run_wai("ask", "-m", str(cut), *ONE, "hi")
@@ -208,11 +203,11 @@ def test_a_truncated_file_is_exit_1_in_one_line(tmp_path: Path, models: dict[str
 
 
 def test_remote_backend_for_a_local_only_model_is_exit_2(
-    models: dict[str, TinyModel], isolated_home: Path
+    tiny_models: dict[str, TinyModel], isolated_home: Path
 ) -> None:
-    register(isolated_home, "local-only", models["q8_0"].path)
+    register(isolated_home, "local-only", tiny_models["q8_0"].path)
     credentials = {"CLOUDFLARE_ACCOUNT_ID": "acct", "CLOUDFLARE_API_TOKEN": "tok"}
-    for name in (str(models["q8_0"].path), "local-only"):
+    for name in (str(tiny_models["q8_0"].path), "local-only"):
         done = run_wai("ask", "-m", name, "--backend", "remote", "hi", env=credentials)
         assert_one_line_error(done, 2)
         assert "not served by Workers AI" in done.stderr
@@ -279,11 +274,11 @@ def test_a_chat_template_that_does_not_compile_is_exit_2_in_one_line(tmp_path: P
 
 
 def test_a_bare_file_name_is_found_in_the_models_folder(
-    models: dict[str, TinyModel], isolated_home: Path
+    tiny_models: dict[str, TinyModel], isolated_home: Path
 ) -> None:
     folder = isolated_home / "models"
     folder.mkdir(exist_ok=True)
-    (folder / "mine.gguf").write_bytes(models["q8_0"].path.read_bytes())
+    (folder / "mine.gguf").write_bytes(tiny_models["q8_0"].path.read_bytes())
     done = run_wai("ask", *ONE, "-m", "mine.gguf", "hi", env={"WAI_MODELS_DIR": str(folder)})
     assert done.returncode == 0, done.stderr
     assert done.stdout == SCRIPT + "\n"
@@ -295,17 +290,19 @@ def test_a_folder_or_nothing_after_m_is_exit_2(tmp_path: Path) -> None:
 
 
 def test_a_file_that_declares_no_trained_context_runs_at_its_windows(tmp_path: Path) -> None:
-    model = build_tiny_llama(tmp_path / "ctx0.gguf", ftype="f16", script=SCRIPT, whole="本", context_length=0)
+    model = build_tiny_llama(
+        tmp_path / "ctx0.gguf", ftype="f16", script=SCRIPT, whole=SPLIT_WHOLE, context_length=0
+    )
     done = run_wai("ask", *ONE, "-m", str(model.path), "hi")
     assert done.returncode == 0, done.stderr
     assert done.stdout == SCRIPT + "\n"
 
 
-def test_gpu_layers_on_a_build_without_offload_is_a_warning(models: dict[str, TinyModel]) -> None:
+def test_gpu_layers_on_a_build_without_offload_is_a_warning(tiny_models: dict[str, TinyModel]) -> None:
     from wai.backends import llama_native
 
     if llama_native.supports_gpu_offload():
         pytest.skip("this llama.cpp build can offload: the flag takes effect")
-    done = run_wai("ask", *ONE, "--gpu-layers", "5", "-m", str(models["q8_0"].path), "hi")
+    done = run_wai("ask", *ONE, "--gpu-layers", "5", "-m", str(tiny_models["q8_0"].path), "hi")
     assert done.returncode == 0 and done.stdout == SCRIPT + "\n"
     assert "--gpu-layers 5 has no effect" in done.stderr

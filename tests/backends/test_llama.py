@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.tiny_gguf import SPLIT_SCRIPT as SCRIPT
 from tests.support.tiny_gguf import TinyModel, build_tiny_llama
 from wai.backends.llama import LlamaBackend, spec_for_gguf
 from wai.catalog import Catalog, ModelSpec
@@ -17,17 +18,7 @@ from wai.events import Event, Finish, Loaded, Token, Usage
 
 pytest.importorskip("llama_cpp")
 
-SCRIPT = "Hello, world! é日本🎉"  # 日 and 🎉 are split across byte tokens, 本 is one token
 GREEDY = Sampling(temperature=0)
-
-
-@pytest.fixture(scope="session")
-def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, TinyModel]:
-    folder = tmp_path_factory.mktemp("tiny-models")
-    return {
-        ftype: build_tiny_llama(folder / f"tiny.{ftype}.gguf", ftype=ftype, script=SCRIPT, whole="本")  # type: ignore[arg-type]
-        for ftype in ("f16", "q8_0")
-    }
 
 
 @pytest.fixture(scope="session")
@@ -90,9 +81,9 @@ def only(events: list[Event], kind: type[Usage] | type[Finish]) -> Usage | Finis
 
 @pytest.mark.parametrize("ftype", ["f16", "q8_0"])
 def test_writes_the_exact_text_in_both_precisions(
-    models: dict[str, TinyModel], backends: dict[str, LlamaBackend], ftype: str
+    tiny_models: dict[str, TinyModel], backends: dict[str, LlamaBackend], ftype: str
 ) -> None:
-    model = models[ftype]
+    model = tiny_models[ftype]
     events = list(backend_for(backends, model).stream(request(model)))
     assert text_of(events) == SCRIPT
     usage = only(events, Usage)
@@ -102,9 +93,9 @@ def test_writes_the_exact_text_in_both_precisions(
 
 
 def test_characters_split_across_tokens_arrive_whole(
-    models: dict[str, TinyModel], backends: dict[str, LlamaBackend]
+    tiny_models: dict[str, TinyModel], backends: dict[str, LlamaBackend]
 ) -> None:
-    model = models["q8_0"]
+    model = tiny_models["q8_0"]
     tokens = [e.text for e in backend_for(backends, model).stream(request(model)) if isinstance(e, Token)]
     assert "日" in tokens and "🎉" in tokens  # each arrives as one piece, after its last byte
     assert all("\ufffd" not in t for t in tokens)
@@ -125,9 +116,9 @@ def test_characters_split_across_tokens_arrive_whole(
     ],
 )
 def test_the_cap_counts_tokens_and_never_leaves_garbage(
-    models: dict[str, TinyModel], backends: dict[str, LlamaBackend], cap: int, expected: str
+    tiny_models: dict[str, TinyModel], backends: dict[str, LlamaBackend], cap: int, expected: str
 ) -> None:
-    model = models["f16"]
+    model = tiny_models["f16"]
     events = list(backend_for(backends, model).stream(request(model, max_tokens=cap)))
     assert text_of(events) == expected
     usage = only(events, Usage)
@@ -136,9 +127,9 @@ def test_the_cap_counts_tokens_and_never_leaves_garbage(
 
 
 def test_a_reply_that_ends_exactly_at_the_cap_is_length(
-    models: dict[str, TinyModel], backends: dict[str, LlamaBackend]
+    tiny_models: dict[str, TinyModel], backends: dict[str, LlamaBackend]
 ) -> None:
-    model = models["f16"]
+    model = tiny_models["f16"]
     events = list(backend_for(backends, model).stream(request(model, max_tokens=len(model.pieces))))
     assert text_of(events) == SCRIPT
     assert only(events, Finish) == Finish("length")
@@ -155,9 +146,9 @@ def test_a_long_reply_stops_at_the_cap(looping: TinyModel, backends: dict[str, L
 
 
 def test_sampling_options_are_accepted(
-    models: dict[str, TinyModel], backends: dict[str, LlamaBackend]
+    tiny_models: dict[str, TinyModel], backends: dict[str, LlamaBackend]
 ) -> None:
-    model = models["q8_0"]
+    model = tiny_models["q8_0"]
     sampled = Request(
         model=spec(model),
         messages=(Message("user", "hi"),),
@@ -169,11 +160,11 @@ def test_sampling_options_are_accepted(
 
 
 def test_usage_counts_the_prompt_as_sent(
-    models: dict[str, TinyModel], backends: dict[str, LlamaBackend]
+    tiny_models: dict[str, TinyModel], backends: dict[str, LlamaBackend]
 ) -> None:
     from wai.chat_template import tokenize_chat
 
-    model = models["f16"]
+    model = tiny_models["f16"]
     backend = backend_for(backends, model)
     req = Request(
         model=spec(model),
@@ -191,11 +182,11 @@ def test_usage_counts_the_prompt_as_sent(
 # The loaded model is kept
 
 
-def test_the_model_loads_once(tmp_path: Path, models: dict[str, TinyModel]) -> None:
+def test_the_model_loads_once(tmp_path: Path, tiny_models: dict[str, TinyModel]) -> None:
     backend = LlamaBackend(threads=1)
     try:
-        first = list(backend.stream(request(models["f16"])))
-        second = list(backend.stream(request(models["f16"], "and then?")))
+        first = list(backend.stream(request(tiny_models["f16"])))
+        second = list(backend.stream(request(tiny_models["f16"], "and then?")))
     finally:
         backend.close()
     assert isinstance(first[0], Loaded) and first[0].seconds > 0
@@ -204,7 +195,7 @@ def test_the_model_loads_once(tmp_path: Path, models: dict[str, TinyModel]) -> N
 
 
 def test_counting_with_the_backend_loads_the_file_once_and_reports_the_load(
-    models: dict[str, TinyModel], monkeypatch: pytest.MonkeyPatch
+    tiny_models: dict[str, TinyModel], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from wai.backends import llama_native
 
@@ -218,7 +209,7 @@ def test_counting_with_the_backend_loads_the_file_once_and_reports_the_load(
     monkeypatch.setattr(llama_native.NativeModel, "load", staticmethod(counting_load))
     backend = LlamaBackend(threads=1)
     try:
-        asked = request(models["q8_0"])
+        asked = request(tiny_models["q8_0"])
         counted = backend.counter(asked.model).count_prompt(asked.messages)
         events = list(backend.stream(asked))
     finally:
@@ -250,9 +241,9 @@ def test_a_longer_request_grows_the_context_within_the_trained_one(looping: Tiny
 
 
 def test_a_prompt_and_reply_over_the_trained_context_is_refused(
-    models: dict[str, TinyModel], backends: dict[str, LlamaBackend]
+    tiny_models: dict[str, TinyModel], backends: dict[str, LlamaBackend]
 ) -> None:
-    model = models["f16"]
+    model = tiny_models["f16"]
     with pytest.raises(WindowError) as caught:
         list(backend_for(backends, model).stream(request(model, "x" * 600, max_tokens=16)))
     assert caught.value.exit_code == 3
@@ -337,8 +328,8 @@ def test_junk_files_are_refused_before_llama_cpp_sees_them(
 
 
 @pytest.mark.parametrize("keep", [0.5, 0.99, 30 / 192768])
-def test_truncated_files_are_refused(tmp_path: Path, models: dict[str, TinyModel], keep: float) -> None:
-    whole = models["f16"].path.read_bytes()
+def test_truncated_files_are_refused(tmp_path: Path, tiny_models: dict[str, TinyModel], keep: float) -> None:
+    whole = tiny_models["f16"].path.read_bytes()
     cut = tmp_path / "cut.gguf"
     cut.write_bytes(whole[: max(int(len(whole) * keep), 24)])
     with pytest.raises(BackendError, match="truncated"):
@@ -354,24 +345,24 @@ def test_an_unsupported_architecture_is_named(tmp_path: Path) -> None:
 # What the app shows about the model
 
 
-def test_precision_comes_from_the_file(models: dict[str, TinyModel]) -> None:
+def test_precision_comes_from_the_file(tiny_models: dict[str, TinyModel]) -> None:
     backend = LlamaBackend(threads=1)
-    assert backend.precision(request(models["f16"])) == "f16"
-    assert backend.precision(request(models["q8_0"])) == "q8_0"
+    assert backend.precision(request(tiny_models["f16"])) == "f16"
+    assert backend.precision(request(tiny_models["q8_0"])) == "q8_0"
     assert backend.precision(request(Path("/nonexistent.gguf"))) is None
 
 
-def test_a_file_that_contradicts_the_catalog_gets_a_warning(models: dict[str, TinyModel]) -> None:
+def test_a_file_that_contradicts_the_catalog_gets_a_warning(tiny_models: dict[str, TinyModel]) -> None:
     backend = LlamaBackend(threads=1)
-    assert backend.warnings(request(models["f16"], precision="f16")) == []
-    assert backend.warnings(request(models["f16"], precision="fp16")) == []
-    notes = backend.warnings(request(models["f16"], precision="q8_0"))
+    assert backend.warnings(request(tiny_models["f16"], precision="f16")) == []
+    assert backend.warnings(request(tiny_models["f16"], precision="fp16")) == []
+    notes = backend.warnings(request(tiny_models["f16"], precision="q8_0"))
     assert len(notes) == 1 and "f16" in notes[0] and "q8_0" in notes[0]
-    over = backend.warnings(request(models["q8_0"], total_context=4096, context_window=3000))
+    over = backend.warnings(request(tiny_models["q8_0"], total_context=4096, context_window=3000))
     assert len(over) == 1 and "512" in over[0]
 
 
-def test_describe_reports_offload_threads_and_version(models: dict[str, TinyModel]) -> None:
+def test_describe_reports_offload_threads_and_version(tiny_models: dict[str, TinyModel]) -> None:
     import llama_cpp
 
     backend = LlamaBackend(threads=2, gpu_layers=0)
@@ -385,10 +376,10 @@ def test_describe_reports_offload_threads_and_version(models: dict[str, TinyMode
 
 
 def test_llama_cpp_logs_stay_off_the_terminal(
-    tmp_path: Path, models: dict[str, TinyModel], capfd: pytest.CaptureFixture[str]
+    tmp_path: Path, tiny_models: dict[str, TinyModel], capfd: pytest.CaptureFixture[str]
 ) -> None:
     copy = tmp_path / "fresh.gguf"  # a file not loaded before, so llama.cpp logs its loading
-    copy.write_bytes(models["q8_0"].path.read_bytes())
+    copy.write_bytes(tiny_models["q8_0"].path.read_bytes())
     backend = LlamaBackend(threads=1)
     assert text_of(list(backend.stream(request(copy)))) == SCRIPT
     backend.close()
@@ -403,20 +394,22 @@ def test_llama_cpp_logs_stay_off_the_terminal(
 # -m path/to/file.gguf
 
 
-def test_spec_for_a_file_outside_the_catalog_uses_its_trained_context(models: dict[str, TinyModel]) -> None:
-    found = spec_for_gguf(models["q8_0"].path, Catalog())
+def test_spec_for_a_file_outside_the_catalog_uses_its_trained_context(
+    tiny_models: dict[str, TinyModel],
+) -> None:
+    found = spec_for_gguf(tiny_models["q8_0"].path, Catalog())
     assert (found.total_context, found.max_output, found.context_window) == (512, 128, 384)
     assert found.remote is False and found.precision == "q8_0"
-    assert found.id == models["q8_0"].path.name
+    assert found.id == tiny_models["q8_0"].path.name
     assert (
         text_of(list(LlamaBackend(threads=1).stream(Request(found, (Message("user", "hi"),), 64, GREEDY))))
         == SCRIPT
     )
 
 
-def test_spec_for_a_catalog_file_is_its_entry(models: dict[str, TinyModel]) -> None:
-    entry = spec(models["f16"], id="my-tiny", context_window=100, max_output=50, total_context=150)
-    assert spec_for_gguf(models["f16"].path, Catalog(models={"my-tiny": entry})) == entry
+def test_spec_for_a_catalog_file_is_its_entry(tiny_models: dict[str, TinyModel]) -> None:
+    entry = spec(tiny_models["f16"], id="my-tiny", context_window=100, max_output=50, total_context=150)
+    assert spec_for_gguf(tiny_models["f16"].path, Catalog(models={"my-tiny": entry})) == entry
 
 
 def test_spec_for_a_missing_file_is_an_error(tmp_path: Path) -> None:

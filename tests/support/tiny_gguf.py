@@ -47,6 +47,11 @@ class TinyModel:
         return [piece_bytes(p) for p in self.pieces]
 
 
+# The text the shared tiny models write: 日 and 🎉 are split across byte tokens, 本 is one token.
+SPLIT_SCRIPT = "Hello, world! é日本🎉"
+SPLIT_WHOLE = "本"
+
+
 def piece_bytes(piece: str) -> bytes:
     match = re.fullmatch(r"<0x([0-9A-F]{2})>", piece)
     return bytes([int(match.group(1), 16)]) if match else piece.replace("\u2581", " ").encode("utf-8")
