@@ -237,20 +237,14 @@ def _local_counter(model: ModelSpec) -> TokenCounter:
     vocab = _load(path)
     if isinstance(vocab, EstimatedCounter):
         return vocab
-    from wai import chat_template
     from wai.backends.llama_native import NativeModel
 
-    def prompt_tokens(messages: Sequence[Message]) -> list[int]:
-        return chat_template.tokenize_chat(vocab, messages)
-
-    def render(messages: Sequence[Message]) -> str:
-        return chat_template.render_prompt(messages, chat_template.template_info(NativeModel.borrow(vocab)))
-
-    return VocabCounter(vocab, prompt_tokens, render, f"{path.name} (its own vocabulary)")
+    return counter_on_loaded(NativeModel.borrow(vocab), f"{path.name} (its own vocabulary)")
 
 
-def counter_on_loaded(model: ModelSpec, native: NativeModel) -> TokenCounter:
-    """The local counter on a model the backend has already loaded: no second load of the file."""
+def counter_on_loaded(native: NativeModel, source: str) -> TokenCounter:
+    """A local model's counter on its loaded vocabulary (or the backend's whole loaded model, which
+    saves loading the file a second time): the prompt counted is the prompt the backend sends."""
     from wai import chat_template
 
     def prompt_tokens(messages: Sequence[Message]) -> list[int]:
@@ -259,7 +253,7 @@ def counter_on_loaded(model: ModelSpec, native: NativeModel) -> TokenCounter:
     def render(messages: Sequence[Message]) -> str:
         return chat_template.render_prompt(messages, chat_template.template_info(native))
 
-    return VocabCounter(native, prompt_tokens, render, f"{model.id} (its own vocabulary)")
+    return VocabCounter(native, prompt_tokens, render, source)
 
 
 def _remote_counter(model: ModelSpec) -> TokenCounter:

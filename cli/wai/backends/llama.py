@@ -111,7 +111,7 @@ class LlamaBackend:
         loaded, fresh = self._model_for(path, _header(path))
         if fresh:
             self._unreported_load += time.perf_counter() - started
-        return counter_on_loaded(spec, loaded.model)
+        return counter_on_loaded(loaded.model, f"{path.name} (its own vocabulary)")
 
     def precision(self, request: Request) -> str | None:
         """The file type from the GGUF's metadata (f16, q8_0, ...); None when the file is unreadable."""
