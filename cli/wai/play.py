@@ -72,7 +72,7 @@ def play_turn(
     `interrupted_note` is said after a Ctrl-C once some of the reply was shown; before that, wai
     says the reply never began.
     """
-    for warning in getattr(backend, "warnings", lambda _r: [])(request):
+    for warning in backend.warnings(request):
         notifier.warn(warning)
     info = replace(turn_info(backend, request, prompt_exact=prompt_exact), more_hint=more_hint)
     try:

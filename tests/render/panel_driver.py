@@ -56,6 +56,9 @@ class ScriptedBackend:
     def describe(self) -> dict[str, object]:
         return {}
 
+    def warnings(self, request: Request) -> list[str]:
+        return []
+
 
 def main() -> int:
     parser = argparse.ArgumentParser()

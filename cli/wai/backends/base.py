@@ -29,3 +29,7 @@ class Backend(Protocol):
     def describe(self) -> dict[str, object]:
         """Facts for `--debug` and `wai models` (base URL, GPU offload, ...); no secrets."""
         ...
+
+    def warnings(self, request: Request) -> list[str]:
+        """What the user should know before this request runs (stderr), [] when nothing."""
+        ...

@@ -157,6 +157,9 @@ class WorkersAIBackend:
         # Workers AI does not say; the catalog's declaration is the best there is.
         return request.model.precision
 
+    def warnings(self, request: Request) -> list[str]:
+        return []
+
     def describe(self) -> dict[str, object]:
         base, account = self._base_shown, mask(self._credentials.account_id)
         return {
