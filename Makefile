@@ -3,23 +3,75 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-# llama-cpp-python compiles llama.cpp from source; pip caches the wheel after the first build.
+# llama-cpp-python compiles llama.cpp from source; the wheel is kept in WHEEL_CACHE under a key made
+# of its version and build flags, so a second install costs seconds and never takes a wheel that
+# was built with other flags (pip's own cache keys wheels by the source archive alone).
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
+LLAMA_CPP_VERSION := $(shell sed -n 's/.*"llama-cpp-python==\([0-9.]*\)".*/\1/p' pyproject.toml)
+WHEEL_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/wai/wheels
+BUILD_MARK  := $(VENV)/wai-llama-build
 
-.PHONY: install install-gpu lint test demo bench clean
+# portable: x86-64 with AVX2 (Haswell, 2013, and later), whatever else the CPU advertises.
+# Hypervisors may list AVX-512 or AMX in CPUID without running them, so nothing beyond AVX2.
+PORTABLE_CPU := -DGGML_NATIVE=OFF -DGGML_SSE42=ON -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON \
+	-DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AVX_VNNI=OFF -DGGML_AVX512=OFF -DGGML_AVX512_VBMI=OFF \
+	-DGGML_AVX512_VNNI=OFF -DGGML_AVX512_BF16=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF \
+	-DGGML_AMX_BF16=OFF
+# native: -march=native for this machine, but never AMX tiles (they trap where CPUID lies).
+NATIVE_CPU := -DGGML_NATIVE=ON
+NATIVE_CFLAGS := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
+# cuda: the portable CPU side plus CUDA code for Turing (PTX) to Hopper.
+CUDA_ARCHITECTURES ?= 75-virtual;80-virtual;86-real;89-real;90-real
+CUDA := $(PORTABLE_CPU) -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=$(CUDA_ARCHITECTURES)
 
-$(STAMP): pyproject.toml
+llama_cmake_args = $(if $(filter native,$(1)),$(NATIVE_CPU),$(if $(filter cuda,$(1)),$(CUDA),$(PORTABLE_CPU)))
+llama_cflags = $(if $(filter native,$(1)),$(NATIVE_CFLAGS))
+
+# $(call install_llama,portable|native|cuda): build the wheel once per set of flags, then install it.
+define install_llama
+	@set -e; kind='$(1)'; args='$(call llama_cmake_args,$(1))'; cflags='$(call llama_cflags,$(1))'; \
+	key=$$(printf '%s\n' '$(LLAMA_CPP_VERSION)' "$$args" "$$cflags" \
+		"$$($(BIN)/python -c 'import sys; print(sys.version)')" "$$(c++ --version 2>&1 | head -n 1)" \
+		| sha256sum | cut -c1-16); \
+	dir='$(WHEEL_CACHE)'/"$$kind-$$key"; \
+	if ! ls "$$dir"/llama_cpp_python-*.whl >/dev/null 2>&1; then \
+		echo "building llama-cpp-python $(LLAMA_CPP_VERSION) ($$kind) from source: about 6 minutes on 2 cores, once"; \
+		rm -rf "$$dir.part"; \
+		CMAKE_ARGS="$$args" CFLAGS="$$cflags" CXXFLAGS="$$cflags" $(BIN)/pip wheel --quiet --no-deps \
+			--no-cache-dir --no-binary llama-cpp-python -w "$$dir.part" 'llama-cpp-python==$(LLAMA_CPP_VERSION)'; \
+		mkdir -p "$$(dirname "$$dir")"; rm -rf "$$dir"; mv "$$dir.part" "$$dir"; \
+	fi; \
+	$(BIN)/pip install --quiet --no-deps --force-reinstall "$$dir"/llama_cpp_python-*.whl; \
+	echo "$$kind" > $(BUILD_MARK); \
+	echo "llama.cpp: $$kind build installed ($$dir)"
+endef
+
+.PHONY: install install-native install-portable install-gpu lint test demo bench clean
+
+# A venv remade for a new pyproject.toml keeps the build its user chose (native, cuda).
+$(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(call install_llama,$(shell cat $(BUILD_MARK) 2>/dev/null || echo portable))
 	$(BIN)/pip install --quiet -e '.[local,test]'
 	touch $(STAMP)
 
 install: $(STAMP)
 
-# Rebuild llama-cpp-python with CUDA offload (needs the CUDA toolkit: nvcc on PATH).
+# The fastest build for this machine; `wai setup` then checks it, and a build that fails the
+# check is replaced by the portable one.
+install-native: $(STAMP)
+	$(call install_llama,native)
+	@$(BIN)/wai setup || { \
+		echo "wai: the native build failed its check; installing the portable build instead" >&2; \
+		$(MAKE) --no-print-directory install-portable; $(BIN)/wai setup; }
+
+install-portable: $(STAMP)
+	$(call install_llama,portable)
+
+# CUDA offload (needs the CUDA toolkit: nvcc on PATH); the CPU side stays portable.
 install-gpu: $(STAMP)
-	CMAKE_ARGS="-DGGML_CUDA=on" $(BIN)/pip install --force-reinstall --no-deps --no-cache-dir \
-		"llama-cpp-python>=0.3.0"
+	$(call install_llama,cuda)
 
 lint: $(STAMP)
 	$(BIN)/ruff check cli tests bench
