@@ -40,6 +40,17 @@ DERIVED_FILES: dict[str, tuple[str, int]] = {
 BUILTIN_FILES = (Q4_1_FILE, *DERIVED_FILES)
 
 Progress = Callable[[str], None]
+
+
+def installed_check_models(models_dir: Path) -> list[Path]:
+    """The built-in files that are installed, for checking that llama.cpp runs on this CPU.
+
+    Q4_1 and Q8_0 take the integer matrix paths where a CPU's unusable extensions (AMX) trap; F16
+    takes the floating-point ones.
+    """
+    return [path for name in BUILTIN_FILES if (path := models_dir / name).is_file()]
+
+
 _CHUNK = 1 << 20
 
 

@@ -40,7 +40,23 @@ def _gpu_offload() -> str:
         if facts.get("gpu_offload_supported")
         else "CPU only (no GPU offload in this build)"
     )
-    return f"llama-cpp-python {facts.get('llama_cpp_python')}: {state}"
+    return f"llama-cpp-python {facts.get('llama_cpp_python')}: {state}; {_check_state()}"
+
+
+def _check_state() -> str:
+    """The last verdict of `wai setup`'s check, when it is about the build installed now."""
+    from datetime import datetime
+
+    from wai.backends import llama_check
+    from wai.settings import wai_home
+
+    verdict = llama_check.current_verdict(wai_home())
+    if verdict is None:
+        return "not checked on this CPU yet (`wai setup` checks it)"
+    if not verdict.ok:
+        return f"FAILED its check: {verdict.problem}; {llama_check.REBUILD_HINT}"
+    when = datetime.fromtimestamp(verdict.checked_at).strftime("%Y-%m-%d %H:%M")
+    return f"checked on this CPU {when} ({' '.join(verdict.features)})"
 
 
 def model_rows() -> list[dict[str, object]]:

@@ -75,6 +75,7 @@ class LlamaBackend:
         self._debug = debug
         self._loaded: _Loaded | None = None
         self._unreported_load = 0.0  # a load done for counting, reported with the next reply
+        self._build_checked = False
         native.LOG.debug = debug
 
     # The Backend protocol
@@ -198,6 +199,12 @@ class LlamaBackend:
         if current is not None and current.path == path.resolve() and current.stamp == stamp:
             return current, False
         self.close()  # one model at a time: two 7B models rarely fit in memory together
+        if not self._build_checked:
+            from wai.backends.llama_check import require_working_build
+            from wai.builtin import installed_check_models
+
+            require_working_build(settings.wai_home(), installed_check_models(settings.models_dir()))
+            self._build_checked = True
         layers = self.gpu_layers()
         try:
             model = native.NativeModel.load(path, gpu_layers=layers)
