@@ -208,16 +208,21 @@ def _close_vocabularies() -> None:
 
 def _load(path: Path) -> Any | EstimatedCounter:
     """The vocabulary at `path`, or the estimate (saying why) when it cannot be had."""
-    import jinja2
-
     try:
         return load_vocab(path.resolve())
     except ConfigError:
+        # The remote-only install (`pip install .`) has neither llama.cpp nor jinja2: a vocabulary
+        # left by an earlier full install cannot be read, and the count is the estimate.
         return EstimatedCounter("llama-cpp-python not installed")
     except (ValueError, OSError, RuntimeError):
         return EstimatedCounter(f"llama.cpp cannot read {path}")
-    except jinja2.TemplateError as exc:
-        # llama-cpp-python compiles the file's chat template while loading its vocabulary.
+    except Exception as exc:
+        # llama-cpp-python compiles the file's chat template while loading its vocabulary, with
+        # jinja2: its own dependency, so importable here, where llama.cpp has loaded.
+        import jinja2
+
+        if not isinstance(exc, jinja2.TemplateError):
+            raise
         from wai.chat_template import ChatTemplateError
 
         raise ChatTemplateError(f"the chat template of {path.name} is not valid Jinja: {exc}") from None
