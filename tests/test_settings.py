@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.cli import run_wai
+from tests.support.workers_ai_server import WorkersAIServer
 from wai.errors import ConfigError
 from wai.settings import load_credentials, load_user_config
 
@@ -32,3 +33,34 @@ def test_an_unknown_default_model_says_who_chose_it(isolated_home: Path) -> None
     (isolated_home / "config.toml").write_text('default_model = "gone"\n')
     done = run_wai("ask", "hi")
     assert done.returncode == 2 and "default_model in" in done.stderr
+
+
+@pytest.mark.parametrize("token", ["\u201cabc-123-secret\u201d", "abc-123\u200b-secret"])
+def test_a_token_a_header_cannot_carry_is_one_line_that_never_shows_it(
+    server: WorkersAIServer, isolated_home: Path, token: str
+) -> None:
+    done = run_wai("ask", "-m", "@cf/meta/llama-2-7b-chat-fp16", "hi", env={"CLOUDFLARE_API_TOKEN": token})
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert "the API token in CLOUDFLARE_API_TOKEN contains a character that cannot be sent" in done.stderr
+    assert "secret" not in done.stderr
+    assert server.requests == []
+    # The same token in config.toml: the message names the file.
+    (isolated_home / "config.toml").write_text(f'api_token = "{token}"\n', encoding="utf-8")
+    done = run_wai("ask", "-m", "@cf/meta/llama-2-7b-chat-fp16", "hi", env={"CLOUDFLARE_API_TOKEN": ""})
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+    assert f"the API token in api_token in {isolated_home / 'config.toml'}" in done.stderr
+    assert "secret" not in done.stderr
+    assert server.requests == []
+
+
+@pytest.mark.parametrize("name", ["config.toml", "models.toml"])
+def test_a_file_that_is_not_utf8_is_one_line_naming_it(isolated_home: Path, name: str) -> None:
+    path = isolated_home / name
+    path.write_bytes(b'# caf\xe9\n[models."x"]\ncontext_window = 10\nmax_output = 5\n')
+    for command in (("models",), ("ask", "hi"), ("tokens", "hi")):
+        done = run_wai(*command)
+        assert done.returncode == 2, done.stderr
+        assert (
+            done.stderr == f"wai: error: {path}: not valid UTF-8 (byte 6 is 0xe9) (save the file as UTF-8)\n"
+        )

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 
 from wai import settings
 from wai.errors import ConfigError
+from wai.toml_files import parse_toml, read_toml
 
 REMOTE_PREFIXES = ("@cf/", "@hf/")
 
@@ -103,26 +103,18 @@ def load_catalog() -> Catalog:
     """The built-in catalog, then the user's file on top (its entries extend and override)."""
     catalog = Catalog()
     text, where = builtin_catalog_text()
-    _merge(catalog, _parse(text, where), where)
+    _merge(catalog, _models(parse_toml(text.encode("utf-8"), where), where), where)
     user_path = user_catalog_path()
-    explicit = "WAI_MODELS" in os.environ
-    try:
-        user_text = user_path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        if explicit:
-            raise ConfigError(f"WAI_MODELS names {user_path}, which does not exist") from None
+    user_data = read_toml(user_path)
+    if user_data is None:
+        if "WAI_MODELS" in os.environ:
+            raise ConfigError(f"WAI_MODELS names {user_path}, which does not exist")
         return catalog
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{user_path}: cannot read it ({exc})") from None
-    _merge(catalog, _parse(user_text, str(user_path)), str(user_path))
+    _merge(catalog, _models(user_data, str(user_path)), str(user_path))
     return catalog
 
 
-def _parse(text: str, where: str) -> Mapping[str, object]:
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{where}: not valid TOML ({exc})") from None
+def _models(data: Mapping[str, object], where: str) -> Mapping[str, object]:
     models = data.get("models", {})
     if not isinstance(models, dict):
         raise ConfigError(f"{where}: 'models' must be a table of [models.\"ID\"] entries")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,9 +37,21 @@ class Credentials:
     account_id: str
     api_token: str
     base_url: str
+    token_source: str = "CLOUDFLARE_API_TOKEN"
 
     def __repr__(self) -> str:  # the token must never reach a log or a traceback
         return f"Credentials(account_id={self.account_id!r}, api_token='***', base_url={self.base_url!r})"
+
+    def check_sendable(self) -> None:
+        """The token goes into an HTTP header, which holds visible ASCII only: a smart quote or a
+        zero-width space pasted with it would fail deep in the HTTP client. Says where, never what."""
+        for position, char in enumerate(self.api_token, 1):
+            if not " " <= char <= "~":
+                raise ConfigError(
+                    f"the API token in {self.token_source} contains a character that cannot be sent "
+                    f"in an HTTP header (U+{ord(char):04X}, character {position} of {len(self.api_token)})",
+                    hint="copy the token again, without quotes or invisible characters",
+                )
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,16 +74,10 @@ CONFIG_KEYS = ("account_id", "api_token", "base_url", "default_model")
 
 
 def load_user_config() -> UserConfig:
+    from wai.toml_files import read_toml
+
     path = wai_home() / "config.toml"
-    try:
-        with path.open("rb") as handle:
-            values = tomllib.load(handle)
-    except FileNotFoundError:
-        values = {}
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc}); fix or remove the file") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read it ({exc.strerror})") from None
+    values = read_toml(path) or {}
     unknown = sorted(set(values) - set(CONFIG_KEYS))
     if unknown:
         raise ConfigError(f"{path}: unknown key '{unknown[0]}' (known keys: {', '.join(CONFIG_KEYS)})")
@@ -83,7 +88,10 @@ def load_credentials(config: UserConfig | None = None) -> Credentials | None:
     """Credentials from CLOUDFLARE_ACCOUNT_ID / CLOUDFLARE_API_TOKEN, else config.toml; None if absent."""
     config = config or load_user_config()
     account_id = os.environ.get("CLOUDFLARE_ACCOUNT_ID") or config.text("account_id")
-    api_token = os.environ.get("CLOUDFLARE_API_TOKEN") or config.text("api_token")
+    api_token = os.environ.get("CLOUDFLARE_API_TOKEN")
+    token_source = "CLOUDFLARE_API_TOKEN"
+    if not api_token:
+        api_token, token_source = config.text("api_token"), f"api_token in {config.path}"
     if os.environ.get("CLOUDFLARE_BASE_URL"):
         base_url, base_source = os.environ["CLOUDFLARE_BASE_URL"], "CLOUDFLARE_BASE_URL"
     else:
@@ -93,7 +101,10 @@ def load_credentials(config: UserConfig | None = None) -> Credentials | None:
     if not account_id or not api_token:
         return None
     return Credentials(
-        account_id=account_id.strip(), api_token=api_token.strip(), base_url=base_url.rstrip("/")
+        account_id=account_id.strip(),
+        api_token=api_token.strip(),
+        base_url=base_url.rstrip("/"),
+        token_source=token_source,
     )
 
 

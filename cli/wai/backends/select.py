@@ -106,6 +106,7 @@ class Backends:
 
             if self.credentials is None:
                 raise ConfigError(MISSING_CREDENTIALS.format(path=wai_home() / "config.toml"))
+            self.credentials.check_sendable()
             debug_log = _stderr_line if self.debug else None
             return WorkersAIBackend(self.credentials, debug_log=debug_log)
         from wai.backends.llama import LlamaBackend
