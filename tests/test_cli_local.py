@@ -306,3 +306,57 @@ def test_gpu_layers_on_a_build_without_offload_is_a_warning(tiny_models: dict[st
     done = run_wai("ask", *ONE, "--gpu-layers", "5", "-m", str(tiny_models["q8_0"].path), "hi")
     assert done.returncode == 0 and done.stdout == SCRIPT + "\n"
     assert "--gpu-layers 5 has no effect" in done.stderr
+
+
+def test_continue_after_a_relative_gguf_path_works_from_another_folder(
+    tiny_models: dict[str, TinyModel], tmp_path: Path
+) -> None:
+    here = tmp_path / "here"
+    elsewhere = tmp_path / "elsewhere"
+    here.mkdir()
+    elsewhere.mkdir()
+    (here / "mine.gguf").write_bytes(tiny_models["f16"].path.read_bytes())
+
+    def ask(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([WAI, "ask", *ONE, *args], cwd=cwd, capture_output=True, text=True, timeout=60)
+
+    first = ask(here, "-m", "./mine.gguf", "hi")
+    assert first.returncode == 0, first.stderr
+    again = ask(elsewhere, "-c", "and again")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == SCRIPT + "\n"
+    listed = json.loads(run_wai("logs", "--json").stdout)
+    assert listed[0]["model"] == str((here / "mine.gguf").resolve()) and listed[0]["turns"] == 2
+
+
+def test_models_go_to_the_data_folder_and_the_former_folder_is_still_read(
+    tiny_models: dict[str, TinyModel], tmp_path: Path
+) -> None:
+    # No WAI_HOME: the platform's folders, here under XDG_CONFIG_HOME and XDG_DATA_HOME.
+    env = {
+        "WAI_HOME": "",
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "XDG_DATA_HOME": str(tmp_path / "data"),
+    }
+
+    def builtin_row() -> dict[str, object]:
+        done = run_wai("models", "--json", env=env)
+        assert done.returncode == 0, done.stderr
+        rows: dict[str, dict[str, object]] = {row["id"]: row for row in json.loads(done.stdout)["models"]}
+        return rows["smollm2-135m-instruct"]
+
+    assert builtin_row()["gguf"] == str(
+        tmp_path / "data" / "wai" / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    )
+    former = tmp_path / "config" / "wai" / "models"
+    former.mkdir(parents=True)
+    (former / "SmolLM2-135M-Instruct.Q4_1.gguf").write_bytes(tiny_models["f16"].path.read_bytes())
+    row = builtin_row()
+    assert row["gguf"] == str(former / "SmolLM2-135M-Instruct.Q4_1.gguf")
+    assert row["backends"] == {
+        "remote": {"available": False, "reason": "not served by Workers AI"},
+        "local": {"available": True, "reason": None},
+    }
+    done = run_wai("ask", *ONE, "-m", "smollm2", "--max-tokens", "20", "hi", env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == SCRIPT + "\n"

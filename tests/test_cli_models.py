@@ -3,6 +3,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.support.cli import run_wai
 
 
@@ -83,3 +85,65 @@ def test_on_an_80_column_terminal_every_model_id_stays_on_one_line() -> None:
         assert any(line.startswith(spec.id + " ") for line in run.lines), spec.id
     assert all(len(line) <= 80 for line in run.lines)
     assert any(line.startswith("not remote: ") for line in run.lines)
+
+
+def test_an_alias_in_the_users_file_names_a_builtin_model(isolated_home: Path) -> None:
+    (isolated_home / "models.toml").write_text(
+        '[models."smollm2-135m-instruct-q8_0"]\naliases = ["smollm2"]\n'
+        '[models."@cf/meta/llama-3.1-8b-instruct"]\naliases = ["l31"]\n',
+        encoding="utf-8",
+    )
+    for alias, model in (
+        ("smollm2", "smollm2-135m-instruct-q8_0"),
+        ("l31", "@cf/meta/llama-3.1-8b-instruct"),
+    ):
+        done = run_wai("tokens", "-m", alias, "--json", "hi")
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["model"] == model
+    # The built-in model keeps its other alias; `wai models` lists them all.
+    assert (
+        json.loads(run_wai("tokens", "-m", "builtin", "--json", "hi").stdout)["model"]
+        == "smollm2-135m-instruct"
+    )
+    listed = run_wai("models").stdout
+    assert (
+        "smollm2 = smollm2-135m-instruct-q8_0" in listed and "l31 = @cf/meta/llama-3.1-8b-instruct" in listed
+    )
+    assert "builtin = smollm2-135m-instruct," in listed and "smollm2 = smollm2-135m-instruct," not in listed
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        (
+            '[models."smollm2-135m-instruct"]\naliases = ["@cf/meta/llama-3.1-8b-instruct"]\n',
+            "is the id of another",
+        ),
+        (
+            '[models."smollm2-135m-instruct"]\naliases = ["x"]\n'
+            '[models."smollm2-135m-instruct-f16"]\naliases = ["x"]\n',
+            "'x' is also an alias of 'smollm2-135m-instruct'",
+        ),
+    ],
+)
+def test_an_alias_that_would_name_two_models_is_refused(
+    isolated_home: Path, body: str, fragment: str
+) -> None:
+    (isolated_home / "models.toml").write_text(body, encoding="utf-8")
+    done = run_wai("models")
+    assert done.returncode == 2 and fragment in done.stderr and done.stderr.count("\n") == 1
+
+
+def test_the_default_model_is_named(isolated_home: Path) -> None:
+    remote, local = "@cf/meta/llama-3.1-8b-instruct", "smollm2-135m-instruct"
+    plain = run_wai("models").stdout
+    assert f"default model: {local} (no Workers AI credentials; with them {remote})\n" in plain
+    assert json.loads(run_wai("models", "--json").stdout)["default_model"] == local
+    env = {"CLOUDFLARE_ACCOUNT_ID": "acc", "CLOUDFLARE_API_TOKEN": "tok"}
+    assert f"default model: {remote} (Workers AI credentials are set; without them {local})\n" in (
+        run_wai("models", env=env).stdout
+    )
+    assert json.loads(run_wai("models", "--json", env=env).stdout)["default_model"] == remote
+    assert "default model: l31 (set by WAI_MODEL)" in run_wai("models", env={"WAI_MODEL": "l31"}).stdout
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    assert f"`{remote}` on Workers AI" in readme

@@ -44,7 +44,7 @@ class ModelSpec:
         if not self.gguf:
             return None
         path = Path(self.gguf).expanduser()
-        return path if path.is_absolute() else settings.models_dir() / path
+        return path if path.is_absolute() else settings.model_file(path)
 
 
 @dataclass(slots=True)
@@ -147,6 +147,32 @@ def _merge(catalog: Catalog, models: Mapping[str, object], where: str) -> None:
             raise ConfigError(f"{where}: model '{model_id}' must be a table")
         base = catalog.models.get(model_id)
         catalog.models[model_id] = _spec(model_id, raw, base, where)
+    _settle_aliases(catalog, models, where)
+
+
+def _settle_aliases(catalog: Catalog, models: Mapping[str, object], where: str) -> None:
+    """An alias this file gives is that model's alone: taken from any model that had it before
+    (the user's `aliases` win over the built-in ones), never another model's id, never two models'."""
+    given: dict[str, str] = {}
+    for model_id, raw in models.items():
+        if not isinstance(raw, dict) or "aliases" not in raw:
+            continue
+        for alias in catalog.models[model_id].aliases:
+            if alias in catalog.models and alias != model_id:
+                raise ConfigError(
+                    f"{where}: model '{model_id}', key 'aliases': '{alias}' is the id of another model"
+                )
+            if given.get(alias, model_id) != model_id:
+                raise ConfigError(
+                    f"{where}: model '{model_id}', key 'aliases': '{alias}' is also an alias of "
+                    f"'{given[alias]}'"
+                )
+            given[alias] = model_id
+    for other_id, spec in catalog.models.items():
+        taken = [a for a in spec.aliases if given.get(a, other_id) != other_id]
+        if taken:
+            kept = tuple(a for a in spec.aliases if a not in taken)
+            catalog.models[other_id] = replace(spec, aliases=kept)
 
 
 def _spec(model_id: str, raw: dict[str, object], base: ModelSpec | None, where: str) -> ModelSpec:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections import Counter
 
 from wai.backends.select import availability
 from wai.catalog import ModelSpec, load_catalog
 from wai.errors import EXIT_OK
-from wai.settings import load_credentials, load_user_config, models_dir
+from wai.settings import Credentials, UserConfig, load_credentials, load_user_config, models_dir
 
 
 def _file_precision(spec: ModelSpec) -> str | None:
@@ -59,9 +60,33 @@ def _check_state() -> str:
     return f"checked on this CPU {when} ({' '.join(verdict.features)})"
 
 
-def model_rows() -> list[dict[str, object]]:
-    config = load_user_config()
-    credentials = load_credentials(config)
+def default_model_line(config: UserConfig, credentials: Credentials | None) -> str:
+    """Which model `wai ask` uses without -m, and why."""
+    from wai.models_resolve import BUILTIN_MODEL, DEFAULT_REMOTE_MODEL, default_model_name
+
+    name = default_model_name(config, credentials)
+    if os.environ.get("WAI_MODEL"):
+        why = "set by WAI_MODEL"
+    elif config.text("default_model"):
+        why = f"set by default_model in {config.path}"
+    elif credentials is not None:
+        why = f"Workers AI credentials are set; without them {BUILTIN_MODEL}"
+    else:
+        why = f"no Workers AI credentials; with them {DEFAULT_REMOTE_MODEL}"
+    return f"default model: {name} ({why})"
+
+
+def aliases_line(rows: list[dict[str, object]]) -> str:
+    """Every alias `-m` takes, and the model each names."""
+    pairs: list[str] = []
+    for row in rows:
+        aliases = row["aliases"]
+        assert isinstance(aliases, list)
+        pairs += (f"{alias} = {row['id']}" for alias in aliases)
+    return f"aliases: {', '.join(pairs) or 'none'}"
+
+
+def model_rows(config: UserConfig, credentials: Credentials | None) -> list[dict[str, object]]:
     rows: list[dict[str, object]] = []
     for spec in load_catalog():
         reasons = availability(spec, credentials)
@@ -86,10 +111,20 @@ def model_rows() -> list[dict[str, object]]:
 
 
 def show_models(*, json_output: bool) -> int:
-    rows = model_rows()
+    from wai.models_resolve import default_model_name
+
+    config = load_user_config()
+    credentials = load_credentials(config)
+    rows = model_rows(config, credentials)
     offload = _gpu_offload()
+    default = default_model_line(config, credentials)
     if json_output:
-        sys.stdout.write(json.dumps({"models": rows, "local_runtime": offload}, indent=2) + "\n")
+        document = {
+            "models": rows,
+            "default_model": default_model_name(config, credentials),
+            "local_runtime": offload,
+        }
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
         return EXIT_OK
     header: tuple[str, ...] = ("model", "in", "out", "total", "precision", "remote", "local")
     lines: list[tuple[str, ...]] = [header]
@@ -119,7 +154,7 @@ def show_models(*, json_output: bool) -> int:
                 for i, (cell, w) in enumerate(zip(line, widths, strict=False))
             ]
             sys.stdout.write("  ".join(cells) + "  " + line[-1] + "\n")
-        sys.stdout.write(f"{offload}\n")
+        sys.stdout.write(f"{aliases_line(rows)}\n{default}\n{offload}\n")
         return EXIT_OK
     from rich.console import Console
     from rich.table import Table
@@ -151,6 +186,8 @@ def show_models(*, json_output: bool) -> int:
         if reasons:
             summary = "; ".join(f"{count} {reason}" for reason, count in reasons.most_common())
             console.print(f"[dim]not {name}: {summary}[/]")
+    console.print(aliases_line(rows), style="dim", markup=False, highlight=False)
+    console.print(default, markup=False, highlight=False)
     console.print(
         f"[dim]remote needs CLOUDFLARE_ACCOUNT_ID and CLOUDFLARE_API_TOKEN; local files live in "
         f"{models_dir()}; `wai setup` installs the built-in ones; `--json` has every reason[/]"

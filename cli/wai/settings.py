@@ -22,9 +22,34 @@ def wai_home() -> Path:
 
 
 def models_dir() -> Path:
-    """Where relative `gguf` paths of the catalog are resolved: `$WAI_MODELS_DIR` or `$WAI_HOME/models`."""
+    """Where models are installed and relative `gguf` paths resolved: `$WAI_MODELS_DIR`, else
+    `$WAI_HOME/models` when WAI_HOME is set, else the platform's user data folder
+    (~/.local/share/wai/models on Linux): models are data of hundreds of MB, not configuration."""
     explicit = os.environ.get("WAI_MODELS_DIR")
-    return Path(explicit).expanduser() if explicit else wai_home() / "models"
+    if explicit:
+        return Path(explicit).expanduser()
+    if os.environ.get("WAI_HOME"):
+        return wai_home() / "models"
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("wai", appauthor=False)) / "models"
+
+
+def _former_models_dir() -> Path | None:
+    """Where models went before they moved to the data folder: the config folder's `models`."""
+    if os.environ.get("WAI_MODELS_DIR") or os.environ.get("WAI_HOME"):
+        return None  # then the folder is the same as it always was
+    return wai_home() / "models"
+
+
+def model_file(relative: Path) -> Path:
+    """A model file named relative to the models folder; a file only in the former folder is
+    found there, so moving the default folder loses no one's downloads."""
+    path = models_dir() / relative
+    former = _former_models_dir()
+    if former is not None and not path.exists() and (former / relative).is_file():
+        return former / relative
+    return path
 
 
 def vocab_dir() -> Path:

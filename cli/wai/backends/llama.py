@@ -408,8 +408,8 @@ def spec_for_gguf(path: Path, catalog: Catalog) -> ModelSpec:
     one 6144 and 2048 (the built-in model's catalog windows).
     """
     path = path.expanduser()
-    if not path.is_absolute() and not path.exists() and (settings.models_dir() / path).is_file():
-        path = settings.models_dir() / path  # a bare file name: the models folder, as in the catalog
+    if not path.is_absolute() and not path.exists() and settings.model_file(path).is_file():
+        path = settings.model_file(path)  # a bare file name: the models folder, as in the catalog
     _check_is_file(path)
     known = catalog.by_gguf(path)
     if known is not None:
@@ -418,7 +418,8 @@ def spec_for_gguf(path: Path, catalog: Catalog) -> ModelSpec:
     trained = info.context_length or 2048
     max_output = min(trained // 4, 4096)
     return ModelSpec(
-        id=path.name,
+        # The whole path: the transcript keeps the id, and `-c` from another folder must find the file.
+        id=str(path.resolve()),
         context_window=trained - max_output,
         max_output=max_output,
         total_context=trained,
