@@ -39,7 +39,7 @@ def run_logs(options: LogsOptions, notifier: Notifier, *, stdout: TextIO | None 
         else:
             notifier.info("no conversations logged yet")
         return EXIT_OK
-    with Store(path) as store:
+    with Store.for_reading(path, notifier.warn) as store:
         if options.cid is not None:
             cid = store.resolve_conversation_id(options.cid)
             summary = store.conversation(cid)

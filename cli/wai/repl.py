@@ -17,7 +17,7 @@ from wai.errors import EXIT_OK, UsageError, WaiError
 from wai.logs_command import short_model
 from wai.notices import Notifier
 from wai.repl_commands import is_command, make_completer, run_command, say
-from wai.settings import wai_home
+from wai.settings import cannot_write, os_reason, wai_home
 from wai.store import create_private
 from wai.transcript import TranscriptLog
 
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from prompt_toolkit.buffer import Buffer
     from prompt_toolkit.completion import Completer
     from prompt_toolkit.formatted_text import FormattedText
+    from prompt_toolkit.history import History
 
 __all__ = ["ChatOptions", "run_chat"]
 
@@ -55,7 +56,8 @@ def run_chat(
         chat = ChatSession(options, notifier, log, out=out)
         if pt_input is None:
             chat.during_reply = lambda: keyboard_quiet(sys.stdin)
-        session = _prompt_session(chat, options, pt_input, pt_output)
+        history = _history(notifier, log)
+        session = _prompt_session(chat, options, history, pt_input, pt_output)
         threading.Thread(target=chat.warm_up, name="wai-warm-up", daemon=True).start()
         _banner(chat, out)
         _loop(chat, session, out)
@@ -128,14 +130,40 @@ def prompt_message(chat: ChatSession) -> FormattedText:
     )
 
 
+def _history(notifier: Notifier, log: TranscriptLog) -> History:
+    """The input history, kept in $WAI_HOME. Where nothing can be written there the chat goes on
+    with what history there is (read, never added to) and without a transcript, and says so."""
+    from prompt_toolkit.history import FileHistory
+
+    class ReadOnlyHistory(FileHistory):
+        def store_string(self, string: str) -> None:
+            pass
+
+    home = wai_home()
+    path = home / HISTORY_FILE
+    problem = cannot_write(home)
+    if problem is not None:
+        lost = "no input history and no transcript" if log.record else "no input history"
+        notifier.warn(f"cannot write in {home} ({problem}): this chat keeps {lost}")
+        log.record = False
+        return ReadOnlyHistory(str(path))
+    try:
+        create_private(path)  # what was typed is as private as the transcripts
+        with path.open("ab"):
+            pass
+    except OSError as exc:
+        notifier.warn(f"cannot write {path} ({os_reason(exc)}): this chat keeps no input history")
+        return ReadOnlyHistory(str(path))
+    return FileHistory(str(path))
+
+
 def _prompt_session(
-    chat: ChatSession, options: ChatOptions, pt_input: Any, pt_output: Any
+    chat: ChatSession, options: ChatOptions, history: History, pt_input: Any, pt_output: Any
 ) -> PromptSession[str]:
     from prompt_toolkit import PromptSession
     from prompt_toolkit.application.current import get_app
     from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
     from prompt_toolkit.filters import Condition
-    from prompt_toolkit.history import FileHistory
     from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
     from prompt_toolkit.styles import Style
 
@@ -155,9 +183,6 @@ def _prompt_session(
     def _newline(event: KeyPressEvent) -> None:
         event.current_buffer.insert_text("\n")
 
-    history = wai_home() / HISTORY_FILE
-    history.parent.mkdir(parents=True, exist_ok=True)
-    create_private(history)  # what was typed is as private as the transcripts
     style = Style.from_dict(
         {
             "model": "bold",
@@ -169,7 +194,7 @@ def _prompt_session(
         }
     )
     session: PromptSession[str] = PromptSession(
-        history=FileHistory(str(history)),
+        history=history,
         auto_suggest=AutoSuggestFromHistory(),
         completer=completer,
         complete_while_typing=slash_line,

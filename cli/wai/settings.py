@@ -152,3 +152,25 @@ MISSING_CREDENTIALS = (
     "Workers AI needs credentials: set CLOUDFLARE_ACCOUNT_ID and CLOUDFLARE_API_TOKEN "
     "(or account_id and api_token in {path})"
 )
+
+
+def cannot_write(folder: Path) -> str | None:
+    """Why no file can be written in `folder` (created if missing), None when one can.
+
+    Tried by writing, since permission bits say nothing to root and nothing of a read-only mount.
+    """
+    import tempfile
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder, prefix=".wai-probe-"):
+            pass
+    except OSError as exc:
+        return os_reason(exc)
+    return None
+
+
+def os_reason(exc: OSError) -> str:
+    """An OSError as a few lower-case words: `read-only file system`, `no space left on device`."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return reason[:1].lower() + reason[1:]

@@ -2,25 +2,38 @@
 
 from __future__ import annotations
 
-from wai.errors import EXIT_OK, BackendError
+from pathlib import Path
+
+from wai.errors import EXIT_OK, BackendError, ConfigError
 from wai.notices import Notifier
-from wai.settings import models_dir, vocab_dir, wai_home
+from wai.settings import cannot_write, model_file, vocab_dir, wai_home
 
 
 def run_setup(notifier: Notifier) -> int:
     from wai.backends import llama_check
-    from wai.builtin import install_builtin
+    from wai.builtin import Q4_1_FILE, install_builtin
     from wai.vocab import install_vocabularies
 
-    paths = install_builtin(models_dir(), progress=notifier.info)
+    # Where the built-in model already is (the former folder included), else the models folder.
+    models = model_file(Path(Q4_1_FILE)).parent
+    vocab = vocab_dir()
+    # Checked before anything is downloaded; what can be installed still is.
+    refused = {folder: why for folder in (models, vocab) if (why := cannot_write(folder)) is not None}
+    paths = [] if models in refused else install_builtin(models, progress=notifier.info)
     for path in paths:
         notifier.info(f"model ready: {path}")
-    install_vocabularies(vocab_dir(), progress=notifier.info)  # it says what it installed
-    notifier.info("checking that llama.cpp runs on this CPU: decoding with each built-in file")
-    verdict = llama_check.run_check(paths)
-    if not llama_check.save(verdict, wai_home()):
-        notifier.warn(f"could not store the check's verdict in {wai_home()}")
-    if not verdict.ok:
-        raise BackendError(llama_check.failure_line(verdict))
-    notifier.info(f"llama.cpp runs on this CPU (the build uses {', '.join(verdict.features)})")
+    if vocab not in refused:
+        install_vocabularies(vocab, progress=notifier.info)  # it says what it installed
+    if paths:
+        notifier.info("checking that llama.cpp runs on this CPU: decoding with each built-in file")
+        verdict = llama_check.run_check(paths)
+        if not llama_check.save(verdict, wai_home()):
+            notifier.warn(f"could not store the check's verdict in {wai_home()}")
+        if not verdict.ok:
+            raise BackendError(llama_check.failure_line(verdict))
+        notifier.info(f"llama.cpp runs on this CPU (the build uses {', '.join(verdict.features)})")
+    if refused:
+        what = "; ".join(f"{folder} ({why})" for folder, why in refused.items())
+        skipped = "nothing was installed" if len(refused) == 2 else "the rest was installed"
+        raise ConfigError(f"cannot write {what}: {skipped}", hint="WAI_HOME and WAI_MODELS_DIR choose others")
     return EXIT_OK

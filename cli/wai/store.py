@@ -14,12 +14,13 @@ each in its own transaction, so an old file is brought forward the first time a 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import secrets
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -148,23 +149,46 @@ class ConversationSummary:
         return asdict(self)
 
 
-class Store:
-    """The transcript database. One connection; every write is one short transaction."""
+class CannotWrite(ConfigError):
+    """The transcript database is there but cannot be written: a read-only file, folder or mount."""
 
-    def __init__(self, path: Path) -> None:
+
+class Store:
+    """The transcript database. One connection; every write is one short transaction.
+
+    `read_only`: open it for reading alone, writing nothing (not even the -wal and -shm files
+    beside it when they cannot be made), for `wai logs` where the file or its folder is read-only.
+    """
+
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
         self.path = path
+        self.read_only = read_only
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            create_private(path)
-            # isolation_level=None: transactions are begun and ended here, explicitly.
-            self._db = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+            if read_only:
+                self._db = _connect_read_only(path)
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                create_private(path)
+                # SQLite would open a file it cannot write read-only without a word, and fail
+                # only at the first turn; access(2) tells a read-only mount apart, for root too.
+                if not os.access(path, os.W_OK):
+                    raise write_refusal(path)
+                # isolation_level=None: transactions are begun and ended here, explicitly.
+                self._db = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
         except (OSError, sqlite3.Error) as exc:
+            if not read_only and _is_write_refusal(exc):
+                raise write_refusal(path) from None
             raise ConfigError(f"{path}: cannot open the transcript database ({exc})") from None
         try:
-            self._configure()
-            self._migrate()
+            if read_only:
+                self._check_version()
+            else:
+                self._configure()
+                self._migrate()
         except sqlite3.DatabaseError as exc:
             self._db.close()
+            if not read_only and _is_write_refusal(exc):
+                raise write_refusal(path) from None
             raise ConfigError(
                 f"{path}: not a usable transcript database ({exc})",
                 hint="move it aside; wai starts a new one",
@@ -173,6 +197,15 @@ class Store:
     @classmethod
     def open_default(cls) -> Store:
         return cls(db_path())
+
+    @classmethod
+    def for_reading(cls, path: Path, warn: Callable[[str], None]) -> Store:
+        """Open `path` to read it: as usual where it can be written, else read-only, saying why."""
+        try:
+            return cls(path)
+        except CannotWrite as refused:
+            warn(f"{refused.message}; reading it without writing")
+            return cls(path, read_only=True)
 
     def close(self) -> None:
         self._db.close()
@@ -191,6 +224,17 @@ class Store:
 
     def schema_version(self) -> int:
         return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    def _check_version(self) -> None:
+        """Read-only, an older file cannot be brought forward, and a newer one is not understood."""
+        version = self.schema_version()
+        if version != SCHEMA_VERSION:
+            newer = version > SCHEMA_VERSION
+            raise ConfigError(
+                f"{self.path} was written by {'a newer' if newer else 'an older'} wai (schema {version}; "
+                f"this one knows {SCHEMA_VERSION}) and cannot be changed here",
+                hint="upgrade wai" if newer else "make it writable once so wai can update it",
+            )
 
     def _migrate(self) -> None:
         version = self.schema_version()
@@ -343,6 +387,47 @@ class Store:
 
     def integrity_check(self) -> str:
         return str(self._db.execute("PRAGMA integrity_check").fetchone()[0])
+
+
+def _connect_read_only(path: Path) -> sqlite3.Connection:
+    """A connection that writes nothing. SQLite reads a WAL database read-only only where its -shm
+    file exists or can be made; in a read-only folder the file is opened as immutable instead."""
+    from urllib.parse import quote
+
+    if not path.is_file():
+        raise ConfigError(f"{path}: no transcript database there")
+    uri = f"file:{quote(str(path.resolve()))}"
+    try:
+        db = sqlite3.connect(f"{uri}?mode=ro", uri=True, isolation_level=None)
+        db.execute("PRAGMA user_version").fetchone()
+        return db
+    except sqlite3.OperationalError:
+        return sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None)
+
+
+def _is_write_refusal(exc: BaseException) -> bool:
+    """The file system or its permissions refused a write (not a damaged or foreign file)."""
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM)
+    name = getattr(exc, "sqlite_errorname", "")
+    return isinstance(name, str) and name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM"))
+
+
+def write_refusal(path: Path) -> CannotWrite:
+    """Why `path` cannot be written, in the file system's words: the file itself, or its folder."""
+    from wai.settings import cannot_write, os_reason
+
+    try:
+        with path.open("r+b"):
+            pass
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        return CannotWrite(f"{path}: cannot write the transcript database ({os_reason(exc)})")
+    folder_problem = cannot_write(path.parent)
+    if folder_problem is not None:
+        return CannotWrite(f"{path}: cannot write the transcript database (its folder: {folder_problem})")
+    return CannotWrite(f"{path}: cannot write the transcript database (permission denied)")
 
 
 def create_private(path: Path) -> None:

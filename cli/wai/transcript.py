@@ -15,7 +15,7 @@ from wai.conversation import Message, Sampling
 from wai.errors import UsageError, WaiError
 from wai.notices import Notifier
 from wai.render.base import TurnResult
-from wai.store import Store, StoredTurn, TurnData, new_conversation_id
+from wai.store import Store, StoredTurn, TurnData, db_path, new_conversation_id, write_refusal
 
 Source = Literal["ask", "chat"]
 
@@ -75,9 +75,14 @@ class TranscriptLog:
         self._store: Store | None = None
         self._broken = False
 
-    def _open(self) -> Store:
+    def _open(self, *, reading: bool = False) -> Store:
+        """The store; `reading`: to read a conversation back, which a read-only file still allows."""
         if self._store is None:
-            self._store = Store.open_default()
+            self._store = (
+                Store.for_reading(db_path(), self.notifier.warn) if reading else Store.open_default()
+            )
+        elif self._store.read_only and not reading:
+            raise write_refusal(self._store.path)
         return self._store
 
     def close(self) -> None:
@@ -91,7 +96,7 @@ class TranscriptLog:
 
     def continue_conversation(self, conversation_id: str | None) -> Continued:
         """Resume a stored conversation: the given id (or unique prefix), or the latest one."""
-        store = self._open()
+        store = self._open(reading=True)
         if conversation_id is None:
             found = store.latest_conversation_id()
             if found is None:
