@@ -3,8 +3,10 @@ terminal emulator from the exact bytes it wrote."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -105,3 +107,62 @@ def test_escape_sequences_in_a_reply_never_reach_the_terminal(workers_ai_server:
     assert run.exit_status == 0
     assert "\x1b]0;" not in run.raw and "\x1b]52;" not in run.raw and "\x1b[2J" not in run.raw
     assert "safe" in "\n".join(run.lines) and "text" in "\n".join(run.lines)
+
+
+def test_a_server_that_sends_no_usage_gets_one_estimate_everywhere(
+    workers_ai_server: WorkersAIServer,
+) -> None:
+    pieces = [f" word{i}" for i in range(6)]
+    for _ in range(2):
+        workers_ai_server.script(Reply.sse([{"response": piece} for piece in pieces]))
+    run = finish(spawn(workers_ai_server, "hi"), ROWS, COLS)
+    assert run.exit_status == 0, run.lines
+    assert "out ~6/2500" in "\n".join(run.lines)  # the panel's footer
+    shown = subprocess.run(
+        [WAI, "ask", "-m", MODEL, "--json", "hi"],
+        capture_output=True,
+        text=True,
+        env={
+            **os.environ,
+            "CLOUDFLARE_BASE_URL": workers_ai_server.base_url,
+            "CLOUDFLARE_ACCOUNT_ID": "acct",
+            "CLOUDFLARE_API_TOKEN": "tok",
+        },
+        timeout=30,
+    )
+    usage = json.loads(shown.stdout)["usage"]
+    assert (usage["completion_tokens"], usage["exact"]) == (6, False)
+    logs = subprocess.run([WAI, "logs", "--json"], capture_output=True, text=True, timeout=30)
+    first = json.loads(logs.stdout)[-1]["id"]
+    listed = subprocess.run([WAI, "logs", "--cid", first], capture_output=True, text=True, timeout=30).stdout
+    assert "~6 out" in listed and " 0 out" not in listed
+
+
+def test_the_output_cap_at_the_models_own_cap_says_to_ask_it_to_continue(
+    workers_ai_server: WorkersAIServer,
+) -> None:
+    words = [{"response": f" w{i}"} for i in range(4)]
+    capped = Reply.sse([*words, {"response": "", "usage": {"prompt_tokens": 9, "completion_tokens": 2500}}])
+    workers_ai_server.script(capped, capped)
+    run = finish(spawn(workers_ai_server, "--max-tokens", "2500", "hi"), ROWS, COLS)
+    text = " ".join(run.lines)
+    assert "ask it to continue for more (the model's cap is 2500)" in text
+    assert "--max-tokens" not in text
+    env = {
+        **os.environ,
+        "CLOUDFLARE_BASE_URL": workers_ai_server.base_url,
+        "CLOUDFLARE_ACCOUNT_ID": "acct",
+        "CLOUDFLARE_API_TOKEN": "tok",
+    }
+    piped = subprocess.run(
+        [WAI, "ask", "-m", MODEL, "--max-tokens", "2500", "hi"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+    )
+    assert piped.returncode == 0
+    assert piped.stderr == (
+        "wai: warning: the reply stopped at the output cap (2500 tokens); "
+        "ask it to continue for more (the model's cap is 2500)\n"
+    )

@@ -50,13 +50,9 @@ def _guarded(action: Callable[[Notifier], int], *, debug: bool, color: str = "au
     notifier = Notifier(color=stderr_wants_color(color, sys.stderr))
     try:
         code = action(notifier)
+        sys.stdout.flush()  # a full disk shows at the flush: still this command's failure
     except WaiError as error:
-        if debug:
-            import traceback
-
-            traceback.print_exc()
-        notifier.error(str(error))
-        code = error.exit_code
+        code = _failed(error, notifier, debug=debug)
     except KeyboardInterrupt:
         notifier.warn("interrupted")
         code = EXIT_INTERRUPTED
@@ -67,6 +63,16 @@ def _guarded(action: Callable[[Notifier], int], *, debug: bool, color: str = "au
         os.dup2(devnull, sys.stdout.fileno())
         code = EXIT_OK
     raise typer.Exit(code)
+
+
+def _failed(error: WaiError, notifier: Notifier, *, debug: bool = False) -> int:
+    """The one way an expected failure is told: one line on stderr; its exit code."""
+    if debug:
+        import traceback
+
+        traceback.print_exc()
+    notifier.error(str(error))
+    return error.exit_code
 
 
 def _version(value: bool) -> None:
@@ -339,7 +345,17 @@ def setup(debug: DebugOpt = False) -> None:
 
 
 def main() -> None:
-    app()
+    from wai.errors import OutputError
+    from wai.stdout_guard import guard_stdout
+
+    guard_stdout()
+    try:
+        try:
+            app()
+        finally:
+            sys.stdout.flush()  # what Click printed itself (--help, --version) is still buffered
+    except OutputError as error:
+        raise SystemExit(_failed(error, Notifier(color=stderr_wants_color("auto", sys.stderr)))) from None
 
 
 if __name__ == "__main__":

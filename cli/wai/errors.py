@@ -57,3 +57,12 @@ class RetryableError(BackendError):
 
 class IncompleteReply(BackendError):
     """The stream broke after output had begun: what arrived is kept, the rest is lost."""
+
+
+class OutputError(WaiError):
+    """Standard output refused the text: a full disk, an I/O error, a closed descriptor."""
+
+    exit_code = EXIT_FAILURE
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"cannot write the output: {reason}")

@@ -29,7 +29,7 @@ class Notifier:
         try:
             self.stream.write(f"{prefix} {message}\n")
             self.stream.flush()
-        except (BrokenPipeError, ValueError):  # stderr gone: nowhere left to say it
+        except (OSError, ValueError):  # stderr gone or full: nowhere left to say it
             pass
 
     def warn(self, message: str) -> None:

@@ -91,13 +91,11 @@ def play_turn(
         return Played(failure.result, failure.error)
     _tell_notices(notifier, result)
     if result.finish_reason == "length":
-        _tell_length_stop(notifier, sink, request, result, more_hint)
+        _tell_length_stop(notifier, sink, request, result)
     return Played(result)
 
 
-def _tell_length_stop(
-    notifier: Notifier, sink: Sink, request: Request, result: TurnResult, more_hint: str
-) -> None:
+def _tell_length_stop(notifier: Notifier, sink: Sink, request: Request, result: TurnResult) -> None:
     produced = result.completion_tokens
     if produced is not None and result.usage_exact and produced < request.max_tokens:
         # The server's own limit, not ours: raising max_tokens would not help, so say so even
@@ -107,9 +105,10 @@ def _tell_length_stop(
             f"below max_tokens {request.max_tokens}; ask it to continue for more"
         )
     elif not sink.tells_output_cap:
+        from wai.render.footer import cap_advice
+
         notifier.warn(
-            f"the reply stopped at the output cap ({request.max_tokens} tokens); "
-            f"{more_hint} (up to {request.model.max_output}) or ask it to continue"
+            f"the reply stopped at the output cap ({request.max_tokens} tokens); {cap_advice(result.info)}"
         )
 
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 from wai.backends.base import Backend
 from wai.conversation import Request
-from wai.errors import WaiError
+from wai.errors import OutputError, WaiError
 from wai.events import Event, Finish, Loaded, Notice, Token, Usage
 from wai.render.base import Sink, TurnInfo, TurnResult
 
@@ -40,6 +40,9 @@ def turn_info(backend: Backend, request: Request, *, prompt_exact: bool = True) 
         max_tokens=request.max_tokens,
         prompt_tokens=request.prompt_tokens,
         prompt_exact=prompt_exact,
+        reply_room=(
+            None if request.prompt_tokens is None else request.model.total_context - request.prompt_tokens
+        ),
     )
 
 
@@ -49,6 +52,13 @@ def run_turn(backend: Backend, request: Request, sink: Sink, info: TurnInfo) -> 
     pieces: list[str] = []
     started = time.perf_counter()
     events: Iterator[Event] = backend.stream(request)
+    usage: Usage | None = None
+
+    def settle(reason: str) -> None:
+        _settle(result, pieces, started, reason)
+        if usage is None:
+            _estimate_usage(result, pieces, streamed=request.stream)
+
     try:
         sink.start(info)
         for event in events:
@@ -57,6 +67,7 @@ def run_turn(backend: Backend, request: Request, sink: Sink, info: TurnInfo) -> 
                     result.timings.first_token = time.perf_counter() - started
                 pieces.append(event.text)
             elif isinstance(event, Usage):
+                usage = event
                 result.prompt_tokens = event.prompt_tokens
                 result.completion_tokens = event.completion_tokens
                 result.usage_exact = event.exact
@@ -69,20 +80,27 @@ def run_turn(backend: Backend, request: Request, sink: Sink, info: TurnInfo) -> 
             sink.feed(event)
     except KeyboardInterrupt:
         _close_quietly(events)
-        _settle(result, pieces, started, "interrupted")
-        sink.finish(result)
+        settle("interrupted")
+        with contextlib.suppress(OutputError):  # the interruption is what there is to tell
+            sink.finish(result)
         raise TurnInterrupted(result) from None
     except WaiError as error:
         _close_quietly(events)
-        _settle(result, pieces, started, "error")
+        settle("error")
         result.error = str(error)
-        sink.finish(result)
+        with contextlib.suppress(OutputError):  # `error` is the one to tell (or was this very one)
+            sink.finish(result)
         raise TurnFailed(result, error) from error
     except BaseException:
         _close_quietly(events)
         raise
-    _settle(result, pieces, started, result.finish_reason or "stop")
-    sink.finish(result)
+    settle(result.finish_reason or "stop")
+    try:
+        sink.finish(result)
+    except OutputError as error:  # the reply came whole but could not be shown: kept, and said
+        result.finish_reason = "error"
+        result.error = str(error)
+        raise TurnFailed(result, error) from None
     return result
 
 
@@ -91,6 +109,17 @@ def _settle(result: TurnResult, pieces: list[str], started: float, reason: str) 
     result.timings.total = time.perf_counter() - started
     if result.finish_reason is None or reason in ("interrupted", "error"):
         result.finish_reason = reason  # type: ignore[assignment]
+
+
+def _estimate_usage(result: TurnResult, pieces: list[str], *, streamed: bool) -> None:
+    """The backend reported no usage (a server that sends none, a reply cut short): one rule for
+    every place the figures go (footer, transcript, --json), an estimate marked as one. A stream
+    carries one token per text event; a whole reply is counted as 2 tokens per 5 bytes."""
+    from wai.tokens import EstimatedCounter
+
+    shown = sum(1 for piece in pieces if piece)
+    result.completion_tokens = shown if streamed else EstimatedCounter().count_text(result.text)
+    result.usage_exact = False
 
 
 def _close_quietly(events: Iterator[Event]) -> None:

@@ -21,6 +21,11 @@ class TurnInfo:
     prompt_tokens: int | None = None
     prompt_exact: bool = True
     more_hint: str = "raise --max-tokens"  # how to allow a longer reply, in this command's words
+    reply_room: int | None = None  # the largest max_tokens this prompt allows (None: max_output)
+
+    @property
+    def most_tokens(self) -> int:
+        return self.max_output if self.reply_room is None else min(self.reply_room, self.max_output)
 
 
 @dataclass(slots=True)

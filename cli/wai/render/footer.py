@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from wai.render.base import TurnResult
+from wai.render.base import TurnInfo, TurnResult
 
 if TYPE_CHECKING:
     from rich.text import Text
@@ -33,6 +33,17 @@ def _count(value: int, exact: bool) -> str:
     return f"{value}" if exact else f"~{value}"
 
 
+def cap_advice(info: TurnInfo) -> str:
+    """How to get more of a reply the output cap stopped: a larger max_tokens only where one is
+    allowed; at the model's own cap, or where the context has no more room, ask it to continue."""
+    most = info.most_tokens
+    if info.max_tokens < most:
+        return f"{info.more_hint} (up to {most}) for more"
+    if most >= info.max_output:
+        return f"ask it to continue for more (the model's cap is {info.max_output})"
+    return f"ask it to continue for more (the prompt leaves room for {most} in the context)"
+
+
 def stats_parts(result: TurnResult, *, tokens_seen: int | None = None, tick: bool = False) -> list[Part]:
     """The footer's pieces. `tokens_seen` (token events counted by the sink) stands in, marked
     approximate, when the backend reported no completion count. `tick` shows a reply that ended
@@ -47,12 +58,7 @@ def stats_parts(result: TurnResult, *, tokens_seen: int | None = None, tick: boo
         parts.append(("ask it to continue for more", "wai.footer.warn"))
     elif reason == "length":
         parts.append(("stopped at the output cap", "wai.footer.warn"))
-        if info.max_tokens < info.max_output:
-            parts.append((f"{info.more_hint} (up to {info.max_output}) for more", "wai.footer.warn"))
-        else:
-            parts.append(
-                (f"ask it to continue for more (the model's cap is {info.max_output})", "wai.footer.warn")
-            )
+        parts.append((cap_advice(info), "wai.footer.warn"))
     elif reason == "interrupted":
         parts.append(("interrupted", "wai.footer.warn"))
     elif reason == "error":
