@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -195,3 +196,31 @@ def test_a_message_interrupted_before_its_reply_returns_to_the_prompt(server: Wo
     expect_prompt(child, "llama-2-7b-chat-fp16")
     assert leave(child, ("/exit\r",)) == 0
     assert contents(server, 1)[0] == "a question worth keeping"
+
+
+def test_save_never_overwrites_unless_asked_and_set_shows_the_cap_it_uses(
+    server: WorkersAIServer, tmp_path: Path
+) -> None:
+    target = tmp_path / "talk.md"
+    target.write_text("keep me\n", encoding="utf-8")
+    child = spawn_chat("-m", FP16)
+    expect_prompt(child, "llama-2-7b-chat-fp16")
+    child.send(f"/save {target}\r")
+    child.expect("already exists; nothing written")
+    child.expect(re.escape(f"(/save! {target} replaces it)"))
+    expect_prompt(child, "llama-2-7b-chat-fp16")
+    assert target.read_text(encoding="utf-8") == "keep me\n"
+    child.send(f"/save! {target}\r")
+    child.expect("saved 0 turns")
+    expect_prompt(child, "llama-2-7b-chat-fp16")
+    assert target.read_text(encoding="utf-8").startswith("# Conversation")
+
+    child.send("/set max_tokens 999999\r")
+    child.expect("stops at 2500 tokens per reply: max_tokens set to 2500")
+    child.expect("seed default, max_tokens 2500")
+    expect_prompt(child, "llama-2-7b-chat-fp16")
+    child.send("hi\r")
+    child.expect("token8")
+    expect_prompt(child, "llama-2-7b-chat-fp16")
+    assert leave(child) == 0
+    assert server.requests[-1].json["max_tokens"] == 2500

@@ -273,3 +273,13 @@ def test_dry_run_without_the_vocabulary_still_shows_the_remote_template(isolated
         "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nhi<|eot_id|>"
         "<|start_header_id|>assistant<|end_header_id|>\n\n"
     )
+
+
+def test_wai_tokens_says_token_for_one(isolated_home: Path) -> None:
+    from tests.support.cli import run_wai
+
+    model = "@cf/google/gemma-3-12b-it"  # no family: counted by the estimate, 2 tokens per 5 bytes
+    one = run_wai("tokens", "--raw", "-m", model, "x")
+    assert one.returncode == 0 and one.stdout.startswith("~1 token (the text alone;"), one.stdout
+    four = run_wai("tokens", "--raw", "-m", model, "hi there")
+    assert four.stdout.startswith("~4 tokens (the text alone;"), four.stdout

@@ -131,7 +131,10 @@ def _system(chat: ChatSession, argument: str, out: TextIO) -> bool:
         return False
     chat.set_system(argument)
     tokens = chat.counter.count_text(argument)
-    say(out, f"system prompt set ({'' if chat.counter.exact else '~'}{tokens} tokens)")
+    say(
+        out,
+        f"system prompt set ({'' if chat.counter.exact else '~'}{tokens} token{'s' if tokens != 1 else ''})",
+    )
     return False
 
 
@@ -181,9 +184,11 @@ def _set(chat: ChatSession, argument: str, out: TextIO) -> bool:
         if not low <= value <= high:
             raise UsageError(f"/set {name}: {raw} is out of range ({what})")
     if name == "max_tokens":
+        cap = chat.spec.max_output
+        if value is not None and value > cap:
+            chat.notifier.warn(f"{chat.spec.id} stops at {cap} tokens per reply: max_tokens set to {cap}")
+            value = cap
         chat.set_max_tokens(None if value is None else int(value))
-        if value is not None and value > chat.spec.max_output:
-            chat.notifier.warn(f"{chat.spec.id} stops at {chat.spec.max_output} tokens per reply")
     else:
         chat.set_sampling(chat.with_sampling(**{name: value}))
     say(out, _settings_line(chat))
@@ -257,17 +262,27 @@ def budget_lines(chat: ChatSession) -> list[str]:
     return lines
 
 
-def _save(chat: ChatSession, argument: str, out: TextIO) -> bool:
+def _save(chat: ChatSession, argument: str, out: TextIO, *, overwrite: bool = False) -> bool:
     if not argument:
         raise UsageError("/save FILE: where to write the conversation (Markdown)")
     path = Path(argument).expanduser()
     try:
-        path.write_text(conversation_markdown(chat), encoding="utf-8")
+        # "x" refuses an existing file in the same call that creates it, as a shell's noclobber.
+        with path.open("w" if overwrite else "x", encoding="utf-8") as handle:
+            handle.write(conversation_markdown(chat))
+    except FileExistsError:
+        raise UsageError(
+            f"{path} already exists; nothing written", hint=f"/save! {argument} replaces it"
+        ) from None
     except OSError as exc:
         raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
     count = len(chat.turns)
     say(out, f"saved {count} turn{'s' if count != 1 else ''} to {path}")
     return False
+
+
+def _save_over(chat: ChatSession, argument: str, out: TextIO) -> bool:
+    return _save(chat, argument, out, overwrite=True)
 
 
 def conversation_markdown(chat: ChatSession) -> str:
@@ -316,12 +331,17 @@ COMMANDS: dict[str, Command] = {
         Command("clear", "", "start a new conversation", _clear),
         Command("retry", "", "regenerate the last reply", _retry),
         Command("budget", "", "tokens used against each window; what is dropped next", _budget),
-        Command("save", "FILE", "write the conversation to FILE as Markdown", _save),
+        Command("save", "FILE", "write the conversation to FILE as Markdown (/save! replaces a file)", _save),
         Command("history", "", "the turns of this conversation", _history),
         Command("exit", "", "leave (Ctrl-D does too)", _exit),
     )
 }
-_ALIASES: dict[str, Command] = {"quit": COMMANDS["exit"], "q": COMMANDS["exit"], "?": COMMANDS["help"]}
+_ALIASES: dict[str, Command] = {
+    "quit": COMMANDS["exit"],
+    "q": COMMANDS["exit"],
+    "?": COMMANDS["help"],
+    "save!": Command("save!", "FILE", "write the conversation to FILE, replacing it", _save_over),
+}
 
 
 # --- completion -----------------------------------------------------------------------------
@@ -359,7 +379,7 @@ def make_completer(chat: ChatSession) -> Completer:
                 yield from _word_completions(argument, {m: "" for m in BACKEND_MODES})
             elif name == "set" and " " not in argument:
                 yield from _word_completions(argument, {k: v[3] for k, v in _SETTINGS.items()})
-            elif name == "save":
+            elif name in ("save", "save!"):
                 sub = Document(argument, len(argument))
                 yield from paths.get_completions(sub, complete_event)
 

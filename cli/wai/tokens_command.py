@@ -50,7 +50,8 @@ def run_tokens(
             else f"over {spec.id}'s input limit of {report['input_limit']}"
         )
         sys.stdout.write(
-            f"{report['display']} tokens ({what}; {exactness}; {report['counted_with']})\n"
+            f"{report['display']} token{'s' if report['tokens'] != 1 else ''} "
+            f"({what}; {exactness}; {report['counted_with']})\n"
             f"{verdict} (context_window {spec.context_window}, max_output {spec.max_output}, "
             f"total_context {spec.total_context})\n"
         )
