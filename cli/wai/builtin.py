@@ -42,6 +42,14 @@ BUILTIN_FILES = (Q4_1_FILE, *DERIVED_FILES)
 Progress = Callable[[str], None]
 
 
+def builtin_dir() -> Path:
+    """The folder of the built-in model: where its Q4_1 file already is (the former models folder
+    included), else the models folder."""
+    from wai.settings import model_file
+
+    return model_file(Path(Q4_1_FILE)).parent
+
+
 def installed_check_models(models_dir: Path) -> list[Path]:
     """The built-in files that are installed, for checking that llama.cpp runs on this CPU.
 

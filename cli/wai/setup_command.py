@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from wai.errors import EXIT_OK, BackendError, ConfigError
 from wai.notices import Notifier
-from wai.settings import cannot_write, model_file, vocab_dir, wai_home
+from wai.settings import cannot_write, vocab_dir, wai_home
 
 
 def run_setup(notifier: Notifier) -> int:
     from wai.backends import llama_check
-    from wai.builtin import Q4_1_FILE, install_builtin
+    from wai.builtin import builtin_dir, install_builtin
     from wai.vocab import install_vocabularies
 
-    # Where the built-in model already is (the former folder included), else the models folder.
-    models = model_file(Path(Q4_1_FILE)).parent
+    models = builtin_dir()
     vocab = vocab_dir()
     # Checked before anything is downloaded; what can be installed still is.
     refused = {folder: why for folder in (models, vocab) if (why := cannot_write(folder)) is not None}

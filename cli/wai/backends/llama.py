@@ -201,9 +201,9 @@ class LlamaBackend:
         self.close()  # one model at a time: two 7B models rarely fit in memory together
         if not self._build_checked:
             from wai.backends.llama_check import require_working_build
-            from wai.builtin import installed_check_models
+            from wai.builtin import builtin_dir, installed_check_models
 
-            require_working_build(settings.wai_home(), installed_check_models(settings.models_dir()))
+            require_working_build(settings.wai_home(), installed_check_models(builtin_dir()))
             self._build_checked = True
         layers = self.gpu_layers()
         try:
