@@ -8,6 +8,7 @@ from typing import Literal
 from wai.catalog import ModelSpec
 
 Role = Literal["system", "user", "assistant"]
+ReasoningEffort = Literal["low", "medium", "high"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,3 +49,4 @@ class Request:
     stream: bool = True
     timeouts: Timeouts = field(default_factory=Timeouts)
     prompt_tokens: int | None = None  # what the budget counted, when it counted
+    reasoning_effort: ReasoningEffort | None = None  # only for a model that takes it

@@ -16,12 +16,21 @@ class Token:
 
 
 @dataclass(frozen=True, slots=True)
+class Reasoning:
+    """A piece of the model's thinking before (or beside) its answer: a text of its own, never
+    part of the reply's text. Reasoning models send it; every sink decides how to show it."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class Usage:
     """Token figures for the request; `exact` is False when they were estimated."""
 
     prompt_tokens: int
-    completion_tokens: int
+    completion_tokens: int  # the thinking included: it is generated output like the answer
     exact: bool = True
+    reasoning_tokens: int | None = None  # of completion_tokens, the thinking, when the server says
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,4 +54,4 @@ class Loaded:
     seconds: float
 
 
-Event = Token | Usage | Finish | Loaded | Notice
+Event = Token | Reasoning | Usage | Finish | Loaded | Notice

@@ -10,7 +10,7 @@ import pytest
 from tests.support.workers_ai_server import WorkersAIServer, workers_ai_server
 from wai.backends.workers_ai import WorkersAIBackend
 from wai.catalog import ModelSpec
-from wai.conversation import Message, Request, Sampling, Timeouts
+from wai.conversation import Message, ReasoningEffort, Request, Sampling, Timeouts
 from wai.errors import WaiError
 from wai.events import Event, Token
 from wai.settings import Credentials
@@ -37,6 +37,7 @@ def make_request(
     stream: bool = True,
     sampling: Sampling | None = None,
     read_timeout: float = 5.0,
+    reasoning_effort: ReasoningEffort | None = None,
 ) -> Request:
     return Request(
         model=MODEL,
@@ -45,6 +46,7 @@ def make_request(
         sampling=sampling or Sampling(),
         stream=stream,
         timeouts=Timeouts(connect=2.0, read=read_timeout),
+        reasoning_effort=reasoning_effort,
     )
 
 

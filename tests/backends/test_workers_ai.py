@@ -14,6 +14,7 @@ import pytest
 
 from tests.backends.conftest import ACCOUNT_ID, API_TOKEN, MODEL, Harness, Outcome, make_request
 from tests.support.workers_ai_server import (
+    Part,
     Pause,
     RecordedRequest,
     Reply,
@@ -314,7 +315,7 @@ def test_a_stream_that_stalls_after_tokens_is_incomplete_within_the_read_timeout
 
 
 def test_a_stream_that_sends_only_keep_alives_counts_as_stalled(harness: Harness) -> None:
-    parts: list[bytes | Pause] = [b'data: {"response":"Hi"}\n\n']
+    parts: list[Part] = [b'data: {"response":"Hi"}\n\n']
     for _ in range(30):
         parts += [Pause(0.05), b": keep-alive\n\n"]
     harness.server.script(Reply(headers={"Content-Type": "text/event-stream"}, parts=parts))
@@ -666,7 +667,7 @@ def test_a_redirect_points_at_the_base_url(harness: Harness) -> None:
 
 def test_a_gzip_compressed_stream_is_read_as_it_arrives(harness: Harness) -> None:
     compressor = zlib.compressobj(wbits=31)
-    parts: list[bytes | Pause] = []
+    parts: list[Part] = []
     for event in sse_events(events_for(TRICKY)):
         parts.append(compressor.compress(event) + compressor.flush(zlib.Z_SYNC_FLUSH))
     parts.append(compressor.flush())

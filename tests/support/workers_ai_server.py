@@ -7,7 +7,14 @@ Two ways to use it:
   stalls where a test wants them;
 - simulated: with nothing queued, it answers like Workers AI would, from the request itself
   (`Simulation`): a reply of `token1 token2 ...` cut at the body's `max_tokens` (256 when the
-  body has none, as the real API does), usage on the last event, then `[DONE]`.
+  body has none, as the real API does), usage on the last event, then `[DONE]`. With
+  `thinking_tokens`, it answers like a reasoning model: OpenAI-style chunks whose deltas carry
+  `thought1 thought2 ...` in `reasoning_content` before the answer's `content`, the thinking
+  counted against `max_tokens` first (so a small budget leaves thinking and no answer).
+
+Reply shapes of today's service are built by `openai_chunks` (reasoning models) and
+`native_chunks` (`finish_reason` and `usage` on every event); `Reply.result` takes any JSON
+value as `response` (an object in JSON mode, a number).
 
 With a recount hook (`Simulation(recount=catalog_recount())`), every body received, scripted or
 not, is recounted with the model's own vocabulary and checked against its windows: a body that
@@ -53,7 +60,14 @@ class Pause:
     seconds: float
 
 
-Part = bytes | Pause
+@dataclass(frozen=True, slots=True)
+class Gate:
+    """Send nothing more until the test opens it (`event.set()`) or the server stops."""
+
+    event: threading.Event
+
+
+Part = bytes | Pause | Gate
 End = Literal["finish", "drop", "reset", "hang"]
 
 
@@ -109,12 +123,25 @@ class Reply:
         )
 
     @classmethod
-    def result(cls, text: str, usage: Mapping[str, int] | None = None) -> Reply:
-        """A non-streamed success, in the API's envelope."""
-        result: dict[str, object] = {"response": text}
+    def result(cls, response: object, usage: Mapping[str, int] | None = None) -> Reply:
+        """A non-streamed success, in the API's envelope; `response` is usually text, but JSON mode
+        gives an object and some models a number."""
+        result: dict[str, object] = {"response": response}
         if usage is not None:
             result["usage"] = dict(usage)
         return cls.json({"result": result, "success": True, "errors": [], "messages": []})
+
+    @classmethod
+    def gated(
+        cls,
+        before: Sequence[str | Mapping[str, Any]],
+        gate: threading.Event,
+        after: Sequence[str | Mapping[str, Any]],
+    ) -> Reply:
+        """A stream that sends `before`, waits for `gate`, then sends `after` and [DONE]."""
+        first = sse_events(before, done=False)
+        rest = sse_events(after)
+        return cls(headers={"Content-Type": "text/event-stream"}, parts=[*first, Gate(gate), *rest])
 
     @classmethod
     def error(
@@ -146,6 +173,56 @@ def sse_events(
     if done:
         items.append("[DONE]")
     return [f"{prefix}{item}{newline}{newline}".encode() for item in items]
+
+
+def usage_dict(
+    prompt_tokens: int, completion_tokens: int, reasoning_tokens: int | None = None
+) -> dict[str, Any]:
+    usage: dict[str, Any] = {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+    if reasoning_tokens is not None:
+        usage["completion_tokens_details"] = {"reasoning_tokens": reasoning_tokens}
+    return usage
+
+
+def openai_chunks(
+    thinking: Sequence[str] = (),
+    answer: Sequence[str] = (),
+    *,
+    finish: str | None = "stop",
+    usage: Mapping[str, Any] | None = None,
+    key: str = "reasoning_content",
+) -> list[dict[str, Any]]:
+    """A reasoning model's stream as Workers AI sends it: `chat.completion.chunk`s whose deltas
+    carry the thinking under `key` (`reasoning_content` or `reasoning`), then the answer's
+    `content`; `finish_reason` and `usage` on a last chunk with no delta text (as vLLM sends)."""
+    head = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": "m"}
+    chunks: list[dict[str, Any]] = [{**head, "choices": [{"index": 0, "delta": {"role": "assistant"}}]}]
+    for piece in thinking:
+        chunks.append({**head, "choices": [{"index": 0, "delta": {key: piece, "content": None}}]})
+    for piece in answer:
+        chunks.append({**head, "choices": [{"index": 0, "delta": {"content": piece}}]})
+    if finish is not None or usage is not None:
+        last: dict[str, Any] = {**head, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]}
+        if usage is not None:
+            last["usage"] = dict(usage)
+        chunks.append(last)
+    return chunks
+
+
+def native_chunks(
+    pieces: Sequence[str], *, prompt_tokens: int = 10, finish: str = "stop"
+) -> list[dict[str, Any]]:
+    """Workers AI's own events as newer models send them: `usage` on every event (the total so
+    far) and a top-level `finish_reason` on the last one."""
+    events: list[dict[str, Any]] = []
+    for count, piece in enumerate(pieces, 1):
+        events.append({"response": piece, "tool_calls": [], "usage": usage_dict(prompt_tokens, count)})
+    events.append({"response": "", "finish_reason": finish, "usage": usage_dict(prompt_tokens, len(pieces))})
+    return events
 
 
 def sse_stream(events: Sequence[str | Mapping[str, Any]], **options: bool) -> bytes:
@@ -217,6 +294,7 @@ class Simulation:
     """How the server answers when nothing is scripted: like Workers AI, from the request."""
 
     reply_tokens: int = 8  # the reply is "token1 token2 ... tokenN", cut at max_tokens
+    thinking_tokens: int = 0  # a reasoning model: "thought1 ... thoughtN" first, in OpenAI chunks
     token_delay: float = 0.0
     api_token: str | None = None  # when set, any other bearer token gets 401 / 10000
     account_id: str | None = None  # when set, any other account gets 404 / 7003
@@ -270,18 +348,38 @@ class Simulation:
                 f"The estimated number of input and maximum output tokens ({prompt_tokens + max_tokens}) "
                 f"exceeded this model context window limit ({self.windows[model]}).",
             )
+        if self.thinking_tokens:
+            return self._reasoning_reply(body, prompt_tokens, max_tokens)
         count = min(self.reply_tokens, max_tokens)
         pieces = [f"token{i}" if i == 1 else f" token{i}" for i in range(1, count + 1)]
-        usage = {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": count,
-            "total_tokens": prompt_tokens + count,
-        }
+        usage = usage_dict(prompt_tokens, count)
         if not body.get("stream"):
             return Reply.result("".join(pieces), usage)
         events: list[Mapping[str, Any]] = [{"response": piece, "p": "abcdef"} for piece in pieces]
         events.append({"response": "", "usage": usage})
         return Reply.sse(events, pause=self.token_delay)
+
+    def _reasoning_reply(self, body: Mapping[str, Any], prompt_tokens: int, max_tokens: int) -> Reply:
+        """Thinking, then the answer, both counted against max_tokens (the thinking first)."""
+        thought = min(self.thinking_tokens, max_tokens)
+        count = min(self.reply_tokens, max_tokens - thought)
+        thinking = [f"thought{i}" if i == 1 else f" thought{i}" for i in range(1, thought + 1)]
+        answer = [f"token{i}" if i == 1 else f" token{i}" for i in range(1, count + 1)]
+        finish = "length" if thought + count >= max_tokens else "stop"
+        usage = usage_dict(prompt_tokens, thought + count, reasoning_tokens=thought)
+        if not body.get("stream"):
+            message = {
+                "role": "assistant",
+                "reasoning_content": "".join(thinking),
+                "content": "".join(answer),
+            }
+            completion = {
+                "object": "chat.completion",
+                "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+                "usage": usage,
+            }
+            return Reply.json({"result": completion, "success": True, "errors": [], "messages": []})
+        return Reply.sse(openai_chunks(thinking, answer, finish=finish, usage=usage), pause=self.token_delay)
 
 
 def _count_prompt(body: Mapping[str, Any]) -> int:
@@ -464,6 +562,10 @@ class _Handler(BaseHTTPRequestHandler):
             if isinstance(part, Pause):
                 if not owner._pause(part.seconds):
                     return "stopped"
+            elif isinstance(part, Gate):
+                while not part.event.wait(0.05):
+                    if owner._stopping.is_set():
+                        return "stopped"
             elif part:
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part) if reply.chunked else part)
         if reply.end == "finish":
@@ -506,12 +608,15 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8787)
     parser.add_argument("--tokens", type=int, default=50, help="tokens per reply (cut at max_tokens)")
     parser.add_argument("--delay", type=float, default=0.0, help="seconds between tokens")
+    parser.add_argument("--thinking", type=int, default=0, help="a reasoning model: thinking tokens first")
     parser.add_argument(
         "--recount", action="store_true", help="recount each body with wai's vocabularies; 413 over a cap"
     )
     args = parser.parse_args()
     recount = catalog_recount(require_exact=False) if args.recount else None
-    simulation = Simulation(reply_tokens=args.tokens, token_delay=args.delay, recount=recount)
+    simulation = Simulation(
+        reply_tokens=args.tokens, token_delay=args.delay, thinking_tokens=args.thinking, recount=recount
+    )
     server = WorkersAIServer(simulation, port=args.port)
     print(f"CLOUDFLARE_BASE_URL={server.base_url}", flush=True)
     with server, contextlib.suppress(KeyboardInterrupt):

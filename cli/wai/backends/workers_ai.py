@@ -1,9 +1,12 @@
 """The Workers AI backend: the REST API's `ai/run` endpoint over httpx, streamed as server-sent events.
 
 One request per turn, retried with back-off only while nothing has been shown: a reply that
-broke after its first token raises IncompleteReply, so a partial answer never looks whole. The
-API token goes into the Authorization header and nowhere else; every message, exception and
-debug line is scrubbed of it.
+broke after its first token (or its first piece of thinking) raises IncompleteReply, so a partial
+answer never looks whole. A stream that carries nothing at all (no text, no thinking, no tool
+call) is asked once more without streaming, as Cloudflare's own client does, and is an error if
+still empty. Each event is read by `chunks`, in either shape the service sends. The API token goes
+into the Authorization header and nowhere else; every message, exception and debug line is
+scrubbed of it.
 """
 
 from __future__ import annotations
@@ -13,12 +16,13 @@ import json
 import random
 import re
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from wai import __version__
+from wai.backends.chunks import Stop, ToolCall, chunk_events
 from wai.backends.sse import SSEReader
 from wai.backends.workers_ai_errors import (
     ApiError,
@@ -35,13 +39,17 @@ from wai.backends.workers_ai_errors import (
 from wai.catalog import model_id_problem
 from wai.conversation import Request
 from wai.errors import BackendError, ConfigError, IncompleteReply, RetryableError, WaiError
-from wai.events import Event, Finish, FinishReason, Notice, Token, Usage
+from wai.events import Event, Finish, FinishReason, Notice, Reasoning, Token, Usage
 from wai.settings import Credentials
 
 if TYPE_CHECKING:
     import httpx
 
 DONE = "[DONE]"
+EMPTY_REPLY = "the model returned an empty reply"
+# The read timeout of the one request sent again without streaming after an empty stream: the
+# server says nothing until the whole reply is written (what --no-stream allows by default).
+WHOLE_REPLY_READ_TIMEOUT = 300.0
 TOOL_CALL_NOTICE = "the model answered with a tool call, which wai does not run or show"
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _HIGH_SURROGATES = ("\ud800", "\udbff")
@@ -78,15 +86,24 @@ class _Progress:
 
     tokens: int = 0  # events that carried text
     chars: int = 0
-    usage: Usage | None = None
-    finish: str | None = None  # the server's own finish_reason (OpenAI-style chunks)
+    thoughts: int = 0  # events that carried thinking
+    thought_chars: int = 0
+    tool_call: bool = False
+    usage: Usage | None = None  # the last one seen: each chunk may carry the total so far
+    finish: str | None = None  # the server's own finish_reason
     done: bool = False
     surrogates: _Surrogates = field(default_factory=_Surrogates)
+    thinking_surrogates: _Surrogates = field(default_factory=_Surrogates)
     notices: set[str] = field(default_factory=set)  # shared by the attempts of one reply
 
     @property
     def began(self) -> bool:
-        return self.tokens > 0
+        """Something was shown: trying again would show it twice."""
+        return self.tokens > 0 or self.thoughts > 0
+
+    @property
+    def empty(self) -> bool:
+        return not self.began and not self.tool_call
 
 
 class WorkersAIBackend:
@@ -128,14 +145,33 @@ class WorkersAIBackend:
     # -- the Backend protocol -------------------------------------------------------------------
 
     def stream(self, request: Request) -> Iterator[Event]:
+        told: set[str] = set()
+        progress = yield from self._retried(request, told)
+        if progress.empty and request.stream:
+            self._debug("the stream carried no text, thinking or tool call; asking once more without it")
+            whole = replace(
+                request,
+                stream=False,
+                timeouts=replace(request.timeouts, read=max(request.timeouts.read, WHOLE_REPLY_READ_TIMEOUT)),
+            )
+            progress = yield from self._retried(whole, told)
+        if progress.empty:
+            raise BackendError(EMPTY_REPLY, hint=_empty_hint(request, progress))
+        yield from self._ending(request, progress)
+
+    def _retried(self, request: Request, told: set[str]) -> Generator[Event, None, _Progress]:
+        """One reply, its attempts retried with back-off while nothing has been shown.
+
+        Returns (as the generator's value) the successful attempt's progress; the caller ends the
+        reply with its usage and finish reason.
+        """
         attempt = 0
         waited = 0.0
-        told: set[str] = set()
         while True:
             progress = _Progress(notices=told)
             try:
                 yield from self._attempt(request, progress, attempt)
-                return
+                return progress
             except RetryableError as exc:
                 if progress.began:  # _attempt never lets this happen; guard the promise anyway
                     raise IncompleteReply(exc.message) from None
@@ -199,6 +235,8 @@ class WorkersAIBackend:
         ):
             if value is not None:
                 body[key] = value
+        if request.reasoning_effort is not None:
+            body["reasoning_effort"] = request.reasoning_effort
         return body
 
     def _url(self, model: str) -> str:
@@ -299,8 +337,12 @@ class WorkersAIBackend:
                 try:
                     chunk = next(chunks, None)
                 except httpx.ReadTimeout:
+                    if progress.finish is not None:
+                        break  # the reply had ended; only the [DONE] marker never came
                     raise self._broken(progress, f"the stream stalled for {gap:g} s", retry=False) from None
                 except httpx.TransportError as exc:
+                    if progress.finish is not None:
+                        break
                     raise self._broken(progress, f"the connection broke ({self._reason(exc)})") from None
                 except httpx.HTTPError as exc:  # a body that fails to decode (bad gzip, say)
                     why = f"the reply could not be decoded ({self._reason(exc)})"
@@ -316,6 +358,8 @@ class WorkersAIBackend:
                     break
                 # Keep-alive comments keep the socket busy without any reply coming; that is a stall too.
                 if not progress.done and time.monotonic() - last_event > gap:
+                    if progress.finish is not None:
+                        break
                     raise self._broken(
                         progress, f"the stream stalled for {gap:g} s (keep-alives only)", retry=False
                     )
@@ -325,8 +369,10 @@ class WorkersAIBackend:
             if close is not None:
                 close()
         if not progress.done:
-            raise self._broken(progress, "the stream ended before the server said it was done")
-        yield from self._ending(request, progress)
+            if progress.finish is None:
+                raise self._broken(progress, "the stream ended before the server said it was done")
+            # A finish_reason is the server saying the reply is whole; [DONE] only closes the stream.
+            self._debug(f"the stream ended without [DONE] after finish_reason {progress.finish}")
 
     def _event(self, data: str, request: Request, progress: _Progress) -> Iterator[Event]:
         if data.strip() == DONE:
@@ -344,16 +390,30 @@ class WorkersAIBackend:
             error = ApiError(status=200, code=failure[0], message=one_line(self._scrub(failure[1])))
             exc = self._refused(request, error)
             raise self._broken(progress, exc.message, cause=exc) from None
-        text, finish = _piece(payload)
-        usage = _usage(payload.get("usage"))
-        if usage is not None:
-            progress.usage = usage
-        if finish:
-            progress.finish = finish
-        if _has_tool_calls(payload):
-            self._debug("ignored tool_calls in the stream: wai shows text replies only")
-            yield from _notice(progress, TOOL_CALL_NOTICE)
-        yield from _shown(progress, progress.surrogates.push(text))
+        yield from self._read(payload, progress, whole=False)
+
+    def _read(self, payload: dict[str, Any], progress: _Progress, *, whole: bool) -> Iterator[Event]:
+        """One chunk (or a whole reply) into events; what it says of the reply goes into `progress`."""
+        for piece in chunk_events(payload):
+            # A whole reply has no next event to bring a split character's other half.
+            if isinstance(piece, Reasoning):
+                held = progress.thinking_surrogates
+                yield from _thought(
+                    progress, without_lone_surrogates(piece.text) if whole else held.push(piece.text)
+                )
+            elif isinstance(piece, Token):
+                held = progress.surrogates
+                yield from _shown(
+                    progress, without_lone_surrogates(piece.text) if whole else held.push(piece.text)
+                )
+            elif isinstance(piece, ToolCall):
+                progress.tool_call = True
+                self._debug("ignored tool_calls: wai shows text replies only")
+                yield from _notice(progress, TOOL_CALL_NOTICE)
+            elif isinstance(piece, Usage):
+                progress.usage = piece  # the last one wins: each is the total so far
+            elif isinstance(piece, Stop):
+                progress.finish = piece.reason
 
     def _whole(self, request: Request, response: httpx.Response, progress: _Progress) -> Iterator[Event]:
         import httpx
@@ -384,23 +444,18 @@ class WorkersAIBackend:
             preview = one_line(self._scrub(body_text(raw.decode("utf-8", errors="replace"))))
             raise BackendError(f"Workers AI sent a reply wai cannot read: {preview or '(empty)'}")
         progress.done = True
-        text, finish = _piece(result)
-        progress.usage = _usage(result.get("usage"))
-        progress.finish = finish
-        if _has_tool_calls(result):
-            yield from _notice(progress, TOOL_CALL_NOTICE)
-        yield from _shown(progress, without_lone_surrogates(text))  # whole: no other half is coming
-        yield from self._ending(request, progress)
+        yield from self._read(result, progress, whole=True)  # whole: no other half is coming
 
     def _ending(self, request: Request, progress: _Progress) -> Iterator[Event]:
+        yield from _thought(progress, progress.thinking_surrogates.flush())
         yield from _shown(progress, progress.surrogates.flush())
         reason: FinishReason = "stop"
         if progress.finish == "length" or (
             progress.usage is not None and progress.usage.completion_tokens >= request.max_tokens
         ):
             reason = "length"
-        elif progress.usage is None and progress.tokens >= request.max_tokens:
-            reason = "length"  # one event per token: that many events filled the cap
+        elif progress.usage is None and progress.tokens + progress.thoughts >= request.max_tokens:
+            reason = "length"  # one event per token, thinking included: that many filled the cap
         if progress.usage is not None:
             yield progress.usage
         yield Finish(reason)
@@ -412,9 +467,12 @@ class WorkersAIBackend:
     ) -> WaiError:
         """The stream failed: IncompleteReply once text was shown; before that, worth a retry or not."""
         if progress.began:
-            return IncompleteReply(
-                f"the reply is incomplete: {why} after {progress.chars} characters (what arrived is kept)"
+            shown = (
+                f"{progress.chars} characters"
+                if progress.tokens
+                else f"{progress.thought_chars} characters of thinking"
             )
+            return IncompleteReply(f"the reply is incomplete: {why} after {shown} (what arrived is kept)")
         if cause is not None:
             return cause
         # A stall is not retried: each try would cost the user another full read timeout.
@@ -453,49 +511,29 @@ def _shown(progress: _Progress, text: str) -> Iterator[Event]:
         yield Token(text)
 
 
-def _piece(payload: dict[str, Any]) -> tuple[str, str | None]:
-    """The text and finish reason of one event: Workers AI's own shape or an OpenAI chunk."""
-    response = payload.get("response")
-    if isinstance(response, str):
-        return response, None
-    choices = payload.get("choices")
-    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
-        choice = choices[0]
-        finish = choice.get("finish_reason")
-        finish = finish if isinstance(finish, str) else None
-        for holder in (choice.get("delta"), choice.get("message")):
-            if isinstance(holder, dict) and isinstance(holder.get("content"), str):
-                return holder["content"], finish
-        text = choice.get("text")
-        return (text if isinstance(text, str) else ""), finish
-    return "", None
+def _thought(progress: _Progress, text: str) -> Iterator[Event]:
+    if text:
+        progress.thoughts += 1
+        progress.thought_chars += len(text)
+        yield Reasoning(text)
 
 
-def _usage(raw: object) -> Usage | None:
-    if not isinstance(raw, dict):
-        return None
-    prompt, completion = raw.get("prompt_tokens"), raw.get("completion_tokens")
-    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in (prompt, completion)):
-        return None
-    assert isinstance(prompt, int) and isinstance(completion, int)
-    return Usage(prompt_tokens=prompt, completion_tokens=completion, exact=True)
+def _empty_hint(request: Request, progress: _Progress) -> str:
+    usage = progress.usage
+    if progress.finish == "length" or (usage is not None and usage.completion_tokens >= request.max_tokens):
+        return (
+            f"it stopped at the output cap of {request.max_tokens} tokens before writing any; "
+            "raise --max-tokens"
+        )
+    if request.stream:
+        return "also when asked again without streaming; try again, or another model"
+    return "try again, or another model"
 
 
 def _notice(progress: _Progress, text: str) -> Iterator[Event]:
     if text not in progress.notices:  # once per reply, however many events repeat it
         progress.notices.add(text)
         yield Notice(text)
-
-
-def _has_tool_calls(payload: dict[str, Any]) -> bool:
-    if payload.get("tool_calls"):
-        return True
-    choices = payload.get("choices")
-    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
-        for holder in (choices[0].get("delta"), choices[0].get("message")):
-            if isinstance(holder, dict) and holder.get("tool_calls"):
-                return True
-    return False
 
 
 def _stream_error(payload: dict[str, Any]) -> tuple[int | None, str] | None:
