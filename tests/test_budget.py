@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from tests.support.vocab_fixture import vocab_cache, vocab_home
-from wai.budget import MIN_USEFUL_REPLY, Plan, input_limit, plan_request, reply_reserve, trim_limit
+from wai.budget import (
+    MIN_USEFUL_REPLY,
+    REASONING_MIN_REPLY,
+    Plan,
+    input_limit,
+    plan_request,
+    reply_reserve,
+    trim_limit,
+)
 from wai.catalog import ModelSpec, load_catalog
 from wai.conversation import Message
 from wai.errors import EXIT_WINDOW, WindowError
@@ -338,3 +347,23 @@ def test_a_long_newest_message_within_the_window_keeps_it_whole_and_drops_only_w
     plan = plan_request(model, (*history, newest), counter)
     assert plan.messages[-1] == newest and plan.cut_tokens == 0
     assert plan.prompt_tokens <= input_limit(model)
+
+
+def test_a_reasoning_model_is_left_more_room_for_its_reply(vocab_home: Path) -> None:
+    """Its thinking counts against max_tokens: a request must leave room for thinking and an answer."""
+    model = load_catalog().get("@cf/qwen/qwq-32b")
+    counter = counter_for(model, "remote")
+    assert model.reasoning and model.total_context == model.context_window == 24000
+    fits = plan_request(model, prompt_of(counter, 24000 - REASONING_MIN_REPLY), counter)
+    assert fits.max_tokens == REASONING_MIN_REPLY
+    with pytest.raises(WindowError) as caught:
+        plan_request(model, prompt_of(counter, 24000 - REASONING_MIN_REPLY + 1), counter)
+    assert f"at least {REASONING_MIN_REPLY} needed" in caught.value.message
+    # An explicit --max-tokens below that floor is the user's choice.
+    assert plan_request(model, prompt_of(counter, 23990), counter, requested_max_tokens=8).max_tokens == 8
+    # Trimming a conversation keeps half the window for the reply, not a quarter.
+    assert reply_reserve(model) == 12000
+    assert reply_reserve(dataclasses.replace(model, reasoning=False)) == 6000
+    plan = plan_request(model, conversation(counter, 30, 300), counter)
+    assert plan.dropped_turns > 0
+    assert plan.prompt_tokens <= 12000 and plan.max_tokens == 12000

@@ -10,7 +10,11 @@
   cut to fit, keeping its start (`"head"`) or its end (`"tail"`);
 - when wai itself drops turns or cuts text, it makes room for a real reply, not just a useful
   one: the request's max_tokens, else a quarter of the total context (at most `max_output`).
-  Only a prompt the user sent whole may use the room down to MIN_USEFUL_REPLY.
+  Only a prompt the user sent whole may use the room down to MIN_USEFUL_REPLY;
+- a reasoning model (`reasoning = true` in the catalog) spends part of max_tokens thinking before
+  its answer begins, so it is left more: the room kept when wai trims is half the total context,
+  and the least room worth sending is REASONING_MIN_REPLY (each at most `max_output`, and never
+  more than an explicit --max-tokens asks for).
 
 Every count comes from the model's TokenCounter; with an estimate, figures carry a `~`.
 """
@@ -32,6 +36,9 @@ FitMode = Literal["error", "head", "tail"]
 
 # A reply shorter than this is not worth sending a request for.
 MIN_USEFUL_REPLY = 16
+# A reasoning model's thinking alone often runs to hundreds of tokens: with less room than this
+# its answer would rarely begin.
+REASONING_MIN_REPLY = 1024
 
 
 @dataclass(slots=True)
@@ -57,7 +64,8 @@ def reply_floor(
 ) -> int:
     """The fewest reply tokens a request must leave room for."""
     wanted = requested_max_tokens if requested_max_tokens is not None else model.max_output
-    return max(1, min(min_reply, wanted, model.max_output))
+    least = max(min_reply, REASONING_MIN_REPLY) if model.reasoning else min_reply
+    return max(1, min(least, wanted, model.max_output))
 
 
 def input_limit(
@@ -71,7 +79,8 @@ def input_limit(
 
 def reply_reserve(model: ModelSpec, requested_max_tokens: int | None = None) -> int:
     """The reply room kept when wai trims a conversation or cuts a prompt to fit."""
-    wanted = requested_max_tokens if requested_max_tokens is not None else model.total_context // 4
+    share = 2 if model.reasoning else 4
+    wanted = requested_max_tokens if requested_max_tokens is not None else model.total_context // share
     return max(1, min(wanted, model.max_output))
 
 

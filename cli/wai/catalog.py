@@ -16,7 +16,8 @@ REMOTE_PREFIXES = ("@cf/", "@hf/")
 
 _INT_KEYS = ("context_window", "max_output", "total_context")
 _STR_KEYS = ("gguf", "family", "precision", "description")
-_KNOWN_KEYS = frozenset((*_INT_KEYS, *_STR_KEYS, "remote", "aliases"))
+_BOOL_KEYS = ("remote", "reasoning")
+_KNOWN_KEYS = frozenset((*_INT_KEYS, *_STR_KEYS, *_BOOL_KEYS, "aliases"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +26,8 @@ class ModelSpec:
 
     context_window: most input (prompt) tokens; max_output: most generated tokens;
     total_context: most prompt + reply tokens at once (the model's trained context).
+    reasoning: the model thinks before it answers (its thinking counts against max_tokens) and
+    takes `reasoning_effort`.
     """
 
     id: str
@@ -38,6 +41,7 @@ class ModelSpec:
     description: str = ""
     aliases: tuple[str, ...] = ()
     source: str = ""
+    reasoning: bool = False
 
     def gguf_path(self) -> Path | None:
         """The local weights, a relative `gguf` resolved against the user's models folder."""
@@ -200,6 +204,9 @@ def _spec(model_id: str, raw: dict[str, object], base: ModelSpec | None, where: 
     remote = raw.get("remote", base.remote if base else model_id.startswith(REMOTE_PREFIXES))
     if not isinstance(remote, bool):
         raise bad("remote", f"must be true or false, got {remote!r}")
+    reasoning = raw.get("reasoning", base.reasoning if base else False)
+    if not isinstance(reasoning, bool):
+        raise bad("reasoning", f"must be true or false, got {reasoning!r}")
     aliases = raw.get("aliases", list(base.aliases) if base else [])
     if not isinstance(aliases, list) or not all(isinstance(a, str) and a for a in aliases):
         raise bad("aliases", f"must be a list of names, got {aliases!r}")
@@ -225,4 +232,5 @@ def _spec(model_id: str, raw: dict[str, object], base: ModelSpec | None, where: 
         description=strs["description"] or "",
         aliases=tuple(aliases),
         source=where,
+        reasoning=reasoning,
     )

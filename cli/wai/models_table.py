@@ -99,6 +99,7 @@ def model_rows(config: UserConfig, credentials: Credentials | None) -> list[dict
                 "max_output": spec.max_output,
                 "total_context": spec.total_context,
                 "family": spec.family,
+                "reasoning": spec.reasoning,
                 "precision": _file_precision(spec) or spec.precision,
                 "gguf": str(path) if path else None,
                 "backends": {
