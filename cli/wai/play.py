@@ -12,7 +12,7 @@ from typing import TextIO
 from wai.backends.base import Backend
 from wai.budget import Plan
 from wai.catalog import ModelSpec
-from wai.conversation import Request, Sampling, Timeouts
+from wai.conversation import ReasoningEffort, Request, Sampling, Timeouts
 from wai.errors import IncompleteReply, WaiError
 from wai.notices import Notifier
 from wai.render.base import Sink, TurnResult
@@ -31,7 +31,13 @@ class Played:
 
 
 def request_for(
-    spec: ModelSpec, plan: Plan, *, sampling: Sampling, timeouts: Timeouts, stream: bool = True
+    spec: ModelSpec,
+    plan: Plan,
+    *,
+    sampling: Sampling,
+    timeouts: Timeouts,
+    stream: bool = True,
+    reasoning_effort: ReasoningEffort | None = None,
 ) -> Request:
     return Request(
         model=spec,
@@ -41,11 +47,38 @@ def request_for(
         stream=stream,
         timeouts=timeouts,
         prompt_tokens=plan.prompt_tokens,
+        reasoning_effort=reasoning_effort,
     )
 
 
+def effort_for(
+    spec: ModelSpec, backend_name: str, effort: ReasoningEffort | None
+) -> tuple[ReasoningEffort | None, str | None]:
+    """The reasoning effort to send to this model, and why the one asked for is not sent (or None).
+
+    Only models the catalog marks `reasoning = true` take one, and only on Workers AI: other models
+    would refuse the field or ignore it, and llama.cpp has no such setting.
+    """
+    if effort is None:
+        return None, None
+    if backend_name != "remote":
+        return None, f"the reasoning effort ({effort}) is not sent: the local backend has no such setting"
+    if not spec.reasoning:
+        return None, (
+            f"the reasoning effort ({effort}) is not sent: {spec.id} is not a reasoning model in the "
+            "catalog (set reasoning = true for it in models.toml if it is one)"
+        )
+    return effort, None
+
+
 def sink_for(
-    notifier: Notifier, *, output: OutputMode, color: ColorMode, stats: bool | None, stdout: TextIO
+    notifier: Notifier,
+    *,
+    output: OutputMode,
+    color: ColorMode,
+    stats: bool | None,
+    stdout: TextIO,
+    show_thinking: bool = False,
 ) -> Sink:
     """The sink for this output; in plain mode `--stats` goes to stderr as one line."""
 
@@ -54,7 +87,14 @@ def sink_for(
 
         notifier.info(format_stats(result))
 
-    return choose_sink(output=output, color=color, stats=stats, stdout=stdout, stderr_stats=stats_to_stderr)
+    return choose_sink(
+        output=output,
+        color=color,
+        stats=stats,
+        show_thinking=show_thinking,
+        stdout=stdout,
+        stderr_stats=stats_to_stderr,
+    )
 
 
 def play_turn(
@@ -66,6 +106,7 @@ def play_turn(
     prompt_exact: bool,
     more_hint: str,
     interrupted_note: str,
+    effort_hint: str = "lower --reasoning-effort",
 ) -> Played:
     """Stream the reply; report an interruption, a failure or the output cap on stderr.
 
@@ -74,7 +115,9 @@ def play_turn(
     """
     for warning in backend.warnings(request):
         notifier.warn(warning)
-    info = replace(turn_info(backend, request, prompt_exact=prompt_exact), more_hint=more_hint)
+    info = replace(
+        turn_info(backend, request, prompt_exact=prompt_exact), more_hint=more_hint, effort_hint=effort_hint
+    )
     try:
         result = run_turn(backend, request, sink, info)
     except TurnInterrupted as stop:
@@ -92,12 +135,24 @@ def play_turn(
     _tell_notices(notifier, result)
     if result.finish_reason == "length":
         _tell_length_stop(notifier, sink, request, result)
+    elif result.thinking_only:
+        notifier.warn("the model ended its reply after thinking, without an answer")
     return Played(result)
 
 
 def _tell_length_stop(notifier: Notifier, sink: Sink, request: Request, result: TurnResult) -> None:
+    from wai.render.footer import cap_advice, thinking_cap_hint
+
     produced = result.completion_tokens
-    if produced is not None and result.usage_exact and produced < request.max_tokens:
+    own_limit = produced is not None and result.usage_exact and produced < request.max_tokens
+    if result.thinking_only and not own_limit:
+        # Said on stderr even under a footer that says it: a pipe or a script sees no footer, and
+        # an empty answer must never pass for a short one.
+        notifier.warn(
+            f"the thinking used the whole output window ({request.max_tokens} tokens) before the "
+            f"answer began; {thinking_cap_hint(result.info)}"
+        )
+    elif own_limit:
         # The server's own limit, not ours: raising max_tokens would not help, so say so even
         # where the sink reports the cap itself.
         notifier.warn(
@@ -105,8 +160,6 @@ def _tell_length_stop(notifier: Notifier, sink: Sink, request: Request, result: 
             f"below max_tokens {request.max_tokens}; ask it to continue for more"
         )
     elif not sink.tells_output_cap:
-        from wai.render.footer import cap_advice
-
         notifier.warn(
             f"the reply stopped at the output cap ({request.max_tokens} tokens); {cap_advice(result.info)}"
         )

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from wai.backends.base import Backend
 from wai.conversation import Request
 from wai.errors import OutputError, WaiError
-from wai.events import Event, Finish, Loaded, Notice, Token, Usage
+from wai.events import Event, Finish, Loaded, Notice, Reasoning, Token, Usage
 from wai.render.base import Sink, TurnInfo, TurnResult
 
 
@@ -50,27 +50,38 @@ def run_turn(backend: Backend, request: Request, sink: Sink, info: TurnInfo) -> 
     """Stream one reply into `sink`. Raises TurnInterrupted or TurnFailed, each with the partial result."""
     result = TurnResult(info=info, prompt_tokens=info.prompt_tokens, usage_exact=info.prompt_exact)
     pieces: list[str] = []
+    thinking = _Thinking()
     started = time.perf_counter()
     events: Iterator[Event] = backend.stream(request)
     usage: Usage | None = None
 
     def settle(reason: str) -> None:
-        _settle(result, pieces, started, reason)
+        _settle(result, pieces, thinking, started, reason)
         if usage is None:
-            _estimate_usage(result, pieces, streamed=request.stream)
+            _estimate_usage(result, pieces, thinking.pieces, streamed=request.stream)
 
     try:
         sink.start(info)
         for event in events:
             if isinstance(event, Token):
-                if result.timings.first_token is None and event.text:
-                    result.timings.first_token = time.perf_counter() - started
+                if event.text:
+                    now = time.perf_counter() - started
+                    if result.timings.first_token is None:
+                        result.timings.first_token = now
+                    thinking.answer_began(now)
                 pieces.append(event.text)
+            elif isinstance(event, Reasoning):
+                if event.text:
+                    now = time.perf_counter() - started
+                    if result.timings.first_token is None:
+                        result.timings.first_token = now
+                    thinking.add(event.text, now)
             elif isinstance(event, Usage):
                 usage = event
                 result.prompt_tokens = event.prompt_tokens
                 result.completion_tokens = event.completion_tokens
                 result.usage_exact = event.exact
+                result.reported_reasoning_tokens = event.reasoning_tokens
             elif isinstance(event, Finish):
                 result.finish_reason = event.reason
             elif isinstance(event, Loaded):
@@ -104,21 +115,46 @@ def run_turn(backend: Backend, request: Request, sink: Sink, info: TurnInfo) -> 
     return result
 
 
-def _settle(result: TurnResult, pieces: list[str], started: float, reason: str) -> None:
+class _Thinking:
+    """The thinking as it arrives, and how long it lasted."""
+
+    def __init__(self) -> None:
+        self.pieces: list[str] = []
+        self.began: float | None = None
+        self.seconds: float | None = None
+
+    def add(self, text: str, now: float) -> None:
+        if self.began is None:
+            self.began = now
+        self.pieces.append(text)
+
+    def answer_began(self, now: float) -> None:
+        if self.began is not None and self.seconds is None:
+            self.seconds = now - self.began
+
+
+def _settle(result: TurnResult, pieces: list[str], thinking: _Thinking, started: float, reason: str) -> None:
     result.text = "".join(pieces)
     result.timings.total = time.perf_counter() - started
+    result.reasoning = "".join(thinking.pieces)
+    result.thoughts = len(thinking.pieces)
+    if thinking.began is not None:
+        thinking.answer_began(result.timings.total)  # no answer: it thought until the end
+        result.timings.thinking = thinking.seconds
     if result.finish_reason is None or reason in ("interrupted", "error"):
         result.finish_reason = reason  # type: ignore[assignment]
 
 
-def _estimate_usage(result: TurnResult, pieces: list[str], *, streamed: bool) -> None:
+def _estimate_usage(result: TurnResult, pieces: list[str], thoughts: list[str], *, streamed: bool) -> None:
     """The backend reported no usage (a server that sends none, a reply cut short): one rule for
     every place the figures go (footer, transcript, --json), an estimate marked as one. A stream
-    carries one token per text event; a whole reply is counted as 2 tokens per 5 bytes."""
+    carries one token per text event; a whole reply is counted as 2 tokens per 5 bytes. The
+    thinking is generated output too, and counts the same way."""
     from wai.tokens import EstimatedCounter
 
-    shown = sum(1 for piece in pieces if piece)
-    result.completion_tokens = shown if streamed else EstimatedCounter().count_text(result.text)
+    shown = sum(1 for piece in (*pieces, *thoughts) if piece)
+    whole = EstimatedCounter().count_text(result.reasoning + result.text) if not streamed else 0
+    result.completion_tokens = shown if streamed else whole
     result.usage_exact = False
 
 

@@ -1,11 +1,13 @@
 """Streams a markdown file through PanelSink on this process's terminal, as `wai ask` would.
 
     python tests/render/panel_driver.py FILE [--chunk N] [--delay S] [--reason stop|length]
-        [--no-stats] [--pause-after N --pause-file PATH]
+        [--no-stats] [--pause-after N --pause-file PATH] [--thinking FILE [--show-thinking]]
 
 The reply comes from a small in-process backend through the real turn driver, so Ctrl-C lands
 where it would in `wai ask`. Exits 0, or 130 when interrupted. With `--pause-after N` the stream
 stops after N chunks: PATH.paused is created, and the stream goes on once PATH.resume exists.
+With `--thinking FILE` the reply starts with that file's text as the model's thinking (Reasoning
+events, in chunks of the same size), as a reasoning model's does.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 
 from wai.catalog import ModelSpec
 from wai.conversation import Message, Request
-from wai.events import Event, Finish, FinishReason, Token, Usage
+from wai.events import Event, Finish, FinishReason, Reasoning, Token, Usage
 from wai.render.panel import PanelSink, panel_supported
 from wai.turn import TurnInterrupted, run_turn, turn_info
 
@@ -27,14 +29,24 @@ class ScriptedBackend:
     name = "remote"
 
     def __init__(
-        self, chunks: list[str], delay: float, reason: FinishReason, pause: tuple[int, Path] | None
+        self,
+        chunks: list[str],
+        delay: float,
+        reason: FinishReason,
+        pause: tuple[int, Path] | None,
+        thinking: list[str] | None = None,
     ) -> None:
+        self.thinking = thinking or []
         self.chunks = chunks
         self.delay = delay
         self.reason = reason
         self.pause = pause
 
     def stream(self, request: Request) -> Iterator[Event]:
+        for thought in self.thinking:
+            if self.delay:
+                time.sleep(self.delay)
+            yield Reasoning(thought)
         for index, chunk in enumerate(self.chunks):
             if self.pause is not None and index == self.pause[0]:
                 path = self.pause[1]
@@ -46,7 +58,7 @@ class ScriptedBackend:
                 time.sleep(self.delay)
             yield Token(chunk)
         # A reply stopped by the cap used every token it was allowed.
-        used = request.max_tokens if self.reason == "length" else len(self.chunks)
+        used = request.max_tokens if self.reason == "length" else len(self.thinking) + len(self.chunks)
         yield Usage(prompt_tokens=31, completion_tokens=used, exact=True)
         yield Finish(self.reason)
 
@@ -69,6 +81,8 @@ def main() -> int:
     parser.add_argument("--no-stats", action="store_true")
     parser.add_argument("--pause-after", type=int, default=None)
     parser.add_argument("--pause-file", type=Path, default=None)
+    parser.add_argument("--thinking", type=Path, default=None)
+    parser.add_argument("--show-thinking", action="store_true")
     args = parser.parse_args()
 
     from rich.console import Console
@@ -76,6 +90,10 @@ def main() -> int:
     with open(args.file, encoding="utf-8") as handle:
         text = handle.read()
     chunks = [text[i : i + args.chunk] for i in range(0, len(text), args.chunk)]
+    thinking: list[str] = []
+    if args.thinking is not None:
+        thought = args.thinking.read_text(encoding="utf-8")
+        thinking = [thought[i : i + args.chunk] for i in range(0, len(thought), args.chunk)]
     console = Console()
     if not panel_supported(console):
         print("PANEL UNSUPPORTED")
@@ -89,8 +107,8 @@ def main() -> int:
     )
     request = Request(model=model, messages=(Message("user", "hi"),), max_tokens=1800, prompt_tokens=31)
     pause = (args.pause_after, args.pause_file) if args.pause_after is not None else None
-    backend = ScriptedBackend(chunks, args.delay, args.reason, pause)
-    sink = PanelSink(console, show_stats=not args.no_stats)
+    backend = ScriptedBackend(chunks, args.delay, args.reason, pause, thinking)
+    sink = PanelSink(console, show_stats=not args.no_stats, show_thinking=args.show_thinking)
     try:
         run_turn(backend, request, sink, turn_info(backend, request))
     except TurnInterrupted:

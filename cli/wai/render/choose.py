@@ -18,12 +18,15 @@ def choose_sink(
     output: OutputMode,
     color: ColorMode,
     stats: bool | None,
+    show_thinking: bool = False,
     stdout: TextIO | None = None,
     stderr_stats: Callable[[TurnResult], None] | None = None,
 ) -> Sink:
     """JSON when asked; the live panel on a capable terminal (or with --color always); else plain.
 
-    `stats` None means the default: a footer in the panel, nothing in plain mode.
+    `stats` None means the default: a footer in the panel, nothing in plain mode. The thinking of
+    a reasoning model shows in the panel only (`show_thinking`: whole, else folded once the
+    answer begins); plain text is the answer alone, and the JSON sinks carry it apart.
     """
     out = stdout or sys.stdout
     if output == "json":
@@ -42,7 +45,7 @@ def choose_sink(
         no_color = color == "never" or (color == "auto" and "NO_COLOR" in os.environ)
         console = Console(file=out, force_terminal=True if color == "always" else None, no_color=no_color)
         if color == "always" or panel_supported(console):
-            return PanelSink(console, show_stats=stats is not False)
+            return PanelSink(console, show_stats=stats is not False, show_thinking=show_thinking)
     from wai.render.plain import PlainSink
 
     return PlainSink(out, stats=stderr_stats if stats else None)

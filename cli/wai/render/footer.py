@@ -44,6 +44,15 @@ def cap_advice(info: TurnInfo) -> str:
     return f"ask it to continue for more (the prompt leaves room for {most} in the context)"
 
 
+def thinking_cap_hint(info: TurnInfo) -> str:
+    """What to do when the thinking filled max_tokens before the answer began: a larger
+    max_tokens where one is allowed, and a shorter thinking."""
+    most = info.most_tokens
+    if info.max_tokens < most:
+        return f"{info.more_hint} (up to {most}) or {info.effort_hint}"
+    return info.effort_hint
+
+
 def stats_parts(result: TurnResult, *, tokens_seen: int | None = None, tick: bool = False) -> list[Part]:
     """The footer's pieces. `tokens_seen` (token events counted by the sink) stands in, marked
     approximate, when the backend reported no completion count. `tick` shows a reply that ended
@@ -52,7 +61,10 @@ def stats_parts(result: TurnResult, *, tokens_seen: int | None = None, tick: boo
     parts: list[Part] = []
     reason = result.finish_reason
     own_limit = result.completion_tokens is not None and result.completion_tokens < info.max_tokens
-    if reason == "length" and own_limit:
+    if reason == "length" and result.thinking_only and not own_limit:
+        parts.append(("the thinking used the whole output window", "wai.footer.warn"))
+        parts.append((thinking_cap_hint(info), "wai.footer.warn"))
+    elif reason == "length" and own_limit:
         # The server's finish_reason "length" came before max_tokens: the model's own limit.
         parts.append(("stopped by the model's own length limit", "wai.footer.warn"))
         parts.append(("ask it to continue for more", "wai.footer.warn"))

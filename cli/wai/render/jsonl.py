@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import TextIO
 
-from wai.events import Event, Finish, Loaded, Notice, Token, Usage
+from wai.events import Event, Finish, Loaded, Notice, Reasoning, Token, Usage
 from wai.render.base import TurnInfo, TurnResult
 from wai.render.result_json import result_dict
 
@@ -38,12 +38,16 @@ class JsonlSink:
         if isinstance(event, Token):
             if event.text:
                 self._emit({"type": "token", "text": event.text})
+        elif isinstance(event, Reasoning):
+            if event.text:
+                self._emit({"type": "reasoning", "text": event.text})
         elif isinstance(event, Usage):
             self._emit(
                 {
                     "type": "usage",
                     "prompt_tokens": event.prompt_tokens,
                     "completion_tokens": event.completion_tokens,
+                    "reasoning_tokens": event.reasoning_tokens,
                     "exact": event.exact,
                 }
             )
@@ -58,5 +62,6 @@ class JsonlSink:
         if result.error:
             self._emit({"type": "error", "message": result.error})
         summary = result_dict(result)
-        summary.pop("text")
+        summary.pop("text")  # streamed already, piece by piece
+        summary.pop("reasoning")
         self._emit({"type": "finish", **summary})

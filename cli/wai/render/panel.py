@@ -1,6 +1,7 @@
 """The live panel: a reply's markdown rendered as it streams, in time linear in its length.
 
-Layout: a dim rule titled with the model, backend and precision; the answer; a one-line footer.
+Layout: a dim rule titled with the model, backend and precision; the model's thinking, if it
+sends any (see render.thinking); the answer; a one-line footer.
 Settled markdown blocks are rendered once and printed for good; only the unfinished last block
 lives in a small Live area below them, never taller than the screen, so nothing is hidden and
 nothing is written twice into the scrollback. Frames are drawn by a background ticker at most
@@ -18,7 +19,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from wai.events import Event, Token
+from wai.events import Event, Reasoning, Token
 from wai.render.base import TurnInfo, TurnResult
 from wai.render.footer import backend_label, footer_text
 from wai.render.markdown_stream import Block, BlockSplitter, Fence
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 
     from wai.render.live_region import Region
     from wai.render.markdown_view import BlockLayout
+    from wai.render.thinking import ThinkingView
 
 MIN_WIDTH = 20
 MIN_HEIGHT = 5
@@ -69,13 +71,25 @@ class PanelSink:
     tells_output_cap = True
 
     def __init__(
-        self, console: Console, *, show_stats: bool = True, refresh_per_second: float = 12.0
+        self,
+        console: Console,
+        *,
+        show_stats: bool = True,
+        show_thinking: bool = False,
+        refresh_per_second: float = 12.0,
     ) -> None:
         self.console = console
         self.show_stats = show_stats
+        self.show_thinking = show_thinking
         self._interval = 1.0 / refresh_per_second
         self._incoming: deque[str] = deque()  # appended by feed(), drained by frames
-        self._tokens_seen = 0
+        self._tokens_seen = 0  # output events, thinking included (it is generated output too)
+        # The thinking that came before the answer: appended by feed(), drained by frames.
+        self._thinking_incoming: deque[str] = deque()
+        self._thinking: ThinkingView | None = None
+        self._thoughts = 0
+        self._thinking_began: float | None = None
+        self._answer_began: float | None = None
         self._lock = threading.Lock()  # one frame at a time
         self._splitter = BlockSplitter()
         self._layout: BlockLayout | None = None
@@ -118,10 +132,20 @@ class PanelSink:
 
     def feed(self, event: Event) -> None:
         if isinstance(event, Token) and event.text:
+            if self._answer_began is None:
+                self._answer_began = time.monotonic()
             text = terminal_safe(event.text)
             self._incoming.append(text)
             self._text.append(text)
             self._tokens_seen += 1
+        elif isinstance(event, Reasoning) and event.text:
+            self._tokens_seen += 1
+            if self._answer_began is not None:
+                return  # thinking after the answer began: kept in the result, not drawn into it
+            if self._thinking_began is None:
+                self._thinking_began = time.monotonic()
+            self._thoughts += 1
+            self._thinking_incoming.append(terminal_safe(event.text))
 
     def finish(self, result: TurnResult) -> None:
         if self._ticker is not None:
@@ -169,7 +193,12 @@ class PanelSink:
     def _tick(self) -> None:
         """Called by the ticker between frames: draw when there is something new to show."""
         size = self.console.size
-        if not self._incoming and (size.width, size.height) == self._size and not self._waiting:
+        if (
+            not self._incoming
+            and not self._thinking_incoming
+            and (size.width, size.height) == self._size
+            and not self._waiting
+        ):
             return
         now = time.monotonic()
         if now < self._next_frame:
@@ -184,6 +213,8 @@ class PanelSink:
     def _frame(self, *, final: bool = False) -> None:
         """Settle what can be settled, print it above, and redraw the tail. Holds the lock."""
         assert self._region is not None
+        # Thinking first: whatever of it was fed came before the answer's first piece.
+        thinking = self._take_thinking()
         pieces: list[str] = []
         while self._incoming:
             pieces.append(self._incoming.popleft())
@@ -195,11 +226,45 @@ class PanelSink:
         # One column spare: a glyph the terminal draws wider than Rich measured must not wrap a line.
         options = self.console.options.update(width=max(1, width - 1), height=None)
         above: list[RenderableType] = []
+        thinking_view: RenderableType | None = None
+        if thinking is not None and not thinking.closed:
+            answered = bool(pieces) or self._printed > 0
+            if answered or final:
+                above.extend(
+                    thinking.close(
+                        options, answered=answered, tokens=self._thoughts, seconds=self._thinking_time()
+                    )
+                )
+            elif thinking.started:
+                above.extend(thinking.settle(options))
+                self._waiting = False
+                thinking_view = thinking.live(options, _live_rows(height))
         for block in blocks:
             self._settle(block, above, options)
-        view = self._empty() if final else self._view(above, options, _live_rows(height))
+        if final:
+            view = self._empty()
+        elif thinking_view is not None:
+            view = thinking_view
+        else:
+            view = self._view(above, options, _live_rows(height))
         self._region.show(view, above)
         self._printed += sum(len(block.text) for block in blocks)
+
+    def _take_thinking(self) -> ThinkingView | None:
+        if self._thinking_incoming and self._thinking is None:
+            from wai.render.thinking import ThinkingView
+
+            self._thinking = ThinkingView(self.console, keep_whole=self.show_thinking)
+        while self._thinking_incoming:
+            piece = self._thinking_incoming.popleft()
+            if self._thinking is not None:
+                self._thinking.add(piece)
+        return self._thinking
+
+    def _thinking_time(self) -> float:
+        if self._thinking_began is None:
+            return 0.0
+        return (self._answer_began or time.monotonic()) - self._thinking_began
 
     def _lines(self, renderable: RenderableType, options: ConsoleOptions) -> list[list[Segment]]:
         from wai.render.live_region import render_lines

@@ -17,6 +17,7 @@ def result_dict(result: TurnResult) -> dict[str, object]:
     completion = result.completion_tokens
     return {
         "text": result.text,
+        "reasoning": result.reasoning,
         "model": result.info.model,
         "backend": result.info.backend,
         "precision": result.info.precision,
@@ -27,6 +28,7 @@ def result_dict(result: TurnResult) -> dict[str, object]:
         "usage": {
             "prompt_tokens": result.prompt_tokens,
             "completion_tokens": completion,
+            "reasoning_tokens": result.reasoning_tokens,
             "exact": result.usage_exact,
         },
         "windows": {
@@ -38,6 +40,7 @@ def result_dict(result: TurnResult) -> dict[str, object]:
             "first_token_s": _round(result.timings.first_token),
             "total_s": _round(result.timings.total),
             "load_s": _round(result.timings.load),
+            "thinking_s": _round(result.timings.thinking),
             "tokens_per_s": _round(result.timings.tokens_per_second(completion or 0)),
         },
     }
