@@ -65,6 +65,7 @@ def test_a_turn_comes_back_with_every_field() -> None:
             finish_reason="length",
             interrupted=False,
             error=None,
+            reasoning="The user asks about geography.\nNew York is a state and a city.",
         )
         stored = store.add_turn(cid, data, source="ask")
         assert store.turns(cid) == [stored]
@@ -130,6 +131,34 @@ def test_an_old_database_migrates_forward_and_a_newer_one_is_refused() -> None:
     db.close()
     with pytest.raises(ConfigError, match="newer wai"):
         Store(path)
+
+
+def test_a_version_1_database_keeps_its_turns_and_gains_the_thinking_column() -> None:
+    from wai.store import _MIGRATIONS
+
+    path = db_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path)
+    for statement in _MIGRATIONS[0]:  # the schema wai wrote before reasoning models
+        db.execute(statement)
+    db.execute(
+        "INSERT INTO conversations VALUES ('01old', '2025-01-01T00:00:00', '2025-01-01T00:00:00', "
+        "'@cf/meta/m', NULL, 'ask')"
+    )
+    db.execute(
+        "INSERT INTO turns (conversation_id, created_at, prompt, reply, model, backend, usage_exact, "
+        "sampling, interrupted) VALUES ('01old', '2025-01-01T00:00:00', 'old question', 'old answer', "
+        "'@cf/meta/m', 'remote', 1, '{}', 0)"
+    )
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
+    with Store(path) as store:
+        assert store.schema_version() == SCHEMA_VERSION == 2
+        (old,) = store.turns("01old")
+        assert (old.data.prompt, old.data.reply, old.data.reasoning) == ("old question", "old answer", "")
+        store.add_turn("01old", _turn("new", "answer", reasoning="thinking first"), source="ask")
+        assert [t.data.reasoning for t in store.turns("01old")] == ["", "thinking first"]
 
 
 def test_a_file_that_is_not_a_database_is_a_clear_error() -> None:

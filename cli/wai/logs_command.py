@@ -88,6 +88,12 @@ def _show_conversation(
         # Every line of the prompt is quoted, so a pasted prompt never runs into the reply.
         quoted = "\n".join(f"> {line}" if line else ">" for line in data.prompt.rstrip("\n").split("\n"))
         out.write(f"\n{quoted}\n\n")
+        if data.reasoning.strip():
+            # Indented under its label, so the thinking never reads as part of the reply.
+            thinking = "\n".join(
+                f"  {line}" if line else "" for line in data.reasoning.strip("\n").split("\n")
+            )
+            out.write(f"thinking:\n{thinking}\n\n")
         if data.reply:
             out.write(data.reply.rstrip("\n") + "\n")
         out.write(f"  [{turn_facts(turn)}]\n")

@@ -70,6 +70,8 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """,
         "CREATE INDEX turns_by_conversation ON turns(conversation_id, id)",
     ),
+    # 1 -> 2: a reasoning model's thinking, kept apart from its reply ('' for every older turn)
+    ("ALTER TABLE turns ADD COLUMN reasoning TEXT NOT NULL DEFAULT ''",),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -114,6 +116,7 @@ class TurnData:
     finish_reason: str | None = None
     interrupted: bool = False
     error: str | None = None
+    reasoning: str = ""  # the thinking, when the model sent any
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,8 +287,8 @@ class Store:
             cursor = self._db.execute(
                 "INSERT INTO turns (conversation_id, created_at, prompt, reply, system, model, backend, "
                 "precision, prompt_tokens, completion_tokens, usage_exact, max_tokens, sampling, "
-                "first_token_s, total_s, load_s, finish_reason, interrupted, error) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "first_token_s, total_s, load_s, finish_reason, interrupted, error, reasoning) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     conversation_id,
                     now,
@@ -306,6 +309,7 @@ class Store:
                     turn.finish_reason,
                     int(turn.interrupted),
                     turn.error,
+                    turn.reasoning,
                 ),
             )
             if replaces is not None:
@@ -379,7 +383,7 @@ class Store:
         rows = self._db.execute(
             "SELECT id, conversation_id, created_at, prompt, reply, system, model, backend, precision, "
             "prompt_tokens, completion_tokens, usage_exact, max_tokens, sampling, first_token_s, "
-            "total_s, load_s, finish_reason, interrupted, error, superseded "
+            "total_s, load_s, finish_reason, interrupted, error, superseded, reasoning "
             f"FROM turns WHERE conversation_id = ?{extra} ORDER BY id",
             (conversation_id,),
         ).fetchall()
@@ -466,6 +470,7 @@ def _stored_turn(row: Sequence[object]) -> StoredTurn:
         finish_reason=opt_str(row[17]),
         interrupted=bool(row[18]),
         error=opt_str(row[19]),
+        reasoning=str(row[21] or ""),
     )
     return StoredTurn(
         id=int(str(row[0])),

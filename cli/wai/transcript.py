@@ -156,4 +156,5 @@ def turn_data(prompt: str, result: TurnResult, *, system: str | None, sampling: 
         finish_reason=result.finish_reason,
         interrupted=result.interrupted,
         error=result.error,
+        reasoning=result.reasoning,
     )
