@@ -39,6 +39,12 @@ class ColorChoice(StrEnum):
     never = "never"
 
 
+class EffortChoice(StrEnum):
+    low = "low"
+    medium = "medium"
+    high = "high"
+
+
 class FitChoice(StrEnum):
     error = "error"
     head = "head"
@@ -143,6 +149,20 @@ CidOpt = Annotated[
 ]
 NoLogOpt = Annotated[bool, typer.Option("--no-log", help="Do not write to the transcript log.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+EffortOpt = Annotated[
+    EffortChoice | None,
+    typer.Option(
+        "--reasoning-effort",
+        help="How long a reasoning model thinks (sent as reasoning_effort; reasoning models only).",
+        show_default=False,
+    ),
+]
+ShowThinkingOpt = Annotated[
+    bool,
+    typer.Option(
+        "--show-thinking", help="Keep a reasoning model's thinking whole in the panel (else folded)."
+    ),
+]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Diagnostics and tracebacks on stderr.")]
 
 
@@ -163,6 +183,7 @@ def ask(
     top_p: TopPOpt = None,
     top_k: TopKOpt = None,
     seed: SeedOpt = None,
+    reasoning_effort: EffortOpt = None,
     backend: BackendOpt = BackendChoice.auto,
     no_stream: Annotated[
         bool, typer.Option("--no-stream", help="Ask Workers AI for the whole reply at once.")
@@ -171,6 +192,7 @@ def ask(
     jsonl: Annotated[bool, typer.Option("--jsonl", help="One JSON object per event.")] = False,
     color: ColorOpt = ColorChoice.auto,
     stats: StatsOpt = None,
+    show_thinking: ShowThinkingOpt = False,
     fit: Annotated[
         FitChoice, typer.Option(help="Prompt over the window: refuse, or keep its head or tail.")
     ] = FitChoice.error,
@@ -217,6 +239,8 @@ def ask(
             continue_last=continue_last,
             cid=cid,
             log=not no_log,
+            reasoning_effort=reasoning_effort.value if reasoning_effort else None,
+            show_thinking=show_thinking,
         )
         return run_ask(options, notifier)
 
@@ -239,8 +263,10 @@ def chat(
     top_p: TopPOpt = None,
     top_k: TopKOpt = None,
     seed: SeedOpt = None,
+    reasoning_effort: EffortOpt = None,
     color: ColorOpt = ColorChoice.auto,
     stats: StatsOpt = None,
+    show_thinking: ShowThinkingOpt = False,
     no_log: NoLogOpt = False,
     connect_timeout: ConnectTimeoutOpt = 10.0,
     read_timeout: ReadTimeoutOpt = None,
@@ -269,6 +295,8 @@ def chat(
             local=LocalOptions(gpu_layers=gpu_layers, threads=threads, debug=debug),
             log=not no_log,
             debug=debug,
+            reasoning_effort=reasoning_effort.value if reasoning_effort else None,
+            show_thinking=show_thinking,
         )
         return run_chat(options, notifier)
 

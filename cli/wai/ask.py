@@ -11,11 +11,11 @@ from wai import tokens
 from wai.backends.select import BackendMode, Backends, LocalOptions, choose_backend_name
 from wai.budget import FitMode, plan_request
 from wai.catalog import ModelSpec, load_catalog
-from wai.conversation import Message, Sampling, Timeouts
+from wai.conversation import Message, ReasoningEffort, Sampling, Timeouts
 from wai.errors import EXIT_INTERRUPTED, EXIT_OK, ConfigError
 from wai.models_resolve import resolve_model
 from wai.notices import Notifier
-from wai.play import play_turn, request_for, sink_for
+from wai.play import effort_for, play_turn, request_for, sink_for
 from wai.prompt_input import STDIN_ONLY, read_prompt
 from wai.render.choose import ColorMode, OutputMode
 from wai.settings import Credentials, load_credentials, load_user_config
@@ -42,6 +42,8 @@ class AskOptions:
     continue_last: bool = False
     cid: str | None = None
     log: bool = True
+    reasoning_effort: ReasoningEffort | None = None
+    show_thinking: bool = False
 
 
 def run_ask(
@@ -99,12 +101,21 @@ def _run(
     )
     for notice in plan.notices:
         notifier.warn(notice)
+    effort, unsent = effort_for(spec, backend_name, options.reasoning_effort)
+    if unsent:
+        notifier.warn(unsent)
     request = request_for(
-        spec, plan, sampling=options.sampling, timeouts=options.timeouts, stream=options.stream
+        spec,
+        plan,
+        sampling=options.sampling,
+        timeouts=options.timeouts,
+        stream=options.stream,
+        reasoning_effort=effort,
     )
     out = stdout or sys.stdout
     if options.dry_run:
         report = tokens.describe_dry_run(plan, spec, backend_name)
+        report["reasoning_effort"] = effort
         out.write(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
         return EXIT_OK
 
@@ -115,7 +126,14 @@ def _run(
             f"prompt {plan.prompt_tokens} tokens ({'exact' if plan.exact else 'estimated'}), "
             f"max_tokens {plan.max_tokens}"
         )
-    sink = sink_for(notifier, output=options.output, color=options.color, stats=options.stats, stdout=out)
+    sink = sink_for(
+        notifier,
+        output=options.output,
+        color=options.color,
+        stats=options.stats,
+        stdout=out,
+        show_thinking=options.show_thinking,
+    )
     played = play_turn(
         backend,
         request,

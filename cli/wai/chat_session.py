@@ -18,11 +18,11 @@ from wai import tokens
 from wai.backends.select import BackendMode, Backends, LocalOptions, choose_backend_name
 from wai.budget import input_limit, plan_request, trim_limit
 from wai.catalog import Catalog, ModelSpec, load_catalog
-from wai.conversation import Message, Sampling, Timeouts
+from wai.conversation import Message, ReasoningEffort, Sampling, Timeouts
 from wai.errors import WindowError
 from wai.models_resolve import resolve_model
 from wai.notices import Notifier
-from wai.play import play_turn, request_for, sink_for
+from wai.play import effort_for, play_turn, request_for, sink_for
 from wai.render.base import Sink
 from wai.render.choose import ColorMode
 from wai.settings import Credentials, UserConfig, load_credentials, load_user_config
@@ -52,6 +52,8 @@ class ChatOptions:
     local: LocalOptions = field(default_factory=LocalOptions)
     log: bool = True
     debug: bool = False
+    reasoning_effort: ReasoningEffort | None = None
+    show_thinking: bool = False
 
 
 @dataclass(slots=True)
@@ -92,6 +94,8 @@ class ChatSession:
         self.system = options.system
         self.sampling = options.sampling
         self.max_tokens = options.max_tokens
+        self.reasoning_effort: ReasoningEffort | None = options.reasoning_effort
+        self._effort_told: str | None = None  # the last "not sent" said, so it is said once
         self.mode: BackendMode = options.backend
         self.turns: list[ChatTurn] = []
         self.continued: Continued | None = None
@@ -161,6 +165,10 @@ class ChatSession:
     def set_max_tokens(self, value: int | None) -> None:
         self.max_tokens = value
 
+    def set_reasoning_effort(self, value: ReasoningEffort | None) -> None:
+        self.reasoning_effort = value
+        self._effort_told = None
+
     def clear(self) -> None:
         """A new conversation: no turns, and the next one starts a new transcript."""
         self.turns = []
@@ -205,7 +213,17 @@ class ChatSession:
             return None
         for notice in plan.notices:
             self.notifier.warn(notice)
-        request = request_for(self.spec, plan, sampling=self.sampling, timeouts=self.options.timeouts)
+        effort, unsent = effort_for(self.spec, self.backend_name, self.reasoning_effort)
+        if unsent and unsent != self._effort_told:
+            self.notifier.warn(unsent)
+        self._effort_told = unsent
+        request = request_for(
+            self.spec,
+            plan,
+            sampling=self.sampling,
+            timeouts=self.options.timeouts,
+            reasoning_effort=effort,
+        )
         backend = self.backends.get(self.backend_name)
         with self.during_reply():
             result = play_turn(
@@ -215,6 +233,7 @@ class ChatSession:
                 self.notifier,
                 prompt_exact=plan.exact,
                 more_hint="/set max_tokens",
+                effort_hint="lower the effort with /set reasoning_effort",
                 interrupted_note="interrupted; the partial reply is kept in the conversation",
             ).result
         kept = bool(result.text) or result.finish_reason not in ("error", "interrupted")
@@ -256,7 +275,12 @@ class ChatSession:
 
     def _sink(self) -> Sink:
         return sink_for(
-            self.notifier, output="auto", color=self.options.color, stats=self.options.stats, stdout=self.out
+            self.notifier,
+            output="auto",
+            color=self.options.color,
+            stats=self.options.stats,
+            stdout=self.out,
+            show_thinking=self.options.show_thinking,
         )
 
     def with_sampling(self, **changes: float | int | None) -> Sampling:

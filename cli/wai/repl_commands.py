@@ -146,6 +146,11 @@ _SETTINGS: dict[str, tuple[type, float, float, str]] = {
     "seed": (int, 1, 9_999_999_999, "random seed"),
     "max_tokens": (int, 1, float("inf"), "most reply tokens (capped by the model's output window)"),
 }
+# name -> (the values it takes, description)
+_CHOICES: dict[str, tuple[tuple[str, ...], str]] = {
+    "reasoning_effort": (("low", "medium", "high"), "how long a reasoning model thinks: low, medium, high"),
+}
+_SETTING_HELP = {**{k: v[3] for k, v in _SETTINGS.items()}, **{k: v[1] for k, v in _CHOICES.items()}}
 
 
 def _settings_line(chat: ChatSession) -> str:
@@ -156,6 +161,7 @@ def _settings_line(chat: ChatSession) -> str:
         "top_k": sampling.top_k,
         "seed": sampling.seed,
         "max_tokens": chat.max_tokens,
+        "reasoning_effort": chat.reasoning_effort,
     }
     return ", ".join(f"{k} {'default' if v is None else v}" for k, v in values.items())
 
@@ -166,8 +172,12 @@ def _set(chat: ChatSession, argument: str, out: TextIO) -> bool:
         return False
     name, _, raw = argument.partition(" ")
     name, raw = name.strip().lower(), raw.strip()
+    if name in _CHOICES:
+        _set_choice(chat, name, raw.lower())
+        say(out, _settings_line(chat))
+        return False
     if name not in _SETTINGS:
-        raise UsageError(f"/set knows {', '.join(_SETTINGS)}; not '{name}'")
+        raise UsageError(f"/set knows {', '.join(_SETTING_HELP)}; not '{name}'")
     kind, low, high, what = _SETTINGS[name]
     if not raw:
         raise UsageError(f"/set {name} VALUE: {what} (or 'default')")
@@ -193,6 +203,16 @@ def _set(chat: ChatSession, argument: str, out: TextIO) -> bool:
         chat.set_sampling(chat.with_sampling(**{name: value}))
     say(out, _settings_line(chat))
     return False
+
+
+def _set_choice(chat: ChatSession, name: str, raw: str) -> None:
+    values, what = _CHOICES[name]
+    if raw in ("default", "none", "off"):
+        chat.set_reasoning_effort(None)
+    elif raw in values:
+        chat.set_reasoning_effort(raw)  # type: ignore[arg-type]
+    else:
+        raise UsageError(f"/set {name} {'|'.join(values)}: {what} (or 'default')")
 
 
 def _clear(chat: ChatSession, argument: str, out: TextIO) -> bool:
@@ -326,7 +346,10 @@ COMMANDS: dict[str, Command] = {
         Command("backend", "[auto|remote|local]", "show or switch where the model runs", _backend),
         Command("system", "[TEXT|-]", "show, set, or remove (-) the system prompt", _system),
         Command(
-            "set", "[NAME VALUE]", "temperature, top_p, top_k, seed, max_tokens ('default' resets)", _set
+            "set",
+            "[NAME VALUE]",
+            "temperature, top_p, top_k, seed, max_tokens, reasoning_effort ('default' resets)",
+            _set,
         ),
         Command("clear", "", "start a new conversation", _clear),
         Command("retry", "", "regenerate the last reply", _retry),
@@ -378,7 +401,7 @@ def make_completer(chat: ChatSession) -> Completer:
             elif name == "backend":
                 yield from _word_completions(argument, {m: "" for m in BACKEND_MODES})
             elif name == "set" and " " not in argument:
-                yield from _word_completions(argument, {k: v[3] for k, v in _SETTINGS.items()})
+                yield from _word_completions(argument, _SETTING_HELP)
             elif name in ("save", "save!"):
                 sub = Document(argument, len(argument))
                 yield from paths.get_completions(sub, complete_event)
