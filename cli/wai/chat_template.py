@@ -99,12 +99,15 @@ def tokenize_chat(llm_or_vocab: Any, messages: Sequence[Message]) -> list[int]:
     """The tokens of the prompt for `messages`, exactly as the local backend sends them.
 
     `llm_or_vocab` is a `llama_cpp.Llama` (a vocabulary-only one is enough) or the backend's
-    NativeModel. BOS comes first when the vocabulary asks for it, once: a template that writes
-    the BOS text itself does not get a second one.
+    NativeModel. Control tokens come from the template alone: a message's text is plain text,
+    whatever it spells. BOS comes first when the vocabulary asks for it, once: a template that
+    writes the BOS text itself does not get a second one.
     """
+    from wai.chat_tokens import prompt_tokens
+
     model = _native(llm_or_vocab)
-    text = render_prompt(messages, _cached_info(model))
-    tokens = model.tokenize(text, add_special=False, parse_special=True)
+    info = _cached_info(model)
+    tokens = prompt_tokens(model, messages, lambda convo: render_prompt(convo, info))
     bos = model.bos()
     if model.adds_bos() and bos >= 0 and (not tokens or tokens[0] != bos):
         tokens.insert(0, bos)

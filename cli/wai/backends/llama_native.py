@@ -230,6 +230,10 @@ class NativeModel:
         raw = self._lib.llama_vocab_get_text(self.vocab, token)
         return raw.decode("utf-8", errors="replace") if raw else ""
 
+    def token_attr(self, token: int) -> int:
+        """llama_token_attr flags of `token` (control, user-defined, strips whitespace, ...)."""
+        return int(self._lib.llama_vocab_get_attr(self.vocab, token))
+
     def is_eog(self, token: int) -> bool:
         return bool(self._lib.llama_vocab_is_eog(self.vocab, token))
 
