@@ -18,6 +18,7 @@ from wai.notices import Notifier
 from wai.play import effort_for, play_turn, request_for, sink_for
 from wai.prompt_input import STDIN_ONLY, read_prompt
 from wai.render.choose import ColorMode, OutputMode
+from wai.render.terminal_safe import json_for_terminal
 from wai.settings import Credentials, load_credentials, load_user_config
 from wai.transcript import TranscriptLog
 
@@ -116,7 +117,7 @@ def _run(
     if options.dry_run:
         report = tokens.describe_dry_run(plan, spec, backend_name)
         report["reasoning_effort"] = effort
-        out.write(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+        out.write(json_for_terminal(json.dumps(report, indent=2, ensure_ascii=False), out) + "\n")
         return EXIT_OK
 
     backend = backends.get(backend_name)

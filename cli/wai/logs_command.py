@@ -11,6 +11,7 @@ from typing import TextIO
 
 from wai.errors import EXIT_OK, UsageError
 from wai.notices import Notifier
+from wai.render.terminal_safe import for_terminal, json_for_terminal
 from wai.store import ConversationSummary, Store, StoredTurn, db_path
 
 DEFAULT_COUNT = 10
@@ -55,7 +56,8 @@ def run_logs(options: LogsOptions, notifier: Notifier, *, stdout: TextIO | None 
 
 def _show_list(out: TextIO, notifier: Notifier, rows: list[ConversationSummary], *, as_json: bool) -> None:
     if as_json:
-        out.write(json.dumps([row.as_dict() for row in rows], indent=2, ensure_ascii=False) + "\n")
+        document = json.dumps([row.as_dict() for row in rows], indent=2, ensure_ascii=False)
+        out.write(json_for_terminal(document, out) + "\n")
         return
     if not rows:
         notifier.info("no conversations logged yet")
@@ -68,7 +70,8 @@ def _show_list(out: TextIO, notifier: Notifier, rows: list[ConversationSummary],
             f"{row.id}  {local_time(row.updated_at)}  {row.source:<4}  {short_model(row.model)}  {turns}  "
         )
         width = _PREVIEW if columns is None else max(8, columns - len(start) - 1)
-        out.write(start + preview(row.first_prompt, width) + "\n")
+        # Stored text may hold escape sequences: on a terminal they are shown as text, never run.
+        out.write(for_terminal(start + preview(row.first_prompt, width), out) + "\n")
 
 
 def _show_conversation(
@@ -76,27 +79,31 @@ def _show_conversation(
 ) -> None:
     if as_json:
         document = {**summary.as_dict(), "turns": [turn.as_dict() for turn in turns]}
-        out.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+        out.write(json_for_terminal(json.dumps(document, indent=2, ensure_ascii=False), out) + "\n")
         return
-    out.write(f"conversation {summary.id} ({summary.source}), started {local_time(summary.created_at)}\n")
+    parts = [f"conversation {summary.id} ({summary.source}), started {local_time(summary.created_at)}\n"]
     system: str | None = None
     for turn in turns:
         data = turn.data
         if data.system != system and data.system:
-            out.write(f"\nsystem: {data.system}\n")
+            parts.append(f"\nsystem: {data.system}\n")
         system = data.system
         # Every line of the prompt is quoted, so a pasted prompt never runs into the reply.
         quoted = "\n".join(f"> {line}" if line else ">" for line in data.prompt.rstrip("\n").split("\n"))
-        out.write(f"\n{quoted}\n\n")
+        parts.append(f"\n{quoted}\n\n")
         if data.reasoning.strip():
             # Indented under its label, so the thinking never reads as part of the reply.
             thinking = "\n".join(
                 f"  {line}" if line else "" for line in data.reasoning.strip("\n").split("\n")
             )
-            out.write(f"thinking:\n{thinking}\n\n")
+            parts.append(f"thinking:\n{thinking}\n\n")
         if data.reply:
-            out.write(data.reply.rstrip("\n") + "\n")
-        out.write(f"  [{turn_facts(turn)}]\n")
+            parts.append(data.reply.rstrip("\n") + "\n")
+        parts.append(f"  [{turn_facts(turn)}]\n")
+        # Turn by turn, so a long conversation starts showing at once.
+        out.write(for_terminal("".join(parts), out))
+        parts.clear()
+    out.write(for_terminal("".join(parts), out))
 
 
 def turn_facts(turn: StoredTurn) -> str:

@@ -158,7 +158,14 @@ def show_models(*, json_output: bool) -> int:
         sys.stdout.write(f"{aliases_line(rows)}\n{default}\n{offload}\n")
         return EXIT_OK
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
+
+    from wai.render.terminal_safe import terminal_safe
+
+    def text(value: str) -> str:
+        """A name from a catalog or a server, shown as itself: no control characters, no markup."""
+        return escape(terminal_safe(value))
 
     # A terminal gets one short column for what can serve each model now, and the reasons
     # summed up below, so the table fits 80 columns without breaking an id; the pipe and JSON
@@ -181,19 +188,19 @@ def show_models(*, json_output: bool) -> int:
             else:
                 why_not[name][_short(verdict)] += 1
         now = f"[green]{' + '.join(serving)}[/]" if serving else "[dim]no[/]"
-        table.add_row(model_id, window, output, *((total,) if wide else ()), precision, now)
+        table.add_row(text(model_id), window, output, *((total,) if wide else ()), text(precision), now)
     console.print(table)
     for name, reasons in why_not.items():
         if reasons:
             summary = "; ".join(f"{count} {reason}" for reason, count in reasons.most_common())
-            console.print(f"[dim]not {name}: {summary}[/]")
-    console.print(aliases_line(rows), style="dim", markup=False, highlight=False)
-    console.print(default, markup=False, highlight=False)
+            console.print(f"[dim]not {name}: {text(summary)}[/]")
+    console.print(terminal_safe(aliases_line(rows)), style="dim", markup=False, highlight=False)
+    console.print(terminal_safe(default), markup=False, highlight=False)
     console.print(
         f"[dim]remote needs CLOUDFLARE_ACCOUNT_ID and CLOUDFLARE_API_TOKEN; local files live in "
-        f"{models_dir()}; `wai setup` installs the built-in ones; `--json` has every reason[/]"
+        f"{text(str(models_dir()))}; `wai setup` installs the built-in ones; `--json` has every reason[/]"
     )
-    console.print(f"[dim]{offload}[/]")
+    console.print(f"[dim]{text(offload)}[/]")
     return EXIT_OK
 
 

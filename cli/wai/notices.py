@@ -40,3 +40,15 @@ class Notifier:
 
     def info(self, message: str) -> None:
         self._line("wai:", "2", message)
+
+    def debug(self, message: str) -> None:
+        self._line("wai: debug:", "2", message)
+
+
+def echo_stderr(text: str) -> None:
+    """Diagnostic text from a library (llama.cpp's log) on stderr as it comes, as text only."""
+    try:
+        sys.stderr.write(terminal_safe(text))
+        sys.stderr.flush()
+    except (BrokenPipeError, ValueError):
+        pass

@@ -59,11 +59,15 @@ def _unknown(name: str) -> str:
 
 
 def say(out: TextIO, text: str = "") -> None:
-    """Write lines for a person: on a terminal, wrapped at word boundaries to its width."""
+    """Write lines for a person: on a terminal, wrapped at word boundaries to its width, and with
+    no control characters (the lines quote prompts, replies and model names)."""
     if out.isatty():
         import shutil
         import textwrap
 
+        from wai.render.terminal_safe import terminal_safe
+
+        text = terminal_safe(text)
         width = max(20, shutil.get_terminal_size().columns - 1)
         lines = []
         for line in text.split("\n"):

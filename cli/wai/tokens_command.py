@@ -12,6 +12,7 @@ from wai.conversation import Message
 from wai.errors import EXIT_OK, EXIT_WINDOW
 from wai.models_resolve import resolve_model
 from wai.prompt_input import read_prompt
+from wai.render.terminal_safe import for_terminal, json_for_terminal
 from wai.settings import load_credentials, load_user_config
 
 
@@ -39,7 +40,9 @@ def run_tokens(
         messages = (Message("system", system), *messages)
     report = tokens.count_report(spec, backend_name, text=prompt, messages=messages, raw=raw)
     if json_output:
-        sys.stdout.write(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+        sys.stdout.write(
+            json_for_terminal(json.dumps(report, indent=2, ensure_ascii=False), sys.stdout) + "\n"
+        )
     else:
         what = "the text alone" if raw else "the prompt as sent"
         exactness = "exact" if report["exact"] else "estimated"  # counted_with says why
@@ -49,10 +52,11 @@ def run_tokens(
             if report["fits"]
             else f"over {spec.id}'s input limit of {report['input_limit']}"
         )
-        sys.stdout.write(
+        lines = (
             f"{report['display']} token{'s' if report['tokens'] != 1 else ''} "
             f"({what}; {exactness}; {report['counted_with']})\n"
             f"{verdict} (context_window {spec.context_window}, max_output {spec.max_output}, "
             f"total_context {spec.total_context})\n"
         )
+        sys.stdout.write(for_terminal(lines, sys.stdout))  # names from a catalog or a file
     return EXIT_OK if report["fits"] else EXIT_WINDOW

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import sys
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -19,6 +18,7 @@ from types import ModuleType
 from typing import Any
 
 from wai.errors import BackendError, ConfigError
+from wai.notices import echo_stderr
 
 INSTALL_HINT = "install it with `pip install 'wai[local]'` (or `make install` in a source checkout)"
 
@@ -85,9 +85,8 @@ class _LlamaLog:
                     self._level = level
                 for lines in self._captures:
                     lines.append((self._level, line))
-                if self.debug:
-                    sys.stderr.write(line)
-                    sys.stderr.flush()
+                if self.debug:  # the log quotes the file's metadata: text only
+                    echo_stderr(line)
             except Exception:  # an exception must never cross back into C
                 pass
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -68,7 +67,9 @@ def choose_backend_name(spec: ModelSpec, mode: BackendMode, credentials: Credent
 
 
 def _stderr_line(text: str) -> None:
-    print(f"wai: debug: {text}", file=sys.stderr, flush=True)
+    from wai.notices import Notifier
+
+    Notifier().debug(text)  # debug lines quote servers and prompts: their text, never their controls
 
 
 class Backends:

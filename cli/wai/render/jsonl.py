@@ -8,6 +8,7 @@ from typing import TextIO
 from wai.events import Event, Finish, Loaded, Notice, Reasoning, Token, Usage
 from wai.render.base import TurnInfo, TurnResult
 from wai.render.result_json import result_dict
+from wai.render.terminal_safe import json_for_terminal
 
 
 class JsonlSink:
@@ -17,7 +18,7 @@ class JsonlSink:
         self.out = out
 
     def _emit(self, obj: dict[str, object]) -> None:
-        self.out.write(json.dumps(obj, ensure_ascii=False) + "\n")
+        self.out.write(json_for_terminal(json.dumps(obj, ensure_ascii=False), self.out) + "\n")
         self.out.flush()
 
     def start(self, info: TurnInfo) -> None:

@@ -58,8 +58,9 @@ def _title(info: TurnInfo, width: int) -> Text:
     from rich.text import Text
 
     backend = " · " + backend_label(info.backend, info.precision)
-    short = info.model.rsplit("/", 1)[-1]
-    for model, meta in ((info.model, backend), (short, backend), (short, "")):
+    full = terminal_safe(info.model)  # a catalog's or a server's name: text only
+    short = full.rsplit("/", 1)[-1]
+    for model, meta in ((full, backend), (short, backend), (short, "")):
         if cell_len(model + meta) + 2 <= width:
             break
     return Text.assemble((model, "wai.title"), (meta, "wai.meta"))

@@ -7,6 +7,7 @@ from typing import TextIO
 
 from wai.events import Event, Token
 from wai.render.base import TurnInfo, TurnResult
+from wai.render.terminal_safe import is_terminal, terminal_safe
 
 
 class PlainSink:
@@ -16,6 +17,8 @@ class PlainSink:
         self.out = out
         self.stats = stats
         self._ends_with_newline = True
+        # A terminal without the panel (TERM=dumb) gets text; a pipe gets the reply byte for byte.
+        self._clean = is_terminal(out)
 
     def start(self, info: TurnInfo) -> None:
         self._ends_with_newline = True
@@ -24,7 +27,7 @@ class PlainSink:
         if isinstance(event, Token) and event.text:
             # Recorded first: a Ctrl-C that lands during the write must still get its newline.
             self._ends_with_newline = event.text.endswith("\n")
-            self.out.write(event.text)
+            self.out.write(terminal_safe(event.text) if self._clean else event.text)
             self.out.flush()
 
     def finish(self, result: TurnResult) -> None:

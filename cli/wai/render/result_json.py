@@ -7,6 +7,7 @@ from typing import TextIO
 
 from wai.events import Event
 from wai.render.base import TurnInfo, TurnResult
+from wai.render.terminal_safe import json_for_terminal
 
 
 def _round(value: float | None) -> float | None:
@@ -59,5 +60,7 @@ class JsonSink:
         pass
 
     def finish(self, result: TurnResult) -> None:
-        self.out.write(json.dumps(result_dict(result), ensure_ascii=False) + "\n")
+        self.out.write(
+            json_for_terminal(json.dumps(result_dict(result), ensure_ascii=False), self.out) + "\n"
+        )
         self.out.flush()

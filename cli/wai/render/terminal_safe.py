@@ -1,18 +1,43 @@
-"""Text from a model or a server, made safe to show on a terminal.
+"""Text from a model, a server, a file or the transcript log, made safe to show on a terminal.
 
-A reply may hold escape sequences (by accident or by design): cursor moves that corrupt the
-screen, a window title, OSC 52 writing the user's clipboard. On a terminal wai shows text, never
-control sequences; into a pipe the reply stays byte for byte.
+A reply or a stored prompt may hold escape sequences (by accident or by design): cursor moves that
+corrupt the screen, a window title, OSC 52 writing the user's clipboard. On a terminal wai shows
+text, never control sequences; into a pipe or a file the text stays byte for byte. Every path that
+writes such text (the panel, plain replies, `wai logs`, the REPL's lines, stderr notices, JSON)
+goes through this module.
 """
 
 from __future__ import annotations
 
 import re
+from typing import TextIO
 
 # C0 controls but tab and newline, DEL, and C1 controls (ESC and CSI among them).
 _CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# What JSON leaves unescaped of those: it escapes C0 itself, but not DEL or C1.
+_JSON_RAW_CONTROLS = re.compile("[\x7f-\x9f]")
 
 
 def terminal_safe(text: str) -> str:
     """`text` without control characters; a CRLF becomes a newline, a lone CR is dropped."""
     return _CONTROLS.sub("", text.replace("\r\n", "\n"))
+
+
+def is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError, OSError):  # closed, or not a real stream
+        return False
+
+
+def for_terminal(text: str, stream: TextIO) -> str:
+    """`text` as it may be written to `stream`: cleaned on a terminal, untouched anywhere else."""
+    return terminal_safe(text) if is_terminal(stream) else text
+
+
+def json_for_terminal(document: str, stream: TextIO) -> str:
+    """A JSON document for `stream`: on a terminal DEL and C1 controls are written as \\u escapes,
+    so the data stays the same and the terminal has nothing to act on."""
+    if not is_terminal(stream):
+        return document
+    return _JSON_RAW_CONTROLS.sub(lambda match: f"\\u{ord(match.group()):04x}", document)
