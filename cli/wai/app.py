@@ -53,6 +53,9 @@ class FitChoice(StrEnum):
 
 def _guarded(action: Callable[[Notifier], int], *, debug: bool, color: str = "auto") -> None:
     """Run a command: expected failures become one line and an exit code, never a traceback."""
+    from wai import stop_signals
+
+    stop_signals.install()
     notifier = Notifier(color=stderr_wants_color(color, sys.stderr))
     try:
         code = action(notifier)
@@ -68,7 +71,7 @@ def _guarded(action: Callable[[Notifier], int], *, debug: bool, color: str = "au
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         code = EXIT_OK
-    raise typer.Exit(code)
+    raise typer.Exit(stop_signals.exit_code(code))
 
 
 def _failed(error: WaiError, notifier: Notifier, *, debug: bool = False) -> int:

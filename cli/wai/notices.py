@@ -29,7 +29,7 @@ class Notifier:
         try:
             self.stream.write(f"{prefix} {message}\n")
             self.stream.flush()
-        except (OSError, ValueError):  # stderr gone or full: nowhere left to say it
+        except (OSError, ValueError):  # stderr gone, full or hung up: nowhere left to say it
             pass
 
     def warn(self, message: str) -> None:
@@ -50,5 +50,5 @@ def echo_stderr(text: str) -> None:
     try:
         sys.stderr.write(terminal_safe(text))
         sys.stderr.flush()
-    except (BrokenPipeError, ValueError):
+    except (OSError, ValueError):
         pass

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, TextIO
 
+from wai import stop_signals
 from wai.chat_session import ChatOptions, ChatSession
 from wai.errors import EXIT_OK, UsageError, WaiError
 from wai.logs_command import short_model
@@ -52,15 +53,17 @@ def run_chat(
         )
     out = stdout or sys.stdout
     log = TranscriptLog(notifier, source="chat", record=options.log)
+    kept = modes_kept(sys.stdin, out) if pt_input is None else contextlib.nullcontext()
     try:
-        chat = ChatSession(options, notifier, log, out=out)
-        if pt_input is None:
-            chat.during_reply = lambda: keyboard_quiet(sys.stdin)
-        history = _history(notifier, log)
-        session = _prompt_session(chat, options, history, pt_input, pt_output)
-        threading.Thread(target=chat.warm_up, name="wai-warm-up", daemon=True).start()
-        _banner(chat, out)
-        _loop(chat, session, out)
+        with kept:
+            chat = ChatSession(options, notifier, log, out=out)
+            if pt_input is None:
+                chat.during_reply = lambda: keyboard_quiet(sys.stdin)
+            history = _history(notifier, log)
+            session = _prompt_session(chat, options, history, pt_input, pt_output)
+            threading.Thread(target=chat.warm_up, name="wai-warm-up", daemon=True).start()
+            _banner(chat, out)
+            _loop(chat, session, out)
     finally:
         log.close()
     return EXIT_OK
@@ -79,6 +82,8 @@ def _loop(chat: ChatSession, session: PromptSession[str], out: TextIO) -> None:
         try:
             text = session.prompt(prompt_message(chat), default=draft)
         except KeyboardInterrupt:
+            if stop_signals.received():
+                return  # SIGTERM or SIGHUP: leave
             draft = ""
             continue  # Ctrl-C at the prompt: a fresh, empty line
         except EOFError:
@@ -99,6 +104,8 @@ def _loop(chat: ChatSession, session: PromptSession[str], out: TextIO) -> None:
             draft = text
         except WaiError as error:
             chat.notifier.error(str(error))
+        if stop_signals.received():
+            return  # SIGTERM or SIGHUP stopped the reply like Ctrl-C (kept), then wai leaves
 
 
 def prompt_message(chat: ChatSession) -> FormattedText:
@@ -233,6 +240,32 @@ def _continuation(width: int, line_number: int, wrap_count: int) -> FormattedTex
     from prompt_toolkit.formatted_text import FormattedText
 
     return FormattedText([("class:continuation", "." * max(width - 1, 0) + " ")])
+
+
+@contextlib.contextmanager
+def modes_kept(stream: TextIO, out: TextIO) -> Iterator[None]:
+    """However the chat ends (a SIGTERM in the middle of prompt-toolkit's raw mode, say), the
+    terminal gets back the modes it had when the chat began, and a signal shows the cursor."""
+    try:
+        import termios
+    except ImportError:  # not a POSIX terminal: nothing to keep
+        yield
+        return
+    try:
+        fd = stream.fileno()
+        saved = termios.tcgetattr(fd)
+    except (OSError, ValueError, termios.error):
+        yield
+        return
+    try:
+        yield
+    finally:
+        with contextlib.suppress(termios.error, OSError):
+            termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+        if stop_signals.received():
+            with contextlib.suppress(OSError, ValueError):
+                out.write("\x1b[?25h")
+                out.flush()
 
 
 @contextlib.contextmanager

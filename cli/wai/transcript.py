@@ -11,6 +11,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Literal
 
+from wai import stop_signals
 from wai.conversation import Message, Sampling
 from wai.errors import UsageError, WaiError
 from wai.notices import Notifier
@@ -122,10 +123,12 @@ class TranscriptLog:
             return None
         turn = turn_data(prompt, result, system=system, sampling=sampling)
         try:
-            store = self._open()
-            if self.conversation_id is None:
-                self.conversation_id = new_conversation_id()
-            stored = store.add_turn(self.conversation_id, turn, source=self.source, replaces=replaces)
+            # A second Ctrl-C or a SIGTERM right after the first must not cost the turn itself.
+            with stop_signals.deferred():
+                store = self._open()
+                if self.conversation_id is None:
+                    self.conversation_id = new_conversation_id()
+                stored = store.add_turn(self.conversation_id, turn, source=self.source, replaces=replaces)
         except (WaiError, sqlite3.Error, OSError) as exc:
             if not self._broken:  # once is enough; the conversation itself goes on
                 self.notifier.warn(f"this turn was not saved to the transcript: {exc}")

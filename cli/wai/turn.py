@@ -92,7 +92,8 @@ def run_turn(backend: Backend, request: Request, sink: Sink, info: TurnInfo) -> 
     except KeyboardInterrupt:
         _close_quietly(events)
         settle("interrupted")
-        with contextlib.suppress(OutputError):  # the interruption is what there is to tell
+        # The interruption is what there is to tell; a SIGHUP may come from a terminal already gone.
+        with contextlib.suppress(OutputError, OSError):
             sink.finish(result)
         raise TurnInterrupted(result) from None
     except WaiError as error:

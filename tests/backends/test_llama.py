@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -283,6 +285,30 @@ def test_ctrl_c_while_streaming_leaves_the_backend_usable(
     assert "".join(pieces) == "Hi 🎉"
     follow = list(backend.stream(request(looping, "again", max_tokens=7)))
     assert text_of(follow) == "Hi 🎉!"
+
+
+def test_ctrl_c_while_reading_a_long_prompt_stops_inside_the_batch(tmp_path: Path) -> None:
+    from wai.backends import llama_native
+
+    model = build_tiny_llama(tmp_path / "long.f16.gguf", ftype="f16", script="Hi!", context_length=8192)
+    windows = {"context_window": 7000, "max_output": 1000, "total_context": 8192}
+    backend = LlamaBackend(threads=1)
+    try:
+        # Loaded, with a context big enough, before the clock starts: only the prompt is left to read.
+        assert text_of(list(backend.stream(request(model, "hi", max_tokens=6100, **windows)))) == "Hi!"
+        main = threading.main_thread().ident
+        assert main is not None
+        ctrl_c = threading.Timer(0.3, signal.pthread_kill, args=(main, signal.SIGINT))
+        with llama_native.LOG.capture() as lines, pytest.raises(KeyboardInterrupt):
+            ctrl_c.start()  # about 6,000 tokens: seconds of reading with one thread
+            list(backend.stream(request(model, "abcde" * 1200, max_tokens=8, **windows)))
+        ctrl_c.join()
+        # Only the abort callback makes llama_decode give up in the middle of a batch.
+        assert any("failed to decode, ret = 2" in line for _, line in lines)
+        follow = list(backend.stream(request(model, "again", max_tokens=64, **windows)))
+        assert text_of(follow) == "Hi!"
+    finally:
+        backend.close()
 
 
 # Files that cannot run

@@ -17,6 +17,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from wai import stop_signals
 from wai.errors import BackendError, ConfigError
 from wai.notices import echo_stderr
 
@@ -27,6 +28,7 @@ _LOG_WARN, _LOG_ERROR, _LOG_CONT = 3, 4, 5
 # Bigger than any real token's text; a longer one is retried with the size llama.cpp asks for.
 _PIECE_BUFFER = 128
 _ALL_LAYERS = 0x7FFFFFFF
+_DECODE_ABORTED = 2  # llama_decode: the abort callback stopped it
 
 
 def lib() -> ModuleType:
@@ -168,7 +170,11 @@ class NativeModel:
         params = llama_cpp.llama_model_default_params()
         params.n_gpu_layers = _ALL_LAYERS if gpu_layers < 0 else gpu_layers
         params.vocab_only = vocab_only
-        with LOG.capture() as lines:
+        # Loading calls back into Python (the log, the progress): a Ctrl-C raised inside a callback
+        # would be lost, so it is noted there, stops the load, and is raised once llama.cpp returns.
+        with LOG.capture() as lines, stop_signals.deferred() as stopping:
+            progress = llama_cpp.llama_progress_callback(lambda _done, _data: not stopping())
+            params.progress_callback = progress
             model = llama_cpp.llama_model_load_from_file(str(path).encode("utf-8"), params)
         if not model:
             raise LoadError(LoadFailure(errors_in(lines)))
@@ -280,7 +286,7 @@ class NativeContext:
         params.n_threads = threads
         params.n_threads_batch = threads_batch
         params.no_perf = True
-        with LOG.capture() as lines:
+        with LOG.capture() as lines, stop_signals.deferred():  # see NativeModel.load
             ctx = llama_cpp.llama_init_from_model(model.ptr, params)
         if not ctx:
             raise LoadError(LoadFailure(errors_in(lines)))
@@ -301,11 +307,36 @@ class NativeContext:
         return bool(self._lib.llama_memory_seq_rm(self._lib.llama_get_memory(self.ptr), -1, keep, -1))
 
     def decode(self, tokens: Sequence[int]) -> None:
-        """Feed tokens (in batches of n_batch); the last one's logits are then ready to sample."""
-        for start in range(0, len(tokens), self.n_batch):
-            chunk = tokens[start : start + self.n_batch]
-            array = (self._lib.llama_token * len(chunk))(*chunk)
-            self._check(self._lib.llama_decode(self.ptr, self._lib.llama_batch_get_one(array, len(chunk))))
+        """Feed tokens (in batches of n_batch); the last one's logits are then ready to sample.
+
+        Ctrl-C (or SIGTERM, SIGHUP) stops it inside a batch: llama.cpp asks the abort callback
+        between two steps of its compute graph, so a long prompt stops within milliseconds rather
+        than at the end of a 512-token batch. It then raises KeyboardInterrupt; the positions of the
+        batch it stopped in are not kept.
+        """
+        with stop_signals.deferred() as stopping:
+
+            def abort(_data: object) -> bool:
+                return stopping()
+
+            callback = self._lib.ggml_abort_callback(abort)
+            self._lib.llama_set_abort_callback(self.ptr, callback, None)
+            try:
+                for start in range(0, len(tokens), self.n_batch):
+                    if stopping():
+                        break
+                    chunk = tokens[start : start + self.n_batch]
+                    array = (self._lib.llama_token * len(chunk))(*chunk)
+                    status = self._lib.llama_decode(
+                        self.ptr, self._lib.llama_batch_get_one(array, len(chunk))
+                    )
+                    if status == _DECODE_ABORTED and stopping():
+                        break
+                    self._check(status)
+            finally:
+                # Generation decodes one token at a time and stops between tokens: no callback
+                # costs it a Python call per graph step.
+                self._lib.llama_set_abort_callback(self.ptr, self._lib.ggml_abort_callback(), None)
 
     def decode_one(self, token: int) -> None:
         self._single[0] = token
