@@ -166,6 +166,9 @@ ShowThinkingOpt = Annotated[
         "--show-thinking", help="Keep a reasoning model's thinking whole in the panel (else folded)."
     ),
 ]
+NoStdinOpt = Annotated[
+    bool, typer.Option("--no-stdin", help="Never read stdin: the argument is the whole text.")
+]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Diagnostics and tracebacks on stderr.")]
 
 
@@ -209,6 +212,7 @@ def ask(
     continue_last: ContinueOpt = False,
     cid: CidOpt = None,
     no_log: NoLogOpt = False,
+    no_stdin: NoStdinOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     from wai.ask import AskOptions, run_ask
@@ -244,6 +248,7 @@ def ask(
             log=not no_log,
             reasoning_effort=reasoning_effort.value if reasoning_effort else None,
             show_thinking=show_thinking,
+            use_stdin=not no_stdin,
         )
         return run_ask(options, notifier)
 
@@ -353,13 +358,21 @@ def tokens(
     ] = BackendChoice.auto,
     raw: Annotated[bool, typer.Option("--raw", help="Exactly the text: no template, no BOS.")] = False,
     json_output: JsonOpt = False,
+    no_stdin: NoStdinOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     from wai.tokens_command import run_tokens
 
     _guarded(
         lambda notifier: run_tokens(
-            text, model=model, system=system, backend=backend.value, raw=raw, json_output=json_output
+            text,
+            model=model,
+            system=system,
+            backend=backend.value,
+            raw=raw,
+            json_output=json_output,
+            notifier=notifier,
+            use_stdin=not no_stdin,
         ),
         debug=debug,
     )

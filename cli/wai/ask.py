@@ -16,7 +16,7 @@ from wai.errors import EXIT_INTERRUPTED, EXIT_OK, ConfigError
 from wai.models_resolve import resolve_model
 from wai.notices import Notifier
 from wai.play import effort_for, play_turn, request_for, sink_for
-from wai.prompt_input import STDIN_ONLY, read_prompt
+from wai.prompt_input import STDIN_ONLY, read_prompt, valid_text
 from wai.render.choose import ColorMode, OutputMode
 from wai.render.terminal_safe import json_for_terminal
 from wai.settings import Credentials, load_credentials, load_user_config
@@ -45,6 +45,7 @@ class AskOptions:
     log: bool = True
     reasoning_effort: ReasoningEffort | None = None
     show_thinking: bool = False
+    use_stdin: bool = True  # False: --no-stdin
 
 
 def run_ask(
@@ -56,7 +57,7 @@ def run_ask(
 ) -> int:
     stdin_stream = stdin if stdin is not None else _stdin_buffer()
     stdin_is_tty = stdin_stream is None or stdin_stream.isatty()
-    prompt = read_prompt(options.prompt, stdin_stream, stdin_is_tty)
+    prompt = read_prompt(options.prompt, stdin_stream, stdin_is_tty, notifier, use_stdin=options.use_stdin)
 
     log = TranscriptLog(notifier, source="ask", record=options.log and not options.dry_run)
     try:
@@ -68,7 +69,8 @@ def run_ask(
 def _run(
     options: AskOptions, notifier: Notifier, prompt: str, log: TranscriptLog, stdout: TextIO | None
 ) -> int:
-    model_name, system = options.model, options.system
+    model_name = options.model
+    system = valid_text(options.system, "the system prompt", notifier) if options.system else None
     history: tuple[Message, ...] = ()
     if options.continue_last or options.cid is not None:
         continued = log.continue_conversation(options.cid)

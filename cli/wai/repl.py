@@ -10,6 +10,7 @@ import contextlib
 import sys
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TextIO
 
 from wai import stop_signals
@@ -17,6 +18,7 @@ from wai.chat_session import ChatOptions, ChatSession
 from wai.errors import EXIT_OK, UsageError, WaiError
 from wai.logs_command import short_model
 from wai.notices import Notifier
+from wai.prompt_input import valid_text
 from wai.repl_commands import is_command, make_completer, run_command, say
 from wai.settings import cannot_write, os_reason, wai_home
 from wai.store import create_private
@@ -52,6 +54,8 @@ def run_chat(
             hint='for piped or scripted input use `wai ask`, e.g. `... | wai ask "PROMPT"`',
         )
     out = stdout or sys.stdout
+    if options.system:
+        options = replace(options, system=valid_text(options.system, "the system prompt", notifier))
     log = TranscriptLog(notifier, source="chat", record=options.log)
     kept = modes_kept(sys.stdin, out) if pt_input is None else contextlib.nullcontext()
     try:

@@ -11,7 +11,8 @@ from wai.catalog import load_catalog
 from wai.conversation import Message
 from wai.errors import EXIT_OK, EXIT_WINDOW
 from wai.models_resolve import resolve_model
-from wai.prompt_input import read_prompt
+from wai.notices import Notifier
+from wai.prompt_input import read_prompt, valid_text
 from wai.render.terminal_safe import for_terminal, json_for_terminal
 from wai.settings import load_credentials, load_user_config
 
@@ -24,12 +25,16 @@ def run_tokens(
     backend: BackendMode,
     raw: bool,
     json_output: bool,
+    notifier: Notifier | None = None,
+    use_stdin: bool = True,
     stdin: BinaryIO | None = None,
 ) -> int:
     from wai import tokens
 
     stream = stdin if stdin is not None else (sys.stdin.buffer if sys.stdin else None)
-    prompt = read_prompt(text, stream, stream is None or stream.isatty(), allow_blank=raw)
+    prompt = read_prompt(
+        text, stream, stream is None or stream.isatty(), notifier, allow_blank=raw, use_stdin=use_stdin
+    )
     config = load_user_config()
     credentials = load_credentials(config)
     spec = resolve_model(model, load_catalog(), config, credentials)
@@ -37,7 +42,7 @@ def run_tokens(
     backend_name = backend if backend != "auto" else ("remote" if spec.remote else "local")
     messages: tuple[Message, ...] = (Message("user", prompt),)
     if system:
-        messages = (Message("system", system), *messages)
+        messages = (Message("system", valid_text(system, "the system prompt", notifier)), *messages)
     report = tokens.count_report(spec, backend_name, text=prompt, messages=messages, raw=raw)
     if json_output:
         sys.stdout.write(
