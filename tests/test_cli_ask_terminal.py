@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -166,3 +167,22 @@ def test_the_output_cap_at_the_models_own_cap_says_to_ask_it_to_continue(
         "wai: warning: the reply stopped at the output cap (2500 tokens); "
         "ask it to continue for more (the model's cap is 2500)\n"
     )
+
+
+def styles_in(raw: str) -> set[str]:
+    """The SGR sequences (colour, bold, dim, ...) that `raw` holds, resets aside."""
+    return set(re.findall(r"\x1b\[[0-9;]*m", raw)) - {"\x1b[0m", "\x1b[m"}
+
+
+def test_color_never_means_what_no_color_means_no_bold_or_dim_either(
+    workers_ai_server: WorkersAIServer,
+) -> None:
+    for extra, args in (({}, ("--color", "never")), ({"NO_COLOR": "1"}, ())):
+        workers_ai_server.script(stream_of(ANSWER))
+        run = finish(spawn(workers_ai_server, *args, "hi", extra=extra), ROWS, COLS)
+        assert run.exit_status == 0
+        assert styles_in(run.raw) == set(), args or extra
+        assert "north-east" in "\n".join(run.lines) and "tok/s" in "\n".join(run.lines)  # still the panel
+    workers_ai_server.script(stream_of(ANSWER))
+    coloured = finish(spawn(workers_ai_server, "hi"), ROWS, COLS)
+    assert styles_in(coloured.raw)  # the default does style the panel

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import time
 from pathlib import Path
 
+import pexpect
 import pytest
 
-from tests.support.chat_terminal import expect_prompt, leave, plain, spawn_chat
+from tests.support.chat_terminal import expect_prompt, leave, plain, spawn_chat, wai_command
 from tests.support.workers_ai_server import Reply, Simulation, WorkersAIServer
 from wai.store import Store
 
@@ -224,3 +226,30 @@ def test_save_never_overwrites_unless_asked_and_set_shows_the_cap_it_uses(
     expect_prompt(child, "llama-2-7b-chat-fp16")
     assert leave(child) == 0
     assert server.requests[-1].json["max_tokens"] == 2500
+
+
+def test_chat_needs_a_terminal_on_stdout_too(server: WorkersAIServer, tmp_path: Path) -> None:
+    wai = wai_command("chat")
+    for redirect in (f'> "{tmp_path / "log"}"', "| cat"):
+        script = f'{{ {" ".join(wai)} -m {FP16}; echo "status=$?" >&2; }} {redirect}'
+        child = pexpect.spawn("sh", ["-c", script], encoding="utf-8", timeout=30)
+        child.expect(pexpect.EOF)
+        output = plain(child.before or "")
+        assert "wai: error: wai chat needs a terminal on stdout (for a plain transcript use /save" in output
+        assert "status=2" in output
+    assert (tmp_path / "log").read_text() == ""  # no prompt redraws written into the file
+
+
+def test_color_never_draws_the_prompt_and_its_menu_without_styles(server: WorkersAIServer) -> None:
+    for args, env in ((("--color", "never"), {}), ((), {"NO_COLOR": "1"})):
+        child = spawn_chat("-m", FP16, *args, env=env)
+        seen = io.StringIO()
+        child.logfile_read = seen
+        expect_prompt(child, "llama-2-7b-chat-fp16")
+        child.send("/bu")  # the completion menu opens
+        child.expect("/budget")
+        child.send("\x15")  # Ctrl-U: an empty line again
+        assert leave(child) == 0
+        styles = set(re.findall(r"\x1b\[([0-9;]*)m", seen.getvalue()))
+        # Resets only, and reverse video (how a selected completion shows).
+        assert all(set(style.split(";")) <= {"", "0", "7"} for style in styles), styles

@@ -19,6 +19,7 @@ from wai.errors import EXIT_OK, UsageError, WaiError
 from wai.logs_command import short_model
 from wai.notices import Notifier
 from wai.prompt_input import valid_text
+from wai.render.choose import plain_style
 from wai.repl_commands import is_command, make_completer, run_command, say
 from wai.settings import cannot_write, os_reason, wai_home
 from wai.store import create_private
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from prompt_toolkit.completion import Completer
     from prompt_toolkit.formatted_text import FormattedText
     from prompt_toolkit.history import History
+    from prompt_toolkit.styles import StyleTransformation
 
 __all__ = ["ChatOptions", "run_chat"]
 
@@ -54,6 +56,12 @@ def run_chat(
             hint='for piped or scripted input use `wai ask`, e.g. `... | wai ask "PROMPT"`',
         )
     out = stdout or sys.stdout
+    if pt_output is None and not out.isatty():
+        # The prompt is redrawn as you type: a pipe or a file would get every redraw.
+        raise UsageError(
+            "wai chat needs a terminal on stdout",
+            hint="for a plain transcript use /save FILE in the chat, or `wai logs --cid ID > FILE` after it",
+        )
     if options.system:
         options = replace(options, system=valid_text(options.system, "the system prompt", notifier))
     log = TranscriptLog(notifier, source="chat", record=options.log)
@@ -215,10 +223,23 @@ def _prompt_session(
         prompt_continuation=_continuation,
         style=style,
         include_default_pygments_style=False,
+        style_transformation=_unstyled() if plain_style(options.color) else None,
         input=pt_input,
         output=pt_output,
     )
     return session
+
+
+def _unstyled() -> StyleTransformation:
+    """`--color never` and NO_COLOR: no colour, bold, dim or underline. Reverse video stays: it
+    is how the selected completion shows."""
+    from prompt_toolkit.styles import DEFAULT_ATTRS, Attrs, StyleTransformation
+
+    class Unstyled(StyleTransformation):
+        def transform_attrs(self, attrs: Attrs) -> Attrs:
+            return DEFAULT_ATTRS._replace(reverse=attrs.reverse)
+
+    return Unstyled()
 
 
 def complete_now(buffer: Buffer, completer: Completer) -> None:

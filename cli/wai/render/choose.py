@@ -13,6 +13,11 @@ ColorMode = Literal["auto", "always", "never"]
 OutputMode = Literal["auto", "json", "jsonl"]
 
 
+def plain_style(color: ColorMode) -> bool:
+    """True for `--color never`, or NO_COLOR without `--color always`: no colour, bold or dim."""
+    return color == "never" or (color == "auto" and "NO_COLOR" in os.environ)
+
+
 def choose_sink(
     *,
     output: OutputMode,
@@ -42,8 +47,12 @@ def choose_sink(
 
         from wai.render.panel import PanelSink, panel_supported
 
-        no_color = color == "never" or (color == "auto" and "NO_COLOR" in os.environ)
-        console = Console(file=out, force_terminal=True if color == "always" else None, no_color=no_color)
+        console = Console(
+            file=out,
+            force_terminal=True if color == "always" else None,
+            # No colour means no styling at all, bold and dim included (Rich's no_color keeps them).
+            color_system=None if plain_style(color) else "auto",
+        )
         if color == "always" or panel_supported(console):
             return PanelSink(console, show_stats=stats is not False, show_thinking=show_thinking)
     from wai.render.plain import PlainSink
