@@ -1,0 +1,41 @@
+"""Shell completion: `wai --install-completion` and `--show-completion`, then bash completing wai."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from tests.support.cli import WAI
+
+
+def bash(script: str, home: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HOME": str(home), "PATH": f"{Path(WAI).parent}:{os.environ['PATH']}"}
+    return subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, timeout=60)
+
+
+def test_install_completion_then_bash_completes_commands_and_options(tmp_path: Path) -> None:
+    installed = bash("wai --install-completion", tmp_path)
+    assert installed.returncode == 0, installed.stderr
+    script = tmp_path / ".bash_completions" / "wai.sh"
+    assert f"source '{script}'" in (tmp_path / ".bashrc").read_text()
+
+    def complete(*words: str) -> list[str]:
+        done = bash(
+            f"source '{script}'; COMP_WORDS=({' '.join(words)}); COMP_CWORD={len(words) - 1}; "
+            '_wai_completion wai; printf "%s\\n" "${COMPREPLY[@]}"',
+            tmp_path,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.split()
+
+    assert complete("wai", "as") == ["ask"]
+    assert set(complete("wai", "ask", "--no-st")) == {"--no-stream", "--no-stats", "--no-stdin"}
+    assert complete("wai", "ask", "--backend", "lo") == ["local"]
+
+
+def test_show_completion_prints_the_script_for_the_shell_it_runs_in(tmp_path: Path) -> None:
+    shown = bash("wai --show-completion", tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert "_WAI_COMPLETE=complete_bash" in shown.stdout
+    assert not (tmp_path / ".bashrc").exists()  # showing installs nothing
