@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote
 
 from wai.errors import BackendError, ConfigError, RetryableError, WaiError, WindowError
+from wai.render.terminal_safe import terminal_safe  # the one cleaning of text for a terminal
 
 RETRYABLE_429 = frozenset({3040, 3021})
 INTERNAL_ERRORS = frozenset({3001, 3043})  # "unknown internal error", "internal server error": HTTP 500
@@ -24,10 +25,6 @@ _MAX_PAGE_ECHO = 120  # of an HTML error page's text: the gist, not the page
 _TAG = re.compile(r"<[!/?]?[A-Za-z][^>]*>")
 _COMMENT = re.compile(r"<!--.*?(?:-->|$)", re.S)
 _UNSEEN = re.compile(r"<(script|style|head)\b[^>]*>.*?(?:</\1\s*>|$)", re.I | re.S)
-# Escape sequences go whole (an OSC's payload is a window title or a clipboard write, not words):
-# OSC to BEL or ST, CSI by ESC [ or by its C1 form. Then any other control but whitespace.
-_ESCAPES = re.compile(r"\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]?")
-_CONTROLS = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x9f]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _TITLE = re.compile(r"<title\b[^>]*>(.*?)</title", re.I | re.S)
 
@@ -149,7 +146,8 @@ def without_lone_surrogates(text: str) -> str:
 
 def one_line(text: str) -> str:
     """Server text made fit for one line of a message: no control characters, no line breaks."""
-    text = _CONTROLS.sub("", _ESCAPES.sub("", without_lone_surrogates(text)))
+    # Carriage returns, tabs and form feeds separate words here: spaces, before the cleaning.
+    text = terminal_safe(re.sub(r"[\t\n\v\f\r]", " ", without_lone_surrogates(text)))
     text = " ".join(text.split())
     return text if len(text) <= _MAX_ECHO else text[: _MAX_ECHO - 1] + "…"
 

@@ -12,15 +12,20 @@ from __future__ import annotations
 import re
 from typing import TextIO
 
-# C0 controls but tab and newline, DEL, and C1 controls (ESC and CSI among them).
+# Escape sequences go whole (an OSC's payload is a window title or a clipboard write, not words):
+# OSC to BEL or ST, CSI by ESC [ or by its C1 form.
+_ESCAPES = re.compile(r"\x1b\][^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?|(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]?")
+# Then C0 controls but tab and newline, DEL, and C1 controls (a lone ESC among them).
 _CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 # What JSON leaves unescaped of those: it escapes C0 itself, but not DEL or C1.
 _JSON_RAW_CONTROLS = re.compile("[\x7f-\x9f]")
 
 
 def terminal_safe(text: str) -> str:
-    """`text` without control characters; a CRLF becomes a newline, a lone CR is dropped."""
-    return _CONTROLS.sub("", text.replace("\r\n", "\n"))
+    """`text` without escape sequences or other control characters; a CRLF becomes a newline, a
+    lone CR is dropped. Text that arrives in pieces (a streamed reply) may leave the payload of a
+    sequence cut between two pieces as text, never as a sequence."""
+    return _CONTROLS.sub("", _ESCAPES.sub("", text.replace("\r\n", "\n")))
 
 
 def is_terminal(stream: TextIO) -> bool:
