@@ -104,3 +104,46 @@ def test_ordinary_model_ids_with_at_dots_and_slashes_are_accepted(isolated_home:
         '[models."@hf/thebloke/neural-chat-7b-v3.1-awq"]\ncontext_window = 10\nmax_output = 5\n'
     )
     assert load_catalog().get("@hf/thebloke/neural-chat-7b-v3.1-awq").remote
+
+
+def test_the_built_in_catalog_marks_the_announcement_models_retired_with_a_successor() -> None:
+    catalog = load_catalog()
+    for model_id in ("@cf/meta/llama-2-7b-chat-int8", "@cf/meta/llama-2-7b-chat-fp16"):
+        spec = catalog.get(model_id)
+        assert spec.retirement == "2026-05-30" and spec.retired()
+        assert catalog.successor_for(spec) == "@cf/meta/llama-3.1-8b-instruct-fp8"
+        assert not catalog.get(catalog.successor_for(spec) or "").retired()
+    current = [spec for spec in catalog if spec.remote and not spec.retired()]
+    assert {"@cf/openai/gpt-oss-120b", "@cf/meta/llama-4-scout-17b-16e-instruct"} <= {s.id for s in current}
+    assert catalog.get("@cf/meta/llama-3.2-3b-instruct").total_context == 80000
+
+
+def test_retirement_capabilities_and_successor_in_the_users_file(isolated_home: Path) -> None:
+    (isolated_home / "models.toml").write_text(
+        '[models."@cf/acme/mistral-old"]\ncontext_window = 10\nmax_output = 5\nretirement = 2020-01-02\n'
+        'capabilities = ["reasoning"]\n'
+        '[models."@cf/acme/soon"]\ncontext_window = 10\nmax_output = 5\nretirement = "2999-12-31"\n'
+        'successor = "@cf/acme/later"\n'
+    )
+    catalog = load_catalog()
+    old = catalog.get("@cf/acme/mistral-old")
+    assert old.retired() and old.retirement == "2020-01-02" and old.capabilities == ("reasoning",)
+    # No successor named: the first current Workers AI model whose name starts with the same word.
+    assert catalog.successor_for(old) == "@cf/mistralai/mistral-small-3.1-24b-instruct"
+    soon = catalog.get("@cf/acme/soon")
+    assert not soon.retired() and catalog.successor_for(soon) == "@cf/acme/later"
+
+
+@pytest.mark.parametrize(
+    ("line", "key"),
+    [
+        ('retirement = "soon"', "retirement"),
+        ("retirement = 2026", "retirement"),
+        ('capabilities = "x"', "capabilities"),
+    ],
+)
+def test_a_bad_retirement_or_capabilities_names_the_key(isolated_home: Path, line: str, key: str) -> None:
+    (isolated_home / "models.toml").write_text(f'[models."x"]\ncontext_window = 10\nmax_output = 5\n{line}\n')
+    with pytest.raises(ConfigError) as caught:
+        load_catalog()
+    assert f"model 'x', key '{key}'" in str(caught.value)

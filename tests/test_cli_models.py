@@ -30,8 +30,23 @@ def test_models_json_with_credentials_marks_remote_available() -> None:
     env = {"CLOUDFLARE_ACCOUNT_ID": "acc", "CLOUDFLARE_API_TOKEN": "tok"}
     done = run_wai("models", "--json", env=env)
     rows = {row["id"]: row for row in json.loads(done.stdout)["models"]}
-    assert rows["@cf/meta/llama-2-7b-chat-fp16"]["backends"]["remote"]["available"] is True
+    assert rows["@cf/meta/llama-3.1-8b-instruct-fp8"]["backends"]["remote"]["available"] is True
     assert rows["smollm2-135m-instruct"]["backends"]["remote"]["available"] is False
+    # Retired on Cloudflare's own API, which is where these credentials point.
+    fp16 = rows["@cf/meta/llama-2-7b-chat-fp16"]
+    assert fp16["backends"]["remote"] == {
+        "available": False,
+        "reason": "retired on Workers AI since 2026-05-30",
+    }
+    assert fp16["use_instead"] == "@cf/meta/llama-3.1-8b-instruct-fp8"
+
+
+def test_against_another_base_url_a_retired_model_is_the_servers_call(server: object) -> None:
+    done = run_wai("models", "--json")
+    rows = {row["id"]: row for row in json.loads(done.stdout)["models"]}
+    fp16 = rows["@cf/meta/llama-2-7b-chat-fp16"]
+    assert fp16["retired"] is True
+    assert fp16["backends"]["remote"]["available"] is True
 
 
 def test_models_table_in_a_pipe_has_no_escape_codes() -> None:

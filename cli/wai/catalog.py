@@ -1,23 +1,32 @@
-"""The model catalog: the built-in models.toml merged with the user's, validated into ModelSpecs."""
+"""The model catalog, validated into ModelSpecs: the built-in models.toml, then the refreshed
+catalogs (`wai models --refresh`, see catalog_store.py), then the user's own file on top."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+import re
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from wai import settings
 from wai.errors import ConfigError
 from wai.toml_files import parse_toml, read_toml
 
+if TYPE_CHECKING:
+    from wai.catalog_store import RefreshedCatalog
+
 REMOTE_PREFIXES = ("@cf/", "@hf/")
+# The providers whose live lists `wai models --refresh` keeps, merged in this order.
+REFRESHED_PROVIDERS = ("workers-ai",)
 
 _INT_KEYS = ("context_window", "max_output", "total_context")
-_STR_KEYS = ("gguf", "family", "precision", "description")
+_STR_KEYS = ("gguf", "family", "precision", "description", "successor")
 _BOOL_KEYS = ("remote", "reasoning")
-_KNOWN_KEYS = frozenset((*_INT_KEYS, *_STR_KEYS, *_BOOL_KEYS, "aliases"))
+_KNOWN_KEYS = frozenset((*_INT_KEYS, *_STR_KEYS, *_BOOL_KEYS, "aliases", "retirement", "capabilities"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +51,15 @@ class ModelSpec:
     aliases: tuple[str, ...] = ()
     source: str = ""
     reasoning: bool = False
+    retirement: str | None = None  # YYYY-MM-DD: the day Workers AI retires (or retired) it
+    successor: str | None = None  # a current model to use instead once it is retired
+    capabilities: tuple[str, ...] = ()  # "reasoning", "function_calling", ... as published
+
+    def retired(self, today: date | None = None) -> bool:
+        """Whether Workers AI has retired it (its retirement day has come)."""
+        if self.retirement is None:
+            return False
+        return self.retirement <= (today or datetime.now(UTC).date()).isoformat()
 
     def gguf_path(self) -> Path | None:
         """The local weights, a relative `gguf` resolved against the user's models folder."""
@@ -55,6 +73,8 @@ class ModelSpec:
 class Catalog:
     models: dict[str, ModelSpec] = field(default_factory=dict)
     sources: list[str] = field(default_factory=list)
+    refreshed: list[RefreshedCatalog] = field(default_factory=list)  # the live lists merged in
+    notes: list[str] = field(default_factory=list)  # what went wrong reading them, for `wai models`
 
     def __iter__(self) -> Iterator[ModelSpec]:
         return iter(self.models.values())
@@ -78,6 +98,17 @@ class Catalog:
                 hint="`wai models` lists the catalog; add it to $WAI_HOME/models.toml",
             )
         return spec
+
+    def successor_for(self, spec: ModelSpec) -> str | None:
+        """A current model to use instead of a retired one: its entry's `successor`, else the
+        first current Workers AI model whose name starts with the same word (llama, mistral, ...)."""
+        if spec.successor:
+            return spec.successor
+        stem = _name_stem(spec.id)
+        for other in self.models.values():
+            if other.remote and not other.retired() and other.id != spec.id and _name_stem(other.id) == stem:
+                return other.id
+        return None
 
     def by_gguf(self, path: Path) -> ModelSpec | None:
         """The catalog entry whose weights are this file, if any."""
@@ -104,10 +135,11 @@ def user_catalog_path() -> Path:
 
 
 def load_catalog() -> Catalog:
-    """The built-in catalog, then the user's file on top (its entries extend and override)."""
+    """The built-in catalog, then the refreshed ones, then the user's file on top (the user wins)."""
     catalog = Catalog()
     text, where = builtin_catalog_text()
     _merge(catalog, _models(parse_toml(text.encode("utf-8"), where), where), where)
+    _merge_refreshed(catalog)
     user_path = user_catalog_path()
     user_data = read_toml(user_path)
     if user_data is None:
@@ -116,6 +148,28 @@ def load_catalog() -> Catalog:
         return catalog
     _merge(catalog, _models(user_data, str(user_path)), str(user_path))
     return catalog
+
+
+def _merge_refreshed(catalog: Catalog) -> None:
+    """Each provider's last refresh, if any. A damaged store is noted, never fatal: the catalog
+    without it still serves, and the next refresh replaces it."""
+    from wai import catalog_store
+
+    for provider in REFRESHED_PROVIDERS:
+        try:
+            refreshed = catalog_store.load(provider)
+        except catalog_store.StoredCatalogError as exc:
+            catalog.notes.append(f"{exc}; `wai models --refresh` replaces it")
+            continue
+        if refreshed is None:
+            continue
+        where = str(catalog_store.store_path(provider))
+        try:
+            _merge(catalog, catalog_store.catalog_entries(refreshed, catalog.models), where)
+        except ConfigError as exc:  # a value no ModelSpec takes: the refresh is set aside whole
+            catalog.notes.append(f"{exc}; `wai models --refresh` replaces it")
+            continue
+        catalog.refreshed.append(refreshed)
 
 
 def _models(data: Mapping[str, object], where: str) -> Mapping[str, object]:
@@ -142,7 +196,8 @@ def model_id_problem(model_id: str) -> str | None:
 
 
 def _merge(catalog: Catalog, models: Mapping[str, object], where: str) -> None:
-    catalog.sources.append(where)
+    """Every entry of one layer over the catalog so far; nothing changes when one is wrong."""
+    merged: dict[str, ModelSpec] = {}
     for model_id, raw in models.items():
         problem = model_id_problem(model_id)
         if problem is not None:
@@ -150,7 +205,9 @@ def _merge(catalog: Catalog, models: Mapping[str, object], where: str) -> None:
         if not isinstance(raw, dict):
             raise ConfigError(f"{where}: model '{model_id}' must be a table")
         base = catalog.models.get(model_id)
-        catalog.models[model_id] = _spec(model_id, raw, base, where)
+        merged[model_id] = _spec(model_id, raw, base, where)
+    catalog.models.update(merged)
+    catalog.sources.append(where)
     _settle_aliases(catalog, models, where)
 
 
@@ -210,6 +267,12 @@ def _spec(model_id: str, raw: dict[str, object], base: ModelSpec | None, where: 
     aliases = raw.get("aliases", list(base.aliases) if base else [])
     if not isinstance(aliases, list) or not all(isinstance(a, str) and a for a in aliases):
         raise bad("aliases", f"must be a list of names, got {aliases!r}")
+    capabilities = raw.get("capabilities", list(base.capabilities) if base else [])
+    if not isinstance(capabilities, list) or not all(isinstance(c, str) and c for c in capabilities):
+        raise bad("capabilities", f"must be a list of names, got {capabilities!r}")
+    retirement = raw.get("retirement", base.retirement if base else None)
+    if retirement is not None:
+        retirement = _day(retirement, bad)
 
     context_window, max_output = ints["context_window"], ints["max_output"]
     if context_window is None:
@@ -233,4 +296,25 @@ def _spec(model_id: str, raw: dict[str, object], base: ModelSpec | None, where: 
         aliases=tuple(aliases),
         source=where,
         reasoning=reasoning,
+        retirement=retirement,
+        successor=strs["successor"],
+        capabilities=tuple(capabilities),
     )
+
+
+def _day(value: object, bad: Callable[[str, str], ConfigError]) -> str:
+    """A retirement day: a TOML date, or a YYYY-MM-DD string."""
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value).isoformat()
+        except ValueError:
+            pass
+    raise bad("retirement", f"must be a day as YYYY-MM-DD, got {value!r}")
+
+
+def _name_stem(model_id: str) -> str:
+    """The first word of a model's name: "llama" for @cf/meta/llama-3.1-8b-instruct."""
+    name = model_id.rsplit("/", 1)[-1].lower()
+    return re.split(r"[^a-z]", name, maxsplit=1)[0]

@@ -9,7 +9,7 @@ from wai.catalog import Catalog, ModelSpec
 from wai.errors import ConfigError, UsageError
 from wai.settings import Credentials, UserConfig
 
-DEFAULT_REMOTE_MODEL = "@cf/meta/llama-3.1-8b-instruct"
+DEFAULT_REMOTE_MODEL = "@cf/meta/llama-3.1-8b-instruct-fp8"
 BUILTIN_MODEL = "smollm2-135m-instruct"
 
 

@@ -1,4 +1,8 @@
-"""`wai models`: the catalog as a table or JSON, with what can serve each model right now."""
+"""`wai models`: the catalog as a table or JSON, with what can serve each model right now.
+
+`--refresh` first reads the account's current models from Workers AI (catalog_store keeps them);
+a refresh that fails says why and the catalog shown is the one that was there before.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,21 @@ import json
 import os
 import sys
 from collections import Counter
+from datetime import UTC, datetime
 
 from wai.backends.select import availability
-from wai.catalog import ModelSpec, load_catalog
-from wai.errors import EXIT_OK
-from wai.settings import Credentials, UserConfig, load_credentials, load_user_config, models_dir
+from wai.catalog import Catalog, ModelSpec, load_catalog
+from wai.errors import EXIT_OK, ConfigError, WaiError
+from wai.notices import Notifier
+from wai.settings import (
+    MISSING_CREDENTIALS,
+    Credentials,
+    UserConfig,
+    load_credentials,
+    load_user_config,
+    models_dir,
+    wai_home,
+)
 
 
 def _file_precision(spec: ModelSpec) -> str | None:
@@ -86,11 +100,15 @@ def aliases_line(rows: list[dict[str, object]]) -> str:
     return f"aliases: {', '.join(pairs) or 'none'}"
 
 
-def model_rows(config: UserConfig, credentials: Credentials | None) -> list[dict[str, object]]:
+def model_rows(
+    config: UserConfig, credentials: Credentials | None, catalog: Catalog | None = None
+) -> list[dict[str, object]]:
+    catalog = catalog or load_catalog()
     rows: list[dict[str, object]] = []
-    for spec in load_catalog():
+    for spec in catalog:
         reasons = availability(spec, credentials)
         path = spec.gguf_path()
+        retired = spec.retired()
         rows.append(
             {
                 "id": spec.id,
@@ -106,29 +124,103 @@ def model_rows(config: UserConfig, credentials: Credentials | None) -> list[dict
                     name: {"available": why is None, "reason": why} for name, why in reasons.items()
                 },
                 "description": spec.description,
+                "capabilities": list(spec.capabilities),
+                "retirement": spec.retirement,
+                "retired": retired,
+                "use_instead": catalog.successor_for(spec) if retired else None,
             }
         )
     return rows
 
 
-def show_models(*, json_output: bool) -> int:
+def catalog_age(catalog: Catalog, now: datetime | None = None) -> str:
+    """One line: how old the Workers AI part of the catalog is."""
+    if not catalog.refreshed:
+        return (
+            "Workers AI models: the built-in list (never refreshed; "
+            "`wai models --refresh` reads the account's)"
+        )
+    parts = [
+        f"refreshed {r.age(now)} ago ({r.fetched_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC) from {r.source}, "
+        f"{len(r.models)} models"
+        for r in catalog.refreshed
+    ]
+    return f"Workers AI models: {'; '.join(parts)}"
+
+
+def refresh_catalog(notifier: Notifier) -> WaiError | None:
+    """Read and store the account's current models; the failure, if any, already told."""
+    from wai import catalog_store
+    from wai.backends import workers_ai_models
+
+    credentials = load_credentials(load_user_config())
+    try:
+        if credentials is None:
+            raise ConfigError(MISSING_CREDENTIALS.format(path=wai_home() / "config.toml"))
+        refreshed = workers_ai_models.refresh(credentials)
+        path = catalog_store.save(refreshed)
+    except WaiError as error:
+        notifier.error(f"cannot refresh the catalog: {error}; the catalog below is the one wai had")
+        return error
+    known = load_catalog().models
+    unusable = sum(1 for m in refreshed.models if m.window is None and m.id not in known)
+    left_out = (
+        f"; {unusable} without a published window left out (give one in your models.toml)" if unusable else ""
+    )
+    count = len(refreshed.models)
+    notifier.info(f"read {count} text-generation models from {refreshed.source}{left_out}; kept in {path}")
+    return None
+
+
+def show_models(*, json_output: bool, refresh: bool = False, notifier: Notifier | None = None) -> int:
     from wai.models_resolve import default_model_name
 
+    notifier = notifier or Notifier()
+    failure = refresh_catalog(notifier) if refresh else None
+    catalog = load_catalog()
+    for note in catalog.notes:
+        notifier.warn(note)
+    code = failure.exit_code if failure is not None else EXIT_OK
     config = load_user_config()
     credentials = load_credentials(config)
-    rows = model_rows(config, credentials)
+    rows = model_rows(config, credentials, catalog)
     offload = _gpu_offload()
+    age = catalog_age(catalog)
     default = default_model_line(config, credentials)
     if json_output:
+        refreshed = [
+            {
+                "provider": r.provider,
+                "fetched_at": r.fetched_at.isoformat(),
+                "source": r.source,
+                "models": len(r.models),
+            }
+            for r in catalog.refreshed
+        ]
         document = {
             "models": rows,
             "default_model": default_model_name(config, credentials),
+            "refreshed": refreshed,
+            "catalog_age": age,
             "local_runtime": offload,
         }
         sys.stdout.write(json.dumps(document, indent=2) + "\n")
-        return EXIT_OK
-    header: tuple[str, ...] = ("model", "in", "out", "total", "precision", "remote", "local")
-    lines: list[tuple[str, ...]] = [header]
+        return code
+    current = [row for row in rows if not row["retired"]]
+    retired = [row for row in rows if row["retired"]]
+    if not sys.stdout.isatty():
+        _write_plain(current, retired)
+        sys.stdout.write(f"{aliases_line(rows)}\n{default}\n{age}\n{offload}\n")
+        return code
+    _print_tables(current, retired, [aliases_line(rows), default], age, offload)
+    return code
+
+
+_HEADER: tuple[str, ...] = ("model", "in", "out", "total", "precision", "remote", "local")
+
+
+def _cells(rows: list[dict[str, object]]) -> list[tuple[str, ...]]:
+    lines: list[tuple[str, ...]] = []
     for row in rows:
         backends = row["backends"]
         assert isinstance(backends, dict)
@@ -146,17 +238,45 @@ def show_models(*, json_output: bool) -> int:
                 *state,
             )
         )
-    if not sys.stdout.isatty():
-        # A pipe gets one line per model, never wrapped, so grep and cut work on it.
-        widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
-        for line in lines:
-            cells = [
-                cell.rjust(w) if 1 <= i <= 3 else cell.ljust(w)
-                for i, (cell, w) in enumerate(zip(line, widths, strict=False))
-            ]
-            sys.stdout.write("  ".join(cells) + "  " + line[-1] + "\n")
-        sys.stdout.write(f"{aliases_line(rows)}\n{default}\n{offload}\n")
-        return EXIT_OK
+    return lines
+
+
+def _retired_note(row: dict[str, object]) -> str:
+    instead = f", use {row['use_instead']} instead" if row["use_instead"] else ""
+    return f"retired on Workers AI since {row['retirement']}{instead}"
+
+
+def _write_plain(current: list[dict[str, object]], retired: list[dict[str, object]]) -> None:
+    """A pipe gets one line per model, never wrapped, so grep and cut work on it; the retired ones
+    come after a line of their own, each with its retirement day and what to use instead."""
+    lines = [_HEADER, *_cells(current)]
+    retired_lines = _cells(retired)
+    everything = lines + retired_lines
+    widths = [max(len(line[i]) for line in everything) for i in range(len(_HEADER))]
+
+    def write(line: tuple[str, ...], note: str = "") -> None:
+        cells = [
+            cell.rjust(w) if 1 <= i <= 3 else cell.ljust(w)
+            for i, (cell, w) in enumerate(zip(line[:-1], widths, strict=False))
+        ]
+        last = line[-1].ljust(widths[-1]) + "  " + note if note else line[-1]
+        sys.stdout.write("  ".join(cells) + "  " + last.rstrip() + "\n")
+
+    for line in lines:
+        write(line)
+    if retired:
+        sys.stdout.write("retired on Workers AI (the local backend still runs those with a gguf file):\n")
+        for line, row in zip(retired_lines, retired, strict=True):
+            write(line, _retired_note(row))
+
+
+def _print_tables(
+    current: list[dict[str, object]],
+    retired: list[dict[str, object]],
+    facts: list[str],
+    age: str,
+    offload: str,
+) -> None:
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
@@ -169,45 +289,74 @@ def show_models(*, json_output: bool) -> int:
 
     # A terminal gets one short column for what can serve each model now, and the reasons
     # summed up below, so the table fits 80 columns without breaking an id; the pipe and JSON
-    # forms above give every model's reasons in full.
+    # forms give every model's reasons in full.
     console = Console()
     wide = console.width >= 100
+    why_not: dict[str, Counter[str]] = {"remote": Counter(), "local": Counter()}
+
+    def serving(line: tuple[str, ...]) -> str:
+        names = []
+        for name, verdict in (("remote", line[5]), ("local", line[6])):
+            if verdict == "yes":
+                names.append(name)
+            else:
+                why_not[name][_short(verdict)] += 1
+        return f"[green]{' + '.join(names)}[/]" if names else "[dim]no[/]"
+
     table = Table(box=None, pad_edge=False, header_style="bold")
     table.add_column("model", no_wrap=True)
     for name in ("in", "out", *(("total",) if wide else ())):
         table.add_column(name, justify="right", no_wrap=True)
     table.add_column("prec", no_wrap=True)
     table.add_column("runs now", no_wrap=True)
-    why_not: dict[str, Counter[str]] = {"remote": Counter(), "local": Counter()}
-    for line in lines[1:]:
-        model_id, window, output, total, precision, remote, local = line
-        serving = []
-        for name, verdict in (("remote", remote), ("local", local)):
-            if verdict == "yes":
-                serving.append(name)
-            else:
-                why_not[name][_short(verdict)] += 1
-        now = f"[green]{' + '.join(serving)}[/]" if serving else "[dim]no[/]"
-        table.add_row(text(model_id), window, output, *((total,) if wide else ()), text(precision), now)
+    for line in _cells(current):
+        model_id, window, output, total, precision = line[:5]
+        table.add_row(
+            text(model_id), window, output, *((total,) if wide else ()), text(precision), serving(line)
+        )
     console.print(table)
+    if retired:
+        console.print(
+            "[bold]retired on Workers AI[/] [dim](the local backend still runs those with a gguf)[/]"
+        )
+        old = Table(box=None, pad_edge=False, header_style="bold")
+        old.add_column("model", no_wrap=True)
+        old.add_column("since", no_wrap=True)
+        old.add_column("runs now", no_wrap=True)
+        if wide:
+            old.add_column("use instead", no_wrap=True)
+        instead: dict[str, list[str]] = {}
+        for line, row in zip(_cells(retired), retired, strict=True):
+            successor = str(row["use_instead"] or "-")
+            old.add_row(
+                text(line[0]), str(row["retirement"]), serving(line), *((text(successor),) if wide else ())
+            )
+            if row["use_instead"]:
+                instead.setdefault(successor, []).append(line[0].rsplit("/", 1)[-1])
+        console.print(old)
+        if not wide:  # a whole id per successor, never folded, rather than a column too narrow for it
+            for successor, names in instead.items():
+                console.print(f"[dim]use[/] {text(successor)} [dim]instead of {text(', '.join(names))}[/]")
     for name, reasons in why_not.items():
         if reasons:
             summary = "; ".join(f"{count} {reason}" for reason, count in reasons.most_common())
             console.print(f"[dim]not {name}: {text(summary)}[/]")
-    console.print(terminal_safe(aliases_line(rows)), style="dim", markup=False, highlight=False)
+    aliases, default = facts
+    console.print(terminal_safe(aliases), style="dim", markup=False, highlight=False)
     console.print(terminal_safe(default), markup=False, highlight=False)
     console.print(
         f"[dim]remote needs CLOUDFLARE_ACCOUNT_ID and CLOUDFLARE_API_TOKEN; local files live in "
         f"{text(str(models_dir()))}; `wai setup` installs the built-in ones; `--json` has every reason[/]"
     )
+    console.print(f"[dim]{text(age)}[/]")
     console.print(f"[dim]{text(offload)}[/]")
-    return EXIT_OK
 
 
 def _short(reason: str) -> str:
     """A few words for why a backend cannot serve a model (the JSON and pipe forms say it in full)."""
     for start, short in (
         ("no: no credentials", "without credentials"),
+        ("no: retired", "retired"),
         ("no: not served", "not served by Workers AI"),
         ("no: no gguf", "with no gguf in the catalog"),
     ):

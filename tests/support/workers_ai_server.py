@@ -10,7 +10,9 @@ Two ways to use it:
   body has none, as the real API does), usage on the last event, then `[DONE]`. With
   `thinking_tokens`, it answers like a reasoning model: OpenAI-style chunks whose deltas carry
   `thought1 thought2 ...` in `reasoning_content` before the answer's `content`, the thinking
-  counted against `max_tokens` first (so a small budget leaves thinking and no answer).
+  counted against `max_tokens` first (so a small budget leaves thinking and no answer). The model
+  search (`GET .../ai/models/search`) lists `Simulation.catalog`, page by page, with `per_page`
+  capped at `Simulation.max_per_page` as the real server may cap it.
 
 Reply shapes of today's service are built by `openai_chunks` (reasoning models) and
 `native_chunks` (`finish_reason` and `usage` on every event); `Reply.result` takes any JSON
@@ -50,6 +52,7 @@ import pytest
 
 BASE_PATH = "/client/v4"
 RUN_PATH = re.compile(r"^/client/v4/accounts/(?P<account>[^/]+)/ai/run/(?P<model>.+)$")
+SEARCH_PATH = re.compile(r"^/client/v4/accounts/(?P<account>[^/]+)/ai/models/search(?:\?(?P<query>.*))?$")
 DEFAULT_MAX_TOKENS = 256  # what the real API generates when a body has no max_tokens
 
 
@@ -157,6 +160,13 @@ class Reply:
         return cls.json(envelope, status=status, headers=headers)
 
     @classmethod
+    def openai_error(cls, status: int, message: str) -> Reply:
+        """An error as vLLM and OpenAI-style servers send it: no Workers AI code."""
+        return cls.json(
+            {"error": {"message": message, "type": "BadRequestError", "code": status}}, status=status
+        )
+
+    @classmethod
     def text(cls, status: int, text: str, *, content_type: str = "text/html") -> Reply:
         return cls(
             status=status, headers={"Content-Type": content_type}, parts=[text.encode()], chunked=False
@@ -255,6 +265,32 @@ class RecordedRequest:
         return match["model"] if match else None
 
 
+def search_result(
+    name: str,
+    *,
+    window: int | None = None,
+    task: str = "Text Generation",
+    description: str = "",
+    **properties: object,
+) -> dict[str, Any]:
+    """One model as the model search lists it: `properties` as `{property_id, value}` strings."""
+    values: dict[str, object] = {}
+    if window is not None:
+        values["context_window"] = str(window)
+    values.update(properties)
+    return {
+        "id": f"id-{name}",
+        "name": name,
+        "description": description or f"{name} for tests",
+        "task": {"id": "task-id", "name": task},
+        "tags": [],
+        "properties": [
+            {"property_id": key, "value": value if not isinstance(value, bool) else str(value).lower()}
+            for key, value in values.items()
+        ],
+    }
+
+
 # (model id, body) -> (prompt tokens, the windows the body breaks: [] when none)
 Recount = Callable[[str, Mapping[str, Any]], tuple[int, list[str]]]
 
@@ -300,6 +336,9 @@ class Simulation:
     account_id: str | None = None  # when set, any other account gets 404 / 7003
     windows: Mapping[str, int] | None = None  # model -> context window; others get 400 / 5007
     recount: Recount | None = None  # recounts every body received; see catalog_recount
+    catalog: Sequence[Mapping[str, Any]] = ()  # what the model search lists (see search_result)
+    max_per_page: int | None = None  # the search's own cap on `per_page`
+    page_info: bool = True  # whether search pages carry `result_info`
 
     def check(self, request: RecordedRequest) -> tuple[int, list[str]] | None:
         """The recount of a run request's body: (prompt tokens, violations); None when not recounted."""
@@ -316,6 +355,8 @@ class Simulation:
 
     def reply(self, request: RecordedRequest, *, prompt_tokens: int | None = None) -> Reply:
         """The simulated answer; `prompt_tokens` (a recount) replaces the rough count in usage."""
+        if SEARCH_PATH.match(request.path):
+            return self.search(request)
         match = RUN_PATH.match(request.path)
         if request.method != "POST":
             return Reply.error(405, 7001, "Method not allowed")
@@ -380,6 +421,36 @@ class Simulation:
             }
             return Reply.json({"result": completion, "success": True, "errors": [], "messages": []})
         return Reply.sse(openai_chunks(thinking, answer, finish=finish, usage=usage), pause=self.token_delay)
+
+    def search(self, request: RecordedRequest) -> Reply:
+        """One page of the model search: `page` and `per_page` from the query, 1-based."""
+        from urllib.parse import parse_qs
+
+        match = SEARCH_PATH.match(request.path)
+        assert match is not None
+        if request.method != "GET":
+            return Reply.error(405, 7001, "Method not allowed")
+        if self.api_token is not None and request.headers.get("authorization") != f"Bearer {self.api_token}":
+            return Reply.error(401, 10000, "Authentication error")
+        if self.account_id is not None and match["account"] != self.account_id:
+            return Reply.error(404, 7003, f"Could not route to {request.path}")
+        query = parse_qs(match["query"] or "")
+        page = int(query.get("page", ["1"])[0])
+        per_page = int(query.get("per_page", ["20"])[0])
+        if self.max_per_page is not None:
+            per_page = min(per_page, self.max_per_page)
+        task = query.get("task", [None])[0]
+        listed = [m for m in self.catalog if task is None or m.get("task", {}).get("name") == task]
+        results = listed[(page - 1) * per_page : page * per_page]
+        envelope: dict[str, object] = {"result": results, "success": True, "errors": [], "messages": []}
+        if self.page_info:
+            envelope["result_info"] = {
+                "page": page,
+                "per_page": per_page,
+                "count": len(results),
+                "total_count": len(listed),
+            }
+        return Reply.json(envelope)
 
 
 def _count_prompt(body: Mapping[str, Any]) -> int:
@@ -531,6 +602,11 @@ class _Handler(BaseHTTPRequestHandler):
         self._serve()
 
     def do_GET(self) -> None:
+        self._serve()
+
+    def do_CONNECT(self) -> None:
+        # Recorded like any request: a test that points HTTPS_PROXY here sees every attempt to
+        # reach a real https server (Cloudflare's API) that a command should never make.
         self._serve()
 
     def _serve(self) -> None:

@@ -29,6 +29,8 @@ def availability(spec: ModelSpec, credentials: Credentials | None) -> dict[str, 
         remote: str | None = "not served by Workers AI"
     elif credentials is None:
         remote = "no credentials (CLOUDFLARE_ACCOUNT_ID, CLOUDFLARE_API_TOKEN)"
+    elif retired_here(spec, credentials):
+        remote = f"retired on Workers AI since {spec.retirement}"
     else:
         remote = None
     path = spec.gguf_path()
@@ -41,6 +43,13 @@ def availability(spec: ModelSpec, credentials: Credentials | None) -> dict[str, 
     return {"remote": remote, "local": local}
 
 
+def retired_here(spec: ModelSpec, credentials: Credentials) -> bool:
+    """Retired, and asked of Cloudflare itself: another server (a proxy, a local one) decides."""
+    from wai.retired import is_cloudflare
+
+    return spec.retired() and is_cloudflare(credentials.base_url)
+
+
 def choose_backend_name(spec: ModelSpec, mode: BackendMode, credentials: Credentials | None) -> str:
     missing_credentials = MISSING_CREDENTIALS.format(path=wai_home() / "config.toml")
     if mode == "remote":
@@ -48,6 +57,10 @@ def choose_backend_name(spec: ModelSpec, mode: BackendMode, credentials: Credent
             raise ConfigError(f"{spec.id} is not served by Workers AI", hint="use --backend local")
         if credentials is None:
             raise ConfigError(missing_credentials)
+        if retired_here(spec, credentials):
+            from wai.retired import retired_error
+
+            raise retired_error(spec)
         return "remote"
     if mode == "local":
         if spec.gguf is None:
@@ -61,6 +74,10 @@ def choose_backend_name(spec: ModelSpec, mode: BackendMode, credentials: Credent
         return "remote"
     if reasons["local"] is None or not spec.remote:
         return "local"
+    if credentials is not None and retired_here(spec, credentials):
+        from wai.retired import retired_error
+
+        raise retired_error(spec)
     if spec.gguf is None:
         raise ConfigError(missing_credentials)
     raise ConfigError(f"{missing_credentials}, or put its weights at {spec.gguf_path()}")
