@@ -50,9 +50,12 @@ class BackendError(WaiError):
 class RetryableError(BackendError):
     """A failure worth retrying, before any output has arrived."""
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, *, retry_after: float | None = None, max_retries: int | None = None
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.max_retries = max_retries  # fewer tries than the backend's own limit, when set
 
 
 class IncompleteReply(BackendError):

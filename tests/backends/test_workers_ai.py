@@ -456,10 +456,15 @@ ERRORS = [
     (400, 5021, WindowError, ["context window", "--max-tokens"]),
     (413, 5021, WindowError, ["context window", "--max-tokens"]),
     (403, 5016, BackendError, ["agree", "wai ask -m @cf/meta/llama-2-7b-chat-int8 agree"]),
-    (408, 3007, BackendError, ["try again"]),
     (408, 3008, BackendError, ["try again"]),
     (413, 3006, BackendError, ["too large", "shorten"]),
     (429, 3036, BackendError, ["daily free allocation", "tomorrow", "Paid"]),
+    (429, 4006, BackendError, ["daily free allocation", "tomorrow", "Paid"]),
+    (410, 5028, ConfigError, ["retired @cf/meta/llama-2-7b-chat-int8", "@cf/meta/llama-3.1-8b-instruct-fp8"]),
+    (403, 5035, ConfigError, ["@cf/meta/llama-2-7b-chat-int8 needs the Workers Paid plan", "wai models"]),
+    (403, 5018, ConfigError, ["not allowed to use @cf/meta/llama-2-7b-chat-int8", "0123…cdef"]),
+    (403, 3041, ConfigError, ["not allowed to use Workers AI", "permissions"]),
+    (403, 3023, ConfigError, ["blocked", "support"]),
 ]
 
 
@@ -516,6 +521,67 @@ def test_retryable_errors_are_retried_then_reported(
     assert harness.sleeps[0] < harness.sleeps[2]  # backing off
 
 
+def test_a_timeout_3007_is_tried_once_more_and_no_more(harness: Harness) -> None:
+    timeout = Reply.error(408, 3007, "Request timeout")
+    harness.server.script(timeout, Reply.sse(events_for(["second", " try"])))
+    outcome = harness.run()
+    assert outcome.error is None
+    assert outcome.text == "second try"
+    harness.server.forget()
+    harness.server.script(timeout, timeout, Reply.sse(events_for(["never"])))
+    outcome = harness.run()
+    assert type(outcome.error) is BackendError
+    assert "timed out" in str(outcome.error) and "gave up after 2 attempts" in str(outcome.error)
+    assert len(harness.server.requests) == 2
+    assert harness.server.pending == 1
+
+
+@pytest.mark.parametrize(
+    ("message", "named"),
+    [
+        (
+            "This model's maximum context length is 4096 tokens. However, you requested 5000 tokens "
+            "(900 in the messages, 4100 in the completion). Please reduce the length.",
+            "context window is 4096 tokens",
+        ),
+        ("max_completion_tokens is too large: 9000.", "do not fit"),
+    ],
+)
+def test_a_vllm_context_length_400_is_a_window_error_naming_its_number(
+    harness: Harness, message: str, named: str
+) -> None:
+    for reply in (Reply.openai_error(400, message), Reply.error(400, 5006, message)):
+        harness.server.script(reply)
+        outcome = harness.run()
+        assert type(outcome.error) is WindowError
+        assert outcome.error.exit_code == EXIT_WINDOW
+        assert named in str(outcome.error)
+        assert "\n" not in str(outcome.error)
+    assert len(harness.server.requests) == 2  # never retried
+
+
+def test_a_window_the_server_names_below_the_catalogs_says_how_to_fix_the_catalog(harness: Harness) -> None:
+    harness.server.script(Reply.openai_error(400, "This model's maximum context length is 1024 tokens."))
+    outcome = harness.run()
+    assert "the catalog says 4096" in str(outcome.error)
+    assert "total_context = 1024" in str(outcome.error)
+
+
+def test_a_retired_model_named_by_the_server_gets_its_day_from_the_message(harness: Harness) -> None:
+    harness.server.script(
+        Reply.error(
+            410, 5028, "AiError: Model has been deprecated: no longer served, deprecated on 2026-05-30"
+        )
+    )
+    outcome = harness.run()
+    assert isinstance(outcome.error, ConfigError)
+    message = str(outcome.error)
+    assert message.startswith(
+        "Workers AI retired @cf/meta/llama-2-7b-chat-int8 on 2026-05-30 (HTTP 410, code 5028"
+    )
+    assert "use @cf/meta/llama-3.1-8b-instruct-fp8 instead" in message
+
+
 def test_a_429_then_success_retries_and_honours_retry_after(harness: Harness) -> None:
     harness.server.script(
         Reply.error(429, 3021, "Rate limited", headers={"Retry-After": "2"}),
@@ -551,7 +617,7 @@ def test_backoff_grows_with_jitter_and_stays_under_the_cap() -> None:
 
 
 def test_the_daily_allocation_and_other_4xx_are_never_retried(harness: Harness) -> None:
-    for status, code in [(429, 3036), (400, 9999), (422, None)]:
+    for status, code in [(429, 3036), (429, 4006), (400, 9999), (422, None)]:
         refusal = Reply.error(status, code, "something else") if code else Reply.text(status, "nope")
         harness.server.script(refusal, Reply.sse(events_for(["never"])))
         outcome = harness.run()
@@ -559,7 +625,7 @@ def test_the_daily_allocation_and_other_4xx_are_never_retried(harness: Harness) 
         assert f"HTTP {status}" in str(outcome.error)
         assert harness.server.pending == 1  # the success behind it was never asked for
         harness.server.clear_script()
-    assert len(harness.server.requests) == 3
+    assert len(harness.server.requests) == 4
     assert harness.sleeps == []
 
 

@@ -30,9 +30,11 @@ from wai.backends.workers_ai_errors import (
     body_text,
     display_url,
     error_for,
+    is_retirement,
     mask,
     one_line,
     parse_error,
+    retirement_day,
     url_secrets,
     without_lone_surrogates,
 )
@@ -177,7 +179,10 @@ class WorkersAIBackend:
                     raise IncompleteReply(exc.message) from None
                 delay = self._delay(attempt, exc.retry_after)
                 tries = f"{attempt + 1} attempt{'s' if attempt else ''}"
-                if attempt >= self._max_retries:
+                limit = (
+                    self._max_retries if exc.max_retries is None else min(self._max_retries, exc.max_retries)
+                )
+                if attempt >= limit:
                     raise BackendError(f"{exc.message} (gave up after {tries})") from None
                 if waited + delay > self._max_total_wait:
                     asked = f"the server asked to wait {exc.retry_after:g} s" if exc.retry_after else ""
@@ -480,11 +485,16 @@ class WorkersAIBackend:
 
     def _refused(self, request: Request, error: ApiError) -> WaiError:
         self._debug(f"error reply: {error.where()}")
+        if is_retirement(error):
+            from wai.retired import retired_error
+
+            return retired_error(request.model, day=retirement_day(error), said=error.where())
         return error_for(
             error,
             model=request.model.id,
             account_id=self._credentials.account_id,
             base_url=self._base_shown,
+            window=request.model.total_context,
         )
 
     def _unreachable(self, exc: httpx.TransportError) -> str:

@@ -16,10 +16,21 @@ from urllib.parse import unquote
 from wai.errors import BackendError, ConfigError, RetryableError, WaiError, WindowError
 from wai.render.terminal_safe import terminal_safe  # the one cleaning of text for a terminal
 
-RETRYABLE_429 = frozenset({3040, 3021})
+RETRYABLE_429 = frozenset({3040, 3021})  # out of capacity; the per-minute rate limit
 INTERNAL_ERRORS = frozenset({3001, 3043})  # "unknown internal error", "internal server error": HTTP 500
-DAILY_ALLOCATION = 3036
+# The daily free allocation: 3036 as documented, 4006 as observed since. Never retried.
+DAILY_ALLOCATION = frozenset({3036, 4006})
 WINDOW_EXCEEDED = 5021
+RETIRED = 5028  # HTTP 410: "Model has been deprecated"
+PAID_PLAN = 5035  # HTTP 403: the model needs the Workers Paid plan
+NOT_ALLOWED = frozenset({5018, 3041})  # HTTP 403: the account may not use this model / Workers AI
+BLOCKED = 3023  # HTTP 403: the account is blocked
+TIMEOUT = 3007  # HTTP 408: worth one more try, no more
+TIMEOUT_RETRIES = 1
+# vLLM's own words for a request over the window, which newer models send without code 5021.
+_VLLM_WINDOW = re.compile(r"maximum context length is (\d+) tokens|max_completion_tokens is too large", re.I)
+_VLLM_LIMIT = re.compile(r"maximum context length is (\d+) tokens", re.I)
+_RETIRED_DAY = re.compile(r"deprecated on (\d{4}-\d{2}-\d{2})")
 _MAX_ECHO = 200  # characters of a server's own message kept in ours
 _MAX_PAGE_ECHO = 120  # of an HTML error page's text: the gist, not the page
 _TAG = re.compile(r"<[!/?]?[A-Za-z][^>]*>")
@@ -160,8 +171,10 @@ def mask(account_id: str) -> str:
 
 
 def is_retryable(error: ApiError) -> bool:
+    if error.code == TIMEOUT:
+        return True
     if error.status == 429:
-        return error.code != DAILY_ALLOCATION
+        return error.code not in DAILY_ALLOCATION
     if error.status >= 500:
         return True
     if error.status < 300 and error.code is not None:
@@ -172,15 +185,63 @@ def is_retryable(error: ApiError) -> bool:
     return False
 
 
-def error_for(error: ApiError, *, model: str, account_id: str, base_url: str) -> WaiError:
-    """The exception for a refused request. RetryableError only for what is worth another try."""
+def is_retirement(error: ApiError) -> bool:
+    """The model is retired: code 5028, or a 410 that says so in words."""
+    return error.code == RETIRED or (error.status == 410 and "deprecated" in error.message.lower())
+
+
+def retirement_day(error: ApiError) -> str | None:
+    """The day a retirement message names ("... deprecated on 2026-05-30"), if any."""
+    found = _RETIRED_DAY.search(error.message)
+    return found.group(1) if found else None
+
+
+def window_complaint(error: ApiError) -> tuple[bool, int | None]:
+    """Whether a 400 is vLLM's context-length complaint, and the window it names (None if none)."""
+    if (
+        error.code == WINDOW_EXCEEDED
+        or error.status not in (400, 413)
+        or not _VLLM_WINDOW.search(error.message)
+    ):
+        return False, None
+    limit = _VLLM_LIMIT.search(error.message)
+    return True, int(limit.group(1)) if limit else None
+
+
+def error_for(
+    error: ApiError, *, model: str, account_id: str, base_url: str, window: int | None = None
+) -> WaiError:
+    """The exception for a refused request. RetryableError only for what is worth another try.
+
+    `window`: the catalog's total_context for the model, to compare with a window the server names.
+    """
     status, code, where = error.status, error.code, error.where()
     if is_retryable(error):
-        return RetryableError(_retryable_message(error), retry_after=error.retry_after)
+        retries = TIMEOUT_RETRIES if code == TIMEOUT else None
+        return RetryableError(_retryable_message(error), retry_after=error.retry_after, max_retries=retries)
     if code == WINDOW_EXCEEDED:
         return WindowError(
             f"Workers AI says the input and max_tokens do not fit {model}'s context window ({where}); "
             "shorten the prompt or lower --max-tokens"
+        )
+    over, limit = window_complaint(error)
+    if over:
+        return _window_named(model, where, limit, window)
+    if code == PAID_PLAN:
+        return ConfigError(
+            f"{model} needs the Workers Paid plan ({where}); upgrade the account in the Cloudflare "
+            "dashboard (Workers & Pages, Plans) or pick another model: `wai models`"
+        )
+    if code in NOT_ALLOWED:
+        what = "Workers AI" if code == 3041 else model
+        return ConfigError(
+            f"This Cloudflare account is not allowed to use {what} ({where}); check the account "
+            f"(now {mask(account_id)}) and the API token's permissions, or pick another model: `wai models`"
+        )
+    if code == BLOCKED:
+        return ConfigError(
+            f"Cloudflare has blocked this account's use of Workers AI ({where}); the dashboard says "
+            "why; Cloudflare support can lift it"
         )
     if code == 5016:
         return BackendError(
@@ -207,7 +268,7 @@ def error_for(error: ApiError, *, model: str, account_id: str, base_url: str) ->
             f"Workers AI does not know the model {model} ({where}); `wai models` lists the catalog, "
             "and Cloudflare may have retired this one"
         )
-    if code == DAILY_ALLOCATION:
+    if code in DAILY_ALLOCATION:
         return BackendError(
             f"The daily free allocation of Workers AI is used up ({where}); try again tomorrow "
             "(it resets at 00:00 UTC) or move the account to the Workers Paid plan"
@@ -219,7 +280,7 @@ def error_for(error: ApiError, *, model: str, account_id: str, base_url: str) ->
         )
     if code == 3006 or status == 413:
         return BackendError(f"The request is too large for Workers AI ({where}); shorten the prompt")
-    if code in (3007, 3008) or status == 408:
+    if code == 3008 or status == 408:
         return BackendError(
             f"Workers AI gave up running the model ({where}); try again, perhaps with a shorter prompt "
             "or a lower --max-tokens"
@@ -236,8 +297,26 @@ def error_for(error: ApiError, *, model: str, account_id: str, base_url: str) ->
     return BackendError(f"Workers AI refused the request ({where})")
 
 
+def _window_named(model: str, where: str, limit: int | None, window: int | None) -> WindowError:
+    """vLLM's "maximum context length is N tokens", as a window error naming N."""
+    if limit is None:
+        return WindowError(
+            f"Workers AI says the prompt and max_tokens do not fit {model}'s context window ({where}); "
+            "shorten the prompt or lower --max-tokens"
+        )
+    fix = (
+        f"; the catalog says {window}: set context_window and total_context = {limit} for it in "
+        "$WAI_HOME/models.toml"
+        if window is not None and limit < window
+        else "; shorten the prompt or lower --max-tokens"
+    )
+    return WindowError(f"Workers AI says {model}'s context window is {limit} tokens ({where}){fix}")
+
+
 def _retryable_message(error: ApiError) -> str:
     where = error.where()
+    if error.code == TIMEOUT:
+        return f"Workers AI timed out running the model ({where}); try again, perhaps with a shorter prompt"
     if error.code == 3040:
         return f"Workers AI is out of capacity for this model ({where}); try again shortly or another model"
     if error.status == 429 or error.code == 3021:
