@@ -21,6 +21,7 @@ from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
 from tests.conftest import LOOPBACK_API_TOKEN
+from tests.support.tiny_gguf import TinyModel
 from tests.support.workers_ai_server import Reply, WorkersAIServer
 from wai.chat_session import ChatOptions, ChatSession
 from wai.conversation import Sampling
@@ -150,6 +151,36 @@ def test_settings_and_system_prompt_shape_the_next_request(server: WorkersAIServ
     assert [m["role"] for m in second["messages"]] == ["user", "assistant", "user"]
     assert second["messages"][-1]["content"] == "/etc/hosts is a file"
     assert second["max_tokens"] == 2500
+
+
+def test_set_takes_the_penalties_within_workers_ai_ranges(server: WorkersAIServer) -> None:
+    ran = chat(
+        "/set frequency_penalty -1",
+        "/set repetition_penalty 1.3",
+        "/set presence_penalty 2.5",
+        "hello",
+        "/set frequency_penalty default",
+        "again",
+    )
+    assert (
+        "/set presence_penalty: 2.5 is out of range (penalty for a token that appeared at all, -2 to 2)"
+        in ran.err
+    )
+    first, second = (r.json for r in server.requests)
+    assert (first["frequency_penalty"], first["repetition_penalty"]) == (-1, 1.3)
+    assert "presence_penalty" not in first
+    assert "frequency_penalty" not in second and second["repetition_penalty"] == 1.3
+
+
+def test_a_penalty_llama_cpp_cannot_run_is_refused_on_the_local_backend(
+    tiny_models: dict[str, TinyModel],
+) -> None:
+    pytest.importorskip("llama_cpp")
+    options = ChatOptions(model=str(tiny_models["q8_0"].path), backend="local", max_tokens=50)
+    ran = chat("/set repetition_penalty 0", "hello", "/set repetition_penalty 1.2", "hello", options=options)
+    assert "--repetition-penalty 0 cannot run on the local backend" in ran.err
+    assert "the message was not sent; change the setting with /set" in ran.err
+    assert ran.out.count(tiny_models["q8_0"].script) == 1  # the second message was answered
 
 
 def test_retry_regenerates_the_last_reply(server: WorkersAIServer) -> None:

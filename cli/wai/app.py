@@ -120,6 +120,32 @@ TopPOpt = Annotated[
 ]
 TopKOpt = Annotated[int | None, typer.Option("--top-k", min=1, max=50, help="Top-k sampling.")]
 SeedOpt = Annotated[int | None, typer.Option(min=1, max=9_999_999_999, help="Random seed.")]
+FrequencyPenaltyOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--frequency-penalty",
+        min=-2.0,
+        max=2.0,
+        callback=_finite,
+        help="Penalise tokens by how often they appeared.",
+    ),
+]
+PresencePenaltyOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--presence-penalty",
+        min=-2.0,
+        max=2.0,
+        callback=_finite,
+        help="Penalise tokens that appeared at all.",
+    ),
+]
+RepetitionPenaltyOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--repetition-penalty", min=0.0, max=2.0, callback=_finite, help="Repetition penalty (1 is off)."
+    ),
+]
 BackendOpt = Annotated[BackendChoice, typer.Option(help="Where the model runs.")]
 ColorOpt = Annotated[ColorChoice, typer.Option(help="Colour and live panel.")]
 StatsOpt = Annotated[
@@ -190,6 +216,12 @@ def ask(
     top_k: TopKOpt = None,
     seed: SeedOpt = None,
     reasoning_effort: EffortOpt = None,
+    frequency_penalty: FrequencyPenaltyOpt = None,
+    presence_penalty: PresencePenaltyOpt = None,
+    repetition_penalty: RepetitionPenaltyOpt = None,
+    raw: Annotated[
+        bool, typer.Option("--raw", help="Send the prompt verbatim: no chat template, no system prompt.")
+    ] = False,
     backend: BackendOpt = BackendChoice.auto,
     no_stream: Annotated[
         bool, typer.Option("--no-stream", help="Ask Workers AI for the whole reply at once.")
@@ -229,7 +261,15 @@ def ask(
             model=model,
             system=system,
             max_tokens=max_tokens,
-            sampling=Sampling(temperature=temperature, top_p=top_p, top_k=top_k, seed=seed),
+            sampling=Sampling(
+                temperature=temperature,
+                top_p=top_p,
+                top_k=top_k,
+                seed=seed,
+                frequency_penalty=frequency_penalty,
+                presence_penalty=presence_penalty,
+                repetition_penalty=repetition_penalty,
+            ),
             backend=backend.value,
             stream=not no_stream,
             output="json" if json_output else "jsonl" if jsonl else "auto",
@@ -249,6 +289,7 @@ def ask(
             reasoning_effort=reasoning_effort.value if reasoning_effort else None,
             show_thinking=show_thinking,
             use_stdin=not no_stdin,
+            raw=raw,
         )
         return run_ask(options, notifier)
 
@@ -272,6 +313,9 @@ def chat(
     top_k: TopKOpt = None,
     seed: SeedOpt = None,
     reasoning_effort: EffortOpt = None,
+    frequency_penalty: FrequencyPenaltyOpt = None,
+    presence_penalty: PresencePenaltyOpt = None,
+    repetition_penalty: RepetitionPenaltyOpt = None,
     color: ColorOpt = ColorChoice.auto,
     stats: StatsOpt = None,
     show_thinking: ShowThinkingOpt = False,
@@ -296,7 +340,15 @@ def chat(
             cid=cid,
             vi=vi,
             max_tokens=max_tokens,
-            sampling=Sampling(temperature=temperature, top_p=top_p, top_k=top_k, seed=seed),
+            sampling=Sampling(
+                temperature=temperature,
+                top_p=top_p,
+                top_k=top_k,
+                seed=seed,
+                frequency_penalty=frequency_penalty,
+                presence_penalty=presence_penalty,
+                repetition_penalty=repetition_penalty,
+            ),
             color=color.value,
             stats=stats,
             timeouts=Timeouts(connect=connect_timeout, read=read_timeout or STREAM_READ_TIMEOUT),
@@ -315,10 +367,19 @@ def chat(
     help="List the model catalog: windows, and which backends can serve each model now.",
     short_help="The model catalog and what can run it.",
 )
-def models(json_output: JsonOpt = False, debug: DebugOpt = False) -> None:
+def models(
+    json_output: JsonOpt = False,
+    refresh: Annotated[
+        bool, typer.Option("--refresh", help="Read the account's current models from Workers AI first.")
+    ] = False,
+    debug: DebugOpt = False,
+) -> None:
     from wai.models_table import show_models
 
-    _guarded(lambda notifier: show_models(json_output=json_output), debug=debug)
+    _guarded(
+        lambda notifier: show_models(json_output=json_output, refresh=refresh, notifier=notifier),
+        debug=debug,
+    )
 
 
 @app.command(

@@ -12,7 +12,7 @@ from wai.backends.select import BackendMode, Backends, LocalOptions, choose_back
 from wai.budget import FitMode, plan_request
 from wai.catalog import ModelSpec, load_catalog
 from wai.conversation import Message, ReasoningEffort, Sampling, Timeouts
-from wai.errors import EXIT_INTERRUPTED, EXIT_OK, ConfigError
+from wai.errors import EXIT_INTERRUPTED, EXIT_OK, ConfigError, UsageError
 from wai.models_resolve import resolve_model
 from wai.notices import Notifier
 from wai.play import effort_for, play_turn, request_for, sink_for
@@ -46,6 +46,7 @@ class AskOptions:
     reasoning_effort: ReasoningEffort | None = None
     show_thinking: bool = False
     use_stdin: bool = True  # False: --no-stdin
+    raw: bool = False  # the prompt sent verbatim as `prompt`, no chat template
 
 
 def run_ask(
@@ -55,6 +56,8 @@ def run_ask(
     stdin: BinaryIO | None = None,
     stdout: TextIO | None = None,
 ) -> int:
+    if options.raw:
+        _check_raw(options)
     stdin_stream = stdin if stdin is not None else _stdin_buffer()
     stdin_is_tty = stdin_stream is None or stdin_stream.isatty()
     prompt = read_prompt(options.prompt, stdin_stream, stdin_is_tty, notifier, use_stdin=options.use_stdin)
@@ -82,6 +85,12 @@ def _run(
     credentials = load_credentials(config)
     spec = resolve_model(model_name, load_catalog(), config, credentials)
     backend_name = _backend_for(spec, options, credentials)
+    if backend_name == "local":
+        from wai.backends.llama import unsupported
+
+        refusal = unsupported(options.sampling)
+        if refusal is not None:
+            raise UsageError(refusal)
 
     messages: tuple[Message, ...] = (*history, Message("user", prompt))
     if system:
@@ -91,6 +100,8 @@ def _run(
     counter = (
         tokens.counter_for(spec, backend_name) if options.dry_run else backends.counter(spec, backend_name)
     )
+    if options.raw:
+        counter = tokens.RawCounter(counter)
     # A question typed before piped text is never cut: only the piped part is.
     asked = options.prompt if options.prompt not in (None, STDIN_ONLY) else None
     keep_start = len(asked) + 2 if asked is not None and prompt != asked else 0
@@ -114,10 +125,11 @@ def _run(
         timeouts=options.timeouts,
         stream=options.stream,
         reasoning_effort=effort,
+        raw=options.raw,
     )
     out = stdout or sys.stdout
     if options.dry_run:
-        report = tokens.describe_dry_run(plan, spec, backend_name)
+        report = tokens.describe_dry_run(plan, spec, backend_name, counter=counter if options.raw else None)
         report["reasoning_effort"] = effort
         out.write(json_for_terminal(json.dumps(report, indent=2, ensure_ascii=False), out) + "\n")
         return EXIT_OK
@@ -152,6 +164,20 @@ def _run(
     if played.interrupted:
         return EXIT_INTERRUPTED
     return played.error.exit_code if played.error else EXIT_OK
+
+
+def _check_raw(options: AskOptions) -> None:
+    """A raw prompt is the whole prompt: nothing can be templated around it."""
+    if options.system is not None:
+        raise UsageError(
+            "--raw sends the prompt verbatim, without a chat template, so -s/--system cannot be added; "
+            "write the system part into the prompt in the model's own format"
+        )
+    if options.continue_last or options.cid is not None:
+        raise UsageError(
+            "--raw sends one verbatim prompt, so it cannot continue a conversation (-c, --cid); "
+            "write the earlier turns into the prompt in the model's own format"
+        )
 
 
 def _backend_for(spec: ModelSpec, options: AskOptions, credentials: Credentials | None) -> str:

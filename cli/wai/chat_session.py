@@ -202,6 +202,11 @@ class ChatSession:
         Expected failures are reported on stderr and leave the session as it was; only
         KeyboardInterrupt outside the stream (while planning or loading) propagates.
         """
+        refusal = self._unsupported()
+        if refusal is not None:
+            self.notifier.error(refusal)
+            self.notifier.info("the message was not sent; change the setting with /set")
+            return None
         messages = (*self.messages(), Message("user", prompt))
         try:
             plan = plan_request(self.spec, messages, self.counter, requested_max_tokens=self.max_tokens)
@@ -272,6 +277,14 @@ class ChatSession:
             if len(self.turns) == before:  # no new reply joined the conversation
                 self.turns.append(last)
                 self._used = None
+
+    def _unsupported(self) -> str | None:
+        """Why the backend cannot run the current settings, None when it can."""
+        if self.backend_name != "local":
+            return None
+        from wai.backends.llama import unsupported
+
+        return unsupported(self.sampling)
 
     def _sink(self) -> Sink:
         return sink_for(

@@ -28,6 +28,9 @@ class Sampling:
     top_p: float | None = None
     top_k: int | None = None
     seed: int | None = None
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    repetition_penalty: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,3 +53,5 @@ class Request:
     timeouts: Timeouts = field(default_factory=Timeouts)
     prompt_tokens: int | None = None  # what the budget counted, when it counted
     reasoning_effort: ReasoningEffort | None = None  # only for a model that takes it
+    # The one user message is the whole prompt, sent verbatim: no chat template, no system prompt.
+    raw: bool = False

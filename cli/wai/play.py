@@ -38,6 +38,7 @@ def request_for(
     timeouts: Timeouts,
     stream: bool = True,
     reasoning_effort: ReasoningEffort | None = None,
+    raw: bool = False,
 ) -> Request:
     return Request(
         model=spec,
@@ -48,6 +49,7 @@ def request_for(
         timeouts=timeouts,
         prompt_tokens=plan.prompt_tokens,
         reasoning_effort=reasoning_effort,
+        raw=raw,
     )
 
 

@@ -148,6 +148,9 @@ _SETTINGS: dict[str, tuple[type, float, float, str]] = {
     "top_p": (float, 0.001, 1.0, "nucleus sampling, 0.001 to 1"),
     "top_k": (int, 1, 50, "top-k sampling, 1 to 50"),
     "seed": (int, 1, 9_999_999_999, "random seed"),
+    "frequency_penalty": (float, -2.0, 2.0, "penalty by how often a token appeared, -2 to 2"),
+    "presence_penalty": (float, -2.0, 2.0, "penalty for a token that appeared at all, -2 to 2"),
+    "repetition_penalty": (float, 0.0, 2.0, "repetition penalty, 0 to 2 (1 is off)"),
     "max_tokens": (int, 1, float("inf"), "most reply tokens (capped by the model's output window)"),
 }
 # name -> (the values it takes, description)
@@ -166,6 +169,9 @@ def _settings_line(chat: ChatSession) -> str:
         "seed": sampling.seed,
         "max_tokens": chat.max_tokens,
         "reasoning_effort": chat.reasoning_effort,
+        "frequency_penalty": sampling.frequency_penalty,
+        "presence_penalty": sampling.presence_penalty,
+        "repetition_penalty": sampling.repetition_penalty,
     }
     return ", ".join(f"{k} {'default' if v is None else v}" for k, v in values.items())
 
@@ -352,7 +358,7 @@ COMMANDS: dict[str, Command] = {
         Command(
             "set",
             "[NAME VALUE]",
-            "temperature, top_p, top_k, seed, max_tokens, reasoning_effort ('default' resets)",
+            "temperature, top_p, top_k, seed, max_tokens, reasoning_effort, penalties ('default' resets)",
             _set,
         ),
         Command("clear", "", "start a new conversation", _clear),

@@ -175,6 +175,36 @@ class VocabCounter:
         return piece
 
 
+class RawCounter:
+    """Counts a raw prompt (`--raw`): the one message's text sent verbatim, no chat template.
+
+    Special-token text in it counts as the special token (a raw prompt spells its own template),
+    and the vocabulary's BOS is added where it adds one; an estimate counts one token for BOS.
+    """
+
+    def __init__(self, inner: TokenCounter) -> None:
+        self.inner = inner
+        self.exact = inner.exact
+        self.source = f"{inner.source}, raw prompt"
+
+    def count_text(self, text: str) -> int:
+        return self.inner.count_text(text)
+
+    def count_prompt(self, messages: Sequence[Message]) -> int:
+        return self.count_raw(messages[-1].content if messages else "")
+
+    def count_raw(self, text: str) -> int:
+        if isinstance(self.inner, VocabCounter):
+            return len(self.inner.tokenize(text, bos=True, special=True))
+        return self.inner.count_text(text) + 1
+
+    def cut_points(self, text: str) -> Sequence[int]:
+        return self.inner.cut_points(text)
+
+    def prompt_text(self, messages: Sequence[Message]) -> str | None:
+        return messages[-1].content if messages else ""
+
+
 # --- loading vocabularies -------------------------------------------------------------------
 
 
@@ -295,9 +325,7 @@ def count_body(model: ModelSpec, body: Mapping[str, object]) -> int:
         return counter.count_prompt(convo)
     prompt = str(body.get("prompt", ""))
     if body.get("raw"):
-        if isinstance(counter, VocabCounter):
-            return len(counter.tokenize(prompt, bos=True))
-        return counter.count_text(prompt)
+        return RawCounter(counter).count_raw(prompt)
     return counter.count_prompt((Message("user", prompt),))
 
 
@@ -360,19 +388,30 @@ def count_report(
     return report
 
 
-def describe_dry_run(plan: Plan, model: ModelSpec, backend_name: str) -> dict[str, object]:
-    """`wai ask --dry-run`: what would be sent, as a JSON-ready dict; nothing is sent."""
-    counter = counter_for(model, backend_name)
+def describe_dry_run(
+    plan: Plan, model: ModelSpec, backend_name: str, *, counter: TokenCounter | None = None
+) -> dict[str, object]:
+    """`wai ask --dry-run`: what would be sent, as a JSON-ready dict; nothing is sent.
+
+    `counter`: the one that counted the plan, when not the model's usual one (a raw prompt's).
+    """
+    raw = isinstance(counter, RawCounter)
+    counter = counter or counter_for(model, backend_name)
     prompt = counter.prompt_text(plan.messages)
     remote_format = format_for(model.family)
     if prompt is None and backend_name == "remote" and remote_format is not None:
         prompt = remote_format.render(plan.messages)  # the text is known even without the vocabulary
+    if raw:
+        prompt_format = "verbatim (--raw: no chat template)"
+    else:
+        prompt_format = "as sent" if backend_name == "local" else "as Workers AI is believed to apply it"
     return {
         "model": model.id,
         "backend": backend_name,
         "messages": [m.as_dict() for m in plan.messages],
+        "raw": raw,
         "prompt": prompt,
-        "prompt_format": "as sent" if backend_name == "local" else "as Workers AI is believed to apply it",
+        "prompt_format": prompt_format,
         "prompt_tokens": plan.prompt_tokens,
         "exact": plan.exact,
         "counted_with": counter.source,

@@ -56,6 +56,9 @@ def sampling_dict(sampling: Sampling) -> dict[str, float | int]:
         "top_p": sampling.top_p,
         "top_k": sampling.top_k,
         "seed": sampling.seed,
+        "frequency_penalty": sampling.frequency_penalty,
+        "presence_penalty": sampling.presence_penalty,
+        "repetition_penalty": sampling.repetition_penalty,
     }
     return {key: value for key, value in values.items() if value is not None}
 

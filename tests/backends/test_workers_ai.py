@@ -404,6 +404,28 @@ def test_sampling_options_are_sent_only_when_set(harness: Harness) -> None:
     }
 
 
+def test_penalties_are_sent_under_workers_ai_names_only_when_set(harness: Harness) -> None:
+    penalties = Sampling(frequency_penalty=-1.5, presence_penalty=0.5, repetition_penalty=1.2)
+    harness.run(make_request(sampling=penalties))
+    harness.run(make_request(sampling=Sampling(presence_penalty=0.0)))
+    first, second = (request.json for request in harness.server.requests)
+    assert (first["frequency_penalty"], first["presence_penalty"], first["repetition_penalty"]) == (
+        -1.5,
+        0.5,
+        1.2,
+    )
+    assert second["presence_penalty"] == 0.0
+    assert "frequency_penalty" not in second and "repetition_penalty" not in second
+
+
+def test_a_raw_request_sends_its_prompt_verbatim_instead_of_messages(harness: Harness) -> None:
+    text = "<s>[INST] spell it yourself [/INST]"
+    request = dataclasses.replace(make_request(text), raw=True)
+    outcome = harness.run(request)
+    assert outcome.error is None
+    assert harness.server.requests[0].json == {"prompt": text, "raw": True, "stream": True, "max_tokens": 100}
+
+
 def test_max_tokens_is_always_sent_so_replies_are_not_cut_at_256(harness: Harness) -> None:
     harness.server.simulation = Simulation(reply_tokens=400)
     outcome = harness.run(make_request(max_tokens=300))

@@ -23,7 +23,7 @@ from wai.backends.gguf_info import GGUFInfo, read_gguf_info
 from wai.catalog import Catalog, ModelSpec
 from wai.chat_template import tokenize_chat
 from wai.conversation import Request, Sampling
-from wai.errors import BackendError, ConfigError, WindowError
+from wai.errors import BackendError, ConfigError, UsageError, WindowError
 from wai.events import Event, Finish, FinishReason, Loaded, Token, Usage
 
 if TYPE_CHECKING:
@@ -82,11 +82,18 @@ class LlamaBackend:
 
     def stream(self, request: Request) -> Generator[Event, None, None]:
         native.LOG.debug = self._debug
+        refusal = unsupported(request.sampling)
+        if refusal is not None:
+            raise UsageError(refusal)
         path = _existing_gguf(request.model)
         info = _header(path)
         started = time.perf_counter()
         loaded, fresh = self._model_for(path, info)
-        prompt = tokenize_chat(loaded.model, request.messages)
+        prompt = (
+            raw_tokens(loaded.model, request.messages[-1].content)
+            if request.raw
+            else tokenize_chat(loaded.model, request.messages)
+        )
         if not prompt:
             raise BackendError(f"the chat template of {path.name} made an empty prompt")
         # A file that declares no trained context (0) is taken at its catalog windows.
@@ -259,7 +266,7 @@ class LlamaBackend:
             yield Usage(len(prompt), 0, exact=True)
             yield Finish("length")
             return
-        sampler = _sampler(request.sampling)
+        sampler = _sampler(request.sampling, request.max_tokens, model.n_vocab())
         try:
             self._feed_prompt(loaded, context, prompt)
             decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -312,14 +319,40 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
     return n
 
 
-def _sampler(sampling: Sampling) -> native.Sampler:
+def unsupported(sampling: Sampling) -> str | None:
+    """Why llama.cpp cannot run these options, None when it can (it has every penalty, but its
+    repetition penalty divides by the value)."""
+    if sampling.repetition_penalty is not None and sampling.repetition_penalty <= 0:
+        return (
+            f"--repetition-penalty {sampling.repetition_penalty:g} cannot run on the local backend: "
+            "llama.cpp divides by it; use a value above 0 (1 is off, above 1 repeats less)"
+        )
+    return None
+
+
+def raw_tokens(model: native.NativeModel, text: str) -> list[int]:
+    """A raw prompt (`--raw`) as sent: the text verbatim, its special-token text parsed as the
+    tokens it names (a raw prompt spells its own template), BOS added where the model adds one."""
+    return model.tokenize(text, add_special=True, parse_special=True)
+
+
+def _sampler(sampling: Sampling, max_tokens: int, n_vocab: int) -> native.Sampler:
     temperature = DEFAULT_TEMPERATURE if sampling.temperature is None else sampling.temperature
+    # Over the reply's own tokens, all of them: llama.cpp's sampler sees only what it generated.
+    penalties = native.Penalties(
+        last_n=max_tokens,
+        repeat=1.0 if sampling.repetition_penalty is None else sampling.repetition_penalty,
+        frequency=sampling.frequency_penalty or 0.0,
+        presence=sampling.presence_penalty or 0.0,
+    )
     return native.Sampler(
         temperature=temperature,
         top_p=DEFAULT_TOP_P if sampling.top_p is None else sampling.top_p,
         top_k=DEFAULT_TOP_K if sampling.top_k is None else sampling.top_k,
         min_p=DEFAULT_MIN_P,
         seed=sampling.seed,
+        penalties=penalties,
+        n_vocab=n_vocab,
     )
 
 

@@ -217,6 +217,9 @@ class NativeModel:
         raw = self._lib.llama_model_chat_template(self.ptr, None)
         return raw.decode("utf-8", errors="replace") if raw else None
 
+    def n_vocab(self) -> int:
+        return int(self._lib.llama_vocab_n_tokens(self.vocab))
+
     def is_spm(self) -> bool:
         return int(self._lib.llama_vocab_type(self.vocab)) == int(self._lib.LLAMA_VOCAB_TYPE_SPM)
 
@@ -350,15 +353,48 @@ class NativeContext:
         raise BackendError(f"llama.cpp failed to evaluate the model (llama_decode returned {status})")
 
 
+@dataclass(frozen=True, slots=True)
+class Penalties:
+    """llama.cpp's penalties sampler: `repeat` divides the logits of tokens already generated
+    (1 is off, and it must stay above 0), `frequency` and `presence` subtract per occurrence and
+    once (0 is off); over the last `last_n` generated tokens."""
+
+    last_n: int
+    repeat: float = 1.0
+    frequency: float = 0.0
+    presence: float = 0.0
+
+    @property
+    def active(self) -> bool:
+        return self.last_n != 0 and (self.repeat != 1.0 or self.frequency != 0.0 or self.presence != 0.0)
+
+
 class Sampler:
-    """A llama.cpp sampler chain; temperature 0 means greedy."""
+    """A llama.cpp sampler chain; temperature 0 means greedy (after the penalties, if any)."""
 
     def __init__(
-        self, *, temperature: float, top_p: float, top_k: int, min_p: float, seed: int | None
+        self,
+        *,
+        temperature: float,
+        top_p: float,
+        top_k: int,
+        min_p: float,
+        seed: int | None,
+        penalties: Penalties | None = None,
+        n_vocab: int = 0,
     ) -> None:
         llama_cpp = self._lib = lib()
         self.ptr = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
         add = llama_cpp.llama_sampler_chain_add
+        if penalties is not None and penalties.active:
+            # First in the chain, as llama.cpp's own samplers order it: it changes logits, and what
+            # follows picks from the changed ones.
+            add(
+                self.ptr,
+                llama_cpp.llama_sampler_init_penalties(
+                    n_vocab, penalties.last_n, penalties.repeat, penalties.frequency, penalties.presence
+                ),
+            )
         if temperature <= 0:
             add(self.ptr, llama_cpp.llama_sampler_init_greedy())
             return

@@ -225,18 +225,26 @@ class WorkersAIBackend:
     # -- the request ----------------------------------------------------------------------------
 
     def body(self, request: Request) -> dict[str, object]:
-        """The JSON body: `max_tokens` always, so the API's own default of 256 never cuts a reply."""
-        body: dict[str, object] = {
-            "messages": [message.as_dict() for message in request.messages],
-            "stream": request.stream,
-            "max_tokens": request.max_tokens,
-        }
+        """The JSON body: `max_tokens` always, so the API's own default of 256 never cuts a reply.
+
+        A raw request sends its one message as `prompt` with `raw: true`: no chat template.
+        """
+        body: dict[str, object]
+        if request.raw:
+            body = {"prompt": request.messages[-1].content, "raw": True}
+        else:
+            body = {"messages": [message.as_dict() for message in request.messages]}
+        body["stream"] = request.stream
+        body["max_tokens"] = request.max_tokens
         sampling = request.sampling
         for key, value in (
             ("temperature", sampling.temperature),
             ("top_p", sampling.top_p),
             ("top_k", sampling.top_k),
             ("seed", sampling.seed),
+            ("frequency_penalty", sampling.frequency_penalty),
+            ("presence_penalty", sampling.presence_penalty),
+            ("repetition_penalty", sampling.repetition_penalty),
         ):
             if value is not None:
                 body[key] = value
