@@ -100,6 +100,18 @@ def test_on_an_80_column_terminal_every_model_id_stays_on_one_line() -> None:
         assert any(line.startswith(spec.id + " ") for line in run.lines), spec.id
     assert all(len(line) <= 80 for line in run.lines)
     assert any(line.startswith("not remote: ") for line in run.lines)
+    # The retired models come after a title of their own, each with its day.
+    title = next(i for i, line in enumerate(run.lines) if line.startswith("retired on Workers AI"))
+    fp16 = next(i for i, line in enumerate(run.lines) if line.startswith("@cf/meta/llama-2-7b-chat-fp16 "))
+    current = next(i for i, line in enumerate(run.lines) if line.startswith("@cf/openai/gpt-oss-120b "))
+    assert current < title < fp16
+    assert "2026-05-30" in run.lines[fp16]
+    # Too narrow for a column of whole ids: what to use instead follows, one line per successor.
+    assert any(
+        line.startswith("use @cf/meta/llama-3.1-8b-instruct-fp8 instead of llama-2-7b-chat-int8,")
+        for line in run.lines
+    )
+    assert any(line.startswith("Workers AI models: the built-in list") for line in run.lines)
 
 
 def test_an_alias_in_the_users_file_names_a_builtin_model(isolated_home: Path) -> None:
@@ -150,7 +162,7 @@ def test_an_alias_that_would_name_two_models_is_refused(
 
 
 def test_the_default_model_is_named(isolated_home: Path) -> None:
-    remote, local = "@cf/meta/llama-3.1-8b-instruct", "smollm2-135m-instruct"
+    remote, local = "@cf/meta/llama-3.1-8b-instruct-fp8", "smollm2-135m-instruct"
     plain = run_wai("models").stdout
     assert f"default model: {local} (no Workers AI credentials; with them {remote})\n" in plain
     assert json.loads(run_wai("models", "--json").stdout)["default_model"] == local
