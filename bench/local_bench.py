@@ -15,7 +15,7 @@ the per-round ratios:
 
 Both sides run greedy, the same number of threads (for generation and for the prompt), the same
 context size (the one our backend chose), the same batch size, GPU layers and flash attention
-setting (llama.cpp's `auto` as our backend resolved it), and produce GENERATED tokens from the
+setting (llama.cpp's `auto` as our backend resolved it), and produce 128 tokens from the
 same prompt; the prompts are chosen so SmolLM2 does not stop early, and each run's token count
 is checked. Tokens per second counts the tokens after the first over the time after the first
 (the `wai` footer's definition).
@@ -24,7 +24,8 @@ Models: the built-in SmolLM2-135M-Instruct Q8_0 (derived) and Q4_1 files from th
 (`wai setup` installs them); without them, a larger tiny model built like the tests' ones. Then
 Q8_0 against F16 tokens per second on the same model, both through our backend.
 
-WAI_BENCH_THREADS (default: half the cores) and WAI_BENCH_ROUNDS (default 5) tune it.
+WAI_BENCH_THREADS (default: half the cores) and WAI_BENCH_ROUNDS (default 5) tune it. Quick mode:
+8 tokens, two rounds, on a small tiny model.
 """
 
 from __future__ import annotations
@@ -43,12 +44,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-WAI = str(Path(sys.executable).with_name("wai"))
-GENERATED = 128
-ROUNDS = int(os.environ.get("WAI_BENCH_ROUNDS", "5"))
-THREADS = int(os.environ.get("WAI_BENCH_THREADS", "0")) or max(1, (os.cpu_count() or 2) // 2)
-COMMAND_ROUNDS = max(2, ROUNDS - 2)
+from bench.common import WAI, Figures, bench_rounds, bench_threads, builtin_pair, quick, tiny_llamas
+
 BUSY_LOAD = 0.5
 # One topic per round (both sides get the same one), so neither side answers from a cached prompt.
 TOPICS = (
@@ -64,9 +61,21 @@ TOPICS = (
     "a library that moves at night",
 )
 PROMPT = "Write a long, detailed story about {topic}. Use many paragraphs."
-Q8_0 = "SmolLM2-135M-Instruct.Q8_0-from-Q4_1.gguf"
-F16 = "SmolLM2-135M-Instruct.F16-from-Q4_1.gguf"
-Q4_1 = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@dataclass(frozen=True, slots=True)
+class Sizes:
+    generated: int  # tokens each reply is held to
+    rounds: int  # alternating rounds with the model loaded
+    command_rounds: int  # alternating rounds of whole commands
+    threads: int
+
+
+def sizes() -> Sizes:
+    rounds = bench_rounds(5)
+    generated = 8 if quick() else 128
+    command_rounds = 1 if quick() else max(2, rounds - 2)
+    return Sizes(generated=generated, rounds=rounds, command_rounds=command_rounds, threads=bench_threads())
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,14 +112,14 @@ def rate(tokens: int, first: float, total: float) -> float:
 # Ours: the product's turn driver over the local backend, into the plain-text sink.
 
 
-def flash_attention_resolved(path: Path) -> bool:
+def flash_attention_resolved(path: Path, threads: int) -> bool:
     """Whether llama.cpp's `auto` turned flash attention on for our context, from `wai ask --debug`.
 
     Our backend leaves it at llama.cpp's default (`auto`) while Llama() turns it off unless asked,
     so the baseline is given what `auto` chose on this machine.
     """
     command = [WAI, "ask", "--backend", "local", "-m", str(path), "--max-tokens", "1", "--debug"]
-    command += ["--threads", str(THREADS), "hi"]
+    command += ["--threads", str(threads), "hi"]
     with tempfile.TemporaryDirectory(prefix="wai-bench-home-") as home:
         done = subprocess.run(
             command, capture_output=True, text=True, env={**os.environ, "WAI_HOME": home}, check=False
@@ -123,11 +132,12 @@ def flash_attention_resolved(path: Path) -> bool:
 
 
 class Ours:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, size: Sizes) -> None:
         from wai.backends.llama import LlamaBackend, spec_for_gguf
         from wai.catalog import load_catalog
 
-        self.backend = LlamaBackend(threads=THREADS)
+        self.size = size
+        self.backend = LlamaBackend(threads=size.threads)
         self.spec = spec_for_gguf(path, load_catalog())
 
     def run(self, prompt: str) -> Run:
@@ -138,7 +148,7 @@ class Ours:
         request = Request(
             model=self.spec,
             messages=(Message("user", prompt),),
-            max_tokens=GENERATED,
+            max_tokens=self.size.generated,
             sampling=Sampling(temperature=0),
         )
         result = run_turn(self.backend, request, PlainSink(io.StringIO()), turn_info(self.backend, request))
@@ -159,11 +169,11 @@ class Ours:
     def settings(self, path: Path) -> Settings:
         n_ctx = self.n_ctx()
         return Settings(
-            threads=THREADS,
+            threads=self.size.threads,
             n_ctx=n_ctx,
             n_batch=min(512, n_ctx),
             gpu_layers=self.backend.gpu_layers(),
-            flash_attn=flash_attention_resolved(path),
+            flash_attn=flash_attention_resolved(path, self.size.threads),
         )
 
     def warm_up(self) -> Run:
@@ -224,9 +234,10 @@ def llama_kwargs(settings: Settings) -> dict[str, Any]:
 
 
 class Baseline:
-    def __init__(self, path: Path, settings: Settings) -> None:
+    def __init__(self, path: Path, settings: Settings, generated: int) -> None:
         import llama_cpp
 
+        self.generated = generated
         self.llama_cpp = llama_cpp
         self.llm = llama_cpp.Llama(model_path=str(path), **llama_kwargs(settings))
 
@@ -239,7 +250,9 @@ class Baseline:
     def run(self, prompt: str) -> Run:
         ids = self.prompt_ids(prompt)
         sink = io.StringIO()
-        first, produced, text, total = baseline_loop(self.llm, self.llama_cpp, ids, GENERATED, sink.write)
+        first, produced, text, total = baseline_loop(
+            self.llm, self.llama_cpp, ids, self.generated, sink.write
+        )
         assert first is not None
         return Run(first_token=first, tokens_per_s=rate(produced, first, total), tokens=produced, text=text)
 
@@ -270,13 +283,14 @@ def median_ratio(ours: list[Run], theirs: list[Run], field: str) -> float:
     )
 
 
-def check_counts(label: str, *sides: list[Run]) -> None:
+def check_counts(label: str, generated: int, *sides: list[Run]) -> None:
     counts = sorted({run.tokens for side in sides for run in side})
-    if counts != [GENERATED]:
-        print(f"  note: {label}: replies of {counts} tokens (asked for {GENERATED}); rates use each count")
+    if counts != [generated]:
+        print(f"  note: {label}: replies of {counts} tokens (asked for {generated}); rates use each count")
 
 
-def print_pair(label: str, ours: list[Run], theirs: list[Run]) -> None:
+def print_pair(label: str, generated: int, ours: list[Run], theirs: list[Run]) -> Figures:
+    """Print the pair's ratios (ours / baseline); returns them."""
     tps = median_ratio(ours, theirs, "tokens_per_s")
     ttft = median_ratio(ours, theirs, "first_token")
     goal = "meets" if tps >= 0.97 else "BELOW"
@@ -290,28 +304,31 @@ def print_pair(label: str, ours: list[Run], theirs: list[Run]) -> None:
         f"ours {statistics.median(r.first_token for r in ours) * 1e3:.1f} / "
         f"baseline {statistics.median(r.first_token for r in theirs) * 1e3:.1f} ms"
     )
-    check_counts(label, ours, theirs)
+    check_counts(label, generated, ours, theirs)
     if ours[0].text.strip() != theirs[0].text.strip():
         print(f"  note: {label}: the two sides wrote different text (greedy on the same model should agree)")
+    return {f"{label} tokens/s": tps, f"{label} TTFT": ttft}
 
 
-def loaded_comparison(path: Path) -> Settings:
-    ours = Ours(path)
+def loaded_comparison(path: Path, size: Sizes) -> tuple[Settings, Figures]:
+    ours = Ours(path, size)
     try:
         ours.warm_up()
         settings = ours.settings(path)
-        baseline = Baseline(path, settings)
+        baseline = Baseline(path, settings, size.generated)
         try:
             baseline.run(LONGEST)  # its first turn too, off the clock
-            a, b = alternate(lambda i: ours.run(prompt_for(i)), lambda i: baseline.run(prompt_for(i)), ROUNDS)
+            a, b = alternate(
+                lambda i: ours.run(prompt_for(i)), lambda i: baseline.run(prompt_for(i)), size.rounds
+            )
             if ours.n_ctx() != settings.n_ctx:
                 print(f"  note: our context grew during the rounds (from {settings.n_ctx} tokens)")
         finally:
             baseline.close()
     finally:
         ours.close()
-    print_pair(f"{path.name[:28]}", a, b)
-    return settings
+    figures = print_pair(f"loaded {label_of(path)}", size.generated, a, b)
+    return settings, figures
 
 
 # The whole command, as subprocesses in a pipe
@@ -344,8 +361,12 @@ def baseline_script() -> str:
     return "from typing import Any, Callable\n" + inspect.getsource(baseline_loop) + BASELINE_MAIN
 
 
-def time_stdout(command: list[str], env: dict[str, str]) -> tuple[float, float, float, str, str]:
-    """Spawn `command`; seconds to its first byte on stdout, to its last, to its exit; stdout, stderr."""
+def time_stdout(command: list[str], env: dict[str, str]) -> tuple[float, float, str, str]:
+    """Spawn `command`; seconds to its first byte on stdout and to its last; stdout, stderr.
+
+    When the whole reply comes in one read (a tiny model's few tokens), the last byte's time is
+    taken at the command's exit instead: the generation was too quick to see from outside.
+    """
     started = time.perf_counter()
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) as child:
         assert child.stdout is not None and child.stderr is not None
@@ -362,42 +383,45 @@ def time_stdout(command: list[str], env: dict[str, str]) -> tuple[float, float, 
     ended = time.perf_counter() - started
     if code != 0 or first is None or last is None:
         raise RuntimeError(f"{command[0]} exited {code}: {err.strip()[-300:]}")
-    return first, last, ended, b"".join(chunks).decode("utf-8", errors="replace"), err
+    last = last if last > first else ended
+    return first, last, b"".join(chunks).decode("utf-8", errors="replace"), err
 
 
-def command_comparison(path: Path, settings: Settings, home: Path) -> None:
+def command_comparison(path: Path, settings: Settings, home: Path, size: Sizes) -> Figures:
     env = {**os.environ, "WAI_HOME": str(home)}
     env.pop("PYTHONDONTWRITEBYTECODE", None)
+    generated = size.generated
     ids_for = prompt_ids_of(path)
     script = baseline_script()
 
     def ours(round_: int) -> Run:
         command = [
             WAI, "ask", "--backend", "local", "-m", str(path), "--temperature", "0",
-            "--max-tokens", str(GENERATED), "--threads", str(settings.threads), "--no-stats",
+            "--max-tokens", str(generated), "--threads", str(settings.threads), "--no-stats",
             prompt_for(round_),
         ]  # fmt: skip
         if settings.gpu_layers >= 0:
             command[2:2] = ["--gpu-layers", str(settings.gpu_layers)]
-        first, last, _, out, err = time_stdout(command, env)
-        # Stopped by the cap (the warning says so): exactly GENERATED tokens.
-        tokens = GENERATED if "output cap" in err else -1
-        return Run(first_token=first, tokens_per_s=rate(GENERATED, first, last), tokens=tokens, text=out)
+        first, last, out, err = time_stdout(command, env)
+        # Stopped by the cap (the warning says so): exactly `generated` tokens.
+        tokens = generated if "output cap" in err else -1
+        return Run(first_token=first, tokens_per_s=rate(generated, first, last), tokens=tokens, text=out)
 
     def theirs(round_: int) -> Run:
         ids = ids_for(prompt_for(round_))
         # A one-shot `wai ask` sizes its context for this prompt and reply alone, in steps of 256.
-        n_ctx = -(-(len(ids) + GENERATED) // 256) * 256
+        n_ctx = -(-(len(ids) + generated) // 256) * 256
         one_shot = replace(settings, n_ctx=n_ctx, n_batch=min(512, n_ctx))
-        args = {"path": str(path), "kwargs": llama_kwargs(one_shot), "ids": ids, "limit": GENERATED}
-        first, last, _, out, err = time_stdout([sys.executable, "-c", script, json.dumps(args)], env)
+        args = {"path": str(path), "kwargs": llama_kwargs(one_shot), "ids": ids, "limit": generated}
+        first, last, out, err = time_stdout([sys.executable, "-c", script, json.dumps(args)], env)
         produced = int(err.strip().splitlines()[-1])
         return Run(first_token=first, tokens_per_s=rate(produced, first, last), tokens=produced, text=out)
 
-    ours(0)  # byte-compiled modules and a warm page cache for both, off the clock
-    theirs(0)
-    a, b = alternate(ours, theirs, COMMAND_ROUNDS)
-    print_pair(f"{path.name[:28]}", a, b)
+    if not quick():
+        ours(0)  # byte-compiled modules and a warm page cache for both, off the clock
+        theirs(0)
+    a, b = alternate(ours, theirs, size.command_rounds)
+    return print_pair(f"command {label_of(path)}", generated, a, b)
 
 
 def prompt_ids_of(path: Path) -> Callable[[str], list[int]]:
@@ -413,12 +437,14 @@ def prompt_ids_of(path: Path) -> Callable[[str], list[int]]:
 # Q8_0 against F16
 
 
-def precision_comparison(q8_0: Path, f16: Path) -> None:
-    eight, sixteen = Ours(q8_0), Ours(f16)
+def precision_comparison(q8_0: Path, f16: Path, size: Sizes) -> Figures:
+    eight, sixteen = Ours(q8_0, size), Ours(f16, size)
     try:
         eight.warm_up()
         sixteen.warm_up()
-        a, b = alternate(lambda i: eight.run(prompt_for(i)), lambda i: sixteen.run(prompt_for(i)), ROUNDS)
+        a, b = alternate(
+            lambda i: eight.run(prompt_for(i)), lambda i: sixteen.run(prompt_for(i)), size.rounds
+        )
     finally:
         eight.close()
         sixteen.close()
@@ -428,7 +454,8 @@ def precision_comparison(q8_0: Path, f16: Path) -> None:
         f"  Q8_0 / F16 tokens/s {tps:.3f}   Q8_0 {statistics.median(r.tokens_per_s for r in a):.1f} / "
         f"F16 {statistics.median(r.tokens_per_s for r in b):.1f} tokens/s; TTFT ratio {ttft:.3f}"
     )
-    check_counts("Q8_0 / F16", a, b)
+    check_counts("Q8_0 / F16", size.generated, a, b)
+    return {"Q8_0 / F16 tokens/s": tps, "Q8_0 / F16 TTFT": ttft}
 
 
 # Models
@@ -437,70 +464,69 @@ def precision_comparison(q8_0: Path, f16: Path) -> None:
 @contextmanager
 def bench_models() -> Iterator[tuple[list[Path], tuple[Path, Path], str]]:
     """Files to compare on, the (Q8_0, F16) pair, and where they come from."""
+    from wai.builtin import Q4_1_FILE
     from wai.settings import models_dir
 
     folder = models_dir()
-    if (folder / Q8_0).is_file() and (folder / F16).is_file():
-        main = [folder / Q8_0, *([folder / Q4_1] if (folder / Q4_1).is_file() else [])]
-        yield main, (folder / Q8_0, folder / F16), f"the built-in SmolLM2-135M-Instruct in {folder}"
+    pair = None if quick() else builtin_pair()
+    if pair is not None:
+        q4_1 = folder / Q4_1_FILE
+        yield [pair[0], *([q4_1] if q4_1.is_file() else [])], pair, f"the built-in SmolLM2 in {folder}"
         return
     with tempfile.TemporaryDirectory(prefix="wai-bench-models-") as tmp:
-        q8, f16 = tiny_models(Path(tmp))
-        yield [q8], (q8, f16), f"a tiny generated model ({folder} has no SmolLM2 files: run `wai setup`)"
+        if quick():
+            pair = tiny_llamas(Path(tmp), words=64, layers=2, context=2048)
+            yield [pair[0]], pair, "a small tiny generated model (quick mode)"
+        else:
+            # Larger than the tests' (wider and deeper), so its speed is not all overhead.
+            pair = tiny_llamas(Path(tmp), words=700, layers=12, context=4096)
+            yield [pair[0]], pair, f"a tiny generated model ({folder} has no SmolLM2 files: run `wai setup`)"
 
 
-def tiny_models(folder: Path) -> tuple[Path, Path]:
-    """A looping tiny llama, larger than the tests' (wider and deeper), in Q8_0 and F16."""
-    sys.path.insert(0, str(REPO))
-    from tests.support.tiny_gguf import build_tiny_llama
-
-    script = " ".join(f"w{i}" for i in range(700))
-    paths = []
-    for ftype in ("q8_0", "f16"):
-        model = build_tiny_llama(
-            folder / f"bench-tiny.{ftype}.gguf",
-            ftype=ftype,
-            script=script,
-            loop=True,
-            n_layer=12,
-            context_length=4096,
-        )
-        paths.append(model.path)
-    return paths[0], paths[1]
+def label_of(path: Path) -> str:
+    """A short name for a model file: what follows the model's name (Q8_0-from-Q4_1, Q4_1, f16)."""
+    return path.stem.split(".", 1)[-1]
 
 
-def main() -> None:
+def main() -> Figures:
     from wai.backends import llama_native
 
     llama_native.lib()  # llama.cpp's log lines go through our quiet handler from here on
+    size = sizes()
     load = os.getloadavg()
     print(f"load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} cores")
     if load[0] > BUSY_LOAD:
         print("warning: the machine is busy; these ratios are noisy (run it again on a quiet machine)")
     print(
-        f"{GENERATED} generated tokens, greedy, {THREADS} thread(s) on both sides, "
-        f"{ROUNDS} alternating rounds (medians of per-round ratios; ours / baseline)"
+        f"{size.generated} generated tokens, greedy, {size.threads} thread(s) on both sides, "
+        f"{size.rounds} alternating rounds (medians of per-round ratios; ours / baseline)"
     )
+    figures: Figures = {}
     with (
         tempfile.TemporaryDirectory(prefix="wai-bench-home-") as home,
         bench_models() as (paths, pair, where),
     ):
         print(f"models: {where}")
         print("model loaded (a REPL turn): run_turn over LlamaBackend against Llama.generate")
-        settings = [loaded_comparison(path) for path in paths][0]  # noqa: RUF015 (every path runs)
+        settings: Settings | None = None
+        for path in paths:
+            shared, found = loaded_comparison(path, size)
+            settings = settings or shared
+            figures.update(found)
+        assert settings is not None
         print(
             f"  (shared settings: n_ctx {settings.n_ctx}, batch {settings.n_batch}, "
             f"gpu layers {settings.gpu_layers}, flash attention {'on' if settings.flash_attn else 'off'})"
         )
         print("whole command in a pipe: `wai ask --backend local` against `python -c` of the same loop")
         print("  (TTFT from spawn: start-up and load included on both sides)")
-        command_comparison(paths[0], settings, Path(home))
+        figures.update(command_comparison(paths[0], settings, Path(home), size))
         print("precision, through our backend on the same model")
-        precision_comparison(*pair)
+        figures.update(precision_comparison(*pair, size))
     load = os.getloadavg()
     print(f"load average at end {load[0]:.2f}")
+    return figures
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(REPO))
     main()

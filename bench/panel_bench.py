@@ -12,8 +12,10 @@ from 1,250 to 2,500 tokens at most 2.2x. Whole-process figures include `wai ask`
 which alone is more than a fiftieth of the naive cost here, so the turn alone is shown as well:
 the same answers streamed in-process, modules already loaded, CPU from the turn's start to finish.
 
-    python bench/panel_bench.py            # the whole comparison
-    python bench/panel_bench.py --naive N  # (the naive child itself, on a terminal)
+Quick mode streams 50 and 100 tokens, one run each.
+
+    python -m bench.run panel_bench        # the whole comparison
+    python bench/panel_bench.py --turn ... # (the in-process child itself, on a terminal)
 """
 
 from __future__ import annotations
@@ -29,13 +31,29 @@ import sys
 import tempfile
 import termios
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bench.common import Figures
 
 REPO = Path(__file__).resolve().parent.parent
 WAI = str(Path(sys.executable).with_name("wai"))
-MODEL = "@cf/meta/llama-2-7b-chat-fp16"  # 2,500 output tokens: the whole answer fits its cap
 ROWS, COLS = 40, 120
-RUNS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Sizes:
+    short: int  # answers of short, middle and long tokens; the naive way runs at `short` only
+    middle: int
+    long: int
+    runs: int  # medians of this many runs
+    pace: float  # seconds between tokens for the paced panel
+
+
+FULL = Sizes(short=1000, middle=1250, long=2500, runs=3, pace=1 / 500)
+QUICK = Sizes(short=50, middle=50, long=100, runs=1, pace=1 / 2000)
 _TOKEN = re.compile(r"\s*\S{1,4}|\s+")
 
 
@@ -119,7 +137,9 @@ def _stream(mode: str, count: int, pace: float) -> float:
 
     tokens = synthetic_answer(count)
     console = Console()
-    info = TurnInfo(MODEL, "remote", "f16", 3072, 2500, 2500, prompt_tokens=12)
+    from bench.common import LOOPBACK_MODEL
+
+    info = TurnInfo(LOOPBACK_MODEL, "remote", "f16", 3072, 2500, 2500, prompt_tokens=12)
     started = time.process_time()
     if mode == "naive":
         text = ""
@@ -139,33 +159,37 @@ def _stream(mode: str, count: int, pace: float) -> float:
     return time.process_time() - started
 
 
-def main() -> None:
+def main() -> Figures:
     sys.path.insert(0, str(REPO))
     from tests.support.workers_ai_server import Reply, WorkersAIServer
 
+    from bench.common import LOOPBACK_MODEL, loopback_env, sized
+
+    size = sized(FULL, QUICK)
+    short, middle, long = size.short, size.middle, size.long
     home = Path(tempfile.mkdtemp(prefix="wai-panel-bench-"))
-    env = {key: value for key, value in os.environ.items() if key not in ("NO_COLOR", "COLUMNS", "LINES")}
-    env.update(
-        TERM="xterm-256color", WAI_HOME=str(home), CLOUDFLARE_ACCOUNT_ID="bench", CLOUDFLARE_API_TOKEN="bench"
-    )
-    ask = [WAI, "ask", "-m", MODEL, "Explain caching."]
+    ask = [WAI, "ask", "-m", LOOPBACK_MODEL, "Explain caching."]  # its 2,500-token cap fits every answer
     with WorkersAIServer() as server:
-        env["CLOUDFLARE_BASE_URL"] = server.base_url
+        env = loopback_env(home, server.base_url)
+        for name in ("NO_COLOR", "COLUMNS", "LINES"):
+            env.pop(name, None)
+        env["TERM"] = "xterm-256color"
 
         def ask_cpu(runner: str, tokens: int) -> float:
             events = _sse_events(synthetic_answer(tokens))
             times = []
-            for _ in range(RUNS):
+            for _ in range(size.runs):
                 server.script(Reply.sse(events))
                 times.append(on_terminal(ask, env) if runner == "panel" else into_pipe(ask, env))
             return statistics.median(times)
 
-        server.script(Reply.sse(_sse_events(synthetic_answer(50))))
-        on_terminal(ask, env)  # warm the disk cache and byte-compile
-        plain = ask_cpu("plain", 2500)
-        panel = {tokens: ask_cpu("panel", tokens) for tokens in (1000, 1250, 2500)}
+        if size is FULL:
+            server.script(Reply.sse(_sse_events(synthetic_answer(50))))
+            on_terminal(ask, env)  # warm the disk cache and byte-compile
+        plain = ask_cpu("plain", long)
+        panel = {tokens: ask_cpu("panel", tokens) for tokens in (short, middle, long)}
 
-    def turn_cpu(mode: str, tokens: int, pace: float = 0.0, runs: int = RUNS) -> tuple[float, float]:
+    def turn_cpu(mode: str, tokens: int, pace: float = 0.0, runs: int = size.runs) -> tuple[float, float]:
         """Medians of (whole process, turn alone) CPU seconds of the in-process child."""
         report = home / "turn-cpu"
         command = [sys.executable, str(Path(__file__).resolve()), "--turn", mode, str(tokens), str(pace)]
@@ -175,42 +199,58 @@ def main() -> None:
             turns.append(float(report.read_text()))
         return statistics.median(wholes), statistics.median(turns)
 
-    naive_whole, naive_turn = turn_cpu("naive", 1000, runs=1)
-    turn = {tokens: turn_cpu("panel", tokens)[1] for tokens in (1000, 1250, 2500)}
-    pace = 1 / 500
-    _, paced = turn_cpu("panel", 2500, pace, runs=1)
+    naive_whole, naive_turn = turn_cpu("naive", short, runs=1)
+    turn = {tokens: turn_cpu("panel", tokens)[1] for tokens in (short, middle, long)}
+    _, paced = turn_cpu("panel", long, size.pace, runs=1)
+    wall = long * size.pace
+    figures = {
+        f"panel / plain, {long} tokens": panel[long] / plain,
+        f"naive / panel, {short} tokens": naive_whole / panel[short],
+        f"panel, {long} / {middle} tokens": panel[long] / panel[middle],
+        f"turn alone: naive / panel, {short} tokens": naive_turn / turn[short],
+        f"turn alone: panel, {long} / {middle} tokens": turn[long] / turn[middle],
+        f"paced panel: CPU / wall, {long} tokens": paced / wall,
+    }
 
     def row(name: str, ratio: float, detail: str, goal: str = "") -> None:
         print(f"{name:<46} {ratio:7.2f}x  {detail:<24} {goal}")
 
-    print(f"# CPU seconds (user + system) on a {COLS}x{ROWS} pseudo-terminal; medians of {RUNS} runs")
+    print(f"# CPU seconds (user + system) on a {COLS}x{ROWS} pseudo-terminal; medians of {size.runs} runs")
     print("# whole processes: `wai ask` against the loopback server, streaming at full speed")
     row(
-        "panel / plain into a pipe, 2,500 tokens",
-        panel[2500] / plain,
-        f"{panel[2500]:.2f} / {plain:.2f} s",
+        f"panel / plain into a pipe, {long:,} tokens",
+        panel[long] / plain,
+        f"{panel[long]:.2f} / {plain:.2f} s",
         "goal <= 3",
     )
     row(
-        "naive / panel, 1,000 tokens",
-        naive_whole / panel[1000],
-        f"{naive_whole:.2f} / {panel[1000]:.2f} s",
+        f"naive / panel, {short:,} tokens",
+        naive_whole / panel[short],
+        f"{naive_whole:.2f} / {panel[short]:.2f} s",
         "goal >= 50 (see the turn alone)",
     )
     row(
-        "panel, 2,500 / 1,250 tokens",
-        panel[2500] / panel[1250],
-        f"{panel[2500]:.2f} / {panel[1250]:.2f} s",
+        f"panel, {long:,} / {middle:,} tokens",
+        panel[long] / panel[middle],
+        f"{panel[long]:.2f} / {panel[middle]:.2f} s",
         "goal <= 2.2",
     )
     print("# the turn alone (start to finish, modules loaded), same answers, same terminal")
-    row("naive / panel, 1,000 tokens", naive_turn / turn[1000], f"{naive_turn:.2f} / {turn[1000]:.3f} s")
-    row("panel, 2,500 / 1,250 tokens", turn[2500] / turn[1250], f"{turn[2500]:.3f} / {turn[1250]:.3f} s")
-    wall = 2500 * pace
+    row(
+        f"naive / panel, {short:,} tokens",
+        naive_turn / turn[short],
+        f"{naive_turn:.2f} / {turn[short]:.3f} s",
+    )
+    row(
+        f"panel, {long:,} / {middle:,} tokens",
+        turn[long] / turn[middle],
+        f"{turn[long]:.3f} / {turn[middle]:.3f} s",
+    )
     print(
-        f"# the panel at {1 / pace:.0f} tokens/s: {paced:.2f} s CPU over {wall:.1f} s of stream"
+        f"# the panel at {1 / size.pace:.0f} tokens/s: {paced:.2f} s CPU over {wall:.1f} s of stream"
         f" ({paced / wall:.1%} of a core)"
     )
+    return figures
 
 
 if __name__ == "__main__":

@@ -3,19 +3,18 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 from tests.support.workers_ai_server import Simulation, WorkersAIServer
 
-ROUNDS = 15
-WAI = str(Path(sys.executable).with_name("wai"))
+from bench.common import LOOPBACK_MODEL, WAI, Figures, loopback_env, sized
 
 
-def best_of(command: list[str], env: dict[str, str], rounds: int = ROUNDS) -> float:
+def best_of(command: list[str], env: dict[str, str], rounds: int) -> float:
     times = []
     for _ in range(rounds):
         started = time.perf_counter()
@@ -24,25 +23,26 @@ def best_of(command: list[str], env: dict[str, str], rounds: int = ROUNDS) -> fl
     return min(times)
 
 
-def main() -> None:
+def main() -> Figures:
     import compileall
 
     import wai
 
     # A normal install has byte-compiled modules; measure that, not a first-run compile.
     compileall.compile_dir(str(Path(wai.__file__).parent), quiet=1)
-    env = {**os.environ, "WAI_HOME": str(Path(os.environ.get("TMPDIR", "/tmp")) / "wai-bench-home")}
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    with WorkersAIServer(Simulation(reply_tokens=20)) as server:
-        env.update(
-            CLOUDFLARE_BASE_URL=server.base_url, CLOUDFLARE_ACCOUNT_ID="bench", CLOUDFLARE_API_TOKEN="bench"
-        )
-        baseline = best_of([sys.executable, "-c", "pass"], env)
-        help_time = best_of([WAI, "--help"], env)
-        ask_time = best_of([WAI, "ask", "-m", "@cf/meta/llama-2-7b-chat-int8", "hi"], env)
-    print(f"python -c pass        1.00   ({baseline * 1000:.0f} ms, the baseline)")
+    rounds = sized(15, 1)
+    with (
+        tempfile.TemporaryDirectory(prefix="wai-bench-home-") as home,
+        WorkersAIServer(Simulation(reply_tokens=20)) as server,
+    ):
+        env = loopback_env(Path(home), server.base_url)
+        baseline = best_of([sys.executable, "-c", "pass"], env, rounds)
+        help_time = best_of([WAI, "--help"], env, rounds)
+        ask_time = best_of([WAI, "ask", "-m", LOOPBACK_MODEL, "hi"], env, rounds)
+    print(f"python -c pass        1.00   ({baseline * 1000:.0f} ms, the baseline; best of {rounds})")
     print(f"wai --help            {help_time / baseline:.2f}x  ({help_time * 1000:.0f} ms)")
     print(f"wai ask (loopback)    {ask_time / baseline:.2f}x  ({ask_time * 1000:.0f} ms, 20-token reply)")
+    return {"wai --help / python": help_time / baseline, "wai ask / python": ask_time / baseline}
 
 
 if __name__ == "__main__":

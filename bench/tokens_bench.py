@@ -10,6 +10,9 @@ it, in the same run, against two baselines over the same bytes:
 
 A ratio of 1.00 against the floor means counting costs nothing over tokenizing; the template and
 the Python around it are the difference.
+
+The models are specs of our own (a family and windows), so no catalog change moves the figures.
+Quick mode counts a few hundred tokens with a tiny generated model's vocabulary in each role.
 """
 
 from __future__ import annotations
@@ -19,17 +22,18 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-TARGET_TOKENS = 3000
-REPEATS = 30
-REPO = Path(__file__).resolve().parent.parent
+from bench.common import REPO, Figures, quick, sized, tiny_llamas
+
+if TYPE_CHECKING:
+    from wai.catalog import ModelSpec
 
 
 def _best(action: Callable[[], object]) -> float:
     action()  # warm caches
     times = []
-    for _ in range(REPEATS):
+    for _ in range(sized(30, 2)):
         started = time.perf_counter()
         action()
         times.append(time.perf_counter() - started)
@@ -50,50 +54,71 @@ def _vocab_dir() -> Path:
     return target
 
 
-def main() -> None:
-    vocab_source = _vocab_dir()
+def main() -> Figures:
     with tempfile.TemporaryDirectory(prefix="wai-bench-") as home:
         os.environ["WAI_HOME"] = home
+        os.environ.pop("WAI_MODELS", None)
+        vocab_source = _tiny_vocabularies(Path(home) / "tiny") if quick() else _vocab_dir()
         (Path(home) / "vocab").symlink_to(vocab_source, target_is_directory=True)
-        _run(vocab_source)
+        return _run(vocab_source)
 
 
-def _run(vocab_source: Path) -> None:
+def _tiny_vocabularies(folder: Path) -> Path:
+    """A tiny generated model's vocabulary under each name the cases below read."""
+    from wai.vocab import FAMILY_VOCABULARIES
+
+    folder.mkdir()
+    tiny, _ = tiny_llamas(folder, words=64, layers=1, context=512)
+    for name in FAMILY_VOCABULARIES.values():
+        (folder / name).symlink_to(tiny)
+    return folder
+
+
+def _cases(vocab_source: Path) -> list[tuple[str, ModelSpec, str, Path]]:
+    """(label, model, backend, vocabulary file) for each vocabulary measured."""
+    from wai.catalog import ModelSpec
+    from wai.vocab import FAMILY_VOCABULARIES
+
+    def remote(family: str) -> ModelSpec:
+        return ModelSpec(
+            id=f"bench-{family}", context_window=7968, max_output=4096, total_context=7968, remote=True,
+            family=family,
+        )  # fmt: skip
+
+    qwen2 = vocab_source / FAMILY_VOCABULARIES["qwen2"]
+    local = ModelSpec(
+        id="bench-local", context_window=32768, max_output=1024, total_context=32768, remote=False,
+        gguf=str(qwen2),
+    )  # fmt: skip
+    return [
+        ("remote llama-2", remote("llama-2"), "remote", vocab_source / FAMILY_VOCABULARIES["llama-2"]),
+        ("remote llama-3", remote("llama-3"), "remote", vocab_source / FAMILY_VOCABULARIES["llama-3"]),
+        ("local qwen2 gguf", local, "local", qwen2),
+    ]
+
+
+def _run(vocab_source: Path) -> Figures:
     import llama_cpp
 
-    from wai.catalog import ModelSpec, load_catalog
     from wai.conversation import Message
     from wai.tokens import VocabCounter, counter_for
 
-    catalog = load_catalog()
-    cases = [
-        ("remote llama-2", catalog.get("@cf/meta/llama-2-7b-chat-fp16"), "remote"),
-        ("remote llama-3", catalog.get("@cf/meta/llama-3.1-8b-instruct"), "remote"),
-        (
-            "local qwen2 gguf",
-            ModelSpec(
-                id="bench-local",
-                context_window=32768,
-                max_output=1024,
-                total_context=32768,
-                remote=False,
-                gguf=str(vocab_source / "ggml-vocab-qwen2.gguf"),
-            ),
-            "local",
-        ),
-    ]
+    target = sized(3000, 200)
     prose = (REPO / "README.md").read_text(encoding="utf-8")
+    figures: Figures = {}
+    if quick():
+        print("quick mode: a tiny generated model's vocabulary stands in for each")
     print("ratios of our time to llama.cpp's: Llama.tokenize, and one llama_tokenize call (the floor)")
     print(f"{'':<25} {'count_text':>16} {'count_prompt':>18}   count_text: ours / Llama / floor")
     print(f"{'vocabulary':<18} {'tokens':>6} {'Llama':>9} {'floor':>7} {'Llama':>11} {'floor':>7}")
-    for label, model, backend in cases:
+    for label, model, backend, path in _cases(vocab_source):
         counter = counter_for(model, backend)
         if not isinstance(counter, VocabCounter):
             print(f"{label:<18} skipped: {counter.source}")
             continue
-        text = _text_of(counter, prose, TARGET_TOKENS)
+        text = _text_of(counter, prose, target)
         convo = (Message("system", "You are terse."), Message("user", text))
-        direct = llama_cpp.Llama(model_path=counter.vocab.model_path, vocab_only=True, verbose=False)
+        direct = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
         raw = text.encode("utf-8")
         c_vocab = llama_cpp.llama_model_get_vocab(direct.model)
         prompt_bytes = (counter.prompt_text(convo) or "").encode("utf-8")
@@ -117,14 +142,26 @@ def _run(vocab_source: Path) -> None:
         def floor_prompt(vocab: Any = c_vocab, prompt: bytes = prompt_bytes) -> object:
             return _c_tokenize(llama_cpp, vocab, prompt, bos=True, special=True)
 
-        ours_text, base_text, floor_t = _best(count_text), _best(direct_text), _best(floor_text)
-        ours_prompt, base_prompt, floor_p = _best(count_prompt), _best(direct_prompt), _best(floor_prompt)
+        try:
+            ours_text, base_text, floor_t = _best(count_text), _best(direct_text), _best(floor_text)
+            ours_prompt, base_prompt, floor_p = _best(count_prompt), _best(direct_prompt), _best(floor_prompt)
+        finally:
+            direct.close()
         tokens = counter.count_text(text)
         print(
             f"{label:<18} {tokens:>6} {ours_text / base_text:>8.2f}x {ours_text / floor_t:>6.2f}x"
             f" {ours_prompt / base_prompt:>10.2f}x {ours_prompt / floor_p:>6.2f}x"
             f"   {ours_text * 1e3:.2f} / {base_text * 1e3:.2f} / {floor_t * 1e3:.2f} ms"
         )
+        figures.update(
+            {
+                f"{label} count_text / Llama": ours_text / base_text,
+                f"{label} count_text / floor": ours_text / floor_t,
+                f"{label} count_prompt / Llama": ours_prompt / base_prompt,
+                f"{label} count_prompt / floor": ours_prompt / floor_p,
+            }
+        )
+    return figures
 
 
 def _c_tokenize(llama_cpp: Any, vocab: Any, raw: bytes, *, bos: bool, special: bool) -> int:
