@@ -56,9 +56,10 @@ def _vocab_dir() -> Path:
 
 def main() -> Figures:
     with tempfile.TemporaryDirectory(prefix="wai-bench-") as home:
+        # The user's vocabularies are looked for before WAI_HOME moves to the scratch folder.
+        vocab_source = _tiny_vocabularies(Path(home) / "tiny") if quick() else _vocab_dir()
         os.environ["WAI_HOME"] = home
         os.environ.pop("WAI_MODELS", None)
-        vocab_source = _tiny_vocabularies(Path(home) / "tiny") if quick() else _vocab_dir()
         (Path(home) / "vocab").symlink_to(vocab_source, target_is_directory=True)
         return _run(vocab_source)
 
