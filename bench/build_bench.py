@@ -189,6 +189,7 @@ def median_ratio(ours: list[Run], theirs: list[Run], field_name: str) -> float:
 def describe(side: Side) -> None:
     where = "installed" if side.build is None else f"from {side.build}"
     print(f"  {side.label}: llama-cpp-python {side.about['version']} ({where})")
+    print(f"    library {side.about['library']}")
     print(f"    {side.about['system_info']}")
 
 
@@ -226,6 +227,8 @@ def main() -> Figures:
                 describe(side)
             if sides[0].about["version"] != sides[1].about["version"]:
                 print("  note: the two builds are of different llama-cpp-python versions")
+            if other is not None and sides[0].about["system_info"] == sides[1].about["system_info"]:
+                print("  note: both builds report the same instruction sets on this CPU")
             figures = compare(sides, labels, size)
         finally:
             for side in sides:

@@ -4,12 +4,13 @@
 
 JSON holds `build` (a folder holding a llama_cpp package, put first on sys.path; empty for the
 installed one), `models` (GGUF paths), `threads`, `n_ctx` and `generated`. The child loads every
-model, writes one JSON line about its build (version, where llama_cpp was imported from,
-`llama_print_system_info()`), then answers each line `{"model": I, "prompt": TEXT}` on stdin
-with one line `{"first": S, "total": S, "tokens": N, "prompt": P}`: seconds to the first token,
-seconds to the last, tokens generated (always `generated`: the end-of-generation token does not
-stop it, so both sides do the same work) and the prompt's tokens. It imports nothing of wai's,
-so both sides run the same code.
+model, writes one JSON line about its build (version, where llama_cpp was imported from, the
+libllama it loaded, `llama_print_system_info()`), then answers each line
+`{"model": I, "prompt": TEXT}` on stdin with one line
+`{"first": S, "total": S, "tokens": N, "prompt": P}`: seconds to the first token, seconds to the
+last, tokens generated (always `generated`: the end-of-generation token does not stop it, so
+both sides do the same work) and the prompt's tokens. It imports nothing of wai's, so both
+sides run the same code.
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ def main(args: dict[str, Any]) -> None:
     about = {
         "version": llama_cpp.__version__,
         "package": str(llama_cpp.__file__),
+        # The library really loaded (llama_cpp keeps its handle in a private name).
+        "library": str(getattr(getattr(llama_cpp.llama_cpp, "_lib", None), "_name", "unknown")),
         "system_info": llama_cpp.llama_print_system_info().decode("utf-8", errors="replace").strip(),
     }
     print(json.dumps(about), flush=True)

@@ -90,6 +90,7 @@ def test_build_bench_runs_the_other_build_from_its_folder(
     assert set(figures) == EXPECTED["build_bench"]
     assert bad_figures(figures) == []
     assert f"other: llama-cpp-python {llama_cpp.__version__} (from {folder})" in printed
+    assert printed.count(f"library {folder / 'llama_cpp' / 'lib'}") == 2, printed
     assert printed.count("AVX2 = 1") == 2, printed  # each side's llama_print_system_info()
 
 
