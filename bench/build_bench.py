@@ -194,7 +194,7 @@ def describe(side: Side) -> None:
 
 
 def main() -> Figures:
-    from wai.settings import models_dir
+    from wai.builtin import builtin_dir
     from wai.vocab import installed_version
 
     other = other_build()
@@ -205,9 +205,8 @@ def main() -> Figures:
     size = sizes()
     with bench_models() as pair:
         if pair is None:
-            print(
-                f"skipped: the built-in SmolLM2 Q8_0 and F16 files are not in {models_dir()}: run `wai setup`"
-            )
+            folder = builtin_dir()
+            print(f"skipped: the built-in SmolLM2 Q8_0 and F16 files are not in {folder}: run `wai setup`")
             return {}
         labels = ("Q8_0", "F16")
         names = ("installed", "other") if other is not None else ("installed", "installed again")

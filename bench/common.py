@@ -94,11 +94,11 @@ def loopback_env(home: Path, base_url: str) -> dict[str, str]:
 
 
 def builtin_pair() -> tuple[Path, Path] | None:
-    """The built-in SmolLM2's Q8_0 and F16 files in the models folder (`wai setup` makes them)."""
-    from wai.builtin import DERIVED_FILES
-    from wai.settings import models_dir
+    """The built-in SmolLM2's Q8_0 and F16 files, where `wai setup` put them."""
+    from wai.builtin import DERIVED_FILES, builtin_dir
 
-    by_type = {ftype: models_dir() / name for name, (ftype, _) in DERIVED_FILES.items()}
+    folder = builtin_dir()
+    by_type = {ftype: folder / name for name, (ftype, _) in DERIVED_FILES.items()}
     pair = by_type["q8_0"], by_type["f16"]
     return pair if all(path.is_file() for path in pair) else None
 

@@ -122,7 +122,12 @@ def flash_attention_resolved(path: Path, threads: int) -> bool:
     command += ["--threads", str(threads), "hi"]
     with tempfile.TemporaryDirectory(prefix="wai-bench-home-") as home:
         done = subprocess.run(
-            command, capture_output=True, text=True, env={**os.environ, "WAI_HOME": home}, check=False
+            command,
+            stdin=subprocess.DEVNULL,  # a prompt given: nothing to read, whatever this process's stdin is
+            capture_output=True,
+            text=True,
+            env={**os.environ, "WAI_HOME": home},
+            check=False,
         )
     if "Flash Attention enabled" in done.stderr:
         return True
@@ -368,7 +373,9 @@ def time_stdout(command: list[str], env: dict[str, str]) -> tuple[float, float, 
     taken at the command's exit instead: the generation was too quick to see from outside.
     """
     started = time.perf_counter()
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) as child:
+    with subprocess.Popen(
+        command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    ) as child:
         assert child.stdout is not None and child.stderr is not None
         first = last = None
         chunks = []
@@ -464,10 +471,9 @@ def precision_comparison(q8_0: Path, f16: Path, size: Sizes) -> Figures:
 @contextmanager
 def bench_models() -> Iterator[tuple[list[Path], tuple[Path, Path], str]]:
     """Files to compare on, the (Q8_0, F16) pair, and where they come from."""
-    from wai.builtin import Q4_1_FILE
-    from wai.settings import models_dir
+    from wai.builtin import Q4_1_FILE, builtin_dir
 
-    folder = models_dir()
+    folder = builtin_dir()
     pair = None if quick() else builtin_pair()
     if pair is not None:
         q4_1 = folder / Q4_1_FILE

@@ -18,8 +18,13 @@ def best_of(command: list[str], env: dict[str, str], rounds: int) -> float:
     times = []
     for _ in range(rounds):
         started = time.perf_counter()
-        subprocess.run(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+        done = subprocess.run(
+            command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
         times.append(time.perf_counter() - started)
+        if done.returncode != 0:
+            why = done.stderr.decode("utf-8", errors="replace").strip()[-300:]
+            raise RuntimeError(f"{' '.join(command[1:]) or command[0]} exited {done.returncode}: {why}")
     return min(times)
 
 

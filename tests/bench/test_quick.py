@@ -108,6 +108,21 @@ def test_build_bench_without_another_build_says_how_to_make_one_and_skips(
     assert printed.rstrip().endswith("skipped: WAI_BENCH_OTHER_BUILD is not set")
 
 
+def test_build_bench_without_the_builtin_model_says_to_run_setup_and_skips(
+    monkeypatch: pytest.MonkeyPatch, restored_environ: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import llama_cpp
+
+    monkeypatch.delenv(QUICK_ENV, raising=False)
+    monkeypatch.setenv(OTHER_ENV, str(Path(llama_cpp.__file__).parent.parent))
+    from bench import build_bench
+
+    assert build_bench.main() == {}
+    last = capsys.readouterr().out.rstrip().splitlines()[-1]
+    assert last.startswith("skipped: the built-in SmolLM2 Q8_0 and F16 files are not in ")
+    assert last.endswith(": run `wai setup`")
+
+
 def test_build_bench_names_a_folder_without_llama_cpp(
     quick: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
