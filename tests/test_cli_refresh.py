@@ -192,6 +192,25 @@ def test_a_wrong_token_on_refresh_is_the_usual_one_line(server: WorkersAIServer)
     assert "rejected the API token" in done.stderr and "tok-refresh" not in done.stderr
 
 
+def test_a_token_a_header_cannot_carry_is_refused_on_refresh_too(server: WorkersAIServer) -> None:
+    done = run_wai("models", "--refresh", env={**env_for(server), "CLOUDFLARE_API_TOKEN": "tok\u200b"})
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert "cannot be sent in an HTTP header (U+200B, character 4 of 4)" in done.stderr
+    assert searches(server) == []
+
+
+def test_one_unusable_model_id_is_left_out_and_the_rest_are_kept(server: WorkersAIServer) -> None:
+    server.simulation.catalog = [*CATALOG, search_result("@cf/acme/\x1b]0;PWNED\x07evil", window=8000)]
+    refresh(server)
+    listed = run_wai("models", "--json", env=env_for(server))
+    assert listed.returncode == 0, listed.stderr
+    assert "not a usable id" not in listed.stderr
+    assert NEW in rows(listed.stdout)
+    asked = run_wai("ask", "--dry-run", "-m", NEW, "hi", env=env_for(server))
+    assert asked.returncode == 0, asked.stderr
+
+
 def test_a_damaged_store_is_noted_and_the_built_in_catalog_serves(isolated_home: Path) -> None:
     store = isolated_home / "catalogs"
     store.mkdir()

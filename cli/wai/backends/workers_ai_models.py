@@ -26,6 +26,7 @@ from wai.backends.workers_ai_errors import (
     parse_error,
     url_secrets,
 )
+from wai.catalog import model_id_problem
 from wai.catalog_store import ModelFacts, RefreshedCatalog, parse_day
 from wai.errors import BackendError, ConfigError
 from wai.settings import Credentials
@@ -55,6 +56,7 @@ def refresh(
     """Every text-generation model the account can see. Raises a WaiError saying what failed."""
     import httpx
 
+    credentials.check_sendable()
     scrub = Scrubber(credentials.api_token, *url_secrets(credentials.base_url))
     base_shown = display_url(credentials.base_url)
     account = quote(credentials.account_id, safe="")
@@ -128,7 +130,9 @@ def model_facts(raw: object) -> ModelFacts | None:
     if not isinstance(raw, dict):
         return None
     name = raw.get("name")
-    if not isinstance(name, str) or not name.startswith("@"):
+    # An id the catalog would refuse (control characters, empty segments) is dropped here, so
+    # one odd entry never spoils the rest of the stored catalog.
+    if not isinstance(name, str) or not name.startswith("@") or model_id_problem(name) is not None:
         return None
     task = raw.get("task")
     task_name = task.get("name") if isinstance(task, dict) else task
