@@ -58,12 +58,13 @@ $(STAMP): pyproject.toml Makefile
 
 install: $(STAMP)
 
-# The fastest build for this machine; `wai setup` then checks it, and a build that fails the
-# check is replaced by the portable one.
+# The fastest build for this machine; `wai setup` then checks it, and a build that crashes in the
+# check is replaced by the portable one (any other failure of `wai setup` is only reported).
 install-native: $(STAMP)
 	$(call install_llama,native)
 	@$(BIN)/wai setup || { \
-		echo "wai: the native build failed its check; installing the portable build instead" >&2; \
+		$(BIN)/python -m wai.backends.llama_check --crashed || exit 1; \
+		echo "wai: the native build crashed in its check; installing the portable build instead" >&2; \
 		$(MAKE) --no-print-directory install-portable; $(BIN)/wai setup; }
 
 install-portable: $(STAMP)

@@ -69,7 +69,7 @@ def _check_state() -> str:
     if verdict is None:
         return "not checked on this CPU yet (`wai setup` checks it)"
     if not verdict.ok:
-        return f"FAILED its check: {verdict.problem}; {llama_check.REBUILD_HINT}"
+        return "FAILED its check: " + llama_check.failure_line(verdict).split(": ", 1)[1]
     when = datetime.fromtimestamp(verdict.checked_at).strftime("%Y-%m-%d %H:%M")
     return f"checked on this CPU {when} ({' '.join(verdict.features)})"
 

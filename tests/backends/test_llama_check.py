@@ -107,3 +107,21 @@ def test_the_installed_build_stays_within_the_portable_instruction_sets() -> Non
     used = llama_check.features(llama_check.system_info())
     assert "AVX2" in used
     assert [name for name in used if name.startswith(_BEYOND_PORTABLE)] == []
+
+
+def test_a_check_failed_by_a_damaged_file_condemns_no_build(
+    tmp_path: Path, tiny_models: dict[str, TinyModel], isolated_home: Path
+) -> None:
+    damaged = tmp_path / "damaged.gguf"
+    damaged.write_bytes(tiny_models["f16"].path.read_bytes()[:1000])
+    verdict = llama_check.run_check([damaged])
+    assert not verdict.ok
+    assert verdict.signal_name is None
+    assert "run `wai setup` again" in llama_check.failure_line(verdict)
+    assert "install-portable" not in llama_check.failure_line(verdict)
+    assert llama_check.save(verdict, isolated_home)
+    asked = run_wai(
+        "ask", "--backend", "local", "-m", str(tiny_models["q8_0"].path), "--temperature", "0", "hi"
+    )
+    assert asked.returncode == 0, asked.stderr
+    assert asked.stdout.strip()

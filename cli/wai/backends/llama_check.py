@@ -123,9 +123,17 @@ def _signal_meaning(number: int) -> str:
 
 
 def failure_line(verdict: Verdict) -> str:
-    """The one line a user reads when the build failed its check."""
+    """The one line a user reads when the build failed its check: a crash means rebuild."""
+    if verdict.signal_name is None:
+        return (
+            f"llama.cpp failed its check on this CPU: {verdict.problem}; "
+            "run `wai setup` again (it re-makes damaged built-in files and checks again)"
+        )
     sets = ", ".join(verdict.features) or "unknown instruction sets"
-    return f"llama.cpp failed its check on this CPU: {verdict.problem}; the build uses {sets}; {REBUILD_HINT}"
+    return (
+        f"llama.cpp failed its check on this CPU: {verdict.problem}; the build uses {sets}; "
+        f"{REBUILD_HINT}; then `wai setup` checks it again"
+    )
 
 
 def save(verdict: Verdict, home: Path) -> bool:
@@ -165,7 +173,9 @@ def require_working_build(home: Path, models: list[Path]) -> None:
     if verdict is None and models:
         verdict = run_check(models)
         save(verdict, home)
-    if verdict is not None and not verdict.ok:
+    # Only a crash condemns the build; a check that failed otherwise (a damaged built-in file)
+    # says nothing about the user's own model.
+    if verdict is not None and verdict.signal_name is not None:
         from wai.errors import BackendError
 
         raise BackendError(failure_line(verdict))
@@ -196,5 +206,13 @@ def _child(models: list[str]) -> int:
     return 0
 
 
+def _crashed() -> int:
+    """`--crashed`: exit 0 when the stored verdict says this build crashed (for `make install-native`)."""
+    from wai.settings import wai_home
+
+    verdict = current_verdict(wai_home())
+    return 0 if verdict is not None and verdict.signal_name is not None else 1
+
+
 if __name__ == "__main__":
-    raise SystemExit(_child(sys.argv[1:]))
+    raise SystemExit(_crashed() if sys.argv[1:] == ["--crashed"] else _child(sys.argv[1:]))
