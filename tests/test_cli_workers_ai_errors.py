@@ -23,11 +23,19 @@ REFUSALS = [
     (Reply.error(403, 3023, "account blocked"), 2, ["blocked", "support"]),
     (Reply.openai_error(400, VLLM), 3, [f"{MODEL}'s context window is 4096 tokens"]),
     (Reply.error(400, 1000, "max_completion_tokens is too large: 9000"), 3, ["do not fit", "--max-tokens"]),
+    (
+        Reply.json({"object": "error", "message": VLLM, "type": "BadRequestError", "code": 400}, status=400),
+        3,
+        [f"{MODEL}'s context window is 4096 tokens"],
+    ),
+    (Reply.error(403, 9109, "Invalid access token"), 2, ["rejected the API token"]),
 ]
 
 
 @pytest.mark.parametrize(
-    ("reply", "code", "words"), REFUSALS, ids=["4006", "5035", "5018", "3041", "3023", "vllm", "vllm-2"]
+    ("reply", "code", "words"),
+    REFUSALS,
+    ids=["4006", "5035", "5018", "3041", "3023", "vllm", "vllm-2", "vllm-bare", "9109"],
 )
 def test_each_refusal_is_one_line_with_its_exit_code_and_is_not_retried(
     server: WorkersAIServer, reply: Reply, code: int, words: list[str]

@@ -145,7 +145,9 @@ def _first_error(data: dict[str, object]) -> tuple[int | None, str]:
         return None, str(error.get("message") or "")
     if isinstance(error, str):
         return None, error
-    return None, ""
+    # vLLM's own shape, passed through by some proxies: {"object": "error", "message": "..."}
+    message = data.get("message")
+    return None, message if isinstance(message, str) else ""
 
 
 def without_lone_surrogates(text: str) -> str:
@@ -248,7 +250,8 @@ def error_for(
             f"{model} needs its license terms agreed first ({where}); agree once by sending the prompt "
             f"'agree' to it: wai ask -m {model} agree"
         )
-    if code == 10000 or (status in (401, 403) and code is None) or status == 401:
+    # 9109 is Cloudflare's API-wide "invalid access token", seen in front of Workers AI too.
+    if code in (10000, 9109) or (status in (401, 403) and code is None) or status == 401:
         return ConfigError(
             f"Workers AI rejected the API token ({where}); check CLOUDFLARE_API_TOKEN: it must be a "
             "current token with the Workers AI permission for this account"
