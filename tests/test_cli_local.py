@@ -164,6 +164,43 @@ def test_a_prompt_over_the_window_is_exit_3_before_llama_cpp(
     assert "50" in narrow.stderr
 
 
+def test_an_entry_wider_than_its_files_trained_context_answers_within_the_file(
+    tiny_models: dict[str, TinyModel], isolated_home: Path
+) -> None:
+    # The entry allows 2048 tokens in and 1800 out; the file was trained on 512. The context that
+    # counts is the smaller one, and the default reply room is what it leaves after the prompt.
+    register(
+        isolated_home,
+        "wide",
+        tiny_models["q8_0"].path,
+        context_window=2048,
+        max_output=1800,
+        total_context=2048,
+    )
+    done = run_wai("ask", "-m", "wide", *ONE, "--json", "hello there")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["text"] == SCRIPT
+    assert 0 < result["windows"]["max_tokens"] <= 512 - result["usage"]["prompt_tokens"]
+    assert "trained on 512" in done.stderr  # the disagreement is still told
+
+    dry = run_wai("ask", "-m", "wide", *ONE, "--dry-run", "hello there")
+    assert dry.returncode == 0, dry.stderr
+    planned = json.loads(dry.stdout)
+    assert planned["prompt_tokens"] + planned["max_tokens"] <= 512
+
+    # An explicit --max-tokens the file cannot hold is lowered, with a warning, as on any model.
+    asked = run_wai("ask", "-m", "wide", *ONE, "--max-tokens", "1000", "--json", "hello there")
+    assert asked.returncode == 0, asked.stderr
+    assert json.loads(asked.stdout)["windows"]["max_tokens"] <= 512
+    assert "--max-tokens lowered to" in asked.stderr and "512-token context" in asked.stderr
+
+    # A prompt the file cannot hold is still refused before llama.cpp: exit 3, one line.
+    long = run_wai("ask", "-m", "wide", *ONE, "-", stdin=b"x" * 1400)
+    assert_one_line_error(long, 3)
+    assert "512" in long.stderr
+
+
 # Files and backends that cannot serve
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO, TextIO
 
 from wai import tokens
-from wai.backends.select import BackendMode, Backends, LocalOptions, choose_backend_name
+from wai.backends.select import BackendMode, Backends, LocalOptions, choose_backend_name, windows_for
 from wai.budget import FitMode, plan_request
 from wai.catalog import ModelSpec, load_catalog
 from wai.conversation import Message, ReasoningEffort, Sampling, Timeouts
@@ -105,8 +105,10 @@ def _run(
     # A question typed before piped text is never cut: only the piped part is.
     asked = options.prompt if options.prompt not in (None, STDIN_ONLY) else None
     keep_start = len(asked) + 2 if asked is not None and prompt != asked else 0
+    # The entry's windows within what its file holds; the request keeps the entry for its warnings.
+    windows = windows_for(spec, backend_name)
     plan = plan_request(
-        spec,
+        windows,
         messages,
         counter,
         requested_max_tokens=options.max_tokens,
@@ -129,7 +131,9 @@ def _run(
     )
     out = stdout or sys.stdout
     if options.dry_run:
-        report = tokens.describe_dry_run(plan, spec, backend_name, counter=counter if options.raw else None)
+        report = tokens.describe_dry_run(
+            plan, windows, backend_name, counter=counter if options.raw else None
+        )
         report["reasoning_effort"] = effort
         out.write(json_for_terminal(json.dumps(report, indent=2, ensure_ascii=False), out) + "\n")
         return EXIT_OK

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import TextIO
 
 from wai import tokens
-from wai.backends.select import BackendMode, Backends, LocalOptions, choose_backend_name
+from wai.backends.select import BackendMode, Backends, LocalOptions, choose_backend_name, windows_for
 from wai.budget import input_limit, plan_request, trim_limit
 from wai.catalog import Catalog, ModelSpec, load_catalog
 from wai.conversation import Message, ReasoningEffort, Sampling, Timeouts
@@ -120,6 +120,7 @@ class ChatSession:
             ]
         self.spec, self.backend_name, self.counter = self._choose(model_name, self.mode)
         self._used: int | None = None
+        self._windows: tuple[tuple[ModelSpec, str], ModelSpec] | None = None
         self.stopped_before_reply = False  # the last send was stopped by Ctrl-C before any reply
         # Set by the REPL: quiets the keyboard while a reply streams.
         self.during_reply: Callable[[], AbstractContextManager[object]] = contextlib.nullcontext
@@ -145,6 +146,14 @@ class ChatSession:
         spec = resolve_model(name, self.catalog, self.config, self.credentials)
         backend_name = choose_backend_name(spec, mode, self.credentials)
         return spec, backend_name, tokens.counter_for(spec, backend_name)
+
+    @property
+    def windows(self) -> ModelSpec:
+        """The windows turns are planned with: the entry's, within what its file holds locally."""
+        key = (self.spec, self.backend_name)
+        if self._windows is None or self._windows[0] != key:
+            self._windows = (key, windows_for(self.spec, self.backend_name))  # read once per choice
+        return self._windows[1]
 
     def set_model(self, name: str) -> None:
         self.spec, self.backend_name, self.counter = self._choose(name, self.mode)
@@ -192,7 +201,8 @@ class ChatSession:
 
     def input_limit(self) -> int:
         """Past this many prompt tokens the next turn drops the oldest ones (room kept for the reply)."""
-        return min(input_limit(self.spec, self.max_tokens), trim_limit(self.spec, self.max_tokens))
+        windows = self.windows
+        return min(input_limit(windows, self.max_tokens), trim_limit(windows, self.max_tokens))
 
     # --- turns ----------------------------------------------------------------------------
 
@@ -209,7 +219,7 @@ class ChatSession:
             return None
         messages = (*self.messages(), Message("user", prompt))
         try:
-            plan = plan_request(self.spec, messages, self.counter, requested_max_tokens=self.max_tokens)
+            plan = plan_request(self.windows, messages, self.counter, requested_max_tokens=self.max_tokens)
         except WindowError as error:
             self.notifier.error(error.message)
             self.notifier.info(

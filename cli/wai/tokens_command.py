@@ -6,7 +6,7 @@ import json
 import sys
 from typing import BinaryIO
 
-from wai.backends.select import BackendMode
+from wai.backends.select import BackendMode, windows_for
 from wai.catalog import load_catalog
 from wai.conversation import Message
 from wai.errors import EXIT_OK, EXIT_WINDOW
@@ -43,6 +43,7 @@ def run_tokens(
     messages: tuple[Message, ...] = (Message("user", prompt),)
     if system:
         messages = (Message("system", valid_text(system, "the system prompt", notifier)), *messages)
+    spec = windows_for(spec, backend_name)
     report = tokens.count_report(spec, backend_name, text=prompt, messages=messages, raw=raw)
     if json_output:
         sys.stdout.write(

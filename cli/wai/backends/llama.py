@@ -13,7 +13,7 @@ from __future__ import annotations
 import codecs
 import time
 from collections.abc import Generator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -426,6 +426,20 @@ def _load_error(path: Path, info: GGUFInfo, failure: native.LoadFailure, layers:
             hint = "offload fewer layers with --gpu-layers N (or 0), or use a smaller quantization"
         return BackendError(f"not enough memory to load {path} ({size_gb:.1f} GB): {failure.last}", hint=hint)
     return BackendError(f"llama.cpp could not load {path} (architecture '{arch}'): {failure.last}")
+
+
+def windows_on_file(spec: ModelSpec) -> ModelSpec:
+    """`spec`'s windows within its file's trained context: the smaller context is the one that counts.
+
+    An entry may allow more than the file was trained on (the Llama-2 entry's 2048 tokens on a file
+    trained on 1024): prompt and reply then share the file's context, so the default max_tokens is
+    what it leaves after the prompt. Unchanged when the file is missing, unreadable or says nothing.
+    """
+    info = _info_or_none(spec)
+    trained = info.context_length if info else 0
+    if not trained or trained >= spec.total_context:
+        return spec
+    return replace(spec, total_context=trained, context_window=min(spec.context_window, trained))
 
 
 # `-m path/to/file.gguf`

@@ -83,6 +83,15 @@ def choose_backend_name(spec: ModelSpec, mode: BackendMode, credentials: Credent
     raise ConfigError(f"{missing_credentials}, or put its weights at {spec.gguf_path()}")
 
 
+def windows_for(spec: ModelSpec, backend_name: str) -> ModelSpec:
+    """The windows a run on `backend_name` plans with: locally, never beyond the file's trained context."""
+    if backend_name != "local":
+        return spec
+    from wai.backends.llama import windows_on_file
+
+    return windows_on_file(spec)
+
+
 def _stderr_line(text: str) -> None:
     from wai.notices import Notifier
 
