@@ -248,7 +248,7 @@ def ask(
     debug: DebugOpt = False,
 ) -> None:
     from wai.ask import AskOptions, run_ask
-    from wai.backends.select import LocalOptions
+    from wai.backends.registry import LocalOptions
     from wai.conversation import Sampling, Timeouts
     from wai.errors import UsageError
 
@@ -326,7 +326,7 @@ def chat(
     threads: ThreadsOpt = None,
     debug: DebugOpt = False,
 ) -> None:
-    from wai.backends.select import LocalOptions
+    from wai.backends.registry import LocalOptions
     from wai.conversation import Sampling, Timeouts
     from wai.repl import ChatOptions, run_chat
 

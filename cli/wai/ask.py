@@ -8,18 +8,26 @@ from dataclasses import dataclass, field
 from typing import BinaryIO, TextIO
 
 from wai import tokens
-from wai.backends.select import BackendMode, Backends, LocalOptions, choose_backend_name, windows_for
+from wai.backends.registry import (
+    BackendMode,
+    BackendName,
+    Backends,
+    LocalOptions,
+    choose,
+    registration,
+    windows_for,
+)
 from wai.budget import FitMode, plan_request
 from wai.catalog import ModelSpec, load_catalog
 from wai.conversation import Message, ReasoningEffort, Sampling, Timeouts
-from wai.errors import EXIT_INTERRUPTED, EXIT_OK, ConfigError, UsageError
+from wai.errors import EXIT_INTERRUPTED, EXIT_OK, UsageError
 from wai.models_resolve import resolve_model
 from wai.notices import Notifier
 from wai.play import effort_for, play_turn, request_for, sink_for
 from wai.prompt_input import STDIN_ONLY, read_prompt, valid_text
 from wai.render.choose import ColorMode, OutputMode
 from wai.render.terminal_safe import json_for_terminal
-from wai.settings import Credentials, load_credentials, load_user_config
+from wai.settings import load_credentials, load_user_config
 from wai.transcript import TranscriptLog
 
 
@@ -84,7 +92,8 @@ def _run(
     config = load_user_config()
     credentials = load_credentials(config)
     spec = resolve_model(model_name, load_catalog(), config, credentials)
-    backend_name = _backend_for(spec, options, credentials)
+    # A dry run sends nothing, so it needs no credentials or weights: it takes the backend that would run.
+    backend_name = choose(spec, options.backend, credentials, sending=not options.dry_run)
     if backend_name == "local":
         from wai.backends.llama import unsupported
 
@@ -95,10 +104,27 @@ def _run(
     messages: tuple[Message, ...] = (*history, Message("user", prompt))
     if system:
         messages = (Message("system", system), *messages)
-    backends = Backends(credentials, options.local, debug=options.debug)
+    with Backends(credentials, options.local, debug=options.debug) as backends:
+        return _plan_and_play(
+            options, notifier, prompt, log, stdout, spec, backend_name, messages, system, backends
+        )
+
+
+def _plan_and_play(
+    options: AskOptions,
+    notifier: Notifier,
+    prompt: str,
+    log: TranscriptLog,
+    stdout: TextIO | None,
+    spec: ModelSpec,
+    backend_name: BackendName,
+    messages: tuple[Message, ...],
+    system: str | None,
+    backends: Backends,
+) -> int:
     # A dry run loads no weights: the vocabulary alone counts the same.
     counter = (
-        tokens.counter_for(spec, backend_name) if options.dry_run else backends.counter(spec, backend_name)
+        registration(backend_name).counter(spec) if options.dry_run else backends.counter(spec, backend_name)
     )
     if options.raw:
         counter = tokens.RawCounter(counter)
@@ -182,18 +208,6 @@ def _check_raw(options: AskOptions) -> None:
             "--raw sends one verbatim prompt, so it cannot continue a conversation (-c, --cid); "
             "write the earlier turns into the prompt in the model's own format"
         )
-
-
-def _backend_for(spec: ModelSpec, options: AskOptions, credentials: Credentials | None) -> str:
-    """The backend that will run the turn; a dry run sends nothing, so it needs no credentials."""
-    try:
-        return choose_backend_name(spec, options.backend, credentials)
-    except ConfigError:
-        if not options.dry_run:
-            raise
-        if options.backend != "auto":
-            return options.backend
-        return "remote" if spec.remote else "local"
 
 
 def _stdin_buffer() -> BinaryIO | None:

@@ -14,8 +14,15 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from typing import TextIO
 
-from wai import tokens
-from wai.backends.select import BackendMode, Backends, LocalOptions, choose_backend_name, windows_for
+from wai.backends.registry import (
+    BackendMode,
+    BackendName,
+    Backends,
+    LocalOptions,
+    choose,
+    registration,
+    windows_for,
+)
 from wai.budget import input_limit, plan_request, trim_limit
 from wai.catalog import Catalog, ModelSpec, load_catalog
 from wai.conversation import Message, ReasoningEffort, Sampling, Timeouts
@@ -120,10 +127,14 @@ class ChatSession:
             ]
         self.spec, self.backend_name, self.counter = self._choose(model_name, self.mode)
         self._used: int | None = None
-        self._windows: tuple[tuple[ModelSpec, str], ModelSpec] | None = None
+        self._windows: tuple[tuple[ModelSpec, BackendName], ModelSpec] | None = None
         self.stopped_before_reply = False  # the last send was stopped by Ctrl-C before any reply
         # Set by the REPL: quiets the keyboard while a reply streams.
         self.during_reply: Callable[[], AbstractContextManager[object]] = contextlib.nullcontext
+
+    def close(self) -> None:
+        """Free what the session's backends hold (a loaded model, a connection)."""
+        self.backends.close()
 
     def warm_up(self) -> None:
         """Import what the first turn needs (HTTP client or llama.cpp, the panel) while the user types.
@@ -142,10 +153,10 @@ class ChatSession:
 
     # --- choices --------------------------------------------------------------------------
 
-    def _choose(self, name: str | None, mode: BackendMode) -> tuple[ModelSpec, str, TokenCounter]:
+    def _choose(self, name: str | None, mode: BackendMode) -> tuple[ModelSpec, BackendName, TokenCounter]:
         spec = resolve_model(name, self.catalog, self.config, self.credentials)
-        backend_name = choose_backend_name(spec, mode, self.credentials)
-        return spec, backend_name, tokens.counter_for(spec, backend_name)
+        backend_name = choose(spec, mode, self.credentials)
+        return spec, backend_name, registration(backend_name).counter(spec)
 
     @property
     def windows(self) -> ModelSpec:

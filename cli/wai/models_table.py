@@ -12,7 +12,7 @@ import sys
 from collections import Counter
 from datetime import UTC, datetime
 
-from wai.backends.select import availability
+from wai.backends.registry import availability
 from wai.catalog import Catalog, ModelSpec, load_catalog
 from wai.errors import EXIT_OK, ConfigError, WaiError
 from wai.notices import Notifier

@@ -69,13 +69,16 @@ def run_chat(
     try:
         with kept:
             chat = ChatSession(options, notifier, log, out=out)
-            if pt_input is None:
-                chat.during_reply = lambda: keyboard_quiet(sys.stdin)
-            history = _history(notifier, log)
-            session = _prompt_session(chat, options, history, pt_input, pt_output)
-            threading.Thread(target=chat.warm_up, name="wai-warm-up", daemon=True).start()
-            _banner(chat, out)
-            _loop(chat, session, out)
+            try:
+                if pt_input is None:
+                    chat.during_reply = lambda: keyboard_quiet(sys.stdin)
+                history = _history(notifier, log)
+                session = _prompt_session(chat, options, history, pt_input, pt_output)
+                threading.Thread(target=chat.warm_up, name="wai-warm-up", daemon=True).start()
+                _banner(chat, out)
+                _loop(chat, session, out)
+            finally:
+                chat.close()
     finally:
         log.close()
     return EXIT_OK

@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO, get_args
 
-from wai.backends.select import BackendMode
+from wai.backends.registry import BackendMode
 from wai.conversation import Message
 from wai.errors import UsageError, WaiError
 from wai.logs_command import preview, short_model

@@ -6,7 +6,7 @@ import json
 import sys
 from typing import BinaryIO
 
-from wai.backends.select import BackendMode, windows_for
+from wai.backends.registry import BackendMode, choose, windows_for
 from wai.catalog import load_catalog
 from wai.conversation import Message
 from wai.errors import EXIT_OK, EXIT_WINDOW
@@ -38,8 +38,9 @@ def run_tokens(
     config = load_user_config()
     credentials = load_credentials(config)
     spec = resolve_model(model, load_catalog(), config, credentials)
-    # Counting needs no credentials or weights: the backend only decides which template is used.
-    backend_name = backend if backend != "auto" else ("remote" if spec.remote else "local")
+    # Counting needs no credentials or weights: the backend only decides which template is used,
+    # and it is the one `wai ask` would run.
+    backend_name = choose(spec, backend, credentials, sending=False)
     messages: tuple[Message, ...] = (Message("user", prompt),)
     if system:
         messages = (Message("system", valid_text(system, "the system prompt", notifier)), *messages)

@@ -18,15 +18,17 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from wai.backends.registry import BackendName
 from wai.catalog import ModelSpec
 from wai.conversation import Message, Request
 from wai.events import Event, Finish, FinishReason, Reasoning, Token, Usage
 from wai.render.panel import PanelSink, panel_supported
+from wai.tokens import EstimatedCounter, TokenCounter
 from wai.turn import TurnInterrupted, run_turn, turn_info
 
 
 class ScriptedBackend:
-    name = "remote"
+    name: BackendName = "remote"
 
     def __init__(
         self,
@@ -70,6 +72,12 @@ class ScriptedBackend:
 
     def warnings(self, request: Request) -> list[str]:
         return []
+
+    def counter(self, spec: ModelSpec) -> TokenCounter:
+        return EstimatedCounter()
+
+    def close(self) -> None:
+        pass
 
 
 def main() -> int:

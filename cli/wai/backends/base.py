@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
+from wai.catalog import ModelSpec
 from wai.conversation import Request
 from wai.events import Event
+
+if TYPE_CHECKING:
+    from wai.backends.registry import BackendName
+    from wai.tokens import TokenCounter
 
 
 class Backend(Protocol):
@@ -18,7 +23,7 @@ class Backend(Protocol):
     stops the work promptly and frees the connection or the model.
     """
 
-    name: str  # "remote" or "local"
+    name: BackendName
 
     def stream(self, request: Request) -> Iterator[Event]: ...
 
@@ -32,4 +37,12 @@ class Backend(Protocol):
 
     def warnings(self, request: Request) -> list[str]:
         """What the user should know before this request runs (stderr), [] when nothing."""
+        ...
+
+    def counter(self, spec: ModelSpec) -> TokenCounter:
+        """How this backend counts a prompt for `spec`: the count the window plan is made with."""
+        ...
+
+    def close(self) -> None:
+        """Free what the backend holds (a connection, a loaded model); it may be used again after."""
         ...

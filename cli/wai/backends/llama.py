@@ -27,6 +27,7 @@ from wai.errors import BackendError, ConfigError, UsageError, WindowError
 from wai.events import Event, Finish, FinishReason, Loaded, Token, Usage
 
 if TYPE_CHECKING:
+    from wai.backends.registry import BackendName
     from wai.tokens import TokenCounter
 
 # Sampling defaults when a request leaves them unset: Workers AI's temperature (so one model id
@@ -65,7 +66,7 @@ class _Loaded:
 class LlamaBackend:
     """Runs catalog models that have a `gguf` file, with llama-cpp-python."""
 
-    name = "local"
+    name: BackendName = "local"
 
     def __init__(
         self, *, gpu_layers: int | None = None, threads: int | None = None, debug: bool = False

@@ -38,7 +38,7 @@ from wai.backends.workers_ai_errors import (
     url_secrets,
     without_lone_surrogates,
 )
-from wai.catalog import model_id_problem
+from wai.catalog import ModelSpec, model_id_problem
 from wai.conversation import Request
 from wai.errors import BackendError, ConfigError, IncompleteReply, RetryableError, WaiError
 from wai.events import Event, Finish, FinishReason, Notice, Reasoning, Token, Usage
@@ -46,6 +46,9 @@ from wai.settings import Credentials
 
 if TYPE_CHECKING:
     import httpx
+
+    from wai.backends.registry import BackendName
+    from wai.tokens import TokenCounter
 
 DONE = "[DONE]"
 EMPTY_REPLY = "the model returned an empty reply"
@@ -115,7 +118,7 @@ class WorkersAIBackend:
     (exponential with jitter, never shorter than a Retry-After); tests make them fast.
     """
 
-    name = "remote"
+    name: BackendName = "remote"
 
     def __init__(
         self,
@@ -200,6 +203,12 @@ class WorkersAIBackend:
 
     def warnings(self, request: Request) -> list[str]:
         return []
+
+    def counter(self, spec: ModelSpec) -> TokenCounter:
+        """The family's vocabulary and the Workers AI prompt format, as counted before sending."""
+        from wai.tokens import counter_for
+
+        return counter_for(spec, "remote")
 
     def describe(self) -> dict[str, object]:
         base, account = self._base_shown, mask(self._credentials.account_id)

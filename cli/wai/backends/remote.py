@@ -1,0 +1,88 @@
+"""Registers the remote backend, Workers AI (backends/workers_ai.py, built only when used)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from wai.backends.registry import BackendSettings, Registration, register
+from wai.catalog import ModelSpec
+from wai.errors import ConfigError, WaiError
+from wai.settings import MISSING_CREDENTIALS, Credentials, wai_home
+
+if TYPE_CHECKING:
+    from wai.backends.base import Backend
+    from wai.tokens import TokenCounter
+
+
+def _missing_credentials() -> str:
+    return MISSING_CREDENTIALS.format(path=wai_home() / "config.toml")
+
+
+def retired_here(spec: ModelSpec, credentials: Credentials) -> bool:
+    """Retired, and asked of Cloudflare itself: another server (a proxy, a local one) decides."""
+    from wai.retired import is_cloudflare
+
+    return spec.retired() and is_cloudflare(credentials.base_url)
+
+
+def _unavailable(spec: ModelSpec, credentials: Credentials | None) -> str | None:
+    if not spec.remote:
+        return "not served by Workers AI"
+    if credentials is None:
+        return "no credentials (CLOUDFLARE_ACCOUNT_ID, CLOUDFLARE_API_TOKEN)"
+    if retired_here(spec, credentials):
+        return f"retired on Workers AI since {spec.retirement}"
+    return None
+
+
+def _refusal(spec: ModelSpec, credentials: Credentials | None) -> WaiError | None:
+    if credentials is not None and retired_here(spec, credentials):
+        from wai.retired import retired_error
+
+        return retired_error(spec)
+    return None
+
+
+def _require(spec: ModelSpec, credentials: Credentials | None) -> None:
+    if not spec.remote:
+        raise ConfigError(f"{spec.id} is not served by Workers AI", hint="use --backend local")
+    if credentials is None:
+        raise ConfigError(_missing_credentials())
+    refusal = _refusal(spec, credentials)
+    if refusal is not None:
+        raise refusal
+
+
+def _stderr_line(text: str) -> None:
+    from wai.notices import Notifier
+
+    Notifier().debug(text)  # debug lines quote servers and prompts: their text, never their controls
+
+
+def _build(settings: BackendSettings) -> Backend:
+    from wai.backends.workers_ai import WorkersAIBackend
+
+    if settings.credentials is None:
+        raise ConfigError(_missing_credentials())
+    settings.credentials.check_sendable()
+    return WorkersAIBackend(settings.credentials, debug_log=_stderr_line if settings.debug else None)
+
+
+def _counter(spec: ModelSpec) -> TokenCounter:
+    from wai.tokens import counter_for
+
+    return counter_for(spec, "remote")
+
+
+register(
+    Registration(
+        name="remote",
+        build=_build,
+        serves=lambda spec: spec.remote,
+        unavailable=_unavailable,
+        require=_require,
+        remedy=lambda spec: _missing_credentials(),
+        counter=_counter,
+        refusal=_refusal,
+    )
+)
