@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from wai.conversation import Sampling
-from wai.errors import ConfigError, UsageError
+from wai.errors import BackendError, ConfigError, UsageError
 from wai.logs_command import LogsOptions, run_logs
 from wai.notices import Notifier
-from wai.render.base import Timings, TurnInfo, TurnResult
 from wai.store import SCHEMA_VERSION, Store, TurnData, db_path, new_conversation_id
 from wai.transcript import TranscriptLog
+from wai.turn import Timings, TurnInfo, TurnResult
 
 
 def _turn(prompt: str, reply: str = "a reply", **changes: object) -> TurnData:
@@ -42,7 +42,7 @@ def _result(text: str, *, reason: str = "stop", error: str | None = None) -> Tur
         prompt_tokens=21,
         completion_tokens=5,
         timings=Timings(first_token=0.125, total=0.5),
-        error=error,
+        error=BackendError(error) if error is not None else None,
     )
 
 

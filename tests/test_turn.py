@@ -9,6 +9,7 @@ from tests.support.workers_ai_server import Reply, WorkersAIServer
 from wai.backends.workers_ai import TOOL_CALL_NOTICE, WorkersAIBackend
 from wai.catalog import load_catalog
 from wai.conversation import Message, Request, Sampling, Timeouts
+from wai.errors import IncompleteReply
 from wai.render.jsonl import JsonlSink
 from wai.render.plain import PlainSink
 from wai.settings import Credentials
@@ -52,3 +53,29 @@ def test_a_sink_that_shows_only_text_ignores_notices(workers_ai_server: WorkersA
         result = run_turn(backend, request, PlainSink(out), turn_info(backend, request))
     assert out.getvalue() == "ok\n"
     assert result.notices == [TOOL_CALL_NOTICE]
+
+
+def test_a_stream_that_breaks_is_a_result_with_its_error_and_the_text_kept(
+    workers_ai_server: WorkersAIServer,
+) -> None:
+    workers_ai_server.script(Reply.sse([{"response": "Half an"}], done=False, end="drop"))
+    out = io.StringIO()
+    request = _request()
+    with WorkersAIBackend(
+        Credentials("acct", "token-1234", workers_ai_server.base_url), max_retries=0
+    ) as backend:
+        result = run_turn(backend, request, PlainSink(out), turn_info(backend, request))
+    assert isinstance(result.error, IncompleteReply)
+    assert (result.text, result.finish_reason) == ("Half an", "error")
+    assert result.answered and not result.interrupted  # the text that came is part of the conversation
+
+
+def test_a_request_refused_before_any_text_is_no_reply(workers_ai_server: WorkersAIServer) -> None:
+    workers_ai_server.script(Reply.error(400, 7000, "No route for that URI"))
+    request = _request()
+    with WorkersAIBackend(
+        Credentials("acct", "token-1234", workers_ai_server.base_url), max_retries=0
+    ) as backend:
+        result = run_turn(backend, request, PlainSink(io.StringIO()), turn_info(backend, request))
+    assert result.error is not None and result.error.exit_code == 1
+    assert result.text == "" and not result.answered

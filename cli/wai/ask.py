@@ -179,7 +179,7 @@ def _plan_and_play(
         stdout=out,
         show_thinking=options.show_thinking,
     )
-    played = play_turn(
+    result = play_turn(
         backend,
         request,
         sink,
@@ -188,12 +188,12 @@ def _plan_and_play(
         more_hint="raise --max-tokens",
         interrupted_note="interrupted; the reply above is incomplete",
     )
-    log.record_turn(prompt, played.result, system=system, sampling=options.sampling)
+    log.record_turn(prompt, result, system=system, sampling=options.sampling)
     if options.debug:  # after the turn, the local backend can say what it loaded and offloaded
         notifier.info(f"backend after the turn: {backend.describe()}")
-    if played.interrupted:
+    if result.interrupted:
         return EXIT_INTERRUPTED
-    return played.error.exit_code if played.error else EXIT_OK
+    return result.error.exit_code if result.error else EXIT_OK
 
 
 def _check_raw(options: AskOptions) -> None:

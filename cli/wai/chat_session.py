@@ -261,8 +261,8 @@ class ChatSession:
                 more_hint="/set max_tokens",
                 effort_hint="lower the effort with /set reasoning_effort",
                 interrupted_note="interrupted; the partial reply is kept in the conversation",
-            ).result
-        kept = bool(result.text) or result.finish_reason not in ("error", "interrupted")
+            )
+        kept = result.answered
         self.stopped_before_reply = not kept and result.finish_reason == "interrupted"
         turn = ChatTurn(
             prompt=prompt,
@@ -270,7 +270,7 @@ class ChatSession:
             model=result.info.model,
             backend=result.info.backend,
             finish_reason=result.finish_reason,
-            error=result.error,
+            error=result.error_text,
         )
         if kept:  # before the transcript write, which a Ctrl-C may cut short
             self.turns.append(turn)

@@ -59,7 +59,15 @@ class RetryableError(BackendError):
 
 
 class IncompleteReply(BackendError):
-    """The stream broke after output had begun: what arrived is kept, the rest is lost."""
+    """The stream broke after output had begun: what arrived is kept, the rest is lost.
+
+    `says_incomplete`: the message itself tells the user the reply is incomplete, so nothing
+    needs adding.
+    """
+
+    def __init__(self, message: str, *, says_incomplete: bool = False) -> None:
+        super().__init__(message)
+        self.says_incomplete = says_incomplete
 
 
 class OutputError(WaiError):

@@ -6,28 +6,18 @@ and tells the user on stderr what went wrong or was cut short. The caller keeps 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TextIO
 
 from wai.backends.base import Backend
 from wai.budget import Plan
 from wai.catalog import ModelSpec
 from wai.conversation import ReasoningEffort, Request, Sampling, Timeouts
-from wai.errors import IncompleteReply, WaiError
+from wai.errors import IncompleteReply
 from wai.notices import Notifier
-from wai.render.base import Sink, TurnResult
+from wai.render.base import Sink
 from wai.render.choose import ColorMode, OutputMode, choose_sink
-from wai.turn import TurnFailed, TurnInterrupted, run_turn, turn_info
-
-
-@dataclass(slots=True)
-class Played:
-    result: TurnResult
-    error: WaiError | None = None
-
-    @property
-    def interrupted(self) -> bool:
-        return self.result.interrupted
+from wai.turn import TurnResult, run_turn, turn_info
 
 
 def request_for(
@@ -109,7 +99,7 @@ def play_turn(
     more_hint: str,
     interrupted_note: str,
     effort_hint: str = "lower --reasoning-effort",
-) -> Played:
+) -> TurnResult:
     """Stream the reply; report an interruption, a failure or the output cap on stderr.
 
     `interrupted_note` is said after a Ctrl-C once some of the reply was shown; before that, wai
@@ -120,26 +110,22 @@ def play_turn(
     info = replace(
         turn_info(backend, request, prompt_exact=prompt_exact), more_hint=more_hint, effort_hint=effort_hint
     )
-    try:
-        result = run_turn(backend, request, sink, info)
-    except TurnInterrupted as stop:
-        _tell_notices(notifier, stop.result)
-        # The caller's note speaks of a partial reply; with nothing shown there is none.
-        notifier.warn(interrupted_note if stop.result.text else "interrupted before the reply began")
-        return Played(stop.result)
-    except TurnFailed as failure:
-        _tell_notices(notifier, failure.result)
-        notifier.error(str(failure.error))
-        said = "incomplete" in str(failure.error)  # the backend's own line usually says it already
-        if isinstance(failure.error, IncompleteReply) and failure.result.text and not said:
-            notifier.warn("the reply above is incomplete: the stream broke before it ended")
-        return Played(failure.result, failure.error)
+    result = run_turn(backend, request, sink, info)
     _tell_notices(notifier, result)
-    if result.finish_reason == "length":
+    error = result.error
+    if result.interrupted:
+        # The caller's note speaks of a partial reply; with nothing shown there is none.
+        notifier.warn(interrupted_note if result.text else "interrupted before the reply began")
+    elif error is not None:
+        notifier.error(str(error))
+        # The backend's own line usually says the reply is incomplete already.
+        if isinstance(error, IncompleteReply) and result.text and not error.says_incomplete:
+            notifier.warn("the reply above is incomplete: the stream broke before it ended")
+    elif result.finish_reason == "length":
         _tell_length_stop(notifier, sink, request, result)
     elif result.thinking_only:
         notifier.warn("the model ended its reply after thinking, without an answer")
-    return Played(result)
+    return result
 
 
 def _tell_length_stop(notifier: Notifier, sink: Sink, request: Request, result: TurnResult) -> None:

@@ -15,8 +15,8 @@ from wai import stop_signals
 from wai.conversation import Message, Sampling
 from wai.errors import UsageError, WaiError
 from wai.notices import Notifier
-from wai.render.base import TurnResult
 from wai.store import Store, StoredTurn, TurnData, db_path, new_conversation_id, write_refusal
+from wai.turn import TurnResult, is_reply
 
 Source = Literal["ask", "chat"]
 
@@ -36,8 +36,8 @@ class Continued:
 
 
 def answered(turn: TurnData) -> bool:
-    """False for a turn stopped or failed before any reply: it is logged, but not part of the conversation."""
-    return bool(turn.reply) or turn.finish_reason not in ("error", "interrupted")
+    """A stored turn counts as a reply by the rule of TurnResult.answered."""
+    return is_reply(turn.reply, turn.finish_reason)
 
 
 def turns_as_messages(turns: tuple[StoredTurn, ...] | list[StoredTurn]) -> tuple[Message, ...]:
@@ -161,6 +161,6 @@ def turn_data(prompt: str, result: TurnResult, *, system: str | None, sampling: 
         load_s=timings.load,
         finish_reason=result.finish_reason,
         interrupted=result.interrupted,
-        error=result.error,
+        error=result.error_text,
         reasoning=result.reasoning,
     )

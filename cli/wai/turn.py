@@ -1,33 +1,116 @@
-"""Runs one turn: a backend's events into a sink, with timings, whatever goes wrong."""
+"""One turn as a value: what is known before it (TurnInfo), what it produced (TurnResult), and
+`run_turn`, which streams a backend's events into a sink and returns the result whatever happens.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from wai.backends.base import Backend
-from wai.conversation import Request
 from wai.errors import OutputError, WaiError
-from wai.events import Event, Finish, Loaded, Notice, Reasoning, Token, Usage
-from wai.render.base import Sink, TurnInfo, TurnResult
+from wai.events import Event, Finish, FinishReason, Loaded, Notice, Reasoning, Token, Usage
+
+if TYPE_CHECKING:
+    from wai.backends.base import Backend
+    from wai.conversation import Request
+    from wai.render.base import Sink
 
 
-class TurnInterrupted(Exception):
-    """Ctrl-C stopped the reply; `result` holds what had arrived."""
+def is_reply(text: str, finish_reason: str | None) -> bool:
+    """Whether a turn counts as a reply: False for one stopped or failed before any text came.
 
-    def __init__(self, result: TurnResult) -> None:
-        super().__init__("interrupted")
-        self.result = result
+    Such a turn is logged, but is no part of the conversation (its question is not resent).
+    """
+    return bool(text) or finish_reason not in ("error", "interrupted")
 
 
-class TurnFailed(Exception):
-    """The backend failed; `result` holds what had arrived, `error` the cause."""
+@dataclass(frozen=True, slots=True)
+class TurnInfo:
+    """Known before the first token: shown in titles and footers."""
 
-    def __init__(self, result: TurnResult, error: WaiError) -> None:
-        super().__init__(str(error))
-        self.result = result
-        self.error = error
+    model: str
+    backend: str
+    precision: str | None
+    context_window: int
+    max_output: int
+    max_tokens: int
+    prompt_tokens: int | None = None
+    prompt_exact: bool = True
+    more_hint: str = "raise --max-tokens"  # how to allow a longer reply, in this command's words
+    reply_room: int | None = None  # the largest max_tokens this prompt allows (None: max_output)
+    effort_hint: str = "lower --reasoning-effort"  # how to make the thinking shorter, likewise
+
+    @property
+    def most_tokens(self) -> int:
+        return self.max_output if self.reply_room is None else min(self.reply_room, self.max_output)
+
+
+@dataclass(slots=True)
+class Timings:
+    """Seconds from the start of the turn; `load` is model load time (local backend).
+
+    `first_token`: the first output of either kind, thinking or answer (both are generated
+    tokens, so the rate is figured from it); `thinking`: from the first piece of thinking to the
+    answer's first token (or the end, when none came).
+    """
+
+    first_token: float | None = None
+    total: float = 0.0
+    load: float | None = None
+    thinking: float | None = None
+
+    def tokens_per_second(self, completion_tokens: int) -> float | None:
+        if self.first_token is None or completion_tokens < 2:
+            return None
+        generating = self.total - self.first_token
+        return (completion_tokens - 1) / generating if generating > 0 else None
+
+
+@dataclass(slots=True)
+class TurnResult:
+    """What a turn produced, complete or not."""
+
+    info: TurnInfo
+    text: str = ""
+    reasoning: str = ""  # the thinking, apart from the answer
+    thoughts: int = 0  # events that carried thinking
+    reported_reasoning_tokens: int | None = None  # the server's own count of the thinking
+    finish_reason: FinishReason | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    usage_exact: bool = True
+    timings: Timings = field(default_factory=Timings)
+    error: WaiError | None = None  # why the turn failed; what arrived before is kept above
+    notices: list[str] = field(default_factory=list)  # what the backend said beside the text
+
+    @property
+    def interrupted(self) -> bool:
+        return self.finish_reason == "interrupted"
+
+    @property
+    def answered(self) -> bool:
+        """The turn counts as a reply, for the transcript's conversation and the chat session."""
+        return is_reply(self.text, self.finish_reason)
+
+    @property
+    def error_text(self) -> str | None:
+        return str(self.error) if self.error is not None else None
+
+    @property
+    def reasoning_tokens(self) -> int | None:
+        """Tokens of thinking: the server's count, else one per event (servers send one token an
+        event); None when there was no thinking."""
+        if self.reported_reasoning_tokens is not None:
+            return self.reported_reasoning_tokens
+        return self.thoughts if self.reasoning else None
+
+    @property
+    def thinking_only(self) -> bool:
+        """The model thought but its answer never began."""
+        return bool(self.reasoning.strip()) and not self.text.strip()
 
 
 def turn_info(backend: Backend, request: Request, *, prompt_exact: bool = True) -> TurnInfo:
@@ -47,7 +130,11 @@ def turn_info(backend: Backend, request: Request, *, prompt_exact: bool = True) 
 
 
 def run_turn(backend: Backend, request: Request, sink: Sink, info: TurnInfo) -> TurnResult:
-    """Stream one reply into `sink`. Raises TurnInterrupted or TurnFailed, each with the partial result."""
+    """Stream one reply into `sink` and return what came, complete or not.
+
+    A Ctrl-C during the reply ends it as `interrupted`; an expected failure (a WaiError, from the
+    backend or from the output) ends it with `error` set. Either way the partial text is kept.
+    """
     result = TurnResult(info=info, prompt_tokens=info.prompt_tokens, usage_exact=info.prompt_exact)
     pieces: list[str] = []
     thinking = _Thinking()
@@ -95,14 +182,14 @@ def run_turn(backend: Backend, request: Request, sink: Sink, info: TurnInfo) -> 
         # The interruption is what there is to tell; a SIGHUP may come from a terminal already gone.
         with contextlib.suppress(OutputError, OSError):
             sink.finish(result)
-        raise TurnInterrupted(result) from None
+        return result
     except WaiError as error:
         _close_quietly(events)
         settle("error")
-        result.error = str(error)
+        result.error = error
         with contextlib.suppress(OutputError):  # `error` is the one to tell (or was this very one)
             sink.finish(result)
-        raise TurnFailed(result, error) from error
+        return result
     except BaseException:
         _close_quietly(events)
         raise
@@ -111,8 +198,7 @@ def run_turn(backend: Backend, request: Request, sink: Sink, info: TurnInfo) -> 
         sink.finish(result)
     except OutputError as error:  # the reply came whole but could not be shown: kept, and said
         result.finish_reason = "error"
-        result.error = str(error)
-        raise TurnFailed(result, error) from None
+        result.error = error
     return result
 
 

@@ -24,7 +24,7 @@ from wai.conversation import Message, Request
 from wai.events import Event, Finish, FinishReason, Reasoning, Token, Usage
 from wai.render.panel import PanelSink, panel_supported
 from wai.tokens import EstimatedCounter, TokenCounter
-from wai.turn import TurnInterrupted, run_turn, turn_info
+from wai.turn import run_turn, turn_info
 
 
 class ScriptedBackend:
@@ -117,11 +117,8 @@ def main() -> int:
     pause = (args.pause_after, args.pause_file) if args.pause_after is not None else None
     backend = ScriptedBackend(chunks, args.delay, args.reason, pause, thinking)
     sink = PanelSink(console, show_stats=not args.no_stats, show_thinking=args.show_thinking)
-    try:
-        run_turn(backend, request, sink, turn_info(backend, request))
-    except TurnInterrupted:
-        return 130
-    return 0
+    result = run_turn(backend, request, sink, turn_info(backend, request))
+    return 130 if result.interrupted else 0
 
 
 if __name__ == "__main__":

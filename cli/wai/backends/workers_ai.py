@@ -494,7 +494,9 @@ class WorkersAIBackend:
                 if progress.tokens
                 else f"{progress.thought_chars} characters of thinking"
             )
-            return IncompleteReply(f"the reply is incomplete: {why} after {shown} (what arrived is kept)")
+            return IncompleteReply(
+                f"the reply is incomplete: {why} after {shown} (what arrived is kept)", says_incomplete=True
+            )
         if cause is not None:
             return cause
         # A stall is not retried: each try would cost the user another full read timeout.

@@ -1,88 +1,13 @@
-"""The contract between the turn driver and every sink, and the figures a turn produces."""
+"""The contract between the turn driver and every sink."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from wai.events import Event, FinishReason
+from wai.events import Event
 
-
-@dataclass(frozen=True, slots=True)
-class TurnInfo:
-    """Known before the first token: shown in titles and footers."""
-
-    model: str
-    backend: str
-    precision: str | None
-    context_window: int
-    max_output: int
-    max_tokens: int
-    prompt_tokens: int | None = None
-    prompt_exact: bool = True
-    more_hint: str = "raise --max-tokens"  # how to allow a longer reply, in this command's words
-    reply_room: int | None = None  # the largest max_tokens this prompt allows (None: max_output)
-    effort_hint: str = "lower --reasoning-effort"  # how to make the thinking shorter, likewise
-
-    @property
-    def most_tokens(self) -> int:
-        return self.max_output if self.reply_room is None else min(self.reply_room, self.max_output)
-
-
-@dataclass(slots=True)
-class Timings:
-    """Seconds from the start of the turn; `load` is model load time (local backend).
-
-    `first_token`: the first output of either kind, thinking or answer (both are generated
-    tokens, so the rate is figured from it); `thinking`: from the first piece of thinking to the
-    answer's first token (or the end, when none came).
-    """
-
-    first_token: float | None = None
-    total: float = 0.0
-    load: float | None = None
-    thinking: float | None = None
-
-    def tokens_per_second(self, completion_tokens: int) -> float | None:
-        if self.first_token is None or completion_tokens < 2:
-            return None
-        generating = self.total - self.first_token
-        return (completion_tokens - 1) / generating if generating > 0 else None
-
-
-@dataclass(slots=True)
-class TurnResult:
-    """What a turn produced, complete or not."""
-
-    info: TurnInfo
-    text: str = ""
-    reasoning: str = ""  # the thinking, apart from the answer
-    thoughts: int = 0  # events that carried thinking
-    reported_reasoning_tokens: int | None = None  # the server's own count of the thinking
-    finish_reason: FinishReason | None = None
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    usage_exact: bool = True
-    timings: Timings = field(default_factory=Timings)
-    error: str | None = None
-    notices: list[str] = field(default_factory=list)  # what the backend said beside the text
-
-    @property
-    def interrupted(self) -> bool:
-        return self.finish_reason == "interrupted"
-
-    @property
-    def reasoning_tokens(self) -> int | None:
-        """Tokens of thinking: the server's count, else one per event (servers send one token an
-        event); None when there was no thinking."""
-        if self.reported_reasoning_tokens is not None:
-            return self.reported_reasoning_tokens
-        return self.thoughts if self.reasoning else None
-
-    @property
-    def thinking_only(self) -> bool:
-        """The model thought but its answer never began."""
-        return bool(self.reasoning.strip()) and not self.text.strip()
+if TYPE_CHECKING:
+    from wai.turn import TurnInfo, TurnResult
 
 
 class Sink(Protocol):

@@ -7,7 +7,8 @@ import sys
 from collections.abc import Callable
 from typing import Literal, TextIO
 
-from wai.render.base import Sink, TurnResult
+from wai.render.base import Sink
+from wai.turn import TurnResult
 
 ColorMode = Literal["auto", "always", "never"]
 OutputMode = Literal["auto", "json", "jsonl"]

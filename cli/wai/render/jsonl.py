@@ -6,9 +6,9 @@ import json
 from typing import TextIO
 
 from wai.events import Event, Finish, Loaded, Notice, Reasoning, Token, Usage
-from wai.render.base import TurnInfo, TurnResult
 from wai.render.result_json import result_dict
 from wai.render.terminal_safe import json_for_terminal
+from wai.turn import TurnInfo, TurnResult
 
 
 class JsonlSink:
@@ -60,8 +60,8 @@ class JsonlSink:
             pass  # reported once, with the timings, by finish()
 
     def finish(self, result: TurnResult) -> None:
-        if result.error:
-            self._emit({"type": "error", "message": result.error})
+        if result.error is not None:
+            self._emit({"type": "error", "message": str(result.error)})
         summary = result_dict(result)
         summary.pop("text")  # streamed already, piece by piece
         summary.pop("reasoning")

@@ -20,10 +20,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from wai.events import Event, Reasoning, Token
-from wai.render.base import TurnInfo, TurnResult
 from wai.render.footer import backend_label, footer_text
 from wai.render.markdown_stream import Block, BlockSplitter, Fence
 from wai.render.terminal_safe import terminal_safe
+from wai.turn import TurnInfo, TurnResult
 
 if TYPE_CHECKING:
     from rich.console import Console, ConsoleOptions, RenderableType

@@ -6,8 +6,8 @@ from collections.abc import Callable
 from typing import TextIO
 
 from wai.events import Event, Token
-from wai.render.base import TurnInfo, TurnResult
 from wai.render.terminal_safe import is_terminal, terminal_safe
+from wai.turn import TurnInfo, TurnResult
 
 
 class PlainSink:

@@ -6,8 +6,8 @@ import json
 from typing import TextIO
 
 from wai.events import Event
-from wai.render.base import TurnInfo, TurnResult
 from wai.render.terminal_safe import json_for_terminal
+from wai.turn import TurnInfo, TurnResult
 
 
 def _round(value: float | None) -> float | None:
@@ -24,7 +24,7 @@ def result_dict(result: TurnResult) -> dict[str, object]:
         "precision": result.info.precision,
         "finish_reason": result.finish_reason,
         "interrupted": result.interrupted,
-        "error": result.error,
+        "error": result.error_text,
         "notices": list(result.notices),
         "usage": {
             "prompt_tokens": result.prompt_tokens,
