@@ -1,4 +1,16 @@
-"""The error hierarchy: every expected failure carries its exit code and a one-line message."""
+"""The error hierarchy: every expected failure carries its exit code and a one-line message.
+
+    WaiError                 exit 1: an expected failure, one line on stderr, no traceback
+    ├── UsageError           exit 2: the command line itself is wrong
+    ├── ConfigError          exit 2: a configuration file, variable or catalog entry
+    ├── WindowError          exit 3: the input does not fit the model's windows
+    ├── BackendError         exit 1: the backend, the network or the model failed
+    │   ├── RetryableError   worth retrying, before any output has arrived
+    │   └── IncompleteReply  the stream broke after output began; what arrived is kept
+    └── OutputError          exit 1: standard output refused the text
+
+Ctrl-C is not an error: it ends a command with exit 130 (EXIT_INTERRUPTED).
+"""
 
 from __future__ import annotations
 

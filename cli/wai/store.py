@@ -182,6 +182,7 @@ class Store:
             if not read_only and _is_write_refusal(exc):
                 raise write_refusal(path) from None
             raise ConfigError(f"{path}: cannot open the transcript database ({exc})") from None
+        self._db.row_factory = sqlite3.Row  # columns by name: a new column shifts no index
         try:
             if read_only:
                 self._check_version()
@@ -326,7 +327,7 @@ class Store:
     def latest_conversation_id(self) -> str | None:
         # Turn ids only grow, so the newest turn names the latest conversation, whatever the clock did.
         row = self._db.execute("SELECT conversation_id FROM turns ORDER BY id DESC LIMIT 1").fetchone()
-        return None if row is None else str(row[0])
+        return None if row is None else str(row["conversation_id"])
 
     def resolve_conversation_id(self, given: str) -> str:
         """A full id or a unique prefix of one."""
@@ -337,7 +338,7 @@ class Store:
             "SELECT id FROM conversations WHERE id = ? OR substr(id, 1, ?) = ? ORDER BY id LIMIT 3",
             (given, len(given), given),
         ).fetchall()
-        ids = [str(row[0]) for row in rows]
+        ids = [str(row["id"]) for row in rows]
         if given in ids:
             return given
         if not ids:
@@ -358,22 +359,23 @@ class Store:
     def _summaries(self, where: str, params: Sequence[object], *, limit: int) -> list[ConversationSummary]:
         rows = self._db.execute(
             "SELECT c.id, c.created_at, c.updated_at, c.model, c.system, c.source, "
-            "(SELECT count(*) FROM turns t WHERE t.conversation_id = c.id AND t.superseded = 0), "
+            "(SELECT count(*) FROM turns t WHERE t.conversation_id = c.id AND t.superseded = 0) AS turns, "
             "(SELECT t.prompt FROM turns t WHERE t.conversation_id = c.id ORDER BY t.id LIMIT 1) "
+            "AS first_prompt "
             f"FROM conversations c {where} "
             "ORDER BY (SELECT max(t.id) FROM turns t WHERE t.conversation_id = c.id) DESC LIMIT ?",
             (*params, limit),
         ).fetchall()
         return [
             ConversationSummary(
-                id=row[0],
-                created_at=row[1],
-                updated_at=row[2],
-                model=row[3],
-                system=row[4],
-                source=row[5],
-                turns=int(row[6]),
-                first_prompt=row[7] or "",
+                id=row["id"],
+                created_at=row["created_at"],
+                updated_at=row["updated_at"],
+                model=row["model"],
+                system=row["system"],
+                source=row["source"],
+                turns=int(row["turns"]),
+                first_prompt=row["first_prompt"] or "",
             )
             for row in rows
         ]
@@ -441,7 +443,7 @@ def create_private(path: Path) -> None:
         os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
 
 
-def _stored_turn(row: Sequence[object]) -> StoredTurn:
+def _stored_turn(row: sqlite3.Row) -> StoredTurn:
     def opt_int(value: object) -> int | None:
         return None if value is None else int(str(value))
 
@@ -451,33 +453,33 @@ def _stored_turn(row: Sequence[object]) -> StoredTurn:
     def opt_str(value: object) -> str | None:
         return None if value is None else str(value)
 
-    sampling = json.loads(str(row[13]))
+    sampling = json.loads(str(row["sampling"]))
     data = TurnData(
-        prompt=str(row[3]),
-        reply=str(row[4]),
-        system=opt_str(row[5]),
-        model=str(row[6]),
-        backend=str(row[7]),
-        precision=opt_str(row[8]),
-        prompt_tokens=opt_int(row[9]),
-        completion_tokens=opt_int(row[10]),
-        usage_exact=bool(row[11]),
-        max_tokens=opt_int(row[12]),
+        prompt=str(row["prompt"]),
+        reply=str(row["reply"]),
+        system=opt_str(row["system"]),
+        model=str(row["model"]),
+        backend=str(row["backend"]),
+        precision=opt_str(row["precision"]),
+        prompt_tokens=opt_int(row["prompt_tokens"]),
+        completion_tokens=opt_int(row["completion_tokens"]),
+        usage_exact=bool(row["usage_exact"]),
+        max_tokens=opt_int(row["max_tokens"]),
         sampling=sampling if isinstance(sampling, dict) else {},
-        first_token_s=opt_float(row[14]),
-        total_s=opt_float(row[15]),
-        load_s=opt_float(row[16]),
-        finish_reason=opt_str(row[17]),
-        interrupted=bool(row[18]),
-        error=opt_str(row[19]),
-        reasoning=str(row[21] or ""),
+        first_token_s=opt_float(row["first_token_s"]),
+        total_s=opt_float(row["total_s"]),
+        load_s=opt_float(row["load_s"]),
+        finish_reason=opt_str(row["finish_reason"]),
+        interrupted=bool(row["interrupted"]),
+        error=opt_str(row["error"]),
+        reasoning=str(row["reasoning"] or ""),
     )
     return StoredTurn(
-        id=int(str(row[0])),
-        conversation_id=str(row[1]),
-        created_at=str(row[2]),
+        id=int(str(row["id"])),
+        conversation_id=str(row["conversation_id"]),
+        created_at=str(row["created_at"]),
         data=data,
-        superseded=bool(row[20]),
+        superseded=bool(row["superseded"]),
     )
 
 

@@ -8,7 +8,7 @@ import contextlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, assert_never
 
 from wai.errors import OutputError, WaiError
 from wai.events import Event, Finish, FinishReason, Loaded, Notice, Reasoning, Token, Usage
@@ -150,31 +150,34 @@ def run_turn(backend: Backend, request: Request, sink: Sink, info: TurnInfo) -> 
     try:
         sink.start(info)
         for event in events:
-            if isinstance(event, Token):
-                if event.text:
-                    now = time.perf_counter() - started
-                    if result.timings.first_token is None:
-                        result.timings.first_token = now
-                    thinking.answer_began(now)
-                pieces.append(event.text)
-            elif isinstance(event, Reasoning):
-                if event.text:
-                    now = time.perf_counter() - started
-                    if result.timings.first_token is None:
-                        result.timings.first_token = now
-                    thinking.add(event.text, now)
-            elif isinstance(event, Usage):
-                usage = event
-                result.prompt_tokens = event.prompt_tokens
-                result.completion_tokens = event.completion_tokens
-                result.usage_exact = event.exact
-                result.reported_reasoning_tokens = event.reasoning_tokens
-            elif isinstance(event, Finish):
-                result.finish_reason = event.reason
-            elif isinstance(event, Loaded):
-                result.timings.load = event.seconds
-            elif isinstance(event, Notice):
-                result.notices.append(event.text)
+            match event:
+                case Token(text=text):
+                    if text:
+                        now = time.perf_counter() - started
+                        if result.timings.first_token is None:
+                            result.timings.first_token = now
+                        thinking.answer_began(now)
+                    pieces.append(text)
+                case Reasoning(text=text):
+                    if text:
+                        now = time.perf_counter() - started
+                        if result.timings.first_token is None:
+                            result.timings.first_token = now
+                        thinking.add(text, now)
+                case Usage():
+                    usage = event
+                    result.prompt_tokens = event.prompt_tokens
+                    result.completion_tokens = event.completion_tokens
+                    result.usage_exact = event.exact
+                    result.reported_reasoning_tokens = event.reasoning_tokens
+                case Finish(reason=reason):
+                    result.finish_reason = reason
+                case Loaded(seconds=seconds):
+                    result.timings.load = seconds
+                case Notice(text=text):
+                    result.notices.append(text)
+                case _:
+                    assert_never(event)
             sink.feed(event)
     except KeyboardInterrupt:
         _close_quietly(events)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import TextIO
+from typing import TextIO, assert_never
 
 from wai.events import Event, Finish, Loaded, Notice, Reasoning, Token, Usage
 from wai.render.result_json import result_dict
@@ -36,28 +36,31 @@ class JsonlSink:
         )
 
     def feed(self, event: Event) -> None:
-        if isinstance(event, Token):
-            if event.text:
-                self._emit({"type": "token", "text": event.text})
-        elif isinstance(event, Reasoning):
-            if event.text:
-                self._emit({"type": "reasoning", "text": event.text})
-        elif isinstance(event, Usage):
-            self._emit(
-                {
-                    "type": "usage",
-                    "prompt_tokens": event.prompt_tokens,
-                    "completion_tokens": event.completion_tokens,
-                    "reasoning_tokens": event.reasoning_tokens,
-                    "exact": event.exact,
-                }
-            )
-        elif isinstance(event, Loaded):
-            self._emit({"type": "loaded", "seconds": round(event.seconds, 4)})
-        elif isinstance(event, Notice):
-            self._emit({"type": "notice", "text": event.text})
-        elif isinstance(event, Finish):
-            pass  # reported once, with the timings, by finish()
+        match event:
+            case Token(text=text):
+                if text:
+                    self._emit({"type": "token", "text": text})
+            case Reasoning(text=text):
+                if text:
+                    self._emit({"type": "reasoning", "text": text})
+            case Usage():
+                self._emit(
+                    {
+                        "type": "usage",
+                        "prompt_tokens": event.prompt_tokens,
+                        "completion_tokens": event.completion_tokens,
+                        "reasoning_tokens": event.reasoning_tokens,
+                        "exact": event.exact,
+                    }
+                )
+            case Loaded(seconds=seconds):
+                self._emit({"type": "loaded", "seconds": round(seconds, 4)})
+            case Notice(text=text):
+                self._emit({"type": "notice", "text": text})
+            case Finish():
+                pass  # reported once, with the timings, by finish()
+            case _:
+                assert_never(event)
 
     def finish(self, result: TurnResult) -> None:
         if result.error is not None:

@@ -17,9 +17,9 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, assert_never
 
-from wai.events import Event, Reasoning, Token
+from wai.events import Event, Finish, Loaded, Notice, Reasoning, Token, Usage
 from wai.render.footer import backend_label, footer_text
 from wai.render.markdown_stream import Block, BlockSplitter, Fence
 from wai.render.terminal_safe import terminal_safe
@@ -132,21 +132,26 @@ class PanelSink:
         self._ticker.start()
 
     def feed(self, event: Event) -> None:
-        if isinstance(event, Token) and event.text:
-            if self._answer_began is None:
-                self._answer_began = time.monotonic()
-            text = terminal_safe(event.text)
-            self._incoming.append(text)
-            self._text.append(text)
-            self._tokens_seen += 1
-        elif isinstance(event, Reasoning) and event.text:
-            self._tokens_seen += 1
-            if self._answer_began is not None:
-                return  # thinking after the answer began: kept in the result, not drawn into it
-            if self._thinking_began is None:
-                self._thinking_began = time.monotonic()
-            self._thoughts += 1
-            self._thinking_incoming.append(terminal_safe(event.text))
+        match event:
+            case Token(text=text) if text:
+                if self._answer_began is None:
+                    self._answer_began = time.monotonic()
+                safe = terminal_safe(text)
+                self._incoming.append(safe)
+                self._text.append(safe)
+                self._tokens_seen += 1
+            case Reasoning(text=text) if text:
+                self._tokens_seen += 1
+                if self._answer_began is not None:
+                    return  # thinking after the answer began: kept in the result, not drawn into it
+                if self._thinking_began is None:
+                    self._thinking_began = time.monotonic()
+                self._thoughts += 1
+                self._thinking_incoming.append(terminal_safe(text))
+            case Token() | Reasoning() | Usage() | Finish() | Loaded() | Notice():
+                pass  # nothing to draw: the footer is drawn from the result, at the end
+            case _:
+                assert_never(event)
 
     def finish(self, result: TurnResult) -> None:
         if self._ticker is not None:

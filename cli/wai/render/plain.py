@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TextIO
+from typing import TextIO, assert_never
 
-from wai.events import Event, Token
+from wai.events import Event, Finish, Loaded, Notice, Reasoning, Token, Usage
 from wai.render.terminal_safe import is_terminal, terminal_safe
 from wai.turn import TurnInfo, TurnResult
 
@@ -24,11 +24,16 @@ class PlainSink:
         self._ends_with_newline = True
 
     def feed(self, event: Event) -> None:
-        if isinstance(event, Token) and event.text:
-            # Recorded first: a Ctrl-C that lands during the write must still get its newline.
-            self._ends_with_newline = event.text.endswith("\n")
-            self.out.write(terminal_safe(event.text) if self._clean else event.text)
-            self.out.flush()
+        match event:
+            case Token(text=text) if text:
+                # Recorded first: a Ctrl-C that lands during the write must still get its newline.
+                self._ends_with_newline = text.endswith("\n")
+                self.out.write(terminal_safe(text) if self._clean else text)
+                self.out.flush()
+            case Token() | Reasoning() | Usage() | Finish() | Loaded() | Notice():
+                pass  # plain text is the answer alone
+            case _:
+                assert_never(event)
 
     def finish(self, result: TurnResult) -> None:
         if not self._ends_with_newline:
