@@ -276,12 +276,11 @@ def test_estimated_plans_are_marked_approximate(isolated_home: Path) -> None:
 
 def test_no_request_over_a_cap_reaches_the_server(vocab_home: Path) -> None:
     """Plans sent through the real Workers AI backend; every body the server receives is recounted."""
+    from tests.support.counting import cap_violations, count_body
     from tests.support.workers_ai_server import WorkersAIServer
     from wai.backends.workers_ai import WorkersAIBackend
-    from wai.budget import cap_violations
     from wai.conversation import Request
     from wai.settings import Credentials
-    from wai.tokens import count_body
 
     catalog = load_catalog()
     sent = refused = 0
@@ -318,7 +317,7 @@ def test_no_request_over_a_cap_reaches_the_server(vocab_home: Path) -> None:
 
 
 def test_cap_violations_name_each_broken_window() -> None:
-    from wai.budget import cap_violations
+    from tests.support.counting import cap_violations
 
     fp16 = load_catalog().get("@cf/meta/llama-2-7b-chat-fp16")
     assert cap_violations(fp16, 3072, 1024) == []

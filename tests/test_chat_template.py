@@ -9,7 +9,6 @@ import pytest
 
 from tests.support.tiny_gguf import BOS, CHAT_TEMPLATE, build_tiny_llama
 from wai.chat_template import (
-    ChatTemplateError,
     TemplateInfo,
     chatml_prompt,
     llama2_prompt,
@@ -17,6 +16,7 @@ from wai.chat_template import (
     tokenize_chat,
 )
 from wai.conversation import Message
+from wai.errors import ChatTemplateError
 
 SYSTEM = Message("system", "Be brief.")
 USER = Message("user", "Where is New York?")

@@ -13,8 +13,9 @@ from tests.support.tiny_gguf import CHAT_TEMPLATE, TinyModel, build_tiny_llama
 from tests.support.vocab_fixture import vocab_cache, vocab_home
 from wai import chat_template
 from wai.backends.llama_native import NativeModel
-from wai.chat_template import ChatTemplateError, tokenize_chat
+from wai.chat_template import tokenize_chat
 from wai.conversation import Message
+from wai.errors import ChatTemplateError
 
 __all__ = ["vocab_cache", "vocab_home"]
 

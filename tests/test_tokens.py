@@ -10,11 +10,13 @@ from pathlib import Path
 import pytest
 
 from tests.support.vocab_fixture import vocab_cache, vocab_home
-from wai import tokens
+from wai import vocab_load
+from wai.ask import describe_dry_run
 from wai.budget import plan_request
 from wai.catalog import ModelSpec, load_catalog
 from wai.conversation import Message
-from wai.tokens import EstimatedCounter, VocabCounter, count_report, counter_for, describe_dry_run
+from wai.tokens import EstimatedCounter, VocabCounter, counter_for
+from wai.tokens_command import count_report
 
 __all__ = ["vocab_cache", "vocab_home"]
 
@@ -194,14 +196,14 @@ def test_missing_llama_cpp_falls_back_to_an_estimate(
 ) -> None:
     from wai.backends import llama_native
 
-    tokens.load_vocab.cache_clear()
+    vocab_load.load_vocab.cache_clear()
     monkeypatch.setattr(llama_native, "_lib", None)
     monkeypatch.setitem(sys.modules, "llama_cpp", None)  # makes `import llama_cpp` fail
     counter = counter_for(spec(LLAMA2), "remote")
     assert isinstance(counter, EstimatedCounter)
     assert "not installed" in counter.source
     monkeypatch.undo()
-    tokens.load_vocab.cache_clear()
+    vocab_load.load_vocab.cache_clear()
 
 
 def test_missing_local_file_is_estimated(isolated_home: Path) -> None:

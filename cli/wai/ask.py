@@ -7,7 +7,6 @@ import sys
 from dataclasses import dataclass, field
 from typing import BinaryIO, TextIO
 
-from wai import tokens
 from wai.backends.registry import (
     BackendMode,
     BackendName,
@@ -17,7 +16,7 @@ from wai.backends.registry import (
     registration,
     windows_for,
 )
-from wai.budget import FitMode, plan_request
+from wai.budget import FitMode, Plan, plan_request
 from wai.catalog import ModelSpec, load_catalog
 from wai.conversation import Message, ReasoningEffort, Sampling, Timeouts
 from wai.errors import EXIT_INTERRUPTED, EXIT_OK, UsageError
@@ -25,9 +24,11 @@ from wai.models_resolve import resolve_model
 from wai.notices import Notifier
 from wai.play import effort_for, play_turn, request_for, sink_for
 from wai.prompt_input import STDIN_ONLY, read_prompt, valid_text
+from wai.remote_template import format_for
 from wai.render.choose import ColorMode, OutputMode
-from wai.render.terminal_safe import json_for_terminal
 from wai.settings import load_credentials, load_user_config
+from wai.terminal_safe import json_for_terminal
+from wai.tokens import RawCounter, TokenCounter
 from wai.transcript import TranscriptLog
 
 
@@ -127,7 +128,7 @@ def _plan_and_play(
         registration(backend_name).counter(spec) if options.dry_run else backends.counter(spec, backend_name)
     )
     if options.raw:
-        counter = tokens.RawCounter(counter)
+        counter = RawCounter(counter)
     # A question typed before piped text is never cut: only the piped part is.
     asked = options.prompt if options.prompt not in (None, STDIN_ONLY) else None
     keep_start = len(asked) + 2 if asked is not None and prompt != asked else 0
@@ -157,9 +158,7 @@ def _plan_and_play(
     )
     out = stdout or sys.stdout
     if options.dry_run:
-        report = tokens.describe_dry_run(
-            plan, windows, backend_name, counter=counter if options.raw else None
-        )
+        report = describe_dry_run(plan, windows, backend_name, counter=counter if options.raw else None)
         report["reasoning_effort"] = effort
         out.write(json_for_terminal(json.dumps(report, indent=2, ensure_ascii=False), out) + "\n")
         return EXIT_OK
@@ -215,3 +214,40 @@ def _stdin_buffer() -> BinaryIO | None:
     if stream is None or stream.closed:
         return None
     return stream.buffer
+
+
+def describe_dry_run(
+    plan: Plan, model: ModelSpec, backend_name: BackendName, *, counter: TokenCounter | None = None
+) -> dict[str, object]:
+    """`wai ask --dry-run`: what would be sent, as a JSON-ready dict; nothing is sent.
+
+    `counter`: the one that counted the plan, when not the model's usual one (a raw prompt's).
+    """
+    raw = isinstance(counter, RawCounter)
+    counter = counter or registration(backend_name).counter(model)
+    prompt = counter.prompt_text(plan.messages)
+    remote_format = format_for(model.family)
+    if prompt is None and backend_name == "remote" and remote_format is not None:
+        prompt = remote_format.render(plan.messages)  # the text is known even without the vocabulary
+    if raw:
+        prompt_format = "verbatim (--raw: no chat template)"
+    else:
+        prompt_format = "as sent" if backend_name == "local" else "as Workers AI is believed to apply it"
+    return {
+        "model": model.id,
+        "backend": backend_name,
+        "messages": [m.as_dict() for m in plan.messages],
+        "raw": raw,
+        "prompt": prompt,
+        "prompt_format": prompt_format,
+        "prompt_tokens": plan.prompt_tokens,
+        "exact": plan.exact,
+        "counted_with": counter.source,
+        "max_tokens": plan.max_tokens,
+        "context_window": model.context_window,
+        "max_output": model.max_output,
+        "total_context": model.total_context,
+        "dropped_messages": plan.dropped_messages,
+        "cut_tokens": plan.cut_tokens,
+        "notices": list(plan.notices),
+    }

@@ -189,29 +189,6 @@ def plan_request(
     )
 
 
-def cap_violations(model: ModelSpec, prompt_tokens: int, max_tokens: int | None) -> list[str]:
-    """Every window a request of this size breaks; [] when it respects them all.
-
-    For whoever receives requests (a test server recounting each body, a backend's own check):
-    a request without `max_tokens` breaks the rule that it is always sent.
-    """
-    problems: list[str] = []
-    if prompt_tokens > model.context_window:
-        problems.append(f"prompt {prompt_tokens} > context_window {model.context_window}")
-    if max_tokens is None:
-        problems.append("no max_tokens (the server would default to 256)")
-        return problems
-    if max_tokens < 1:
-        problems.append(f"max_tokens {max_tokens} < 1")
-    if max_tokens > model.max_output:
-        problems.append(f"max_tokens {max_tokens} > max_output {model.max_output}")
-    if prompt_tokens + max_tokens > model.total_context:
-        problems.append(
-            f"prompt {prompt_tokens} + max_tokens {max_tokens} > total_context {model.total_context}"
-        )
-    return problems
-
-
 def window_error(
     model: ModelSpec, prompt_tokens: int, *, exact: bool, floor: int | None = None
 ) -> WindowError:

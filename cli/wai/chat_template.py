@@ -19,16 +19,12 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from wai.conversation import Message
-from wai.errors import UsageError
+from wai.errors import ChatTemplateError
 
 if TYPE_CHECKING:
     import jinja2
 
     from wai.backends.llama_native import NativeModel
-
-
-class ChatTemplateError(UsageError):
-    """The model's chat template rejects the conversation (a system prompt it does not take, ...)."""
 
 
 @dataclass(frozen=True, slots=True)

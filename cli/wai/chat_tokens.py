@@ -21,8 +21,8 @@ from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from wai.chat_template import ChatTemplateError
 from wai.conversation import Message
+from wai.errors import ChatTemplateError
 
 if TYPE_CHECKING:
     from wai.backends.llama_native import NativeModel

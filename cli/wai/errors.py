@@ -2,6 +2,7 @@
 
     WaiError                 exit 1: an expected failure, one line on stderr, no traceback
     ├── UsageError           exit 2: the command line itself is wrong
+    │   └── ChatTemplateError    the model's chat template rejects the conversation
     ├── ConfigError          exit 2: a configuration file, variable or catalog entry
     ├── WindowError          exit 3: the input does not fit the model's windows
     ├── BackendError         exit 1: the backend, the network or the model failed
@@ -45,6 +46,10 @@ class ConfigError(WaiError):
     """A configuration file, variable or catalog entry is wrong or missing."""
 
     exit_code = EXIT_USAGE
+
+
+class ChatTemplateError(UsageError):
+    """The model's chat template rejects the conversation (a system prompt it does not take, ...)."""
 
 
 class WindowError(WaiError):

@@ -11,8 +11,8 @@ from typing import TextIO
 
 from wai.errors import EXIT_OK, UsageError
 from wai.notices import Notifier
-from wai.render.terminal_safe import for_terminal, json_for_terminal
 from wai.store import ConversationSummary, Store, StoredTurn, db_path
+from wai.terminal_safe import for_terminal, json_for_terminal
 
 DEFAULT_COUNT = 10
 _PREVIEW = 60

@@ -281,7 +281,7 @@ def _print_tables(
     from rich.markup import escape
     from rich.table import Table
 
-    from wai.render.terminal_safe import terminal_safe
+    from wai.terminal_safe import terminal_safe
 
     def text(value: str) -> str:
         """A name from a catalog or a server, shown as itself: no control characters, no markup."""

@@ -65,7 +65,7 @@ def say(out: TextIO, text: str = "") -> None:
         import shutil
         import textwrap
 
-        from wai.render.terminal_safe import terminal_safe
+        from wai.terminal_safe import terminal_safe
 
         text = terminal_safe(text)
         width = max(20, shutil.get_terminal_size().columns - 1)

@@ -9,23 +9,18 @@ count is a documented estimate and every figure built on it is shown with a `~`.
 
 from __future__ import annotations
 
-import atexit
-import contextlib
-import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from wai import settings
 from wai.catalog import ModelSpec
 from wai.conversation import Message
-from wai.errors import ConfigError
 from wai.remote_template import format_for
 from wai.vocab import FAMILY_VOCABULARIES, vocabulary_for
 
 if TYPE_CHECKING:
     from wai.backends.llama_native import NativeModel
-    from wai.budget import Plan
 
 # Per-message cost of a chat template (role markers, separators) in the estimate.
 _ESTIMATE_MESSAGE_OVERHEAD = 8
@@ -205,59 +200,6 @@ class RawCounter:
         return messages[-1].content if messages else ""
 
 
-# --- loading vocabularies -------------------------------------------------------------------
-
-
-@functools.lru_cache(maxsize=8)
-def load_vocab(path: Path) -> Any:
-    """A vocabulary-only `llama_cpp.Llama` for a GGUF file, loaded once per process.
-
-    Raises ConfigError without llama-cpp-python, ValueError for a file llama.cpp cannot read.
-    """
-    from wai.backends.llama_native import lib
-
-    llama_cpp = lib()  # routes llama.cpp's log lines: never on the terminal unless --debug
-    vocab = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
-    if not _opened:
-        atexit.register(_close_vocabularies)
-    _opened.append(vocab)
-    return vocab
-
-
-_opened: list[Any] = []
-
-
-def _close_vocabularies() -> None:
-    # Freed while llama_cpp is still whole: `Llama.__del__` at interpreter teardown finds its
-    # module half gone and prints an ignored exception on stderr.
-    while _opened:
-        with contextlib.suppress(Exception):
-            _opened.pop().close()
-    load_vocab.cache_clear()
-
-
-def _load(path: Path) -> Any | EstimatedCounter:
-    """The vocabulary at `path`, or the estimate (saying why) when it cannot be had."""
-    try:
-        return load_vocab(path.resolve())
-    except ConfigError:
-        # The remote-only install (`pip install .`) has neither llama.cpp nor jinja2: a vocabulary
-        # left by an earlier full install cannot be read, and the count is the estimate.
-        return EstimatedCounter("llama-cpp-python not installed")
-    except (ValueError, OSError, RuntimeError):
-        return EstimatedCounter(f"llama.cpp cannot read {path}")
-    except Exception as exc:
-        # llama-cpp-python compiles the file's chat template while loading its vocabulary, with
-        # jinja2: its own dependency, so importable here, where llama.cpp has loaded.
-        import jinja2
-
-        if not isinstance(exc, jinja2.TemplateError):
-            raise
-        from wai.chat_template import ChatTemplateError
-
-        raise ChatTemplateError(f"the chat template of {path.name} is not valid Jinja: {exc}") from None
-
-
 def counter_for(model: ModelSpec, backend_name: str) -> TokenCounter:
     """The counter for `model` on backend "local" or "remote"; an estimate when no vocabulary is at hand."""
     if backend_name == "local":
@@ -269,7 +211,7 @@ def _local_counter(model: ModelSpec) -> TokenCounter:
     path = model.gguf_path()
     if path is None or not path.is_file():
         return EstimatedCounter(f"{path or 'no gguf'} not found")
-    vocab = _load(path)
+    vocab = _vocabulary(path)
     if isinstance(vocab, EstimatedCounter):
         return vocab
     from wai.backends.llama_native import NativeModel
@@ -298,7 +240,7 @@ def _remote_counter(model: ModelSpec) -> TokenCounter:
     path = vocabulary_for(model.family, settings.vocab_dir())
     if path is None:
         return EstimatedCounter(f"{FAMILY_VOCABULARIES[model.family]} not installed; run `wai setup`")
-    vocab = _load(path)
+    vocab = _vocabulary(path)
     if isinstance(vocab, EstimatedCounter):
         return vocab
     from wai.backends.llama_native import NativeModel
@@ -312,114 +254,9 @@ def _remote_counter(model: ModelSpec) -> TokenCounter:
     return VocabCounter(vocab, prompt_tokens, render, f"{path.name} ({model.family} family)")
 
 
-def count_body(model: ModelSpec, body: Mapping[str, object]) -> int:
-    """The prompt tokens of a Workers AI request body (`messages` or `prompt`), counted as for sending.
+def _vocabulary(path: Path) -> Any | EstimatedCounter:
+    """The vocabulary at `path`, or the estimate (saying why) when it cannot be had."""
+    from wai.vocab_load import load_or_why
 
-    For a server that recounts what it receives: a `prompt` is counted as one user message
-    (the server templates it too), or as it is (plus BOS) when the body says `raw`.
-    """
-    counter = counter_for(model, "remote")
-    messages = body.get("messages")
-    if isinstance(messages, list):
-        convo = tuple(Message(m["role"], str(m["content"])) for m in messages if isinstance(m, dict))
-        return counter.count_prompt(convo)
-    prompt = str(body.get("prompt", ""))
-    if body.get("raw"):
-        return RawCounter(counter).count_raw(prompt)
-    return counter.count_prompt((Message("user", prompt),))
-
-
-# --- reports for `wai tokens` and `wai ask --dry-run` ---------------------------------------
-
-
-def count_report(
-    model: ModelSpec,
-    backend_name: str,
-    *,
-    text: str | None = None,
-    messages: Sequence[Message] = (),
-    raw: bool = False,
-    requested_max_tokens: int | None = None,
-    include_ids: bool = False,
-) -> dict[str, object]:
-    """`wai tokens`: the count against `model`'s windows, as a JSON-ready dict.
-
-    `raw`: `text` exactly as given, no template, no BOS, special-token text as plain text.
-    Otherwise the prompt that `messages` (or `text` as one user message) would send.
-    `include_ids` adds the token ids under "ids" (None for an estimate).
-    """
-    from wai.budget import input_limit
-
-    counter = counter_for(model, backend_name)
-    ids: list[int] | None = None
-    if raw:
-        if text is None:
-            raise ValueError("raw counting needs a text")
-        if isinstance(counter, VocabCounter):
-            ids = counter.tokenize(text)
-            count = len(ids)
-        else:
-            count = counter.count_text(text)
-    else:
-        convo = tuple(messages) or (Message("user", text or ""),)
-        if isinstance(counter, VocabCounter):
-            ids = counter.prompt_tokens(convo)
-            count = len(ids)
-        else:
-            count = counter.count_prompt(convo)
-    limit = input_limit(model, requested_max_tokens)
-    report: dict[str, object] = {
-        "model": model.id,
-        "backend": backend_name,
-        "tokens": count,
-        "exact": counter.exact,
-        "display": f"{'' if counter.exact else '~'}{count}",
-        "raw": raw,
-        "counted_with": counter.source,
-        "context_window": model.context_window,
-        "max_output": model.max_output,
-        "total_context": model.total_context,
-        "input_limit": limit,
-        "fits": count <= limit,
-        "reply_room": max(0, min(model.max_output, model.total_context - count)),
-    }
-    if include_ids:
-        report["ids"] = ids
-    return report
-
-
-def describe_dry_run(
-    plan: Plan, model: ModelSpec, backend_name: str, *, counter: TokenCounter | None = None
-) -> dict[str, object]:
-    """`wai ask --dry-run`: what would be sent, as a JSON-ready dict; nothing is sent.
-
-    `counter`: the one that counted the plan, when not the model's usual one (a raw prompt's).
-    """
-    raw = isinstance(counter, RawCounter)
-    counter = counter or counter_for(model, backend_name)
-    prompt = counter.prompt_text(plan.messages)
-    remote_format = format_for(model.family)
-    if prompt is None and backend_name == "remote" and remote_format is not None:
-        prompt = remote_format.render(plan.messages)  # the text is known even without the vocabulary
-    if raw:
-        prompt_format = "verbatim (--raw: no chat template)"
-    else:
-        prompt_format = "as sent" if backend_name == "local" else "as Workers AI is believed to apply it"
-    return {
-        "model": model.id,
-        "backend": backend_name,
-        "messages": [m.as_dict() for m in plan.messages],
-        "raw": raw,
-        "prompt": prompt,
-        "prompt_format": prompt_format,
-        "prompt_tokens": plan.prompt_tokens,
-        "exact": plan.exact,
-        "counted_with": counter.source,
-        "max_tokens": plan.max_tokens,
-        "context_window": model.context_window,
-        "max_output": model.max_output,
-        "total_context": model.total_context,
-        "dropped_messages": plan.dropped_messages,
-        "cut_tokens": plan.cut_tokens,
-        "notices": list(plan.notices),
-    }
+    vocab, why = load_or_why(path)
+    return EstimatedCounter(why) if why is not None else vocab

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from typing import BinaryIO
 
-from wai.backends.registry import BackendMode, choose, windows_for
-from wai.catalog import load_catalog
+from wai.backends.registry import BackendMode, BackendName, choose, registration, windows_for
+from wai.budget import input_limit
+from wai.catalog import ModelSpec, load_catalog
 from wai.conversation import Message
 from wai.errors import EXIT_OK, EXIT_WINDOW
 from wai.models_resolve import resolve_model
 from wai.notices import Notifier
 from wai.prompt_input import read_prompt, valid_text
-from wai.render.terminal_safe import for_terminal, json_for_terminal
 from wai.settings import load_credentials, load_user_config
+from wai.terminal_safe import for_terminal, json_for_terminal
+from wai.tokens import VocabCounter
 
 
 def run_tokens(
@@ -29,8 +32,6 @@ def run_tokens(
     use_stdin: bool = True,
     stdin: BinaryIO | None = None,
 ) -> int:
-    from wai import tokens
-
     stream = stdin if stdin is not None else (sys.stdin.buffer if sys.stdin else None)
     prompt = read_prompt(
         text, stream, stream is None or stream.isatty(), notifier, allow_blank=raw, use_stdin=use_stdin
@@ -45,7 +46,7 @@ def run_tokens(
     if system:
         messages = (Message("system", valid_text(system, "the system prompt", notifier)), *messages)
     spec = windows_for(spec, backend_name)
-    report = tokens.count_report(spec, backend_name, text=prompt, messages=messages, raw=raw)
+    report = count_report(spec, backend_name, text=prompt, messages=messages, raw=raw)
     if json_output:
         sys.stdout.write(
             json_for_terminal(json.dumps(report, indent=2, ensure_ascii=False), sys.stdout) + "\n"
@@ -67,3 +68,57 @@ def run_tokens(
         )
         sys.stdout.write(for_terminal(lines, sys.stdout))  # names from a catalog or a file
     return EXIT_OK if report["fits"] else EXIT_WINDOW
+
+
+def count_report(
+    model: ModelSpec,
+    backend_name: BackendName,
+    *,
+    text: str | None = None,
+    messages: Sequence[Message] = (),
+    raw: bool = False,
+    requested_max_tokens: int | None = None,
+    include_ids: bool = False,
+) -> dict[str, object]:
+    """`wai tokens`: the count against `model`'s windows, as a JSON-ready dict.
+
+    `raw`: `text` exactly as given, no template, no BOS, special-token text as plain text.
+    Otherwise the prompt that `messages` (or `text` as one user message) would send.
+    `include_ids` adds the token ids under "ids" (None for an estimate).
+    """
+    counter = registration(backend_name).counter(model)
+    ids: list[int] | None = None
+    if raw:
+        if text is None:
+            raise ValueError("raw counting needs a text")
+        if isinstance(counter, VocabCounter):
+            ids = counter.tokenize(text)
+            count = len(ids)
+        else:
+            count = counter.count_text(text)
+    else:
+        convo = tuple(messages) or (Message("user", text or ""),)
+        if isinstance(counter, VocabCounter):
+            ids = counter.prompt_tokens(convo)
+            count = len(ids)
+        else:
+            count = counter.count_prompt(convo)
+    limit = input_limit(model, requested_max_tokens)
+    report: dict[str, object] = {
+        "model": model.id,
+        "backend": backend_name,
+        "tokens": count,
+        "exact": counter.exact,
+        "display": f"{'' if counter.exact else '~'}{count}",
+        "raw": raw,
+        "counted_with": counter.source,
+        "context_window": model.context_window,
+        "max_output": model.max_output,
+        "total_context": model.total_context,
+        "input_limit": limit,
+        "fits": count <= limit,
+        "reply_room": max(0, min(model.max_output, model.total_context - count)),
+    }
+    if include_ids:
+        report["ids"] = ids
+    return report

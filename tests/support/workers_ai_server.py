@@ -298,18 +298,19 @@ Recount = Callable[[str, Mapping[str, Any]], tuple[int, list[str]]]
 def catalog_recount(*, require_exact: bool = True) -> Recount:
     """A recount hook that counts as wai's budget does, for the receiving end.
 
-    The prompt is counted by `wai.tokens.count_body` (the model family's vocabulary and Workers
-    AI template) and checked by `wai.budget.cap_violations` against the windows of the catalog
-    wai reads (built-in plus `$WAI_HOME/models.toml`, read at each request, so a test's own
-    models.toml applies). `require_exact`: a count that is only an estimate (the vocabulary is
-    not installed) is a violation too, so a test cannot pass on estimates by accident.
+    The prompt is counted by `tests.support.counting.count_body` (the model family's vocabulary
+    and Workers AI template) and checked by `tests.support.counting.cap_violations` against the
+    windows of the catalog wai reads (built-in plus `$WAI_HOME/models.toml`, read at each
+    request, so a test's own models.toml applies). `require_exact`: a count that is only an
+    estimate (the vocabulary is not installed) is a violation too, so a test cannot pass on
+    estimates by accident.
     """
     lock = threading.Lock()  # one count at a time: a vocabulary loads once, not once per thread
 
     def recount(model_id: str, body: Mapping[str, Any]) -> tuple[int, list[str]]:
-        from wai.budget import cap_violations
+        from tests.support.counting import cap_violations, count_body
         from wai.catalog import load_catalog
-        from wai.tokens import count_body, counter_for
+        from wai.tokens import counter_for
 
         with lock:
             spec = load_catalog().get(model_id)

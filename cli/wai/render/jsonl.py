@@ -7,7 +7,7 @@ from typing import TextIO, assert_never
 
 from wai.events import Event, Finish, Loaded, Notice, Reasoning, Token, Usage
 from wai.render.result_json import result_dict
-from wai.render.terminal_safe import json_for_terminal
+from wai.terminal_safe import json_for_terminal
 from wai.turn import TurnInfo, TurnResult
 
 

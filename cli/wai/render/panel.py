@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, assert_never
 from wai.events import Event, Finish, Loaded, Notice, Reasoning, Token, Usage
 from wai.render.footer import backend_label, footer_text
 from wai.render.markdown_stream import Block, BlockSplitter, Fence
-from wai.render.terminal_safe import terminal_safe
+from wai.terminal_safe import terminal_safe
 from wai.turn import TurnInfo, TurnResult
 
 if TYPE_CHECKING:

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import TextIO, assert_never
 
 from wai.events import Event, Finish, Loaded, Notice, Reasoning, Token, Usage
-from wai.render.terminal_safe import is_terminal, terminal_safe
+from wai.terminal_safe import is_terminal, terminal_safe
 from wai.turn import TurnInfo, TurnResult
 
 

@@ -6,7 +6,7 @@ import json
 from typing import TextIO
 
 from wai.events import Event
-from wai.render.terminal_safe import json_for_terminal
+from wai.terminal_safe import json_for_terminal
 from wai.turn import TurnInfo, TurnResult
 
 

@@ -1,0 +1,126 @@
+"""The package's import rules, read from its source: layers point one way, and nothing cycles.
+
+- `render/` (the sinks) imports nothing from `backends/`;
+- `backends/` imports nothing from `render/` or from the command modules;
+- no cycle among the modules' runtime imports (those inside functions included; those for the
+  type checker alone are not imports at run time).
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import wai
+
+PACKAGE = Path(wai.__file__).parent
+# The modules of the commands: each runs one command, or one piece of `wai chat`.
+COMMANDS = {
+    "wai.app",
+    "wai.ask",
+    "wai.chat_session",
+    "wai.logs_command",
+    "wai.models_table",
+    "wai.play",
+    "wai.repl",
+    "wai.repl_commands",
+    "wai.setup_command",
+    "wai.tokens_command",
+}
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {_module_name(path): path for path in PACKAGE.rglob("*.py")}
+
+
+def _imports(path: Path, *, typing_only_too: bool) -> set[str]:
+    """The wai modules `path` imports, wherever the import statement stands."""
+    found: set[str] = set()
+
+    def visit(node: ast.AST, for_typing: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            typing_block = for_typing or (
+                isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test)
+            )
+            counted = typing_only_too or not typing_block
+            if isinstance(child, ast.ImportFrom) and child.module and child.level == 0 and counted:
+                for alias in child.names:
+                    full = f"{child.module}.{alias.name}"
+                    found.add(full if full in MODULES else child.module)
+            elif isinstance(child, ast.Import) and counted:
+                found.update(alias.name for alias in child.names)
+            visit(child, typing_block)
+
+    visit(ast.parse(path.read_text(encoding="utf-8")), False)
+    return {name for name in found if name in MODULES}
+
+
+def test_render_imports_nothing_from_backends() -> None:
+    wrong = {
+        name: sorted(i for i in _imports(path, typing_only_too=True) if i.startswith("wai.backends"))
+        for name, path in MODULES.items()
+        if name.startswith("wai.render")
+    }
+    assert {name: found for name, found in wrong.items() if found} == {}
+
+
+def test_backends_import_nothing_from_render_or_the_commands() -> None:
+    wrong = {
+        name: sorted(
+            i for i in _imports(path, typing_only_too=True) if i.startswith("wai.render") or i in COMMANDS
+        )
+        for name, path in MODULES.items()
+        if name.startswith("wai.backends")
+    }
+    assert {name: found for name, found in wrong.items() if found} == {}
+    assert MODULES.keys() >= COMMANDS  # a renamed command module must be renamed here too
+
+
+def test_no_import_cycle() -> None:
+    graph = {name: _imports(path, typing_only_too=False) - {name} for name, path in MODULES.items()}
+    cycles: list[list[str]] = []
+    order: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+
+    def connect(name: str) -> None:  # Tarjan's strongly connected components
+        order[name] = low[name] = len(order)
+        stack.append(name)
+        for other in graph[name]:
+            if other not in order:
+                connect(other)
+                low[name] = min(low[name], low[other])
+            elif other in stack:
+                low[name] = min(low[name], order[other])
+        if low[name] == order[name]:
+            component = []
+            while True:
+                member = stack.pop()
+                component.append(member)
+                if member == name:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for name in graph:
+        if name not in order:
+            connect(name)
+    assert cycles == []
+
+
+def test_every_module_imports_alone() -> None:
+    # Each module imported first, in a fresh interpreter: an order that only works because
+    # another module happened to be imported before would fail here.
+    script = "import importlib, sys\nfor name in sys.argv[1:]:\n    importlib.import_module(name)\n"
+    light = sorted(name for name in MODULES if name != "wai.__main__")
+    for name in light:
+        done = subprocess.run(
+            [sys.executable, "-c", script, name], capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, f"{name}: {done.stderr}"
