@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,6 +17,13 @@ if TYPE_CHECKING:
 __all__ = ["workers_ai_server"]  # the loopback Workers AI server, for every test that asks for it
 
 LOOPBACK_API_TOKEN = "loopback-token-1"
+
+# A suite started in the background (`make test &`, nohup) inherits SIGINT and SIGHUP ignored, and
+# wai rightly keeps ignoring what it was started ignoring; the Ctrl-C and hang-up tests need them
+# live in the processes they start.
+for _signal, _handler in ((signal.SIGINT, signal.default_int_handler), (signal.SIGHUP, signal.SIG_DFL)):
+    if signal.getsignal(_signal) == signal.SIG_IGN:
+        signal.signal(_signal, _handler)
 
 _ISOLATED = (
     "CLOUDFLARE_ACCOUNT_ID",

@@ -10,8 +10,12 @@ from tests.support.cli import WAI
 
 
 def bash(script: str, home: Path) -> subprocess.CompletedProcess[str]:
+    """`script` in bash as wai's parent process: Typer finds the shell by walking up the process
+    tree, and `bash -c CMD` would exec a lone command, leaving whatever ran the tests (make's sh)."""
     env = {**os.environ, "HOME": str(home), "PATH": f"{Path(WAI).parent}:{os.environ['PATH']}"}
-    return subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, timeout=60)
+    return subprocess.run(
+        ["bash", "-c", f"{script}\nexit $?"], capture_output=True, text=True, env=env, timeout=60
+    )
 
 
 def test_install_completion_then_bash_completes_commands_and_options(tmp_path: Path) -> None:
