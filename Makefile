@@ -53,7 +53,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(call install_llama,$(shell cat $(BUILD_MARK) 2>/dev/null || echo portable))
-	$(BIN)/pip install --quiet -e '.[local,test]'
+	$(BIN)/pip install --quiet -e '.[local,serve,test]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -449,6 +449,48 @@ def setup(debug: DebugOpt = False) -> None:
     _guarded(run_setup, debug=debug)
 
 
+@app.command(
+    help=(
+        "Serve local models over the Workers AI REST API (and its OpenAI-compatible routes), with a "
+        "browser page at /. Needs the `serve` extra."
+    ),
+    short_help="Serve local models over the Workers AI API.",
+)
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on (another than loopback needs a token).")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free one).")] = 8787,
+    token: Annotated[
+        str | None,
+        typer.Option(envvar="WAI_SERVE_TOKEN", help="The API token clients must send (default: a new one)."),
+    ] = None,
+    max_queue: Annotated[
+        int, typer.Option("--max-queue", min=0, help="Requests that may wait per model; more get 429.")
+    ] = 16,
+    model: Annotated[
+        list[str] | None,
+        typer.Option("-m", "--model", help="Serve this model (repeatable; default: all with a GGUF)."),
+    ] = None,
+    gpu_layers: GpuLayersOpt = None,
+    threads: ThreadsOpt = None,
+    debug: DebugOpt = False,
+) -> None:
+    from wai.serve.command import ServeOptions, run_serve
+
+    options = ServeOptions(
+        host=host,
+        port=port,
+        token=token,
+        max_queue=max_queue,
+        models=list(model or []),
+        gpu_layers=gpu_layers,
+        threads=threads,
+        debug=debug,
+    )
+    _guarded(lambda notifier: run_serve(options, notifier), debug=debug)
+
+
 def main() -> None:
     from wai.errors import OutputError
     from wai.stdout_guard import guard_stdout

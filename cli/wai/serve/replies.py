@@ -1,0 +1,166 @@
+"""How one reply is written in each of the server's three dialects.
+
+- `WorkersAIReply`: `ai/run`'s `{"response": ...}` events, usage on the last one, `[DONE]`; or the
+  whole reply in Cloudflare's envelope.
+- `OpenAIReply`: `chat.completion.chunk` events (a usage chunk when asked for), `[DONE]`; or one
+  `chat.completion` object.
+- `PageReply`: the browser page's event stream: Workers AI's events, plus the figures its footer
+  shows on the last one, and every failure as an event (EventSource cannot read an error body).
+
+A stream cut short (client gone, server stopping, model failure) ends without `[DONE]`, after an
+event carrying the error, so no client takes a cut reply for a whole one.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Protocol
+
+from wai.budget import Plan
+from wai.serve.protocol import ApiFailure, Ask, envelope, error_envelope, openai_error, sse, usage_dict
+
+DONE = b"data: [DONE]\n\n"
+
+
+class Outcome:
+    """What a finished reply says about itself: its text so far, usage, finish reason."""
+
+    def __init__(self, ask: Ask, plan: Plan, precision: str | None) -> None:
+        self.ask = ask
+        self.plan = plan
+        self.precision = precision
+        self.pieces: list[str] = []
+        self.prompt_tokens = plan.prompt_tokens
+        self.completion_tokens = 0
+        self.finish = "stop"
+
+    @property
+    def text(self) -> str:
+        return "".join(self.pieces)
+
+    def usage(self) -> dict[str, int]:
+        return usage_dict(self.prompt_tokens, self.completion_tokens)
+
+
+class Dialect(Protocol):
+    streams_errors: bool  # failures before the first token are events too (the page)
+
+    def error(self, failure: ApiFailure) -> dict[str, object]: ...
+
+    def start(self, outcome: Outcome) -> bytes: ...
+
+    def piece(self, text: str) -> bytes: ...
+
+    def end(self, outcome: Outcome) -> bytes: ...
+
+    def cut(self, failure: ApiFailure) -> bytes: ...
+
+    def whole(self, outcome: Outcome) -> dict[str, object]: ...
+
+
+class WorkersAIReply:
+    streams_errors = False
+
+    def error(self, failure: ApiFailure) -> dict[str, object]:
+        return error_envelope(failure)
+
+    def start(self, outcome: Outcome) -> bytes:
+        return b""
+
+    def piece(self, text: str) -> bytes:
+        return sse({"response": text})
+
+    def end(self, outcome: Outcome) -> bytes:
+        last = {"response": "", "usage": outcome.usage(), "finish_reason": outcome.finish}
+        return sse(last) + DONE
+
+    def cut(self, failure: ApiFailure) -> bytes:
+        return sse({"errors": [{"code": failure.code, "message": failure.message}]})
+
+    def whole(self, outcome: Outcome) -> dict[str, object]:
+        return envelope({"response": outcome.text, "usage": outcome.usage()})
+
+
+class PageReply(WorkersAIReply):
+    streams_errors = True
+
+    def end(self, outcome: Outcome) -> bytes:
+        spec = outcome.ask.model
+        last = {
+            "response": "",
+            "usage": outcome.usage(),
+            "finish_reason": outcome.finish,
+            "max_tokens": outcome.plan.max_tokens,
+            "max_output": spec.max_output,
+            "context_window": spec.context_window,
+            "precision": outcome.precision,
+            "notices": outcome.plan.notices,
+        }
+        return sse(last) + DONE
+
+
+class OpenAIReply:
+    streams_errors = False
+
+    def __init__(self) -> None:
+        self._id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+        self._created = int(time.time())
+        self._model = ""
+        self._include_usage = False
+
+    def error(self, failure: ApiFailure) -> dict[str, object]:
+        return openai_error(failure)
+
+    def _chunk(self, delta: dict[str, str], finish: str | None = None) -> dict[str, object]:
+        return {
+            "id": self._id,
+            "object": "chat.completion.chunk",
+            "created": self._created,
+            "model": self._model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
+
+    def start(self, outcome: Outcome) -> bytes:
+        self._model = outcome.ask.model.id
+        self._include_usage = outcome.ask.include_usage
+        return sse(self._chunk({"role": "assistant", "content": ""}))
+
+    def piece(self, text: str) -> bytes:
+        return sse(self._chunk({"content": text}))
+
+    def reasoning(self, text: str) -> bytes:
+        return sse(self._chunk({"reasoning_content": text}))
+
+    def end(self, outcome: Outcome) -> bytes:
+        out = sse(self._chunk({}, outcome.finish))
+        if self._include_usage:
+            usage_chunk = {
+                "id": self._id,
+                "object": "chat.completion.chunk",
+                "created": self._created,
+                "model": self._model,
+                "choices": [],
+                "usage": outcome.usage(),
+            }
+            out += sse(usage_chunk)
+        return out + DONE
+
+    def cut(self, failure: ApiFailure) -> bytes:
+        return sse(openai_error(failure))
+
+    def whole(self, outcome: Outcome) -> dict[str, object]:
+        return {
+            "id": self._id,
+            "object": "chat.completion",
+            "created": self._created,
+            "model": outcome.ask.model.id,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": outcome.text},
+                    "finish_reason": outcome.finish,
+                }
+            ],
+            "usage": outcome.usage(),
+        }

@@ -1,0 +1,103 @@
+"""Uvicorn around the app: a socket bound beforehand, and a clean stop on SIGINT or SIGTERM.
+
+On the first signal the server stops accepting connections and requests still waiting for their
+model are answered 503; the replies being decoded get SHUTDOWN_GRACE seconds to finish, then are
+cut (their streams end with an error event, no `[DONE]`). A second signal cuts them at once.
+Either way the process exits 0: Uvicorn's own habit of raising the signal again after its
+shutdown is left out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import threading
+from collections.abc import Callable, Generator
+from types import FrameType
+
+import uvicorn
+from starlette.types import ASGIApp
+
+from wai.serve.worker import Pool
+
+SHUTDOWN_GRACE = 5.0
+STOPPING = "wai serve is shutting down"
+
+
+class _Server(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, pool: Pool, say: Callable[[str], None]) -> None:
+        super().__init__(config)
+        self._pool = pool
+        self._say = say
+        self._signals = 0
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        handled = (signal.SIGINT, signal.SIGTERM)
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.should_exit = True
+        # A signal handler may interrupt the loop inside a lock; the work runs on the loop instead.
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self._stop, signal.Signals(sig).name)
+
+    def _stop(self, name: str) -> None:
+        self._signals += 1
+        if self._signals == 1:
+            self._say(f"{name}: stopping; replies in flight get {SHUTDOWN_GRACE:g} s to finish")
+            self._pool.stop_accepting(STOPPING)
+            assert self.loop is not None
+            self.loop.call_later(SHUTDOWN_GRACE, self._pool.cut_running, STOPPING)
+        else:
+            self._pool.cut_running(STOPPING)
+
+
+def serve(app: ASGIApp, sock: socket.socket, pool: Pool, say: Callable[[str], None]) -> None:
+    """Run until a signal stops the server and every connection has ended."""
+    _quiet_uvicorn(say)
+    config = uvicorn.Config(
+        app,
+        lifespan="off",
+        access_log=False,  # ours leaves the query string (the page's token) out
+        log_config=None,
+        server_header=False,
+        http="h11",
+        loop="asyncio",
+        ws="none",
+        # Cut replies end within a token; this only bounds a connection that will not close.
+        timeout_graceful_shutdown=int(SHUTDOWN_GRACE) + 5,
+    )
+    server = _Server(config, pool, say)
+
+    async def main() -> None:
+        server.loop = asyncio.get_running_loop()
+        await server.serve(sockets=[sock])
+
+    asyncio.run(main())
+
+
+def _quiet_uvicorn(say: Callable[[str], None]) -> None:
+    """Uvicorn's own messages: warnings and errors only, in wai's words on stderr."""
+
+    class _Say(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            with contextlib.suppress(Exception):
+                say(record.getMessage())
+
+    logger = logging.getLogger("uvicorn.error")
+    logger.handlers = [_Say(level=logging.WARNING)]
+    logger.setLevel(logging.WARNING)
+    logger.propagate = False

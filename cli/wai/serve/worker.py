@@ -1,0 +1,355 @@
+"""One thread per model runs its requests one at a time; each request's events reach the event loop.
+
+llama.cpp decodes in blocking C code, so each served model gets a thread of its own (and its own
+LlamaBackend, which keeps the model loaded once the first request has loaded it). A request is a
+Job: the thread plans it with the window policy (budget.plan_request, counting with the loaded
+model), then pulls the backend's events one by one and hands each to the event loop. Between two
+pulls it looks at the job's cancel flag, so a client that goes away stops its generation after
+the piece of text being decoded, and the next job starts.
+
+At most 1 + max_queue jobs per model are admitted (one decoding, the rest waiting); another is
+refused at once with 429 / 3040, as Workers AI does when it is out of capacity.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from wai.budget import Plan, plan_request
+from wai.catalog import ModelSpec
+from wai.conversation import Request
+from wai.errors import UsageError, WaiError, WindowError
+from wai.events import Event, Token
+from wai.serve.protocol import INTERNAL_ERROR, OUT_OF_CAPACITY, WINDOW_EXCEEDED, ApiFailure, Ask
+
+if TYPE_CHECKING:
+    from wai.backends.llama import LlamaBackend
+
+# Events a job may hold for a slow reader before the model waits for it.
+_BACKLOG = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """The request fits the windows; decoding begins. `precision` is the file's (q8_0, f16)."""
+
+    plan: Plan
+    precision: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    failure: ApiFailure
+
+
+@dataclass(frozen=True, slots=True)
+class Ended:
+    """No more items; `cut` says why the reply stopped early (None when it ran to its end)."""
+
+    cut: str | None = None
+
+
+Item = Accepted | Failed | Ended | Event
+
+
+class Job:
+    """One request on its way through a model's thread, and its bridge to the event loop."""
+
+    def __init__(self, ask: Ask, loop: asyncio.AbstractEventLoop) -> None:
+        self.ask = ask
+        self._loop = loop
+        self._items: asyncio.Queue[Item] = asyncio.Queue()
+        self._room = threading.Semaphore(_BACKLOG)
+        self._cancelled = threading.Event()
+        self.cancel_reason: str | None = None
+        self.pieces = 0  # pieces of text the backend produced for this job
+        self.pieces_at_cancel: int | None = None
+        self.done = False
+
+    # The event loop's side
+
+    async def next(self) -> Item:
+        item = await self._items.get()
+        if not isinstance(item, Ended | Failed):
+            self._room.release()
+        return item
+
+    def cancel(self, reason: str) -> None:
+        """Stop this job (from any thread): the model's thread drops it after the piece in flight."""
+        if self.done or self._cancelled.is_set():
+            return
+        self.cancel_reason = reason
+        self.pieces_at_cancel = self.pieces
+        self._cancelled.set()
+        self._room.release()  # wakes a thread waiting for a slow reader
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    @property
+    def pieces_after_cancel(self) -> int | None:
+        """Pieces produced after the cancel was asked for: what "stops within a token" measures."""
+        return None if self.pieces_at_cancel is None else self.pieces - self.pieces_at_cancel
+
+    # The model's thread's side
+
+    def put(self, item: Item) -> bool:
+        """Hand an item to the event loop, waiting while the reader is behind; False once cancelled."""
+        if not isinstance(item, Ended | Failed):
+            self._room.acquire()
+            if self.cancelled:
+                return False
+        try:
+            self._loop.call_soon_threadsafe(self._items.put_nowait, item)
+        except RuntimeError:  # the event loop is gone: the server is stopping
+            self._cancelled.set()
+            return False
+        return True
+
+
+@dataclass(slots=True)
+class ModelStats:
+    requests: int = 0
+    refused: int = 0
+    completed: int = 0
+    cancelled: int = 0
+    failed: int = 0
+    tokens: int = 0
+    last_cancel: dict[str, object] | None = None
+
+
+@dataclass(slots=True)
+class _State:
+    waiting: collections.deque[Job] = field(default_factory=collections.deque)
+    running: Job | None = None
+    stopping: bool = False
+
+
+class ModelWorker:
+    """The thread that runs one model's jobs in order, and the queue in front of it."""
+
+    def __init__(self, spec: ModelSpec, *, max_queue: int, make_backend: Callable[[], LlamaBackend]) -> None:
+        self.spec = spec
+        self.max_queue = max_queue
+        self.stats = ModelStats()
+        self.loaded = False
+        self._make_backend = make_backend
+        self._backend: LlamaBackend | None = None
+        self._state = _State()
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def snapshot(self) -> dict[str, object]:
+        with self._wake:
+            running, waiting = self._state.running is not None, len(self._state.waiting)
+        stats = self.stats
+        return {
+            "loaded": self.loaded,
+            "running": int(running),
+            "waiting": waiting,
+            "max_queue": self.max_queue,
+            "requests": stats.requests,
+            "refused": stats.refused,
+            "completed": stats.completed,
+            "cancelled": stats.cancelled,
+            "failed": stats.failed,
+            "tokens": stats.tokens,
+            "last_cancel": stats.last_cancel,
+        }
+
+    def submit(self, job: Job) -> None:
+        """Admit the job, or raise ApiFailure 429 / 3040 at once when the queue is full."""
+        with self._wake:
+            state = self._state
+            if state.stopping:
+                raise ApiFailure(503, OUT_OF_CAPACITY, "wai serve is shutting down; try again later")
+            admitted = len(state.waiting) + (state.running is not None)
+            if admitted >= 1 + self.max_queue or (job.ask.reject_if_busy and admitted):
+                self.stats.refused += 1
+                raise ApiFailure(
+                    429,
+                    OUT_OF_CAPACITY,
+                    f"Capacity temporarily exceeded: {self.spec.id} is decoding a request and "
+                    f"{len(state.waiting)} more wait (at most {self.max_queue}); try again shortly",
+                )
+            self.stats.requests += 1
+            state.waiting.append(job)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._serve, name=f"wai-serve {self.spec.id}", daemon=True
+                )
+                self._thread.start()
+            self._wake.notify()
+
+    def cancel(self, job: Job, reason: str) -> None:
+        """Stop a job: one still waiting leaves the queue at once; the running one stops after
+        the piece of text being decoded."""
+        with self._wake:
+            waiting = job in self._state.waiting
+            if waiting:
+                self._state.waiting.remove(job)
+        job.cancel(reason)
+        if waiting:
+            self._count_cancel(job)
+            job.done = True
+            job.put(Ended(reason))
+
+    def stop_accepting(self, reason: str) -> None:
+        """Refuse new jobs, and end those still waiting; the running one goes on."""
+        with self._wake:
+            self._state.stopping = True
+            waiting = list(self._state.waiting)
+            self._wake.notify()
+        for job in waiting:
+            self.cancel(job, reason)
+
+    def cut_running(self, reason: str) -> None:
+        with self._wake:
+            running = self._state.running
+        if running is not None:
+            self.cancel(running, reason)
+
+    def join(self, timeout: float) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+        if self._backend is not None and (self._thread is None or not self._thread.is_alive()):
+            self._backend.close()
+
+    @property
+    def idle(self) -> bool:
+        with self._wake:
+            return self._state.running is None and not self._state.waiting
+
+    # The thread
+
+    def _serve(self) -> None:
+        while True:
+            with self._wake:
+                while not self._state.waiting and not self._state.stopping:
+                    self._wake.wait()
+                if not self._state.waiting:
+                    return  # stopping, and nothing left
+                job = self._state.running = self._state.waiting.popleft()
+            try:
+                self._run(job)
+            finally:
+                job.done = True
+                with self._wake:
+                    self._state.running = None
+
+    def _run(self, job: Job) -> None:
+        spec, ask = self.spec, job.ask
+        try:
+            if self._backend is None:
+                self._backend = self._make_backend()
+            backend = self._backend
+            # The window policy, exactly as the client applies it, counted on the loaded model.
+            counter = backend.counter(spec)
+            self.loaded = True
+            plan = plan_request(spec, ask.messages, counter, requested_max_tokens=ask.max_tokens)
+            request = Request(
+                model=spec,
+                messages=plan.messages,
+                max_tokens=plan.max_tokens,
+                sampling=ask.sampling,
+                stream=True,
+                prompt_tokens=plan.prompt_tokens,
+            )
+            precision = backend.precision(request)
+        except WaiError as error:
+            if isinstance(error, WindowError | UsageError):
+                self.stats.refused += 1
+            else:
+                self.stats.failed += 1
+            job.put(Failed(_failure(error)))
+            return
+        if not job.put(Accepted(plan, precision)):
+            self._count_cancel(job)
+            job.put(Ended(job.cancel_reason))
+            return
+        self._generate(job, backend, request)
+
+    def _generate(self, job: Job, backend: LlamaBackend, request: Request) -> None:
+        events = backend.stream(request)
+        cut: str | None = None
+        try:
+            for event in events:
+                if isinstance(event, Token):
+                    job.pieces += 1
+                    self.stats.tokens += 1
+                if job.cancelled or not job.put(event):
+                    cut = job.cancel_reason or "cancelled"
+                    break
+        except WaiError as error:
+            self.stats.failed += 1
+            job.put(Failed(_failure(error)))
+            return
+        finally:
+            events.close()  # stops the decoder between two tokens and frees its sampler
+        if cut is not None:
+            self._count_cancel(job)
+        else:
+            self.stats.completed += 1
+        job.put(Ended(cut))
+
+    def _count_cancel(self, job: Job) -> None:
+        self.stats.cancelled += 1
+        self.stats.last_cancel = {
+            "reason": job.cancel_reason,
+            "pieces": job.pieces,
+            "pieces_after_cancel": job.pieces_after_cancel,
+            "max_tokens": job.ask.max_tokens,
+        }
+
+
+def _failure(error: WaiError) -> ApiFailure:
+    if isinstance(error, WindowError):
+        # The message without the client's hint: its options (--fit, --max-tokens) are not the caller's.
+        return ApiFailure(413, WINDOW_EXCEEDED, f"Input too long: {error.message}")
+    if isinstance(error, UsageError):  # a chat template that refuses the conversation, say
+        return ApiFailure(400, 5004, str(error))
+    return ApiFailure(500, INTERNAL_ERROR, f"wai serve could not run the model: {error}")
+
+
+class Pool:
+    """The workers of every served model, created when the server starts, threads on first use."""
+
+    def __init__(
+        self,
+        served: dict[str, ModelSpec],
+        *,
+        max_queue: int,
+        make_backend: Callable[[], LlamaBackend],
+    ) -> None:
+        self.served = served
+        self.workers = {
+            model_id: ModelWorker(spec, max_queue=max_queue, make_backend=make_backend)
+            for model_id, spec in served.items()
+        }
+
+    def busy(self) -> bool:
+        return not all(worker.idle for worker in self.workers.values())
+
+    def stop_accepting(self, reason: str) -> None:
+        for worker in self.workers.values():
+            worker.stop_accepting(reason)
+
+    def cut_running(self, reason: str) -> None:
+        for worker in self.workers.values():
+            worker.cut_running(reason)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop everything and free the models (after the server has stopped)."""
+        self.stop_accepting("wai serve is shutting down")
+        self.cut_running("wai serve is shutting down")
+        for worker in self.workers.values():
+            worker.join(timeout)
+
+    def snapshot(self) -> dict[str, object]:
+        return {"models": {model_id: w.snapshot() for model_id, w in self.workers.items()}}
