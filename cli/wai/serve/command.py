@@ -55,9 +55,13 @@ def run_serve(options: ServeOptions, notifier: Notifier) -> int:
 
     pool = Pool({spec.id: spec for spec in served}, max_queue=options.max_queue, make_backend=make_backend)
     state = ServeState(token=token, pool=pool, served=served, log=stderr_log)
-    _banner(served, sock, options.host, token if generated else None)
+    app = build_app(state)
+
+    def ready() -> None:
+        _banner(served, sock, options.host, token if generated else None)
+
     try:
-        serve(build_app(state), sock, pool, say=lambda line: stderr_log(line))
+        serve(app, sock, pool, say=stderr_log, ready=ready)
     finally:
         sock.close()
         pool.close()
@@ -66,7 +70,12 @@ def run_serve(options: ServeOptions, notifier: Notifier) -> int:
 
 
 def _require_packages() -> None:
-    missing = [name for name in ("starlette", "uvicorn") if find_spec(name) is None]
+    missing: list[str] = []
+    for name in ("starlette", "uvicorn"):
+        try:
+            __import__(name)
+        except ImportError:
+            missing.append(name)
     if missing:
         raise ConfigError(
             f"wai serve needs the optional packages of its `serve` extra ({' and '.join(missing)} missing)",

@@ -28,10 +28,13 @@ STOPPING = "wai serve is shutting down"
 
 
 class _Server(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, pool: Pool, say: Callable[[str], None]) -> None:
+    def __init__(
+        self, config: uvicorn.Config, pool: Pool, say: Callable[[str], None], ready: Callable[[], None]
+    ) -> None:
         super().__init__(config)
         self._pool = pool
         self._say = say
+        self._ready = ready
         self._signals = 0
         self.loop: asyncio.AbstractEventLoop | None = None
 
@@ -47,6 +50,12 @@ class _Server(uvicorn.Server):
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        # Said once the signals are ours and the socket accepts: a client may connect at once.
+        if not self.should_exit:
+            self._ready()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self.should_exit = True
@@ -65,8 +74,10 @@ class _Server(uvicorn.Server):
             self._pool.cut_running(STOPPING)
 
 
-def serve(app: ASGIApp, sock: socket.socket, pool: Pool, say: Callable[[str], None]) -> None:
-    """Run until a signal stops the server and every connection has ended."""
+def serve(
+    app: ASGIApp, sock: socket.socket, pool: Pool, say: Callable[[str], None], ready: Callable[[], None]
+) -> None:
+    """Run until a signal stops the server and every connection has ended; `ready` once it accepts."""
     _quiet_uvicorn(say)
     config = uvicorn.Config(
         app,
@@ -80,7 +91,7 @@ def serve(app: ASGIApp, sock: socket.socket, pool: Pool, say: Callable[[str], No
         # Cut replies end within a token; this only bounds a connection that will not close.
         timeout_graceful_shutdown=int(SHUTDOWN_GRACE) + 5,
     )
-    server = _Server(config, pool, say)
+    server = _Server(config, pool, say, ready)
 
     async def main() -> None:
         server.loop = asyncio.get_running_loop()

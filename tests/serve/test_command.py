@@ -1,0 +1,131 @@
+"""`wai serve` as a command: its refusals, its banner, the extra it needs."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.cli import run_wai
+from tests.support.serve_process import Served, ServeProcess, write_catalog
+from tests.support.tiny_gguf import SPLIT_SCRIPT as SCRIPT
+from tests.support.tiny_gguf import TinyModel
+
+
+def assert_one_line_error(done: subprocess.CompletedProcess[str], code: int, *words: str) -> None:
+    assert done.returncode == code, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("wai: error:"), done.stderr
+    for word in words:
+        assert word in lines[0]
+
+
+def test_listening_beyond_loopback_needs_a_token_of_ones_own(isolated_home: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "WAI_SERVE_TOKEN"}
+    os.environ.pop("WAI_SERVE_TOKEN", None)
+    done = run_wai("serve", "--host", "0.0.0.0", env=env)
+    assert_one_line_error(done, 2, "refusing to listen on 0.0.0.0", "WAI_SERVE_TOKEN")
+
+
+def test_an_empty_token_is_refused(isolated_home: Path) -> None:
+    assert_one_line_error(run_wai("serve", env={"WAI_SERVE_TOKEN": " "}), 2, "the token is empty")
+
+
+def test_nothing_to_serve_says_how_to_get_a_model(isolated_home: Path) -> None:
+    done = run_wai("serve", env={"WAI_SERVE_TOKEN": "t0ken-t0ken"})
+    assert_one_line_error(done, 2, "no model to serve", "wai setup")
+
+
+def test_a_named_model_must_exist_and_have_its_file(
+    isolated_home: Path, tiny_models: dict[str, TinyModel]
+) -> None:
+    env = {"WAI_SERVE_TOKEN": "t0ken-t0ken"}
+    assert_one_line_error(run_wai("serve", "-m", "nope", env=env), 2, "unknown model 'nope'")
+    gone = Served("@cf/test/gone", TinyModel(isolated_home / "gone.gguf", "", (), 512))
+    write_catalog(isolated_home, [gone])
+    assert_one_line_error(run_wai("serve", "-m", "@cf/test/gone", env=env), 2, "gone.gguf is missing")
+
+
+def test_a_port_in_use_is_one_line(isolated_home: Path, tiny_models: dict[str, TinyModel]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        done = run_wai(
+            "serve",
+            "-m",
+            str(tiny_models["f16"].path),
+            "--port",
+            port,
+            env={"WAI_SERVE_TOKEN": "t0ken-t0ken"},
+        )
+    assert_one_line_error(done, 2, f"cannot listen on 127.0.0.1 port {port}", "--port")
+
+
+def test_a_generated_token_comes_with_a_ready_to_paste_export_line(
+    isolated_home: Path, tiny_models: dict[str, TinyModel]
+) -> None:
+    served = [Served("@cf/test/tiny", tiny_models["q8_0"])]
+    write_catalog(isolated_home, served)
+    with ServeProcess(isolated_home, token=None) as server:
+        export = next(line for line in server.stderr.splitlines() if "export " in line)
+        pasted = dict(part.split("=", 1) for part in export.split("export ", 1)[1].split())
+        assert set(pasted) == {"CLOUDFLARE_BASE_URL", "CLOUDFLARE_ACCOUNT_ID", "CLOUDFLARE_API_TOKEN"}
+        assert len(pasted["CLOUDFLARE_API_TOKEN"]) >= 32
+        assert f"{server.origin}/?token={pasted['CLOUDFLARE_API_TOKEN']}" in server.stderr
+        done = run_wai("ask", "-m", "@cf/test/tiny", "hi", env=pasted)
+        assert (done.returncode, done.stdout) == (0, SCRIPT + "\n"), done.stderr
+        server.wait_for(re.compile(r'"POST .*" 200'))
+        after_banner = server.stderr.split("OpenAI clients:", 1)[1]
+        assert pasted["CLOUDFLARE_API_TOKEN"] not in after_banner  # printed once, never logged
+
+
+def test_a_gguf_path_is_served_under_its_file_name(
+    isolated_home: Path, tiny_models: dict[str, TinyModel]
+) -> None:
+    import httpx
+
+    path = tiny_models["f16"].path
+    with ServeProcess(isolated_home, "-m", str(path)) as server:
+        reply = httpx.post(
+            server.run_url(path.name), json={"prompt": "hi"}, headers=server.headers, timeout=60
+        )
+        assert reply.json()["result"]["response"] == SCRIPT
+
+
+def test_without_the_serve_extra_it_says_how_to_install_it(isolated_home: Path, tmp_path: Path) -> None:
+    # A Python where starlette cannot be imported, as after a plain `pip install .`.
+    shadow = tmp_path / "shadow" / "starlette"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('No module named starlette')\n")
+    done = run_wai("serve", env={"PYTHONPATH": str(shadow.parent), "WAI_SERVE_TOKEN": "t0ken-t0ken"})
+    assert_one_line_error(done, 2, "serve` extra", "pip install 'wai[serve]'")
+
+
+def test_other_commands_do_not_load_the_server_packages() -> None:
+    code = (
+        "import sys, wai.app\n"
+        "loaded = [m for m in sys.modules if m.split('.')[0] in ('starlette', 'uvicorn', 'anyio')]\n"
+        "print(loaded)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.8.9.10", "::1", "localhost", "[::1]"])
+def test_loopback_addresses_are_recognised(host: str) -> None:
+    from wai.serve.command import is_loopback
+
+    assert is_loopback(host)
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.2", "example.com"])
+def test_other_addresses_are_not_loopback(host: str) -> None:
+    from wai.serve.command import is_loopback
+
+    assert not is_loopback(host)
