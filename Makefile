@@ -46,7 +46,7 @@ define install_llama
 	echo "llama.cpp: $$kind build installed ($$dir)"
 endef
 
-.PHONY: install install-native install-portable install-gpu lint test demo bench clean
+.PHONY: install install-native install-portable install-gpu lint test demo bench clean browser
 
 # A venv remade for a new pyproject.toml keeps the build its user chose (native, cuda).
 $(STAMP): pyproject.toml Makefile
@@ -79,8 +79,17 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check cli tests bench
 	$(BIN)/mypy
 
-test: lint
+test: lint browser
 	$(BIN)/python -m pytest
+
+# The browser test of `wai serve`'s page drives Debian's chromium (Playwright brings no browser
+# here). Installed when missing and apt-get can run as root; otherwise that test is skipped.
+browser:
+	@if ! [ -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian's chromium for the browser test of wai serve's page (once)"; \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+			|| echo "chromium could not be installed: the browser test will be skipped"; \
+	fi
 
 demo: $(STAMP)
 	$(BIN)/wai setup

@@ -84,6 +84,7 @@ def build_tiny_llama(
     n_layer: int = 2,
     name: str = "tiny-llama",
     architecture: str = "llama",
+    pieces: list[str] | None = None,
 ) -> TinyModel:
     """Write the model to `path`: after the token `after`, greedy decoding writes `script`.
 
@@ -91,10 +92,12 @@ def build_tiny_llama(
     template, `<0x5D>` (the "]" of `[/INST]`) for the Llama-2 format when `chat_template` is None.
     `loop`: the script starts again instead of ending (for replies stopped by the cap only).
     `architecture`: another name than llama makes a file llama.cpp refuses (unknown architecture).
+    `pieces`: the reply's tokens as vocabulary texts, instead of cutting `script` into words: a
+    token may then hold several words and newlines, so a text can repeat words across tokens.
     """
     import gguf
 
-    pieces = script_pieces(script, whole)
+    pieces = pieces if pieces is not None else script_pieces(script, whole)
     if len(set(pieces)) != len(pieces):
         repeated = sorted({p for p in pieces if pieces.count(p) > 1})
         raise ValueError(f"the script repeats the tokens {repeated}; each token can have one successor")
