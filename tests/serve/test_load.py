@@ -72,6 +72,12 @@ def one_stream(server: ServeProcess, model: str, max_tokens: int, start: threadi
     return result
 
 
+def _go() -> threading.Event:
+    go = threading.Event()
+    go.set()
+    return go
+
+
 def one_round(server: ServeProcess, round_: int) -> list[Result]:
     """STREAMS streams let go at the same moment; every loop stream asks for a length of its own,
     so a piece of one stream inside another would show."""
@@ -104,6 +110,8 @@ def test_concurrent_streams_complete_exactly_or_are_refused_with_3040(
     results: list[Result] = []
     started = time.monotonic()
     with ServeProcess(isolated_home, "--max-queue", str(MAX_QUEUE)) as server:
+        # The baseline: one stream at a time, each model loaded already.
+        alone = [one_stream(server, model, 60, _go()) for model in ("@cf/test/tiny", "@cf/test/loop") * 3]
         for round_ in range(ROUNDS):
             if time.monotonic() - started > TIME_BUDGET:
                 break
@@ -134,6 +142,8 @@ def test_concurrent_streams_complete_exactly_or_are_refused_with_3040(
         assert figures[model]["refused"] == sum(r.model == model for r in refused)
 
     firsts = sorted(r.first_token for r in accepted if r.first_token is not None)
+    baseline = statistics.median(r.first_token for r in alone[2:] if r.first_token is not None)
+    assert all(r.text for r in alone)
     report = {
         "streams": len(results),
         "accepted": len(accepted),
@@ -141,7 +151,10 @@ def test_concurrent_streams_complete_exactly_or_are_refused_with_3040(
         "max_queue": MAX_QUEUE,
         "ttft_p50_s": round(statistics.median(firsts), 4),
         "ttft_p95_s": round(firsts[min(len(firsts) - 1, int(0.95 * len(firsts)))], 4),
+        "ttft_alone_p50_s": round(baseline, 4),
     }
+    report["p50_over_alone"] = round(report["ttft_p50_s"] / baseline, 1)
+    report["p95_over_alone"] = round(report["ttft_p95_s"] / baseline, 1)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / "serve-load.json").write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwai serve load: {report}")

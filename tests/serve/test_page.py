@@ -154,6 +154,8 @@ def test_the_page_streams_a_reply_with_the_terminals_figures(page: Any, page_ser
     assert page.inner_text("#windows") == "300 tokens in · 100 out · 400 in all"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "wai-serve-page.png"), full_page=True)
+    # The page was opened with the token in its address; no log line holds it.
+    assert page_server.token not in page_server.stderr.split("OpenAI clients:", 1)[1]
 
 
 def test_the_page_renders_markdown_and_never_the_models_html(page: Any) -> None:

@@ -129,9 +129,6 @@ class OpenAIReply:
     def piece(self, text: str) -> bytes:
         return sse(self._chunk({"content": text}))
 
-    def reasoning(self, text: str) -> bytes:
-        return sse(self._chunk({"reasoning_content": text}))
-
     def end(self, outcome: Outcome) -> bytes:
         out = sse(self._chunk({}, outcome.finish))
         if self._include_usage:
