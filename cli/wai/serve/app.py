@@ -312,6 +312,8 @@ class JobResponse(Response):
         finally:
             watcher.cancel()
             job = self.job
+            if not self._finished:  # the reply was abandoned (the server cancelled this task, say)
+                self.worker.cancel(job, CLIENT_GONE if job.cancel_reason is None else job.cancel_reason)
             if job.cancel_reason is not None:
                 _note(scope, out=job.pieces, cut=job.cancel_reason, after=job.pieces_after_cancel)
 
