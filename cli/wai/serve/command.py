@@ -6,7 +6,7 @@ import ipaddress
 import secrets
 import socket
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -132,6 +132,10 @@ def served_models(catalog: Catalog, names: list[str]) -> list[ModelSpec]:
             from wai.backends.llama import spec_for_gguf
 
             spec = spec_for_gguf(Path(name), catalog)
+            if catalog.find(spec.id) is None:
+                # A file the catalog does not know is served under its file name: a full path
+                # would make an odd model id in a URL, and would tell clients where files lie.
+                spec = replace(spec, id=Path(name).name)
         if not _file_present(spec):
             where = spec.gguf_path()
             raise ConfigError(
