@@ -160,6 +160,7 @@ def test_an_unknown_model_is_5007_naming_the_served_ones(wai_serve: ServeProcess
         ({"messages": [{"role": "robot", "content": "hi"}]}, "messages[0].role"),
         ({"messages": [{"role": "user", "content": 3}]}, "messages[0].content must be a string"),
         ({"prompt": "hi", "raw": True}, "raw prompts are not supported"),
+        ({"prompt": "hi", "reasoning_effort": "max"}, "reasoning_effort must be low, medium or high"),
     ],
 )
 def test_invalid_input_is_5004_saying_what_is_wrong(

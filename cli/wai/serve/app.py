@@ -28,7 +28,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from wai.catalog import ModelSpec
-from wai.events import Finish, Token, Usage
+from wai.events import Finish, Reasoning, Token, Usage
 from wai.serve.protocol import (
     AUTH_ERROR,
     BAD_ROUTE,
@@ -370,6 +370,9 @@ class JobResponse(Response):
             if isinstance(item, Token):
                 outcome.pieces.append(item.text)
                 await _chunk(send, self.dialect.piece(item.text))
+            elif isinstance(item, Reasoning):
+                outcome.thinking.append(item.text)
+                await _chunk(send, self.dialect.reasoning(item.text))
             elif isinstance(item, Usage | Finish):
                 _settle(outcome, item)
             elif isinstance(item, Ended | Failed):
@@ -392,6 +395,8 @@ class JobResponse(Response):
             item = await self.job.next()
             if isinstance(item, Token):
                 outcome.pieces.append(item.text)
+            elif isinstance(item, Reasoning):
+                outcome.thinking.append(item.text)
             elif isinstance(item, Usage | Finish):
                 _settle(outcome, item)
             elif isinstance(item, Failed):

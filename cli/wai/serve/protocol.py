@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wai.catalog import ModelSpec
-from wai.conversation import Message, Role, Sampling
+from wai.conversation import Message, ReasoningEffort, Role, Sampling
 
 # Workers AI's error codes, as the client side of the protocol knows them.
 AUTH_ERROR = 10000
@@ -62,6 +62,7 @@ class Ask:
     stream: bool = False
     reject_if_busy: bool = False
     include_usage: bool = False  # OpenAI: a usage chunk at the end of the stream
+    reasoning_effort: ReasoningEffort | None = None
 
 
 # --- reading bodies ---------------------------------------------------------------------------
@@ -113,6 +114,7 @@ def workers_ai_ask(body: Mapping[str, Any], spec: ModelSpec) -> Ask:
         sampling=_sampling(body),
         stream=_flag(body, "stream"),
         reject_if_busy=bool(options and _flag(options, "rejectIfBusy")),
+        reasoning_effort=_effort(body),
     )
 
 
@@ -143,6 +145,7 @@ def openai_ask(body: Mapping[str, Any], served: Mapping[str, ModelSpec]) -> Ask:
         sampling=_sampling(body),
         stream=_flag(body, "stream"),
         include_usage=bool(stream_options and _flag(stream_options, "include_usage")),
+        reasoning_effort=_effort(body),
     )
 
 
@@ -187,6 +190,19 @@ def _sampling(body: Mapping[str, Any]) -> Sampling:
         top_k=_int(body, "top_k", 1, 50),
         seed=_int(body, "seed", 1, 9_999_999_999),
     )
+
+
+_EFFORTS: dict[str, ReasoningEffort] = {"low": "low", "medium": "medium", "high": "high"}
+
+
+def _effort(body: Mapping[str, Any]) -> ReasoningEffort | None:
+    value = body.get("reasoning_effort")
+    if value is None:
+        return None
+    effort = _EFFORTS.get(value) if isinstance(value, str) else None
+    if effort is None:
+        raise invalid("reasoning_effort must be low, medium or high")
+    return effort
 
 
 def _flag(body: Mapping[str, Any], key: str) -> bool:

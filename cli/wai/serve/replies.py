@@ -31,6 +31,7 @@ class Outcome:
         self.plan = plan
         self.precision = precision
         self.pieces: list[str] = []
+        self.thinking: list[str] = []
         self.prompt_tokens = plan.prompt_tokens
         self.completion_tokens = 0
         self.finish = "stop"
@@ -52,6 +53,8 @@ class Dialect(Protocol):
 
     def piece(self, text: str) -> bytes: ...
 
+    def reasoning(self, text: str) -> bytes: ...
+
     def end(self, outcome: Outcome) -> bytes: ...
 
     def cut(self, failure: ApiFailure) -> bytes: ...
@@ -70,6 +73,10 @@ class WorkersAIReply:
 
     def piece(self, text: str) -> bytes:
         return sse({"response": text})
+
+    def reasoning(self, text: str) -> bytes:
+        # Workers AI's reasoning models send their thinking in OpenAI's chunk shape.
+        return sse({"choices": [{"index": 0, "delta": {"reasoning_content": text}, "finish_reason": None}]})
 
     def end(self, outcome: Outcome) -> bytes:
         last = {"response": "", "usage": outcome.usage(), "finish_reason": outcome.finish}
@@ -129,6 +136,9 @@ class OpenAIReply:
     def piece(self, text: str) -> bytes:
         return sse(self._chunk({"content": text}))
 
+    def reasoning(self, text: str) -> bytes:
+        return sse(self._chunk({"reasoning_content": text}))
+
     def end(self, outcome: Outcome) -> bytes:
         out = sse(self._chunk({}, outcome.finish))
         if self._include_usage:
@@ -155,9 +165,16 @@ class OpenAIReply:
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": outcome.text},
+                    "message": _message(outcome),
                     "finish_reason": outcome.finish,
                 }
             ],
             "usage": outcome.usage(),
         }
+
+
+def _message(outcome: Outcome) -> dict[str, str]:
+    message = {"role": "assistant", "content": outcome.text}
+    if outcome.thinking:
+        message["reasoning_content"] = "".join(outcome.thinking)
+    return message

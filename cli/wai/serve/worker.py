@@ -260,6 +260,7 @@ class ModelWorker:
                 sampling=ask.sampling,
                 stream=True,
                 prompt_tokens=plan.prompt_tokens,
+                reasoning_effort=ask.reasoning_effort if spec.reasoning else None,
             )
             precision = backend.precision(request)
         except WaiError as error:

@@ -1,0 +1,59 @@
+"""Each dialect's events, read back by the client's own chunk reader: thinking, text, usage, finish."""
+
+from __future__ import annotations
+
+import json
+
+from wai.backends.chunks import Stop, chunk_events
+from wai.budget import Plan
+from wai.catalog import ModelSpec
+from wai.conversation import Message
+from wai.events import Reasoning, Token, Usage
+from wai.serve.protocol import Ask
+from wai.serve.replies import Dialect, OpenAIReply, Outcome, PageReply, WorkersAIReply
+
+SPEC = ModelSpec(id="@cf/test/thinker", context_window=300, max_output=100, total_context=400, remote=False)
+
+
+def outcome() -> Outcome:
+    ask = Ask(model=SPEC, messages=(Message("user", "hi"),), max_tokens=50, stream=True, include_usage=True)
+    done = Outcome(ask, Plan(messages=ask.messages, prompt_tokens=7, max_tokens=50, exact=True), "q8_0")
+    done.completion_tokens, done.finish = 12, "length"
+    return done
+
+
+def read_back(dialect: Dialect) -> list[object]:
+    reply = outcome()
+    raw = dialect.start(reply) + dialect.reasoning("let me see") + dialect.piece("Paris") + dialect.end(reply)
+    datas = [line[6:] for line in raw.decode().splitlines() if line.startswith("data: ")]
+    assert datas[-1] == "[DONE]"
+    events: list[object] = []
+    for data in datas[:-1]:
+        events += [e for e in chunk_events(json.loads(data)) if not (isinstance(e, Token) and not e.text)]
+    return events
+
+
+def test_the_workers_ai_stream_reads_back_as_thinking_text_usage_and_finish() -> None:
+    for dialect in (WorkersAIReply(), PageReply()):
+        assert read_back(dialect) == [
+            Reasoning("let me see"),
+            Token("Paris"),
+            Usage(prompt_tokens=7, completion_tokens=12),
+            Stop("length"),
+        ]
+
+
+def test_the_openai_stream_reads_back_the_same_with_a_usage_chunk() -> None:
+    assert read_back(OpenAIReply()) == [
+        Reasoning("let me see"),
+        Token("Paris"),
+        Stop("length"),
+        Usage(prompt_tokens=7, completion_tokens=12),
+    ]
+
+
+def test_a_whole_openai_reply_keeps_the_thinking_apart() -> None:
+    reply = outcome()
+    reply.pieces, reply.thinking = ["Paris"], ["let me see"]
+    message = OpenAIReply().whole(reply)["choices"][0]["message"]  # type: ignore[index]
+    assert message == {"role": "assistant", "content": "Paris", "reasoning_content": "let me see"}
