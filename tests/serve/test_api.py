@@ -127,6 +127,17 @@ def test_without_max_tokens_the_reply_stops_at_workers_ais_default_of_256(wai_se
     assert reply.json()["result"]["usage"]["completion_tokens"] == 256
 
 
+def test_the_penalties_are_applied(wai_serve: ServeProcess) -> None:
+    # The loop model writes "Hi 🎉!" over and over; penalised hard enough, repeating loses to
+    # any other token once each of its tokens has been written 8 times.
+    greedy = {"prompt": "hi", "max_tokens": 100, "temperature": 0}
+    plain = post(wai_serve, "@cf/test/loop", greedy).json()["result"]["response"]
+    penalties = {"repetition_penalty": 2, "frequency_penalty": 2, "presence_penalty": 2}
+    penalised = post(wai_serve, "@cf/test/loop", {**greedy, **penalties}).json()["result"]["response"]
+    assert plain.startswith("Hi 🎉!" * 14)
+    assert penalised.startswith("Hi 🎉!" * 7) and penalised != plain
+
+
 # Errors, each with Workers AI's status and code
 
 
@@ -153,6 +164,8 @@ def test_an_unknown_model_is_5007_naming_the_served_ones(wai_serve: ServeProcess
         ({"prompt": "hi", "seed": 0}, "seed must be a whole number from 1 to 9999999999"),
         ({"prompt": "hi", "max_tokens": 0}, "max_tokens must be a whole number of at least 1"),
         ({"prompt": "hi", "repetition_penalty": 3}, "repetition_penalty must be from 0 to 2"),
+        ({"prompt": "hi", "repetition_penalty": 0}, "repetition_penalty must be above 0"),
+        ({"prompt": "hi", "presence_penalty": -2.5}, "presence_penalty must be from -2 to 2"),
         ({"prompt": "hi", "stream": "yes"}, "stream must be true or false"),
         ({"prompt": ""}, "prompt must be a non-empty string"),
         ({}, "the body needs prompt"),

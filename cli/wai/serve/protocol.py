@@ -177,18 +177,17 @@ def _content(raw: object, i: int) -> str:
 
 
 def _sampling(body: Mapping[str, Any]) -> Sampling:
-    # Checked for their ranges like Workers AI does; the local backend does not apply the penalties.
-    for key, low, high in (
-        ("repetition_penalty", 0.0, 2.0),
-        ("frequency_penalty", -2.0, 2.0),
-        ("presence_penalty", -2.0, 2.0),
-    ):
-        _number(body, key, low, high)
+    repeat = _number(body, "repetition_penalty", 0.0, 2.0)
+    if repeat == 0:
+        raise invalid("repetition_penalty must be above 0 (1 leaves the text as it is)")  # it divides
     return Sampling(
         temperature=_number(body, "temperature", 0.0, 5.0),
         top_p=_number(body, "top_p", 0.001, 1.0),
         top_k=_int(body, "top_k", 1, 50),
         seed=_int(body, "seed", 1, 9_999_999_999),
+        repetition_penalty=repeat,
+        frequency_penalty=_number(body, "frequency_penalty", -2.0, 2.0),
+        presence_penalty=_number(body, "presence_penalty", -2.0, 2.0),
     )
 
 
