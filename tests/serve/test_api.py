@@ -127,6 +127,20 @@ def test_without_max_tokens_the_reply_stops_at_workers_ais_default_of_256(wai_se
     assert reply.json()["result"]["usage"]["completion_tokens"] == 256
 
 
+def test_a_raw_prompt_is_sent_verbatim(wai_serve: ServeProcess, client_home: Path) -> None:
+    # The tiny models write their script after the <|assistant|> token, wherever it comes from:
+    # verbatim, the prompt decides where the reply starts.
+    spelled = post(wai_serve, TINY, {"prompt": "<|user|>hi<|end|><|assistant|>", "raw": True})
+    assert spelled.json()["result"]["response"] == SCRIPT
+    unspelled = post(wai_serve, TINY, {"prompt": "hi", "raw": True, "max_tokens": 5})
+    assert not unspelled.json()["result"]["response"].startswith("Hello")  # no template added
+    # And `wai ask --raw` through the server writes what the local backend writes.
+    raw = ("--raw", "--temperature", "0", "<|user|>hi<|end|><|assistant|>")
+    local = run_wai("ask", "-m", TINY, "--backend", "local", "--threads", "1", *raw)
+    remote = run_wai("ask", "-m", TINY, "--backend", "remote", *raw, env=wai_serve.client_env())
+    assert (remote.returncode, remote.stdout) == (local.returncode, local.stdout) == (0, SCRIPT + "\n")
+
+
 def test_the_penalties_are_applied(wai_serve: ServeProcess) -> None:
     # The loop model writes "Hi 🎉!" over and over; penalised hard enough, repeating loses to
     # any other token once each of its tokens has been written 8 times.
@@ -172,7 +186,7 @@ def test_an_unknown_model_is_5007_naming_the_served_ones(wai_serve: ServeProcess
         ({"prompt": "hi", "messages": [{"role": "user", "content": "hi"}]}, "either prompt or messages"),
         ({"messages": [{"role": "robot", "content": "hi"}]}, "messages[0].role"),
         ({"messages": [{"role": "user", "content": 3}]}, "messages[0].content must be a string"),
-        ({"prompt": "hi", "raw": True}, "raw prompts are not supported"),
+        ({"messages": [{"role": "user", "content": "hi"}], "raw": True}, "raw needs prompt"),
         ({"prompt": "hi", "reasoning_effort": "max"}, "reasoning_effort must be low, medium or high"),
     ],
 )

@@ -63,6 +63,7 @@ class Ask:
     reject_if_busy: bool = False
     include_usage: bool = False  # OpenAI: a usage chunk at the end of the stream
     reasoning_effort: ReasoningEffort | None = None
+    raw: bool = False  # the one user message is the whole prompt: no chat template
 
 
 # --- reading bodies ---------------------------------------------------------------------------
@@ -99,8 +100,9 @@ def workers_ai_ask(body: Mapping[str, Any], spec: ModelSpec) -> Ask:
         convo = _messages(messages)
     else:
         raise invalid("the body needs prompt (a string) or messages (a list of {role, content})")
-    if _flag(body, "raw"):
-        raise invalid("raw prompts are not supported here: the model's own chat template is always applied")
+    raw = _flag(body, "raw")
+    if raw and prompt is None:
+        raise invalid("raw needs prompt (the text sent verbatim), not messages")
     if body.get("lora") is not None:
         raise invalid("LoRA adapters are not supported by wai serve")
     options = body.get("options")
@@ -115,6 +117,7 @@ def workers_ai_ask(body: Mapping[str, Any], spec: ModelSpec) -> Ask:
         stream=_flag(body, "stream"),
         reject_if_busy=bool(options and _flag(options, "rejectIfBusy")),
         reasoning_effort=_effort(body),
+        raw=raw,
     )
 
 

@@ -251,6 +251,10 @@ class ModelWorker:
             backend = self._backend
             # The window policy, exactly as the client applies it, counted on the loaded model.
             counter = backend.counter(spec)
+            if ask.raw:
+                from wai.tokens import RawCounter
+
+                counter = RawCounter(counter)
             self.loaded = True
             plan = plan_request(spec, ask.messages, counter, requested_max_tokens=ask.max_tokens)
             request = Request(
@@ -261,6 +265,7 @@ class ModelWorker:
                 stream=True,
                 prompt_tokens=plan.prompt_tokens,
                 reasoning_effort=ask.reasoning_effort if spec.reasoning else None,
+                raw=ask.raw,
             )
             precision = backend.precision(request)
         except WaiError as error:
