@@ -131,13 +131,15 @@ def test_entries_for_known_models_carry_only_what_the_refresh_says() -> None:
     )
     assert entries == {
         "@cf/known/x": {
+            "remote": True,
             "context_window": 1000,
             "total_context": 1000,
             "capabilities": ["reasoning"],
             "reasoning": True,
         },
-        "@cf/known/y": {},
+        "@cf/known/y": {"remote": True},
         "@cf/new/z": {
+            "remote": True,
             "context_window": 1000,
             "total_context": 1000,
             "retirement": "2027-01-01",

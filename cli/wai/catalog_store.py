@@ -209,7 +209,8 @@ def catalog_entries(refreshed: RefreshedCatalog, known: Mapping[str, object]) ->
         new = facts.id not in known
         if new and facts.window is None:
             continue
-        entry: dict[str, object] = {}
+        # The account lists it, so the remote backend serves it, whatever its id looks like.
+        entry: dict[str, object] = {"remote": True}
         if facts.window is not None:
             entry["context_window"] = entry["total_context"] = facts.window
         if facts.retirement is not None:

@@ -131,8 +131,9 @@ def model_facts(raw: object) -> ModelFacts | None:
         return None
     name = raw.get("name")
     # An id the catalog would refuse (control characters, empty segments) is dropped here, so
-    # one odd entry never spoils the rest of the stored catalog.
-    if not isinstance(name, str) or not name.startswith("@") or model_id_problem(name) is not None:
+    # one odd entry never spoils the rest of the stored catalog. Ids without '@' stay: a server
+    # that speaks the protocol (`wai serve`) lists its models under their own catalog ids.
+    if not isinstance(name, str) or not name or model_id_problem(name) is not None:
         return None
     task = raw.get("task")
     task_name = task.get("name") if isinstance(task, dict) else task
