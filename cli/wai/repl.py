@@ -11,6 +11,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, TextIO
 
 from wai import stop_signals
@@ -270,21 +271,28 @@ def _continuation(width: int, line_number: int, wrap_count: int) -> FormattedTex
     return FormattedText([("class:continuation", "." * max(width - 1, 0) + " ")])
 
 
+def _terminal_modes(stream: TextIO) -> tuple[ModuleType, int, list[Any]] | None:
+    """termios, the stream's descriptor and its current modes; None where there are none to change."""
+    try:
+        import termios
+    except ImportError:
+        return None
+    try:
+        fd = stream.fileno()
+        return termios, fd, termios.tcgetattr(fd)
+    except (OSError, ValueError, termios.error):
+        return None
+
+
 @contextlib.contextmanager
 def modes_kept(stream: TextIO, out: TextIO) -> Iterator[None]:
     """However the chat ends (a SIGTERM in the middle of prompt-toolkit's raw mode, say), the
     terminal gets back the modes it had when the chat began, and a signal shows the cursor."""
-    try:
-        import termios
-    except ImportError:  # not a POSIX terminal: nothing to keep
+    modes = _terminal_modes(stream)
+    if modes is None:  # not a POSIX terminal: nothing to keep
         yield
         return
-    try:
-        fd = stream.fileno()
-        saved = termios.tcgetattr(fd)
-    except (OSError, ValueError, termios.error):
-        yield
-        return
+    termios, fd, saved = modes
     try:
         yield
     finally:
@@ -302,17 +310,11 @@ def keyboard_quiet(stream: TextIO) -> Iterator[None]:
 
     What is typed meanwhile stays queued and reaches the next prompt.
     """
-    try:
-        import termios
-    except ImportError:  # not a POSIX terminal: nothing to quiet
+    modes = _terminal_modes(stream)
+    if modes is None:  # not a POSIX terminal: nothing to quiet
         yield
         return
-    try:
-        fd = stream.fileno()
-        saved = termios.tcgetattr(fd)
-    except (OSError, ValueError, termios.error):
-        yield
-        return
+    termios, fd, saved = modes
     quiet = list(saved)
     quiet[3] = quiet[3] & ~termios.ECHO
     try:
