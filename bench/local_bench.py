@@ -247,10 +247,11 @@ class Baseline:
         self.llm = llama_cpp.Llama(model_path=str(path), **llama_kwargs(settings))
 
     def prompt_ids(self, prompt: str) -> list[int]:
+        from wai.backends.llama_native import NativeModel
         from wai.chat_template import tokenize_chat
         from wai.conversation import Message
 
-        return tokenize_chat(self.llm, (Message("user", prompt),))
+        return tokenize_chat(NativeModel.borrow(self.llm), (Message("user", prompt),))
 
     def run(self, prompt: str) -> Run:
         ids = self.prompt_ids(prompt)
@@ -432,12 +433,11 @@ def command_comparison(path: Path, settings: Settings, home: Path, size: Sizes) 
 
 
 def prompt_ids_of(path: Path) -> Callable[[str], list[int]]:
-    import llama_cpp
-
+    from wai.backends.llama_native import NativeModel
     from wai.chat_template import tokenize_chat
     from wai.conversation import Message
 
-    vocab = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
+    vocab = NativeModel.load(path, gpu_layers=0, vocab_only=True)
     return lambda prompt: tokenize_chat(vocab, (Message("user", prompt),))
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -17,6 +17,9 @@ from wai.chat_template import (
 )
 from wai.conversation import Message
 from wai.errors import ChatTemplateError
+
+if TYPE_CHECKING:
+    from wai.backends.llama_native import NativeModel
 
 SYSTEM = Message("system", "Be brief.")
 USER = Message("user", "Where is New York?")
@@ -96,12 +99,11 @@ def test_without_a_template_llama_models_get_llama_2_and_others_chatml() -> None
 # Tokens, with llama.cpp's own tokenizer
 
 
-def _vocab(path: Path) -> Any:
-    llama_cpp = pytest.importorskip("llama_cpp")
-    from wai.backends.llama_native import lib
+def _vocab(path: Path) -> NativeModel:
+    pytest.importorskip("llama_cpp")
+    from wai.backends.llama_native import NativeModel
 
-    lib()  # llama.cpp's log lines go through wai's handler
-    return llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
+    return NativeModel.load(path, gpu_layers=0, vocab_only=True)
 
 
 @pytest.mark.parametrize(
@@ -120,9 +122,11 @@ def test_exactly_one_bos_starts_the_prompt(tmp_path: Path, template: str | None)
 
 def test_special_tokens_of_the_template_are_single_tokens(tmp_path: Path) -> None:
     model = build_tiny_llama(tmp_path / "m.gguf", ftype="f16", script="Hi")
-    vocab = _vocab(model.path)
-    tokens = tokenize_chat(vocab, (USER,))
-    assistant = vocab.tokenize(b"<|assistant|>", add_bos=False, special=True)
+    tokens = tokenize_chat(_vocab(model.path), (USER,))
+    # llama-cpp-python's own tokenizer, as an outside reference
+    llama_cpp = pytest.importorskip("llama_cpp")
+    reference = llama_cpp.Llama(model_path=str(model.path), vocab_only=True, verbose=False)
+    assistant = reference.tokenize(b"<|assistant|>", add_bos=False, special=True)
     assert len(assistant) == 1 and tokens[-1] == assistant[0]
 
 

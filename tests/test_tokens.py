@@ -262,7 +262,7 @@ def test_counters_are_cached_per_vocabulary(vocab_home: Path) -> None:
     first = counter_for(spec(LLAMA3), "remote")
     second = counter_for(replace(spec(LLAMA3), id="other"), "remote")
     assert isinstance(first, VocabCounter) and isinstance(second, VocabCounter)
-    assert first.vocab is second.vocab
+    assert first.native is second.native
 
 
 def test_dry_run_without_the_vocabulary_still_shows_the_remote_template(isolated_home: Path) -> None:

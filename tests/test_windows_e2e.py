@@ -30,12 +30,13 @@ import pytest
 from tests.support.cli import run_wai
 from tests.support.vocab_fixture import vocab_cache, vocab_home
 from tests.support.workers_ai_server import RecordedRequest, Simulation, WorkersAIServer, catalog_recount
+from wai import settings
 from wai.budget import input_limit
 from wai.catalog import ModelSpec, builtin_catalog_text, load_catalog
 from wai.conversation import Message
 from wai.remote_template import render_llama2
 from wai.tokens import VocabCounter, counter_for
-from wai.vocab import FAMILY_VOCABULARIES
+from wai.vocab import FAMILY_VOCABULARIES, vocabulary_for
 
 __all__ = ["vocab_cache", "vocab_home"]
 
@@ -357,7 +358,10 @@ def test_the_recounting_server_refuses_a_body_over_a_cap(server: WorkersAIServer
 @pytest.mark.parametrize("model_id", [FAMILY_MODELS["llama-2"], FAMILY_MODELS["llama-3"]])
 def test_tokens_raw_counts_stdin_byte_for_byte(server: WorkersAIServer, model_id: str) -> None:
     spec = load_catalog().get(model_id)
-    counter = exact_counter(spec, "remote")
+    exact_counter(spec, "remote")  # the vocabulary is installed
+    llama_cpp = pytest.importorskip("llama_cpp")
+    vocab_path = vocabulary_for(str(spec.family), settings.vocab_dir())
+    reference = llama_cpp.Llama(model_path=str(vocab_path), vocab_only=True, verbose=False)
     texts = ["hello world\n", "hello world", "line one\r\n\r\n  tab\there é日本\n\n"]
     done = run_all([Run(("tokens", "--raw", "--json", "-m", model_id), t.encode()) for t in texts])
     counts = []
@@ -365,7 +369,7 @@ def test_tokens_raw_counts_stdin_byte_for_byte(server: WorkersAIServer, model_id
         assert result.returncode == 0, result.stderr
         report = json.loads(result.stdout)
         # llama.cpp itself, on the same bytes: no BOS, special-token text as text.
-        direct = counter.vocab.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+        direct = reference.tokenize(text.encode("utf-8"), add_bos=False, special=False)
         assert report["tokens"] == len(direct) and report["raw"] is True
         counts.append(report["tokens"])
     assert counts[0] == counts[1] + 1  # the trailing newline is a token of its own

@@ -10,13 +10,12 @@ count the budget uses is the prompt that is sent.
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from wai.conversation import Message
 from wai.errors import ChatTemplateError
@@ -91,37 +90,22 @@ def template_info(model: NativeModel) -> TemplateInfo:
     )
 
 
-def tokenize_chat(llm_or_vocab: Any, messages: Sequence[Message]) -> list[int]:
+def tokenize_chat(model: NativeModel, messages: Sequence[Message]) -> list[int]:
     """The tokens of the prompt for `messages`, exactly as the local backend sends them.
 
-    `llm_or_vocab` is a `llama_cpp.Llama` (a vocabulary-only one is enough) or the backend's
-    NativeModel. Control tokens come from the template alone: a message's text is plain text,
-    whatever it spells. BOS comes first when the vocabulary asks for it, once: a template that
-    writes the BOS text itself does not get a second one.
+    `model` is the backend's loaded model or a vocabulary-only one. Control tokens come from the
+    template alone: a message's text is plain text, whatever it spells. BOS comes first when the
+    vocabulary asks for it, once: a template that writes the BOS text itself does not get a
+    second one.
     """
     from wai.chat_tokens import prompt_tokens
 
-    model = _native(llm_or_vocab)
     info = _cached_info(model)
     tokens = prompt_tokens(model, messages, lambda convo: render_prompt(convo, info))
     bos = model.bos()
     if model.adds_bos() and bos >= 0 and (not tokens or tokens[0] != bos):
         tokens.insert(0, bos)
     return tokens
-
-
-def _native(llm_or_vocab: Any) -> NativeModel:
-    from wai.backends.llama_native import NativeModel
-
-    if isinstance(llm_or_vocab, NativeModel):
-        return llm_or_vocab
-    cached = getattr(llm_or_vocab, "_wai_native", None)
-    if isinstance(cached, NativeModel):
-        return cached
-    native = NativeModel.borrow(llm_or_vocab)
-    with contextlib.suppress(AttributeError):  # an object with __slots__ is borrowed afresh each time
-        llm_or_vocab._wai_native = native
-    return native
 
 
 def _cached_info(model: NativeModel) -> TemplateInfo:

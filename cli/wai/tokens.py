@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from wai import settings
 from wai.catalog import ModelSpec
@@ -84,11 +84,7 @@ class EstimatedCounter:
 
 
 class VocabCounter:
-    """Exact counts from a llama.cpp vocabulary (a vocab-only `llama_cpp.Llama`).
-
-    Text is tokenized through the backend's NativeModel over the same vocabulary: one pass of
-    llama.cpp's tokenizer (`Llama.tokenize` sizes its buffer from the trained context, which a
-    vocabulary file lacks, and so tokenizes every text twice).
+    """Exact counts from a llama.cpp vocabulary: a vocab-only NativeModel, or the backend's loaded one.
 
     `prompt_tokens` turns messages into the token ids really sent; `render` into the same
     prompt as text (for --dry-run).
@@ -98,15 +94,12 @@ class VocabCounter:
 
     def __init__(
         self,
-        vocab: Any,
+        native: NativeModel,
         prompt_tokens: Callable[[Sequence[Message]], list[int]],
         render: Callable[[Sequence[Message]], str] | None,
         source: str,
     ) -> None:
-        from wai.backends.llama_native import NativeModel
-
-        self.vocab = vocab
-        self.native = vocab if isinstance(vocab, NativeModel) else NativeModel.borrow(vocab)
+        self.native = native
         self.source = source
         self._prompt_tokens = prompt_tokens
         self._render = render
@@ -214,9 +207,7 @@ def _local_counter(model: ModelSpec) -> TokenCounter:
     vocab = _vocabulary(path)
     if isinstance(vocab, EstimatedCounter):
         return vocab
-    from wai.backends.llama_native import NativeModel
-
-    return counter_on_loaded(NativeModel.borrow(vocab), f"{path.name} (its own vocabulary)")
+    return counter_on_loaded(vocab, f"{path.name} (its own vocabulary)")
 
 
 def counter_on_loaded(native: NativeModel, source: str) -> TokenCounter:
@@ -240,23 +231,22 @@ def _remote_counter(model: ModelSpec) -> TokenCounter:
     path = vocabulary_for(model.family, settings.vocab_dir())
     if path is None:
         return EstimatedCounter(f"{FAMILY_VOCABULARIES[model.family]} not installed; run `wai setup`")
-    vocab = _vocabulary(path)
-    if isinstance(vocab, EstimatedCounter):
-        return vocab
-    from wai.backends.llama_native import NativeModel
-
-    native = NativeModel.borrow(vocab)
+    native = _vocabulary(path)
+    if isinstance(native, EstimatedCounter):
+        return native
     render, add_bos = remote_format.render, remote_format.add_bos
 
     def prompt_tokens(messages: Sequence[Message]) -> list[int]:
         return native.tokenize(render(messages), add_special=add_bos, parse_special=True)
 
-    return VocabCounter(vocab, prompt_tokens, render, f"{path.name} ({model.family} family)")
+    return VocabCounter(native, prompt_tokens, render, f"{path.name} ({model.family} family)")
 
 
-def _vocabulary(path: Path) -> Any | EstimatedCounter:
+def _vocabulary(path: Path) -> NativeModel | EstimatedCounter:
     """The vocabulary at `path`, or the estimate (saying why) when it cannot be had."""
     from wai.vocab_load import load_or_why
 
     vocab, why = load_or_why(path)
-    return EstimatedCounter(why) if why is not None else vocab
+    if vocab is None:
+        return EstimatedCounter(why or f"llama.cpp cannot read {path}")
+    return vocab

@@ -175,8 +175,9 @@ def test_usage_counts_the_prompt_as_sent(
         sampling=GREEDY,
     )
     usage = only(list(backend.stream(req)), Usage)
-    llama_cpp = pytest.importorskip("llama_cpp")
-    vocab = llama_cpp.Llama(model_path=str(model.path), vocab_only=True, verbose=False)
+    from wai.backends.llama_native import NativeModel
+
+    vocab = NativeModel.load(model.path, gpu_layers=0, vocab_only=True)
     assert isinstance(usage, Usage)
     assert usage.prompt_tokens == len(tokenize_chat(vocab, req.messages))
 
