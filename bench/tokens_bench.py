@@ -1,7 +1,7 @@
 """Counting a 3,000-token prompt, as a ratio to llama.cpp tokenizing the same text directly.
 
 For each vocabulary (remote Llama-2, remote Llama-3, and a local model's own GGUF vocabulary)
-it times `counter_for(...).count_text` on the text and `count_prompt` on a conversation holding
+it times a backend's counter's `count_text` on the text and `count_prompt` on a conversation holding
 it, in the same run, against two baselines over the same bytes:
 
 - `llama_cpp.Llama(vocab_only=True).tokenize`, the library's own call; it sizes its buffer from
@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from bench.common import REPO, Figures, quick, sized, tiny_llamas
 
 if TYPE_CHECKING:
+    from wai.backends.registry import BackendName
     from wai.catalog import ModelSpec
 
 
@@ -75,7 +76,7 @@ def _tiny_vocabularies(folder: Path) -> Path:
     return folder
 
 
-def _cases(vocab_source: Path) -> list[tuple[str, ModelSpec, str, Path]]:
+def _cases(vocab_source: Path) -> list[tuple[str, ModelSpec, BackendName, Path]]:
     """(label, model, backend, vocabulary file) for each vocabulary measured."""
     from wai.catalog import ModelSpec
     from wai.vocab import FAMILY_VOCABULARIES
@@ -101,8 +102,9 @@ def _cases(vocab_source: Path) -> list[tuple[str, ModelSpec, str, Path]]:
 def _run(vocab_source: Path) -> Figures:
     import llama_cpp
 
+    from wai.backends.registry import registration
     from wai.conversation import Message
-    from wai.tokens import VocabCounter, counter_for
+    from wai.tokens import VocabCounter
 
     target = sized(3000, 200)
     prose = (REPO / "README.md").read_text(encoding="utf-8")
@@ -113,7 +115,7 @@ def _run(vocab_source: Path) -> Figures:
     print(f"{'':<25} {'count_text':>16} {'count_prompt':>18}   count_text: ours / Llama / floor")
     print(f"{'vocabulary':<18} {'tokens':>6} {'Llama':>9} {'floor':>7} {'Llama':>11} {'floor':>7}")
     for label, model, backend, path in _cases(vocab_source):
-        counter = counter_for(model, backend)
+        counter = registration(backend).counter(model)
         if not isinstance(counter, VocabCounter):
             print(f"{label:<18} skipped: {counter.source}")
             continue

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.counting import counter_for
 from tests.support.vocab_fixture import vocab_cache, vocab_home
+from wai.backends.registry import BackendName
 from wai.budget import (
     MIN_USEFUL_REPLY,
     REASONING_MIN_REPLY,
@@ -21,7 +23,7 @@ from wai.budget import (
 from wai.catalog import ModelSpec, load_catalog
 from wai.conversation import Message
 from wai.errors import EXIT_WINDOW, WindowError
-from wai.tokens import EstimatedCounter, TokenCounter, counter_for
+from wai.tokens import EstimatedCounter, TokenCounter
 from wai.vocab import FAMILY_VOCABULARIES
 
 __all__ = ["vocab_cache", "vocab_home"]
@@ -57,10 +59,10 @@ def prompt_of(counter: TokenCounter, tokens: int, system: bool = True) -> tuple[
     return convo
 
 
-def all_models(vocab_dir: Path) -> list[tuple[ModelSpec, str]]:
+def all_models(vocab_dir: Path) -> list[tuple[ModelSpec, BackendName]]:
     catalog = load_catalog()
-    models = [(catalog.get(model_id), "remote") for model_id in remote_models()]
-    return models + [(model, "local") for model in local_models(vocab_dir)]
+    remote: list[tuple[ModelSpec, BackendName]] = [(catalog.get(m), "remote") for m in remote_models()]
+    return remote + [(model, "local") for model in local_models(vocab_dir)]
 
 
 def check_refused(error: WindowError, tokens: int, model: ModelSpec) -> None:

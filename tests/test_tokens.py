@@ -9,13 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.counting import counter_for
 from tests.support.vocab_fixture import vocab_cache, vocab_home
 from wai import vocab_load
 from wai.ask import describe_dry_run
 from wai.budget import plan_request
 from wai.catalog import ModelSpec, load_catalog
 from wai.conversation import Message
-from wai.tokens import EstimatedCounter, VocabCounter, counter_for
+from wai.tokens import EstimatedCounter, VocabCounter
 from wai.tokens_command import count_report
 
 __all__ = ["vocab_cache", "vocab_home"]

@@ -28,14 +28,16 @@ from typing import Any
 import pytest
 
 from tests.support.cli import run_wai
+from tests.support.counting import counter_for
 from tests.support.vocab_fixture import vocab_cache, vocab_home
 from tests.support.workers_ai_server import RecordedRequest, Simulation, WorkersAIServer, catalog_recount
 from wai import settings
+from wai.backends.registry import BackendName
 from wai.budget import input_limit
 from wai.catalog import ModelSpec, builtin_catalog_text, load_catalog
 from wai.conversation import Message
 from wai.remote_template import render_llama2
-from wai.tokens import VocabCounter, counter_for
+from wai.tokens import VocabCounter
 from wai.vocab import FAMILY_VOCABULARIES, vocabulary_for
 
 __all__ = ["vocab_cache", "vocab_home"]
@@ -114,7 +116,7 @@ def run_all(runs: Sequence[Run], env: dict[str, str] | None = None) -> list[subp
         return list(pool.map(lambda run: run_wai(*run.args, stdin=run.stdin, env=env), runs))
 
 
-def exact_counter(spec: ModelSpec, backend: str) -> VocabCounter:
+def exact_counter(spec: ModelSpec, backend: BackendName) -> VocabCounter:
     counter = counter_for(spec, backend)
     assert isinstance(counter, VocabCounter), counter.source
     return counter

@@ -24,7 +24,6 @@ from wai.models_resolve import resolve_model
 from wai.notices import Notifier
 from wai.play import effort_for, play_turn, request_for, sink_for
 from wai.prompt_input import STDIN_ONLY, read_prompt, valid_text
-from wai.remote_template import format_for
 from wai.render.choose import ColorMode, OutputMode
 from wai.settings import load_credentials, load_user_config
 from wai.terminal_safe import json_for_terminal
@@ -95,34 +94,44 @@ def _run(
     spec = resolve_model(model_name, load_catalog(), config, credentials)
     # A dry run sends nothing, so it needs no credentials or weights: it takes the backend that would run.
     backend_name = choose(spec, options.backend, credentials, sending=not options.dry_run)
-    if backend_name == "local":
-        from wai.backends.llama import unsupported
-
-        refusal = unsupported(options.sampling)
-        if refusal is not None:
-            raise UsageError(refusal)
+    refusal = registration(backend_name).unsupported(options.sampling)
+    if refusal is not None:
+        raise UsageError(refusal)
 
     messages: tuple[Message, ...] = (*history, Message("user", prompt))
     if system:
         messages = (Message("system", system), *messages)
+    asked = _Asked(prompt, system, messages, spec, backend_name)
     with Backends(credentials, options.local, debug=options.debug) as backends:
-        return _plan_and_play(
-            options, notifier, prompt, log, stdout, spec, backend_name, messages, system, backends
-        )
+        return _plan_and_play(options, asked, notifier, log, stdout, backends)
+
+
+@dataclass(frozen=True, slots=True)
+class _Asked:
+    """What one `wai ask` settled before planning: the conversation, the model and its backend."""
+
+    prompt: str
+    system: str | None
+    messages: tuple[Message, ...]
+    spec: ModelSpec
+    backend_name: BackendName
 
 
 def _plan_and_play(
     options: AskOptions,
+    asked: _Asked,
     notifier: Notifier,
-    prompt: str,
     log: TranscriptLog,
     stdout: TextIO | None,
-    spec: ModelSpec,
-    backend_name: BackendName,
-    messages: tuple[Message, ...],
-    system: str | None,
     backends: Backends,
 ) -> int:
+    prompt, system, messages, spec, backend_name = (
+        asked.prompt,
+        asked.system,
+        asked.messages,
+        asked.spec,
+        asked.backend_name,
+    )
     # A dry run loads no weights: the vocabulary alone counts the same.
     counter = (
         registration(backend_name).counter(spec) if options.dry_run else backends.counter(spec, backend_name)
@@ -130,8 +139,8 @@ def _plan_and_play(
     if options.raw:
         counter = RawCounter(counter)
     # A question typed before piped text is never cut: only the piped part is.
-    asked = options.prompt if options.prompt not in (None, STDIN_ONLY) else None
-    keep_start = len(asked) + 2 if asked is not None and prompt != asked else 0
+    typed = options.prompt if options.prompt not in (None, STDIN_ONLY) else None
+    keep_start = len(typed) + 2 if typed is not None and prompt != typed else 0
     # The entry's windows within what its file holds; the request keeps the entry for its warnings.
     windows = windows_for(spec, backend_name)
     plan = plan_request(
@@ -224,15 +233,12 @@ def describe_dry_run(
     `counter`: the one that counted the plan, when not the model's usual one (a raw prompt's).
     """
     raw = isinstance(counter, RawCounter)
-    counter = counter or registration(backend_name).counter(model)
+    backend = registration(backend_name)
+    counter = counter or backend.counter(model)
     prompt = counter.prompt_text(plan.messages)
-    remote_format = format_for(model.family)
-    if prompt is None and backend_name == "remote" and remote_format is not None:
-        prompt = remote_format.render(plan.messages)  # the text is known even without the vocabulary
-    if raw:
-        prompt_format = "verbatim (--raw: no chat template)"
-    else:
-        prompt_format = "as sent" if backend_name == "local" else "as Workers AI is believed to apply it"
+    if prompt is None:
+        prompt = backend.prompt_text(model, plan.messages)
+    prompt_format = "verbatim (--raw: no chat template)" if raw else backend.prompt_format
     return {
         "model": model.id,
         "backend": backend_name,

@@ -143,10 +143,7 @@ class ChatSession:
         """
         import importlib
 
-        if self.backend_name == "remote":
-            backend_modules: tuple[str, ...] = ("wai.backends.workers_ai", "httpx")
-        else:
-            backend_modules = ("wai.backends.llama", "llama_cpp")
+        backend_modules = registration(self.backend_name).warm_modules
         for name in (*backend_modules, "wai.render.panel", "rich.console", "rich.live"):
             with contextlib.suppress(Exception):  # the turn itself will report a real problem
                 importlib.import_module(name)
@@ -301,11 +298,7 @@ class ChatSession:
 
     def _unsupported(self) -> str | None:
         """Why the backend cannot run the current settings, None when it can."""
-        if self.backend_name != "local":
-            return None
-        from wai.backends.llama import unsupported
-
-        return unsupported(self.sampling)
+        return registration(self.backend_name).unsupported(self.sampling)
 
     def _sink(self) -> Sink:
         return sink_for(

@@ -10,6 +10,7 @@ from dataclasses import replace
 from typing import TextIO
 
 from wai.backends.base import Backend
+from wai.backends.registry import BackendName, registration
 from wai.budget import Plan
 from wai.catalog import ModelSpec
 from wai.conversation import ReasoningEffort, Request, Sampling, Timeouts
@@ -44,17 +45,19 @@ def request_for(
 
 
 def effort_for(
-    spec: ModelSpec, backend_name: str, effort: ReasoningEffort | None
+    spec: ModelSpec, backend_name: BackendName, effort: ReasoningEffort | None
 ) -> tuple[ReasoningEffort | None, str | None]:
     """The reasoning effort to send to this model, and why the one asked for is not sent (or None).
 
-    Only models the catalog marks `reasoning = true` take one, and only on Workers AI: other models
-    would refuse the field or ignore it, and llama.cpp has no such setting.
+    Only models the catalog marks `reasoning = true` take one, and only on a backend that sends it
+    (Workers AI): other models would refuse the field or ignore it, and llama.cpp has no such setting.
     """
     if effort is None:
         return None, None
-    if backend_name != "remote":
-        return None, f"the reasoning effort ({effort}) is not sent: the local backend has no such setting"
+    if not registration(backend_name).reasoning_effort:
+        return None, (
+            f"the reasoning effort ({effort}) is not sent: the {backend_name} backend has no such setting"
+        )
     if not spec.reasoning:
         return None, (
             f"the reasoning effort ({effort}) is not sent: {spec.id} is not a reasoning model in the "

@@ -193,14 +193,8 @@ class RawCounter:
         return messages[-1].content if messages else ""
 
 
-def counter_for(model: ModelSpec, backend_name: str) -> TokenCounter:
-    """The counter for `model` on backend "local" or "remote"; an estimate when no vocabulary is at hand."""
-    if backend_name == "local":
-        return _local_counter(model)
-    return _remote_counter(model)
-
-
-def _local_counter(model: ModelSpec) -> TokenCounter:
+def local_counter(model: ModelSpec) -> TokenCounter:
+    """The count of a prompt for `model` run by llama.cpp on its GGUF file; an estimate without the file."""
     path = model.gguf_path()
     if path is None or not path.is_file():
         return EstimatedCounter(f"{path or 'no gguf'} not found")
@@ -224,7 +218,8 @@ def counter_on_loaded(native: NativeModel, source: str) -> TokenCounter:
     return VocabCounter(native, prompt_tokens, render, source)
 
 
-def _remote_counter(model: ModelSpec) -> TokenCounter:
+def remote_counter(model: ModelSpec) -> TokenCounter:
+    """The count of a prompt for `model` on Workers AI, with its family's vocabulary; else an estimate."""
     remote_format = format_for(model.family)
     if model.family is None or remote_format is None or model.family not in FAMILY_VOCABULARIES:
         return EstimatedCounter(f"no vocabulary known for family {model.family or 'unset'}")

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, assert_never
 
+from wai.backends.registry import registration
 from wai.errors import OutputError, WaiError
 from wai.events import Event, Finish, FinishReason, Loaded, Notice, Reasoning, Token, Usage
 
@@ -32,7 +33,7 @@ class TurnInfo:
     """Known before the first token: shown in titles and footers."""
 
     model: str
-    backend: str
+    backend: str  # the backend's name, as the transcript and --json keep it
     precision: str | None
     context_window: int
     max_output: int
@@ -42,6 +43,7 @@ class TurnInfo:
     more_hint: str = "raise --max-tokens"  # how to allow a longer reply, in this command's words
     reply_room: int | None = None  # the largest max_tokens this prompt allows (None: max_output)
     effort_hint: str = "lower --reasoning-effort"  # how to make the thinking shorter, likewise
+    backend_title: str = ""  # the name users know the backend by ("Workers AI"); else its name
 
     @property
     def most_tokens(self) -> int:
@@ -117,6 +119,7 @@ def turn_info(backend: Backend, request: Request, *, prompt_exact: bool = True) 
     return TurnInfo(
         model=request.model.id,
         backend=backend.name,
+        backend_title=registration(backend.name).title,
         precision=backend.precision(request),
         context_window=request.model.context_window,
         max_output=request.model.max_output,

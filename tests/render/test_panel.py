@@ -217,7 +217,7 @@ def test_panel_supported_needs_a_terminal_that_moves_the_cursor(monkeypatch: pyt
 def test_the_sink_runs_in_process_and_prints_the_answer_once() -> None:
     out = io.StringIO()
     console = Console(file=out, force_terminal=True, width=60, height=20, color_system=None)
-    info = TurnInfo("m", "local", "q8_0", 4096, 512, 512, prompt_tokens=12)
+    info = TurnInfo("m", "local", "q8_0", 4096, 512, 512, prompt_tokens=12, backend_title="llama.cpp")
     sink = PanelSink(console)
     sink.start(info)
     from wai.events import Finish, Token
@@ -235,6 +235,7 @@ def info(**changes: object) -> TurnInfo:
     fields: dict[str, object] = {
         "model": "@cf/meta/llama-2-7b-chat-fp16",
         "backend": "remote",
+        "backend_title": "Workers AI",
         "precision": "fp16",
         "context_window": 3072,
         "max_output": 2500,
@@ -269,7 +270,8 @@ def test_format_stats_says_how_to_get_more_after_the_output_cap() -> None:
 
 
 def test_format_stats_when_interrupted_counts_the_tokens_seen() -> None:
-    result = TurnResult(info(backend="local", precision=None), finish_reason="interrupted")
+    local = info(backend="local", backend_title="llama.cpp", precision=None)
+    result = TurnResult(local, finish_reason="interrupted")
     result.timings = Timings(first_token=1.0, total=3.0)
     assert format_stats(result, tokens_seen=21) == (
         "interrupted · out ~21/2500 · first token 1.00s · ~10.0 tok/s · llama.cpp"

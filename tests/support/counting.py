@@ -1,16 +1,23 @@
 """Checks of what a request costs, for the test server that receives requests: not product code.
 
-`count_body` recounts a Workers AI request body as wai counted it for sending; `cap_violations`
-names every window a request of that size breaks.
+`counter_for` is a backend's counter, by the backend's name; `count_body` recounts a Workers AI
+request body as wai counted it for sending; `cap_violations` names every window a request of
+that size breaks.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
+from wai.backends.registry import BackendName, registration
 from wai.catalog import ModelSpec
 from wai.conversation import Message
-from wai.tokens import RawCounter, counter_for
+from wai.tokens import RawCounter, TokenCounter
+
+
+def counter_for(model: ModelSpec, backend: BackendName) -> TokenCounter:
+    """The counter a run of `model` on `backend` plans with, built without the backend."""
+    return registration(backend).counter(model)
 
 
 def count_body(model: ModelSpec, body: Mapping[str, object]) -> int:

@@ -310,12 +310,12 @@ def catalog_recount(*, require_exact: bool = True) -> Recount:
     def recount(model_id: str, body: Mapping[str, Any]) -> tuple[int, list[str]]:
         from tests.support.counting import cap_violations, count_body
         from wai.catalog import load_catalog
-        from wai.tokens import counter_for
+        from wai.tokens import remote_counter
 
         with lock:
             spec = load_catalog().get(model_id)
             prompt_tokens = count_body(spec, body)
-            counter = counter_for(spec, "remote")  # the one count_body used: vocabularies are cached
+            counter = remote_counter(spec)  # the one count_body used: vocabularies are cached
             problems = (
                 [] if counter.exact or not require_exact else [f"counted by {counter.source}, not exactly"]
             )

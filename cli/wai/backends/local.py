@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from wai.backends.registry import BackendSettings, Registration, register
 from wai.catalog import ModelSpec
+from wai.conversation import Sampling
 from wai.errors import ConfigError
 from wai.settings import Credentials, wai_home
 
@@ -39,15 +40,21 @@ def _build(settings: BackendSettings) -> Backend:
 
 
 def _counter(spec: ModelSpec) -> TokenCounter:
-    from wai.tokens import counter_for
+    from wai.tokens import local_counter
 
-    return counter_for(spec, "local")
+    return local_counter(spec)
 
 
 def _windows(spec: ModelSpec) -> ModelSpec:
     from wai.backends.llama import windows_on_file
 
     return windows_on_file(spec)
+
+
+def _unsupported(sampling: Sampling) -> str | None:
+    from wai.backends.llama import unsupported
+
+    return unsupported(sampling)
 
 
 register(
@@ -61,5 +68,8 @@ register(
         counter=_counter,
         windows=_windows,
         tells_own_failure=True,
+        title="llama.cpp",
+        warm_modules=("wai.backends.llama", "llama_cpp"),
+        unsupported=_unsupported,
     )
 )

@@ -10,13 +10,14 @@ and `--dry-run` alike; `Backends` builds each backend once and closes what it bu
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Literal
 
 from wai.catalog import ModelSpec
+from wai.conversation import Message, Sampling
 from wai.errors import ConfigError, WaiError
 from wai.settings import Credentials
 
@@ -55,6 +56,14 @@ def _no_refusal(spec: ModelSpec, credentials: Credentials | None) -> WaiError | 
     return None
 
 
+def _runs_any_sampling(sampling: Sampling) -> str | None:
+    return None
+
+
+def _no_prompt_text(spec: ModelSpec, messages: Sequence[Message]) -> str | None:
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class Registration:
     """One backend, as the rest of wai sees it before building it.
@@ -69,6 +78,12 @@ class Registration:
         Workers AI retired), None when there is none; told when "auto" finds nothing available.
     tells_own_failure: when "auto" finds nothing available and this is the only backend serving
         the model, it is chosen anyway and its own error says what is missing.
+    title: the name users know it by, in panel titles and footers ("Workers AI", "llama.cpp").
+    warm_modules: what `wai chat` imports while the user types the first message.
+    reasoning_effort: the backend sends a reasoning effort to models the catalog marks reasoning.
+    unsupported: why the backend cannot run these sampling options, None when it can.
+    prompt_format: how the prompt text of `--dry-run` relates to what the model receives.
+    prompt_text: the prompt as text when the counter cannot give it (no vocabulary at hand).
     """
 
     name: BackendName
@@ -81,6 +96,12 @@ class Registration:
     windows: Callable[[ModelSpec], ModelSpec] = _same_windows
     refusal: Callable[[ModelSpec, Credentials | None], WaiError | None] = _no_refusal
     tells_own_failure: bool = False
+    title: str = ""
+    warm_modules: tuple[str, ...] = ()
+    reasoning_effort: bool = False
+    unsupported: Callable[[Sampling], str | None] = _runs_any_sampling
+    prompt_format: str = "as sent"
+    prompt_text: Callable[[ModelSpec, Sequence[Message]], str | None] = _no_prompt_text
 
 
 _REGISTRY: dict[BackendName, Registration] = {}

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from wai.backends.registry import BackendSettings, Registration, register
 from wai.catalog import ModelSpec
+from wai.conversation import Message
 from wai.errors import ConfigError, WaiError
 from wai.settings import MISSING_CREDENTIALS, Credentials, wai_home
 
@@ -69,9 +71,17 @@ def _build(settings: BackendSettings) -> Backend:
 
 
 def _counter(spec: ModelSpec) -> TokenCounter:
-    from wai.tokens import counter_for
+    from wai.tokens import remote_counter
 
-    return counter_for(spec, "remote")
+    return remote_counter(spec)
+
+
+def _prompt_text(spec: ModelSpec, messages: Sequence[Message]) -> str | None:
+    """The prompt Workers AI is believed to build, known from the family even without its vocabulary."""
+    from wai.remote_template import format_for
+
+    remote_format = format_for(spec.family)
+    return remote_format.render(messages) if remote_format is not None else None
 
 
 register(
@@ -84,5 +94,10 @@ register(
         remedy=lambda spec: _missing_credentials(),
         counter=_counter,
         refusal=_refusal,
+        title="Workers AI",
+        warm_modules=("wai.backends.workers_ai", "httpx"),
+        reasoning_effort=True,
+        prompt_format="as Workers AI is believed to apply it",
+        prompt_text=_prompt_text,
     )
 )

@@ -206,9 +206,9 @@ class WorkersAIBackend:
 
     def counter(self, spec: ModelSpec) -> TokenCounter:
         """The family's vocabulary and the Workers AI prompt format, as counted before sending."""
-        from wai.tokens import counter_for
+        from wai.tokens import remote_counter
 
-        return counter_for(spec, "remote")
+        return remote_counter(spec)
 
     def describe(self) -> dict[str, object]:
         base, account = self._base_shown, mask(self._credentials.account_id)

@@ -9,15 +9,13 @@ from wai.turn import TurnInfo, TurnResult
 if TYPE_CHECKING:
     from rich.text import Text
 
-BACKEND_NAMES = {"remote": "Workers AI", "local": "llama.cpp"}
-
 # (text, style name) pieces; the styles are in wai.render.theme.
 Part = tuple[str, str]
 
 
-def backend_label(backend: str, precision: str | None) -> str:
-    name = BACKEND_NAMES.get(backend, backend)
-    return f"{name} {precision}" if precision else name
+def backend_label(info: TurnInfo) -> str:
+    name = info.backend_title or info.backend
+    return f"{name} {info.precision}" if info.precision else name
 
 
 def seconds(value: float) -> str:
@@ -100,7 +98,7 @@ def stats_parts(result: TurnResult, *, tokens_seen: int | None = None, tick: boo
         parts.append((f"{'' if completion_exact else '~'}{rate:.1f} tok/s", "wai.footer"))
     if timings.load is not None:
         parts.append((f"load {seconds(timings.load)}", "wai.footer"))
-    parts.append((backend_label(info.backend, info.precision), "wai.footer"))
+    parts.append((backend_label(info), "wai.footer"))
     return parts
 
 

@@ -57,7 +57,7 @@ def _title(info: TurnInfo, width: int) -> Text:
     from rich.cells import cell_len
     from rich.text import Text
 
-    backend = " · " + backend_label(info.backend, info.precision)
+    backend = " · " + backend_label(info)
     full = terminal_safe(info.model)  # a catalog's or a server's name: text only
     short = full.rsplit("/", 1)[-1]
     for model, meta in ((full, backend), (short, backend), (short, "")):
