@@ -63,7 +63,7 @@ install: $(STAMP)
 install-native: $(STAMP)
 	$(call install_llama,native)
 	@$(BIN)/wai setup || { \
-		$(BIN)/python -m wai.backends.llama_check --crashed || exit 1; \
+		$(BIN)/python -m wai.llama.check --crashed || exit 1; \
 		echo "wai: the native build crashed in its check; installing the portable build instead" >&2; \
 		$(MAKE) --no-print-directory install-portable; $(BIN)/wai setup; }
 

@@ -194,8 +194,8 @@ def describe(side: Side) -> None:
 
 
 def main() -> Figures:
-    from wai.builtin import builtin_dir
-    from wai.vocab import installed_version
+    from wai.catalog.builtin import builtin_dir
+    from wai.windows.vocabularies import installed_version
 
     other = other_build()
     if other is None and not quick():

@@ -95,7 +95,7 @@ def loopback_env(home: Path, base_url: str) -> dict[str, str]:
 
 def builtin_pair() -> tuple[Path, Path] | None:
     """The built-in SmolLM2's Q8_0 and F16 files, where `wai setup` put them."""
-    from wai.builtin import DERIVED_FILES, builtin_dir
+    from wai.catalog.builtin import DERIVED_FILES, builtin_dir
 
     folder = builtin_dir()
     by_type = {ftype: folder / name for name, (ftype, _) in DERIVED_FILES.items()}

@@ -139,7 +139,7 @@ def flash_attention_resolved(path: Path, threads: int) -> bool:
 class Ours:
     def __init__(self, path: Path, size: Sizes) -> None:
         from wai.backends.llama import LlamaBackend, spec_for_gguf
-        from wai.catalog import load_catalog
+        from wai.catalog.entries import load_catalog
 
         self.size = size
         self.backend = LlamaBackend(threads=size.threads)
@@ -148,7 +148,7 @@ class Ours:
     def run(self, prompt: str) -> Run:
         from wai.conversation import Message, Request, Sampling
         from wai.render.plain import PlainSink
-        from wai.turn import run_turn, turn_info
+        from wai.turn.run import run_turn, turn_info
 
         request = Request(
             model=self.spec,
@@ -247,9 +247,9 @@ class Baseline:
         self.llm = llama_cpp.Llama(model_path=str(path), **llama_kwargs(settings))
 
     def prompt_ids(self, prompt: str) -> list[int]:
-        from wai.backends.llama_native import NativeModel
-        from wai.chat_template import tokenize_chat
         from wai.conversation import Message
+        from wai.llama.native import NativeModel
+        from wai.windows.local_template import tokenize_chat
 
         return tokenize_chat(NativeModel.borrow(self.llm), (Message("user", prompt),))
 
@@ -433,9 +433,9 @@ def command_comparison(path: Path, settings: Settings, home: Path, size: Sizes) 
 
 
 def prompt_ids_of(path: Path) -> Callable[[str], list[int]]:
-    from wai.backends.llama_native import NativeModel
-    from wai.chat_template import tokenize_chat
     from wai.conversation import Message
+    from wai.llama.native import NativeModel
+    from wai.windows.local_template import tokenize_chat
 
     vocab = NativeModel.load(path, gpu_layers=0, vocab_only=True)
     return lambda prompt: tokenize_chat(vocab, (Message("user", prompt),))
@@ -471,7 +471,7 @@ def precision_comparison(q8_0: Path, f16: Path, size: Sizes) -> Figures:
 @contextmanager
 def bench_models() -> Iterator[tuple[list[Path], tuple[Path, Path], str]]:
     """Files to compare on, the (Q8_0, F16) pair, and where they come from."""
-    from wai.builtin import Q4_1_FILE, builtin_dir
+    from wai.catalog.builtin import Q4_1_FILE, builtin_dir
 
     folder = builtin_dir()
     pair = None if quick() else builtin_pair()
@@ -495,9 +495,9 @@ def label_of(path: Path) -> str:
 
 
 def main() -> Figures:
-    from wai.backends import llama_native
+    from wai.llama import native
 
-    llama_native.lib()  # llama.cpp's log lines go through our quiet handler from here on
+    native.lib()  # llama.cpp's log lines go through our quiet handler from here on
     size = sizes()
     load = os.getloadavg()
     print(f"load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} cores")

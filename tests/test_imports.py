@@ -2,6 +2,7 @@
 
 - `render/` (the sinks) imports nothing from `backends/`;
 - `backends/` imports nothing from `render/` or from the command modules;
+- `windows/` and `llama/` import nothing from `backends/`;
 - no cycle among the modules' runtime imports (those inside functions included; those for the
   type checker alone are not imports at run time).
 """
@@ -16,19 +17,13 @@ from pathlib import Path
 import wai
 
 PACKAGE = Path(wai.__file__).parent
-# The modules of the commands: each runs one command, or one piece of `wai chat`.
-COMMANDS = {
-    "wai.app",
-    "wai.ask",
-    "wai.chat_session",
-    "wai.logs_command",
-    "wai.models_table",
-    "wai.play",
-    "wai.repl",
-    "wai.repl_commands",
-    "wai.setup_command",
-    "wai.tokens_command",
-}
+# The modules that run a command (and `wai chat`'s pieces): the top of the flow of a turn.
+COMMAND_PACKAGES = ("wai.commands", "wai.serve")
+COMMAND_MODULES = {"wai.app", "wai.turn.play"}
+
+
+def _is_command(name: str) -> bool:
+    return name in COMMAND_MODULES or name.startswith(tuple(f"{p}." for p in COMMAND_PACKAGES))
 
 
 def _module_name(path: Path) -> str:
@@ -73,13 +68,23 @@ def test_render_imports_nothing_from_backends() -> None:
 def test_backends_import_nothing_from_render_or_the_commands() -> None:
     wrong = {
         name: sorted(
-            i for i in _imports(path, typing_only_too=True) if i.startswith("wai.render") or i in COMMANDS
+            i for i in _imports(path, typing_only_too=True) if i.startswith("wai.render") or _is_command(i)
         )
         for name, path in MODULES.items()
         if name.startswith("wai.backends")
     }
     assert {name: found for name, found in wrong.items() if found} == {}
-    assert MODULES.keys() >= COMMANDS  # a renamed command module must be renamed here too
+    assert MODULES.keys() >= COMMAND_MODULES  # a renamed command module must be renamed here too
+
+
+def test_windows_and_llama_reach_into_no_backend() -> None:
+    # The counters and the llama.cpp binding are shared by the backends, not part of them.
+    wrong = {
+        name: sorted(i for i in _imports(path, typing_only_too=True) if i.startswith("wai.backends"))
+        for name, path in MODULES.items()
+        if name.startswith(("wai.windows", "wai.llama"))
+    }
+    assert {name: found for name, found in wrong.items() if found} == {}
 
 
 def test_no_import_cycle() -> None:

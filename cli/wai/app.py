@@ -12,9 +12,9 @@ from typing import Annotated
 import typer
 
 from wai import __version__
+from wai.commands.prompt_input import PROMPT_RULE
 from wai.errors import EXIT_INTERRUPTED, EXIT_OK, WaiError
 from wai.notices import Notifier, stderr_wants_color
-from wai.prompt_input import PROMPT_RULE
 
 app = typer.Typer(
     name="wai",
@@ -53,7 +53,7 @@ class FitChoice(StrEnum):
 
 def _guarded(action: Callable[[Notifier], int], *, debug: bool, color: str = "auto") -> None:
     """Run a command: expected failures become one line and an exit code, never a traceback."""
-    from wai import stop_signals
+    from wai.terminal import stop_signals
 
     stop_signals.install()
     notifier = Notifier(color=stderr_wants_color(color, sys.stderr))
@@ -247,8 +247,8 @@ def ask(
     no_stdin: NoStdinOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    from wai.ask import AskOptions, run_ask
     from wai.backends.registry import LocalOptions
+    from wai.commands.ask import AskOptions, run_ask
     from wai.conversation import Sampling, Timeouts
     from wai.errors import UsageError
 
@@ -327,8 +327,8 @@ def chat(
     debug: DebugOpt = False,
 ) -> None:
     from wai.backends.registry import LocalOptions
+    from wai.commands.chat.repl import ChatOptions, run_chat
     from wai.conversation import Sampling, Timeouts
-    from wai.repl import ChatOptions, run_chat
 
     def action(notifier: Notifier) -> int:
         _continuing(continue_last, cid)
@@ -374,7 +374,7 @@ def models(
     ] = False,
     debug: DebugOpt = False,
 ) -> None:
-    from wai.models_table import show_models
+    from wai.commands.models import show_models
 
     _guarded(
         lambda notifier: show_models(json_output=json_output, refresh=refresh, notifier=notifier),
@@ -399,7 +399,7 @@ def logs(
     ] = None,
     debug: DebugOpt = False,
 ) -> None:
-    from wai.logs_command import LogsOptions, run_logs
+    from wai.commands.logs import LogsOptions, run_logs
 
     _guarded(
         lambda notifier: run_logs(LogsOptions(count=count, json=json_output, cid=cid), notifier), debug=debug
@@ -422,7 +422,7 @@ def tokens(
     no_stdin: NoStdinOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    from wai.tokens_command import run_tokens
+    from wai.commands.tokens import run_tokens
 
     _guarded(
         lambda notifier: run_tokens(
@@ -444,7 +444,7 @@ def tokens(
     short_help="Install the built-in model and vocabularies.",
 )
 def setup(debug: DebugOpt = False) -> None:
-    from wai.setup_command import run_setup
+    from wai.commands.setup import run_setup
 
     _guarded(run_setup, debug=debug)
 
@@ -493,7 +493,7 @@ def serve(
 
 def main() -> None:
     from wai.errors import OutputError
-    from wai.stdout_guard import guard_stdout
+    from wai.terminal.stdout_guard import guard_stdout
 
     guard_stdout()
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from wai.catalog import ModelSpec
+from wai.catalog.entries import ModelSpec
 
 Role = Literal["system", "user", "assistant"]
 ReasoningEffort = Literal["low", "medium", "high"]

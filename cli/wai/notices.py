@@ -6,7 +6,7 @@ import os
 import sys
 from typing import TextIO
 
-from wai.terminal_safe import terminal_safe
+from wai.terminal.safe_text import terminal_safe
 
 
 def stderr_wants_color(mode: str, stream: TextIO) -> bool:

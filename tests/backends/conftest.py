@@ -9,7 +9,7 @@ import pytest
 
 from tests.support.workers_ai_server import WorkersAIServer, workers_ai_server
 from wai.backends.workers_ai import WorkersAIBackend
-from wai.catalog import ModelSpec
+from wai.catalog.entries import ModelSpec
 from wai.conversation import Message, ReasoningEffort, Request, Sampling, Timeouts
 from wai.errors import WaiError
 from wai.events import Event, Token

@@ -13,7 +13,7 @@ import pytest
 from tests.support.tiny_gguf import SPLIT_SCRIPT as SCRIPT
 from tests.support.tiny_gguf import TinyModel, build_tiny_llama
 from wai.backends.llama import LlamaBackend, spec_for_gguf
-from wai.catalog import Catalog, ModelSpec
+from wai.catalog.entries import Catalog, ModelSpec
 from wai.conversation import Message, Request, Sampling
 from wai.errors import BackendError, ConfigError, WaiError, WindowError
 from wai.events import Event, Finish, Loaded, Token, Usage
@@ -164,7 +164,7 @@ def test_sampling_options_are_accepted(
 def test_usage_counts_the_prompt_as_sent(
     tiny_models: dict[str, TinyModel], backends: dict[str, LlamaBackend]
 ) -> None:
-    from wai.chat_template import tokenize_chat
+    from wai.windows.local_template import tokenize_chat
 
     model = tiny_models["f16"]
     backend = backend_for(backends, model)
@@ -175,7 +175,7 @@ def test_usage_counts_the_prompt_as_sent(
         sampling=GREEDY,
     )
     usage = only(list(backend.stream(req)), Usage)
-    from wai.backends.llama_native import NativeModel
+    from wai.llama.native import NativeModel
 
     vocab = NativeModel.load(model.path, gpu_layers=0, vocab_only=True)
     assert isinstance(usage, Usage)
@@ -200,16 +200,16 @@ def test_the_model_loads_once(tmp_path: Path, tiny_models: dict[str, TinyModel])
 def test_counting_with_the_backend_loads_the_file_once_and_reports_the_load(
     tiny_models: dict[str, TinyModel], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from wai.backends import llama_native
+    from wai.llama import native
 
     loads: list[Path] = []
-    real_load = llama_native.NativeModel.load
+    real_load = native.NativeModel.load
 
-    def counting_load(path: Path, *, gpu_layers: int, vocab_only: bool = False) -> llama_native.NativeModel:
+    def counting_load(path: Path, *, gpu_layers: int, vocab_only: bool = False) -> native.NativeModel:
         loads.append(path)
         return real_load(path, gpu_layers=gpu_layers, vocab_only=vocab_only)
 
-    monkeypatch.setattr(llama_native.NativeModel, "load", staticmethod(counting_load))
+    monkeypatch.setattr(native.NativeModel, "load", staticmethod(counting_load))
     backend = LlamaBackend(threads=1)
     try:
         asked = request(tiny_models["q8_0"])
@@ -289,7 +289,7 @@ def test_ctrl_c_while_streaming_leaves_the_backend_usable(
 
 
 def test_ctrl_c_while_reading_a_long_prompt_stops_inside_the_batch(tmp_path: Path) -> None:
-    from wai.backends import llama_native
+    from wai.llama import native
 
     model = build_tiny_llama(tmp_path / "long.f16.gguf", ftype="f16", script="Hi!", context_length=8192)
     windows = {"context_window": 7000, "max_output": 1000, "total_context": 8192}
@@ -300,7 +300,7 @@ def test_ctrl_c_while_reading_a_long_prompt_stops_inside_the_batch(tmp_path: Pat
         main = threading.main_thread().ident
         assert main is not None
         ctrl_c = threading.Timer(0.3, signal.pthread_kill, args=(main, signal.SIGINT))
-        with llama_native.LOG.capture() as lines, pytest.raises(KeyboardInterrupt):
+        with native.LOG.capture() as lines, pytest.raises(KeyboardInterrupt):
             ctrl_c.start()  # about 6,000 tokens: seconds of reading with one thread
             list(backend.stream(request(model, "abcde" * 1200, max_tokens=8, **windows)))
         ctrl_c.join()
@@ -445,7 +445,7 @@ def test_spec_for_a_missing_file_is_an_error(tmp_path: Path) -> None:
 
 
 def test_a_llama_model_without_a_template_gets_the_llama_2_format(tmp_path: Path) -> None:
-    from wai.chat_template import llama2_prompt
+    from wai.windows.local_template import llama2_prompt
 
     # The model writes the script only after "]", the last character of "[/INST]".
     plain = build_tiny_llama(
@@ -462,7 +462,7 @@ def test_a_llama_model_without_a_template_gets_the_llama_2_format(tmp_path: Path
 _CONTEXT_TOO_BIG = """
 import sys
 from wai.backends.llama import LlamaBackend
-from wai.catalog import ModelSpec
+from wai.catalog.entries import ModelSpec
 from wai.conversation import Message, Request
 from wai.errors import WaiError
 spec = ModelSpec("huge", 1 << 23, 1 << 23, 1 << 24, remote=False, gguf=sys.argv[1])

@@ -13,10 +13,10 @@ from tests.support.cli import run_wai
 from tests.support.tiny_gguf import SPLIT_SCRIPT, SPLIT_WHOLE, build_tiny_llama
 from wai.app import app
 from wai.backends.registry import BackendName, Registration, registered
-from wai.catalog import ModelSpec
+from wai.catalog.entries import ModelSpec
 from wai.conversation import Request
 from wai.events import Event, Finish, Token, Usage
-from wai.tokens import EstimatedCounter, TokenCounter
+from wai.windows.counters import EstimatedCounter, TokenCounter
 
 LLAMA2_INT8 = "@cf/meta/llama-2-7b-chat-int8"
 

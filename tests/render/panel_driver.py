@@ -19,12 +19,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from wai.backends.registry import BackendName
-from wai.catalog import ModelSpec
+from wai.catalog.entries import ModelSpec
 from wai.conversation import Message, Request
 from wai.events import Event, Finish, FinishReason, Reasoning, Token, Usage
 from wai.render.panel import PanelSink, panel_supported
-from wai.tokens import EstimatedCounter, TokenCounter
-from wai.turn import run_turn, turn_info
+from wai.turn.run import run_turn, turn_info
+from wai.windows.counters import EstimatedCounter, TokenCounter
 
 
 class ScriptedBackend:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 
 from wai.backends.chunks import Stop, chunk_events
-from wai.budget import Plan
-from wai.catalog import ModelSpec
+from wai.catalog.entries import ModelSpec
 from wai.conversation import Message
 from wai.events import Reasoning, Token, Usage
 from wai.serve.protocol import Ask
 from wai.serve.replies import Dialect, OpenAIReply, Outcome, PageReply, WorkersAIReply
+from wai.windows.budget import Plan
 
 SPEC = ModelSpec(id="@cf/test/thinker", context_window=300, max_output=100, total_context=400, remote=False)
 

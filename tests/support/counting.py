@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from wai.backends.registry import BackendName, registration
-from wai.catalog import ModelSpec
+from wai.catalog.entries import ModelSpec
 from wai.conversation import Message
-from wai.tokens import RawCounter, TokenCounter
+from wai.windows.counters import RawCounter, TokenCounter
 
 
 def counter_for(model: ModelSpec, backend: BackendName) -> TokenCounter:

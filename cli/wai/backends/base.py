@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Protocol
 
-from wai.catalog import ModelSpec
+from wai.catalog.entries import ModelSpec
 from wai.conversation import Request
 from wai.events import Event
 
 if TYPE_CHECKING:
     from wai.backends.registry import BackendName
-    from wai.tokens import TokenCounter
+    from wai.windows.counters import TokenCounter
 
 
 class Backend(Protocol):

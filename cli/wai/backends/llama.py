@@ -18,17 +18,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from wai import settings
-from wai.backends import llama_native as native
-from wai.backends.gguf_info import GGUFInfo, read_gguf_info
-from wai.catalog import Catalog, ModelSpec
-from wai.chat_template import tokenize_chat
+from wai.catalog.entries import Catalog, ModelSpec
 from wai.conversation import Request, Sampling
 from wai.errors import BackendError, ConfigError, UsageError, WindowError
 from wai.events import Event, Finish, FinishReason, Loaded, Token, Usage
+from wai.llama import native
+from wai.llama.gguf_info import GGUFInfo, read_gguf_info
+from wai.windows.local_template import tokenize_chat
 
 if TYPE_CHECKING:
     from wai.backends.registry import BackendName
-    from wai.tokens import TokenCounter
+    from wai.windows.counters import TokenCounter
 
 # Sampling defaults when a request leaves them unset: Workers AI's temperature (so one model id
 # answers alike on both backends), llama.cpp's own top_k, top_p and min_p.
@@ -113,7 +113,7 @@ class LlamaBackend:
 
     def counter(self, spec: ModelSpec) -> TokenCounter:
         """An exact counter on the model this backend runs, loading it once for both jobs."""
-        from wai.tokens import counter_on_loaded
+        from wai.windows.counters import counter_on_loaded
 
         path = _existing_gguf(spec)
         started = time.perf_counter()
@@ -208,8 +208,8 @@ class LlamaBackend:
             return current, False
         self.close()  # one model at a time: two 7B models rarely fit in memory together
         if not self._build_checked:
-            from wai.backends.llama_check import require_working_build
-            from wai.builtin import builtin_dir, installed_check_models
+            from wai.catalog.builtin import builtin_dir, installed_check_models
+            from wai.llama.check import require_working_build
 
             require_working_build(settings.wai_home(), installed_check_models(builtin_dir()))
             self._build_checked = True
@@ -391,7 +391,7 @@ def _header(path: Path) -> GGUFInfo:
 
 
 def _missing_file_hint(path: Path) -> str:
-    from wai.builtin import BUILTIN_FILES
+    from wai.catalog.builtin import BUILTIN_FILES
 
     if path.name in BUILTIN_FILES:
         return "run `wai setup` to install the built-in model"

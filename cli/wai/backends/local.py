@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from wai.backends.registry import BackendSettings, Registration, register
-from wai.catalog import ModelSpec
+from wai.catalog.entries import ModelSpec
 from wai.conversation import Sampling
 from wai.errors import ConfigError
 from wai.settings import Credentials, wai_home
 
 if TYPE_CHECKING:
     from wai.backends.base import Backend
-    from wai.tokens import TokenCounter
+    from wai.windows.counters import TokenCounter
 
 
 def _unavailable(spec: ModelSpec, credentials: Credentials | None) -> str | None:
@@ -40,7 +40,7 @@ def _build(settings: BackendSettings) -> Backend:
 
 
 def _counter(spec: ModelSpec) -> TokenCounter:
-    from wai.tokens import local_counter
+    from wai.windows.counters import local_counter
 
     return local_counter(spec)
 

@@ -16,14 +16,14 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Literal
 
-from wai.catalog import ModelSpec
+from wai.catalog.entries import ModelSpec
 from wai.conversation import Message, Sampling
 from wai.errors import ConfigError, WaiError
 from wai.settings import Credentials
 
 if TYPE_CHECKING:
     from wai.backends.base import Backend
-    from wai.tokens import TokenCounter
+    from wai.windows.counters import TokenCounter
 
 BackendName = Literal["remote", "local"]
 BackendMode = Literal["auto", BackendName]

@@ -6,14 +6,14 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from wai.backends.registry import BackendSettings, Registration, register
-from wai.catalog import ModelSpec
+from wai.catalog.entries import ModelSpec
 from wai.conversation import Message
 from wai.errors import ConfigError, WaiError
 from wai.settings import MISSING_CREDENTIALS, Credentials, wai_home
 
 if TYPE_CHECKING:
     from wai.backends.base import Backend
-    from wai.tokens import TokenCounter
+    from wai.windows.counters import TokenCounter
 
 
 def _missing_credentials() -> str:
@@ -22,7 +22,7 @@ def _missing_credentials() -> str:
 
 def retired_here(spec: ModelSpec, credentials: Credentials) -> bool:
     """Retired, and asked of Cloudflare itself: another server (a proxy, a local one) decides."""
-    from wai.retired import is_cloudflare
+    from wai.catalog.retired import is_cloudflare
 
     return spec.retired() and is_cloudflare(credentials.base_url)
 
@@ -39,7 +39,7 @@ def _unavailable(spec: ModelSpec, credentials: Credentials | None) -> str | None
 
 def _refusal(spec: ModelSpec, credentials: Credentials | None) -> WaiError | None:
     if credentials is not None and retired_here(spec, credentials):
-        from wai.retired import retired_error
+        from wai.catalog.retired import retired_error
 
         return retired_error(spec)
     return None
@@ -71,14 +71,14 @@ def _build(settings: BackendSettings) -> Backend:
 
 
 def _counter(spec: ModelSpec) -> TokenCounter:
-    from wai.tokens import remote_counter
+    from wai.windows.counters import remote_counter
 
     return remote_counter(spec)
 
 
 def _prompt_text(spec: ModelSpec, messages: Sequence[Message]) -> str | None:
     """The prompt Workers AI is believed to build, known from the family even without its vocabulary."""
-    from wai.remote_template import format_for
+    from wai.windows.remote_template import format_for
 
     remote_format = format_for(spec.family)
     return remote_format.render(messages) if remote_format is not None else None

@@ -38,7 +38,7 @@ from wai.backends.workers_ai_errors import (
     url_secrets,
     without_lone_surrogates,
 )
-from wai.catalog import ModelSpec, model_id_problem
+from wai.catalog.entries import ModelSpec, model_id_problem
 from wai.conversation import Request
 from wai.errors import BackendError, ConfigError, IncompleteReply, RetryableError, WaiError
 from wai.events import Event, Finish, FinishReason, Notice, Reasoning, Token, Usage
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     import httpx
 
     from wai.backends.registry import BackendName
-    from wai.tokens import TokenCounter
+    from wai.windows.counters import TokenCounter
 
 DONE = "[DONE]"
 EMPTY_REPLY = "the model returned an empty reply"
@@ -206,7 +206,7 @@ class WorkersAIBackend:
 
     def counter(self, spec: ModelSpec) -> TokenCounter:
         """The family's vocabulary and the Workers AI prompt format, as counted before sending."""
-        from wai.tokens import remote_counter
+        from wai.windows.counters import remote_counter
 
         return remote_counter(spec)
 
@@ -505,7 +505,7 @@ class WorkersAIBackend:
     def _refused(self, request: Request, error: ApiError) -> WaiError:
         self._debug(f"error reply: {error.where()}")
         if is_retirement(error):
-            from wai.retired import retired_error
+            from wai.catalog.retired import retired_error
 
             return retired_error(request.model, day=retirement_day(error), said=error.where())
         return error_for(

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote
 
 from wai.errors import BackendError, ConfigError, RetryableError, WaiError, WindowError
-from wai.terminal_safe import terminal_safe  # the one cleaning of text for a terminal
+from wai.terminal.safe_text import terminal_safe  # the one cleaning of text for a terminal
 
 RETRYABLE_429 = frozenset({3040, 3021})  # out of capacity; the per-minute rate limit
 INTERNAL_ERRORS = frozenset({3001, 3043})  # "unknown internal error", "internal server error": HTTP 500

@@ -26,10 +26,10 @@ from wai.backends.workers_ai_errors import (
     parse_error,
     url_secrets,
 )
-from wai.catalog import model_id_problem
-from wai.catalog_store import ModelFacts, RefreshedCatalog, parse_day
+from wai.catalog.entries import model_id_problem
 from wai.errors import BackendError, ConfigError
 from wai.settings import Credentials
+from wai.store.catalogs import ModelFacts, RefreshedCatalog, parse_day
 
 PROVIDER = "workers-ai"
 TASK = "Text Generation"

@@ -7,8 +7,8 @@ from typing import TextIO, assert_never
 
 from wai.events import Event, Finish, Loaded, Notice, Reasoning, Token, Usage
 from wai.render.result_json import result_dict
-from wai.terminal_safe import json_for_terminal
-from wai.turn import TurnInfo, TurnResult
+from wai.terminal.safe_text import json_for_terminal
+from wai.turn.run import TurnInfo, TurnResult
 
 
 class JsonlSink:

@@ -6,8 +6,8 @@ from collections.abc import Callable
 from typing import TextIO, assert_never
 
 from wai.events import Event, Finish, Loaded, Notice, Reasoning, Token, Usage
-from wai.terminal_safe import is_terminal, terminal_safe
-from wai.turn import TurnInfo, TurnResult
+from wai.terminal.safe_text import is_terminal, terminal_safe
+from wai.turn.run import TurnInfo, TurnResult
 
 
 class PlainSink:

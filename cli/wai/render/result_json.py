@@ -6,8 +6,8 @@ import json
 from typing import TextIO
 
 from wai.events import Event
-from wai.terminal_safe import json_for_terminal
-from wai.turn import TurnInfo, TurnResult
+from wai.terminal.safe_text import json_for_terminal
+from wai.turn.run import TurnInfo, TurnResult
 
 
 def _round(value: float | None) -> float | None:

@@ -27,7 +27,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from wai.catalog import ModelSpec
+from wai.catalog.entries import ModelSpec
 from wai.events import Finish, Reasoning, Token, Usage
 from wai.serve.protocol import (
     AUTH_ERROR,

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from importlib.util import find_spec
 from pathlib import Path
 
-from wai.catalog import Catalog, ModelSpec, load_catalog
+from wai.catalog.entries import Catalog, ModelSpec, load_catalog
 from wai.errors import EXIT_OK, ConfigError, UsageError
 from wai.notices import Notifier
 
@@ -82,7 +82,7 @@ def _require_packages() -> None:
             hint=SERVE_EXTRA_HINT,
         )
     if find_spec("llama_cpp") is None:
-        from wai.backends.llama_native import INSTALL_HINT
+        from wai.llama.native import INSTALL_HINT
 
         raise ConfigError(
             "wai serve runs models with llama-cpp-python, which is not installed", hint=INSTALL_HINT
@@ -125,7 +125,7 @@ def served_models(catalog: Catalog, names: list[str]) -> list[ModelSpec]:
     for name in names:
         spec = catalog.find(name)
         if spec is None:
-            from wai.models_resolve import looks_like_gguf_path
+            from wai.catalog.resolve import looks_like_gguf_path
 
             if not looks_like_gguf_path(name):
                 raise ConfigError(f"unknown model '{name}'", hint="`wai models` lists the catalog")

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from wai.catalog import ModelSpec
+from wai.catalog.entries import ModelSpec
 from wai.conversation import Message, ReasoningEffort, Role, Sampling
 
 # Workers AI's error codes, as the client side of the protocol knows them.

@@ -17,8 +17,8 @@ import time
 import uuid
 from typing import Protocol
 
-from wai.budget import Plan
 from wai.serve.protocol import ApiFailure, Ask, envelope, error_envelope, openai_error, sse, usage_dict
+from wai.windows.budget import Plan
 
 DONE = b"data: [DONE]\n\n"
 

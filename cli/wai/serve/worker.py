@@ -20,12 +20,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from wai.budget import Plan, plan_request
-from wai.catalog import ModelSpec
+from wai.catalog.entries import ModelSpec
 from wai.conversation import Request
 from wai.errors import UsageError, WaiError, WindowError
 from wai.events import Event, Token
 from wai.serve.protocol import INTERNAL_ERROR, OUT_OF_CAPACITY, WINDOW_EXCEEDED, ApiFailure, Ask
+from wai.windows.budget import Plan, plan_request
 
 if TYPE_CHECKING:
     from wai.backends.llama import LlamaBackend
@@ -252,7 +252,7 @@ class ModelWorker:
             # The window policy, exactly as the client applies it, counted on the loaded model.
             counter = backend.counter(spec)
             if ask.raw:
-                from wai.tokens import RawCounter
+                from wai.windows.counters import RawCounter
 
                 counter = RawCounter(counter)
             self.loaded = True

@@ -1,0 +1,51 @@
+"""Turn what the user typed after -m (or nothing) into a ModelSpec."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from wai.catalog.entries import Catalog, ModelSpec
+from wai.errors import ConfigError, UsageError
+from wai.settings import Credentials, UserConfig
+
+DEFAULT_REMOTE_MODEL = "@cf/meta/llama-3.1-8b-instruct-fp8"
+BUILTIN_MODEL = "smollm2-135m-instruct"
+
+
+def default_model_name(config: UserConfig, credentials: Credentials | None) -> str:
+    """WAI_MODEL, else config.toml's default_model, else remote with credentials, else the built-in."""
+    chosen = os.environ.get("WAI_MODEL") or config.text("default_model")
+    if chosen:
+        return chosen
+    return DEFAULT_REMOTE_MODEL if credentials is not None else BUILTIN_MODEL
+
+
+def looks_like_gguf_path(name: str) -> bool:
+    return name.lower().endswith(".gguf") or (os.sep in name and Path(name).expanduser().exists())
+
+
+def resolve_model(
+    name: str | None, catalog: Catalog, config: UserConfig, credentials: Credentials | None
+) -> ModelSpec:
+    if name is not None and not name.strip():
+        raise UsageError("-m names no model", hint="`wai models` lists the catalog")
+    chosen_by = None
+    if not name:
+        name = default_model_name(config, credentials)
+        if os.environ.get("WAI_MODEL"):
+            chosen_by = "WAI_MODEL"
+        elif config.text("default_model"):
+            chosen_by = f"default_model in {config.path}"
+    spec = catalog.find(name)
+    if spec is not None:
+        return spec
+    if looks_like_gguf_path(name):
+        from wai.backends.llama import spec_for_gguf
+
+        return spec_for_gguf(Path(name).expanduser(), catalog)
+    if chosen_by is not None:
+        raise ConfigError(
+            f"unknown model '{name}', set by {chosen_by}", hint="`wai models` lists the catalog"
+        )
+    return catalog.get(name)  # raises the "unknown model" error

@@ -1,0 +1,259 @@
+"""One-shot `wai ask`: prompt -> model -> budget -> backend -> sink."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from typing import BinaryIO, TextIO
+
+from wai.backends.registry import (
+    BackendMode,
+    BackendName,
+    Backends,
+    LocalOptions,
+    choose,
+    registration,
+    windows_for,
+)
+from wai.catalog.entries import ModelSpec, load_catalog
+from wai.catalog.resolve import resolve_model
+from wai.commands.prompt_input import STDIN_ONLY, read_prompt, valid_text
+from wai.conversation import Message, ReasoningEffort, Sampling, Timeouts
+from wai.errors import EXIT_INTERRUPTED, EXIT_OK, UsageError
+from wai.notices import Notifier
+from wai.render.choose import ColorMode, OutputMode
+from wai.settings import load_credentials, load_user_config
+from wai.store.transcript import TranscriptLog
+from wai.terminal.safe_text import json_for_terminal
+from wai.turn.play import effort_for, play_turn, request_for, sink_for
+from wai.windows.budget import FitMode, Plan, plan_request
+from wai.windows.counters import RawCounter, TokenCounter
+
+
+@dataclass(frozen=True, slots=True)
+class AskOptions:
+    prompt: str | None
+    model: str | None = None
+    system: str | None = None
+    max_tokens: int | None = None
+    sampling: Sampling = field(default_factory=Sampling)
+    backend: BackendMode = "auto"
+    stream: bool = True
+    output: OutputMode = "auto"
+    color: ColorMode = "auto"
+    stats: bool | None = None
+    fit: FitMode = "error"
+    dry_run: bool = False
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    local: LocalOptions = field(default_factory=LocalOptions)
+    debug: bool = False
+    continue_last: bool = False
+    cid: str | None = None
+    log: bool = True
+    reasoning_effort: ReasoningEffort | None = None
+    show_thinking: bool = False
+    use_stdin: bool = True  # False: --no-stdin
+    raw: bool = False  # the prompt sent verbatim as `prompt`, no chat template
+
+
+def run_ask(
+    options: AskOptions,
+    notifier: Notifier,
+    *,
+    stdin: BinaryIO | None = None,
+    stdout: TextIO | None = None,
+) -> int:
+    if options.raw:
+        _check_raw(options)
+    stdin_stream = stdin if stdin is not None else _stdin_buffer()
+    stdin_is_tty = stdin_stream is None or stdin_stream.isatty()
+    prompt = read_prompt(options.prompt, stdin_stream, stdin_is_tty, notifier, use_stdin=options.use_stdin)
+
+    log = TranscriptLog(notifier, source="ask", record=options.log and not options.dry_run)
+    try:
+        return _run(options, notifier, prompt, log, stdout)
+    finally:
+        log.close()
+
+
+def _run(
+    options: AskOptions, notifier: Notifier, prompt: str, log: TranscriptLog, stdout: TextIO | None
+) -> int:
+    model_name = options.model
+    system = valid_text(options.system, "the system prompt", notifier) if options.system else None
+    history: tuple[Message, ...] = ()
+    if options.continue_last or options.cid is not None:
+        continued = log.continue_conversation(options.cid)
+        history = continued.messages()
+        model_name = model_name or continued.model
+        system = system if system is not None else continued.system
+
+    config = load_user_config()
+    credentials = load_credentials(config)
+    spec = resolve_model(model_name, load_catalog(), config, credentials)
+    # A dry run sends nothing, so it needs no credentials or weights: it takes the backend that would run.
+    backend_name = choose(spec, options.backend, credentials, sending=not options.dry_run)
+    refusal = registration(backend_name).unsupported(options.sampling)
+    if refusal is not None:
+        raise UsageError(refusal)
+
+    messages: tuple[Message, ...] = (*history, Message("user", prompt))
+    if system:
+        messages = (Message("system", system), *messages)
+    asked = _Asked(prompt, system, messages, spec, backend_name)
+    with Backends(credentials, options.local, debug=options.debug) as backends:
+        return _plan_and_play(options, asked, notifier, log, stdout, backends)
+
+
+@dataclass(frozen=True, slots=True)
+class _Asked:
+    """What one `wai ask` settled before planning: the conversation, the model and its backend."""
+
+    prompt: str
+    system: str | None
+    messages: tuple[Message, ...]
+    spec: ModelSpec
+    backend_name: BackendName
+
+
+def _plan_and_play(
+    options: AskOptions,
+    asked: _Asked,
+    notifier: Notifier,
+    log: TranscriptLog,
+    stdout: TextIO | None,
+    backends: Backends,
+) -> int:
+    prompt, system, messages, spec, backend_name = (
+        asked.prompt,
+        asked.system,
+        asked.messages,
+        asked.spec,
+        asked.backend_name,
+    )
+    # A dry run loads no weights: the vocabulary alone counts the same.
+    counter = (
+        registration(backend_name).counter(spec) if options.dry_run else backends.counter(spec, backend_name)
+    )
+    if options.raw:
+        counter = RawCounter(counter)
+    # A question typed before piped text is never cut: only the piped part is.
+    typed = options.prompt if options.prompt not in (None, STDIN_ONLY) else None
+    keep_start = len(typed) + 2 if typed is not None and prompt != typed else 0
+    # The entry's windows within what its file holds; the request keeps the entry for its warnings.
+    windows = windows_for(spec, backend_name)
+    plan = plan_request(
+        windows,
+        messages,
+        counter,
+        requested_max_tokens=options.max_tokens,
+        fit=options.fit,
+        keep_start=keep_start,
+    )
+    for notice in plan.notices:
+        notifier.warn(notice)
+    effort, unsent = effort_for(spec, backend_name, options.reasoning_effort)
+    if unsent:
+        notifier.warn(unsent)
+    request = request_for(
+        spec,
+        plan,
+        sampling=options.sampling,
+        timeouts=options.timeouts,
+        stream=options.stream,
+        reasoning_effort=effort,
+        raw=options.raw,
+    )
+    out = stdout or sys.stdout
+    if options.dry_run:
+        report = describe_dry_run(plan, windows, backend_name, counter=counter if options.raw else None)
+        report["reasoning_effort"] = effort
+        out.write(json_for_terminal(json.dumps(report, indent=2, ensure_ascii=False), out) + "\n")
+        return EXIT_OK
+
+    backend = backends.get(backend_name)
+    if options.debug:
+        notifier.info(f"model {spec.id} ({spec.source}), backend {backend_name}: {backend.describe()}")
+        notifier.info(
+            f"prompt {plan.prompt_tokens} tokens ({'exact' if plan.exact else 'estimated'}), "
+            f"max_tokens {plan.max_tokens}"
+        )
+    sink = sink_for(
+        notifier,
+        output=options.output,
+        color=options.color,
+        stats=options.stats,
+        stdout=out,
+        show_thinking=options.show_thinking,
+    )
+    result = play_turn(
+        backend,
+        request,
+        sink,
+        notifier,
+        prompt_exact=plan.exact,
+        more_hint="raise --max-tokens",
+        interrupted_note="interrupted; the reply above is incomplete",
+    )
+    log.record_turn(prompt, result, system=system, sampling=options.sampling)
+    if options.debug:  # after the turn, the local backend can say what it loaded and offloaded
+        notifier.info(f"backend after the turn: {backend.describe()}")
+    if result.interrupted:
+        return EXIT_INTERRUPTED
+    return result.error.exit_code if result.error else EXIT_OK
+
+
+def _check_raw(options: AskOptions) -> None:
+    """A raw prompt is the whole prompt: nothing can be templated around it."""
+    if options.system is not None:
+        raise UsageError(
+            "--raw sends the prompt verbatim, without a chat template, so -s/--system cannot be added; "
+            "write the system part into the prompt in the model's own format"
+        )
+    if options.continue_last or options.cid is not None:
+        raise UsageError(
+            "--raw sends one verbatim prompt, so it cannot continue a conversation (-c, --cid); "
+            "write the earlier turns into the prompt in the model's own format"
+        )
+
+
+def _stdin_buffer() -> BinaryIO | None:
+    stream = sys.stdin
+    if stream is None or stream.closed:
+        return None
+    return stream.buffer
+
+
+def describe_dry_run(
+    plan: Plan, model: ModelSpec, backend_name: BackendName, *, counter: TokenCounter | None = None
+) -> dict[str, object]:
+    """`wai ask --dry-run`: what would be sent, as a JSON-ready dict; nothing is sent.
+
+    `counter`: the one that counted the plan, when not the model's usual one (a raw prompt's).
+    """
+    raw = isinstance(counter, RawCounter)
+    backend = registration(backend_name)
+    counter = counter or backend.counter(model)
+    prompt = counter.prompt_text(plan.messages)
+    if prompt is None:
+        prompt = backend.prompt_text(model, plan.messages)
+    prompt_format = "verbatim (--raw: no chat template)" if raw else backend.prompt_format
+    return {
+        "model": model.id,
+        "backend": backend_name,
+        "messages": [m.as_dict() for m in plan.messages],
+        "raw": raw,
+        "prompt": prompt,
+        "prompt_format": prompt_format,
+        "prompt_tokens": plan.prompt_tokens,
+        "exact": plan.exact,
+        "counted_with": counter.source,
+        "max_tokens": plan.max_tokens,
+        "context_window": model.context_window,
+        "max_output": model.max_output,
+        "total_context": model.total_context,
+        "dropped_messages": plan.dropped_messages,
+        "cut_tokens": plan.cut_tokens,
+        "notices": list(plan.notices),
+    }

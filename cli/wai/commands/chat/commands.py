@@ -1,0 +1,441 @@
+"""Slash commands of `wai chat`, and their Tab completion. A command never reaches the model."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO, get_args
+
+from wai.backends.registry import BackendMode
+from wai.commands.logs import preview, short_model
+from wai.conversation import Message
+from wai.errors import UsageError, WaiError
+
+if TYPE_CHECKING:
+    from prompt_toolkit.completion import CompleteEvent, Completer, Completion
+    from prompt_toolkit.document import Document
+
+    from wai.commands.chat.session import ChatSession
+
+BACKEND_MODES: tuple[str, ...] = get_args(BackendMode)
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    name: str
+    usage: str
+    help: str
+    run: Callable[[ChatSession, str, TextIO], bool]  # True: leave the REPL
+
+
+def is_command(line: str) -> bool:
+    """`/name ...` is a command; `//text` sends `/text` to the model."""
+    return line.startswith("/") and not line.startswith("//")
+
+
+def run_command(line: str, chat: ChatSession, out: TextIO) -> bool:
+    """Run one slash command; True when the REPL should end. Bad input is one line on stderr."""
+    name, _, argument = line.strip()[1:].partition(" ")
+    name = name.strip().lower()
+    argument = argument.strip()
+    command = COMMANDS.get(name) or _ALIASES.get(name)
+    if command is None:
+        chat.notifier.error(_unknown(name))
+        return False
+    try:
+        return command.run(chat, argument, out)
+    except WaiError as error:
+        chat.notifier.error(str(error))
+        return False
+
+
+def _unknown(name: str) -> str:
+    close = difflib.get_close_matches(name, list(COMMANDS), n=1)
+    guess = f"; did you mean /{close[0]}?" if close else ""
+    return f"unknown command /{name}{guess} (/help lists the commands; // sends a line starting with /)"
+
+
+def say(out: TextIO, text: str = "") -> None:
+    """Write lines for a person: on a terminal, wrapped at word boundaries to its width, and with
+    no control characters (the lines quote prompts, replies and model names)."""
+    if out.isatty():
+        import shutil
+        import textwrap
+
+        from wai.terminal.safe_text import terminal_safe
+
+        text = terminal_safe(text)
+        width = max(20, shutil.get_terminal_size().columns - 1)
+        lines = []
+        for line in text.split("\n"):
+            indent = " " * (len(line) - len(line.lstrip(" ")))
+            lines.append(
+                textwrap.fill(line, width, subsequent_indent=indent + "  ", break_on_hyphens=False)
+                if len(line) > width
+                else line
+            )
+        text = "\n".join(lines)
+    out.write(text + "\n")
+    out.flush()
+
+
+# --- the commands ---------------------------------------------------------------------------
+
+
+def _help(chat: ChatSession, argument: str, out: TextIO) -> bool:
+    width = max(len(f"/{c.name} {c.usage}") for c in COMMANDS.values())
+    for command in COMMANDS.values():
+        say(out, f"  {f'/{command.name} {command.usage}'.ljust(width)}  {command.help}")
+    say(out)
+    say(out, "  Enter sends; Alt-Enter (or Esc then Enter) starts a new line; pasted text stays one message.")
+    say(out, "  Ctrl-C stops a reply (the part received is kept) or clears the line; Ctrl-D leaves.")
+    say(out, "  Ctrl-R searches earlier inputs; → accepts a suggestion; Tab completes commands and models.")
+    return False
+
+
+def _describe_model(chat: ChatSession) -> str:
+    spec = chat.spec
+    counted = "counted exactly" if chat.counter.exact else "estimated"
+    return (
+        f"{spec.id} on {chat.backend_name} (backend {chat.mode}): "
+        f"input window {spec.context_window}, output window {spec.max_output}, "
+        f"total context {spec.total_context}; tokens {counted}"
+    )
+
+
+def _model(chat: ChatSession, argument: str, out: TextIO) -> bool:
+    if argument:
+        chat.set_model(argument)
+    say(out, _describe_model(chat))
+    return False
+
+
+def _backend(chat: ChatSession, argument: str, out: TextIO) -> bool:
+    if argument:
+        if argument not in BACKEND_MODES:
+            raise UsageError(f"/backend takes one of {', '.join(BACKEND_MODES)}, not '{argument}'")
+        chat.set_backend(argument)  # type: ignore[arg-type]
+    say(out, _describe_model(chat))
+    return False
+
+
+def _system(chat: ChatSession, argument: str, out: TextIO) -> bool:
+    if not argument:
+        say(
+            out,
+            f"system prompt: {chat.system}" if chat.system else "no system prompt (/system TEXT sets one)",
+        )
+        return False
+    if argument == "-":
+        chat.set_system(None)
+        say(out, "system prompt removed")
+        return False
+    chat.set_system(argument)
+    tokens = chat.counter.count_text(argument)
+    say(
+        out,
+        f"system prompt set ({'' if chat.counter.exact else '~'}{tokens} token{'s' if tokens != 1 else ''})",
+    )
+    return False
+
+
+# name -> (parse, check, description)
+_SETTINGS: dict[str, tuple[type, float, float, str]] = {
+    "temperature": (float, 0.0, 5.0, "sampling temperature, 0 to 5"),
+    "top_p": (float, 0.001, 1.0, "nucleus sampling, 0.001 to 1"),
+    "top_k": (int, 1, 50, "top-k sampling, 1 to 50"),
+    "seed": (int, 1, 9_999_999_999, "random seed"),
+    "frequency_penalty": (float, -2.0, 2.0, "penalty by how often a token appeared, -2 to 2"),
+    "presence_penalty": (float, -2.0, 2.0, "penalty for a token that appeared at all, -2 to 2"),
+    "repetition_penalty": (float, 0.0, 2.0, "repetition penalty, 0 to 2 (1 is off)"),
+    "max_tokens": (int, 1, float("inf"), "most reply tokens (capped by the model's output window)"),
+}
+# name -> (the values it takes, description)
+_CHOICES: dict[str, tuple[tuple[str, ...], str]] = {
+    "reasoning_effort": (("low", "medium", "high"), "how long a reasoning model thinks: low, medium, high"),
+}
+_SETTING_HELP = {**{k: v[3] for k, v in _SETTINGS.items()}, **{k: v[1] for k, v in _CHOICES.items()}}
+
+
+def _settings_line(chat: ChatSession) -> str:
+    sampling = chat.sampling
+    values: dict[str, object] = {
+        "temperature": sampling.temperature,
+        "top_p": sampling.top_p,
+        "top_k": sampling.top_k,
+        "seed": sampling.seed,
+        "max_tokens": chat.max_tokens,
+        "reasoning_effort": chat.reasoning_effort,
+        "frequency_penalty": sampling.frequency_penalty,
+        "presence_penalty": sampling.presence_penalty,
+        "repetition_penalty": sampling.repetition_penalty,
+    }
+    return ", ".join(f"{k} {'default' if v is None else v}" for k, v in values.items())
+
+
+def _set(chat: ChatSession, argument: str, out: TextIO) -> bool:
+    if not argument:
+        say(out, _settings_line(chat))
+        return False
+    name, _, raw = argument.partition(" ")
+    name, raw = name.strip().lower(), raw.strip()
+    if name in _CHOICES:
+        _set_choice(chat, name, raw.lower())
+        say(out, _settings_line(chat))
+        return False
+    if name not in _SETTINGS:
+        raise UsageError(f"/set knows {', '.join(_SETTING_HELP)}; not '{name}'")
+    kind, low, high, what = _SETTINGS[name]
+    if not raw:
+        raise UsageError(f"/set {name} VALUE: {what} (or 'default')")
+    value: float | int | None
+    if raw.lower() in ("default", "none", "off"):
+        value = None
+    else:
+        try:
+            value = kind(raw)
+        except ValueError:
+            raise UsageError(
+                f"/set {name}: '{raw}' is not a {'whole ' if kind is int else ''}number"
+            ) from None
+        if not low <= value <= high:
+            raise UsageError(f"/set {name}: {raw} is out of range ({what})")
+    if name == "max_tokens":
+        cap = chat.spec.max_output
+        if value is not None and value > cap:
+            chat.notifier.warn(f"{chat.spec.id} stops at {cap} tokens per reply: max_tokens set to {cap}")
+            value = cap
+        chat.set_max_tokens(None if value is None else int(value))
+    else:
+        chat.set_sampling(chat.with_sampling(**{name: value}))
+    say(out, _settings_line(chat))
+    return False
+
+
+def _set_choice(chat: ChatSession, name: str, raw: str) -> None:
+    values, what = _CHOICES[name]
+    if raw in ("default", "none", "off"):
+        chat.set_reasoning_effort(None)
+    elif raw in values:
+        chat.set_reasoning_effort(raw)  # type: ignore[arg-type]
+    else:
+        raise UsageError(f"/set {name} {'|'.join(values)}: {what} (or 'default')")
+
+
+def _clear(chat: ChatSession, argument: str, out: TextIO) -> bool:
+    chat.clear()
+    say(out, "new conversation")
+    return False
+
+
+def _retry(chat: ChatSession, argument: str, out: TextIO) -> bool:
+    chat.retry()
+    return False
+
+
+def _budget(chat: ChatSession, argument: str, out: TextIO) -> bool:
+    for line in budget_lines(chat):
+        say(out, line)
+    return False
+
+
+def budget_lines(chat: ChatSession) -> list[str]:
+    """Tokens used against each window, and which turns the window policy drops next."""
+    from wai.windows.budget import plan_request
+
+    spec, counter = chat.spec, chat.counter
+    mark = "" if counter.exact else "~"
+    used = chat.context_used()
+    limit = chat.input_limit()
+    percent = round(100 * used / spec.context_window)
+    parts = ["the system prompt"] if chat.system else []
+    if chat.turns:
+        parts.append(f"{len(chat.turns)} turn{'s' if len(chat.turns) != 1 else ''}")
+    what = " and ".join(parts) or "nothing yet"
+    lines = [
+        f"model    {spec.id} on {chat.backend_name} ({'exact' if counter.exact else 'estimated'} counts)",
+        f"input    {mark}{used} of {spec.context_window} tokens ({percent}%): {what}",
+        f"output   up to {min(chat.max_tokens or spec.max_output, spec.max_output)} tokens a reply "
+        f"(window {spec.max_output}); prompt and reply together at most {spec.total_context}",
+    ]
+    for number, turn in enumerate(chat.turns, 1):
+        size = counter.count_prompt(turn.messages())
+        flag = " (interrupted)" if turn.interrupted else ""
+        lines.append(f"  turn {number:>2}  {mark}{size:>6} tokens  {preview(turn.prompt, 50)}{flag}")
+    if not chat.turns:
+        return lines
+    try:
+        plan = plan_request(
+            spec,
+            (*chat.messages(), Message("user", "")),
+            counter,
+            requested_max_tokens=chat.max_tokens,
+        )
+    except WaiError as error:
+        lines.append(f"next     even a short message would be refused: {error.message}")
+        return lines
+    if plan.dropped_turns:
+        dropped = plan.dropped_turns
+        lines.append(
+            f"next     the next message drops the oldest {dropped} turn{'s' if dropped != 1 else ''} "
+            f"(turn{'s 1-' if dropped != 1 else ' '}{dropped if dropped != 1 else 1})"
+        )
+    else:
+        room = max(0, limit - used)
+        lines.append(
+            f"next     nothing is dropped until the conversation passes {limit} tokens; a message of "
+            f"more than {mark}{room} tokens drops turn 1 first"
+        )
+    return lines
+
+
+def _save(chat: ChatSession, argument: str, out: TextIO, *, overwrite: bool = False) -> bool:
+    if not argument:
+        raise UsageError("/save FILE: where to write the conversation (Markdown)")
+    path = Path(argument).expanduser()
+    try:
+        # "x" refuses an existing file in the same call that creates it, as a shell's noclobber.
+        with path.open("w" if overwrite else "x", encoding="utf-8") as handle:
+            handle.write(conversation_markdown(chat))
+    except FileExistsError:
+        raise UsageError(
+            f"{path} already exists; nothing written", hint=f"/save! {argument} replaces it"
+        ) from None
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+    count = len(chat.turns)
+    say(out, f"saved {count} turn{'s' if count != 1 else ''} to {path}")
+    return False
+
+
+def _save_over(chat: ChatSession, argument: str, out: TextIO) -> bool:
+    return _save(chat, argument, out, overwrite=True)
+
+
+def conversation_markdown(chat: ChatSession) -> str:
+    lines = ["# Conversation", ""]
+    if chat.log.conversation_id:
+        lines.append(f"- id: `{chat.log.conversation_id}`")
+    lines.append(f"- model: `{chat.spec.id}`")
+    lines.append(f"- saved: {datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}")
+    if chat.system:
+        lines += ["", "## System", "", chat.system.rstrip()]
+    for turn in chat.turns:
+        lines += ["", "## You", "", turn.prompt.rstrip(), "", f"## {short_model(turn.model)}", ""]
+        lines.append(turn.reply.rstrip() or "*(no reply)*")
+        if turn.interrupted:
+            lines += ["", "*(interrupted)*"]
+        elif turn.error:
+            lines += ["", f"*(incomplete: {turn.error})*"]
+    return "\n".join(lines) + "\n"
+
+
+def _history(chat: ChatSession, argument: str, out: TextIO) -> bool:
+    if not chat.turns:
+        say(out, "no turns yet")
+        return False
+    for number, turn in enumerate(chat.turns, 1):
+        flag = " [interrupted]" if turn.interrupted else ""
+        say(out, f"{number:>3}  you: {preview(turn.prompt, 70)}")
+        say(out, f"     {short_model(turn.model)}: {preview(turn.reply, 70)}{flag}")
+    return False
+
+
+def _exit(chat: ChatSession, argument: str, out: TextIO) -> bool:
+    return True
+
+
+COMMANDS: dict[str, Command] = {
+    c.name: c
+    for c in (
+        Command("help", "", "this list", _help),
+        Command("model", "[ID]", "show or switch the model (Tab lists them)", _model),
+        Command("backend", "[auto|remote|local]", "show or switch where the model runs", _backend),
+        Command("system", "[TEXT|-]", "show, set, or remove (-) the system prompt", _system),
+        Command(
+            "set",
+            "[NAME VALUE]",
+            "temperature, top_p, top_k, seed, max_tokens, reasoning_effort, penalties ('default' resets)",
+            _set,
+        ),
+        Command("clear", "", "start a new conversation", _clear),
+        Command("retry", "", "regenerate the last reply", _retry),
+        Command("budget", "", "tokens used against each window; what is dropped next", _budget),
+        Command("save", "FILE", "write the conversation to FILE as Markdown (/save! replaces a file)", _save),
+        Command("history", "", "the turns of this conversation", _history),
+        Command("exit", "", "leave (Ctrl-D does too)", _exit),
+    )
+}
+_ALIASES: dict[str, Command] = {
+    "quit": COMMANDS["exit"],
+    "q": COMMANDS["exit"],
+    "?": COMMANDS["help"],
+    "save!": Command("save!", "FILE", "write the conversation to FILE, replacing it", _save_over),
+}
+
+
+# --- completion -----------------------------------------------------------------------------
+
+
+def make_completer(chat: ChatSession) -> Completer:
+    """A prompt-toolkit completer for slash commands, their arguments, and model ids."""
+    from prompt_toolkit.completion import Completer, Completion, PathCompleter
+    from prompt_toolkit.document import Document
+
+    paths = PathCompleter(expanduser=True)
+
+    class SlashCompleter(Completer):
+        def get_completions(self, document: Document, complete_event: CompleteEvent) -> Iterable[Completion]:
+            text = document.text_before_cursor
+            if not is_command(text) or "\n" in text:
+                return
+            if " " not in text:
+                typed = text[1:].lower()
+                for command in COMMANDS.values():
+                    if command.name.startswith(typed):
+                        yield Completion(
+                            f"/{command.name}{' ' if command.usage else ''}",
+                            start_position=-len(text),
+                            display=f"/{command.name}",
+                            display_meta=command.help,
+                        )
+                return
+            name, _, argument = text[1:].partition(" ")
+            argument = argument.lstrip()
+            name = name.lower()
+            if name == "model":
+                yield from _model_completions(chat, argument)
+            elif name == "backend":
+                yield from _word_completions(argument, {m: "" for m in BACKEND_MODES})
+            elif name == "set" and " " not in argument:
+                yield from _word_completions(argument, _SETTING_HELP)
+            elif name in ("save", "save!"):
+                sub = Document(argument, len(argument))
+                yield from paths.get_completions(sub, complete_event)
+
+    return SlashCompleter()
+
+
+def _word_completions(typed: str, words: dict[str, str]) -> Iterable[Completion]:
+    from prompt_toolkit.completion import Completion
+
+    for word, meta in words.items():
+        if word.startswith(typed.lower()):
+            yield Completion(word, start_position=-len(typed), display_meta=meta)
+
+
+def _model_completions(chat: ChatSession, typed: str) -> Iterable[Completion]:
+    from prompt_toolkit.completion import Completion
+
+    needle = typed.lower()
+    for spec in chat.catalog:
+        names = (spec.id, *spec.aliases)
+        if not any(needle in name.lower() for name in names):
+            continue
+        meta = f"in {spec.context_window} · out {spec.max_output}"
+        if not spec.remote:
+            meta += " · local"
+        yield Completion(spec.id, start_position=-len(typed), display_meta=meta)

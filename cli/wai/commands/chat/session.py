@@ -1,0 +1,314 @@
+"""The state of one `wai chat` session and the turns it runs; no terminal handling here.
+
+One Backends for the whole session, so a local model loaded by the first turn serves every
+later one. The conversation keeps every turn; the window policy (budget.plan_request) decides
+per turn what of it is sent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field, replace
+from typing import TextIO
+
+from wai.backends.registry import (
+    BackendMode,
+    BackendName,
+    Backends,
+    LocalOptions,
+    choose,
+    registration,
+    windows_for,
+)
+from wai.catalog.entries import Catalog, ModelSpec, load_catalog
+from wai.catalog.resolve import resolve_model
+from wai.conversation import Message, ReasoningEffort, Sampling, Timeouts
+from wai.errors import WindowError
+from wai.notices import Notifier
+from wai.render.base import Sink
+from wai.render.choose import ColorMode
+from wai.settings import Credentials, UserConfig, load_credentials, load_user_config
+from wai.store.transcript import Continued, TranscriptLog, answered
+from wai.turn.play import effort_for, play_turn, request_for, sink_for
+from wai.windows.budget import input_limit, plan_request, trim_limit
+from wai.windows.counters import TokenCounter
+
+
+@dataclass(frozen=True, slots=True)
+class ChatOptions:
+    """What `wai chat` was started with.
+
+    continue_last: resume the latest logged conversation (`-c`); cid: resume that one (`--cid`).
+    log: False for `--no-log` (nothing new is written to the transcript database).
+    """
+
+    model: str | None = None
+    system: str | None = None
+    backend: BackendMode = "auto"
+    continue_last: bool = False
+    cid: str | None = None
+    vi: bool = False
+    max_tokens: int | None = None
+    sampling: Sampling = field(default_factory=Sampling)
+    color: ColorMode = "auto"
+    stats: bool | None = None
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    local: LocalOptions = field(default_factory=LocalOptions)
+    log: bool = True
+    debug: bool = False
+    reasoning_effort: ReasoningEffort | None = None
+    show_thinking: bool = False
+
+
+@dataclass(slots=True)
+class ChatTurn:
+    prompt: str
+    reply: str
+    model: str
+    backend: str
+    finish_reason: str | None = None
+    error: str | None = None
+    stored_id: int | None = None
+
+    @property
+    def interrupted(self) -> bool:
+        return self.finish_reason == "interrupted"
+
+    def messages(self) -> tuple[Message, Message]:
+        return Message("user", self.prompt), Message("assistant", self.reply)
+
+
+class ChatSession:
+    def __init__(
+        self,
+        options: ChatOptions,
+        notifier: Notifier,
+        log: TranscriptLog,
+        *,
+        out: TextIO | None = None,
+    ) -> None:
+        self.options = options
+        self.notifier = notifier
+        self.log = log
+        self.out = out or sys.stdout
+        self.config: UserConfig = load_user_config()
+        self.credentials: Credentials | None = load_credentials(self.config)
+        self.catalog: Catalog = load_catalog()
+        self.backends = Backends(self.credentials, options.local, debug=options.debug)
+        self.system = options.system
+        self.sampling = options.sampling
+        self.max_tokens = options.max_tokens
+        self.reasoning_effort: ReasoningEffort | None = options.reasoning_effort
+        self._effort_told: str | None = None  # the last "not sent" said, so it is said once
+        self.mode: BackendMode = options.backend
+        self.turns: list[ChatTurn] = []
+        self.continued: Continued | None = None
+        model_name = options.model
+        if options.continue_last or options.cid is not None:
+            self.continued = log.continue_conversation(options.cid)
+            model_name = model_name or self.continued.model
+            if self.system is None:
+                self.system = self.continued.system
+            self.turns = [
+                ChatTurn(
+                    prompt=t.data.prompt,
+                    reply=t.data.reply,
+                    model=t.data.model,
+                    backend=t.data.backend,
+                    finish_reason=t.data.finish_reason,
+                    error=t.data.error,
+                    stored_id=t.id,
+                )
+                for t in self.continued.turns
+                if answered(t.data)
+            ]
+        self.spec, self.backend_name, self.counter = self._choose(model_name, self.mode)
+        self._used: int | None = None
+        self._windows: tuple[tuple[ModelSpec, BackendName], ModelSpec] | None = None
+        self.stopped_before_reply = False  # the last send was stopped by Ctrl-C before any reply
+        # Set by the REPL: quiets the keyboard while a reply streams.
+        self.during_reply: Callable[[], AbstractContextManager[object]] = contextlib.nullcontext
+
+    def close(self) -> None:
+        """Free what the session's backends hold (a loaded model, a connection)."""
+        self.backends.close()
+
+    def warm_up(self) -> None:
+        """Import what the first turn needs (HTTP client or llama.cpp, the panel) while the user types.
+
+        Only imports: objects are still made on the main thread, where the turn runs.
+        """
+        import importlib
+
+        backend_modules = registration(self.backend_name).warm_modules
+        for name in (*backend_modules, "wai.render.panel", "rich.console", "rich.live"):
+            with contextlib.suppress(Exception):  # the turn itself will report a real problem
+                importlib.import_module(name)
+
+    # --- choices --------------------------------------------------------------------------
+
+    def _choose(self, name: str | None, mode: BackendMode) -> tuple[ModelSpec, BackendName, TokenCounter]:
+        spec = resolve_model(name, self.catalog, self.config, self.credentials)
+        backend_name = choose(spec, mode, self.credentials)
+        return spec, backend_name, registration(backend_name).counter(spec)
+
+    @property
+    def windows(self) -> ModelSpec:
+        """The windows turns are planned with: the entry's, within what its file holds locally."""
+        key = (self.spec, self.backend_name)
+        if self._windows is None or self._windows[0] != key:
+            self._windows = (key, windows_for(self.spec, self.backend_name))  # read once per choice
+        return self._windows[1]
+
+    def set_model(self, name: str) -> None:
+        self.spec, self.backend_name, self.counter = self._choose(name, self.mode)
+        self._used = None
+
+    def set_backend(self, mode: BackendMode) -> None:
+        self.spec, self.backend_name, self.counter = self._choose(self.spec.id, mode)
+        self.mode = mode
+        self._used = None
+
+    def set_system(self, text: str | None) -> None:
+        self.system = text
+        self._used = None
+
+    def set_sampling(self, sampling: Sampling) -> None:
+        self.sampling = sampling
+
+    def set_max_tokens(self, value: int | None) -> None:
+        self.max_tokens = value
+
+    def set_reasoning_effort(self, value: ReasoningEffort | None) -> None:
+        self.reasoning_effort = value
+        self._effort_told = None
+
+    def clear(self) -> None:
+        """A new conversation: no turns, and the next one starts a new transcript."""
+        self.turns = []
+        self.continued = None
+        self.log.start_conversation()
+        self._used = None
+
+    # --- figures --------------------------------------------------------------------------
+
+    def messages(self, turns: list[ChatTurn] | None = None) -> tuple[Message, ...]:
+        system = (Message("system", self.system),) if self.system else ()
+        chosen = self.turns if turns is None else turns
+        return (*system, *(m for turn in chosen for m in turn.messages()))
+
+    def context_used(self) -> int:
+        """Prompt tokens of the conversation so far (system and every turn), as the model counts them."""
+        if self._used is None:
+            messages = self.messages()
+            self._used = self.counter.count_prompt(messages) if messages else 0
+        return self._used
+
+    def input_limit(self) -> int:
+        """Past this many prompt tokens the next turn drops the oldest ones (room kept for the reply)."""
+        windows = self.windows
+        return min(input_limit(windows, self.max_tokens), trim_limit(windows, self.max_tokens))
+
+    # --- turns ----------------------------------------------------------------------------
+
+    def send(self, prompt: str, *, replaces: int | None = None) -> ChatTurn | None:
+        """Run one turn. The turn joins the conversation unless nothing came back.
+
+        Expected failures are reported on stderr and leave the session as it was; only
+        KeyboardInterrupt outside the stream (while planning or loading) propagates.
+        """
+        refusal = self._unsupported()
+        if refusal is not None:
+            self.notifier.error(refusal)
+            self.notifier.info("the message was not sent; change the setting with /set")
+            return None
+        messages = (*self.messages(), Message("user", prompt))
+        try:
+            plan = plan_request(self.windows, messages, self.counter, requested_max_tokens=self.max_tokens)
+        except WindowError as error:
+            self.notifier.error(error.message)
+            self.notifier.info(
+                "the message was not sent; shorten it, or switch to a model with a larger window (/model)"
+            )
+            return None
+        for notice in plan.notices:
+            self.notifier.warn(notice)
+        effort, unsent = effort_for(self.spec, self.backend_name, self.reasoning_effort)
+        if unsent and unsent != self._effort_told:
+            self.notifier.warn(unsent)
+        self._effort_told = unsent
+        request = request_for(
+            self.spec,
+            plan,
+            sampling=self.sampling,
+            timeouts=self.options.timeouts,
+            reasoning_effort=effort,
+        )
+        backend = self.backends.get(self.backend_name)
+        with self.during_reply():
+            result = play_turn(
+                backend,
+                request,
+                self._sink(),
+                self.notifier,
+                prompt_exact=plan.exact,
+                more_hint="/set max_tokens",
+                effort_hint="lower the effort with /set reasoning_effort",
+                interrupted_note="interrupted; the partial reply is kept in the conversation",
+            )
+        kept = result.answered
+        self.stopped_before_reply = not kept and result.finish_reason == "interrupted"
+        turn = ChatTurn(
+            prompt=prompt,
+            reply=result.text,
+            model=result.info.model,
+            backend=result.info.backend,
+            finish_reason=result.finish_reason,
+            error=result.error_text,
+        )
+        if kept:  # before the transcript write, which a Ctrl-C may cut short
+            self.turns.append(turn)
+            self._used = None
+        turn.stored_id = self.log.record_turn(
+            prompt,
+            result,
+            system=self.system,
+            sampling=self.sampling,
+            replaces=replaces if kept else None,
+        )
+        return turn if kept else None
+
+    def retry(self) -> ChatTurn | None:
+        """Regenerate the last reply; the last turn stays as it was when the new one fails."""
+        if not self.turns:
+            self.notifier.error("nothing to retry yet")
+            return None
+        last = self.turns.pop()
+        before = len(self.turns)
+        self._used = None
+        try:
+            return self.send(last.prompt, replaces=last.stored_id)
+        finally:
+            if len(self.turns) == before:  # no new reply joined the conversation
+                self.turns.append(last)
+                self._used = None
+
+    def _unsupported(self) -> str | None:
+        """Why the backend cannot run the current settings, None when it can."""
+        return registration(self.backend_name).unsupported(self.sampling)
+
+    def _sink(self) -> Sink:
+        return sink_for(
+            self.notifier,
+            output="auto",
+            color=self.options.color,
+            stats=self.options.stats,
+            stdout=self.out,
+            show_thinking=self.options.show_thinking,
+        )
+
+    def with_sampling(self, **changes: float | int | None) -> Sampling:
+        return replace(self.sampling, **changes)  # type: ignore[arg-type]

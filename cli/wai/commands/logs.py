@@ -1,0 +1,142 @@
+"""`wai logs`: the recent conversations, or one conversation's turns, from the transcript database."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TextIO
+
+from wai.errors import EXIT_OK, UsageError
+from wai.notices import Notifier
+from wai.store.transcripts import ConversationSummary, Store, StoredTurn, db_path
+from wai.terminal.safe_text import for_terminal, json_for_terminal
+
+DEFAULT_COUNT = 10
+_PREVIEW = 60
+
+
+@dataclass(frozen=True, slots=True)
+class LogsOptions:
+    """count: how many conversations (or, with `cid`, how many of its latest turns; 0 = all)."""
+
+    count: int = DEFAULT_COUNT
+    json: bool = False
+    cid: str | None = None
+
+
+def run_logs(options: LogsOptions, notifier: Notifier, *, stdout: TextIO | None = None) -> int:
+    out = stdout or sys.stdout
+    if options.count < 0:
+        raise UsageError("-n must be 0 (all) or more")
+    path = db_path()
+    if not path.exists():
+        if options.cid is not None:
+            raise UsageError(f"no conversation with id '{options.cid}'", hint="nothing has been logged yet")
+        if options.json:
+            out.write("[]\n")
+        else:
+            notifier.info("no conversations logged yet")
+        return EXIT_OK
+    with Store.for_reading(path, notifier.warn) as store:
+        if options.cid is not None:
+            cid = store.resolve_conversation_id(options.cid)
+            summary = store.conversation(cid)
+            turns = store.turns(cid, include_superseded=options.json)
+            if options.count:
+                turns = turns[-options.count :]
+            _show_conversation(out, summary, turns, as_json=options.json)
+        else:
+            limit = options.count or -1  # SQLite: LIMIT -1 is no limit
+            _show_list(out, notifier, store.recent(limit), as_json=options.json)
+    return EXIT_OK
+
+
+def _show_list(out: TextIO, notifier: Notifier, rows: list[ConversationSummary], *, as_json: bool) -> None:
+    if as_json:
+        document = json.dumps([row.as_dict() for row in rows], indent=2, ensure_ascii=False)
+        out.write(json_for_terminal(document, out) + "\n")
+        return
+    if not rows:
+        notifier.info("no conversations logged yet")
+        return
+    # On a terminal each conversation keeps to one row: the preview gets what the row has left.
+    columns = shutil.get_terminal_size().columns if out.isatty() else None
+    for row in rows:
+        turns = f"{row.turns} turn{'s' if row.turns != 1 else ''}"
+        start = (
+            f"{row.id}  {local_time(row.updated_at)}  {row.source:<4}  {short_model(row.model)}  {turns}  "
+        )
+        width = _PREVIEW if columns is None else max(8, columns - len(start) - 1)
+        # Stored text may hold escape sequences: on a terminal they are shown as text, never run.
+        out.write(for_terminal(start + preview(row.first_prompt, width), out) + "\n")
+
+
+def _show_conversation(
+    out: TextIO, summary: ConversationSummary, turns: list[StoredTurn], *, as_json: bool
+) -> None:
+    if as_json:
+        document = {**summary.as_dict(), "turns": [turn.as_dict() for turn in turns]}
+        out.write(json_for_terminal(json.dumps(document, indent=2, ensure_ascii=False), out) + "\n")
+        return
+    parts = [f"conversation {summary.id} ({summary.source}), started {local_time(summary.created_at)}\n"]
+    system: str | None = None
+    for turn in turns:
+        data = turn.data
+        if data.system != system and data.system:
+            parts.append(f"\nsystem: {data.system}\n")
+        system = data.system
+        # Every line of the prompt is quoted, so a pasted prompt never runs into the reply.
+        quoted = "\n".join(f"> {line}" if line else ">" for line in data.prompt.rstrip("\n").split("\n"))
+        parts.append(f"\n{quoted}\n\n")
+        if data.reasoning.strip():
+            # Indented under its label, so the thinking never reads as part of the reply.
+            thinking = "\n".join(
+                f"  {line}" if line else "" for line in data.reasoning.strip("\n").split("\n")
+            )
+            parts.append(f"thinking:\n{thinking}\n\n")
+        if data.reply:
+            parts.append(data.reply.rstrip("\n") + "\n")
+        parts.append(f"  [{turn_facts(turn)}]\n")
+        # Turn by turn, so a long conversation starts showing at once.
+        out.write(for_terminal("".join(parts), out))
+        parts.clear()
+    out.write(for_terminal("".join(parts), out))
+
+
+def turn_facts(turn: StoredTurn) -> str:
+    data = turn.data
+    facts = [short_model(data.model), data.backend]
+    if data.precision:
+        facts.append(data.precision)
+    if data.prompt_tokens is not None or data.completion_tokens is not None:
+        mark = "" if data.usage_exact else "~"
+        facts.append(f"{mark}{data.prompt_tokens or 0} in, {mark}{data.completion_tokens or 0} out")
+    if data.first_token_s is not None:
+        facts.append(f"{data.first_token_s:.2f} s to first token")
+    if data.interrupted:
+        facts.append("interrupted")
+    elif data.finish_reason:
+        facts.append(data.finish_reason)
+    if data.error:
+        facts.append(f"error: {data.error}")
+    return ", ".join(facts)
+
+
+def local_time(stamp: str) -> str:
+    try:
+        return datetime.fromisoformat(stamp).astimezone().strftime("%Y-%m-%d %H:%M")
+    except ValueError:
+        return stamp
+
+
+def short_model(model_id: str) -> str:
+    """`@cf/meta/llama-2-7b-chat-fp16` -> `llama-2-7b-chat-fp16`; a .gguf path -> its file name."""
+    return model_id.rstrip("/").rsplit("/", 1)[-1]
+
+
+def preview(text: str, width: int = _PREVIEW) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"

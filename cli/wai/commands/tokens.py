@@ -1,0 +1,124 @@
+"""`wai tokens`: how many tokens a text costs a model, against its windows."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from typing import BinaryIO
+
+from wai.backends.registry import BackendMode, BackendName, choose, registration, windows_for
+from wai.catalog.entries import ModelSpec, load_catalog
+from wai.catalog.resolve import resolve_model
+from wai.commands.prompt_input import read_prompt, valid_text
+from wai.conversation import Message
+from wai.errors import EXIT_OK, EXIT_WINDOW
+from wai.notices import Notifier
+from wai.settings import load_credentials, load_user_config
+from wai.terminal.safe_text import for_terminal, json_for_terminal
+from wai.windows.budget import input_limit
+from wai.windows.counters import VocabCounter
+
+
+def run_tokens(
+    text: str | None,
+    *,
+    model: str | None,
+    system: str | None,
+    backend: BackendMode,
+    raw: bool,
+    json_output: bool,
+    notifier: Notifier | None = None,
+    use_stdin: bool = True,
+    stdin: BinaryIO | None = None,
+) -> int:
+    stream = stdin if stdin is not None else (sys.stdin.buffer if sys.stdin else None)
+    prompt = read_prompt(
+        text, stream, stream is None or stream.isatty(), notifier, allow_blank=raw, use_stdin=use_stdin
+    )
+    config = load_user_config()
+    credentials = load_credentials(config)
+    spec = resolve_model(model, load_catalog(), config, credentials)
+    # Counting needs no credentials or weights: the backend only decides which template is used,
+    # and it is the one `wai ask` would run.
+    backend_name = choose(spec, backend, credentials, sending=False)
+    messages: tuple[Message, ...] = (Message("user", prompt),)
+    if system:
+        messages = (Message("system", valid_text(system, "the system prompt", notifier)), *messages)
+    spec = windows_for(spec, backend_name)
+    report = count_report(spec, backend_name, text=prompt, messages=messages, raw=raw)
+    if json_output:
+        sys.stdout.write(
+            json_for_terminal(json.dumps(report, indent=2, ensure_ascii=False), sys.stdout) + "\n"
+        )
+    else:
+        what = "the text alone" if raw else "the prompt as sent"
+        exactness = "exact" if report["exact"] else "estimated"  # counted_with says why
+        verdict = (
+            f"fits {spec.id}'s input limit of {report['input_limit']}, "
+            f"leaving room for {report['reply_room']} reply tokens"
+            if report["fits"]
+            else f"over {spec.id}'s input limit of {report['input_limit']}"
+        )
+        lines = (
+            f"{report['display']} token{'s' if report['tokens'] != 1 else ''} "
+            f"({what}; {exactness}; {report['counted_with']})\n"
+            f"{verdict} (context_window {spec.context_window}, max_output {spec.max_output}, "
+            f"total_context {spec.total_context})\n"
+        )
+        sys.stdout.write(for_terminal(lines, sys.stdout))  # names from a catalog or a file
+    return EXIT_OK if report["fits"] else EXIT_WINDOW
+
+
+def count_report(
+    model: ModelSpec,
+    backend_name: BackendName,
+    *,
+    text: str | None = None,
+    messages: Sequence[Message] = (),
+    raw: bool = False,
+    requested_max_tokens: int | None = None,
+    include_ids: bool = False,
+) -> dict[str, object]:
+    """`wai tokens`: the count against `model`'s windows, as a JSON-ready dict.
+
+    `raw`: `text` exactly as given, no template, no BOS, special-token text as plain text.
+    Otherwise the prompt that `messages` (or `text` as one user message) would send.
+    `include_ids` adds the token ids under "ids" (None for an estimate).
+    """
+    counter = registration(backend_name).counter(model)
+    ids: list[int] | None = None
+    if raw:
+        if text is None:
+            raise ValueError("raw counting needs a text")
+        if isinstance(counter, VocabCounter):
+            ids = counter.tokenize(text)
+            count = len(ids)
+        else:
+            count = counter.count_text(text)
+    else:
+        convo = tuple(messages) or (Message("user", text or ""),)
+        if isinstance(counter, VocabCounter):
+            ids = counter.prompt_tokens(convo)
+            count = len(ids)
+        else:
+            count = counter.count_prompt(convo)
+    limit = input_limit(model, requested_max_tokens)
+    report: dict[str, object] = {
+        "model": model.id,
+        "backend": backend_name,
+        "tokens": count,
+        "exact": counter.exact,
+        "display": f"{'' if counter.exact else '~'}{count}",
+        "raw": raw,
+        "counted_with": counter.source,
+        "context_window": model.context_window,
+        "max_output": model.max_output,
+        "total_context": model.total_context,
+        "input_limit": limit,
+        "fits": count <= limit,
+        "reply_room": max(0, min(model.max_output, model.total_context - count)),
+    }
+    if include_ids:
+        report["ids"] = ids
+    return report

@@ -1,0 +1,238 @@
+"""Refreshed catalogs: what a provider's live model list said, kept in `$WAI_HOME/catalogs`.
+
+A refresh (`wai models --refresh`) reads a provider's list, turns each model into ModelFacts and
+saves them here with the time they were read; `catalog.load_catalog` merges them between the
+built-in catalog and the user's own file. Nothing here knows one provider's wire format: a
+provider's refresh hands over facts, and this module stores them and says what they mean as
+catalog entries.
+
+The file is written beside its place and renamed over it, so a refresh that fails half way (or a
+full disk, or a kill) leaves the previous refresh whole.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from wai import settings
+from wai.errors import ConfigError
+
+FORMAT = 1
+
+# A model the built-in catalog does not know gets this much of its published window (prompt plus
+# reply together) as its output window: half of it, at most MAX_OUTPUT_CAP tokens, or at most
+# MAX_REASONING_OUTPUT_CAP for a reasoning model, whose thinking counts against it. Half leaves a
+# prompt of half the window its whole reply budget; the caps match what the built-in catalog
+# allows the large-window models, so a short question never asks for a 100k-token reply.
+MAX_OUTPUT_CAP = 8192
+MAX_REASONING_OUTPUT_CAP = 32768
+
+# The tokenizer family a model id implies, for exact counting (vocabularies of windows/vocabularies.py). The
+# first pattern that matches the model's name (the id's last segment) wins; none is a guess the
+# estimate is safer than: Llama 4, Gemma, Mistral, gpt-oss and the rest tokenize otherwise.
+_FAMILY_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"^(meta-)?llama-2-"), "llama-2"),
+    (re.compile(r"^(meta-)?llama-3(\.\d+)?-"), "llama-3"),
+    # Qwen2, Qwen2.5, QwQ, Qwen3 and the R1 distillations into Qwen share Qwen2's vocabulary.
+    (re.compile(r"^(qwen2|qwen2\.5|qwq|qwen3)-|^deepseek-r1-distill-qwen-"), "qwen2"),
+)
+
+
+class StoredCatalogError(ValueError):
+    """A stored refresh that cannot be read back (damaged or from another version)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelFacts:
+    """What a provider publishes about one model.
+
+    window: prompt plus reply tokens (Cloudflare's `context_window`), None when not published;
+    retirement: the day it is (or was) retired, YYYY-MM-DD; capabilities: flags such as
+    "reasoning" or "function_calling".
+    """
+
+    id: str
+    window: int | None = None
+    retirement: str | None = None
+    capabilities: tuple[str, ...] = ()
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshedCatalog:
+    provider: str  # "workers-ai"; a file name, so a plain word
+    fetched_at: datetime  # timezone-aware
+    source: str  # where it was read (no secrets): shown by `wai models`
+    models: tuple[ModelFacts, ...]
+
+    def age(self, now: datetime | None = None) -> str:
+        """How long ago it was read, in words: "3 days", "5 minutes"."""
+        seconds = max(0.0, ((now or datetime.now(UTC)) - self.fetched_at).total_seconds())
+        for unit, size in (("day", 86_400), ("hour", 3_600), ("minute", 60)):
+            if seconds >= size:
+                count = int(seconds // size)
+                return f"{count} {unit}{'s' if count != 1 else ''}"
+        return "less than a minute"
+
+
+def store_dir() -> Path:
+    return settings.wai_home() / "catalogs"
+
+
+def store_path(provider: str) -> Path:
+    return store_dir() / f"{provider}.json"
+
+
+def save(refreshed: RefreshedCatalog) -> Path:
+    """Write the refresh atomically; the previous one stays whole if this fails."""
+    path = store_path(refreshed.provider)
+    data = {
+        "format": FORMAT,
+        "provider": refreshed.provider,
+        "fetched_at": refreshed.fetched_at.isoformat(),
+        "source": refreshed.source,
+        "models": [
+            {
+                "id": m.id,
+                "window": m.window,
+                "retirement": m.retirement,
+                "capabilities": list(m.capabilities),
+                "description": m.description,
+            }
+            for m in refreshed.models
+        ],
+    }
+    text = json.dumps(data, indent=1, ensure_ascii=False) + "\n"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as out:
+                out.write(text)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(temporary, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            raise
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot save the refreshed catalog in {path.parent} ({exc.strerror or exc}); "
+            "the previous one is unchanged"
+        ) from None
+    return path
+
+
+def load(provider: str) -> RefreshedCatalog | None:
+    """The last refresh of `provider`, None when there is none; StoredCatalogError when damaged."""
+    path = store_path(provider)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise StoredCatalogError(f"{path} cannot be read ({exc})") from None
+    try:
+        return _from_json(data, provider)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise StoredCatalogError(f"{path} is not a refreshed catalog wai can read ({exc})") from None
+
+
+def _from_json(data: object, provider: str) -> RefreshedCatalog:
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ValueError("unknown format")
+    fetched_at = datetime.fromisoformat(str(data["fetched_at"]))
+    if fetched_at.tzinfo is None:
+        raise ValueError("fetched_at has no time zone")
+    models: list[ModelFacts] = []
+    for raw in data["models"]:
+        window = raw.get("window")
+        if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window <= 0):
+            raise ValueError(f"model {raw.get('id')!r}: bad window {window!r}")
+        retirement = raw.get("retirement")
+        models.append(
+            ModelFacts(
+                id=str(raw["id"]),
+                window=window,
+                retirement=parse_day(retirement) if retirement is not None else None,
+                capabilities=tuple(str(c) for c in raw.get("capabilities", [])),
+                description=str(raw.get("description", "")),
+            )
+        )
+    return RefreshedCatalog(
+        provider=provider, fetched_at=fetched_at, source=str(data.get("source", "")), models=tuple(models)
+    )
+
+
+def parse_day(value: object) -> str:
+    """A day as YYYY-MM-DD, from a date or the date part of a timestamp ("2026-05-30T00:00:00Z")."""
+    text = str(value).strip()
+    day = date.fromisoformat(text[:10])  # ValueError for anything else
+    return day.isoformat()
+
+
+def output_window(window: int, *, reasoning: bool = False) -> int:
+    """The output window of a model known only by its published window (see MAX_OUTPUT_CAP)."""
+    cap = MAX_REASONING_OUTPUT_CAP if reasoning else MAX_OUTPUT_CAP
+    return max(1, min(cap, window // 2))
+
+
+def guess_family(model_id: str) -> str | None:
+    """The tokenizer family a model's id implies, None where no known vocabulary fits."""
+    name = model_id.rsplit("/", 1)[-1].lower()
+    for pattern, family in _FAMILY_PATTERNS:
+        if pattern.search(name):
+            return family
+    return None
+
+
+def catalog_entries(refreshed: RefreshedCatalog, known: Mapping[str, object]) -> dict[str, dict[str, object]]:
+    """The refresh as models.toml entries, to merge over the catalog so far (`known` ids).
+
+    A published window becomes total_context and context_window (Cloudflare's one number covers
+    prompt and reply together; the window policy keeps room for the reply), and the capability
+    "reasoning" becomes `reasoning = true`. A model the catalog does not know yet also gets an
+    output window (output_window), a family guessed from its id, and its description; one without
+    a published window is left out, as nothing says what fits.
+    """
+    entries: dict[str, dict[str, object]] = {}
+    for facts in refreshed.models:
+        new = facts.id not in known
+        if new and facts.window is None:
+            continue
+        # The account lists it, so the remote backend serves it, whatever its id looks like.
+        entry: dict[str, object] = {"remote": True}
+        if facts.window is not None:
+            entry["context_window"] = entry["total_context"] = facts.window
+        if facts.retirement is not None:
+            entry["retirement"] = facts.retirement
+        reasoning = "reasoning" in facts.capabilities
+        if facts.capabilities:
+            entry["capabilities"] = list(facts.capabilities)
+        if reasoning:
+            entry["reasoning"] = True
+        if new:
+            assert facts.window is not None
+            entry["max_output"] = output_window(facts.window, reasoning=reasoning)
+            family = guess_family(facts.id)
+            if family is not None:
+                entry["family"] = family
+            entry["description"] = _short(facts.description)
+        entries[facts.id] = entry
+    return entries
+
+
+def _short(description: str) -> str:
+    """A provider's description cut to its first sentence, one line, for `wai models`."""
+    text = " ".join(description.split())
+    first = re.split(r"(?<=[.!?])\s", text, maxsplit=1)[0]
+    return first if len(first) <= 100 else first[:99] + "…"

@@ -1,0 +1,166 @@
+"""The transcript of one conversation, as `wai ask` and `wai chat` keep it.
+
+A failure to write a transcript never fails a turn: the reply has already been shown, so the
+user gets a warning and the conversation goes on. Reading one back (`-c`, `--cid`) is different:
+the user asked for it, so a missing or unreadable conversation is an error.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from typing import Literal
+
+from wai.conversation import Message, Sampling
+from wai.errors import UsageError, WaiError
+from wai.notices import Notifier
+from wai.store.transcripts import Store, StoredTurn, TurnData, db_path, new_conversation_id, write_refusal
+from wai.terminal import stop_signals
+from wai.turn.run import TurnResult, is_reply
+
+Source = Literal["ask", "chat"]
+
+
+@dataclass(frozen=True, slots=True)
+class Continued:
+    """A stored conversation brought back: what to resume it with."""
+
+    id: str
+    model: str
+    system: str | None
+    turns: tuple[StoredTurn, ...]
+
+    def messages(self) -> tuple[Message, ...]:
+        """The turns as user/assistant messages (no system message; the caller adds its own)."""
+        return turns_as_messages(self.turns)
+
+
+def answered(turn: TurnData) -> bool:
+    """A stored turn counts as a reply by the rule of TurnResult.answered."""
+    return is_reply(turn.reply, turn.finish_reason)
+
+
+def turns_as_messages(turns: tuple[StoredTurn, ...] | list[StoredTurn]) -> tuple[Message, ...]:
+    messages: list[Message] = []
+    for turn in turns:
+        if not answered(turn.data):
+            continue
+        messages.append(Message("user", turn.data.prompt))
+        messages.append(Message("assistant", turn.data.reply))
+    return tuple(messages)
+
+
+def sampling_dict(sampling: Sampling) -> dict[str, float | int]:
+    values = {
+        "temperature": sampling.temperature,
+        "top_p": sampling.top_p,
+        "top_k": sampling.top_k,
+        "seed": sampling.seed,
+        "frequency_penalty": sampling.frequency_penalty,
+        "presence_penalty": sampling.presence_penalty,
+        "repetition_penalty": sampling.repetition_penalty,
+    }
+    return {key: value for key, value in values.items() if value is not None}
+
+
+class TranscriptLog:
+    """Where the turns of the current conversation go.
+
+    `record`: False for `--no-log`; continuing a stored conversation still works then, but
+    nothing new is written. The conversation row is created with its first turn, so a session
+    that never sends anything leaves nothing behind.
+    """
+
+    def __init__(self, notifier: Notifier, *, source: Source, record: bool = True) -> None:
+        self.notifier = notifier
+        self.source = source
+        self.record = record
+        self.conversation_id: str | None = None
+        self._store: Store | None = None
+        self._broken = False
+
+    def _open(self, *, reading: bool = False) -> Store:
+        """The store; `reading`: to read a conversation back, which a read-only file still allows."""
+        if self._store is None:
+            self._store = (
+                Store.for_reading(db_path(), self.notifier.warn) if reading else Store.open_default()
+            )
+        elif self._store.read_only and not reading:
+            raise write_refusal(self._store.path)
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def start_conversation(self) -> None:
+        """The next turn begins a new conversation."""
+        self.conversation_id = None
+
+    def continue_conversation(self, conversation_id: str | None) -> Continued:
+        """Resume a stored conversation: the given id (or unique prefix), or the latest one."""
+        store = self._open(reading=True)
+        if conversation_id is None:
+            found = store.latest_conversation_id()
+            if found is None:
+                raise UsageError("there is no conversation to continue yet", hint="start one without -c")
+        else:
+            found = store.resolve_conversation_id(conversation_id)
+        summary = store.conversation(found)
+        turns = tuple(store.turns(found))
+        self.conversation_id = found
+        return Continued(id=found, model=summary.model, system=summary.system, turns=turns)
+
+    def record_turn(
+        self,
+        prompt: str,
+        result: TurnResult,
+        *,
+        system: str | None,
+        sampling: Sampling,
+        replaces: int | None = None,
+    ) -> int | None:
+        """Write a finished turn (complete, interrupted or failed); its id, or None if not written."""
+        if not self.record:
+            return None
+        turn = turn_data(prompt, result, system=system, sampling=sampling)
+        try:
+            # A second Ctrl-C or a SIGTERM right after the first must not cost the turn itself.
+            with stop_signals.deferred():
+                store = self._open()
+                if self.conversation_id is None:
+                    self.conversation_id = new_conversation_id()
+                stored = store.add_turn(self.conversation_id, turn, source=self.source, replaces=replaces)
+        except (WaiError, sqlite3.Error, OSError) as exc:
+            if not self._broken:  # once is enough; the conversation itself goes on
+                self.notifier.warn(f"this turn was not saved to the transcript: {exc}")
+            self._broken = True
+            return None
+        self._broken = False
+        return stored.id
+
+
+def turn_data(prompt: str, result: TurnResult, *, system: str | None, sampling: Sampling) -> TurnData:
+    info = result.info
+    timings = result.timings
+    return TurnData(
+        prompt=prompt,
+        reply=result.text,
+        model=info.model,
+        backend=info.backend,
+        system=system,
+        precision=info.precision,
+        prompt_tokens=result.prompt_tokens,
+        completion_tokens=result.completion_tokens,
+        usage_exact=result.usage_exact,
+        max_tokens=info.max_tokens,
+        sampling=sampling_dict(sampling),
+        first_token_s=timings.first_token,
+        total_s=timings.total,
+        load_s=timings.load,
+        finish_reason=result.finish_reason,
+        interrupted=result.interrupted,
+        error=result.error_text,
+        reasoning=result.reasoning,
+    )

@@ -1,0 +1,271 @@
+"""`wai models --refresh`: the account's live catalog read page by page, stored, and used by `wai ask`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.cli import run_wai
+from tests.support.vocab_fixture import vocab_cache, vocab_home
+from tests.support.workers_ai_server import (
+    RecordedRequest,
+    Reply,
+    Simulation,
+    WorkersAIServer,
+    catalog_recount,
+    search_result,
+)
+from wai.store.catalogs import output_window
+
+__all__ = ["vocab_cache", "vocab_home"]
+
+NEW = "@cf/meta/llama-3.9-8b-instruct"  # a model the built-in catalog lacks; Llama 3 by its name
+NEW_WINDOW = 400
+CATALOG = [
+    search_result(
+        NEW, window=NEW_WINDOW, function_calling=True, description="A newer Llama. Second sentence."
+    ),
+    search_result("@cf/openai/gpt-oss-120b", window=128000, reasoning=True, function_calling=True),
+    search_result("@cf/acme/thinker-9b", window=32000, reasoning=True),
+    search_result("@cf/acme/leaving-1b", window=8000, planned_deprecation_date="2026-01-15"),
+    search_result("@cf/acme/staying-1b", window=8000, planned_deprecation_date="2099-01-01"),
+    search_result("@cf/acme/windowless-7b"),  # no context_window published
+    search_result("@cf/acme/whisper-like", window=448, task="Automatic Speech Recognition"),
+    search_result("@cf/qwen/qwen3-99b-a9b", window=16000),
+]
+TEXT_MODELS = 7  # CATALOG without the speech model
+
+
+def env_for(server: WorkersAIServer) -> dict[str, str]:
+    return {
+        "CLOUDFLARE_BASE_URL": server.base_url,
+        "CLOUDFLARE_ACCOUNT_ID": "acct123",
+        "CLOUDFLARE_API_TOKEN": "tok-refresh",
+    }
+
+
+@pytest.fixture
+def server() -> Iterator[WorkersAIServer]:
+    simulation = Simulation(reply_tokens=5, catalog=CATALOG, max_per_page=3, page_info=False)
+    with WorkersAIServer(simulation) as running:
+        yield running
+
+
+def searches(server: WorkersAIServer) -> list[RecordedRequest]:
+    return [r for r in server.requests if "/ai/models/search" in r.path]
+
+
+def runs(server: WorkersAIServer) -> list[RecordedRequest]:
+    return [r for r in server.requests if "/ai/run/" in r.path]
+
+
+def refresh(server: WorkersAIServer) -> None:
+    done = run_wai("models", "--refresh", env=env_for(server))
+    assert done.returncode == 0, done.stderr
+
+
+def rows(done_stdout: str) -> dict[str, dict[str, object]]:
+    return {row["id"]: row for row in json.loads(done_stdout)["models"]}
+
+
+def test_every_page_is_read_when_the_server_caps_per_page_without_saying_so(
+    server: WorkersAIServer, isolated_home: Path
+) -> None:
+    done = run_wai("models", "--refresh", "--json", env=env_for(server))
+    assert done.returncode == 0, done.stderr
+    assert f"read {TEXT_MODELS} text-generation models" in done.stderr
+    # 7 listed, 3 a page: two full pages, then a short one ends it.
+    pages = searches(server)
+    assert [r.path.split("page=")[1].split("&")[0] for r in pages] == ["1", "2", "3"]
+    assert all("per_page=50" in r.path and "task=Text+Generation" in r.path for r in pages)
+    assert all(r.headers["authorization"] == "Bearer tok-refresh" for r in pages)
+    listed = rows(done.stdout)
+    assert NEW in listed and "@cf/acme/thinker-9b" in listed
+    assert "@cf/acme/windowless-7b" not in listed  # nothing says what fits it
+    assert "1 without a published window left out" in done.stderr
+    stored = json.loads((isolated_home / "catalogs" / "workers-ai.json").read_text())
+    assert len(stored["models"]) == TEXT_MODELS
+    assert json.loads(done.stdout)["refreshed"][0]["models"] == TEXT_MODELS
+
+
+def test_with_result_info_the_total_count_ends_the_paging(server: WorkersAIServer) -> None:
+    server.simulation.page_info = True
+    server.simulation.catalog = CATALOG[:6]  # 6 text models, exactly two full pages
+    refresh(server)
+    assert len(searches(server)) == 2  # total_count said there is no third page
+
+
+def test_a_refreshed_model_gets_its_window_a_family_and_the_documented_output_window(
+    server: WorkersAIServer,
+) -> None:
+    refresh(server)
+    listed = rows(run_wai("models", "--json").stdout)
+    new = listed[NEW]
+    assert (new["context_window"], new["total_context"]) == (NEW_WINDOW, NEW_WINDOW)
+    assert new["max_output"] == output_window(NEW_WINDOW) == NEW_WINDOW // 2
+    assert new["family"] == "llama-3"
+    assert new["capabilities"] == ["function_calling"]
+    assert new["description"] == "A newer Llama."
+    assert listed["@cf/qwen/qwen3-99b-a9b"]["family"] == "qwen2"
+    thinker = listed["@cf/acme/thinker-9b"]
+    assert thinker["family"] is None and thinker["capabilities"] == ["reasoning"]
+    assert thinker["reasoning"] is True
+    assert thinker["max_output"] == 16000  # half of 32000: a reasoning model's cap is 32768
+    assert listed["@cf/qwen/qwen3-99b-a9b"]["max_output"] == 8000  # half of 16000
+    assert (
+        listed["@cf/acme/staying-1b"]["max_output"] == 4000
+        and listed["@cf/acme/staying-1b"]["reasoning"] is False
+    )
+    # A model the built-in catalog knows keeps its own entry where the refresh says nothing new.
+    oss = listed["@cf/openai/gpt-oss-120b"]
+    assert oss["description"] == "OpenAI gpt-oss 120B, open weights, reasoning"
+
+
+def test_a_past_planned_retirement_puts_a_model_with_the_retired_ones(server: WorkersAIServer) -> None:
+    refresh(server)
+    done = run_wai("models")  # a pipe
+    lines = done.stdout.splitlines()
+    split = lines.index("retired on Workers AI (the local backend still runs those with a gguf file):")
+    current, retired = lines[:split], lines[split + 1 :]
+    assert any(line.startswith("@cf/acme/staying-1b ") for line in current)
+    leaving = next(line for line in retired if line.startswith("@cf/acme/leaving-1b "))
+    assert "retired on Workers AI since 2026-01-15" in leaving
+    assert not any(line.startswith("@cf/acme/leaving-1b ") for line in current)
+
+
+def test_the_users_models_toml_wins_over_the_refresh(server: WorkersAIServer, isolated_home: Path) -> None:
+    refresh(server)
+    (isolated_home / "models.toml").write_text(f'[models."{NEW}"]\nmax_output = 50\n')
+    new = rows(run_wai("models", "--json").stdout)[NEW]
+    assert (new["context_window"], new["max_output"]) == (NEW_WINDOW, 50)
+
+
+def test_offline_the_last_refresh_serves_and_models_says_how_old_it_is(server: WorkersAIServer) -> None:
+    before = run_wai("models")
+    assert "Workers AI models: the built-in list (never refreshed" in before.stdout
+    refresh(server)
+    server.stop()  # offline from here on
+    done = run_wai("models", env=env_for(server))
+    assert done.returncode == 0, done.stderr
+    assert "Workers AI models: refreshed less than a minute ago (" in done.stdout
+    assert f"from {server.base_url}, {TEXT_MODELS} models" in done.stdout
+    assert any(line.startswith(NEW + " ") for line in done.stdout.splitlines())
+
+
+def test_a_failed_refresh_leaves_the_stored_catalog_whole(
+    server: WorkersAIServer, isolated_home: Path
+) -> None:
+    refresh(server)
+    stored = isolated_home / "catalogs" / "workers-ai.json"
+    before = stored.read_bytes()
+    page = Reply.json(
+        {"result": CATALOG[:3], "result_info": {"page": 1, "per_page": 3, "total_count": 7}, "success": True}
+    )
+    server.script(page, Reply.text(200, "<html>upstream broke</html>"))
+    done = run_wai("models", "--refresh", env=env_for(server))
+    assert done.returncode == 1
+    assert (
+        "cannot refresh the catalog: Workers AI sent a model list wai cannot read: upstream broke"
+        in done.stderr
+    )
+    assert stored.read_bytes() == before
+    assert any(line.startswith(NEW + " ") for line in done.stdout.splitlines())  # the last refresh serves
+    assert list(stored.parent.iterdir()) == [stored]  # no half-written file left beside it
+
+
+def test_refreshing_without_credentials_says_what_to_set_and_still_lists(isolated_home: Path) -> None:
+    done = run_wai("models", "--refresh")
+    assert done.returncode == 2
+    assert "cannot refresh the catalog: Workers AI needs credentials" in done.stderr
+    assert "CLOUDFLARE_API_TOKEN" in done.stderr
+    assert "@cf/meta/llama-3.1-8b-instruct-fp8" in done.stdout
+    assert not (isolated_home / "catalogs").exists()
+
+
+def test_a_wrong_token_on_refresh_is_the_usual_one_line(server: WorkersAIServer) -> None:
+    server.simulation.api_token = "the-right-one"
+    done = run_wai("models", "--refresh", env=env_for(server))
+    assert done.returncode == 2
+    assert "rejected the API token" in done.stderr and "tok-refresh" not in done.stderr
+
+
+def test_a_token_a_header_cannot_carry_is_refused_on_refresh_too(server: WorkersAIServer) -> None:
+    done = run_wai("models", "--refresh", env={**env_for(server), "CLOUDFLARE_API_TOKEN": "tok\u200b"})
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert "cannot be sent in an HTTP header (U+200B, character 4 of 4)" in done.stderr
+    assert searches(server) == []
+
+
+def test_one_unusable_model_id_is_left_out_and_the_rest_are_kept(server: WorkersAIServer) -> None:
+    server.simulation.catalog = [*CATALOG, search_result("@cf/acme/\x1b]0;PWNED\x07evil", window=8000)]
+    refresh(server)
+    listed = run_wai("models", "--json", env=env_for(server))
+    assert listed.returncode == 0, listed.stderr
+    assert "not a usable id" not in listed.stderr
+    assert NEW in rows(listed.stdout)
+    asked = run_wai("ask", "--dry-run", "-m", NEW, "hi", env=env_for(server))
+    assert asked.returncode == 0, asked.stderr
+
+
+def test_a_damaged_store_is_noted_and_the_built_in_catalog_serves(isolated_home: Path) -> None:
+    store = isolated_home / "catalogs"
+    store.mkdir()
+    (store / "workers-ai.json").write_text("{not json")
+    done = run_wai("models")
+    assert done.returncode == 0
+    assert "workers-ai.json cannot be read" in done.stderr and "--refresh" in done.stderr
+    assert "@cf/meta/llama-3.1-8b-instruct-fp8" in done.stdout
+    asked = run_wai("ask", "--dry-run", "-m", "@cf/meta/llama-3.1-8b-instruct-fp8", "hi")
+    assert asked.returncode == 0, asked.stderr
+
+
+# -- a model only the refresh knows, through `wai ask` -----------------------------------------
+
+
+@pytest.fixture
+def recounting(server: WorkersAIServer, vocab_home: Path) -> WorkersAIServer:
+    """The server recounts every run body with the model's vocabulary, against the catalog wai reads."""
+    server.simulation.recount = catalog_recount()
+    return server
+
+
+def test_a_refreshed_model_over_its_published_window_is_refused_and_nothing_sent(
+    recounting: WorkersAIServer,
+) -> None:
+    refresh(recounting)
+    done = run_wai("ask", "-m", NEW, "-", stdin=("word " * NEW_WINDOW).encode(), env=env_for(recounting))
+    assert done.returncode == 3, done.stderr
+    assert f"{NEW} accepts at most" in done.stderr or f"{NEW}'s {NEW_WINDOW}-token context" in done.stderr
+    assert runs(recounting) == []
+
+
+def test_a_refreshed_model_with_a_short_prompt_gets_max_tokens_within_its_window(
+    recounting: WorkersAIServer,
+) -> None:
+    refresh(recounting)
+    done = run_wai("ask", "-m", NEW, "what is a window?", env=env_for(recounting))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "token1 token2 token3 token4 token5\n"
+    (sent,) = runs(recounting)
+    (recounted,) = [tokens for request, tokens in recounting.recounts if request is sent]
+    max_tokens = sent.json["max_tokens"]
+    assert max_tokens == output_window(NEW_WINDOW)
+    assert recounted + max_tokens <= NEW_WINDOW
+    assert recounting.violations == []
+
+
+def test_a_long_prompt_leaves_a_refreshed_model_less_than_its_output_window(
+    recounting: WorkersAIServer,
+) -> None:
+    refresh(recounting)
+    prompt = "word " * 300  # more than half the window: the window, not max_output, bounds the reply
+    done = run_wai("ask", "-m", NEW, "-", stdin=prompt.encode(), env=env_for(recounting))
+    assert done.returncode == 0, done.stderr
+    (sent,) = runs(recounting)
+    (recounted,) = [tokens for request, tokens in recounting.recounts if request is sent]
+    assert sent.json["max_tokens"] == NEW_WINDOW - recounted < output_window(NEW_WINDOW)
+    assert recounting.violations == []
