@@ -63,6 +63,20 @@ def test_max_tokens_over_the_cap_is_lowered_with_a_warning(server: WorkersAIServ
     assert "lowered to 1800" in done.stderr
 
 
+def test_json_and_jsonl_carry_the_warnings_said_on_stderr(server: WorkersAIServer) -> None:
+    # A script reading --json must learn of a lowered max_tokens and of a cut prompt too.
+    long = "word " * 6000
+    args = ("ask", "-m", MODEL, "--max-tokens", "5000", "--fit", "tail", "-")
+    done = run_wai(*args, "--json", stdin=long.encode(), env=env_for(server))
+    assert done.returncode == 0, done.stderr
+    warnings = json.loads(done.stdout)["warnings"]
+    assert any("lowered to" in w for w in warnings) and any("cut" in w for w in warnings), warnings
+    assert all(w in done.stderr for w in warnings)
+    streamed = run_wai(*args, "--jsonl", stdin=long.encode(), env=env_for(server))
+    start = json.loads(streamed.stdout.splitlines()[0])
+    assert start["type"] == "start" and start["warnings"] == warnings
+
+
 def test_prompt_over_the_window_is_refused_before_sending(server: WorkersAIServer) -> None:
     done = run_wai("ask", "-m", MODEL, "-", stdin=("word " * 6000).encode(), env=env_for(server))
     assert done.returncode == 3

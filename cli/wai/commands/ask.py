@@ -151,11 +151,10 @@ def _plan_and_play(
         fit=options.fit,
         keep_start=keep_start,
     )
-    for notice in plan.notices:
-        notifier.warn(notice)
     effort, unsent = effort_for(spec, backend_name, options.reasoning_effort)
-    if unsent:
-        notifier.warn(unsent)
+    warned = (*plan.notices, unsent) if unsent else plan.notices
+    for warning in warned:
+        notifier.warn(warning)
     request = request_for(
         spec,
         plan,
@@ -195,6 +194,7 @@ def _plan_and_play(
         prompt_exact=plan.exact,
         more_hint="raise --max-tokens",
         interrupted_note="interrupted; the reply above is incomplete",
+        warned=warned,
     )
     log.record_turn(prompt, result, system=system, sampling=options.sampling)
     if options.debug:  # after the turn, the local backend can say what it loaded and offloaded

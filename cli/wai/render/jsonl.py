@@ -32,6 +32,7 @@ class JsonlSink:
                 "prompt_tokens": info.prompt_tokens,
                 "context_window": info.context_window,
                 "max_output": info.max_output,
+                "warnings": list(info.warnings),
             }
         )
 

@@ -26,6 +26,7 @@ def result_dict(result: TurnResult) -> dict[str, object]:
         "interrupted": result.interrupted,
         "error": result.error_text,
         "notices": list(result.notices),
+        "warnings": list(result.info.warnings),
         "usage": {
             "prompt_tokens": result.prompt_tokens,
             "completion_tokens": completion,

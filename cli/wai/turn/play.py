@@ -6,6 +6,7 @@ and tells the user on stderr what went wrong or was cut short. The caller keeps 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import TextIO
 
@@ -102,16 +103,22 @@ def play_turn(
     more_hint: str,
     interrupted_note: str,
     effort_hint: str = "lower --reasoning-effort",
+    warned: Sequence[str] = (),
 ) -> TurnResult:
     """Stream the reply; report an interruption, a failure or the output cap on stderr.
 
     `interrupted_note` is said after a Ctrl-C once some of the reply was shown; before that, wai
-    says the reply never began.
+    says the reply never began. `warned`: what the caller warned of while planning the turn; with
+    the backend's own warnings it goes into the turn's info, for --json and --jsonl.
     """
-    for warning in backend.warnings(request):
+    backend_warnings = backend.warnings(request)
+    for warning in backend_warnings:
         notifier.warn(warning)
     info = replace(
-        turn_info(backend, request, prompt_exact=prompt_exact), more_hint=more_hint, effort_hint=effort_hint
+        turn_info(backend, request, prompt_exact=prompt_exact),
+        more_hint=more_hint,
+        effort_hint=effort_hint,
+        warnings=(*warned, *backend_warnings),
     )
     result = run_turn(backend, request, sink, info)
     _tell_notices(notifier, result)

@@ -44,6 +44,7 @@ class TurnInfo:
     reply_room: int | None = None  # the largest max_tokens this prompt allows (None: max_output)
     effort_hint: str = "lower --reasoning-effort"  # how to make the thinking shorter, likewise
     backend_title: str = ""  # the name users know the backend by ("Workers AI"); else its name
+    warnings: tuple[str, ...] = ()  # what wai warned of before the turn (a cut, a lowered max_tokens)
 
     @property
     def most_tokens(self) -> int:
