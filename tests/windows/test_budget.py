@@ -238,12 +238,15 @@ class CountingCounter:
         self.exact = inner.exact
         self.source = inner.source
         self.prompt_counts = 0
+        self.longest = 0  # the most characters tokenized in one count
 
     def count_text(self, text: str) -> int:
+        self.longest = max(self.longest, len(text))
         return self.inner.count_text(text)
 
     def count_prompt(self, messages: Sequence[Message]) -> int:
         self.prompt_counts += 1
+        self.longest = max(self.longest, sum(len(m.content) for m in messages))
         return self.inner.count_prompt(messages)
 
     def cut_points(self, text: str) -> Sequence[int]:
@@ -262,6 +265,33 @@ def test_cutting_a_100k_token_prompt_takes_a_handful_of_counts(vocab_home: Path)
     plan = plan_request(model, (Message("user", text),), counter, fit="head")
     assert trim_limit(model) - 3 <= plan.prompt_tokens <= trim_limit(model)
     assert counter.prompt_counts <= 8
+
+
+def test_a_prompt_far_over_the_window_is_refused_from_a_count_of_its_start(vocab_home: Path) -> None:
+    model = load_catalog().get("@cf/meta/llama-3.1-8b-instruct")
+    counter = CountingCounter(counter_for(model, "remote"))
+    prose = Path(__file__).with_name("test_counters.py").read_text(encoding="utf-8")
+    text = prose * (5_000_000 // len(prose))  # a 5 MB log piped by mistake
+    with pytest.raises(WindowError) as refused:
+        plan_request(model, (SYSTEM, Message("user", text)), counter)
+    assert counter.longest < len(text) // 10  # the whole text was never tokenized
+    exact = counter.inner.count_text(text)
+    message = refused.value.message
+    assert "estimated from its start" in message and "accepts at most 7968 input tokens" in message
+    estimate = int(message.split("~")[1].split()[0])
+    assert 0.9 * exact < estimate < 1.1 * exact, (estimate, exact)
+
+
+def test_a_long_prompt_whose_start_fits_is_counted_whole(vocab_home: Path) -> None:
+    # Spaces pack many characters into a token: the start proves nothing, so the count is exact.
+    model = load_catalog().get("@cf/meta/llama-3.1-8b-instruct")
+    counter = CountingCounter(counter_for(model, "remote"))
+    text = " " * 300_000 + words(9000)
+    with pytest.raises(WindowError) as refused:
+        plan_request(model, (Message("user", text),), counter)
+    assert counter.longest >= len(text)
+    assert "estimated" not in refused.value.message
+    assert f"is {counter.inner.count_prompt((Message('user', text),))} tokens" in refused.value.message
 
 
 def test_estimated_plans_are_marked_approximate(isolated_home: Path) -> None:

@@ -123,6 +123,10 @@ def plan_request(
     trimmed = min(limit, trim_limit(model, requested_max_tokens))
     notices: list[str] = []
 
+    if fit == "error":
+        estimate = _surely_over(messages[-1], counter, limit)
+        if estimate is not None:
+            raise window_error(model, estimate, exact=False, floor=floor, estimated_from_start=True)
     prompt_tokens = counter.count_prompt(messages)
     dropped_messages = dropped_turns = cut = 0
     if prompt_tokens > trimmed:
@@ -189,22 +193,57 @@ def plan_request(
     )
 
 
+# A piped file far over the window is refused from a count of its start: tokenizing 100 MB of log
+# to say "too long" would take seconds and gigabytes. The start counted is this many characters
+# per token of the limit (no vocabulary's tokens are that long on average), and a cut inside a
+# token may count a few more tokens than the whole text has there: hence the slack.
+_SAMPLE_CHARS_PER_TOKEN = 16
+_CUT_SLACK = 16
+
+
+def _surely_over(newest: Message, counter: TokenCounter, limit: int) -> int | None:
+    """When the start of the newest message alone proves that it cannot fit: the whole message's
+    tokens estimated at the rate of its start. Else None, and the prompt is counted whole.
+
+    The newest message is never dropped, so if its start is over the limit, so is every prompt
+    that holds it.
+    """
+    sample = limit * _SAMPLE_CHARS_PER_TOKEN
+    text = newest.content
+    if len(text) <= 2 * sample:
+        return None
+    counted = counter.count_prompt((Message(newest.role, text[:sample]),))
+    if counted - _CUT_SLACK <= limit:
+        return None
+    return max(counted, counted * len(text) // sample)
+
+
 def window_error(
-    model: ModelSpec, prompt_tokens: int, *, exact: bool, floor: int | None = None
+    model: ModelSpec,
+    prompt_tokens: int,
+    *,
+    exact: bool,
+    floor: int | None = None,
+    estimated_from_start: bool = False,
 ) -> WindowError:
-    """The refusal of a prompt of `prompt_tokens` tokens: over the input window, or no room to reply."""
+    """The refusal of a prompt of `prompt_tokens` tokens: over the input window, or no room to reply.
+
+    `estimated_from_start`: `prompt_tokens` is the rate of the prompt's start applied to its whole
+    length (the start alone is over the window, so the rest was never counted).
+    """
     mark = _mark(exact)
+    how = " (estimated from its start, which alone is over the window)" if estimated_from_start else ""
     floor = floor if floor is not None else reply_floor(model)
     hint = "shorten it, pick a model with a larger window, or use --fit head|tail"
     if prompt_tokens > model.context_window:
         return WindowError(
-            f"the prompt is {mark}{prompt_tokens} tokens; {model.id} accepts at most "
+            f"the prompt is {mark}{prompt_tokens} tokens{how}; {model.id} accepts at most "
             f"{model.context_window} input tokens",
             hint=hint,
         )
     room = max(0, model.total_context - prompt_tokens)
     return WindowError(
-        f"the prompt is {mark}{prompt_tokens} tokens, which leaves room for only {room} reply tokens "
+        f"the prompt is {mark}{prompt_tokens} tokens{how}, which leaves room for only {room} reply tokens "
         f"in {model.id}'s {model.total_context}-token context (at least {floor} needed, so at most "
         f"{model.total_context - floor} prompt tokens)",
         hint=hint,
