@@ -566,7 +566,13 @@ def test_a_timeout_3007_is_tried_once_more_and_no_more(harness: Harness) -> None
             "(900 in the messages, 4100 in the completion). Please reduce the length.",
             "context window is 4096 tokens",
         ),
-        ("max_completion_tokens is too large: 9000.", "do not fit"),
+        ("max_completion_tokens is too large: 9000.", "the prompt and max_tokens 9000 do not fit"),
+        (
+            "'max_tokens' or 'max_completion_tokens' is too large: 4000. This model's maximum context "
+            "length is 4096 tokens and your request has 200 input tokens (4000 > 4096 - 200).",
+            "200-token prompt leaves at most 3896 for the reply (max_tokens 4000): lower --max-tokens to "
+            "3896",
+        ),
     ],
 )
 def test_a_vllm_context_length_400_is_a_window_error_naming_its_number(

@@ -30,6 +30,9 @@ TIMEOUT_RETRIES = 1
 # vLLM's own words for a request over the window, which newer models send without code 5021.
 _VLLM_WINDOW = re.compile(r"maximum context length is (\d+) tokens|max_completion_tokens is too large", re.I)
 _VLLM_LIMIT = re.compile(r"maximum context length is (\d+) tokens", re.I)
+# vLLM's other numbers: the max_tokens it refused, and the prompt's size.
+_VLLM_TOO_LARGE = re.compile(r"is too large: (\d+)", re.I)
+_VLLM_INPUT = re.compile(r"(\d+) input tokens|\((\d+) in the messages", re.I)
 _RETIRED_DAY = re.compile(r"deprecated on (\d{4}-\d{2}-\d{2})")
 _MAX_ECHO = 200  # characters of a server's own message kept in ours
 _MAX_PAGE_ECHO = 120  # of an HTML error page's text: the gist, not the page
@@ -228,7 +231,7 @@ def error_for(
         )
     over, limit = window_complaint(error)
     if over:
-        return _window_named(model, where, limit, window)
+        return _window_named(model, where, limit, window, _vllm_numbers(error.message))
     if code == PAID_PLAN:
         return ConfigError(
             f"{model} needs the Workers Paid plan ({where}); upgrade the account in the Cloudflare "
@@ -300,19 +303,40 @@ def error_for(
     return BackendError(f"Workers AI refused the request ({where})")
 
 
-def _window_named(model: str, where: str, limit: int | None, window: int | None) -> WindowError:
-    """vLLM's "maximum context length is N tokens", as a window error naming N."""
-    if limit is None:
-        return WindowError(
-            f"Workers AI says the prompt and max_tokens do not fit {model}'s context window ({where}); "
-            "shorten the prompt or lower --max-tokens"
-        )
-    fix = (
-        f"; the catalog says {window}: set context_window and total_context = {limit} for it in "
-        "$WAI_HOME/models.toml"
-        if window is not None and limit < window
-        else "; shorten the prompt or lower --max-tokens"
+def _vllm_numbers(message: str) -> tuple[int | None, int | None]:
+    """The max_tokens vLLM refused and the prompt tokens it counted, where its message says them."""
+    too_large = _VLLM_TOO_LARGE.search(message)
+    prompt = _VLLM_INPUT.search(message)
+    return (
+        int(too_large.group(1)) if too_large else None,
+        int(prompt.group(1) or prompt.group(2)) if prompt else None,
     )
+
+
+def _window_named(
+    model: str, where: str, limit: int | None, window: int | None, numbers: tuple[int | None, int | None]
+) -> WindowError:
+    """vLLM's "maximum context length is N tokens", as a window error naming N and what fits."""
+    refused, prompt = numbers
+    asked = f" (max_tokens {refused})" if refused is not None else ""
+    if limit is None:
+        sent = f"max_tokens {refused}" if refused is not None else "max_tokens"
+        return WindowError(
+            f"Workers AI says the prompt and {sent} do not fit {model}'s context window "
+            f"({where}); shorten the prompt or lower --max-tokens"
+        )
+    if window is not None and limit < window:
+        fix = (
+            f"; the catalog says {window}: set context_window and total_context = {limit} for it in "
+            "$WAI_HOME/models.toml"
+        )
+    elif prompt is not None and prompt < limit:
+        fix = (
+            f"; its {prompt}-token prompt leaves at most {limit - prompt} for the reply{asked}: "
+            f"lower --max-tokens to {limit - prompt} or shorten the prompt"
+        )
+    else:
+        fix = "; shorten the prompt or lower --max-tokens"
     return WindowError(f"Workers AI says {model}'s context window is {limit} tokens ({where}){fix}")
 
 
