@@ -307,7 +307,8 @@ def test_kill_9_while_writing_keeps_every_acknowledged_turn(after: int) -> None:
     with Store.open_default() as store:
         assert store.integrity_check() == "ok"
         prompts = [t.data.prompt for t in store.turns(cid)]
-        # Every commit that returned is there, in order; at most the one in flight beyond.
-        assert prompts[: acknowledged + 1] == [f"p{n}" for n in range(acknowledged + 1)]
-        assert len(prompts) in (acknowledged + 1, acknowledged + 2)
+        # Every commit that returned is there, in order, and nothing torn or out of order beyond:
+        # the writer may have committed more turns than this side read before the kill landed.
+        assert len(prompts) >= acknowledged + 1
+        assert prompts == [f"p{n}" for n in range(len(prompts))]
         store.add_turn(cid, _turn("after the crash"), source="ask")  # and it takes new turns
