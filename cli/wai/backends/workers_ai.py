@@ -1,117 +1,52 @@
 """The Workers AI backend: the REST API's `ai/run` endpoint over httpx, streamed as server-sent events.
 
-One request per turn, retried with back-off only while nothing has been shown: a reply that
-broke after its first token (or its first piece of thinking) raises IncompleteReply, so a partial
-answer never looks whole. A stream that carries nothing at all (no text, no thinking, no tool
-call) is asked once more without streaming, as Cloudflare's own client does, and is an error if
-still empty. Each event is read by `chunks`, in either shape the service sends. The API token goes
-into the Authorization header and nowhere else; every message, exception and debug line is
-scrubbed of it.
+The streaming, the retries and the reading of replies are shared with every chat backend over
+HTTP (http_chat.py); here is what is Workers AI's own: the URL with the account, the body, and
+what its refusals mean (workers_ai_errors.py). The API token goes into the Authorization header
+and nowhere else; every message, exception and debug line is scrubbed of it.
 """
 
 from __future__ import annotations
 
-import email.utils
-import json
 import random
-import re
 import time
-from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from wai import __version__
-from wai.backends.chunks import Stop, ToolCall, chunk_events
-from wai.backends.sse import SSEReader
+from wai.backends.http_chat import (
+    DONE,
+    EMPTY_REPLY,
+    TOOL_CALL_NOTICE,
+    WHOLE_REPLY_READ_TIMEOUT,
+    StreamingChatBackend,
+    retry_after_seconds,
+)
 from wai.backends.workers_ai_errors import (
     ApiError,
     Scrubber,
-    body_text,
     display_url,
     error_for,
     is_retirement,
     mask,
-    one_line,
-    parse_error,
     retirement_day,
     url_secrets,
-    without_lone_surrogates,
 )
 from wai.catalog.entries import ModelSpec, model_id_problem
 from wai.conversation import Request
-from wai.errors import BackendError, ConfigError, IncompleteReply, RetryableError, WaiError
-from wai.events import Event, Finish, FinishReason, Notice, Reasoning, Token, Usage
+from wai.errors import ConfigError, WaiError
 from wai.settings import Credentials
 
 if TYPE_CHECKING:
-    import httpx
-
     from wai.backends.registry import BackendName
     from wai.windows.counters import TokenCounter
 
-DONE = "[DONE]"
-EMPTY_REPLY = "the model returned an empty reply"
-# The read timeout of the one request sent again without streaming after an empty stream: the
-# server says nothing until the whole reply is written (what --no-stream allows by default).
-WHOLE_REPLY_READ_TIMEOUT = 300.0
-TOOL_CALL_NOTICE = "the model answered with a tool call, which wai does not run or show"
-_SURROGATE = re.compile("[\ud800-\udfff]")
-_HIGH_SURROGATES = ("\ud800", "\udbff")
+__all__ = ["DONE", "EMPTY_REPLY", "TOOL_CALL_NOTICE", "WHOLE_REPLY_READ_TIMEOUT", "WorkersAIBackend"]
+
+_retry_after = retry_after_seconds  # the name tests and older callers know
 
 
-class _Surrogates:
-    """Joins a character the server sent as two JSON escapes (`\\ud83c`, `\\udf89`) in two events.
-
-    Some servers escape characters outside the BMP as a UTF-16 pair and may split the pair across
-    events; a lone half cannot be encoded for any output and would crash every sink. A trailing
-    high half is held back until the next piece; whatever stays unpaired becomes U+FFFD.
-    """
-
-    def __init__(self) -> None:
-        self._held = ""
-
-    def push(self, text: str) -> str:
-        if not self._held and not _SURROGATE.search(text):
-            return text  # the usual case, kept cheap
-        text, self._held = self._held + text, ""
-        if text and _HIGH_SURROGATES[0] <= text[-1] <= _HIGH_SURROGATES[1]:
-            text, self._held = text[:-1], text[-1]
-        return without_lone_surrogates(text)
-
-    def flush(self) -> str:
-        """The end of the reply: a half still held has no partner coming."""
-        held, self._held = self._held, ""
-        return "\ufffd" if held else ""
-
-
-@dataclass(slots=True)
-class _Progress:
-    """What one attempt has shown so far; decides between retrying and IncompleteReply."""
-
-    tokens: int = 0  # events that carried text
-    chars: int = 0
-    thoughts: int = 0  # events that carried thinking
-    thought_chars: int = 0
-    tool_call: bool = False
-    usage: Usage | None = None  # the last one seen: each chunk may carry the total so far
-    finish: str | None = None  # the server's own finish_reason
-    done: bool = False
-    surrogates: _Surrogates = field(default_factory=_Surrogates)
-    thinking_surrogates: _Surrogates = field(default_factory=_Surrogates)
-    notices: set[str] = field(default_factory=set)  # shared by the attempts of one reply
-
-    @property
-    def began(self) -> bool:
-        """Something was shown: trying again would show it twice."""
-        return self.tokens > 0 or self.thoughts > 0
-
-    @property
-    def empty(self) -> bool:
-        return not self.began and not self.tool_call
-
-
-class WorkersAIBackend:
+class WorkersAIBackend(StreamingChatBackend):
     """Runs catalog models on Cloudflare Workers AI.
 
     `sleep`, `base_delay`, `max_delay`, `max_total_wait` and `rng` shape the retry back-off
@@ -119,6 +54,8 @@ class WorkersAIBackend:
     """
 
     name: BackendName = "remote"
+    who = "Workers AI"
+    debug_prefix = "workers-ai"
 
     def __init__(
         self,
@@ -132,70 +69,23 @@ class WorkersAIBackend:
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
     ) -> None:
+        super().__init__(
+            scrub=Scrubber(credentials.api_token, *url_secrets(credentials.base_url)),
+            base_shown=display_url(credentials.base_url),
+            max_retries=max_retries,
+            debug_log=debug_log,
+            base_delay=base_delay,
+            max_delay=max_delay,
+            max_total_wait=max_total_wait,
+            sleep=sleep,
+            rng=rng,
+        )
         self._credentials = credentials
-        self._scrub = Scrubber(credentials.api_token, *url_secrets(credentials.base_url))
-        self._base_shown = display_url(credentials.base_url)  # never a user:password@ part
-        self._max_retries = max(0, max_retries)
-        self._debug_log = debug_log
-        self._base_delay = base_delay
-        self._max_delay = max_delay
-        self._max_total_wait = max_total_wait
-        self._sleep = sleep
-        self._rng = rng or random.Random()
-        self._client: httpx.Client | None = None
 
     def __repr__(self) -> str:
         return f"WorkersAIBackend(base_url={self._base_shown!r})"
 
     # -- the Backend protocol -------------------------------------------------------------------
-
-    def stream(self, request: Request) -> Iterator[Event]:
-        told: set[str] = set()
-        progress = yield from self._retried(request, told)
-        if progress.empty and request.stream:
-            self._debug("the stream carried no text, thinking or tool call; asking once more without it")
-            whole = replace(
-                request,
-                stream=False,
-                timeouts=replace(request.timeouts, read=max(request.timeouts.read, WHOLE_REPLY_READ_TIMEOUT)),
-            )
-            progress = yield from self._retried(whole, told)
-        if progress.empty:
-            raise BackendError(EMPTY_REPLY, hint=_empty_hint(request, progress))
-        yield from self._ending(request, progress)
-
-    def _retried(self, request: Request, told: set[str]) -> Generator[Event, None, _Progress]:
-        """One reply, its attempts retried with back-off while nothing has been shown.
-
-        Returns (as the generator's value) the successful attempt's progress; the caller ends the
-        reply with its usage and finish reason.
-        """
-        attempt = 0
-        waited = 0.0
-        while True:
-            progress = _Progress(notices=told)
-            try:
-                yield from self._attempt(request, progress, attempt)
-                return progress
-            except RetryableError as exc:
-                if progress.began:  # _attempt never lets this happen; guard the promise anyway
-                    raise IncompleteReply(exc.message) from None
-                delay = self._delay(attempt, exc.retry_after)
-                tries = f"{attempt + 1} attempt{'s' if attempt else ''}"
-                limit = (
-                    self._max_retries if exc.max_retries is None else min(self._max_retries, exc.max_retries)
-                )
-                if attempt >= limit:
-                    raise BackendError(f"{exc.message} (gave up after {tries})") from None
-                if waited + delay > self._max_total_wait:
-                    asked = f"the server asked to wait {exc.retry_after:g} s" if exc.retry_after else ""
-                    raise BackendError(
-                        f"{exc.message} (gave up after {tries}{'; ' + asked if asked else ''})"
-                    ) from None
-                self._debug(f"retry {attempt + 1}/{self._max_retries} in {delay:.2f} s: {exc.message}")
-                self._sleep(delay)
-                waited += delay
-                attempt += 1
 
     def precision(self, request: Request) -> str | None:
         # Workers AI does not say; the catalog's declaration is the best there is.
@@ -219,11 +109,6 @@ class WorkersAIBackend:
             "endpoint": f"{base}/accounts/{account}/ai/run/{{model}}",
             "max_retries": self._max_retries,
         }
-
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
 
     def __enter__(self) -> WorkersAIBackend:
         return self
@@ -261,7 +146,8 @@ class WorkersAIBackend:
             body["reasoning_effort"] = request.reasoning_effort
         return body
 
-    def _url(self, model: str) -> str:
+    def _url(self, request: Request) -> str:
+        model = request.model.id
         problem = model_id_problem(model)
         if problem is not None:  # the catalog refuses these; a spec built elsewhere must not slip by
             raise ConfigError(f"the model id {model!r} cannot be sent to Workers AI: {problem}")
@@ -270,237 +156,13 @@ class WorkersAIBackend:
         # spaces are escaped so the whole id stays in the path.
         return f"{self._credentials.base_url}/accounts/{account}/ai/run/{quote(model, safe='@/')}"
 
-    def _http(self) -> httpx.Client:
-        if self._client is None:
-            import httpx
+    def _headers(self, request: Request) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._credentials.api_token}"}
 
-            self._client = httpx.Client(headers={"User-Agent": f"wai/{__version__}"}, follow_redirects=False)
-        return self._client
-
-    def _attempt(self, request: Request, progress: _Progress, attempt: int) -> Iterator[Event]:
-        import httpx
-
-        client = self._http()
-        url = self._url(request.model.id)
-        body = self.body(request)
-        timeouts = request.timeouts
-        timeout = httpx.Timeout(
-            connect=timeouts.connect, read=timeouts.read, write=timeouts.read, pool=timeouts.connect
-        )
-        headers = {"Authorization": f"Bearer {self._credentials.api_token}"}
-        if request.stream:
-            headers["Accept"] = "text/event-stream"
-        self._debug(f"POST {display_url(url)} (attempt {attempt + 1}) {json.dumps(body, ensure_ascii=False)}")
-        try:
-            http_request = client.build_request("POST", url, json=body, headers=headers, timeout=timeout)
-            response = client.send(http_request, stream=True)
-        except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
-            raise ConfigError(
-                f"CLOUDFLARE_BASE_URL is not a usable address ({self._scrub(str(exc))}): "
-                f"now {self._base_shown}"
-            ) from None
-        except httpx.ConnectTimeout:
-            raise RetryableError(
-                f"could not connect to Workers AI within {timeouts.connect:g} s; "
-                "check the network, or raise --connect-timeout"
-            ) from None
-        except httpx.TimeoutException:
-            raise RetryableError(
-                f"Workers AI did not answer within {timeouts.read:g} s; raise --read-timeout if it is busy"
-            ) from None
-        except httpx.ConnectError as exc:
-            raise RetryableError(self._unreachable(exc)) from None
-        except httpx.TransportError as exc:
-            raise RetryableError(
-                f"the connection to Workers AI broke before a reply ({self._reason(exc)})"
-            ) from None
-        try:
-            self._debug(
-                f"HTTP {response.status_code} {response.headers.get('content-type', '')} "
-                f"cf-ray={response.headers.get('cf-ray', '-')}"
-            )
-            if response.status_code >= 300:
-                raise self._refusal(request, response)
-            content_type = response.headers.get("content-type", "")
-            if "text/event-stream" in content_type:
-                yield from self._events(request, response, progress)
-            else:
-                # Some servers answer a stream request with one JSON body; accept that as well.
-                yield from self._whole(request, response, progress)
-        finally:
-            response.close()
-
-    def _refusal(self, request: Request, response: httpx.Response) -> WaiError:
-        import httpx
-
-        try:
-            raw = response.read()
-        except httpx.HTTPError:
-            raw = b""
-        error = parse_error(
-            response.status_code,
-            raw,
-            self._scrub,
-            retry_after=_retry_after(response.headers.get("retry-after")),
-        )
-        return self._refused(request, error)
-
-    # -- the reply ------------------------------------------------------------------------------
-
-    def _events(self, request: Request, response: httpx.Response, progress: _Progress) -> Iterator[Event]:
-        import httpx
-
-        reader = SSEReader()
-        gap = request.timeouts.read
-        last_event = time.monotonic()
-        chunks = response.iter_bytes()
-        try:
-            while not progress.done:
-                try:
-                    chunk = next(chunks, None)
-                except httpx.ReadTimeout:
-                    if progress.finish is not None:
-                        break  # the reply had ended; only the [DONE] marker never came
-                    raise self._broken(progress, f"the stream stalled for {gap:g} s", retry=False) from None
-                except httpx.TransportError as exc:
-                    if progress.finish is not None:
-                        break
-                    raise self._broken(progress, f"the connection broke ({self._reason(exc)})") from None
-                except httpx.HTTPError as exc:  # a body that fails to decode (bad gzip, say)
-                    why = f"the reply could not be decoded ({self._reason(exc)})"
-                    raise self._broken(progress, why, retry=False) from None
-                datas = reader.close() if chunk is None else reader.feed(chunk)
-                if datas:
-                    last_event = time.monotonic()
-                for data in datas:
-                    yield from self._event(data, request, progress)
-                    if progress.done:
-                        break
-                if chunk is None:
-                    break
-                # Keep-alive comments keep the socket busy without any reply coming; that is a stall too.
-                if not progress.done and time.monotonic() - last_event > gap:
-                    if progress.finish is not None:
-                        break
-                    raise self._broken(
-                        progress, f"the stream stalled for {gap:g} s (keep-alives only)", retry=False
-                    )
-        finally:
-            # Closing now rather than when garbage collection gets round to it frees the connection.
-            close = getattr(chunks, "close", None)
-            if close is not None:
-                close()
-        if not progress.done:
-            if progress.finish is None:
-                raise self._broken(progress, "the stream ended before the server said it was done")
-            # A finish_reason is the server saying the reply is whole; [DONE] only closes the stream.
-            self._debug(f"the stream ended without [DONE] after finish_reason {progress.finish}")
-
-    def _event(self, data: str, request: Request, progress: _Progress) -> Iterator[Event]:
-        if data.strip() == DONE:
-            progress.done = True
-            return
-        try:
-            payload = json.loads(data)
-        except ValueError:
-            self._debug(f"ignored a non-JSON event: {one_line(self._scrub(data))}")
-            return
-        if not isinstance(payload, dict):
-            return
-        failure = _stream_error(payload)
-        if failure is not None:
-            error = ApiError(status=200, code=failure[0], message=one_line(self._scrub(failure[1])))
-            exc = self._refused(request, error)
-            raise self._broken(progress, exc.message, cause=exc) from None
-        yield from self._read(payload, progress, whole=False)
-
-    def _read(self, payload: dict[str, Any], progress: _Progress, *, whole: bool) -> Iterator[Event]:
-        """One chunk (or a whole reply) into events; what it says of the reply goes into `progress`."""
-        for piece in chunk_events(payload):
-            # A whole reply has no next event to bring a split character's other half.
-            if isinstance(piece, Reasoning):
-                held = progress.thinking_surrogates
-                yield from _thought(
-                    progress, without_lone_surrogates(piece.text) if whole else held.push(piece.text)
-                )
-            elif isinstance(piece, Token):
-                held = progress.surrogates
-                yield from _shown(
-                    progress, without_lone_surrogates(piece.text) if whole else held.push(piece.text)
-                )
-            elif isinstance(piece, ToolCall):
-                progress.tool_call = True
-                self._debug("ignored tool_calls: wai shows text replies only")
-                yield from _notice(progress, TOOL_CALL_NOTICE)
-            elif isinstance(piece, Usage):
-                progress.usage = piece  # the last one wins: each is the total so far
-            elif isinstance(piece, Stop):
-                progress.finish = piece.reason
-
-    def _whole(self, request: Request, response: httpx.Response, progress: _Progress) -> Iterator[Event]:
-        import httpx
-
-        try:
-            raw = response.read()
-        except httpx.ReadTimeout:
-            raise BackendError(
-                f"Workers AI sent no reply within {request.timeouts.read:g} s; raise --read-timeout"
-            ) from None
-        except httpx.HTTPError as exc:
-            raise BackendError(f"the connection to Workers AI broke ({self._reason(exc)})") from None
-        try:
-            payload = json.loads(raw.decode("utf-8", errors="replace"))
-        except ValueError:
-            payload = None
-        result = payload.get("result") if isinstance(payload, dict) else None
-        if not isinstance(result, dict):
-            result = payload if isinstance(payload, dict) and "choices" in payload else None
-        if result is None and isinstance(payload, dict):
-            failure = _stream_error(payload)
-            if failure is not None:
-                error = ApiError(
-                    status=response.status_code, code=failure[0], message=one_line(self._scrub(failure[1]))
-                )
-                raise self._refused(request, error)
-        if result is None:
-            preview = one_line(self._scrub(body_text(raw.decode("utf-8", errors="replace"))))
-            raise BackendError(f"Workers AI sent a reply wai cannot read: {preview or '(empty)'}")
-        progress.done = True
-        yield from self._read(result, progress, whole=True)  # whole: no other half is coming
-
-    def _ending(self, request: Request, progress: _Progress) -> Iterator[Event]:
-        yield from _thought(progress, progress.thinking_surrogates.flush())
-        yield from _shown(progress, progress.surrogates.flush())
-        reason: FinishReason = "stop"
-        if progress.finish == "length" or (
-            progress.usage is not None and progress.usage.completion_tokens >= request.max_tokens
-        ):
-            reason = "length"
-        elif progress.usage is None and progress.tokens + progress.thoughts >= request.max_tokens:
-            reason = "length"  # one event per token, thinking included: that many filled the cap
-        if progress.usage is not None:
-            yield progress.usage
-        yield Finish(reason)
+    def _bad_address(self, reason: str) -> ConfigError:
+        return ConfigError(f"CLOUDFLARE_BASE_URL is not a usable address ({reason}): now {self._base_shown}")
 
     # -- failures -------------------------------------------------------------------------------
-
-    def _broken(
-        self, progress: _Progress, why: str, *, cause: WaiError | None = None, retry: bool = True
-    ) -> WaiError:
-        """The stream failed: IncompleteReply once text was shown; before that, worth a retry or not."""
-        if progress.began:
-            shown = (
-                f"{progress.chars} characters"
-                if progress.tokens
-                else f"{progress.thought_chars} characters of thinking"
-            )
-            return IncompleteReply(
-                f"the reply is incomplete: {why} after {shown} (what arrived is kept)", says_incomplete=True
-            )
-        if cause is not None:
-            return cause
-        # A stall is not retried: each try would cost the user another full read timeout.
-        return (RetryableError if retry else BackendError)(f"Workers AI sent no reply: {why}")
 
     def _refused(self, request: Request, error: ApiError) -> WaiError:
         self._debug(f"error reply: {error.where()}")
@@ -515,82 +177,3 @@ class WorkersAIBackend:
             base_url=self._base_shown,
             window=request.model.total_context,
         )
-
-    def _unreachable(self, exc: httpx.TransportError) -> str:
-        return f"cannot reach Workers AI at {self._base_shown} ({self._reason(exc)})"
-
-    def _reason(self, exc: Exception) -> str:
-        return one_line(self._scrub(str(exc))) or type(exc).__name__
-
-    def _delay(self, attempt: int, retry_after: float | None) -> float:
-        ceiling = min(self._max_delay, self._base_delay * 2.0**attempt)
-        # "Equal jitter": never less than half the back-off, so retries from many clients spread out.
-        delay = ceiling / 2 + self._rng.uniform(0, ceiling / 2)
-        return max(delay, retry_after) if retry_after is not None else delay
-
-    def _debug(self, line: str) -> None:
-        if self._debug_log is not None:
-            self._debug_log(f"workers-ai: {self._scrub(line)}")
-
-
-def _shown(progress: _Progress, text: str) -> Iterator[Event]:
-    if text:
-        progress.tokens += 1
-        progress.chars += len(text)
-        yield Token(text)
-
-
-def _thought(progress: _Progress, text: str) -> Iterator[Event]:
-    if text:
-        progress.thoughts += 1
-        progress.thought_chars += len(text)
-        yield Reasoning(text)
-
-
-def _empty_hint(request: Request, progress: _Progress) -> str:
-    usage = progress.usage
-    if progress.finish == "length" or (usage is not None and usage.completion_tokens >= request.max_tokens):
-        return (
-            f"it stopped at the output cap of {request.max_tokens} tokens before writing any; "
-            "raise --max-tokens"
-        )
-    if request.stream:
-        return "also when asked again without streaming; try again, or another model"
-    return "try again, or another model"
-
-
-def _notice(progress: _Progress, text: str) -> Iterator[Event]:
-    if text not in progress.notices:  # once per reply, however many events repeat it
-        progress.notices.add(text)
-        yield Notice(text)
-
-
-def _stream_error(payload: dict[str, Any]) -> tuple[int | None, str] | None:
-    """An error reported inside a stream that had begun well (`errors` or `error` in an event)."""
-    errors = payload.get("errors")
-    if isinstance(errors, list) and errors:
-        first = errors[0] if isinstance(errors[0], dict) else {}
-        code = first.get("code")
-        return (code if isinstance(code, int) else None), str(first.get("message") or errors[0])
-    error = payload.get("error")
-    if isinstance(error, dict):
-        return None, str(error.get("message") or error)
-    if isinstance(error, str) and error:
-        return None, error
-    return None
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Retry-After in seconds, from either of its forms (a number of seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        seconds = when.timestamp() - time.time()
-    return max(0.0, seconds) if seconds == seconds else None  # NaN check
