@@ -31,6 +31,7 @@ class BackendChoice(StrEnum):
     auto = "auto"
     remote = "remote"
     local = "local"
+    openai = "openai"
 
 
 class ColorChoice(StrEnum):
@@ -107,7 +108,9 @@ def _finite(value: float | None) -> float | None:
 
 
 # Options shared by several commands, declared once.
-ModelOpt = Annotated[str | None, typer.Option("-m", "--model", help="Catalog id, alias or .gguf path.")]
+ModelOpt = Annotated[
+    str | None, typer.Option("-m", "--model", help="Catalog id, alias, .gguf path, or PROVIDER:MODEL.")
+]
 SystemOpt = Annotated[str | None, typer.Option("-s", "--system", help="System prompt.")]
 MaxTokensOpt = Annotated[
     int | None, typer.Option("--max-tokens", min=1, help="Most reply tokens (capped by the model).")
@@ -280,6 +283,7 @@ def ask(
             timeouts=Timeouts(
                 connect=connect_timeout,
                 read=read_timeout or (WHOLE_REPLY_READ_TIMEOUT if no_stream else STREAM_READ_TIMEOUT),
+                read_given=read_timeout is not None,
             ),
             local=LocalOptions(gpu_layers=gpu_layers, threads=threads, debug=debug),
             debug=debug,
@@ -351,7 +355,11 @@ def chat(
             ),
             color=color.value,
             stats=stats,
-            timeouts=Timeouts(connect=connect_timeout, read=read_timeout or STREAM_READ_TIMEOUT),
+            timeouts=Timeouts(
+                connect=connect_timeout,
+                read=read_timeout or STREAM_READ_TIMEOUT,
+                read_given=read_timeout is not None,
+            ),
             local=LocalOptions(gpu_layers=gpu_layers, threads=threads, debug=debug),
             log=not no_log,
             debug=debug,

@@ -39,6 +39,7 @@ class Timeouts:
 
     connect: float = 10.0
     read: float = 60.0
+    read_given: bool = False  # --read-timeout was given: it wins over a provider's `timeout`
 
 
 @dataclass(frozen=True, slots=True)

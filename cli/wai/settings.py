@@ -5,8 +5,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from wai.errors import ConfigError
+
+if TYPE_CHECKING:
+    from wai.providers import Provider
 
 DEFAULT_BASE_URL = "https://api.cloudflare.com/client/v4"
 
@@ -94,8 +98,14 @@ class UserConfig:
             raise ConfigError(f"{self.path}: key '{key}' must be a string, got {value!r}")
         return value
 
+    def providers(self) -> dict[str, Provider]:
+        """The OpenAI-compatible servers of `[providers.NAME]` (and OPENAI_BASE_URL), by name."""
+        from wai.providers import load_providers
 
-CONFIG_KEYS = ("account_id", "api_token", "base_url", "default_model")
+        return load_providers(self.path, self.values)
+
+
+CONFIG_KEYS = ("account_id", "api_token", "base_url", "default_model", "providers")
 
 
 def load_user_config() -> UserConfig:

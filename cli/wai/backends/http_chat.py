@@ -217,10 +217,14 @@ class StreamingChatBackend:
             self._client = httpx.Client(headers={"User-Agent": f"wai/{__version__}"}, follow_redirects=False)
         return self._client
 
+    def _http_for(self, request: Request) -> httpx.Client:
+        """The client that sends `request` (one per backend here; one per server elsewhere)."""
+        return self._http()
+
     def _attempt(self, request: Request, progress: _Progress, attempt: int) -> Iterator[Event]:
         import httpx
 
-        client = self._http()
+        client = self._http_for(request)
         url = self._url(request)
         body = self.body(request)
         timeouts = request.timeouts

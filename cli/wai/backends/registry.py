@@ -25,11 +25,11 @@ if TYPE_CHECKING:
     from wai.backends.base import Backend
     from wai.windows.counters import TokenCounter
 
-BackendName = Literal["remote", "local"]
+BackendName = Literal["remote", "local", "openai"]
 BackendMode = Literal["auto", BackendName]
 
 # Registration modules of the built-in backends, in the order "auto" prefers them.
-_BUILTIN = ("wai.backends.remote", "wai.backends.local")
+_BUILTIN = ("wai.backends.remote", "wai.backends.local", "wai.backends.openai_compatible")
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,6 +54,12 @@ class ModelSpec:
     retirement: str | None = None  # YYYY-MM-DD: the day Workers AI retires (or retired) it
     successor: str | None = None  # a current model to use instead once it is retired
     capabilities: tuple[str, ...] = ()  # "reasoning", "function_calling", ... as published
+    provider: str | None = None  # the [providers.NAME] serving it; the id is then NAME:MODEL
+
+    @property
+    def served_name(self) -> str:
+        """The name the server knows the model by: a provider model's MODEL, else the id."""
+        return self.id.split(":", 1)[1] if self.provider is not None else self.id
 
     def retired(self, today: date | None = None) -> bool:
         """Whether Workers AI has retired it (its retirement day has come)."""

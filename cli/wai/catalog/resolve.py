@@ -37,9 +37,13 @@ def resolve_model(
             chosen_by = "WAI_MODEL"
         elif config.text("default_model"):
             chosen_by = f"default_model in {config.path}"
+    provider_model = _provider_model(name, catalog, config)
+    if provider_model is not None:
+        return provider_model
     spec = catalog.find(name)
     if spec is not None:
-        return spec
+        # An alias of a provider's model (an entry [models."NAME:MODEL"] with aliases).
+        return _provider_model(spec.id, catalog, config) or spec
     if looks_like_gguf_path(name):
         from wai.backends.llama import spec_for_gguf
 
@@ -49,3 +53,23 @@ def resolve_model(
             f"unknown model '{name}', set by {chosen_by}", hint="`wai models` lists the catalog"
         )
     return catalog.get(name)  # raises the "unknown model" error
+
+
+def _provider_model(name: str, catalog: Catalog, config: UserConfig) -> ModelSpec | None:
+    """NAME:MODEL of a configured provider; None for anything else (a catalog id with a colon
+    whose part before it names no provider stays the catalog's)."""
+    if ":" not in name:
+        return None
+    from wai.providers import split_model
+
+    found = split_model(name, config.providers())
+    if found is None:
+        return None
+    provider, model = found
+    if not model.strip():
+        raise UsageError(
+            f"-m {name} names no model of provider {provider.name}", hint=f"-m {provider.name}:MODEL"
+        )
+    from wai.backends.openai_models import provider_spec
+
+    return provider_spec(provider, model, catalog)

@@ -153,7 +153,15 @@ def refresh_catalog(notifier: Notifier) -> WaiError | None:
     from wai.backends import workers_ai_models
     from wai.store import catalogs
 
-    credentials = load_credentials(load_user_config())
+    config = load_user_config()
+    credentials = load_credentials(config)
+    providers = config.providers()
+    if providers:
+        from wai.backends.openai_models import refresh_providers
+
+        failure = refresh_providers(providers, notifier)
+        if credentials is None:  # the providers are what there is to refresh
+            return failure
     try:
         if credentials is None:
             raise ConfigError(MISSING_CREDENTIALS.format(path=wai_home() / "config.toml"))
@@ -184,6 +192,9 @@ def show_models(*, json_output: bool, refresh: bool = False, notifier: Notifier 
     config = load_user_config()
     credentials = load_credentials(config)
     rows = model_rows(config, credentials, catalog)
+    from wai.backends.openai_models import provider_rows
+
+    served = provider_rows(config.providers(), catalog)
     offload = _gpu_offload()
     age = catalog_age(catalog)
     default = default_model_line(config, credentials)
@@ -203,6 +214,7 @@ def show_models(*, json_output: bool, refresh: bool = False, notifier: Notifier 
             "refreshed": refreshed,
             "catalog_age": age,
             "local_runtime": offload,
+            "provider_models": served,
         }
         sys.stdout.write(json.dumps(document, indent=2) + "\n")
         return code
@@ -211,9 +223,26 @@ def show_models(*, json_output: bool, refresh: bool = False, notifier: Notifier 
     if not sys.stdout.isatty():
         _write_plain(current, retired)
         sys.stdout.write(f"{aliases_line(rows)}\n{default}\n{age}\n{offload}\n")
+        _write_providers(served)
         return code
     _print_tables(current, retired, [aliases_line(rows), default], age, offload)
+    _write_providers(served)
     return code
+
+
+def _write_providers(served: list[dict[str, object]]) -> None:
+    """Each provider model: its windows and where they come from, one line each."""
+    if not served:
+        return
+    from wai.terminal_safe import for_terminal
+
+    lines = ["provider models (wai ask -m NAME:MODEL):"]
+    for row in served:
+        lines.append(
+            f"  {row['id']}  in {row['context_window']}  out {row['max_output']}  "
+            f"total {row['total_context']}  ({row['windows_from']})"
+        )
+    sys.stdout.write(for_terminal("\n".join(lines) + "\n", sys.stdout))
 
 
 _HEADER: tuple[str, ...] = ("model", "in", "out", "total", "precision", "remote", "local")

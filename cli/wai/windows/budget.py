@@ -117,7 +117,6 @@ def plan_request(
         raise UsageError("nothing to send: the conversation is empty")
     if requested_max_tokens is not None and requested_max_tokens < 1:
         raise UsageError(f"--max-tokens must be at least 1, got {requested_max_tokens}")
-    mark = _mark(counter.exact)
     floor = reply_floor(model, requested_max_tokens, min_reply)
     limit = input_limit(model, requested_max_tokens, min_reply)
     trimmed = min(limit, trim_limit(model, requested_max_tokens))
@@ -128,6 +127,7 @@ def plan_request(
         if estimate is not None:
             raise window_error(model, estimate, exact=False, floor=floor, estimated_from_start=True)
     prompt_tokens = counter.count_prompt(messages)
+    mark = _mark(counter.exact)  # after the first count: a server's counter knows only then
     dropped_messages = dropped_turns = cut = 0
     if prompt_tokens > trimmed:
         whole_conversation = messages, prompt_tokens

@@ -1,0 +1,188 @@
+"""The OpenAI-compatible backend: `POST {base_url}/chat/completions`, streamed, for every provider.
+
+vLLM, SGLang, llama-server, ollama, Workers AI's /v1 and OpenAI itself speak it. The streaming,
+retries (429 and 5xx, honouring Retry-After, only before the first token) and reading of chunks
+are shared with Workers AI (http_chat.py); here are the body (`max_tokens` always, usage asked
+for with `stream_options`), the provider's headers and key, and what its refusals mean
+(openai_errors.py). Requests share the provider's connection pool with the count before them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from wai.backends.http_chat import StreamingChatBackend
+from wai.backends.openai_errors import provider_error
+from wai.backends.openai_http import ProviderClient, client_for, close_clients, models_in_words
+from wai.backends.workers_ai_errors import ApiError, Scrubber, parse_error
+from wai.catalog import ModelSpec
+from wai.conversation import Request
+from wai.errors import ConfigError, WaiError
+from wai.events import Event
+from wai.providers import Provider
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    import httpx
+
+    from wai.backends.registry import BackendName
+    from wai.tokens import TokenCounter
+
+
+class OpenAIBackend(StreamingChatBackend):
+    """Runs NAME:MODEL on the provider NAME of config.toml."""
+
+    name: BackendName = "openai"
+    debug_prefix = "openai"
+
+    def __init__(self, providers: dict[str, Provider], **retry: Any) -> None:
+        super().__init__(scrub=Scrubber(), base_shown="", **retry)
+        self._providers = providers
+        self._extra = ""  # numbers a refusal carried beside its message (llama-server's n_ctx)
+
+    def _provider(self, spec: ModelSpec) -> Provider:
+        provider = self._providers.get(spec.provider or "")
+        if provider is None:
+            raise ConfigError(
+                f"{spec.id} names no configured provider", hint="see [providers] in config.toml"
+            )
+        return provider
+
+    def _provider_client(self, spec: ModelSpec) -> ProviderClient:
+        return client_for(self._provider(spec))
+
+    # -- the Backend protocol -------------------------------------------------------------------
+
+    def stream(self, request: Request) -> Iterator[Event]:
+        client = self._provider_client(request.model)
+        provider = client.provider
+        # Messages name the provider; its key and URL secrets never reach one.
+        self.who, self._base_shown, self._scrub = provider.name, provider.base_url, client.scrub
+        if provider.timeout is not None and not request.timeouts.read_given:
+            from dataclasses import replace
+
+            request = replace(request, timeouts=replace(request.timeouts, read=provider.timeout))
+        return super().stream(request)
+
+    def precision(self, request: Request) -> str | None:
+        return request.model.precision
+
+    def warnings(self, request: Request) -> list[str]:
+        return []
+
+    def counter(self, spec: ModelSpec) -> TokenCounter:
+        from wai.backends.openai_count import ServerCounter
+
+        provider = self._provider(spec)
+        return ServerCounter(client_for(provider), spec, provider.tokenizer)
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "backend": self.name,
+            "providers": {name: p.base_url for name, p in self._providers.items()},
+            "max_retries": self._max_retries,
+        }
+
+    def close(self) -> None:
+        close_clients()
+
+    # -- the request ----------------------------------------------------------------------------
+
+    def _http_for(self, request: Request) -> httpx.Client:
+        return self._provider_client(request.model).http()
+
+    def _url(self, request: Request) -> str:
+        return f"{self._provider(request.model).base_url}/chat/completions"
+
+    def _headers(self, request: Request) -> dict[str, str]:
+        return self._provider_client(request.model).headers()
+
+    def body(self, request: Request) -> dict[str, object]:
+        """`max_tokens` always (a server's own default may be tiny or the whole context), usage asked
+        for on the last chunk; the sampling options the user gave, under OpenAI's names (top_k and
+        repetition_penalty as vLLM, SGLang and llama-server take them)."""
+        if request.raw:  # checked before anything is sent: the body is made before the request
+            from wai.errors import UsageError
+
+            raise UsageError(
+                "--raw cannot go to a provider's model: the chat-completions API takes messages, not a "
+                "verbatim prompt"
+            )
+        body: dict[str, object] = {
+            "model": request.model.served_name,
+            "messages": [message.as_dict() for message in request.messages],
+            "max_tokens": request.max_tokens,
+            "stream": request.stream,
+        }
+        if request.stream:
+            body["stream_options"] = {"include_usage": True}
+        sampling = request.sampling
+        for key, value in (
+            ("temperature", sampling.temperature),
+            ("top_p", sampling.top_p),
+            ("top_k", sampling.top_k),
+            ("seed", sampling.seed),
+            ("frequency_penalty", sampling.frequency_penalty),
+            ("presence_penalty", sampling.presence_penalty),
+            ("repetition_penalty", sampling.repetition_penalty),
+        ):
+            if value is not None:
+                body[key] = value
+        if request.reasoning_effort is not None:
+            body["reasoning_effort"] = request.reasoning_effort
+        return body
+
+    def _bad_address(self, reason: str) -> ConfigError:
+        return ConfigError(
+            f"the base_url of provider {self.who} is not usable ({reason}): now {self._base_shown}"
+        )
+
+    # -- failures -------------------------------------------------------------------------------
+
+    def _refusal(self, request: Request, response: httpx.Response) -> WaiError:
+        import httpx
+
+        try:
+            raw = response.read()
+        except httpx.HTTPError:
+            raw = b""
+        self._extra = _context_numbers(raw)
+        from wai.backends.http_chat import retry_after_seconds
+
+        error = parse_error(
+            response.status_code,
+            raw,
+            self._scrub,
+            retry_after=retry_after_seconds(response.headers.get("retry-after")),
+        )
+        return self._refused(request, error)
+
+    def _refused(self, request: Request, error: ApiError) -> WaiError:
+        self._debug(f"error reply: {error.where()}")
+        client = self._provider_client(request.model)
+        extra, self._extra = self._extra, ""
+        return provider_error(
+            error,
+            client.provider,
+            model=request.model.served_name,
+            listed=lambda: models_in_words(client),
+            extra=extra,
+        )
+
+
+def _context_numbers(raw: bytes) -> str:
+    """llama-server's figures beside its message: `n_prompt_tokens` and `n_ctx`."""
+    import json
+
+    try:
+        data = json.loads(raw.decode("utf-8", errors="replace"))
+    except ValueError:
+        return ""
+    error = data.get("error") if isinstance(data, dict) else None
+    if not isinstance(error, dict):
+        return ""
+    prompt, context = error.get("n_prompt_tokens"), error.get("n_ctx")
+    if isinstance(prompt, int) and isinstance(context, int):
+        return f"; the prompt is {prompt} tokens, the context {context}"
+    return ""

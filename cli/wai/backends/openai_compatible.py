@@ -1,0 +1,94 @@
+"""Registers the OpenAI-compatible backend (backends/openai.py, built only when used).
+
+It serves exactly the models addressed as NAME:MODEL of a configured provider; the other
+backends serve none of them, so "auto" always lands here for those.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from wai.backends.registry import BackendSettings, Registration, register
+from wai.catalog import ModelSpec
+from wai.errors import ConfigError
+from wai.settings import Credentials, load_user_config
+
+if TYPE_CHECKING:
+    from wai.backends.base import Backend
+    from wai.providers import Provider
+    from wai.tokens import TokenCounter
+
+
+def _providers() -> dict[str, Provider]:
+    return load_user_config().providers()
+
+
+def _provider(spec: ModelSpec) -> Provider:
+    provider = _providers().get(spec.provider or "")
+    if provider is None:
+        raise ConfigError(
+            f"{spec.id} is not a model of a configured provider",
+            hint="address one as NAME:MODEL, NAME a [providers.NAME] table of config.toml",
+        )
+    return provider
+
+
+def _unavailable(spec: ModelSpec, credentials: Credentials | None) -> str | None:
+    return None if spec.provider is not None else "not a provider's model (NAME:MODEL)"
+
+
+def _require(spec: ModelSpec, credentials: Credentials | None) -> None:
+    _provider(spec)
+
+
+def _build(settings: BackendSettings) -> Backend:
+    from wai.backends.openai import OpenAIBackend
+
+    debug_log = None
+    if settings.debug:
+        from wai.notices import Notifier
+
+        debug_log = Notifier().debug
+    return OpenAIBackend(_providers(), debug_log=debug_log)
+
+
+def _counter(spec: ModelSpec) -> TokenCounter:
+    from wai.backends.openai_count import ServerCounter
+    from wai.backends.openai_http import client_for
+
+    provider = _provider(spec)
+    return ServerCounter(client_for(provider), spec, provider.tokenizer)
+
+
+def _windows(spec: ModelSpec) -> ModelSpec:
+    """Windows not known from the catalog or a refresh are read from the server, once per run."""
+    from wai.backends.openai_models import WINDOWS_UNKNOWN, live_windows
+
+    if spec.source != WINDOWS_UNKNOWN:
+        return spec
+    found, warning = live_windows(spec, _provider(spec))
+    if warning is not None:
+        from wai.notices import Notifier
+
+        Notifier().warn(warning)
+        return replace(spec, source="assumed")
+    return found
+
+
+register(
+    Registration(
+        name="openai",
+        build=_build,
+        serves=lambda spec: spec.provider is not None,
+        unavailable=_unavailable,
+        require=_require,
+        remedy=lambda spec: "address it as NAME:MODEL of a [providers.NAME] in config.toml",
+        counter=_counter,
+        windows=_windows,
+        title="OpenAI API",
+        warm_modules=("wai.backends.openai", "wai.backends.openai_count", "httpx"),
+        reasoning_effort=True,
+        prompt_format="as the server applies it (llama-server's /apply-template; null where it cannot say)",
+    )
+)

@@ -1,0 +1,148 @@
+"""Small JSON requests to an OpenAI-compatible server: its model list, its tokenizer, its context.
+
+One `ProviderClient` per provider holds one httpx connection pool, shared with the chat request
+of the same run: the count before a turn opens the connection the chat request then reuses, so
+exact counting costs a round trip and no second connection. Failures become one-line WaiErrors:
+a server that cannot be reached, a key it refuses (naming the variable that holds it).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from wai import __version__
+from wai.backends.workers_ai_errors import Scrubber, one_line, parse_error
+from wai.errors import BackendError, ConfigError
+from wai.providers import Provider
+
+if TYPE_CHECKING:
+    import httpx
+
+DEFAULT_TIMEOUT = 60.0
+CONNECT_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status: int
+    data: Any  # the decoded JSON, None when the body was not JSON
+    raw: bytes
+
+
+class ProviderClient:
+    """Requests to one provider; `close` frees the connection pool."""
+
+    def __init__(self, provider: Provider, *, timeout: float | None = None) -> None:
+        self.provider = provider
+        self.timeout = timeout or provider.timeout or DEFAULT_TIMEOUT
+        self._client: httpx.Client | None = None
+        self._headers: dict[str, str] | None = None
+        self.scrub = Scrubber(*_keys(provider))
+
+    def http(self) -> httpx.Client:
+        if self._client is None:
+            import httpx
+
+            self._client = httpx.Client(
+                headers={"User-Agent": f"wai/{__version__}"},
+                follow_redirects=False,
+                timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, CONNECT_TIMEOUT)),
+            )
+        return self._client
+
+    def headers(self) -> dict[str, str]:
+        if self._headers is None:
+            self._headers = self.provider.request_headers()
+        return dict(self._headers)
+
+    def call(self, method: str, url: str, body: object = None) -> Answer:
+        """One request; BackendError when the server cannot be reached, ConfigError for a refused key."""
+        import httpx
+
+        try:
+            response = self.http().request(
+                method, url, json=body if body is not None else None, headers=self.headers()
+            )
+        except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+            raise ConfigError(
+                f"the base_url of provider {self.provider.name} is not usable ({self.reason(exc)})"
+            ) from None
+        except httpx.TimeoutException:
+            raise BackendError(
+                f"{self.provider.name} did not answer {method} {url} within {self.timeout:g} s "
+                f"(timeout in {self.provider.where})"
+            ) from None
+        except httpx.TransportError as exc:
+            raise BackendError(
+                f"cannot reach {self.provider.name} at {self.provider.base_url} ({self.reason(exc)})"
+            ) from None
+        try:
+            data = json.loads(response.content.decode("utf-8", errors="replace"))
+        except ValueError:
+            data = None
+        if response.status_code in (401, 403):
+            error = parse_error(response.status_code, response.content, self.scrub)
+            raise ConfigError(
+                f"{self.provider.name} refused the API key ({error.where()}); {self.provider.key_words()}"
+            )
+        return Answer(response.status_code, data, response.content)
+
+    def reason(self, exc: Exception) -> str:
+        return one_line(self.scrub(str(exc))) or type(exc).__name__
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+def _keys(provider: Provider) -> tuple[str, ...]:
+    import os
+
+    if provider.api_key_env is None:
+        return ()
+    value = os.environ.get(provider.api_key_env, "").strip()
+    return (value,) if value else ()
+
+
+def listed_models(client: ProviderClient) -> list[dict[str, Any]]:
+    """GET {base_url}/models: the `data` list (each with `id`, and vLLM's `max_model_len`)."""
+    answer = client.call("GET", f"{client.provider.base_url}/models")
+    if answer.status >= 300:
+        error = parse_error(answer.status, answer.raw, client.scrub)
+        raise BackendError(f"{client.provider.name} did not list its models ({error.where()})")
+    data = answer.data.get("data") if isinstance(answer.data, dict) else None
+    if not isinstance(data, list):
+        raise BackendError(f"{client.provider.name} sent a model list wai cannot read (GET /models)")
+    return [m for m in data if isinstance(m, dict) and isinstance(m.get("id"), str) and m["id"]]
+
+
+def models_in_words(client: ProviderClient) -> str:
+    """What GET /models offers, for the message about a model the server does not serve."""
+    try:
+        ids = [m["id"] for m in listed_models(client)]
+    except (BackendError, ConfigError) as error:
+        return f"GET /models could not list what it serves ({error})"
+    if not ids:
+        return "GET /models lists no models"
+    shown = ", ".join(ids[:20]) + (f" and {len(ids) - 20} more" if len(ids) > 20 else "")
+    return f"it serves (GET /models): {shown}"
+
+
+_CLIENTS: dict[str, ProviderClient] = {}
+
+
+def client_for(provider: Provider) -> ProviderClient:
+    """The one client of this run for `provider`: the count, the windows and the chat share it."""
+    client = _CLIENTS.get(provider.name)
+    if client is None or client.provider != provider:
+        client = _CLIENTS[provider.name] = ProviderClient(provider)
+    return client
+
+
+def close_clients() -> None:
+    for client in _CLIENTS.values():
+        client.close()
+    _CLIENTS.clear()

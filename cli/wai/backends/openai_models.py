@@ -1,0 +1,213 @@
+"""A provider's models: their windows from a catalog entry, the last refresh, or the server itself.
+
+`wai models --refresh` asks each provider GET {base_url}/models and each model's context
+(`server_context`: vLLM's max_model_len, llama-server's /props, ollama's /api/show), and keeps
+the answer in `$WAI_HOME/catalogs/provider-NAME.json` like the Workers AI refresh. A model is
+then resolved, in this order, from an entry `[models."NAME:MODEL"]` of models.toml (windows set
+by hand), the stored refresh, or, at its first use, the server (and failing all that, a
+conservative assumption said in a warning).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from wai.catalog import Catalog, ModelSpec
+from wai.catalog_store import ModelFacts, RefreshedCatalog, StoredCatalogError, load, output_window
+from wai.errors import ConfigError, WaiError
+from wai.providers import Provider
+
+if TYPE_CHECKING:
+    from wai.notices import Notifier
+
+STORE_PREFIX = "provider-"
+WINDOWS_UNKNOWN = "the server, at first use"  # a spec's `source` until its windows are read
+ASSUMED_CONTEXT = 4096  # a model whose server tells no context is held to this much
+
+
+def store_name(provider: Provider) -> str:
+    return f"{STORE_PREFIX}{provider.name}"
+
+
+def windows_spec(
+    model_id: str, provider: Provider, context: int, *, source: str, engine: str | None
+) -> ModelSpec:
+    """A provider model whose context (prompt and reply together) is `context` tokens."""
+    return ModelSpec(
+        id=model_id,
+        context_window=context,
+        max_output=output_window(context),
+        total_context=context,
+        remote=False,
+        source=source,
+        provider=provider.name,
+        capabilities=(f"engine:{engine}",) if engine else (),
+    )
+
+
+def provider_spec(provider: Provider, model: str, catalog: Catalog) -> ModelSpec:
+    """The spec of NAME:MODEL: a catalog entry's windows, else the last refresh's, else unknown yet."""
+    model_id = f"{provider.name}:{model}"
+    entry = catalog.models.get(model_id)
+    facts = stored_facts(provider).get(model)
+    engine = _engine(facts)
+    if entry is not None:
+        capabilities = entry.capabilities + ((f"engine:{engine}",) if engine else ())
+        return replace(entry, provider=provider.name, remote=False, capabilities=capabilities)
+    if facts is not None and facts.window is not None:
+        from wai.catalog_store import store_path
+
+        return windows_spec(
+            model_id, provider, facts.window, source=str(store_path(store_name(provider))), engine=engine
+        )
+    return windows_spec(model_id, provider, ASSUMED_CONTEXT, source=WINDOWS_UNKNOWN, engine=engine)
+
+
+def _engine(facts: ModelFacts | None) -> str | None:
+    if facts is None:
+        return None
+    return next((c.split(":", 1)[1] for c in facts.capabilities if c.startswith("engine:")), None)
+
+
+def stored_facts(provider: Provider) -> dict[str, ModelFacts]:
+    """The last refresh of `provider`, by model; {} when none (or when it cannot be read)."""
+    try:
+        refreshed = load(store_name(provider))
+    except StoredCatalogError:
+        return {}
+    return {m.id: m for m in refreshed.models} if refreshed is not None else {}
+
+
+def live_windows(spec: ModelSpec, provider: Provider) -> tuple[ModelSpec, str | None]:
+    """Windows read from the server for a model neither the catalog nor a refresh knows, and a
+    warning when the server tells none either."""
+    from wai.backends.openai_count import server_context
+    from wai.backends.openai_http import client_for, listed_models
+
+    client = client_for(provider)
+    try:
+        listed = listed_models(client)
+    except WaiError:
+        listed = []
+    ids = [entry["id"] for entry in listed]
+    if ids and spec.served_name not in ids:
+        # Nothing is sent to a server for a model it says it does not have.
+        shown = ", ".join(ids[:20]) + (f" and {len(ids) - 20} more" if len(ids) > 20 else "")
+        raise ConfigError(
+            f"{provider.name} does not serve the model {spec.served_name!r}; "
+            f"it serves (GET /models): {shown}",
+            hint=f"use -m {provider.name}:MODEL with one of them; `wai models --refresh` keeps the list",
+        )
+    context, engine = server_context(client, spec.served_name, listed)
+    if context is None:
+        return spec, (
+            f"{provider.name} tells no context length for {spec.served_name}: assumed {ASSUMED_CONTEXT} "
+            f'tokens; set context_window and max_output under [models."{spec.id}"] in models.toml'
+        )
+    found = windows_spec(spec.id, provider, context, source=f"{provider.base_url} ({engine})", engine=engine)
+    return replace(found, capabilities=spec.capabilities or found.capabilities), None
+
+
+def refresh(provider: Provider) -> RefreshedCatalog:
+    """Every model `provider` lists, with the context its server tells. Raises a WaiError."""
+    from wai.backends.openai_count import ollama_context, server_context
+    from wai.backends.openai_http import client_for, listed_models
+
+    client = client_for(provider)
+    listed = listed_models(client)
+    facts: list[ModelFacts] = []
+    shared: tuple[int | None, str | None] | None = None  # llama-server: one context for its models
+    for entry in listed:
+        model = entry["id"]
+        context: int | None
+        engine: str | None
+        length = entry.get("max_model_len")
+        if isinstance(length, int) and not isinstance(length, bool) and length > 0:
+            context, engine = length, "vllm"
+        elif shared is not None and shared[1] == "llama-server":
+            context, engine = shared
+        elif shared is not None and shared[1] == "ollama":
+            context, engine = ollama_context(client, model)
+        else:
+            try:
+                context, engine = server_context(client, model)
+            except WaiError:
+                context, engine = None, None
+            shared = (context, engine)
+        facts.append(
+            ModelFacts(id=model, window=context, capabilities=(f"engine:{engine}",) if engine else ())
+        )
+    return RefreshedCatalog(
+        provider=store_name(provider),
+        fetched_at=datetime.now(UTC),
+        source=provider.base_url,
+        models=tuple(facts),
+    )
+
+
+def provider_completions(providers: dict[str, Provider], known: set[str]) -> list[tuple[str, str]]:
+    """What `/model` in `wai chat` completes for providers: each refreshed NAME:MODEL with its
+    windows, and NAME: alone for a provider never refreshed (any MODEL after it is taken)."""
+    found: list[tuple[str, str]] = []
+    for provider in providers.values():
+        facts = stored_facts(provider)
+        for model, fact in facts.items():
+            name = f"{provider.name}:{model}"
+            if name not in known:
+                window = f"context {fact.window}" if fact.window else "context unknown"
+                found.append((name, f"{window} · {provider.name}"))
+        if not facts:
+            found.append((f"{provider.name}:", f"a model of {provider.base_url}"))
+    return found
+
+
+def refresh_providers(providers: dict[str, Provider], notifier: Notifier) -> WaiError | None:
+    """`wai models --refresh` for every provider; each failure told, the last one returned."""
+    from wai.catalog_store import save
+
+    failure: WaiError | None = None
+    for provider in providers.values():
+        try:
+            refreshed = refresh(provider)
+            path = save(refreshed)
+        except WaiError as error:
+            notifier.error(f"cannot refresh provider {provider.name}: {error}; its list is the one wai had")
+            failure = error
+            continue
+        told = sum(1 for m in refreshed.models if m.window is not None)
+        notifier.info(
+            f"read {len(refreshed.models)} models from {provider.name} ({provider.base_url}), "
+            f"{told} with their context; kept in {path}"
+        )
+    return failure
+
+
+def provider_rows(providers: dict[str, Provider], catalog: Catalog) -> list[dict[str, object]]:
+    """Every provider model wai knows windows for (refreshed, or an entry in models.toml)."""
+    rows: list[dict[str, object]] = []
+    for provider in providers.values():
+        names = {f"{provider.name}:{model}" for model in stored_facts(provider)}
+        names |= {model_id for model_id in catalog.models if model_id.startswith(f"{provider.name}:")}
+        for name in sorted(names):
+            spec = provider_spec(provider, name.split(":", 1)[1], catalog)
+            rows.append(
+                {
+                    "id": spec.id,
+                    "provider": provider.name,
+                    "base_url": provider.base_url,
+                    "context_window": spec.context_window,
+                    "max_output": spec.max_output,
+                    "total_context": spec.total_context,
+                    "engine": engine_name(spec),
+                    "windows_from": "not told by the server: assumed"
+                    if spec.source == WINDOWS_UNKNOWN
+                    else spec.source,
+                }
+            )
+    return rows
+
+
+def engine_name(spec: ModelSpec) -> str | None:
+    return next((c.split(":", 1)[1] for c in spec.capabilities if c.startswith("engine:")), None)
