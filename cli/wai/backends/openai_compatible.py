@@ -6,7 +6,6 @@ backends serve none of them, so "auto" always lands here for those.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from wai.backends.registry import BackendSettings, Registration, register
@@ -61,21 +60,6 @@ def _counter(spec: ModelSpec) -> TokenCounter:
     return ServerCounter(client_for(provider), spec, provider.tokenizer)
 
 
-def _windows(spec: ModelSpec) -> ModelSpec:
-    """Windows not known from the catalog or a refresh are read from the server, once per run."""
-    from wai.backends.openai_models import WINDOWS_UNKNOWN, live_windows
-
-    if spec.source != WINDOWS_UNKNOWN:
-        return spec
-    found, warning = live_windows(spec, _provider(spec))
-    if warning is not None:
-        from wai.notices import Notifier
-
-        Notifier().warn(warning)
-        return replace(spec, source="assumed")
-    return found
-
-
 register(
     Registration(
         name="openai",
@@ -85,7 +69,6 @@ register(
         require=_require,
         remedy=lambda spec: "address it as NAME:MODEL of a [providers.NAME] in config.toml",
         counter=_counter,
-        windows=_windows,
         title="OpenAI API",
         warm_modules=("wai.backends.openai", "wai.backends.openai_count", "httpx"),
         reasoning_effort=True,

@@ -47,8 +47,9 @@ def windows_spec(
     )
 
 
-def provider_spec(provider: Provider, model: str, catalog: Catalog) -> ModelSpec:
-    """The spec of NAME:MODEL: a catalog entry's windows, else the last refresh's, else unknown yet."""
+def provider_spec(provider: Provider, model: str, catalog: Catalog, *, live: bool = False) -> ModelSpec:
+    """The spec of NAME:MODEL: a catalog entry's windows, else the last refresh's, else (`live`)
+    the server's, else an assumption said in a warning."""
     model_id = f"{provider.name}:{model}"
     entry = catalog.models.get(model_id)
     facts = stored_facts(provider).get(model)
@@ -62,7 +63,15 @@ def provider_spec(provider: Provider, model: str, catalog: Catalog) -> ModelSpec
         return windows_spec(
             model_id, provider, facts.window, source=str(store_path(store_name(provider))), engine=engine
         )
-    return windows_spec(model_id, provider, ASSUMED_CONTEXT, source=WINDOWS_UNKNOWN, engine=engine)
+    unknown = windows_spec(model_id, provider, ASSUMED_CONTEXT, source=WINDOWS_UNKNOWN, engine=engine)
+    if not live:
+        return unknown
+    found, warning = live_windows(unknown, provider)
+    if warning is not None:
+        from wai.notices import Notifier
+
+        Notifier().warn(warning)
+    return found
 
 
 def _engine(facts: ModelFacts | None) -> str | None:

@@ -72,4 +72,4 @@ def _provider_model(name: str, catalog: Catalog, config: UserConfig) -> ModelSpe
         )
     from wai.backends.openai_models import provider_spec
 
-    return provider_spec(provider, model, catalog)
+    return provider_spec(provider, model, catalog, live=True)

@@ -1,0 +1,395 @@
+"""The OpenAI-compatible backend through the installed `wai`, against loopback servers that speak
+as vLLM and as llama-server do (tests/support/openai_server.py): each counts every chat body it
+receives with its own tokenizer and records any request over its context."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pexpect
+import pytest
+
+from tests.render.terminal import environment, finish
+from tests.support.cli import WAI, run_wai
+from tests.support.openai_server import Engine, apply_template, base_url, count_messages, openai_server
+from tests.support.workers_ai_server import Reply, WorkersAIServer, openai_chunks, usage_dict
+
+MODEL = "org/model-a"
+WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa".split()
+
+
+def configure(home: Path, server: WorkersAIServer, *, name: str = "eng", extra: str = "") -> None:
+    (home / "config.toml").write_text(
+        f'[providers.{name}]\ntype = "openai"\nbase_url = "{base_url(server)}"\n{extra}', encoding="utf-8"
+    )
+
+
+def chat_requests(server: WorkersAIServer) -> list[Any]:
+    return [r for r in server.requests if r.path.endswith("/chat/completions")]
+
+
+@pytest.fixture(params=["vllm", "llama-server"])
+def engine(request: pytest.FixtureRequest, isolated_home: Path) -> Iterator[WorkersAIServer]:
+    engine_name: Engine = request.param
+    with openai_server(engine_name, models={MODEL: 64}) as server:
+        configure(isolated_home, server)
+        yield server
+    assert server.violations == []  # no request over the server's own context, ever
+    assert server.errors == []
+
+
+@pytest.fixture
+def plain(isolated_home: Path) -> Iterator[WorkersAIServer]:
+    """A server without a tokenizer, the model's windows set by hand: the chat request is the only
+    request, so a test can script its reply."""
+    with openai_server("plain", models={MODEL: 4096}) as server:
+        configure(isolated_home, server, extra='tokenizer = "none"\n')
+        (isolated_home / "models.toml").write_text(
+            f'[models."eng:{MODEL}"]\ncontext_window = 4096\nmax_output = 512\n', encoding="utf-8"
+        )
+        yield server
+    assert server.violations == []
+
+
+def prompt_of(tokens: int) -> str:
+    """A prompt that the servers' tokenizer counts as `tokens` once templated (4 for the markers and BOS)."""
+    words = [WORDS[i % len(WORDS)] for i in range(tokens - 4)]
+    text = " ".join(words)
+    assert count_messages([{"role": "user", "content": text}]) == tokens
+    return text
+
+
+def test_pipe_gets_the_exact_text_counted_by_the_server(engine: WorkersAIServer) -> None:
+    run = run_wai("ask", "-m", f"eng:{MODEL}", "hello there")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == "token1 token2 token3 token4 token5 token6 token7 token8\n"
+    [chat] = chat_requests(engine)
+    body = chat.json
+    assert body["model"] == MODEL and body["stream"] is True
+    assert body["stream_options"] == {"include_usage": True}
+    # max_tokens always sent: what the 64-token context leaves after the 6-token prompt, at most out.
+    assert body["max_tokens"] == 32
+    paths = [r.path for r in engine.requests]
+    assert paths.index("/tokenize") < paths.index("/v1/chat/completions")  # counted before sending
+
+
+def test_tokens_shows_the_servers_count_and_where_it_came_from(engine: WorkersAIServer) -> None:
+    run = run_wai("tokens", "-m", f"eng:{MODEL}", "--json", "hello there")
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout)
+    assert report["tokens"] == count_messages([{"role": "user", "content": "hello there"}])
+    assert report["exact"] is True
+    assert "eng's own tokenizer (POST " in report["counted_with"]
+    assert report["total_context"] == 64
+    words = run_wai("tokens", "-m", f"eng:{MODEL}", "hello there")
+    assert "6 tokens (the prompt as sent; exact; eng's own tokenizer (POST /" in words.stdout
+
+
+def test_a_prompt_at_the_limit_is_sent_and_one_token_more_is_refused_with_nothing_sent(
+    engine: WorkersAIServer,
+) -> None:
+    # 64 tokens of context, at least 16 for the reply: 48 prompt tokens at most.
+    at_limit = run_wai("ask", "-m", f"eng:{MODEL}", prompt_of(48))
+    assert at_limit.returncode == 0, at_limit.stderr
+    [chat] = chat_requests(engine)
+    assert chat.json["max_tokens"] == 16
+    over = run_wai("ask", "-m", f"eng:{MODEL}", prompt_of(49))
+    assert over.returncode == 3
+    assert "the prompt is 49 tokens, which leaves room for only 15 reply tokens" in over.stderr
+    assert "~" not in over.stderr  # an exact count
+    assert len(chat_requests(engine)) == 1  # nothing more was sent
+
+
+def test_dry_run_shows_the_servers_count_and_sends_no_chat(engine: WorkersAIServer) -> None:
+    run = run_wai("ask", "--dry-run", "-m", f"eng:{MODEL}", "hi")
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout)
+    assert report["backend"] == "openai" and report["exact"] is True
+    assert report["prompt_tokens"] == count_messages([{"role": "user", "content": "hi"}])
+    assert chat_requests(engine) == []
+
+
+def test_llama_server_dry_run_shows_the_templated_prompt(isolated_home: Path) -> None:
+    with openai_server("llama-server", models={MODEL: 64}) as server:
+        configure(isolated_home, server)
+        report = json.loads(run_wai("ask", "--dry-run", "-m", f"eng:{MODEL}", "hi").stdout)
+    assert report["prompt"] == apply_template([{"role": "user", "content": "hi"}])
+
+
+def test_a_refresh_keeps_each_providers_models_and_windows(
+    engine: WorkersAIServer, isolated_home: Path
+) -> None:
+    run = run_wai("models", "--refresh")
+    assert run.returncode == 0, run.stderr
+    assert "read 1 models from eng" in run.stderr
+    assert f"eng:{MODEL}  in 64  out 32  total 64" in run.stdout
+    engine.forget()
+    asked = run_wai("ask", "-m", f"eng:{MODEL}", "hi")
+    assert asked.returncode == 0
+    # The windows are known now: no GET /models, /props before the count.
+    assert [r.path for r in engine.requests if r.method == "GET"] == []
+
+
+def test_a_system_prompt_and_sampling_options_are_sent_under_openais_names(plain: WorkersAIServer) -> None:
+    run = run_wai(
+        "ask", "-m", f"eng:{MODEL}", "-s", "be brief", "--temperature", "0.2", "--top-p", "0.5",
+        "--seed", "7", "--max-tokens", "20", "hi",
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    body = chat_requests(plain)[0].json
+    assert body["messages"] == [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]
+    assert (body["temperature"], body["top_p"], body["seed"], body["max_tokens"]) == (0.2, 0.5, 7, 20)
+    assert "~" in run_wai("tokens", "-m", f"eng:{MODEL}", "hi").stdout  # no tokenizer: an estimate
+
+
+def test_a_refused_key_names_the_variable_that_holds_it(isolated_home: Path) -> None:
+    with openai_server("vllm", models={MODEL: 64}, api_key="right-key") as server:
+        configure(isolated_home, server, extra='api_key_env = "ENG_KEY"\n')
+        wrong = run_wai("ask", "-m", f"eng:{MODEL}", "hi", env={"ENG_KEY": "wrong-key"})
+        unset = run_wai("ask", "-m", f"eng:{MODEL}", "hi")
+        right = run_wai("ask", "-m", f"eng:{MODEL}", "hi", env={"ENG_KEY": "right-key"})
+    assert wrong.returncode == 2
+    assert "eng refused the API key (HTTP 401: Invalid API key); check ENG_KEY" in wrong.stderr
+    assert "wrong-key" not in wrong.stderr
+    assert unset.returncode == 2 and "ENG_KEY is not set" in unset.stderr
+    assert right.returncode == 0 and right.stdout.startswith("token1")
+
+
+def test_a_key_refused_by_the_chat_route_names_the_variable(plain: WorkersAIServer) -> None:
+    plain.script(Reply.openai_error(403, "forbidden for this key"))
+    run = run_wai("ask", "-m", f"eng:{MODEL}", "hi")
+    assert run.returncode == 2
+    assert "eng refused the API key (HTTP 403: forbidden for this key); no key is sent: set api_key_env" in (
+        run.stderr
+    )
+
+
+def test_an_unknown_model_lists_what_get_models_offers(engine: WorkersAIServer, isolated_home: Path) -> None:
+    run = run_wai("ask", "-m", "eng:no-such-model", "hi")
+    assert run.returncode == 2
+    assert "eng does not serve the model 'no-such-model'" in run.stderr
+    assert f"it serves (GET /models): {MODEL}" in run.stderr
+    assert chat_requests(engine) == []
+
+
+def test_a_404_from_the_chat_route_lists_what_get_models_offers(plain: WorkersAIServer) -> None:
+    plain.script(Reply.openai_error(404, "The model `x` does not exist."))
+    run = run_wai("ask", "-m", f"eng:{MODEL}", "hi")
+    assert run.returncode == 2
+    assert f"eng does not serve the model '{MODEL}' (HTTP 404: The model `x` does not exist.)" in run.stderr
+    assert f"it serves (GET /models): {MODEL}" in run.stderr
+
+
+def test_a_context_length_complaint_is_a_window_error_with_its_numbers(plain: WorkersAIServer) -> None:
+    plain.script(
+        Reply.openai_error(
+            400,
+            "This model's maximum context length is 2048 tokens. However, you requested 2100 tokens "
+            "(1800 in the messages, 300 in the completion).",
+        )
+    )
+    run = run_wai("ask", "-m", f"eng:{MODEL}", "hi")
+    assert run.returncode == 3
+    assert "maximum context length is 2048 tokens" in run.stderr and "2100 tokens" in run.stderr
+    assert len(chat_requests(plain)) == 1  # not retried
+
+
+def test_llama_servers_context_complaint_carries_its_figures(plain: WorkersAIServer) -> None:
+    plain.script(
+        Reply.json(
+            {
+                "error": {
+                    "code": 400,
+                    "message": "the request exceeds the available context size, try increasing it",
+                    "type": "exceed_context_size_error",
+                    "n_prompt_tokens": 5000,
+                    "n_ctx": 4096,
+                }
+            },
+            status=400,
+        )
+    )
+    run = run_wai("ask", "-m", f"eng:{MODEL}", "hi")
+    assert run.returncode == 3
+    assert "the prompt is 5000 tokens, the context 4096" in run.stderr
+
+
+def test_429_and_5xx_are_retried_honouring_retry_after(plain: WorkersAIServer) -> None:
+    plain.script(
+        Reply.openai_error(429, "slow down")
+        if False
+        else Reply.json({"error": {"message": "rate limited"}}, status=429, headers={"Retry-After": "1"}),
+        Reply.openai_error(503, "loading"),
+    )
+    run = run_wai("ask", "-m", f"eng:{MODEL}", "hi", "--debug")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("token1")
+    assert len(chat_requests(plain)) == 3
+    assert "retry 1/3 in 1.00 s" in run.stderr  # no sooner than the server asked
+
+
+def test_a_stream_dropped_after_the_first_token_keeps_what_arrived_and_is_not_retried(
+    plain: WorkersAIServer,
+) -> None:
+    plain.script(Reply.sse(openai_chunks(answer=["Hello", " world"], finish=None), done=False, end="drop"))
+    run = run_wai("ask", "-m", f"eng:{MODEL}", "hi")
+    assert run.returncode == 1
+    assert run.stdout == "Hello world\n"
+    assert "incomplete" in run.stderr
+    assert len(chat_requests(plain)) == 1
+
+
+def test_usage_on_the_last_chunk_is_exact_and_none_is_an_estimate(plain: WorkersAIServer) -> None:
+    plain.script(Reply.sse(openai_chunks(answer=["a", "b", "c"], usage=usage_dict(11, 3))))
+    with_usage = json.loads(run_wai("ask", "--json", "-m", f"eng:{MODEL}", "hi").stdout)
+    assert with_usage["usage"] == {
+        "prompt_tokens": 11,
+        "completion_tokens": 3,
+        "reasoning_tokens": None,
+        "exact": True,
+    }
+    plain.script(Reply.sse(openai_chunks(answer=["a", "b", "c"])))
+    without = json.loads(run_wai("ask", "--json", "-m", f"eng:{MODEL}", "hi").stdout)
+    assert without["text"] == "abc" and without["usage"]["exact"] is False
+
+
+def test_a_stream_without_done_is_whole_after_its_finish_reason(plain: WorkersAIServer) -> None:
+    plain.script(Reply.sse(openai_chunks(answer=["whole", " reply"]), done=False))
+    run = run_wai("ask", "-m", f"eng:{MODEL}", "hi")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == "whole reply\n"
+
+
+def test_a_tool_call_is_told_in_a_notice(plain: WorkersAIServer) -> None:
+    call = {"index": 0, "id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    head = {"object": "chat.completion.chunk"}
+    plain.script(
+        Reply.sse(
+            [
+                {**head, "choices": [{"index": 0, "delta": {"content": "Let me check."}}]},
+                {**head, "choices": [{"index": 0, "delta": {"tool_calls": [call]}}]},
+                {**head, "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]},
+            ]
+        )
+    )
+    run = run_wai("ask", "-m", f"eng:{MODEL}", "hi")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == "Let me check.\n"
+    assert "the model answered with a tool call, which wai does not run or show" in run.stderr
+
+
+def test_thinking_arrives_apart_from_the_answer(plain: WorkersAIServer) -> None:
+    plain.script(Reply.sse(openai_chunks(["hmm"], ["yes"], key="reasoning")))
+    result = json.loads(run_wai("ask", "--json", "-m", f"eng:{MODEL}", "hi").stdout)
+    assert (result["reasoning"], result["text"]) == ("hmm", "yes")
+
+
+def test_raw_prompts_are_refused_before_sending(plain: WorkersAIServer) -> None:
+    run = run_wai("ask", "--raw", "-m", f"eng:{MODEL}", "hi")
+    assert run.returncode == 2 and "--raw cannot go to a provider's model" in run.stderr
+    assert chat_requests(plain) == []
+
+
+def test_ctrl_c_keeps_what_arrived_and_exits_130(plain: WorkersAIServer) -> None:
+    gate = threading.Event()
+    plain.script(Reply.gated(openai_chunks(answer=["partial", " answer"], finish=None)[:3], gate, []))
+    process = subprocess.Popen(
+        [WAI, "ask", "-m", f"eng:{MODEL}", "hi"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        env=dict(os.environ),
+    )
+    assert process.stdout is not None
+    seen = process.stdout.read(len("partial answer"))
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=20)
+    gate.set()
+    assert seen + out == b"partial answer\n"
+    assert process.returncode == 130
+    assert b"interrupted" in err and b"Traceback" not in err
+
+
+def test_the_panel_on_a_terminal_shows_the_exact_text(engine: WorkersAIServer) -> None:
+    child = pexpect.spawn(
+        WAI,
+        ["ask", "-m", f"eng:{MODEL}", "hello"],
+        env=environment({"WAI_HOME": os.environ["WAI_HOME"]}),
+        dimensions=(24, 80),
+        encoding="utf-8",
+        timeout=30,
+    )
+    run = finish(child, 24, 80)
+    assert run.exit_status == 0, run.lines
+    text = "\n".join(run.lines)
+    assert "token1 token2 token3 token4 token5 token6 token7 token8" in text
+    assert f"eng:{MODEL}" in run.lines[0]
+    assert "in 5/64" in text and "out 8/32" in text  # the server's counts against its context
+
+
+def test_chat_completes_provider_models_and_counts_each_conversation_once(
+    engine: WorkersAIServer, isolated_home: Path
+) -> None:
+    from tests.support.chat_terminal import expect_prompt, leave, spawn_chat
+
+    assert run_wai("models", "--refresh").returncode == 0
+    child = spawn_chat("-m", f"eng:{MODEL}", "--no-log")
+    expect_prompt(child, "model-a")
+    child.send("/model eng:org\t")
+    child.expect(f"eng:{MODEL}")
+    child.send("\x15")  # clear the line
+    child.send("hi\r")
+    child.expect("token8")
+    used = expect_prompt(child, "model-a")
+    assert leave(child) == 0
+    assert used > 0
+    tokenize_bodies = [r.json for r in engine.requests if r.path in ("/tokenize", "/apply-template")]
+    counted = [json.dumps(b.get("messages"), sort_keys=True) for b in tokenize_bodies if b.get("messages")]
+    assert len(counted) == len(set(counted))  # the same messages are never counted twice
+
+
+def test_an_id_with_a_colon_is_a_catalog_id_unless_a_provider_has_that_name(isolated_home: Path) -> None:
+    (isolated_home / "models.toml").write_text(
+        '[models."team:model"]\ncontext_window = 100\nmax_output = 20\ngguf = "x.gguf"\n', encoding="utf-8"
+    )
+    report = json.loads(run_wai("ask", "--dry-run", "-m", "team:model", "hi").stdout)
+    assert report["backend"] == "local" and report["model"] == "team:model"
+
+
+def test_openai_base_url_defines_the_openai_provider(isolated_home: Path) -> None:
+    with openai_server("vllm", models={MODEL: 64}) as server:
+        run = run_wai("ask", "-m", f"openai:{MODEL}", "hi", env={"OPENAI_BASE_URL": base_url(server)})
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("token1")
+
+
+@pytest.mark.parametrize(
+    ("table", "said"),
+    [
+        ('base_url = "ftp://x/v1"', "key 'base_url': 'ftp://x/v1' is not an http(s) URL"),
+        ('base_url = "http://x/v1"\napi_key = "sk-1"', "key 'api_key': the key itself is never written"),
+        ('base_url = "http://x/v1"\ncolour = 1', "key 'colour': unknown key"),
+        ('base_url = "http://x/v1"\ntimeout = -1', "key 'timeout': must be a positive number"),
+        ('base_url = "http://x/v1"\ntokenizer = "tiktoken"', "key 'tokenizer': must be one of"),
+        ('base_url = "http://x/v1"\nheaders = { Authorization = "x" }', "key 'headers': Authorization"),
+        ('base_url = "http://x/v1"\napi_key_env = "MY KEY"', "key 'api_key_env': must be the name"),
+    ],
+)
+def test_each_bad_provider_value_is_one_line_naming_the_file_table_and_key(
+    isolated_home: Path, table: str, said: str
+) -> None:
+    (isolated_home / "config.toml").write_text(
+        f'[providers.eng]\ntype = "openai"\n{table}\n', encoding="utf-8"
+    )
+    run = run_wai("ask", "-m", "eng:m", "hi")
+    assert run.returncode == 2
+    assert run.stderr.count("\n") == 1, run.stderr
+    assert f"{isolated_home / 'config.toml'}: [providers.eng] {said}" in run.stderr
+    assert "sk-1" not in run.stderr
