@@ -22,7 +22,7 @@ from tests.support.openai_server import Engine, apply_template, base_url, count_
 from tests.support.workers_ai_server import Reply, WorkersAIServer, openai_chunks, usage_dict
 
 MODEL = "org/model-a"
-WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa".split()
+WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa"]
 
 
 def configure(home: Path, server: WorkersAIServer, *, name: str = "eng", extra: str = "") -> None:
