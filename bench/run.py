@@ -22,7 +22,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import QUICK_ENV, bad_figures, quick
 
-BENCHES = ("startup_bench", "tokens_bench", "panel_bench", "local_bench", "repl_bench", "build_bench")
+BENCHES = (
+    "startup_bench",
+    "tokens_bench",
+    "panel_bench",
+    "local_bench",
+    "repl_bench",
+    "build_bench",
+    "openai_bench",
+)
 # What a remote-only install lacks: a benchmark that needs one of them is skipped, not failed.
 OPTIONAL = ("llama_cpp", "gguf", "numpy", "pexpect", "jinja2")
 USAGE = f"usage: python -m bench.run [--quick] [NAME ...]   (names: {', '.join(BENCHES)})"

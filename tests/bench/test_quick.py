@@ -40,6 +40,11 @@ EXPECTED: dict[str, set[str]] = {
         "Q8_0 / F16 TTFT",
     },
     "repl_bench": {"wai chat Enter / wai ask launch, to first token"},
+    "openai_bench": {
+        "TTFT with /tokenize / without, new connection",
+        "TTFT with /tokenize / without, connection open",
+        "wai ask / raw httpx script",
+    },
     "build_bench": {
         f"{model} {figure}, installed / other" for model in ("Q8_0", "F16") for figure in ("tokens/s", "TTFT")
     },
