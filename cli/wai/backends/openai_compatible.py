@@ -70,6 +70,7 @@ register(
         remedy=lambda spec: "address it as NAME:MODEL of a [providers.NAME] in config.toml",
         counter=_counter,
         title="OpenAI API",
+        in_catalog=False,
         warm_modules=("wai.backends.openai", "wai.backends.openai_count", "httpx"),
         reasoning_effort=True,
         prompt_format="as the server applies it (llama-server's /apply-template; null where it cannot say)",

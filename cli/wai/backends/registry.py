@@ -84,6 +84,8 @@ class Registration:
     unsupported: why the backend cannot run these sampling options, None when it can.
     prompt_format: how the prompt text of `--dry-run` relates to what the model receives.
     prompt_text: the prompt as text when the counter cannot give it (no vocabulary at hand).
+    in_catalog: whether `wai models` gives each catalog model a column for it (a backend that
+        serves only models named otherwise, NAME:MODEL of a provider, lists them apart).
     """
 
     name: BackendName
@@ -102,6 +104,7 @@ class Registration:
     unsupported: Callable[[Sampling], str | None] = _runs_any_sampling
     prompt_format: str = "as sent"
     prompt_text: Callable[[ModelSpec, Sequence[Message]], str | None] = _no_prompt_text
+    in_catalog: bool = True
 
 
 _REGISTRY: dict[BackendName, Registration] = {}
@@ -149,7 +152,7 @@ def registration(name: BackendName) -> Registration:
 
 def availability(spec: ModelSpec, credentials: Credentials | None) -> dict[BackendName, str | None]:
     """For each backend, None when it can serve `spec` right now, else why not."""
-    return {r.name: r.unavailable(spec, credentials) for r in registrations()}
+    return {r.name: r.unavailable(spec, credentials) for r in registrations() if r.in_catalog}
 
 
 def choose(
