@@ -51,13 +51,13 @@ def _first_token(home: Path, turns: int, *, warm: bool) -> list[float]:
     on a connection already open (else each turn opens its own)."""
     os.environ["WAI_HOME"] = str(home)
     from wai.backends.registry import Backends, LocalOptions
-    from wai.budget import plan_request
-    from wai.catalog import load_catalog
+    from wai.catalog.entries import load_catalog
+    from wai.catalog.resolve import resolve_model
     from wai.conversation import Message, Sampling, Timeouts
     from wai.events import Token
-    from wai.models_resolve import resolve_model
-    from wai.play import request_for
     from wai.settings import load_user_config
+    from wai.turn.play import request_for
+    from wai.windows.budget import plan_request
 
     config = load_user_config()
     spec = resolve_model(f"eng:{MODEL}", load_catalog(), config, None)

@@ -15,7 +15,7 @@ from wai.backends.http_chat import StreamingChatBackend
 from wai.backends.openai_errors import provider_error
 from wai.backends.openai_http import ProviderClient, client_for, close_clients, models_in_words
 from wai.backends.workers_ai_errors import ApiError, Scrubber, parse_error
-from wai.catalog import ModelSpec
+from wai.catalog.entries import ModelSpec
 from wai.conversation import Request
 from wai.errors import ConfigError, WaiError
 from wai.events import Event
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     import httpx
 
     from wai.backends.registry import BackendName
-    from wai.tokens import TokenCounter
+    from wai.windows.counters import TokenCounter
 
 
 class OpenAIBackend(StreamingChatBackend):

@@ -9,14 +9,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from wai.backends.registry import BackendSettings, Registration, register
-from wai.catalog import ModelSpec
+from wai.catalog.entries import ModelSpec
 from wai.errors import ConfigError
 from wai.settings import Credentials, load_user_config
 
 if TYPE_CHECKING:
     from wai.backends.base import Backend
     from wai.providers import Provider
-    from wai.tokens import TokenCounter
+    from wai.windows.counters import TokenCounter
 
 
 def _providers() -> dict[str, Provider]:

@@ -19,11 +19,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from wai.backends.openai_http import ProviderClient
-from wai.catalog import ModelSpec
+from wai.catalog.entries import ModelSpec
 from wai.conversation import Message
 from wai.errors import BackendError
 from wai.providers import TokenizerKind
-from wai.tokens import EstimatedCounter
+from wai.windows.counters import EstimatedCounter
 
 ENGINE_PREFIX = "engine:"
 _NUM_CTX = re.compile(r"^\s*num_ctx\s+(\d+)", re.M)

@@ -14,10 +14,10 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from wai.catalog import Catalog, ModelSpec
-from wai.catalog_store import ModelFacts, RefreshedCatalog, StoredCatalogError, load, output_window
+from wai.catalog.entries import Catalog, ModelSpec
 from wai.errors import ConfigError, WaiError
 from wai.providers import Provider
+from wai.store.catalogs import ModelFacts, RefreshedCatalog, StoredCatalogError, load, output_window
 
 if TYPE_CHECKING:
     from wai.notices import Notifier
@@ -58,7 +58,7 @@ def provider_spec(provider: Provider, model: str, catalog: Catalog, *, live: boo
         capabilities = entry.capabilities + ((f"engine:{engine}",) if engine else ())
         return replace(entry, provider=provider.name, remote=False, capabilities=capabilities)
     if facts is not None and facts.window is not None:
-        from wai.catalog_store import store_path
+        from wai.store.catalogs import store_path
 
         return windows_spec(
             model_id, provider, facts.window, source=str(store_path(store_name(provider))), engine=engine
@@ -174,7 +174,7 @@ def provider_completions(providers: dict[str, Provider], known: set[str]) -> lis
 
 def refresh_providers(providers: dict[str, Provider], notifier: Notifier) -> WaiError | None:
     """`wai models --refresh` for every provider; each failure told, the last one returned."""
-    from wai.catalog_store import save
+    from wai.store.catalogs import save
 
     failure: WaiError | None = None
     for provider in providers.values():

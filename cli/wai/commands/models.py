@@ -234,7 +234,7 @@ def _write_providers(served: list[dict[str, object]]) -> None:
     """Each provider model: its windows and where they come from, one line each."""
     if not served:
         return
-    from wai.terminal_safe import for_terminal
+    from wai.terminal.safe_text import for_terminal
 
     lines = ["provider models (wai ask -m NAME:MODEL):"]
     for row in served:
