@@ -51,6 +51,14 @@ def test_a_named_model_must_exist_and_have_its_file(
     assert_one_line_error(run_wai("serve", "-m", "@cf/test/gone", env=env), 2, "gone.gguf is missing")
 
 
+def test_a_providers_model_is_refused_naming_its_server(isolated_home: Path) -> None:
+    (isolated_home / "config.toml").write_text(
+        '[providers.gpu]\ntype = "openai"\nbase_url = "http://gpu-box:8000/v1"\n', encoding="utf-8"
+    )
+    done = run_wai("serve", "-m", "gpu:org/model", env={"WAI_SERVE_TOKEN": "t0ken-t0ken"})
+    assert_one_line_error(done, 2, "provider gpu", "http://gpu-box:8000/v1", "GGUF models on this machine")
+
+
 def test_a_port_in_use_is_one_line(isolated_home: Path, tiny_models: dict[str, TinyModel]) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

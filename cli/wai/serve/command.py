@@ -128,6 +128,7 @@ def served_models(catalog: Catalog, names: list[str]) -> list[ModelSpec]:
             from wai.catalog.resolve import looks_like_gguf_path
 
             if not looks_like_gguf_path(name):
+                _refuse_provider_model(name)
                 raise ConfigError(f"unknown model '{name}'", hint="`wai models` lists the catalog")
             from wai.backends.llama import spec_for_gguf
 
@@ -145,6 +146,21 @@ def served_models(catalog: Catalog, names: list[str]) -> list[ModelSpec]:
             )
         chosen.setdefault(spec.id, spec)
     return list(chosen.values())
+
+
+def _refuse_provider_model(name: str) -> None:
+    """A provider's model (NAME:MODEL) runs on its own server: wai serve runs GGUF files here."""
+    from wai.providers import split_model
+    from wai.settings import load_user_config
+
+    found = split_model(name, load_user_config().providers())
+    if found is not None:
+        provider, _ = found
+        raise ConfigError(
+            f"'{name}' is a model of provider {provider.name}, which serves it itself at "
+            f"{provider.base_url}; wai serve runs GGUF models on this machine",
+            hint="point clients at that server, or name a catalog model or a .gguf file with -m",
+        )
 
 
 def _file_present(spec: ModelSpec) -> bool:
