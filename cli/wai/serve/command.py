@@ -53,7 +53,13 @@ def run_serve(options: ServeOptions, notifier: Notifier) -> int:
     def make_backend() -> LlamaBackend:
         return LlamaBackend(gpu_layers=options.gpu_layers, threads=options.threads, debug=options.debug)
 
-    pool = Pool({spec.id: spec for spec in served}, max_queue=options.max_queue, make_backend=make_backend)
+    pool = Pool(
+        {spec.id: spec for spec in served},
+        max_queue=options.max_queue,
+        make_backend=make_backend,
+        log=stderr_log,
+        debug=options.debug,
+    )
     state = ServeState(token=token, pool=pool, served=served, log=stderr_log)
     app = build_app(state)
 

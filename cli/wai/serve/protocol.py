@@ -95,7 +95,7 @@ def workers_ai_ask(body: Mapping[str, Any], spec: ModelSpec) -> Ask:
     if prompt is not None:
         if not isinstance(prompt, str) or not prompt:
             raise invalid("prompt must be a non-empty string")
-        convo: tuple[Message, ...] = (Message("user", prompt),)
+        convo: tuple[Message, ...] = (Message("user", _unicode(prompt, "prompt")),)
     elif messages is not None:
         convo = _messages(messages)
     else:
@@ -162,7 +162,7 @@ def _messages(raw: object) -> tuple[Message, ...]:
         role = _ROLES.get(item.get("role"))  # type: ignore[arg-type]
         if role is None:
             raise invalid(f"messages[{i}].role must be system, user or assistant")
-        out.append(Message(role, _content(item.get("content"), i)))
+        out.append(Message(role, _unicode(_content(item.get("content"), i), f"messages[{i}].content")))
     if out[-1].role == "assistant":
         raise invalid("the last message must not be the assistant's: there would be nothing to answer")
     return tuple(out)
@@ -177,6 +177,20 @@ def _content(raw: object, i: int) -> str:
         if all(isinstance(t, str) for t in texts):
             return "".join(t for t in texts if isinstance(t, str))
     raise invalid(f"messages[{i}].content must be a string")
+
+
+def _unicode(text: str, what: str) -> str:
+    """JSON's \\u escapes can name half of a surrogate pair alone: no encoder takes that text,
+    the tokenizer among them, so it is refused here (`wai ask` does not send such text either)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        char = ord(text[exc.start])
+        raise invalid(
+            f"{what} is not valid Unicode: a lone surrogate at character {exc.start} (U+{char:04X}); "
+            "send whole characters (a surrogate pair, or the character itself)"
+        ) from None
+    return text
 
 
 def _sampling(body: Mapping[str, Any]) -> Sampling:

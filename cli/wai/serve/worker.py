@@ -134,9 +134,19 @@ class _State:
 class ModelWorker:
     """The thread that runs one model's jobs in order, and the queue in front of it."""
 
-    def __init__(self, spec: ModelSpec, *, max_queue: int, make_backend: Callable[[], LlamaBackend]) -> None:
+    def __init__(
+        self,
+        spec: ModelSpec,
+        *,
+        max_queue: int,
+        make_backend: Callable[[], LlamaBackend],
+        log: Callable[[str], None] = lambda _line: None,
+        debug: bool = False,
+    ) -> None:
         self.spec = spec
         self.max_queue = max_queue
+        self._log = log
+        self._debug = debug
         self.stats = ModelStats()
         self.loaded = False
         self._make_backend = make_backend
@@ -238,6 +248,8 @@ class ModelWorker:
                 job = self._state.running = self._state.waiting.popleft()
             try:
                 self._run(job)
+            except Exception as error:  # one request's bug must not stop the model
+                self._unexpected(job, error)
             finally:
                 job.done = True
                 with self._wake:
@@ -304,6 +316,19 @@ class ModelWorker:
             self.stats.completed += 1
         job.put(Ended(cut))
 
+    def _unexpected(self, job: Job, error: Exception) -> None:
+        """A failure no part of wai expected: this job gets a 500, the thread serves the next one."""
+        self.stats.failed += 1
+        what = _one_line(error)
+        if self._debug:
+            import traceback
+
+            trace = "".join(traceback.format_exception(error)).rstrip()
+            self._log(f"{self.spec.id}: unexpected error: {what}\n{trace}")
+        else:
+            self._log(f"{self.spec.id}: unexpected error: {what} (--debug logs the traceback)")
+        job.put(Failed(ApiFailure(500, INTERNAL_ERROR, f"wai serve could not run the model: {what}")))
+
     def _count_cancel(self, job: Job) -> None:
         self.stats.cancelled += 1
         self.stats.last_cancel = {
@@ -312,6 +337,11 @@ class ModelWorker:
             "pieces_after_cancel": job.pieces_after_cancel,
             "max_tokens": job.ask.max_tokens,
         }
+
+
+def _one_line(error: Exception) -> str:
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def _failure(error: WaiError) -> ApiFailure:
@@ -332,10 +362,12 @@ class Pool:
         *,
         max_queue: int,
         make_backend: Callable[[], LlamaBackend],
+        log: Callable[[str], None] = lambda _line: None,
+        debug: bool = False,
     ) -> None:
         self.served = served
         self.workers = {
-            model_id: ModelWorker(spec, max_queue=max_queue, make_backend=make_backend)
+            model_id: ModelWorker(spec, max_queue=max_queue, make_backend=make_backend, log=log, debug=debug)
             for model_id, spec in served.items()
         }
 

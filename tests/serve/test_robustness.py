@@ -1,0 +1,84 @@
+"""Requests meant to break `wai serve`: each gets one clear answer, and the model goes on serving."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.serve_process import Served, ServeProcess, write_catalog
+from tests.support.tiny_gguf import SPLIT_SCRIPT, SPLIT_WHOLE, TinyModel, build_tiny_llama
+
+TINY = "@cf/test/tiny-q8_0"
+
+
+def post_raw(server: ServeProcess, url: str, body: bytes, timeout: float = 60) -> httpx.Response:
+    headers = {**server.headers, "content-type": "application/json"}
+    return httpx.post(url, content=body, headers=headers, timeout=timeout)
+
+
+def still_serves(server: ServeProcess, model: str = TINY) -> None:
+    reply = httpx.post(server.run_url(model), json={"prompt": "hi"}, headers=server.headers, timeout=60)
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["result"]["response"] == SPLIT_SCRIPT
+
+
+def test_a_lone_surrogate_is_refused_5004_and_the_model_serves_on(wai_serve: ServeProcess) -> None:
+    body = rb'{"prompt":"\u0000\ud800 weird","max_tokens":3}'
+    workers_ai = post_raw(wai_serve, wai_serve.run_url(TINY), body)
+    assert workers_ai.status_code == 400, workers_ai.text
+    [error] = workers_ai.json()["errors"]
+    assert error["code"] == 5004
+    assert error["message"].startswith(
+        "prompt is not valid Unicode: a lone surrogate at character 1 (U+D800)"
+    )
+    openai = post_raw(
+        wai_serve,
+        wai_serve.origin + "/v1/chat/completions",
+        b'{"model":"' + TINY.encode() + rb'","messages":[{"role":"user","content":"a\udfff"}]}',
+    )
+    assert openai.status_code == 400, openai.text
+    assert openai.json()["error"]["message"].startswith(
+        "messages[0].content is not valid Unicode: a lone surrogate at character 1 (U+DFFF)"
+    )
+    # A surrogate pair is one whole character, and welcome.
+    paired = post_raw(wai_serve, wai_serve.run_url(TINY), rb'{"prompt":"hi \ud83c\udf89","max_tokens":3}')
+    assert paired.status_code == 200, paired.text
+    still_serves(wai_serve)
+
+
+@pytest.fixture(scope="module")
+def broken_template(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
+    """A model whose chat template fails in a way no part of wai expects (it divides by zero)."""
+    path = tmp_path_factory.mktemp("serve-broken") / "broken.q8_0.gguf"
+    template = "{{ (messages|length) // 0 }}"
+    text = SPLIT_SCRIPT
+    return build_tiny_llama(path, ftype="q8_0", script=text, whole=SPLIT_WHOLE, chat_template=template)
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_an_unexpected_failure_answers_500_and_the_model_serves_on(
+    isolated_home: Path, broken_template: TinyModel, debug: bool
+) -> None:
+    write_catalog(isolated_home, [Served("@cf/test/broken", broken_template)])
+    flags = ("--debug",) if debug else ()
+    with ServeProcess(isolated_home, *flags) as server:
+        for _ in range(2):  # the second would wait forever behind a dead thread
+            reply = httpx.post(
+                server.run_url("@cf/test/broken"), json={"prompt": "hi"}, headers=server.headers, timeout=60
+            )
+            assert reply.status_code == 500, reply.text
+            [error] = reply.json()["errors"]
+            assert error["code"] == 3043
+            assert error["message"] == (
+                "wai serve could not run the model: ZeroDivisionError: integer division or modulo by zero"
+            )
+        # Without the chat template the same model runs.
+        raw = {"prompt": "<|user|>hi<|end|><|assistant|>", "raw": True}
+        reply = httpx.post(server.run_url("@cf/test/broken"), json=raw, headers=server.headers, timeout=60)
+        assert reply.json()["result"]["response"] == SPLIT_SCRIPT
+        assert server.metrics()["@cf/test/broken"]["failed"] == 2
+        server.wait_for(re.compile(r"@cf/test/broken: unexpected error: ZeroDivisionError"))
+        assert ("Traceback (most recent call last)" in server.stderr) is debug
