@@ -476,6 +476,14 @@ def serve(
     max_queue: Annotated[
         int, typer.Option("--max-queue", min=0, help="Requests that may wait per model; more get 429.")
     ] = 16,
+    stall_limit: Annotated[
+        float,
+        typer.Option(
+            "--stall-limit",
+            min=1,
+            help="Seconds a streaming client may take no events before its reply is cut.",
+        ),
+    ] = 30.0,
     model: Annotated[
         list[str] | None,
         typer.Option("-m", "--model", help="Serve this model (repeatable; default: all with a GGUF)."),
@@ -491,6 +499,7 @@ def serve(
         port=port,
         token=token,
         max_queue=max_queue,
+        stall_limit=stall_limit,
         models=list(model or []),
         gpu_layers=gpu_layers,
         threads=threads,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+import socket
 from pathlib import Path
 
 import httpx
@@ -82,3 +84,45 @@ def test_an_unexpected_failure_answers_500_and_the_model_serves_on(
         assert server.metrics()["@cf/test/broken"]["failed"] == 2
         server.wait_for(re.compile(r"@cf/test/broken: unexpected error: ZeroDivisionError"))
         assert ("Traceback (most recent call last)" in server.stderr) is debug
+
+
+@pytest.fixture(scope="module")
+def wide(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
+    """Writes tokens of 4000 characters each, over and over: a stream that fills buffers fast."""
+    path = tmp_path_factory.mktemp("serve-wide") / "wide.q8_0.gguf"
+    pieces = ["a" * 4000, "b" * 4000]
+    return build_tiny_llama(path, ftype="q8_0", script="", pieces=pieces, loop=True, context_length=32768)
+
+
+def test_a_client_that_stops_reading_is_cut_and_frees_the_model(isolated_home: Path, wide: TinyModel) -> None:
+    model = "@cf/test/wide"
+    write_catalog(
+        isolated_home, [Served(model, wide, context_window=2000, max_output=30000, total_context=32768)]
+    )
+    with ServeProcess(isolated_home, "--stall-limit", "1") as server:
+        host, port = server.origin.removeprefix("http://").split(":")
+        body = json.dumps({"prompt": "hi", "stream": True, "max_tokens": 29000}).encode()
+        request = (
+            f"POST /client/v4/accounts/a/ai/run/{model} HTTP/1.1\r\nhost: {host}\r\n"
+            f"authorization: Bearer {server.token}\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(body)}\r\n\r\n"
+        ).encode() + body
+        with socket.socket() as reader:
+            # A small receive buffer, never read: the server's writes stop, then its backlog fills.
+            reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            reader.connect((host, int(port)))
+            reader.sendall(request)
+            line = server.wait_for(
+                re.compile(r"took no events for 1 s: its reply was cut after (\d+) tokens")
+            )
+            assert int(line.group(1)) < 29000
+            figures = server.wait_idle(model)
+            assert figures["last_cancel"]["reason"] == "client gone (it took no events for 1 s)"
+            # The model serves the next request while that connection is still open.
+            reply = httpx.post(
+                server.run_url(model),
+                json={"prompt": "hi", "max_tokens": 3},
+                headers=server.headers,
+                timeout=60,
+            )
+            assert reply.json()["result"]["response"] == "a" * 4000 + "b" * 4000 + "a" * 4000

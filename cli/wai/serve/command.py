@@ -24,6 +24,7 @@ class ServeOptions:
     port: int = 8787
     token: str | None = None  # --token or WAI_SERVE_TOKEN
     max_queue: int = 16
+    stall_limit: float = 30.0  # seconds a streaming client may take no events, its backlog full
     models: list[str] = field(default_factory=list)
     gpu_layers: int | None = None
     threads: int | None = None
@@ -59,6 +60,7 @@ def run_serve(options: ServeOptions, notifier: Notifier) -> int:
         make_backend=make_backend,
         log=stderr_log,
         debug=options.debug,
+        stall_limit=options.stall_limit,
     )
     state = ServeState(token=token, pool=pool, served=served, log=stderr_log)
     app = build_app(state)

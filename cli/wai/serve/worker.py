@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 
 # Events a job may hold for a slow reader before the model waits for it.
 _BACKLOG = 64
+# How long the model waits, its backlog full, for a client that takes no events before cutting it.
+STALL_LIMIT = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +71,7 @@ class Job:
         self.cancel_reason: str | None = None
         self.pieces = 0  # pieces of text the backend produced for this job
         self.pieces_at_cancel: int | None = None
+        self.stalled = False
         self.done = False
 
     # The event loop's side
@@ -99,10 +102,16 @@ class Job:
 
     # The model's thread's side
 
-    def put(self, item: Item) -> bool:
-        """Hand an item to the event loop, waiting while the reader is behind; False once cancelled."""
+    def put(self, item: Item, patience: float | None = None) -> bool:
+        """Hand an item to the event loop, waiting while the reader is behind; False once cancelled.
+
+        A reader that takes nothing for `patience` seconds while the backlog is full is taken for
+        gone (a client that stopped reading but keeps its connection): the job is cancelled."""
         if not isinstance(item, Ended | Failed):
-            self._room.acquire()
+            if not self._room.acquire(timeout=patience):
+                self.stalled = True
+                self.cancel(f"client gone (it took no events for {patience:g} s)")
+                return False
             if self.cancelled:
                 return False
         try:
@@ -142,9 +151,11 @@ class ModelWorker:
         make_backend: Callable[[], LlamaBackend],
         log: Callable[[str], None] = lambda _line: None,
         debug: bool = False,
+        stall_limit: float = STALL_LIMIT,
     ) -> None:
         self.spec = spec
         self.max_queue = max_queue
+        self.stall_limit = stall_limit
         self._log = log
         self._debug = debug
         self.stats = ModelStats()
@@ -287,7 +298,7 @@ class ModelWorker:
                 self.stats.failed += 1
             job.put(Failed(_failure(error)))
             return
-        if not job.put(Accepted(plan, precision)):
+        if not job.put(Accepted(plan, precision), self.stall_limit):
             self._count_cancel(job)
             job.put(Ended(job.cancel_reason))
             return
@@ -301,7 +312,7 @@ class ModelWorker:
                 if isinstance(event, Token):
                     job.pieces += 1
                     self.stats.tokens += 1
-                if job.cancelled or not job.put(event):
+                if job.cancelled or not job.put(event, self.stall_limit):
                     cut = job.cancel_reason or "cancelled"
                     break
         except WaiError as error:
@@ -312,6 +323,11 @@ class ModelWorker:
             events.close()  # stops the decoder between two tokens and frees its sampler
         if cut is not None:
             self._count_cancel(job)
+            if job.stalled:
+                self._log(
+                    f"{self.spec.id}: a client took no events for {self.stall_limit:g} s: its reply was "
+                    f"cut after {job.pieces} tokens, and the model serves the next request"
+                )
         else:
             self.stats.completed += 1
         job.put(Ended(cut))
@@ -364,10 +380,18 @@ class Pool:
         make_backend: Callable[[], LlamaBackend],
         log: Callable[[str], None] = lambda _line: None,
         debug: bool = False,
+        stall_limit: float = STALL_LIMIT,
     ) -> None:
         self.served = served
         self.workers = {
-            model_id: ModelWorker(spec, max_queue=max_queue, make_backend=make_backend, log=log, debug=debug)
+            model_id: ModelWorker(
+                spec,
+                max_queue=max_queue,
+                make_backend=make_backend,
+                log=log,
+                debug=debug,
+                stall_limit=stall_limit,
+            )
             for model_id, spec in served.items()
         }
 
