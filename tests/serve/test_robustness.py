@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import socket
+import threading
+import time
+from collections.abc import Generator, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -126,3 +131,82 @@ def test_a_client_that_stops_reading_is_cut_and_frees_the_model(isolated_home: P
                 timeout=60,
             )
             assert reply.json()["result"]["response"] == "a" * 4000 + "b" * 4000 + "a" * 4000
+
+
+LONG_PROMPT = "x" * 16000  # a token per character: seconds of reading for the tiny model
+
+
+@pytest.fixture
+def reader(isolated_home: Path, served: list[Served]) -> Iterator[ServeProcess]:
+    """The loop model with room for a long prompt."""
+    loop = next(s for s in served if s.id == "@cf/test/loop")
+    write_catalog(isolated_home, [replace(loop, context_window=30000, max_output=2000, total_context=32768)])
+    with ServeProcess(isolated_home) as server:
+        yield server
+
+
+def open_stream(server: ServeProcess, client: httpx.Client) -> Generator[str, None, None]:
+    """An OpenAI stream with the long prompt, once its first chunk (sent before the prompt is read) came."""
+    body = {"model": "@cf/test/loop", "stream": True, "messages": [{"role": "user", "content": LONG_PROMPT}]}
+    with client.stream(
+        "POST", server.origin + "/v1/chat/completions", json=body, headers=server.headers
+    ) as reply:
+        assert reply.status_code == 200
+        lines = reply.iter_lines()
+        first = next(line for line in lines if line.startswith("data:"))
+        assert '"role":"assistant"' in first
+        yield first
+        yield from lines
+
+
+def test_a_client_that_leaves_while_the_prompt_is_read_stops_the_reading(reader: ServeProcess) -> None:
+    with httpx.Client(timeout=120) as client:
+        stream = open_stream(reader, client)
+        next(stream)
+        time.sleep(0.5)  # well into the seconds of reading (sooner would be stopped all the same)
+        stream.close()
+    cancel = reader.wait_idle("@cf/test/loop", timeout=120)["last_cancel"]
+    # Had the reading gone on to its end, the first token would have come before the stop.
+    assert cancel["reason"] == "client gone" and cancel["in_prompt"] is True
+    assert cancel["pieces"] == 0 and cancel["pieces_after_cancel"] == 0
+    reader.wait_for(re.compile(r"/v1/chat/completions\" 200 .*cut while reading the prompt: client gone"))
+
+
+def test_sigterm_while_the_prompt_is_read_ends_the_stream_with_an_error_event(reader: ServeProcess) -> None:
+    with httpx.Client(timeout=120) as client:
+        stream = open_stream(reader, client)
+        next(stream)
+        time.sleep(0.5)
+        reader.process.send_signal(signal.SIGTERM)
+        reader.wait_for(re.compile("SIGTERM: stopping"))
+        reader.process.send_signal(signal.SIGTERM)  # the second cuts at once
+        rest = [line for line in stream if line.startswith("data:")]
+    assert reader.stop() == 0
+    assert rest and "[DONE]" not in rest[-1]
+    error = json.loads(rest[-1].removeprefix("data:"))["error"]
+    assert error["code"] == "3043" and "shutting down" in error["message"]
+    assert "cut while reading the prompt: wai serve is shutting down" in reader.stderr
+
+
+def test_sigterm_while_the_prompt_is_read_answers_503_not_a_bare_500(reader: ServeProcess) -> None:
+    answer: list[httpx.Response] = []
+
+    def ask() -> None:
+        body = {"prompt": LONG_PROMPT, "max_tokens": 2000}
+        answer.append(
+            httpx.post(reader.run_url("@cf/test/loop"), json=body, headers=reader.headers, timeout=120)
+        )
+
+    asking = threading.Thread(target=ask)
+    asking.start()
+    while reader.metrics()["@cf/test/loop"]["running"] == 0:
+        pass
+    reader.process.send_signal(signal.SIGTERM)
+    reader.wait_for(re.compile("SIGTERM: stopping"))
+    reader.process.send_signal(signal.SIGTERM)
+    asking.join()
+    assert reader.stop() == 0
+    [reply] = answer
+    assert reply.status_code == 503, reply.text
+    [error] = reply.json()["errors"]
+    assert error["code"] in (3040, 3043) and "shutting down" in error["message"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import codecs
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -81,7 +81,11 @@ class LlamaBackend:
 
     # The Backend protocol
 
-    def stream(self, request: Request) -> Generator[Event, None, None]:
+    def stream(
+        self, request: Request, should_stop: Callable[[], bool] | None = None
+    ) -> Generator[Event, None, None]:
+        """The reply's events. `should_stop` (for callers off the main thread, where no signal
+        arrives) is asked while the prompt is decoded; once it says yes, DecodeStopped is raised."""
         native.LOG.debug = self._debug
         refusal = unsupported(request.sampling)
         if refusal is not None:
@@ -109,7 +113,7 @@ class LlamaBackend:
         earlier, self._unreported_load = self._unreported_load, 0.0
         if fresh or resized or earlier:
             yield Loaded(earlier + (time.perf_counter() - started if fresh or resized else 0.0))
-        yield from self._generate(loaded, context, prompt, request)
+        yield from self._generate(loaded, context, prompt, request, should_stop)
 
     def counter(self, spec: ModelSpec) -> TokenCounter:
         """An exact counter on the model this backend runs, loading it once for both jobs."""
@@ -258,7 +262,12 @@ class LlamaBackend:
     # Generating
 
     def _generate(
-        self, loaded: _Loaded, context: native.NativeContext, prompt: list[int], request: Request
+        self,
+        loaded: _Loaded,
+        context: native.NativeContext,
+        prompt: list[int],
+        request: Request,
+        should_stop: Callable[[], bool] | None = None,
     ) -> Iterator[Event]:
         model = loaded.model
         reason: FinishReason = "stop"
@@ -269,7 +278,7 @@ class LlamaBackend:
             return
         sampler = _sampler(request.sampling, request.max_tokens, model.n_vocab())
         try:
-            self._feed_prompt(loaded, context, prompt)
+            self._feed_prompt(loaded, context, prompt, should_stop)
             decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
             strip_space = model.is_spm()  # llama.h: drop the word-start space of the first piece
             while True:
@@ -298,7 +307,13 @@ class LlamaBackend:
         yield Usage(prompt_tokens=len(prompt), completion_tokens=produced, exact=True)
         yield Finish(reason)
 
-    def _feed_prompt(self, loaded: _Loaded, context: native.NativeContext, prompt: list[int]) -> None:
+    def _feed_prompt(
+        self,
+        loaded: _Loaded,
+        context: native.NativeContext,
+        prompt: list[int],
+        should_stop: Callable[[], bool] | None = None,
+    ) -> None:
         """Decode the prompt, reusing the context's states for the prefix it shares with the last one."""
         keep = _common_prefix(loaded.cached, prompt) if loaded.cached_valid else 0
         keep = min(keep, len(prompt) - 1)  # the last prompt token is decoded again for its logits
@@ -306,7 +321,7 @@ class LlamaBackend:
             keep = 0
             context.clear()
         loaded.cached_valid = False
-        context.decode(prompt[keep:])
+        context.decode(prompt[keep:], should_stop)
         loaded.cached = list(prompt)
         loaded.cached_valid = True
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ctypes
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +29,10 @@ _LOG_WARN, _LOG_ERROR, _LOG_CONT = 3, 4, 5
 _PIECE_BUFFER = 128
 _ALL_LAYERS = 0x7FFFFFFF
 _DECODE_ABORTED = 2  # llama_decode: the abort callback stopped it
+
+
+class DecodeStopped(Exception):
+    """The caller's should_stop ended a decode early; the context keeps none of its positions."""
 
 
 def lib() -> ModuleType:
@@ -309,15 +313,19 @@ class NativeContext:
         """Forget every position from `keep` on; False when this model's memory cannot do that."""
         return bool(self._lib.llama_memory_seq_rm(self._lib.llama_get_memory(self.ptr), -1, keep, -1))
 
-    def decode(self, tokens: Sequence[int]) -> None:
+    def decode(self, tokens: Sequence[int], should_stop: Callable[[], bool] | None = None) -> None:
         """Feed tokens (in batches of n_batch); the last one's logits are then ready to sample.
 
         Ctrl-C (or SIGTERM, SIGHUP) stops it inside a batch: llama.cpp asks the abort callback
         between two steps of its compute graph, so a long prompt stops within milliseconds rather
         than at the end of a 512-token batch. It then raises KeyboardInterrupt; the positions of the
-        batch it stopped in are not kept.
+        batch it stopped in are not kept. Off the main thread no signal arrives: there the caller's
+        `should_stop` (a request cancelled, say) stops it the same way, raising DecodeStopped.
         """
-        with stop_signals.deferred() as stopping:
+        with stop_signals.deferred() as signalled:
+
+            def stopping() -> bool:
+                return signalled() or (should_stop is not None and should_stop())
 
             def abort(_data: object) -> bool:
                 return stopping()
@@ -340,6 +348,8 @@ class NativeContext:
                 # Generation decodes one token at a time and stops between tokens: no callback
                 # costs it a Python call per graph step.
                 self._lib.llama_set_abort_callback(self.ptr, self._lib.ggml_abort_callback(), None)
+            if not signalled() and should_stop is not None and should_stop():
+                raise DecodeStopped("decoding the prompt was stopped")
 
     def decode_one(self, token: int) -> None:
         self._single[0] = token

@@ -315,7 +315,13 @@ class JobResponse(Response):
             if not self._finished:  # the reply was abandoned (the server cancelled this task, say)
                 self.worker.cancel(job, CLIENT_GONE if job.cancel_reason is None else job.cancel_reason)
             if job.cancel_reason is not None:
-                _note(scope, out=job.pieces, cut=job.cancel_reason, after=job.pieces_after_cancel)
+                _note(
+                    scope,
+                    out=job.pieces,
+                    cut=job.cancel_reason,
+                    after=job.pieces_after_cancel,
+                    in_prompt=job.cut_in_prompt,
+                )
 
     async def _watch(self, receive: Receive) -> None:
         while True:
@@ -485,7 +491,9 @@ def _log_line(scope: Scope, status: int, seconds: float, notes: dict[str, object
     facts: list[str] = []
     if "prompt" in notes:
         facts.append(f"in {notes['prompt']}")
-    if "cut" in notes:
+    if "cut" in notes and notes.get("in_prompt"):
+        facts.append(f"cut while reading the prompt: {notes['cut']}")
+    elif "cut" in notes:
         after = notes.get("after")
         more = f"; {after} decoded after the cut" if isinstance(after, int) else ""
         facts.append(f"cut after {notes.get('out', 0)} tokens: {notes['cut']}{more}")

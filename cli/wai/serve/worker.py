@@ -72,6 +72,7 @@ class Job:
         self.pieces = 0  # pieces of text the backend produced for this job
         self.pieces_at_cancel: int | None = None
         self.stalled = False
+        self.cut_in_prompt = False  # cancelled while the model read the prompt, before any token
         self.done = False
 
     # The event loop's side
@@ -305,7 +306,10 @@ class ModelWorker:
         self._generate(job, backend, request)
 
     def _generate(self, job: Job, backend: LlamaBackend, request: Request) -> None:
-        events = backend.stream(request)
+        from wai.llama.native import DecodeStopped
+
+        # Asked between two steps of the prompt's decoding: a long prompt stops within a batch.
+        events = backend.stream(request, should_stop=lambda: job.cancelled)
         cut: str | None = None
         try:
             for event in events:
@@ -315,6 +319,8 @@ class ModelWorker:
                 if job.cancelled or not job.put(event, self.stall_limit):
                     cut = job.cancel_reason or "cancelled"
                     break
+        except DecodeStopped:
+            cut = job.cancel_reason or "cancelled"
         except WaiError as error:
             self.stats.failed += 1
             job.put(Failed(_failure(error)))
@@ -322,6 +328,7 @@ class ModelWorker:
         finally:
             events.close()  # stops the decoder between two tokens and frees its sampler
         if cut is not None:
+            job.cut_in_prompt = job.pieces == 0
             self._count_cancel(job)
             if job.stalled:
                 self._log(
@@ -351,6 +358,7 @@ class ModelWorker:
             "reason": job.cancel_reason,
             "pieces": job.pieces,
             "pieces_after_cancel": job.pieces_after_cancel,
+            "in_prompt": job.cut_in_prompt,
             "max_tokens": job.ask.max_tokens,
         }
 
