@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import signal
 import socket
@@ -210,3 +211,56 @@ def test_sigterm_while_the_prompt_is_read_answers_503_not_a_bare_500(reader: Ser
     assert reply.status_code == 503, reply.text
     [error] = reply.json()["errors"]
     assert error["code"] in (3040, 3043) and "shutting down" in error["message"]
+
+
+@pytest.mark.parametrize("route", ["run", "chat"])
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            b'{"a":' + b"[" * 100000 + b"]" * 100000 + b"}",
+            "the body nests arrays or objects too deeply to be read",
+        ),
+        (
+            b'{"temperature":1' + b"0" * 400 + b"}",
+            "temperature must be from 0 to 5, got a number of 401 digits",
+        ),
+        (
+            b'{"frequency_penalty":-1' + b"0" * 400 + b"}",
+            "frequency_penalty must be from -2 to 2, got a number of 401 digits",
+        ),
+    ],
+)
+def test_bodies_that_break_parsers_are_5004(
+    wai_serve: ServeProcess, route: str, body: bytes, message: str
+) -> None:
+    if route == "run":
+        url, body = wai_serve.run_url(TINY), body[:-1] + b',"prompt":"hi"}'
+    else:
+        url = wai_serve.origin + "/v1/chat/completions"
+        body = body[:-1] + b',"model":"' + TINY.encode() + b'","messages":[{"role":"user","content":"hi"}]}'
+    reply = post_raw(wai_serve, url, body)
+    assert reply.status_code == 400, reply.text
+    assert reply.json()["errors"] == [{"code": 5004, "message": message}]
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_uvicorns_errors_name_their_exception(debug: bool) -> None:
+    from wai.serve.runner import quiet_uvicorn
+
+    lines: list[str] = []
+    quiet_uvicorn(lines.append, debug)
+    try:
+        raise RecursionError("maximum recursion depth exceeded")
+    except RecursionError:
+        logging.getLogger("uvicorn.error").exception("Exception in ASGI application")
+    [line] = lines
+    first, *trace = line.splitlines()
+    if debug:
+        assert first == "Exception in ASGI application: RecursionError: maximum recursion depth exceeded"
+        assert trace[0] == "Traceback (most recent call last):" and "test_robustness.py" in line
+    else:
+        assert line == (
+            "Exception in ASGI application: RecursionError: maximum recursion depth exceeded "
+            "(--debug logs the traceback)"
+        )

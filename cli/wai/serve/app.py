@@ -29,6 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from wai.catalog.entries import ModelSpec
 from wai.events import Finish, Reasoning, Token, Usage
+from wai.serve.failures import log_unexpected, one_line
 from wai.serve.protocol import (
     AUTH_ERROR,
     BAD_ROUTE,
@@ -59,6 +60,7 @@ class ServeState:
     pool: Pool
     served: list[ModelSpec]
     log: Callable[[str], None]
+    debug: bool = False
 
     @property
     def session(self) -> str:
@@ -121,6 +123,10 @@ def _handler(state: ServeState, endpoint: Endpoint, *, openai: bool = False, coo
         except ApiFailure as failure:
             _note(request.scope, refused=f"{failure.code}")
             return _failure_response(failure, dialect)
+        except Exception as error:  # a bug: this request gets a 500 in its API's shape, not plain text
+            log_unexpected(state.log, state.debug, f"{request.method} {request.url.path} failed", error)
+            message = f"wai serve failed on this request: {one_line(error)}"
+            return _failure_response(ApiFailure(500, INTERNAL_ERROR, message), dialect)
 
     return handle
 

@@ -62,14 +62,14 @@ def run_serve(options: ServeOptions, notifier: Notifier) -> int:
         debug=options.debug,
         stall_limit=options.stall_limit,
     )
-    state = ServeState(token=token, pool=pool, served=served, log=stderr_log)
+    state = ServeState(token=token, pool=pool, served=served, log=stderr_log, debug=options.debug)
     app = build_app(state)
 
     def ready() -> None:
         _banner(served, sock, options.host, token if generated else None)
 
     try:
-        serve(app, sock, pool, say=stderr_log, ready=ready)
+        serve(app, sock, pool, say=stderr_log, ready=ready, debug=options.debug)
     finally:
         sock.close()
         pool.close()

@@ -74,6 +74,8 @@ def parse_json(raw: bytes) -> dict[str, Any]:
         body = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         raise invalid("the body is not JSON") from None
+    except RecursionError:  # the parser recurses once per level of arrays and objects
+        raise invalid("the body nests arrays or objects too deeply to be read") from None
     if not isinstance(body, dict):
         raise invalid("the body must be a JSON object")
     return body
@@ -234,10 +236,13 @@ def _number(body: Mapping[str, Any], key: str, low: float, high: float) -> float
     value = body.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    # An int is compared as it is: one too large for a float must not overflow on the way.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise invalid(f"{key} must be a number from {low:g} to {high:g}")
+    if isinstance(value, float) and not math.isfinite(value):
         raise invalid(f"{key} must be a number from {low:g} to {high:g}")
     if not low <= value <= high:
-        raise invalid(f"{key} must be from {low:g} to {high:g}, got {value:g}")
+        raise invalid(f"{key} must be from {low:g} to {high:g}, got {_shown(value)}")
     return float(value)
 
 
@@ -251,8 +256,15 @@ def _int(body: Mapping[str, Any], key: str, low: int, high: int | None) -> int |
     if isinstance(value, bool) or not isinstance(value, int):
         raise invalid(f"{key} must be a whole number {span}")
     if value < low or (high is not None and value > high):
-        raise invalid(f"{key} must be a whole number {span}, got {value}")
+        raise invalid(f"{key} must be a whole number {span}, got {_shown(value)}")
     return value
+
+
+def _shown(value: float) -> str:
+    """A number for a message: a huge integer by its size, not its hundreds of digits."""
+    if isinstance(value, int) and abs(value) >= 10**16:
+        return f"a number of {len(str(abs(value)))} digits"
+    return f"{value:g}"
 
 
 # --- writing replies --------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from types import FrameType
 import uvicorn
 from starlette.types import ASGIApp
 
+from wai.serve.failures import log_unexpected
 from wai.serve.worker import Pool
 
 SHUTDOWN_GRACE = 5.0
@@ -75,10 +76,15 @@ class _Server(uvicorn.Server):
 
 
 def serve(
-    app: ASGIApp, sock: socket.socket, pool: Pool, say: Callable[[str], None], ready: Callable[[], None]
+    app: ASGIApp,
+    sock: socket.socket,
+    pool: Pool,
+    say: Callable[[str], None],
+    ready: Callable[[], None],
+    debug: bool = False,
 ) -> None:
     """Run until a signal stops the server and every connection has ended; `ready` once it accepts."""
-    _quiet_uvicorn(say)
+    quiet_uvicorn(say, debug)
     config = uvicorn.Config(
         app,
         lifespan="off",
@@ -100,13 +106,18 @@ def serve(
     asyncio.run(main())
 
 
-def _quiet_uvicorn(say: Callable[[str], None]) -> None:
-    """Uvicorn's own messages: warnings and errors only, in wai's words on stderr."""
+def quiet_uvicorn(say: Callable[[str], None], debug: bool = False) -> None:
+    """Uvicorn's own messages: warnings and errors only, in wai's words on stderr. An exception
+    that came with one is named on the same line; with --debug its traceback follows."""
 
     class _Say(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
             with contextlib.suppress(Exception):
-                say(record.getMessage())
+                error = record.exc_info[1] if record.exc_info else None
+                if error is None:
+                    say(record.getMessage())
+                else:
+                    log_unexpected(say, debug, record.getMessage(), error)
 
     logger = logging.getLogger("uvicorn.error")
     logger.handlers = [_Say(level=logging.WARNING)]

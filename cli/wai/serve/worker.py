@@ -24,6 +24,7 @@ from wai.catalog.entries import ModelSpec
 from wai.conversation import Request
 from wai.errors import UsageError, WaiError, WindowError
 from wai.events import Event, Token
+from wai.serve.failures import log_unexpected, one_line
 from wai.serve.protocol import INTERNAL_ERROR, OUT_OF_CAPACITY, WINDOW_EXCEEDED, ApiFailure, Ask
 from wai.windows.budget import Plan, plan_request
 
@@ -342,15 +343,9 @@ class ModelWorker:
     def _unexpected(self, job: Job, error: Exception) -> None:
         """A failure no part of wai expected: this job gets a 500, the thread serves the next one."""
         self.stats.failed += 1
-        what = _one_line(error)
-        if self._debug:
-            import traceback
-
-            trace = "".join(traceback.format_exception(error)).rstrip()
-            self._log(f"{self.spec.id}: unexpected error: {what}\n{trace}")
-        else:
-            self._log(f"{self.spec.id}: unexpected error: {what} (--debug logs the traceback)")
-        job.put(Failed(ApiFailure(500, INTERNAL_ERROR, f"wai serve could not run the model: {what}")))
+        log_unexpected(self._log, self._debug, f"{self.spec.id}: unexpected error", error)
+        message = f"wai serve could not run the model: {one_line(error)}"
+        job.put(Failed(ApiFailure(500, INTERNAL_ERROR, message)))
 
     def _count_cancel(self, job: Job) -> None:
         self.stats.cancelled += 1
@@ -361,11 +356,6 @@ class ModelWorker:
             "in_prompt": job.cut_in_prompt,
             "max_tokens": job.ask.max_tokens,
         }
-
-
-def _one_line(error: Exception) -> str:
-    text = " ".join(str(error).split())
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def _failure(error: WaiError) -> ApiFailure:
