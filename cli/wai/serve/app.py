@@ -47,6 +47,7 @@ from wai.serve.protocol import (
 )
 from wai.serve.replies import Dialect, OpenAIReply, Outcome, PageReply, WorkersAIReply
 from wai.serve.worker import Accepted, Ended, Failed, Job, ModelWorker, Pool
+from wai.terminal.safe_text import log_safe
 
 COOKIE = "wai_serve_session"
 ACCOUNT = "/client/v4/accounts/{account}/ai"
@@ -490,6 +491,14 @@ class AccessLog:
 
 
 def _log_line(scope: Scope, status: int, seconds: float, notes: dict[str, object]) -> str:
+    """The line for one request. Every field a client chose (the path above all, decoded from its
+    %-escapes) has its control characters escaped: a request never writes a second line, nor acts
+    on the terminal that shows the log."""
+    line = _log_fields(scope, status, seconds, notes)
+    return log_safe(line)
+
+
+def _log_fields(scope: Scope, status: int, seconds: float, notes: dict[str, object]) -> str:
     client = scope.get("client")
     who = client[0] if client else "-"
     path = scope.get("path", "")

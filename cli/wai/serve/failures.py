@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from wai.terminal.safe_text import log_safe
+
 
 def one_line(error: BaseException) -> str:
-    """`ValueError: what it said`, on one line."""
-    text = " ".join(str(error).split())
+    """`ValueError: what it said`, on one line (a client's text in it cannot start another)."""
+    text = log_safe(" ".join(str(error).split()))
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
@@ -16,6 +18,7 @@ def log_unexpected(log: Callable[[str], None], debug: bool, what: str, error: Ba
         import traceback
 
         trace = "".join(traceback.format_exception(type(error), error, error.__traceback__)).rstrip()
-        log(f"{what}: {one_line(error)}\n{trace}")
+        lines = "\n".join(log_safe(line) for line in trace.splitlines())
+        log(f"{log_safe(what)}: {one_line(error)}\n{lines}")
     else:
-        log(f"{what}: {one_line(error)} (--debug logs the traceback)")
+        log(f"{log_safe(what)}: {one_line(error)} (--debug logs the traceback)")

@@ -23,6 +23,7 @@ from starlette.types import ASGIApp
 
 from wai.serve.failures import log_unexpected
 from wai.serve.worker import Pool
+from wai.terminal.safe_text import log_safe
 
 SHUTDOWN_GRACE = 5.0
 STOPPING = "wai serve is shutting down"
@@ -115,7 +116,7 @@ def quiet_uvicorn(say: Callable[[str], None], debug: bool = False) -> None:
             with contextlib.suppress(Exception):
                 error = record.exc_info[1] if record.exc_info else None
                 if error is None:
-                    say(record.getMessage())
+                    say(log_safe(record.getMessage()))
                 else:
                     log_unexpected(say, debug, record.getMessage(), error)
 

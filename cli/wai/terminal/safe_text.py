@@ -17,6 +17,9 @@ from typing import TextIO
 _ESCAPES = re.compile(r"\x1b\][^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?|(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]?")
 # Then C0 controls but tab and newline, DEL, and C1 controls (a lone ESC among them).
 _CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# In a log line nothing may start a new line or act on the terminal: every control character,
+# the Unicode line and paragraph separators, and the marks that reorder text on screen.
+_LOG_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 # What JSON leaves unescaped of those: it escapes C0 itself, but not DEL or C1.
 _JSON_RAW_CONTROLS = re.compile("[\x7f-\x9f]")
 
@@ -26,6 +29,17 @@ def terminal_safe(text: str) -> str:
     lone CR is dropped. Text that arrives in pieces (a streamed reply) may leave the payload of a
     sequence cut between two pieces as text, never as a sequence."""
     return _CONTROLS.sub("", _ESCAPES.sub("", text.replace("\r\n", "\n")))
+
+
+def log_safe(text: str) -> str:
+    """A field of a log line written by a server (a request's path, say): its control characters
+    shown as escapes (`\\x0a`, `\\x1b`, `\\u202e`), so one request makes one line and moves nothing."""
+
+    def escape(match: re.Match[str]) -> str:
+        code = ord(match.group())
+        return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+    return _LOG_CONTROLS.sub(escape, text)
 
 
 def is_terminal(stream: TextIO) -> bool:
