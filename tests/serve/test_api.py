@@ -307,3 +307,28 @@ def test_one_access_log_line_per_request_and_never_the_token(wai_serve: ServePro
     assert ok.startswith("wai serve: ") and "out 15/100" in ok and "stop" in ok
     assert "refused 5004" in refused
     assert wai_serve.token not in wai_serve.stderr
+
+
+def test_a_refresh_from_wai_serve_records_each_window_and_keeps_local_models_own(
+    tmp_path: Path, isolated_home: Path, tiny_models: dict[str, Any]
+) -> None:
+    from tests.support.serve_process import Served, write_catalog
+
+    # The server runs a model under the id of a built-in local one, with smaller windows.
+    server_home = tmp_path / "server"
+    tiny = tiny_models["q8_0"]
+    write_catalog(
+        server_home,
+        [Served("@cf/test/listed", tiny), Served("smollm2-135m-instruct-q8_0", tiny)],
+    )
+    with ServeProcess(server_home) as server:
+        done = run_wai("models", "--refresh", "--json", env=server.client_env())
+    assert done.returncode == 0, done.stderr
+    rows = {row["id"]: row for row in json.loads(done.stdout)["models"]}
+    listed = rows["@cf/test/listed"]
+    # wai serve publishes 300 in, 100 out, 400 in all: each is recorded as it is.
+    assert (listed["context_window"], listed["max_output"], listed["total_context"]) == (300, 100, 400)
+    assert listed["backends"]["remote"]["available"] is True
+    # The built-in entry runs its own GGUF file: its windows stay the file's (6144 in, 8192 in all).
+    smol = rows["smollm2-135m-instruct-q8_0"]
+    assert (smol["context_window"], smol["max_output"], smol["total_context"]) == (6144, 2048, 8192)

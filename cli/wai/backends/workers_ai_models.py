@@ -41,6 +41,7 @@ _NOT_CAPABILITIES = frozenset(
         "context_window",
         "max_input_tokens",
         "max_total_tokens",
+        "max_output_tokens",
         "planned_deprecation_date",
         "price",
         "terms",
@@ -140,7 +141,12 @@ def model_facts(raw: object) -> ModelFacts | None:
     if isinstance(task_name, str) and task_name != TASK:
         return None
     properties = dict(_properties(raw.get("properties")))
-    window = _int(properties.get("context_window")) or _int(properties.get("max_total_tokens"))
+    # Cloudflare's `context_window` is prompt and reply together. A server that also publishes the
+    # older trio (`wai serve`: its context_window is then the input window) says each window
+    # apart: max_total_tokens is the whole, max_input_tokens and max_output_tokens the parts.
+    window = _int(properties.get("max_total_tokens")) or _int(properties.get("context_window"))
+    if window is not None and window <= 0:
+        window = None
     retirement: str | None = None
     if properties.get("planned_deprecation_date"):
         try:
@@ -153,11 +159,19 @@ def model_facts(raw: object) -> ModelFacts | None:
     description = raw.get("description")
     return ModelFacts(
         id=name,
-        window=window if window and window > 0 else None,
+        window=window,
+        max_input=_part(properties.get("max_input_tokens"), window),
+        max_output=_part(properties.get("max_output_tokens"), window),
         retirement=retirement,
         capabilities=tuple(capabilities),
         description=description if isinstance(description, str) else "",
     )
+
+
+def _part(value: object, window: int | None) -> int | None:
+    """A window within the whole one (input or output): a whole number from 1 to `window`."""
+    tokens = _int(value)
+    return tokens if window is not None and tokens is not None and 0 < tokens <= window else None
 
 
 def _name(raw: object) -> str:

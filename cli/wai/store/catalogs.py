@@ -55,12 +55,16 @@ class ModelFacts:
     """What a provider publishes about one model.
 
     window: prompt plus reply tokens (Cloudflare's `context_window`), None when not published;
+    max_input, max_output: the input and output windows where the server publishes them apart
+    (`max_input_tokens`, `max_output_tokens`: older Workers AI models, `wai serve`);
     retirement: the day it is (or was) retired, YYYY-MM-DD; capabilities: flags such as
     "reasoning" or "function_calling".
     """
 
     id: str
     window: int | None = None
+    max_input: int | None = None
+    max_output: int | None = None
     retirement: str | None = None
     capabilities: tuple[str, ...] = ()
     description: str = ""
@@ -103,6 +107,8 @@ def save(refreshed: RefreshedCatalog) -> Path:
             {
                 "id": m.id,
                 "window": m.window,
+                "max_input": m.max_input,
+                "max_output": m.max_output,
                 "retirement": m.retirement,
                 "capabilities": list(m.capabilities),
                 "description": m.description,
@@ -158,11 +164,19 @@ def _from_json(data: object, provider: str) -> RefreshedCatalog:
         window = raw.get("window")
         if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window <= 0):
             raise ValueError(f"model {raw.get('id')!r}: bad window {window!r}")
+        parts = {key: raw.get(key) for key in ("max_input", "max_output")}
+        for key, part in parts.items():
+            if part is not None and (
+                isinstance(part, bool) or not isinstance(part, int) or part <= 0 or window is None
+            ):
+                raise ValueError(f"model {raw.get('id')!r}: bad {key} {part!r}")
         retirement = raw.get("retirement")
         models.append(
             ModelFacts(
                 id=str(raw["id"]),
                 window=window,
+                max_input=parts["max_input"],
+                max_output=parts["max_output"],
                 retirement=parse_day(retirement) if retirement is not None else None,
                 capabilities=tuple(str(c) for c in raw.get("capabilities", [])),
                 description=str(raw.get("description", "")),
@@ -198,11 +212,17 @@ def guess_family(model_id: str) -> str | None:
 def catalog_entries(refreshed: RefreshedCatalog, known: Mapping[str, object]) -> dict[str, dict[str, object]]:
     """The refresh as models.toml entries, to merge over the catalog so far (`known` ids).
 
-    A published window becomes total_context and context_window (Cloudflare's one number covers
-    prompt and reply together; the window policy keeps room for the reply), and the capability
-    "reasoning" becomes `reasoning = true`. A model the catalog does not know yet also gets an
-    output window (output_window), a family guessed from its id, and its description; one without
-    a published window is left out, as nothing says what fits.
+    A published window becomes total_context, and context_window too (Cloudflare's one number
+    covers prompt and reply together; the window policy keeps room for the reply) unless the
+    input window is published apart (max_input); a published output window becomes max_output.
+    The capability "reasoning" becomes `reasoning = true`. A model the catalog does not know yet
+    also gets an output window (the published one, else output_window), a family guessed from its
+    id, and its description; one without a published window is left out, as nothing says what fits.
+
+    A known model with its own weights (a `gguf`) keeps its windows: the local backend runs it
+    within the file's and its entry's, and a listing (from `wai serve` on a smaller machine, say)
+    says what some server allows, not what the file can do. Such a server refuses what does not
+    fit its own windows (413/5021).
     """
     entries: dict[str, dict[str, object]] = {}
     for facts in refreshed.models:
@@ -211,8 +231,11 @@ def catalog_entries(refreshed: RefreshedCatalog, known: Mapping[str, object]) ->
             continue
         # The account lists it, so the remote backend serves it, whatever its id looks like.
         entry: dict[str, object] = {"remote": True}
-        if facts.window is not None:
-            entry["context_window"] = entry["total_context"] = facts.window
+        if facts.window is not None and not _has_weights(known.get(facts.id)):
+            entry["total_context"] = facts.window
+            entry["context_window"] = facts.max_input or facts.window
+            if facts.max_output is not None:
+                entry["max_output"] = facts.max_output
         if facts.retirement is not None:
             entry["retirement"] = facts.retirement
         reasoning = "reasoning" in facts.capabilities
@@ -222,13 +245,17 @@ def catalog_entries(refreshed: RefreshedCatalog, known: Mapping[str, object]) ->
             entry["reasoning"] = True
         if new:
             assert facts.window is not None
-            entry["max_output"] = output_window(facts.window, reasoning=reasoning)
+            entry.setdefault("max_output", output_window(facts.window, reasoning=reasoning))
             family = guess_family(facts.id)
             if family is not None:
                 entry["family"] = family
             entry["description"] = _short(facts.description)
         entries[facts.id] = entry
     return entries
+
+
+def _has_weights(spec: object) -> bool:
+    return bool(getattr(spec, "gguf", None))
 
 
 def _short(description: str) -> str:
