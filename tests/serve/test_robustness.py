@@ -280,3 +280,42 @@ def test_a_path_cannot_write_control_characters_into_the_log(wai_serve: ServePro
     logged = "\n".join(x for x in wai_serve.stderr.splitlines() if "inject-7" in x or "pwned" in x)
     assert logged == line
     assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202e]", wai_serve.stderr)
+
+
+def test_a_body_over_8_mib_is_413_before_it_is_read(wai_serve: ServeProcess) -> None:
+    host, port = wai_serve.origin.removeprefix("http://").split(":")
+    size = 50 * 2**20
+    with socket.create_connection((host, int(port))) as conn:
+        head = (
+            f"POST /client/v4/accounts/a/ai/run/{TINY} HTTP/1.1\r\nhost: x\r\n"
+            f"authorization: Bearer {wai_serve.token}\r\ncontent-type: application/json\r\n"
+            f"content-length: {size}\r\n\r\n"
+        )
+        conn.sendall(head.encode() + b'{"prompt":"' + b"word " * 1000)  # and nothing more is sent
+        conn.settimeout(60)
+        raw = b""
+        while b'"messages":[]}' not in raw and (chunk := conn.recv(65536)):
+            raw += chunk
+    status, _, rest = raw.partition(b"\r\n")
+    assert status == b"HTTP/1.1 413 Request Entity Too Large", raw
+    body = json.loads(rest.partition(b"\r\n\r\n")[2])
+    assert body["errors"] == [
+        {
+            "code": 5021,
+            "message": "Input too long: the request body is 50.0 MiB, over wai serve's limit of 8 MiB",
+        }
+    ]
+
+
+def test_a_body_just_under_the_cap_far_over_the_window_is_refused_from_a_count_of_its_start(
+    wai_serve: ServeProcess,
+) -> None:
+    body = {"prompt": "word " * (7 * 2**20 // 5)}  # 7 MiB
+    reply = httpx.post(wai_serve.run_url(TINY), json=body, headers=wai_serve.headers, timeout=120)
+    assert reply.status_code == 413, reply.text
+    [error] = reply.json()["errors"]
+    assert (
+        error["code"] == 5021
+        and "estimated from its start, which alone is over the window" in error["message"]
+    )
+    still_serves(wai_serve)

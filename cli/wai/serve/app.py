@@ -35,6 +35,7 @@ from wai.serve.protocol import (
     BAD_ROUTE,
     INTERNAL_ERROR,
     OUT_OF_CAPACITY,
+    WINDOW_EXCEEDED,
     ApiFailure,
     Ask,
     invalid,
@@ -50,6 +51,8 @@ from wai.serve.worker import Accepted, Ended, Failed, Job, ModelWorker, Pool
 from wai.terminal.safe_text import log_safe
 
 COOKIE = "wai_serve_session"
+# The largest request body read: far more text than any served model's window takes.
+MAX_BODY = 8 * 2**20
 ACCOUNT = "/client/v4/accounts/{account}/ai"
 CLIENT_GONE = "client gone"
 _JSON_HEADERS = {"cache-control": "no-store"}
@@ -144,7 +147,25 @@ async def _route_error(request: Request, exc: HTTPException) -> Response:
 
 
 async def _body(request: Request) -> dict[str, Any]:
-    return parse_json(await request.body())
+    """The JSON body, read only up to MAX_BODY bytes: a larger one is refused before it is read
+    whole, let alone parsed and tokenized on the model's thread."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY:
+        raise _too_large(int(declared))
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise _too_large(None)
+        chunks.append(chunk)
+    return parse_json(b"".join(chunks))
+
+
+def _too_large(size: int | None) -> ApiFailure:
+    what = f"is {size / 2**20:.1f} MiB, over" if size is not None else "is over"
+    limit = f"wai serve's limit of {MAX_BODY // 2**20} MiB"
+    return ApiFailure(413, WINDOW_EXCEEDED, f"Input too long: the request body {what} {limit}")
 
 
 async def _run(request: Request, state: ServeState) -> Response:
