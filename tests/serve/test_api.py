@@ -188,6 +188,12 @@ def test_an_unknown_model_is_5007_naming_the_served_ones(wai_serve: ServeProcess
         ({"messages": [{"role": "user", "content": 3}]}, "messages[0].content must be a string"),
         ({"messages": [{"role": "user", "content": "hi"}], "raw": True}, "raw needs prompt"),
         ({"prompt": "hi", "reasoning_effort": "max"}, "reasoning_effort must be low, medium or high"),
+        ({"prompt": "hi", "response_format": {"type": "json_object"}}, "response_format is not supported"),
+        ({"prompt": "hi", "tools": [{"name": "f", "parameters": {}}]}, "tools is not supported by wai serve"),
+        (
+            {"prompt": "hi", "functions": [{"name": "f", "code": "x"}]},
+            "functions is not supported by wai serve",
+        ),
     ],
 )
 def test_invalid_input_is_5004_saying_what_is_wrong(
@@ -282,6 +288,9 @@ def test_openai_chat_completions_whole_and_errors(wai_serve: ServeProcess) -> No
     assert whole["usage"]["completion_tokens"] == 15
     unknown = httpx.post(url, json={**body, "model": "nope"}, headers=wai_serve.headers, timeout=60)
     assert unknown.status_code == 400 and unknown.json()["error"]["code"] == "5007"
+    biased = httpx.post(url, json={**body, "logit_bias": {"42": 5}}, headers=wai_serve.headers, timeout=60)
+    assert biased.status_code == 400
+    assert biased.json()["error"]["message"] == "logit_bias is not supported by wai serve"
     no_token = httpx.post(url, json=body, timeout=60)
     assert no_token.status_code == 401 and no_token.json()["error"]["type"] == "authentication_error"
 

@@ -107,6 +107,7 @@ def workers_ai_ask(body: Mapping[str, Any], spec: ModelSpec) -> Ask:
         raise invalid("raw needs prompt (the text sent verbatim), not messages")
     if body.get("lora") is not None:
         raise invalid("LoRA adapters are not supported by wai serve")
+    _refuse_unsupported(body, ("tools", "functions", "response_format"))
     options = body.get("options")
     if options is not None and not isinstance(options, dict):
         raise invalid("options must be an object")
@@ -134,9 +135,7 @@ def openai_ask(body: Mapping[str, Any], served: Mapping[str, ModelSpec]) -> Ask:
     n = _int(body, "n", 1, 1)
     if n not in (None, 1):
         raise invalid("n must be 1")
-    for unsupported in ("tools", "functions", "stop", "logprobs", "response_format"):
-        if body.get(unsupported):
-            raise invalid(f"{unsupported} is not supported by wai serve")
+    _refuse_unsupported(body, ("tools", "functions", "stop", "logprobs", "response_format", "logit_bias"))
     max_tokens = _int(body, "max_completion_tokens", 1, None)
     if max_tokens is None:
         max_tokens = _int(body, "max_tokens", 1, None)
@@ -152,6 +151,14 @@ def openai_ask(body: Mapping[str, Any], served: Mapping[str, ModelSpec]) -> Ask:
         include_usage=bool(stream_options and _flag(stream_options, "include_usage")),
         reasoning_effort=_effort(body),
     )
+
+
+def _refuse_unsupported(body: Mapping[str, Any], keys: Sequence[str]) -> None:
+    """Options wai serve cannot honour are refused, never ignored: a reply that silently broke the
+    asked-for JSON shape or tool call would be worse than a clear 400."""
+    for key in keys:
+        if body.get(key):
+            raise invalid(f"{key} is not supported by wai serve")
 
 
 def _messages(raw: object) -> tuple[Message, ...]:
