@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.support.cli import run_wai
@@ -137,3 +138,39 @@ def test_other_addresses_are_not_loopback(host: str) -> None:
     from wai.serve.command import is_loopback
 
     assert not is_loopback(host)
+
+
+def test_two_files_of_one_name_are_refused_naming_both(
+    isolated_home: Path, tmp_path: Path, tiny_models: dict[str, TinyModel]
+) -> None:
+    first, second = tmp_path / "ga" / "x.gguf", tmp_path / "gb" / "x.gguf"
+    for path, ftype in ((first, "f16"), (second, "q8_0")):
+        path.parent.mkdir()
+        path.write_bytes(tiny_models[ftype].path.read_bytes())
+    done = run_wai(
+        "serve", "--port", "0", "-m", str(first), "-m", str(second), env={"WAI_SERVE_TOKEN": "t0ken-t0ken"}
+    )
+    assert_one_line_error(done, 2, "two models would be served as 'x.gguf'", str(first), str(second))
+
+
+def test_a_served_file_that_is_gone_is_a_500_that_does_not_say_where_it_was(
+    isolated_home: Path, tmp_path: Path, tiny_models: dict[str, TinyModel]
+) -> None:
+    secret = tmp_path / "secret-folder-41"
+    secret.mkdir()
+    path = secret / "mine.gguf"
+    path.write_bytes(tiny_models["q8_0"].path.read_bytes())
+    with ServeProcess(isolated_home, "-m", str(path)) as server:
+        path.unlink()
+        reply = httpx.post(
+            server.run_url("mine.gguf"), json={"prompt": "hi"}, headers=server.headers, timeout=60
+        )
+        assert reply.status_code == 500
+        [error] = reply.json()["errors"]
+        assert error["code"] == 3043
+        assert (
+            error["message"]
+            == "mine.gguf's model file is gone from this server; its administrator can restore it"
+        )
+        assert "secret-folder-41" not in reply.text
+        server.wait_for(re.compile(f"mine.gguf: its model file {re.escape(str(path))} is gone"))

@@ -152,7 +152,13 @@ def served_models(catalog: Catalog, names: list[str]) -> list[ModelSpec]:
                 + (f"its GGUF file {where} is missing" if where else "its catalog entry names no gguf file"),
                 hint="`wai models` says which models can run locally",
             )
-        chosen.setdefault(spec.id, spec)
+        earlier = chosen.setdefault(spec.id, spec)
+        if earlier.gguf_path() != spec.gguf_path():
+            # Two files of one name would answer as one model, the second never reached.
+            raise UsageError(
+                f"two models would be served as '{spec.id}': {earlier.gguf_path()} and {spec.gguf_path()}",
+                hint="rename one of the files, or give each a catalog entry of its own",
+            )
     return list(chosen.values())
 
 

@@ -18,6 +18,7 @@ import collections
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from wai.catalog.entries import ModelSpec
@@ -270,6 +271,14 @@ class ModelWorker:
 
     def _run(self, job: Job) -> None:
         spec, ask = self.spec, job.ask
+        path = spec.gguf_path()
+        if path is None or not path.is_file():
+            # Where the server keeps its files is none of its clients' business: the log has it.
+            self.stats.failed += 1
+            self._log(f"{spec.id}: its model file {path} is gone")
+            gone = f"{spec.id}'s model file is gone from this server; its administrator can restore it"
+            job.put(Failed(ApiFailure(500, INTERNAL_ERROR, gone)))
+            return
         try:
             if self._backend is None:
                 self._backend = self._make_backend()
@@ -298,7 +307,7 @@ class ModelWorker:
                 self.stats.refused += 1
             else:
                 self.stats.failed += 1
-            job.put(Failed(_failure(error)))
+            job.put(Failed(_failure(error, path)))
             return
         if not job.put(Accepted(plan, precision), self.stall_limit):
             self._count_cancel(job)
@@ -324,7 +333,7 @@ class ModelWorker:
             cut = job.cancel_reason or "cancelled"
         except WaiError as error:
             self.stats.failed += 1
-            job.put(Failed(_failure(error)))
+            job.put(Failed(_failure(error, self.spec.gguf_path())))
             return
         finally:
             events.close()  # stops the decoder between two tokens and frees its sampler
@@ -358,13 +367,17 @@ class ModelWorker:
         }
 
 
-def _failure(error: WaiError) -> ApiFailure:
+def _failure(error: WaiError, path: Path | None) -> ApiFailure:
+    # A message may name the model's file: clients get its name, never the folder it lies in.
+    def shown(text: str) -> str:
+        return text.replace(str(path), path.name) if path is not None else text
+
     if isinstance(error, WindowError):
         # The message without the client's hint: its options (--fit, --max-tokens) are not the caller's.
-        return ApiFailure(413, WINDOW_EXCEEDED, f"Input too long: {error.message}")
+        return ApiFailure(413, WINDOW_EXCEEDED, f"Input too long: {shown(error.message)}")
     if isinstance(error, UsageError):  # a chat template that refuses the conversation, say
-        return ApiFailure(400, 5004, str(error))
-    return ApiFailure(500, INTERNAL_ERROR, f"wai serve could not run the model: {error}")
+        return ApiFailure(400, 5004, shown(str(error)))
+    return ApiFailure(500, INTERNAL_ERROR, f"wai serve could not run the model: {shown(str(error))}")
 
 
 class Pool:
