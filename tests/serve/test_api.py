@@ -341,3 +341,33 @@ def test_a_refresh_from_wai_serve_records_each_window_and_keeps_local_models_own
     # The built-in entry runs its own GGUF file: its windows stay the file's (6144 in, 8192 in all).
     smol = rows["smollm2-135m-instruct-q8_0"]
     assert (smol["context_window"], smol["max_output"], smol["total_context"]) == (6144, 2048, 8192)
+
+
+def test_openai_routes_answer_openai_errors_and_retrieve_a_model(wai_serve: ServeProcess) -> None:
+    url = wai_serve.origin + "/v1/chat/completions"
+    body = {"model": TINY, "messages": [{"role": "user", "content": "hi"}]}
+    two = httpx.post(url, json={**body, "n": 2}, headers=wai_serve.headers, timeout=60)
+    assert two.json()["error"]["message"] == "n must be 1: wai serve writes one reply per request"
+    robot = {**body, "messages": [{"role": "robot", "content": "hi"}]}
+    role = httpx.post(url, json=robot, headers=wai_serve.headers, timeout=60).json()["error"]["message"]
+    assert role == "messages[0].role must be system, developer, user or assistant"
+    # What the OpenAI SDKs show: the `error` object's message, on unknown routes and methods too.
+    nothing = httpx.get(wai_serve.origin + "/v1/nothing", headers=wai_serve.headers, timeout=30)
+    assert nothing.status_code == 404 and nothing.json()["error"]["message"] == "No route for that URI"
+    wrong = httpx.get(url, headers=wai_serve.headers, timeout=30)
+    assert (
+        wrong.status_code == 405
+        and wrong.json()["error"]["message"] == "Method GET not allowed for this route"
+    )
+    # models.retrieve
+    for base in (wai_serve.origin, f"{wai_serve.base_url}/accounts/a/ai"):
+        one = httpx.get(f"{base}/v1/models/{TINY}", headers=wai_serve.headers, timeout=30)
+        assert one.status_code == 200 and one.json()["id"] == TINY and one.json()["object"] == "model"
+    missing = httpx.get(wai_serve.origin + "/v1/models/@cf/no/such", headers=wai_serve.headers, timeout=30)
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "5007"
+
+
+def test_a_refused_token_is_logged_with_its_code(wai_serve: ServeProcess) -> None:
+    httpx.post(wai_serve.origin + "/client/v4/accounts/no-token-9/ai/run/x", json={}, timeout=30)
+    line = wai_serve.wait_for(re.compile(r"no-token-9.* 401 .*")).group(0)
+    assert line.endswith("refused 10000")

@@ -33,6 +33,11 @@ def test_listening_beyond_loopback_needs_a_token_of_ones_own(isolated_home: Path
     assert_one_line_error(done, 2, "refusing to listen on 0.0.0.0", "WAI_SERVE_TOKEN")
 
 
+def test_beyond_loopback_a_short_token_is_refused(isolated_home: Path) -> None:
+    done = run_wai("serve", "--host", "0.0.0.0", env={"WAI_SERVE_TOKEN": "abc"})
+    assert_one_line_error(done, 2, "refusing to listen on 0.0.0.0 with a token of 3 characters", "16")
+
+
 def test_an_empty_token_is_refused(isolated_home: Path) -> None:
     assert_one_line_error(run_wai("serve", env={"WAI_SERVE_TOKEN": " "}), 2, "the token is empty")
 
@@ -113,7 +118,11 @@ def test_without_the_serve_extra_it_says_how_to_install_it(isolated_home: Path, 
     shadow.mkdir(parents=True)
     (shadow / "__init__.py").write_text("raise ImportError('No module named starlette')\n")
     done = run_wai("serve", env={"PYTHONPATH": str(shadow.parent), "WAI_SERVE_TOKEN": "t0ken-t0ken"})
-    assert_one_line_error(done, 2, "serve` extra", "pip install 'wai[serve]'")
+    assert done.stderr.strip() == (
+        "wai: error: wai serve needs the optional packages of its `serve` extra: starlette is missing "
+        "(install it with `pip install 'wai[serve]'`, or `make install` in a source checkout)"
+    )
+    assert done.returncode == 2
 
 
 def test_other_commands_do_not_load_the_server_packages() -> None:

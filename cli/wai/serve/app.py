@@ -34,6 +34,7 @@ from wai.serve.protocol import (
     AUTH_ERROR,
     BAD_ROUTE,
     INTERNAL_ERROR,
+    NO_SUCH_MODEL,
     OUT_OF_CAPACITY,
     WINDOW_EXCEEDED,
     ApiFailure,
@@ -42,6 +43,7 @@ from wai.serve.protocol import (
     model_for,
     models_search,
     openai_ask,
+    openai_model,
     openai_models,
     parse_json,
     workers_ai_ask,
@@ -83,6 +85,8 @@ def build_app(state: ServeState) -> ASGIApp:
         Route("/v1/chat/completions", _handler(state, _chat, openai=True), methods=["POST"]),
         Route(ACCOUNT + "/v1/models", _handler(state, _models, openai=True), methods=["GET"]),
         Route("/v1/models", _handler(state, _models, openai=True), methods=["GET"]),
+        Route(ACCOUNT + "/v1/models/{model:path}", _handler(state, _model, openai=True), methods=["GET"]),
+        Route("/v1/models/{model:path}", _handler(state, _model, openai=True), methods=["GET"]),
         Route("/debug/metrics", _handler(state, _metrics, cookie=True), methods=["GET"]),
         Route("/page/models", _handler(state, _page_models, cookie=True), methods=["GET"]),
         Route("/page/stream", _handler(state, _page_stream, cookie=True), methods=["GET"]),
@@ -120,6 +124,7 @@ def _handler(state: ServeState, endpoint: Endpoint, *, openai: bool = False, coo
     async def handle(request: Request) -> Response:
         dialect: Dialect = OpenAIReply() if openai else WorkersAIReply()
         if not (_bearer_ok(request, state.token) or (cookie and _cookie_ok(request, state))):
+            _note(request.scope, refused=f"{AUTH_ERROR}")
             return _failure_response(ApiFailure(401, AUTH_ERROR, "Authentication error"), dialect)
         try:
             response: Response = await endpoint(request, state)
@@ -140,7 +145,11 @@ async def _route_error(request: Request, exc: HTTPException) -> Response:
         failure = ApiFailure(405, 7001, f"Method {request.method} not allowed for this route")
     else:
         failure = ApiFailure(exc.status_code, BAD_ROUTE, "No route for that URI")
-    return JSONResponse(WorkersAIReply().error(failure), status_code=failure.status)
+    _note(request.scope, refused=f"{failure.code}")
+    # Under /v1 the OpenAI SDKs read an `error` object; Cloudflare's `errors` stay beside it.
+    path = request.url.path
+    dialect: Dialect = OpenAIReply() if path.startswith("/v1/") or "/ai/v1/" in path else WorkersAIReply()
+    return JSONResponse(dialect.error(failure), status_code=failure.status, headers=_JSON_HEADERS)
 
 
 # --- Workers AI -------------------------------------------------------------------------------
@@ -211,6 +220,15 @@ async def _chat(request: Request, state: ServeState) -> Response:
 
 async def _models(request: Request, state: ServeState) -> Response:
     return JSONResponse(openai_models(state.served), headers=_JSON_HEADERS)
+
+
+async def _model(request: Request, state: ServeState) -> Response:
+    name = request.path_params["model"]
+    spec = state.by_id().get(name)
+    if spec is None:
+        known = ", ".join(sorted(state.by_id())) or "none"
+        raise ApiFailure(404, NO_SUCH_MODEL, f"No such model {name} (this server runs: {known})")
+    return JSONResponse(openai_model(spec), headers=_JSON_HEADERS)
 
 
 async def _metrics(request: Request, state: ServeState) -> Response:

@@ -15,7 +15,9 @@ from wai.errors import EXIT_OK, ConfigError, UsageError
 from wai.notices import Notifier
 
 ACCOUNT_ID = "local"  # any account id is accepted; this one goes into the printed export line
-SERVE_EXTRA_HINT = "install it with `pip install 'wai[serve]'` (`make install` in a source checkout)"
+SERVE_EXTRA_HINT = "install it with `pip install 'wai[serve]'`, or `make install` in a source checkout"
+# A token guards a server others can reach: one that short could be guessed.
+MIN_REMOTE_TOKEN = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +38,12 @@ def run_serve(options: ServeOptions, notifier: Notifier) -> int:
     token = options.token
     if token is not None:
         _check_token(token)
+        if not is_loopback(options.host) and len(token) < MIN_REMOTE_TOKEN:
+            raise UsageError(
+                f"refusing to listen on {options.host} with a token of {len(token)} characters: "
+                f"others could reach it, and a token under {MIN_REMOTE_TOKEN} characters can be guessed",
+                hint="e.g. WAI_SERVE_TOKEN=$(python3 -c 'import secrets; print(secrets.token_urlsafe(24))')",
+            )
     elif not is_loopback(options.host):
         raise UsageError(
             f"refusing to listen on {options.host} without a token of your own: others could reach it",
@@ -86,7 +94,9 @@ def _require_packages() -> None:
             missing.append(name)
     if missing:
         raise ConfigError(
-            f"wai serve needs the optional packages of its `serve` extra ({' and '.join(missing)} missing)",
+            f"wai serve needs the optional packages of its `serve` extra: {' and '.join(missing)} "
+            + ("is" if len(missing) == 1 else "are")
+            + " missing",
             hint=SERVE_EXTRA_HINT,
         )
     if find_spec("llama_cpp") is None:

@@ -132,9 +132,8 @@ def openai_ask(body: Mapping[str, Any], served: Mapping[str, ModelSpec]) -> Ask:
     spec = model_for(name, served)
     if "messages" not in body:
         raise invalid("messages is missing (a list of {role, content})")
-    n = _int(body, "n", 1, 1)
-    if n not in (None, 1):
-        raise invalid("n must be 1")
+    if body.get("n") is not None and (isinstance(body["n"], bool) or body["n"] != 1):
+        raise invalid("n must be 1: wai serve writes one reply per request")
     _refuse_unsupported(body, ("tools", "functions", "stop", "logprobs", "response_format", "logit_bias"))
     max_tokens = _int(body, "max_completion_tokens", 1, None)
     if max_tokens is None:
@@ -170,7 +169,7 @@ def _messages(raw: object) -> tuple[Message, ...]:
             raise invalid(f"messages[{i}] must be an object with role and content")
         role = _ROLES.get(item.get("role"))  # type: ignore[arg-type]
         if role is None:
-            raise invalid(f"messages[{i}].role must be system, user or assistant")
+            raise invalid(f"messages[{i}].role must be system, developer, user or assistant")
         out.append(Message(role, _unicode(_content(item.get("content"), i), f"messages[{i}].content")))
     if out[-1].role == "assistant":
         raise invalid("the last message must not be the assistant's: there would be nothing to answer")
@@ -364,18 +363,17 @@ def _search_result(spec: ModelSpec) -> dict[str, object]:
 
 
 def openai_models(served: Sequence[ModelSpec]) -> dict[str, object]:
+    return {"object": "list", "data": [openai_model(spec) for spec in served]}
+
+
+def openai_model(spec: ModelSpec) -> dict[str, object]:
+    """One model as `GET /v1/models` lists it and `GET /v1/models/{id}` answers it."""
     return {
-        "object": "list",
-        "data": [
-            {
-                "id": spec.id,
-                "object": "model",
-                "created": 0,
-                "owned_by": "wai",
-                "context_window": spec.context_window,
-                "max_output": spec.max_output,
-                "total_context": spec.total_context,
-            }
-            for spec in served
-        ],
+        "id": spec.id,
+        "object": "model",
+        "created": 0,
+        "owned_by": "wai",
+        "context_window": spec.context_window,
+        "max_output": spec.max_output,
+        "total_context": spec.total_context,
     }
