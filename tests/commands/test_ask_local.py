@@ -59,6 +59,20 @@ def test_a_gguf_path_answers_with_the_exact_text_alone(tiny_models: dict[str, Ti
     assert done.stderr == ""  # llama.cpp logs its loading at length; none of it shows
 
 
+@pytest.mark.parametrize(
+    ("template", "said"),
+    [("{{ 1 // 0 }}", "ZeroDivisionError"), ("{% if %}", "not valid Jinja"), ("{{ a.b.c }}", "undefined")],
+)
+def test_a_chat_template_that_fails_is_one_line_exit_2(tmp_path: Path, template: str, said: str) -> None:
+    model = build_tiny_llama(tmp_path / "t.gguf", ftype="f16", script="Hi", chat_template=template)
+    for command in ("ask", "tokens"):
+        done = run_wai(command, "-m", str(model.path), "hello")
+        assert done.returncode == 2, done.stderr
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("wai: error: the model's chat template"), done.stderr
+        assert said in lines[0]
+
+
 def test_a_model_in_the_users_catalog_is_asked_by_id(
     tiny_models: dict[str, TinyModel], isolated_home: Path
 ) -> None:

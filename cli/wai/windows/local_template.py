@@ -131,8 +131,12 @@ def _render_jinja(template: str, messages: Sequence[Message], bos: str, eos: str
             raise_exception=raise_exception,
             strftime_now=lambda fmt: datetime.now().strftime(fmt),
         )
+    except ChatTemplateError:
+        raise
     except jinja2.TemplateError as exc:
         raise ChatTemplateError(f"the model's chat template failed: {exc}") from None
+    except Exception as exc:  # a template is code from the file: any error of its own is the file's
+        raise ChatTemplateError(f"the model's chat template failed: {type(exc).__name__}: {exc}") from None
 
 
 @lru_cache(maxsize=8)
