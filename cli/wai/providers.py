@@ -32,6 +32,22 @@ OPENAI_DEFAULT_BASE = "https://api.openai.com/v1"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+# Headers that frame the request or belong to one connection (RFC 9110 7.6.1): wai's HTTP
+# client sets them for each request, and a second value breaks the request before it is sent.
+RESERVED_HEADERS = (
+    "content-length",
+    "transfer-encoding",
+    "content-type",
+    "content-encoding",
+    "host",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+)
+MAX_TIMEOUT = 86_400.0  # a day, as for --read-timeout
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +168,12 @@ def _provider(name: str, table: dict[str, object], where: str, table_name: str) 
             raise bad("headers", f"{header!r} is not a header name")
         if header.lower() == "authorization":
             raise bad("headers", "Authorization comes from api_key_env, never from the file")
+        if header.lower() in RESERVED_HEADERS:
+            raise bad(
+                "headers",
+                f"{header!r} is set by wai for each request (framing and connection headers cannot "
+                "be given); remove it",
+            )
         if not isinstance(value, str) or not all(" " <= c <= "~" for c in value):
             raise bad("headers", f"the value of {header!r} must be a string of visible ASCII")
         pairs.append((header, value))
@@ -161,8 +183,11 @@ def _provider(name: str, table: dict[str, object], where: str, table_name: str) 
         or not isinstance(timeout, int | float)
         or not math.isfinite(timeout)
         or timeout <= 0
+        or timeout > MAX_TIMEOUT
     ):
-        raise bad("timeout", f"must be a positive number of seconds, got {timeout!r}")
+        raise bad(
+            "timeout", f"must be a positive number of seconds, at most {MAX_TIMEOUT:g}, got {timeout!r}"
+        )
     tokenizer = table.get("tokenizer", "auto")
     if tokenizer not in TOKENIZERS:
         raise bad("tokenizer", f"must be one of {', '.join(TOKENIZERS)}, got {tokenizer!r}")

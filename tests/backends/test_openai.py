@@ -380,6 +380,26 @@ def test_openai_base_url_defines_the_openai_provider(isolated_home: Path) -> Non
         ('base_url = "http://x/v1"\ntokenizer = "tiktoken"', "key 'tokenizer': must be one of"),
         ('base_url = "http://x/v1"\nheaders = { Authorization = "x" }', "key 'headers': Authorization"),
         ('base_url = "http://x/v1"\napi_key_env = "MY KEY"', "key 'api_key_env': must be the name"),
+        (
+            'base_url = "http://x/v1"\nheaders = { "Content-Length" = "5" }',
+            "key 'headers': 'Content-Length' is set",
+        ),
+        (
+            'base_url = "http://x/v1"\nheaders = { "transfer-encoding" = "x" }',
+            "key 'headers': 'transfer-encoding'",
+        ),
+        ('base_url = "http://x/v1"\nheaders = { Host = "evil" }', "key 'headers': 'Host' is set by wai"),
+        (
+            'base_url = "http://x/v1"\nheaders = { Connection = "close" }',
+            "key 'headers': 'Connection' is set",
+        ),
+        (
+            'base_url = "http://x/v1"\ntimeout = 1e10',
+            "key 'timeout': must be a positive number of seconds, at most 86400",
+        ),
+        ('base_url = "http://x/v1"\ntimeout = 1e300', "key 'timeout': must be a positive number"),
+        ('base_url = "http://x/v1"\ntimeout = nan', "key 'timeout': must be a positive number"),
+        ('base_url = "http://x/v1"\ntimeout = inf', "key 'timeout': must be a positive number"),
     ],
 )
 def test_each_bad_provider_value_is_one_line_naming_the_file_table_and_key(
