@@ -167,6 +167,16 @@ ReadTimeoutOpt = Annotated[
         show_default=False,
     ),
 ]
+
+
+def _small_requests_wait(read_timeout: float | None) -> None:
+    """An explicit --read-timeout is also the deadline of a provider's count and model list."""
+    if read_timeout is not None:
+        from wai.backends.openai_http import use_read_timeout
+
+        use_read_timeout(read_timeout)
+
+
 # Without a stream the server says nothing until the whole reply is written.
 STREAM_READ_TIMEOUT, WHOLE_REPLY_READ_TIMEOUT = 60.0, 300.0
 GpuLayersOpt = Annotated[
@@ -295,6 +305,7 @@ def ask(
             use_stdin=not no_stdin,
             raw=raw,
         )
+        _small_requests_wait(read_timeout)
         return run_ask(options, notifier)
 
     _guarded(action, debug=debug, color=color.value)
@@ -366,6 +377,7 @@ def chat(
             reasoning_effort=reasoning_effort.value if reasoning_effort else None,
             show_thinking=show_thinking,
         )
+        _small_requests_wait(read_timeout)
         return run_chat(options, notifier)
 
     _guarded(action, debug=debug, color=color.value)

@@ -18,7 +18,14 @@ import pytest
 
 from tests.render.terminal import environment, finish
 from tests.support.cli import WAI, run_wai
-from tests.support.openai_server import Engine, apply_template, base_url, count_messages, openai_server
+from tests.support.openai_server import (
+    Engine,
+    apply_template,
+    base_url,
+    count_messages,
+    openai_server,
+    trickle,
+)
 from tests.support.workers_ai_server import Reply, WorkersAIServer, openai_chunks, usage_dict
 
 MODEL = "org/model-a"
@@ -413,3 +420,92 @@ def test_each_bad_provider_value_is_one_line_naming_the_file_table_and_key(
     assert run.stderr.count("\n") == 1, run.stderr
     assert f"{isolated_home / 'config.toml'}: [providers.eng] {said}" in run.stderr
     assert "sk-1" not in run.stderr
+
+
+def _served(isolated_home: Path, engine: Engine, routes: dict[str, Any], extra: str = "") -> WorkersAIServer:
+    server = openai_server(engine, models={MODEL: 64 if engine == "vllm" else 4096}, routes=routes)
+    configure(isolated_home, server, extra=extra)
+    return server
+
+
+def test_a_tokenizer_trickling_its_answer_is_given_up_at_the_providers_timeout(isolated_home: Path) -> None:
+    server = openai_server("vllm", models={MODEL: 64}, routes={"POST /tokenize": trickle(60)})
+    with server:
+        configure(isolated_home, server, extra='timeout = 2\ntokenizer = "vllm"\n')
+        run = run_wai("ask", "-m", f"eng:{MODEL}", "hi")
+        given = run_wai("ask", "-m", f"eng:{MODEL}", "--read-timeout", "1", "hi")
+    assert run.returncode == 1
+    assert (
+        "eng could not count the prompt: eng did not answer POST /tokenize within 2 s "
+        f"(timeout in [providers.eng] of {isolated_home / 'config.toml'})" in run.stderr
+    )
+    assert 'tokenizer = "none" in [providers.eng]' in run.stderr
+    assert "did not answer POST /tokenize within 1 s (--read-timeout)" in given.stderr
+    assert chat_requests(server) == []
+
+
+def test_a_tokenizer_that_never_answers_is_given_up_at_the_default_and_estimated(isolated_home: Path) -> None:
+    hang = Reply(headers={"Content-Type": "application/json"}, end="hang")
+    with _served(isolated_home, "vllm", {"POST /tokenize": hang}) as server:
+        run = run_wai("ask", "--json", "-m", f"eng:{MODEL}", "hi")
+    assert run.returncode == 0, run.stderr
+    said = (
+        "eng did not answer POST /tokenize within 10 s (wai's default for small requests; set "
+        f"timeout = SECONDS in [providers.eng] of {isolated_home / 'config.toml'} to wait longer); "
+        "counted by estimate (~) instead"
+    )
+    assert said in run.stderr
+    assert any(said in warning for warning in json.loads(run.stdout)["warnings"])
+    assert len(chat_requests(server)) == 1
+
+
+BAD_COUNTS = {
+    "HTTP 500": Reply.openai_error(500, "tokenizer exploded"),
+    "HTML": Reply.text(200, "<html><body>nginx</body></html>"),
+    "a word": Reply.json({"count": "lots", "tokens": "x"}),
+    "true": Reply.json(True),
+    "a negative count": Reply.json({"count": -5, "max_model_len": 64}),
+    "a boolean count": Reply.json({"count": True, "max_model_len": 64}),
+}
+
+
+@pytest.mark.parametrize("answer", BAD_COUNTS)
+def test_a_tokenizer_answering_badly_is_estimated_in_auto_mode_and_an_error_when_named(
+    isolated_home: Path, answer: str
+) -> None:
+    with _served(isolated_home, "vllm", {"POST /tokenize": BAD_COUNTS[answer]}) as server:
+        auto = run_wai("ask", "--json", "-m", f"eng:{MODEL}", "hi")
+        tokens = run_wai("tokens", "--json", "-m", f"eng:{MODEL}", "hi")
+        configure(isolated_home, server, extra='tokenizer = "vllm"\n')
+        named = run_wai("ask", "-m", f"eng:{MODEL}", "hi")
+    assert auto.returncode == 0, auto.stderr
+    assert auto.stderr.count("eng could not count the prompt") == 1
+    assert "counted by estimate (~) instead" in auto.stderr
+    assert json.loads(auto.stdout)["usage"]["prompt_tokens"] > 0
+    report = json.loads(tokens.stdout)
+    assert report["exact"] is False and report["display"].startswith("~") and report["tokens"] > 0
+    assert named.returncode == 1
+    assert "eng could not count the prompt (POST /tokenize: " in named.stderr
+    assert 'tokenizer = "none" in [providers.eng]' in named.stderr
+    assert len(chat_requests(server)) == 1  # the auto run's alone
+
+
+def test_a_gateway_refusing_the_probes_routes_is_no_tokenizer_and_no_key_error(isolated_home: Path) -> None:
+    forbidden = Reply.openai_error(403, "Forbidden: route not allowed")
+    routes = {"POST /tokenize": forbidden, "GET /props": forbidden, "POST /api/show": forbidden}
+    with _served(isolated_home, "plain", routes) as server:
+        run = run_wai("ask", "-m", f"eng:{MODEL}", "hi")
+    assert run.returncode == 0, run.stderr
+    assert "refused the API key" not in run.stderr
+    assert "eng tells no context length for org/model-a: assumed 4096 tokens" in run.stderr
+    assert len(chat_requests(server)) == 1
+
+
+def test_a_key_refused_by_get_models_stops_everything_at_once(isolated_home: Path) -> None:
+    with _served(isolated_home, "plain", {"GET /v1/models": Reply.openai_error(401, "bad key")}) as server:
+        run = run_wai("ask", "-m", f"eng:{MODEL}", "hi")
+    assert run.returncode == 2
+    assert run.stderr == "wai: error: eng refused the API key (HTTP 401: bad key); no key is sent: set " + (
+        f"api_key_env in [providers.eng] of {isolated_home / 'config.toml'}\n"
+    )
+    assert [r.path for r in server.requests] == ["/v1/models"]

@@ -26,11 +26,19 @@ from __future__ import annotations
 import argparse
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from tests.support.workers_ai_server import RecordedRequest, Reply, Simulation, WorkersAIServer, usage_dict
+from tests.support.workers_ai_server import (
+    Part,
+    Pause,
+    RecordedRequest,
+    Reply,
+    Simulation,
+    WorkersAIServer,
+    usage_dict,
+)
 
 Engine = Literal["vllm", "llama-server", "plain"]
 _TOKEN = re.compile(r"<\|\w+\|>|\w+|[^\w\s]")
@@ -60,6 +68,9 @@ class OpenAISimulation(Simulation):
     api_key: str | None = None  # when set, any other bearer gets 401
     chat_bodies: list[dict[str, Any]] = field(default_factory=list)
     counts: list[tuple[int, int]] = field(default_factory=list)  # (prompt tokens, max_tokens) per chat
+    # "METHOD /path" -> what that route answers instead of the simulation (a broken tokenizer, a
+    # gateway that refuses it); each request gets the same reply, or the function's.
+    routes: Mapping[str, Reply | Callable[[RecordedRequest], Reply]] = field(default_factory=dict)
 
     def check(self, request: RecordedRequest) -> tuple[int, list[str]] | None:
         """Every chat body, counted with this server's tokenizer against the model's context."""
@@ -90,6 +101,9 @@ class OpenAISimulation(Simulation):
 
     def reply(self, request: RecordedRequest, *, prompt_tokens: int | None = None) -> Reply:
         path = request.path.split("?", 1)[0]
+        routed = self.routes.get(f"{request.method} {path}")
+        if routed is not None:
+            return routed if isinstance(routed, Reply) else routed(request)
         if self.api_key is not None and request.headers.get("authorization") != f"Bearer {self.api_key}":
             return _error(401, "Invalid API key", "AuthenticationError")
         try:
@@ -191,6 +205,14 @@ class OpenAISimulation(Simulation):
         if isinstance(options, dict) and options.get("include_usage"):
             chunks.append({**head, "choices": [], "usage": usage})
         return Reply.sse(chunks, pause=self.token_delay)
+
+
+def trickle(seconds: int) -> Reply:
+    """A JSON answer that never ends in time: one space a second for `seconds` seconds."""
+    parts: list[Part] = []
+    for _ in range(seconds):
+        parts += [b" ", Pause(1.0)]
+    return Reply(headers={"Content-Type": "application/json"}, parts=[*parts, b"{}"])
 
 
 def _error(status: int, message: str, kind: str) -> Reply:

@@ -18,7 +18,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from wai.backends.openai_http import ProviderClient
+from wai.backends.openai_http import Answer, ProviderClient
 from wai.catalog.entries import ModelSpec
 from wai.conversation import Message
 from wai.errors import BackendError
@@ -29,6 +29,9 @@ ENGINE_PREFIX = "engine:"
 _NUM_CTX = re.compile(r"^\s*num_ctx\s+(\d+)", re.M)
 # What ollama runs a model with when its Modelfile sets no num_ctx; it cuts longer prompts silently.
 OLLAMA_DEFAULT_CTX = 4096
+# What a server answers on a route it does not have (or a gateway that lets only the API through):
+# no such facility, never a refused key.
+NO_SUCH_ROUTE = (401, 403, 404, 405)
 
 
 def engine_of(spec: ModelSpec) -> str | None:
@@ -45,6 +48,7 @@ class ServerCounter:
     def __init__(self, client: ProviderClient, spec: ModelSpec, kind: TokenizerKind) -> None:
         self.client = client
         self.model = spec.served_name
+        self.chosen = kind  # what config.toml says; "auto" falls back to the estimate on failure
         if kind == "auto":
             engine = engine_of(spec)
             kind = "vllm" if engine == "vllm" else "llama-server" if engine == "llama-server" else "auto"
@@ -58,6 +62,7 @@ class ServerCounter:
         self._counts: dict[tuple[Message, ...], int] = {}
         self._texts: dict[tuple[Message, ...], str] = {}
         self.requests = 0  # count requests sent, for --debug and the benchmark
+        self.warnings: list[str] = []
 
     def _describe(self) -> str:
         name = self.client.provider.name
@@ -84,10 +89,13 @@ class ServerCounter:
             return self._counts[key]
         if self.kind == "auto":
             count = self._probe(key)
-        elif self.kind == "vllm":
-            count = self._vllm_count(key)
-        elif self.kind == "llama-server":
-            count = self._llama_count(key)
+        elif self.kind in ("vllm", "llama-server"):
+            try:
+                count = self._vllm_count(key) if self.kind == "vllm" else self._llama_count(key)
+            except BackendError as error:
+                if self.chosen != "auto":
+                    raise
+                count = self._fallback(key, error.message)
         else:
             count = self._estimate.count_prompt(key)
         if self.kind == "none":
@@ -97,11 +105,11 @@ class ServerCounter:
 
     def count_text(self, text: str) -> int:
         if self.kind == "vllm":
-            data = self._post("/tokenize", {"model": self.model, "prompt": text, "add_special_tokens": False})
-            return _int(data, "count")
+            body = {"model": self.model, "prompt": text, "add_special_tokens": False}
+            return self._count_in(self._post("/tokenize", body), "/tokenize")
         if self.kind == "llama-server":
             data = self._post("/tokenize", {"content": text, "add_special": False})
-            return len(_list(data, "tokens"))
+            return len(self._list(data, "/tokenize", "tokens"))
         return self._estimate.count_text(text)
 
     def cut_points(self, text: str) -> Sequence[int]:
@@ -113,20 +121,58 @@ class ServerCounter:
             self._llama_count(key)
         return self._texts.get(key)
 
+    def drain_warnings(self) -> list[str]:
+        """What counting found worth a warning since the last call (each said once)."""
+        warnings, self.warnings = self.warnings, []
+        return warnings
+
     # -- the engines ----------------------------------------------------------------------------
 
     def _probe(self, key: tuple[Message, ...]) -> int:
-        answer = self.client.call("POST", f"{self.client.provider.root}/tokenize", self._vllm_body(key))
+        """The first count of `tokenizer = "auto"`: it finds out which tokenizer there is. A server
+        whose /tokenize is missing or refused has none; one whose /tokenize answers badly is
+        counted by estimate, with a warning, rather than costing the turn."""
+        try:
+            answer = self.client.call("POST", f"{self.client.provider.root}/tokenize", self._vllm_body(key))
+        except BackendError as error:
+            return self._fallback(
+                key, f"{self.client.provider.name} could not count the prompt: {error.message}"
+            )
         self.requests += 1
         data = answer.data
-        if answer.status == 200 and isinstance(data, dict) and isinstance(data.get("count"), int):
+        if answer.status in NO_SUCH_ROUTE:
+            self._settle("none", f"POST /tokenize answered HTTP {answer.status}")
+            return self._estimate.count_prompt(key)
+        if answer.status == 200 and isinstance(data, dict) and "count" in data:
+            try:
+                count = self._count_in(data, "/tokenize")
+            except BackendError as error:
+                return self._fallback(key, error.message)
             self._settle("vllm")
             self._vllm_facts(data)
-            return int(data["count"])
+            return count
         if answer.status == 200 and isinstance(data, dict) and isinstance(data.get("tokens"), list):
             self._settle("llama-server")
-            return self._llama_count(key)
-        self._settle("none", f"POST /tokenize answered HTTP {answer.status}")
+            try:
+                return self._llama_count(key)
+            except BackendError as error:
+                return self._fallback(key, error.message)
+        from wai.backends.workers_ai_errors import parse_error
+
+        said = parse_error(answer.status, answer.raw, self.client.scrub).where()
+        why = (
+            f"its POST /tokenize answered {said}"
+            if answer.status != 200
+            else ("its POST /tokenize answered without a count wai can read")
+        )
+        return self._fallback(key, f"{self.client.provider.name} could not count the prompt: {why}")
+
+    def _fallback(self, key: tuple[Message, ...], why: str) -> int:
+        self._settle("none", "its tokenizer failed")
+        self.warnings.append(
+            f'{why}; counted by estimate (~) instead (tokenizer = "none" in {self.client.provider.where} '
+            "skips the request)"
+        )
         return self._estimate.count_prompt(key)
 
     def _vllm_body(self, key: tuple[Message, ...]) -> dict[str, object]:
@@ -134,8 +180,9 @@ class ServerCounter:
 
     def _vllm_count(self, key: tuple[Message, ...]) -> int:
         data = self._post("/tokenize", self._vllm_body(key))
+        count = self._count_in(data, "/tokenize")
         self._vllm_facts(data)
-        return _int(data, "count")
+        return count
 
     def _vllm_facts(self, data: dict[str, Any]) -> None:
         length = data.get("max_model_len")
@@ -146,40 +193,44 @@ class ServerCounter:
         templated = self._post("/apply-template", {"messages": [m.as_dict() for m in key]})
         prompt = templated.get("prompt")
         if not isinstance(prompt, str):
-            raise self._unreadable("/apply-template", "prompt")
-        self._texts[key] = prompt
+            raise self._cannot_count("/apply-template", "its answer has no 'prompt'")
         data = self._post("/tokenize", {"content": prompt, "add_special": True, "parse_special": True})
-        return len(_list(data, "tokens"))
+        count = len(self._list(data, "/tokenize", "tokens"))
+        self._texts[key] = prompt
+        return count
 
     def _post(self, path: str, body: dict[str, object]) -> dict[str, Any]:
-        answer = self.client.call("POST", f"{self.client.provider.root}{path}", body)
+        try:
+            answer = self.client.call("POST", f"{self.client.provider.root}{path}", body)
+        except BackendError as error:  # unreachable, or too slow: the error says which
+            raise self._cannot_count(path, error.message, said_whole=True) from None
         self.requests += 1
         if answer.status >= 300 or not isinstance(answer.data, dict):
             from wai.backends.workers_ai_errors import parse_error
 
             said = parse_error(answer.status, answer.raw, self.client.scrub).where()
-            raise BackendError(
-                f"{self.client.provider.name} could not count the prompt (POST {path}: {said})",
-                hint=f'tokenizer = "none" in {self.client.provider.where} sends it counted by estimate',
-            )
+            raise self._cannot_count(path, said)
         return answer.data
 
-    def _unreadable(self, path: str, key: str) -> BackendError:
-        return BackendError(f"{self.client.provider.name} answered POST {path} without '{key}'")
+    def _cannot_count(self, path: str, why: str, *, said_whole: bool = False) -> BackendError:
+        provider = self.client.provider
+        what = f": {why}" if said_whole else f" (POST {path}: {why})"
+        return BackendError(
+            f"{provider.name} could not count the prompt{what}",
+            hint=f'tokenizer = "none" in {provider.where} sends it counted by estimate',
+        )
 
+    def _count_in(self, data: dict[str, Any], path: str) -> int:
+        value = data.get("count")
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise self._cannot_count(path, f"'count' is {value!r}, not a number of tokens")
+        return value
 
-def _int(data: dict[str, Any], key: str) -> int:
-    value = data.get(key)
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise BackendError(f"the server answered POST /tokenize without '{key}'")
-    return value
-
-
-def _list(data: dict[str, Any], key: str) -> list[Any]:
-    value = data.get(key)
-    if not isinstance(value, list):
-        raise BackendError(f"the server answered POST /tokenize without '{key}'")
-    return value
+    def _list(self, data: dict[str, Any], path: str, key: str) -> list[Any]:
+        value = data.get(key)
+        if not isinstance(value, list):
+            raise self._cannot_count(path, f"its answer has no '{key}' list")
+        return value
 
 
 def server_context(
@@ -190,19 +241,18 @@ def server_context(
     `n_ctx` in GET /props, ollama's num_ctx (else its default) from POST /api/show; (None, None)
     when the server tells none."""
     from wai.backends.openai_http import listed_models
-    from wai.errors import WaiError
 
     if listed is None:
         try:
             listed = listed_models(client)
-        except WaiError:
+        except BackendError:  # a refused key (ConfigError) stops everything
             listed = []
     for entry in listed:
         length = entry.get("max_model_len")
         if entry["id"] == model and isinstance(length, int) and length > 0:
             return length, "vllm"
-    props = client.call("GET", f"{client.provider.root}/props")
-    if props.status == 200 and isinstance(props.data, dict):
+    props = _facility(client, "GET", "/props")
+    if props is not None and props.status == 200 and isinstance(props.data, dict):
         settings = props.data.get("default_generation_settings")
         n_ctx = props.data.get("n_ctx")
         if not isinstance(n_ctx, int) and isinstance(settings, dict):
@@ -213,8 +263,8 @@ def server_context(
 
 
 def ollama_context(client: ProviderClient, model: str) -> tuple[int | None, str | None]:
-    show = client.call("POST", f"{client.provider.root}/api/show", {"model": model})
-    if show.status != 200 or not isinstance(show.data, dict):
+    show = _facility(client, "POST", "/api/show", {"model": model})
+    if show is None or show.status != 200 or not isinstance(show.data, dict):
         return None, None
     parameters = show.data.get("parameters")
     found = _NUM_CTX.search(parameters) if isinstance(parameters, str) else None
@@ -227,3 +277,11 @@ def ollama_context(client: ProviderClient, model: str) -> tuple[int | None, str 
             (v for k, v in info.items() if k.endswith(".context_length") and isinstance(v, int)), None
         )
     return min(trained or OLLAMA_DEFAULT_CTX, OLLAMA_DEFAULT_CTX), "ollama"
+
+
+def _facility(client: ProviderClient, method: str, path: str, body: object = None) -> Answer | None:
+    """A route only some engines have: None when it does not answer in time (no such facility)."""
+    try:
+        return client.call(method, f"{client.provider.root}{path}", body)
+    except BackendError:
+        return None

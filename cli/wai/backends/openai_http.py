@@ -20,8 +20,22 @@ from wai.providers import Provider
 if TYPE_CHECKING:
     import httpx
 
-DEFAULT_TIMEOUT = 60.0
+# A small request (the model list, a count, a context) must end within this many seconds when
+# neither the provider's `timeout` nor --read-timeout says otherwise: a count that never answers
+# must not hold a turn for a minute.
+SMALL_REQUEST_TIMEOUT = 10.0
 CONNECT_TIMEOUT = 10.0
+# --read-timeout of this run, when given: it wins over a provider's `timeout` (set by the commands).
+_read_timeout_given: float | None = None
+
+
+def use_read_timeout(seconds: float | None) -> None:
+    """--read-timeout, when the user gave it: the deadline of every small request too."""
+    global _read_timeout_given
+    _read_timeout_given = seconds
+    for client in _CLIENTS.values():
+        client.close()
+    _CLIENTS.clear()
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +50,15 @@ class ProviderClient:
 
     def __init__(self, provider: Provider, *, timeout: float | None = None) -> None:
         self.provider = provider
-        self.timeout = timeout or provider.timeout or DEFAULT_TIMEOUT
+        self.timeout = timeout or _read_timeout_given or provider.timeout or SMALL_REQUEST_TIMEOUT
+        if timeout is not None or _read_timeout_given is not None:
+            self.timeout_from = "--read-timeout"
+        elif provider.timeout is not None:
+            self.timeout_from = f"timeout in {provider.where}"
+        else:
+            self.timeout_from = (
+                f"wai's default for small requests; set timeout = SECONDS in {provider.where} to wait longer"
+            )
         self._client: httpx.Client | None = None
         self._headers: dict[str, str] | None = None
         self.scrub = Scrubber(*_keys(provider))
@@ -57,37 +79,63 @@ class ProviderClient:
             self._headers = self.provider.request_headers()
         return dict(self._headers)
 
-    def call(self, method: str, url: str, body: object = None) -> Answer:
-        """One request; BackendError when the server cannot be reached, ConfigError for a refused key."""
+    def call(self, method: str, url: str, body: object = None, *, key_route: bool = False) -> Answer:
+        """One small request, over within `timeout` seconds however slowly the server writes.
+
+        BackendError when the server cannot be reached or does not answer in time. `key_route`:
+        a route every server of the API has (GET /models): a 401 or 403 there is a refused key
+        (ConfigError). Elsewhere (a probe of /props, /tokenize...) the status is the caller's.
+        """
+        import time
+
         import httpx
 
+        path = url.removeprefix(self.provider.root) or url
+        started = time.monotonic()
         try:
-            response = self.http().request(
+            with self.http().stream(
                 method, url, json=body if body is not None else None, headers=self.headers()
-            )
+            ) as response:
+                pieces: list[bytes] = []
+                # httpx's timeouts are per read: a server trickling a byte at a time would
+                # never trip them, so the whole answer gets one deadline.
+                for piece in response.iter_bytes():
+                    pieces.append(piece)
+                    if time.monotonic() - started > self.timeout:
+                        raise httpx.ReadTimeout("the deadline passed")
+                content = b"".join(pieces)
         except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
             raise ConfigError(
-                f"the base_url of provider {self.provider.name} is not usable ({self.reason(exc)})"
+                f"the base_url of provider {self.provider.name} is not usable ({self.reason(exc)}); "
+                f"check base_url in {self.provider.where}"
             ) from None
         except httpx.TimeoutException:
             raise BackendError(
-                f"{self.provider.name} did not answer {method} {url} within {self.timeout:g} s "
-                f"(timeout in {self.provider.where})"
+                f"{self.provider.name} did not answer {method} {path} within {self.timeout:g} s "
+                f"({self.timeout_from})"
             ) from None
         except httpx.TransportError as exc:
             raise BackendError(
                 f"cannot reach {self.provider.name} at {self.provider.base_url} ({self.reason(exc)})"
             ) from None
+        except httpx.HTTPError as exc:
+            raise BackendError(
+                f"{self.provider.name} sent an answer to {method} {path} that cannot be read "
+                f"({self.reason(exc)})"
+            ) from None
         try:
-            data = json.loads(response.content.decode("utf-8", errors="replace"))
+            data = json.loads(content.decode("utf-8", errors="replace"))
         except ValueError:
             data = None
-        if response.status_code in (401, 403):
-            error = parse_error(response.status_code, response.content, self.scrub)
-            raise ConfigError(
-                f"{self.provider.name} refused the API key ({error.where()}); {self.provider.key_words()}"
-            )
-        return Answer(response.status_code, data, response.content)
+        if key_route and response.status_code in (401, 403):
+            raise self.key_refused(response.status_code, content)
+        return Answer(response.status_code, data, content)
+
+    def key_refused(self, status: int, raw: bytes) -> ConfigError:
+        error = parse_error(status, raw, self.scrub)
+        return ConfigError(
+            f"{self.provider.name} refused the API key ({error.where()}); {self.provider.key_words()}"
+        )
 
     def reason(self, exc: Exception) -> str:
         return one_line(self.scrub(str(exc))) or type(exc).__name__
@@ -109,7 +157,7 @@ def _keys(provider: Provider) -> tuple[str, ...]:
 
 def listed_models(client: ProviderClient) -> list[dict[str, Any]]:
     """GET {base_url}/models: the `data` list (each with `id`, and vLLM's `max_model_len`)."""
-    answer = client.call("GET", f"{client.provider.base_url}/models")
+    answer = client.call("GET", f"{client.provider.base_url}/models", key_route=True)
     if answer.status >= 300:
         error = parse_error(answer.status, answer.raw, client.scrub)
         raise BackendError(f"{client.provider.name} did not list its models ({error.where()})")

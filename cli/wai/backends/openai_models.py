@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from wai.catalog.entries import Catalog, ModelSpec
-from wai.errors import ConfigError, WaiError
+from wai.errors import BackendError, ConfigError, WaiError
 from wai.providers import Provider
 from wai.store.catalogs import ModelFacts, RefreshedCatalog, StoredCatalogError, load, output_window
 
@@ -98,7 +98,7 @@ def live_windows(spec: ModelSpec, provider: Provider) -> tuple[ModelSpec, str | 
     client = client_for(provider)
     try:
         listed = listed_models(client)
-    except WaiError:
+    except BackendError:  # a refused key (ConfigError) stops everything at once
         listed = []
     ids = [entry["id"] for entry in listed]
     if ids and spec.served_name not in ids:

@@ -16,7 +16,7 @@ from wai.errors import EXIT_OK, EXIT_WINDOW
 from wai.notices import Notifier
 from wai.settings import load_credentials, load_user_config
 from wai.terminal.safe_text import for_terminal, json_for_terminal
-from wai.windows.budget import input_limit
+from wai.windows.budget import counter_warnings, input_limit
 from wai.windows.counters import VocabCounter
 
 
@@ -47,6 +47,9 @@ def run_tokens(
         messages = (Message("system", valid_text(system, "the system prompt", notifier)), *messages)
     spec = windows_for(spec, backend_name)
     report = count_report(spec, backend_name, text=prompt, messages=messages, raw=raw)
+    warnings = report.pop("warnings", [])
+    for warning in warnings if isinstance(warnings, list) else []:
+        (notifier or Notifier()).warn(str(warning))
     if json_output:
         sys.stdout.write(
             json_for_terminal(json.dumps(report, indent=2, ensure_ascii=False), sys.stdout) + "\n"
@@ -103,6 +106,7 @@ def count_report(
             count = len(ids)
         else:
             count = counter.count_prompt(convo)
+    warnings = counter_warnings(counter)
     limit = input_limit(model, requested_max_tokens)
     report: dict[str, object] = {
         "model": model.id,
@@ -119,6 +123,8 @@ def count_report(
         "fits": count <= limit,
         "reply_room": max(0, min(model.max_output, model.total_context - count)),
     }
+    if warnings:
+        report["warnings"] = warnings
     if include_ids:
         report["ids"] = ids
     return report

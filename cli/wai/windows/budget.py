@@ -128,6 +128,7 @@ def plan_request(
             raise window_error(model, estimate, exact=False, floor=floor, estimated_from_start=True)
     prompt_tokens = counter.count_prompt(messages)
     mark = _mark(counter.exact)  # after the first count: a server's counter knows only then
+    notices.extend(counter_warnings(counter))
     dropped_messages = dropped_turns = cut = 0
     if prompt_tokens > trimmed:
         whole_conversation = messages, prompt_tokens
@@ -191,6 +192,12 @@ def plan_request(
         cut_tokens=cut,
         notices=notices,
     )
+
+
+def counter_warnings(counter: TokenCounter) -> list[str]:
+    """What a counter that asks a server found worth a warning (a tokenizer that failed)."""
+    drain = getattr(counter, "drain_warnings", None)
+    return list(drain()) if callable(drain) else []
 
 
 # A piped file far over the window is refused from a count of its start: tokenizing 100 MB of log
