@@ -509,3 +509,32 @@ def test_a_key_refused_by_get_models_stops_everything_at_once(isolated_home: Pat
         f"api_key_env in [providers.eng] of {isolated_home / 'config.toml'}\n"
     )
     assert [r.path for r in server.requests] == ["/v1/models"]
+
+
+def test_a_server_that_tells_a_smaller_context_than_the_stored_one_is_planned_by_its_figure(
+    isolated_home: Path,
+) -> None:
+    with openai_server("vllm", models={MODEL: 200}) as server:
+        configure(isolated_home, server)
+        assert run_wai("models", "--refresh").returncode == 0
+        server.simulation.models = {MODEL: 100}  # restarted with a smaller context  # type: ignore[attr-defined]
+        asked = run_wai("ask", "--json", "-m", f"eng:{MODEL}", "hi")
+        tokens = run_wai("tokens", "--json", "-m", f"eng:{MODEL}", "hi")
+        (isolated_home / "models.toml").write_text(
+            f'[models."eng:{MODEL}"]\ncontext_window = 1000\nmax_output = 500\n', encoding="utf-8"
+        )
+        entry = run_wai("ask", "-m", f"eng:{MODEL}", "hi")
+    assert asked.returncode == 0, asked.stderr
+    said = f"eng says {MODEL}'s context is 100 tokens, not the 200 wai had from "
+    assert said in asked.stderr and "`wai models --refresh` reads the server's figures again" in asked.stderr
+    assert asked.stderr.count(said) == 1
+    assert any(said in w for w in json.loads(asked.stdout)["warnings"])
+    report = json.loads(tokens.stdout)
+    assert (report["total_context"], report["max_output"]) == (100, 50)
+    assert entry.returncode == 0, entry.stderr
+    assert f"eng says {MODEL}'s context is 100 tokens, not the 1500 wai had from " in entry.stderr
+    assert (
+        f'models.toml: planned with 100; lower the windows under [models."eng:{MODEL}"] there' in entry.stderr
+    )
+    assert [max_tokens for _, max_tokens in server.simulation.counts] == [50, 50]  # type: ignore[attr-defined]
+    assert server.violations == []

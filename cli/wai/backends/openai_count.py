@@ -63,6 +63,7 @@ class ServerCounter:
         self._texts: dict[tuple[Message, ...], str] = {}
         self.requests = 0  # count requests sent, for --debug and the benchmark
         self.warnings: list[str] = []
+        self._told_stale = False
 
     def _describe(self) -> str:
         name = self.client.provider.name
@@ -120,6 +121,41 @@ class ServerCounter:
         if self.kind == "llama-server" and key not in self._texts:
             self._llama_count(key)
         return self._texts.get(key)
+
+    def told_windows(self, model: ModelSpec) -> tuple[ModelSpec, str | None] | None:
+        """`model` held to the context the server told with its count (vLLM's `max_model_len`),
+        when that is less than what wai had: a stored refresh or an entry can be stale, and the
+        server's own figure is the one it refuses by. The warning comes once per counter."""
+        told = self.max_model_len
+        if told is None or told >= model.total_context:
+            return None
+        from dataclasses import replace
+
+        from wai.store.catalogs import output_window
+
+        held = replace(
+            model,
+            context_window=min(model.context_window, told),
+            max_output=min(model.max_output, output_window(told, reasoning=model.reasoning)),
+            total_context=told,
+        )
+        warning = None
+        if not self._told_stale:
+            self._told_stale = True
+            from wai.backends.openai_models import STORE_PREFIX
+
+            stored = f"{STORE_PREFIX}{self.client.provider.name}.json"
+            remedy = (
+                "`wai models --refresh` reads the server's figures again"
+                if model.source.endswith(stored)
+                else f'lower the windows under [models."{model.id}"] there'
+            )
+            warning = (
+                f"{self.client.provider.name} says {self.model}'s context is {told} tokens, not the "
+                f"{model.total_context} wai had from {model.source or 'its catalog'}: planned with {told}; "
+                f"{remedy}"
+            )
+        return held, warning
 
     def drain_warnings(self) -> list[str]:
         """What counting found worth a warning since the last call (each said once)."""

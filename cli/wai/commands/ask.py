@@ -166,7 +166,9 @@ def _plan_and_play(
     )
     out = stdout or sys.stdout
     if options.dry_run:
-        report = describe_dry_run(plan, windows, backend_name, counter=counter if options.raw else None)
+        report = describe_dry_run(
+            plan, plan.windows or windows, backend_name, counter=counter if options.raw else None
+        )
         report["reasoning_effort"] = effort
         out.write(json_for_terminal(json.dumps(report, indent=2, ensure_ascii=False), out) + "\n")
         return EXIT_OK

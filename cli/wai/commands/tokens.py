@@ -16,7 +16,7 @@ from wai.errors import EXIT_OK, EXIT_WINDOW
 from wai.notices import Notifier
 from wai.settings import load_credentials, load_user_config
 from wai.terminal.safe_text import for_terminal, json_for_terminal
-from wai.windows.budget import counter_warnings, input_limit
+from wai.windows.budget import counter_warnings, input_limit, told_windows
 from wai.windows.counters import VocabCounter
 
 
@@ -66,8 +66,8 @@ def run_tokens(
         lines = (
             f"{report['display']} token{'s' if report['tokens'] != 1 else ''} "
             f"({what}; {exactness}; {report['counted_with']})\n"
-            f"{verdict} (context_window {spec.context_window}, max_output {spec.max_output}, "
-            f"total_context {spec.total_context})\n"
+            f"{verdict} (context_window {report['context_window']}, max_output {report['max_output']}, "
+            f"total_context {report['total_context']})\n"
         )
         sys.stdout.write(for_terminal(lines, sys.stdout))  # names from a catalog or a file
     return EXIT_OK if report["fits"] else EXIT_WINDOW
@@ -107,6 +107,10 @@ def count_report(
         else:
             count = counter.count_prompt(convo)
     warnings = counter_warnings(counter)
+    told = told_windows(model, counter)
+    if told is not None:  # the server's own limit, as `wai ask` plans with it
+        model, warning = told
+        warnings += [warning] if warning else []
     limit = input_limit(model, requested_max_tokens)
     report: dict[str, object] = {
         "model": model.id,

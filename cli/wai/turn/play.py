@@ -32,6 +32,16 @@ def request_for(
     reasoning_effort: ReasoningEffort | None = None,
     raw: bool = False,
 ) -> Request:
+    if plan.windows is not None:  # the server told smaller windows than the model's
+        from dataclasses import replace
+
+        held = plan.windows
+        spec = replace(
+            spec,
+            context_window=held.context_window,
+            max_output=held.max_output,
+            total_context=held.total_context,
+        )
     return Request(
         model=spec,
         messages=plan.messages,

@@ -53,6 +53,8 @@ class Plan:
     dropped_messages: int = 0
     cut_tokens: int = 0  # prompt tokens saved by cutting the newest message's text
     notices: list[str] = field(default_factory=list)
+    # The windows planned with when the server told smaller ones than the model's (see told_windows).
+    windows: ModelSpec | None = None
 
 
 def _mark(exact: bool) -> str:
@@ -129,6 +131,14 @@ def plan_request(
     prompt_tokens = counter.count_prompt(messages)
     mark = _mark(counter.exact)  # after the first count: a server's counter knows only then
     notices.extend(counter_warnings(counter))
+    told = told_windows(model, counter)
+    if told is not None:
+        # The server's own limit wins over a stale refresh or entry: nothing over it is sent.
+        model, warning = told
+        notices.extend([warning] if warning else [])
+        floor = reply_floor(model, requested_max_tokens, min_reply)
+        limit = input_limit(model, requested_max_tokens, min_reply)
+        trimmed = min(limit, trim_limit(model, requested_max_tokens))
     dropped_messages = dropped_turns = cut = 0
     if prompt_tokens > trimmed:
         whole_conversation = messages, prompt_tokens
@@ -191,7 +201,15 @@ def plan_request(
         dropped_messages=dropped_messages,
         cut_tokens=cut,
         notices=notices,
+        windows=model if told is not None else None,
     )
+
+
+def told_windows(model: ModelSpec, counter: TokenCounter) -> tuple[ModelSpec, str | None] | None:
+    """`model`'s windows held to what the counter's server told with a count, and a warning, when
+    the server's are smaller; None otherwise (and for every counter that asks no server)."""
+    told = getattr(counter, "told_windows", None)
+    return told(model) if callable(told) else None  # type: ignore[no-any-return]
 
 
 def counter_warnings(counter: TokenCounter) -> list[str]:
