@@ -20,6 +20,7 @@ from tests.render.terminal import environment, finish
 from tests.support.cli import WAI, run_wai
 from tests.support.openai_server import (
     Engine,
+    OpenAISimulation,
     apply_template,
     base_url,
     count_messages,
@@ -517,7 +518,9 @@ def test_a_server_that_tells_a_smaller_context_than_the_stored_one_is_planned_by
     with openai_server("vllm", models={MODEL: 200}) as server:
         configure(isolated_home, server)
         assert run_wai("models", "--refresh").returncode == 0
-        server.simulation.models = {MODEL: 100}  # restarted with a smaller context  # type: ignore[attr-defined]
+        simulation = server.simulation
+        assert isinstance(simulation, OpenAISimulation)
+        simulation.models = {MODEL: 100}  # restarted with a smaller context
         asked = run_wai("ask", "--json", "-m", f"eng:{MODEL}", "hi")
         tokens = run_wai("tokens", "--json", "-m", f"eng:{MODEL}", "hi")
         (isolated_home / "models.toml").write_text(
@@ -536,5 +539,18 @@ def test_a_server_that_tells_a_smaller_context_than_the_stored_one_is_planned_by
     assert (
         f'models.toml: planned with 100; lower the windows under [models."eng:{MODEL}"] there' in entry.stderr
     )
-    assert [max_tokens for _, max_tokens in server.simulation.counts] == [50, 50]  # type: ignore[attr-defined]
+    assert [max_tokens for _, max_tokens in simulation.counts] == [50, 50]
     assert server.violations == []
+
+
+def test_wai_serves_listed_windows_are_read_exactly(isolated_home: Path) -> None:
+    with openai_server("wai-serve", models={MODEL: 2048}) as server:
+        configure(isolated_home, server)
+        live = json.loads(run_wai("tokens", "--json", "-m", f"eng:{MODEL}", "hi").stdout)
+        refreshed = run_wai("models", "--refresh")
+        asked = run_wai("ask", "-m", f"eng:{MODEL}", "hi")
+    assert (live["context_window"], live["max_output"], live["total_context"]) == (2048, 512, 2048)
+    assert "1 with their context" in refreshed.stderr
+    assert f"eng:{MODEL}  in 2048  out 512  total 2048" in refreshed.stdout
+    assert "assumed" not in asked.stderr
+    assert chat_requests(server)[-1].json["max_tokens"] == 512

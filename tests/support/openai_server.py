@@ -8,6 +8,8 @@ pauses, drops and stalls: see workers_ai_server.py) with a simulation of their o
 - `engine="llama-server"`: GET /props has `n_ctx`; POST /apply-template turns `messages` into
   the templated prompt and POST /tokenize (`content`, `add_special`) tokenizes it; GET /v1/models
   lists the models without a context;
+- `engine="wai-serve"`: GET /v1/models lists `context_window`, `max_output` (a quarter of the
+  context) and `total_context`, as `wai serve` does; no tokenizer;
 - `engine="plain"`: chat and GET /v1/models only (ollama's or Workers AI's /v1, as far as wai
   can tell).
 
@@ -40,7 +42,7 @@ from tests.support.workers_ai_server import (
     usage_dict,
 )
 
-Engine = Literal["vllm", "llama-server", "plain"]
+Engine = Literal["vllm", "llama-server", "plain", "wai-serve"]
 _TOKEN = re.compile(r"<\|\w+\|>|\w+|[^\w\s]")
 BOS = 1
 
@@ -135,6 +137,8 @@ class OpenAISimulation(Simulation):
             entry: dict[str, Any] = {"id": model, "object": "model", "owned_by": self.engine, "created": 0}
             if self.engine == "vllm":
                 entry["max_model_len"] = context
+            if self.engine == "wai-serve":  # its three windows; the output a quarter of the context
+                entry.update(context_window=context, max_output=context // 4, total_context=context)
             data.append(entry)
         return Reply.json({"object": "list", "data": data})
 
@@ -232,7 +236,7 @@ def base_url(server: WorkersAIServer) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--engine", choices=["vllm", "llama-server", "plain"], default="vllm")
+    parser.add_argument("--engine", choices=["vllm", "llama-server", "plain", "wai-serve"], default="vllm")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--tokens", type=int, default=8)
     args = parser.parse_args()

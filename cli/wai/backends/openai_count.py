@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 from wai.backends.openai_http import Answer, ProviderClient
 from wai.catalog.entries import ModelSpec
@@ -269,6 +269,23 @@ class ServerCounter:
         return value
 
 
+def _positive(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def listed_context(entry: dict[str, Any]) -> tuple[int, str, tuple[str, ...]] | None:
+    """A model's context as GET /models lists it, the engine that lists it so, and the windows
+    beyond the context it gives (as capabilities `context_window:N`, `max_output:N`): vLLM's (and
+    SGLang's) `max_model_len`; wai serve's `context_window`, `max_output` and `total_context`."""
+    length = entry.get("max_model_len")
+    if _positive(length):
+        return length, "vllm", ()
+    total, window, most = entry.get("total_context"), entry.get("context_window"), entry.get("max_output")
+    if _positive(total) and _positive(window) and _positive(most):
+        return total, "wai-serve", (f"context_window:{window}", f"max_output:{most}")
+    return None
+
+
 def server_context(
     client: ProviderClient, model: str, listed: list[dict[str, Any]] | None = None
 ) -> tuple[int | None, str | None]:
@@ -284,9 +301,9 @@ def server_context(
         except BackendError:  # a refused key (ConfigError) stops everything
             listed = []
     for entry in listed:
-        length = entry.get("max_model_len")
-        if entry["id"] == model and isinstance(length, int) and length > 0:
-            return length, "vllm"
+        found = listed_context(entry)
+        if entry["id"] == model and found is not None:
+            return found[0], found[1]
     props = _facility(client, "GET", "/props")
     if props is not None and props.status == 200 and isinstance(props.data, dict):
         settings = props.data.get("default_generation_settings")

@@ -32,19 +32,34 @@ def store_name(provider: Provider) -> str:
 
 
 def windows_spec(
-    model_id: str, provider: Provider, context: int, *, source: str, engine: str | None
+    model_id: str,
+    provider: Provider,
+    context: int,
+    *,
+    source: str,
+    engine: str | None,
+    told: tuple[str, ...] = (),
 ) -> ModelSpec:
-    """A provider model whose context (prompt and reply together) is `context` tokens."""
+    """A provider model whose context (prompt and reply together) is `context` tokens; `told`:
+    the other windows the server gave (`context_window:N`, `max_output:N`), else derived."""
+    windows = {k: int(v) for k, _, v in (c.partition(":") for c in told) if v.isdigit()}
     return ModelSpec(
         id=model_id,
-        context_window=context,
-        max_output=output_window(context),
+        context_window=min(context, windows.get("context_window", context)),
+        max_output=min(context, windows.get("max_output", output_window(context))),
         total_context=context,
         remote=False,
         source=source,
         provider=provider.name,
-        capabilities=(f"engine:{engine}",) if engine else (),
+        capabilities=((f"engine:{engine}",) if engine else ()) + told,
     )
+
+
+def told_windows(facts: ModelFacts | None) -> tuple[str, ...]:
+    """The windows beyond the context that a refresh kept (wai serve lists all three)."""
+    if facts is None:
+        return ()
+    return tuple(c for c in facts.capabilities if c.startswith(("context_window:", "max_output:")))
 
 
 def provider_spec(provider: Provider, model: str, catalog: Catalog, *, live: bool = False) -> ModelSpec:
@@ -61,7 +76,12 @@ def provider_spec(provider: Provider, model: str, catalog: Catalog, *, live: boo
         from wai.store.catalogs import store_path
 
         return windows_spec(
-            model_id, provider, facts.window, source=str(store_path(store_name(provider))), engine=engine
+            model_id,
+            provider,
+            facts.window,
+            source=str(store_path(store_name(provider))),
+            engine=engine,
+            told=told_windows(facts),
         )
     unknown = windows_spec(model_id, provider, ASSUMED_CONTEXT, source=WINDOWS_UNKNOWN, engine=engine)
     if not live:
@@ -92,7 +112,7 @@ def stored_facts(provider: Provider) -> dict[str, ModelFacts]:
 def live_windows(spec: ModelSpec, provider: Provider) -> tuple[ModelSpec, str | None]:
     """Windows read from the server for a model neither the catalog nor a refresh knows, and a
     warning when the server tells none either."""
-    from wai.backends.openai_count import server_context
+    from wai.backends.openai_count import listed_context, server_context
     from wai.backends.openai_http import client_for, listed_models
 
     client = client_for(provider)
@@ -109,19 +129,29 @@ def live_windows(spec: ModelSpec, provider: Provider) -> tuple[ModelSpec, str | 
             f"it serves (GET /models): {shown}",
             hint=f"use -m {provider.name}:MODEL with one of them; `wai models --refresh` keeps the list",
         )
-    context, engine = server_context(client, spec.served_name, listed)
+    told: tuple[str, ...] = ()
+    context: int | None
+    engine: str | None
+    entry = next((e for e in listed if e["id"] == spec.served_name), None)
+    found_listed = listed_context(entry) if entry is not None else None
+    if found_listed is not None:
+        context, engine, told = found_listed
+    else:
+        context, engine = server_context(client, spec.served_name, listed)
     if context is None:
         return spec, (
             f"{provider.name} tells no context length for {spec.served_name}: assumed {ASSUMED_CONTEXT} "
             f'tokens; set context_window and max_output under [models."{spec.id}"] in models.toml'
         )
-    found = windows_spec(spec.id, provider, context, source=f"{provider.base_url} ({engine})", engine=engine)
+    found = windows_spec(
+        spec.id, provider, context, source=f"{provider.base_url} ({engine})", engine=engine, told=told
+    )
     return replace(found, capabilities=spec.capabilities or found.capabilities), None
 
 
 def refresh(provider: Provider) -> RefreshedCatalog:
     """Every model `provider` lists, with the context its server tells. Raises a WaiError."""
-    from wai.backends.openai_count import ollama_context, server_context
+    from wai.backends.openai_count import listed_context, ollama_context, server_context
     from wai.backends.openai_http import client_for, listed_models
 
     client = client_for(provider)
@@ -132,9 +162,10 @@ def refresh(provider: Provider) -> RefreshedCatalog:
         model = entry["id"]
         context: int | None
         engine: str | None
-        length = entry.get("max_model_len")
-        if isinstance(length, int) and not isinstance(length, bool) and length > 0:
-            context, engine = length, "vllm"
+        told: tuple[str, ...] = ()
+        found = listed_context(entry)
+        if found is not None:
+            context, engine, told = found
         elif shared is not None and shared[1] == "llama-server":
             context, engine = shared
         elif shared is not None and shared[1] == "ollama":
@@ -146,7 +177,9 @@ def refresh(provider: Provider) -> RefreshedCatalog:
                 context, engine = None, None
             shared = (context, engine)
         facts.append(
-            ModelFacts(id=model, window=context, capabilities=(f"engine:{engine}",) if engine else ())
+            ModelFacts(
+                id=model, window=context, capabilities=((f"engine:{engine}",) if engine else ()) + told
+            )
         )
     return RefreshedCatalog(
         provider=store_name(provider),
