@@ -262,10 +262,12 @@ def test_usage_on_the_last_chunk_is_exact_and_none_is_an_estimate(plain: Workers
         "completion_tokens": 3,
         "reasoning_tokens": None,
         "exact": True,
+        "prompt_exact": True,
     }
     plain.script(Reply.sse(openai_chunks(answer=["a", "b", "c"])))
     without = json.loads(run_wai("ask", "--json", "-m", f"eng:{MODEL}", "hi").stdout)
     assert without["text"] == "abc" and without["usage"]["exact"] is False
+    assert without["usage"]["prompt_exact"] is False  # tokenizer = "none": the prompt was estimated
 
 
 def test_a_stream_without_done_is_whole_after_its_finish_reason(plain: WorkersAIServer) -> None:
@@ -554,3 +556,20 @@ def test_wai_serves_listed_windows_are_read_exactly(isolated_home: Path) -> None
     assert f"eng:{MODEL}  in 2048  out 512  total 2048" in refreshed.stdout
     assert "assumed" not in asked.stderr
     assert chat_requests(server)[-1].json["max_tokens"] == 512
+
+
+def test_a_prompt_counted_by_the_server_stays_exact_when_the_stream_has_no_usage(isolated_home: Path) -> None:
+    no_usage = Reply.sse(openai_chunks(answer=["a", "b", "c"]))
+    with _served(isolated_home, "vllm", {"POST /v1/chat/completions": no_usage}):
+        result = json.loads(run_wai("ask", "--json", "-m", f"eng:{MODEL}", "hi").stdout)
+        child = pexpect.spawn(
+            WAI,
+            ["ask", "-m", f"eng:{MODEL}", "hi"],
+            env=environment({"WAI_HOME": os.environ["WAI_HOME"]}),
+            dimensions=(24, 80),
+            encoding="utf-8",
+            timeout=30,
+        )
+        text = "\n".join(finish(child, 24, 80).lines)
+    assert result["usage"]["prompt_exact"] is True and result["usage"]["exact"] is False
+    assert "in 5/64" in text and "out ~3/" in text

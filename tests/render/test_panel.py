@@ -253,6 +253,7 @@ def test_format_stats_gives_every_figure_and_marks_estimates() -> None:
         prompt_tokens=40,
         completion_tokens=101,
         usage_exact=False,
+        prompt_exact=False,
         timings=Timings(first_token=0.5, total=2.5, load=3.25),
     )
     assert format_stats(result) == (

@@ -88,7 +88,7 @@ def stats_parts(result: TurnResult, *, tokens_seen: int | None = None, tick: boo
         )
         parts.append((f"out {_count(completion, completion_exact)}/{cap}", "wai.footer"))
     if result.prompt_tokens is not None:
-        prompt = _count(result.prompt_tokens, result.usage_exact)
+        prompt = _count(result.prompt_tokens, result.prompt_exact)
         parts.append((f"in {prompt}/{info.context_window}", "wai.footer"))
 
     timings = result.timings

@@ -32,6 +32,7 @@ def result_dict(result: TurnResult) -> dict[str, object]:
             "completion_tokens": completion,
             "reasoning_tokens": result.reasoning_tokens,
             "exact": result.usage_exact,
+            "prompt_exact": result.prompt_exact,
         },
         "windows": {
             "context_window": result.info.context_window,

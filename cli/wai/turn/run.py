@@ -84,7 +84,8 @@ class TurnResult:
     finish_reason: FinishReason | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
-    usage_exact: bool = True
+    usage_exact: bool = True  # every figure: the prompt's and the reply's
+    prompt_exact: bool = True  # the prompt's alone (counted exactly before sending, or by the server)
     timings: Timings = field(default_factory=Timings)
     error: WaiError | None = None  # why the turn failed; what arrived before is kept above
     notices: list[str] = field(default_factory=list)  # what the backend said beside the text
@@ -139,7 +140,12 @@ def run_turn(backend: Backend, request: Request, sink: Sink, info: TurnInfo) -> 
     A Ctrl-C during the reply ends it as `interrupted`; an expected failure (a WaiError, from the
     backend or from the output) ends it with `error` set. Either way the partial text is kept.
     """
-    result = TurnResult(info=info, prompt_tokens=info.prompt_tokens, usage_exact=info.prompt_exact)
+    result = TurnResult(
+        info=info,
+        prompt_tokens=info.prompt_tokens,
+        usage_exact=info.prompt_exact,
+        prompt_exact=info.prompt_exact,
+    )
     pieces: list[str] = []
     thinking = _Thinking()
     started = time.perf_counter()
@@ -172,7 +178,7 @@ def run_turn(backend: Backend, request: Request, sink: Sink, info: TurnInfo) -> 
                     usage = event
                     result.prompt_tokens = event.prompt_tokens
                     result.completion_tokens = event.completion_tokens
-                    result.usage_exact = event.exact
+                    result.usage_exact = result.prompt_exact = event.exact
                     result.reported_reasoning_tokens = event.reasoning_tokens
                 case Finish(reason=reason):
                     result.finish_reason = reason
@@ -241,7 +247,8 @@ def _settle(result: TurnResult, pieces: list[str], thinking: _Thinking, started:
 
 def _estimate_usage(result: TurnResult, pieces: list[str], thoughts: list[str], *, streamed: bool) -> None:
     """The backend reported no usage (a server that sends none, a reply cut short): one rule for
-    every place the figures go (footer, transcript, --json), an estimate marked as one. A stream
+    every place the figures go (footer, transcript, --json), an estimate marked as one (the
+    prompt's count stays what it was: exact when counted exactly before sending). A stream
     carries one token per text event; a whole reply is counted as 2 tokens per 5 bytes. The
     thinking is generated output too, and counts the same way."""
     from wai.windows.counters import EstimatedCounter
