@@ -573,3 +573,22 @@ def test_a_prompt_counted_by_the_server_stays_exact_when_the_stream_has_no_usage
         text = "\n".join(finish(child, 24, 80).lines)
     assert result["usage"]["prompt_exact"] is True and result["usage"]["exact"] is False
     assert "in 5/64" in text and "out ~3/" in text
+
+
+def test_a_server_ignoring_max_tokens_keeps_its_finish_and_absurd_usage_is_ignored(
+    plain: WorkersAIServer,
+) -> None:
+    words = [f" w{i}" for i in range(50)]
+    plain.script(Reply.sse(openai_chunks(answer=words, usage=usage_dict(5, 50))))
+    over = run_wai("ask", "--json", "--max-tokens", "5", "-m", f"eng:{MODEL}", "hi")
+    assert over.returncode == 0, over.stderr
+    result = json.loads(over.stdout)
+    assert result["finish_reason"] == "stop"
+    assert "eng sent 50 reply tokens, more than the max_tokens of 5 it was sent" in over.stderr
+    assert "output cap" not in over.stderr
+    plain.script(Reply.sse(openai_chunks(answer=["Hello", " world"], usage=usage_dict(5, 10**12))))
+    absurd = run_wai("ask", "--json", "--max-tokens", "5", "-m", f"eng:{MODEL}", "hi")
+    result = json.loads(absurd.stdout)
+    assert result["finish_reason"] == "stop"
+    assert result["usage"]["completion_tokens"] == 2 and result["usage"]["exact"] is False
+    assert "eng reported 1000000000000 reply tokens for 11 characters; its usage is ignored" in absurd.stderr

@@ -223,6 +223,27 @@ def test_a_reply_that_fills_max_tokens_finishes_with_length(harness: Harness) ->
     assert harness.run(make_request(max_tokens=4)).events[-1] == Finish("stop")
 
 
+def test_usage_over_max_tokens_or_beyond_the_text_is_not_taken_for_the_cap(harness: Harness) -> None:
+    pieces = [f" w{i}" for i in range(50)]
+    harness.server.script(Reply.sse(events_for(pieces, {"prompt_tokens": 4, "completion_tokens": 50})))
+    over = harness.run(make_request(max_tokens=5))
+    assert over.events[-1] == Finish("stop")
+    assert Notice("Workers AI sent 50 reply tokens, more than the max_tokens of 5 it was sent") in over.events
+    harness.server.script(
+        Reply.sse(events_for(["a", "b"], {"prompt_tokens": 4, "completion_tokens": 10**12}))
+    )
+    absurd = harness.run(make_request(max_tokens=5))
+    assert absurd.events[-1] == Finish("stop")
+    assert not any(isinstance(e, Usage) for e in absurd.events)
+    assert (
+        Notice(
+            "Workers AI reported 1000000000000 reply tokens for 2 characters; its usage is ignored and the "
+            "reply's tokens estimated"
+        )
+        in absurd.events
+    )
+
+
 def test_non_json_data_lines_are_ignored(harness: Harness) -> None:
     harness.server.script(Reply.sse(["not json", {"response": "fine"}, "[1, 2]"]))
     outcome = harness.run()

@@ -412,15 +412,33 @@ class StreamingChatBackend:
     def _ending(self, request: Request, progress: _Progress) -> Iterator[Event]:
         yield from _thought(progress, progress.thinking_surrogates.flush())
         yield from _shown(progress, progress.surrogates.flush())
+        usage = progress.usage
+        if usage is not None and not _plausible(usage, progress):
+            self._debug(f"ignored usage {usage}: more reply tokens than what arrived could hold")
+            chars = progress.chars + progress.thought_chars
+            yield from _notice(
+                progress,
+                f"{self.who} reported {usage.completion_tokens} reply tokens for {chars} characters; "
+                "its usage is ignored and the reply's tokens estimated",
+            )
+            usage = None
         reason: FinishReason = "stop"
-        if progress.finish == "length" or (
-            progress.usage is not None and progress.usage.completion_tokens >= request.max_tokens
+        if usage is not None and usage.completion_tokens > request.max_tokens:
+            # Not the cap stopping it: the server went past it. Its own finish reason stands.
+            yield from _notice(
+                progress,
+                f"{self.who} sent {usage.completion_tokens} reply tokens, more than the max_tokens of "
+                f"{request.max_tokens} it was sent",
+            )
+            reason = "length" if progress.finish == "length" else "stop"
+        elif progress.finish == "length" or (
+            usage is not None and usage.completion_tokens >= request.max_tokens
         ):
             reason = "length"
-        elif progress.usage is None and progress.tokens + progress.thoughts >= request.max_tokens:
+        elif usage is None and progress.tokens + progress.thoughts >= request.max_tokens:
             reason = "length"  # one event per token, thinking included: that many filled the cap
-        if progress.usage is not None:
-            yield progress.usage
+        if usage is not None:
+            yield usage
         yield Finish(reason)
 
     # -- failures -------------------------------------------------------------------------------
@@ -472,6 +490,22 @@ def _thought(progress: _Progress, text: str) -> Iterator[Event]:
         progress.thoughts += 1
         progress.thought_chars += len(text)
         yield Reasoning(text)
+
+
+# Slack for tokens that carry no text of their own (an end marker, a stripped special token).
+_USAGE_SLACK = 16
+
+
+def _plausible(usage: Usage, progress: _Progress) -> bool:
+    """Whether the reported reply tokens could be what arrived: no token is shorter than one
+    UTF-8 byte, hence at most 4 per character. A tool call's tokens show no text, nor does
+    thinking a server keeps to itself (its `reasoning_tokens`): those are not held against it."""
+    if progress.tool_call:
+        return True
+    events = progress.tokens + progress.thoughts
+    ceiling = 4 * (progress.chars + progress.thought_chars) + events + _USAGE_SLACK
+    hidden = usage.reasoning_tokens or 0
+    return 0 <= usage.completion_tokens - hidden <= ceiling
 
 
 def _empty_hint(request: Request, progress: _Progress) -> str:
