@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -109,8 +110,13 @@ def split_model(name: str, providers: dict[str, Provider]) -> tuple[Provider, st
     return providers[prefix], model
 
 
-def load_providers(path: Path, values: dict[str, object]) -> dict[str, Provider]:
-    """The providers of config.toml (`values` as read from `path`), then `openai` from the environment."""
+def load_providers(
+    path: Path, values: dict[str, object], *, skip_bad_environment: Callable[[str], None] | None = None
+) -> dict[str, Provider]:
+    """The providers of config.toml (`values` as read from `path`), then `openai` from the environment.
+
+    `skip_bad_environment`: where a listing says that OPENAI_BASE_URL is unusable and goes on
+    without that provider (anything that would send to it raises the ConfigError instead)."""
     raw = values.get("providers", {})
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: 'providers' must be a table of [providers.NAME] tables")
@@ -126,7 +132,13 @@ def load_providers(path: Path, values: dict[str, object]) -> dict[str, Provider]
             raise ConfigError(f"{where} must be a table")
         providers[name] = _provider(name, table, where, f"[providers.{name}] of {path}")
     if "openai" not in providers:
-        from_env = _from_environment()
+        try:
+            from_env = _from_environment()
+        except ConfigError as error:
+            if skip_bad_environment is None:
+                raise
+            skip_bad_environment(f"{error}; the provider openai is left out")
+            from_env = None
         if from_env is not None:
             providers["openai"] = from_env
     return providers
@@ -223,12 +235,22 @@ def url_problem(url: str) -> str | None:
     """Why `url` cannot be a provider's base URL; None when it can."""
     from urllib.parse import urlsplit
 
+    if any(c.isspace() or not c.isprintable() for c in url):
+        return f"{url!r} holds a space or a control character"
     try:
         parts = urlsplit(url)
     except ValueError:
         return f"{url!r} is not a URL"
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return f"{url!r} is not an http(s) URL (e.g. http://127.0.0.1:8000/v1)"
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0 or (port is None and parts.netloc.rsplit("]", 1)[-1].endswith(":")):
+        return f"{url!r} has no usable port (a number from 1 to 65535 after the host's ':')"
+    if not all(c.isalnum() or c in "-._:" for c in parts.hostname):
+        return f"{url!r} has no usable host name"
     if parts.username is not None or parts.password is not None:
         return "it holds a user name or password; put the key in a variable named by api_key_env"
     if parts.query or parts.fragment:

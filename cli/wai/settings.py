@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 from wai.errors import ConfigError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from wai.providers import Provider
 
 DEFAULT_BASE_URL = "https://api.cloudflare.com/client/v4"
@@ -98,11 +100,12 @@ class UserConfig:
             raise ConfigError(f"{self.path}: key '{key}' must be a string, got {value!r}")
         return value
 
-    def providers(self) -> dict[str, Provider]:
-        """The OpenAI-compatible servers of `[providers.NAME]` (and OPENAI_BASE_URL), by name."""
+    def providers(self, *, skip_bad_environment: Callable[[str], None] | None = None) -> dict[str, Provider]:
+        """The OpenAI-compatible servers of `[providers.NAME]` (and OPENAI_BASE_URL), by name;
+        `skip_bad_environment` (a listing's warning) leaves out an unusable OPENAI_BASE_URL."""
         from wai.providers import load_providers
 
-        return load_providers(self.path, self.values)
+        return load_providers(self.path, self.values, skip_bad_environment=skip_bad_environment)
 
 
 CONFIG_KEYS = ("account_id", "api_token", "base_url", "default_model", "providers")

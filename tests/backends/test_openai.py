@@ -391,6 +391,20 @@ def test_openai_base_url_defines_the_openai_provider(isolated_home: Path) -> Non
         ('base_url = "http://x/v1"\nheaders = { Authorization = "x" }', "key 'headers': Authorization"),
         ('base_url = "http://x/v1"\napi_key_env = "MY KEY"', "key 'api_key_env': must be the name"),
         (
+            'base_url = "http://127.0.0.1:99999/v1"',
+            "key 'base_url': 'http://127.0.0.1:99999/v1' has no usable port",
+        ),
+        (
+            'base_url = "http://127.0.0.1:abc/v1"',
+            "key 'base_url': 'http://127.0.0.1:abc/v1' has no usable port",
+        ),
+        ('base_url = "http://127.0.0.1 /v1"', "key 'base_url': 'http://127.0.0.1 /v1' holds a space"),
+        ('base_url = "http://exa mple.com/v1"', "key 'base_url': 'http://exa mple.com/v1' holds a space"),
+        (
+            'base_url = "http://exa$mple.com/v1"',
+            "key 'base_url': 'http://exa$mple.com/v1' has no usable host",
+        ),
+        (
             'base_url = "http://x/v1"\nheaders = { "Content-Length" = "5" }',
             "key 'headers': 'Content-Length' is set",
         ),
@@ -592,3 +606,35 @@ def test_a_server_ignoring_max_tokens_keeps_its_finish_and_absurd_usage_is_ignor
     assert result["finish_reason"] == "stop"
     assert result["usage"]["completion_tokens"] == 2 and result["usage"]["exact"] is False
     assert "eng reported 1000000000000 reply tokens for 11 characters; its usage is ignored" in absurd.stderr
+
+
+def test_an_unusable_openai_base_url_is_left_out_of_the_listing_and_refused_for_a_request(
+    isolated_home: Path,
+) -> None:
+    env = {"OPENAI_BASE_URL": "ftp://x"}
+    listing = run_wai("models", env=env)
+    asked = run_wai("ask", "-m", "openai:m", "hi", env=env)
+    assert listing.returncode == 0, listing.stderr
+    assert "wai: warning: OPENAI_BASE_URL: 'ftp://x' is not an http(s) URL" in listing.stderr
+    assert "the provider openai is left out" in listing.stderr
+    assert asked.returncode == 2 and "OPENAI_BASE_URL: 'ftp://x' is not an http(s) URL" in asked.stderr
+
+
+def test_a_provider_that_cannot_be_refreshed_fails_the_refresh_even_when_workers_ai_succeeds(
+    isolated_home: Path,
+) -> None:
+    from tests.support.workers_ai_server import Simulation, search_result
+
+    with WorkersAIServer(Simulation(catalog=[search_result("@cf/acme/new-1b", window=8000)])) as cloud:
+        (isolated_home / "config.toml").write_text(
+            '[providers.down]\ntype = "openai"\nbase_url = "http://127.0.0.1:9/v1"\n', encoding="utf-8"
+        )
+        env = {
+            "CLOUDFLARE_BASE_URL": cloud.base_url,
+            "CLOUDFLARE_ACCOUNT_ID": "acct",
+            "CLOUDFLARE_API_TOKEN": "tok",
+        }
+        run = run_wai("models", "--refresh", env=env)
+    assert "wai: error: cannot refresh provider down: cannot reach down" in run.stderr
+    assert "read 1 text-generation models" in run.stderr
+    assert run.returncode == 1

@@ -155,7 +155,8 @@ def refresh_catalog(notifier: Notifier) -> WaiError | None:
 
     config = load_user_config()
     credentials = load_credentials(config)
-    providers = config.providers()
+    providers = config.providers(skip_bad_environment=lambda _: None)  # the listing says why
+    failure: WaiError | None = None
     if providers:
         from wai.backends.openai_models import refresh_providers
 
@@ -177,7 +178,7 @@ def refresh_catalog(notifier: Notifier) -> WaiError | None:
     )
     count = len(refreshed.models)
     notifier.info(f"read {count} text-generation models from {refreshed.source}{left_out}; kept in {path}")
-    return None
+    return failure  # a provider that could not be refreshed was told, and fails the command
 
 
 def show_models(*, json_output: bool, refresh: bool = False, notifier: Notifier | None = None) -> int:
@@ -194,7 +195,7 @@ def show_models(*, json_output: bool, refresh: bool = False, notifier: Notifier 
     rows = model_rows(config, credentials, catalog)
     from wai.backends.openai_models import provider_rows
 
-    served = provider_rows(config.providers(), catalog)
+    served = provider_rows(config.providers(skip_bad_environment=notifier.warn), catalog)
     offload = _gpu_offload()
     age = catalog_age(catalog)
     default = default_model_line(config, credentials)
