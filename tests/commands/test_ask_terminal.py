@@ -142,7 +142,8 @@ def test_a_server_that_sends_no_usage_gets_one_estimate_everywhere(
 def test_the_output_cap_at_the_models_own_cap_says_to_ask_it_to_continue(
     workers_ai_server: WorkersAIServer,
 ) -> None:
-    words = [{"response": f" w{i}"} for i in range(4)]
+    # Text enough for 2500 tokens: a usage beyond what the text could hold would be ignored.
+    words = [{"response": f" w{i}" * 250} for i in range(4)]
     capped = Reply.sse([*words, {"response": "", "usage": {"prompt_tokens": 9, "completion_tokens": 2500}}])
     workers_ai_server.script(capped, capped)
     run = finish(spawn(workers_ai_server, "--max-tokens", "2500", "hi"), ROWS, COLS)
