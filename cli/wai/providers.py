@@ -102,6 +102,11 @@ class Provider:
         return f"check {self.api_key_env}"
 
 
+def valid_name(name: str) -> bool:
+    """Whether `name` could name a provider (what may go before the ':' of NAME:MODEL)."""
+    return bool(_NAME.match(name))
+
+
 def split_model(name: str, providers: dict[str, Provider]) -> tuple[Provider, str] | None:
     """NAME:MODEL as (provider, model) when NAME is a configured provider; None otherwise."""
     prefix, colon, model = name.partition(":")

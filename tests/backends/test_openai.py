@@ -638,3 +638,32 @@ def test_a_provider_that_cannot_be_refreshed_fails_the_refresh_even_when_workers
     assert "wai: error: cannot refresh provider down: cannot reach down" in run.stderr
     assert "read 1 text-generation models" in run.stderr
     assert run.returncode == 1
+
+
+def test_messages_point_to_the_provider_backend_and_name_the_configured_providers(
+    engine: WorkersAIServer, isolated_home: Path
+) -> None:
+    remote = run_wai("ask", "-m", f"eng:{MODEL}", "--backend", "remote", "hi")
+    local = run_wai("ask", "-m", f"eng:{MODEL}", "--backend", "local", "hi")
+    typo = run_wai("ask", "-m", f"eg:{MODEL}", "hi")
+    (isolated_home / "models.toml").write_text(
+        '[models."gone:x"]\ncontext_window = 100\nmax_output = 20\n', encoding="utf-8"
+    )
+    removed = run_wai("ask", "-m", "gone:x", "hi")
+    (isolated_home / "config.toml").write_text("", encoding="utf-8")
+    none = run_wai("ask", "-m", f"eg:{MODEL}", "hi")
+    assert remote.returncode == 2
+    assert "use --backend openai (or auto): it is a model of provider eng" in remote.stderr
+    assert "use --backend openai (or auto)" in local.stderr
+    assert typo.returncode == 2
+    assert f"unknown model 'eg:{MODEL}': eg is not a configured provider (configured: eng)" in typo.stderr
+    assert removed.returncode == 2
+    assert "the models.toml entry 'gone:x': gone is not a configured provider (configured: eng)" in (
+        removed.stderr
+    )
+    assert none.returncode == 2
+    assert (
+        f"unknown model 'eg:{MODEL}': eg is not a configured provider, and none is (add a "
+        f"[providers.eg] table to {isolated_home / 'config.toml'}" in none.stderr
+    )
+    assert chat_requests(engine) == []

@@ -25,6 +25,11 @@ def _unavailable(spec: ModelSpec, credentials: Credentials | None) -> str | None
 
 
 def _require(spec: ModelSpec, credentials: Credentials | None) -> None:
+    if spec.gguf is None and spec.provider is not None:
+        raise ConfigError(
+            f"{spec.id} has no local weights",
+            hint=f"use --backend openai (or auto): it is a model of provider {spec.provider}",
+        )
     if spec.gguf is None:
         raise ConfigError(
             f"{spec.id} has no local weights",

@@ -47,7 +47,12 @@ def _refusal(spec: ModelSpec, credentials: Credentials | None) -> WaiError | Non
 
 def _require(spec: ModelSpec, credentials: Credentials | None) -> None:
     if not spec.remote:
-        raise ConfigError(f"{spec.id} is not served by Workers AI", hint="use --backend local")
+        remedy = (
+            f"use --backend openai (or auto): it is a model of provider {spec.provider}"
+            if spec.provider is not None
+            else "use --backend local"
+        )
+        raise ConfigError(f"{spec.id} is not served by Workers AI", hint=remedy)
     if credentials is None:
         raise ConfigError(_missing_credentials())
     refusal = _refusal(spec, credentials)

@@ -43,16 +43,49 @@ def resolve_model(
     spec = catalog.find(name)
     if spec is not None:
         # An alias of a provider's model (an entry [models."NAME:MODEL"] with aliases).
-        return _provider_model(spec.id, catalog, config) or spec
+        found = _provider_model(spec.id, catalog, config)
+        if found is not None:
+            return found
+        if spec.gguf is None and not spec.remote and _provider_like(spec.id):
+            raise _no_such_provider(spec.id, config, entry=True)
+        return spec
     if looks_like_gguf_path(name):
         from wai.backends.llama import spec_for_gguf
 
         return spec_for_gguf(Path(name).expanduser(), catalog)
+    if _provider_like(name):
+        raise _no_such_provider(name, config, set_by=chosen_by)
     if chosen_by is not None:
         raise ConfigError(
             f"unknown model '{name}', set by {chosen_by}", hint="`wai models` lists the catalog"
         )
     return catalog.get(name)  # raises the "unknown model" error
+
+
+def _provider_like(name: str) -> bool:
+    """NAME:MODEL whose NAME could be a provider's (a typo, or a table since removed)."""
+    from wai.providers import valid_name
+
+    prefix, colon, model = name.partition(":")
+    return bool(colon and model) and valid_name(prefix)
+
+
+def _no_such_provider(
+    name: str, config: UserConfig, *, entry: bool = False, set_by: str | None = None
+) -> ConfigError:
+    prefix = name.partition(":")[0]
+    configured = sorted(config.providers())
+    what = f"the models.toml entry '{name}'" if entry else f"unknown model '{name}'"
+    by = f", set by {set_by}" if set_by else ""
+    if configured:
+        return ConfigError(
+            f"{what}{by}: {prefix} is not a configured provider (configured: {', '.join(configured)})",
+            hint=f"add a [providers.{prefix}] table to {config.path}, or `wai models` for the catalog",
+        )
+    return ConfigError(
+        f"{what}{by}: {prefix} is not a configured provider, and none is",
+        hint=f"add a [providers.{prefix}] table to {config.path}, or `wai models` for the catalog",
+    )
 
 
 def _provider_model(name: str, catalog: Catalog, config: UserConfig) -> ModelSpec | None:
