@@ -187,12 +187,41 @@ def test_an_unknown_model_lists_what_get_models_offers(engine: WorkersAIServer, 
     assert chat_requests(engine) == []
 
 
-def test_a_404_from_the_chat_route_lists_what_get_models_offers(plain: WorkersAIServer) -> None:
-    plain.script(Reply.openai_error(404, "The model `x` does not exist."))
+def test_a_404_from_the_chat_route_lists_what_get_models_offers(
+    plain: WorkersAIServer, isolated_home: Path
+) -> None:
+    (isolated_home / "models.toml").write_text(
+        '[models."eng:other"]\ncontext_window = 4096\nmax_output = 512\n', encoding="utf-8"
+    )
+    plain.script(Reply.openai_error(404, "The model `other` does not exist."))
+    run = run_wai("ask", "-m", "eng:other", "hi")
+    assert run.returncode == 2
+    assert "eng does not serve the model 'other' (HTTP 404: The model `other` does not exist.)" in run.stderr
+    assert f"it serves (GET /models): {MODEL}" in run.stderr
+
+
+def test_a_404_for_a_model_the_server_lists_says_so(plain: WorkersAIServer) -> None:
+    plain.script(Reply.openai_error(404, "Not Found"))
     run = run_wai("ask", "-m", f"eng:{MODEL}", "hi")
     assert run.returncode == 2
-    assert f"eng does not serve the model '{MODEL}' (HTTP 404: The model `x` does not exist.)" in run.stderr
-    assert f"it serves (GET /models): {MODEL}" in run.stderr
+    assert (
+        f"eng refused the model '{MODEL}' (HTTP 404: Not Found) although GET /models lists it" in run.stderr
+    )
+
+
+def test_a_base_url_whose_models_and_chat_routes_are_missing_is_said_to_look_wrong(
+    isolated_home: Path,
+) -> None:
+    missing = Reply.json({"detail": "Not Found"}, status=404)
+    routes = {"GET /v1/models": missing, "POST /v1/chat/completions": missing}
+    with _served(isolated_home, "plain", routes, extra='tokenizer = "none"\n') as server:
+        run = run_wai("ask", "-m", f"eng:{MODEL}", "hi")
+    assert run.returncode == 2
+    assert (
+        f"eng answered 404 to the chat request (HTTP 404) and to GET /models: its base_url "
+        f"{base_url(server)} looks wrong; it should end at the /v1 of an OpenAI-compatible server"
+        in run.stderr
+    )
 
 
 def test_a_context_length_complaint_is_a_window_error_with_its_numbers(plain: WorkersAIServer) -> None:

@@ -166,7 +166,7 @@ class OpenAIBackend(StreamingChatBackend):
             error,
             client.provider,
             model=request.model.served_name,
-            listed=lambda: models_in_words(client),
+            listed=lambda: models_in_words(client, request.model.served_name),
             extra=extra,
         )
 

@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from wai.backends.workers_ai_errors import ApiError
 from wai.errors import BackendError, ConfigError, RetryableError, WaiError, WindowError
 from wai.providers import Provider
+
+if TYPE_CHECKING:
+    from wai.backends.openai_http import Listing
 
 # Each engine's words for a prompt and max_tokens over the context (vLLM and OpenAI, SGLang,
 # llama-server, TGI).
@@ -36,12 +40,12 @@ def provider_error(
     provider: Provider,
     *,
     model: str,
-    listed: Callable[[], str],
+    listed: Callable[[], Listing],
     extra: str = "",
 ) -> WaiError:
     """The exception for a refused request to `provider`.
 
-    `listed`: what GET /models offers, in words (asked only for a 404). `extra`: numbers a server
+    `listed`: what GET /models offers (asked only for a 404). `extra`: numbers a server
     gave beside its message (llama-server's n_prompt_tokens and n_ctx), for a window error.
     """
     name, where = provider.name, error.where()
@@ -63,8 +67,21 @@ def provider_error(
     if error.status in (401, 403):
         return ConfigError(f"{name} refused the API key ({where}); {provider.key_words()}")
     if error.status == 404:
+        listing = listed()
+        if listing.route_missing:
+            return ConfigError(
+                f"{name} answered 404 to the chat request ({where}) and to GET /models: its base_url "
+                f"{provider.base_url} looks wrong; it should end at the /v1 of an OpenAI-compatible server",
+                hint=f"check base_url in {provider.where}",
+            )
+        if listing.lists_model:
+            return ConfigError(
+                f"{name} refused the model {model!r} ({where}) although GET /models lists it; "
+                "the server may still be loading it, or serve it under another route",
+                hint="try again shortly; --debug shows the request",
+            )
         return ConfigError(
-            f"{name} does not serve the model {model!r} ({where}); {listed()}",
+            f"{name} does not serve the model {model!r} ({where}); {listing.words}",
             hint=f"use -m {name}:MODEL with one of them; `wai models --refresh` keeps the list",
         )
     if 300 <= error.status < 400:

@@ -155,28 +155,44 @@ def _keys(provider: Provider) -> tuple[str, ...]:
     return (value,) if value else ()
 
 
+class NoModelsRoute(BackendError):
+    """GET {base_url}/models is not there at all: base_url does not end where the API begins."""
+
+
 def listed_models(client: ProviderClient) -> list[dict[str, Any]]:
     """GET {base_url}/models: the `data` list (each with `id`, and vLLM's `max_model_len`)."""
     answer = client.call("GET", f"{client.provider.base_url}/models", key_route=True)
     if answer.status >= 300:
         error = parse_error(answer.status, answer.raw, client.scrub)
-        raise BackendError(f"{client.provider.name} did not list its models ({error.where()})")
+        kind = NoModelsRoute if answer.status in (404, 405) else BackendError
+        raise kind(f"{client.provider.name} did not list its models ({error.where()})")
     data = answer.data.get("data") if isinstance(answer.data, dict) else None
     if not isinstance(data, list):
         raise BackendError(f"{client.provider.name} sent a model list wai cannot read (GET /models)")
     return [m for m in data if isinstance(m, dict) and isinstance(m.get("id"), str) and m["id"]]
 
 
-def models_in_words(client: ProviderClient) -> str:
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """What GET /models said, for the message about a model a server refused."""
+
+    words: str  # the models it serves, in words, or why it could not tell
+    route_missing: bool = False  # GET /models itself answered 404: base_url looks wrong
+    lists_model: bool = False  # the refused model is among those listed
+
+
+def models_in_words(client: ProviderClient, model: str = "") -> Listing:
     """What GET /models offers, for the message about a model the server does not serve."""
     try:
         ids = [m["id"] for m in listed_models(client)]
+    except NoModelsRoute as error:
+        return Listing(f"GET /models could not list what it serves ({error})", route_missing=True)
     except (BackendError, ConfigError) as error:
-        return f"GET /models could not list what it serves ({error})"
+        return Listing(f"GET /models could not list what it serves ({error})")
     if not ids:
-        return "GET /models lists no models"
+        return Listing("GET /models lists no models")
     shown = ", ".join(ids[:20]) + (f" and {len(ids) - 20} more" if len(ids) > 20 else "")
-    return f"it serves (GET /models): {shown}"
+    return Listing(f"it serves (GET /models): {shown}", lists_model=model in ids)
 
 
 _CLIENTS: dict[str, ProviderClient] = {}
