@@ -115,39 +115,28 @@ SystemOpt = Annotated[str | None, typer.Option("-s", "--system", help="System pr
 MaxTokensOpt = Annotated[
     int | None, typer.Option("--max-tokens", min=1, help="Most reply tokens (capped by the model).")
 ]
+# Only what no backend could use is checked here (a number, not negative where that means
+# nothing); each backend's own ranges (Workers AI's top_k 1-50, say) are its registration's
+# `unsupported`, checked once the backend is known.
 TemperatureOpt = Annotated[
-    float | None, typer.Option(min=0.0, max=5.0, callback=_finite, help="Sampling temperature.")
+    float | None, typer.Option(min=0.0, callback=_finite, help="Sampling temperature.")
 ]
 TopPOpt = Annotated[
-    float | None, typer.Option("--top-p", min=0.001, max=1.0, callback=_finite, help="Nucleus sampling.")
+    float | None, typer.Option("--top-p", min=0.0, max=1.0, callback=_finite, help="Nucleus sampling.")
 ]
-TopKOpt = Annotated[int | None, typer.Option("--top-k", min=1, max=50, help="Top-k sampling.")]
-SeedOpt = Annotated[int | None, typer.Option(min=1, max=9_999_999_999, help="Random seed.")]
+TopKOpt = Annotated[int | None, typer.Option("--top-k", help="Top-k sampling.")]
+SeedOpt = Annotated[int | None, typer.Option(min=0, help="Random seed.")]
 FrequencyPenaltyOpt = Annotated[
     float | None,
-    typer.Option(
-        "--frequency-penalty",
-        min=-2.0,
-        max=2.0,
-        callback=_finite,
-        help="Penalise tokens by how often they appeared.",
-    ),
+    typer.Option("--frequency-penalty", callback=_finite, help="Penalise tokens by how often they appeared."),
 ]
 PresencePenaltyOpt = Annotated[
     float | None,
-    typer.Option(
-        "--presence-penalty",
-        min=-2.0,
-        max=2.0,
-        callback=_finite,
-        help="Penalise tokens that appeared at all.",
-    ),
+    typer.Option("--presence-penalty", callback=_finite, help="Penalise tokens that appeared at all."),
 ]
 RepetitionPenaltyOpt = Annotated[
     float | None,
-    typer.Option(
-        "--repetition-penalty", min=0.0, max=2.0, callback=_finite, help="Repetition penalty (1 is off)."
-    ),
+    typer.Option("--repetition-penalty", min=0.0, callback=_finite, help="Repetition penalty (1 is off)."),
 ]
 BackendOpt = Annotated[BackendChoice, typer.Option(help="Where the model runs.")]
 ColorOpt = Annotated[ColorChoice, typer.Option(help="Colour and live panel.")]

@@ -696,3 +696,22 @@ def test_messages_point_to_the_provider_backend_and_name_the_configured_provider
         f"[providers.eg] table to {isolated_home / 'config.toml'}" in none.stderr
     )
     assert chat_requests(engine) == []
+
+
+def test_workers_ai_sampling_ranges_do_not_bind_a_provider(plain: WorkersAIServer) -> None:
+    wide = ("--top-k", "100", "--seed", "0", "--top-p", "0", "--temperature", "7")
+    run = run_wai("ask", "-m", f"eng:{MODEL}", *wide, "hi")
+    assert run.returncode == 0, run.stderr
+    body = chat_requests(plain)[0].json
+    assert (body["top_k"], body["seed"], body["top_p"], body["temperature"]) == (100, 0, 0.0, 7.0)
+    remote = run_wai(
+        "ask", "-m", "@cf/meta/llama-3.1-8b-instruct-fp8", "--top-k", "100", "hi",
+        env={"CLOUDFLARE_ACCOUNT_ID": "acct", "CLOUDFLARE_API_TOKEN": "tok",
+             "CLOUDFLARE_BASE_URL": "http://127.0.0.1:9/client/v4"},
+    )  # fmt: skip
+    assert remote.returncode == 2
+    assert "Invalid value for '--top-k': 100 is not in the range 1<=x<=50 (Workers AI's range for it)" in (
+        remote.stderr
+    )
+    negative = run_wai("ask", "-m", f"eng:{MODEL}", "--seed", "-1", "hi")
+    assert negative.returncode == 2

@@ -153,6 +153,17 @@ _SETTINGS: dict[str, tuple[type, float, float, str]] = {
     "repetition_penalty": (float, 0.0, 2.0, "repetition penalty, 0 to 2 (1 is off)"),
     "max_tokens": (int, 1, float("inf"), "most reply tokens (capped by the model's output window)"),
 }
+# name -> (lowest, highest, description) on a backend other than Workers AI: only what no
+# backend could use is refused here; a provider's server judges the rest.
+_ANY_BACKEND: dict[str, tuple[float, float, str]] = {
+    "temperature": (0.0, float("inf"), "sampling temperature, 0 or more"),
+    "top_p": (0.0, 1.0, "nucleus sampling, 0 to 1"),
+    "top_k": (-float("inf"), float("inf"), "top-k sampling"),
+    "seed": (0, float("inf"), "random seed, 0 or more"),
+    "frequency_penalty": (-float("inf"), float("inf"), "penalty by how often a token appeared"),
+    "presence_penalty": (-float("inf"), float("inf"), "penalty for a token that appeared at all"),
+    "repetition_penalty": (0.0, float("inf"), "repetition penalty, 0 or more (1 is off)"),
+}
 # name -> (the values it takes, description)
 _CHOICES: dict[str, tuple[tuple[str, ...], str]] = {
     "reasoning_effort": (("low", "medium", "high"), "how long a reasoning model thinks: low, medium, high"),
@@ -189,6 +200,8 @@ def _set(chat: ChatSession, argument: str, out: TextIO) -> bool:
     if name not in _SETTINGS:
         raise UsageError(f"/set knows {', '.join(_SETTING_HELP)}; not '{name}'")
     kind, low, high, what = _SETTINGS[name]
+    if chat.backend_name != "remote" and name in _ANY_BACKEND:  # the ranges above are Workers AI's
+        low, high, what = _ANY_BACKEND[name]
     if not raw:
         raise UsageError(f"/set {name} VALUE: {what} (or 'default')")
     value: float | int | None
@@ -201,7 +214,7 @@ def _set(chat: ChatSession, argument: str, out: TextIO) -> bool:
             raise UsageError(
                 f"/set {name}: '{raw}' is not a {'whole ' if kind is int else ''}number"
             ) from None
-        if not low <= value <= high:
+        if not low <= value <= high or value in (float("inf"), -float("inf")):
             raise UsageError(f"/set {name}: {raw} is out of range ({what})")
     if name == "max_tokens":
         cap = chat.spec.max_output
