@@ -715,3 +715,16 @@ def test_workers_ai_sampling_ranges_do_not_bind_a_provider(plain: WorkersAIServe
     )
     negative = run_wai("ask", "-m", f"eng:{MODEL}", "--seed", "-1", "hi")
     assert negative.returncode == 2
+
+
+def test_an_empty_stream_is_tried_once_more_and_suggests_the_assumed_window(isolated_home: Path) -> None:
+    empty = Reply.sse([], done=False)
+    with _served(isolated_home, "plain", {"POST /v1/chat/completions": empty}) as server:
+        run = run_wai("ask", "-m", f"eng:{MODEL}", "hi")
+    assert run.returncode == 1
+    assert (
+        "eng sent no reply: the stream ended empty, before the server said it was done (gave up after 2 "
+        "attempts) (the prompt may exceed eng's context: it tells none, and wai assumed 4096 tokens; set "
+        f'context_window and max_output under [models."eng:{MODEL}"] in models.toml)' in run.stderr
+    )
+    assert len(chat_requests(server)) == 2

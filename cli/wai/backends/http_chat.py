@@ -155,6 +155,10 @@ class StreamingChatBackend:
         """The exception for a refused request: RetryableError for what is worth another try."""
         raise NotImplementedError
 
+    def _empty_stream_hint(self, request: Request) -> str | None:
+        """What may be wrong when a stream ends with nothing in it (None: nothing to add)."""
+        return None
+
     # -- the turn -------------------------------------------------------------------------------
 
     def stream(self, request: Request) -> Iterator[Event]:
@@ -194,7 +198,7 @@ class StreamingChatBackend:
                     self._max_retries if exc.max_retries is None else min(self._max_retries, exc.max_retries)
                 )
                 if attempt >= limit:
-                    raise BackendError(f"{exc.message} (gave up after {tries})") from None
+                    raise BackendError(f"{exc.message} (gave up after {tries})", hint=exc.hint) from None
                 if waited + delay > self._max_total_wait:
                     asked = f"the server asked to wait {exc.retry_after:g} s" if exc.retry_after else ""
                     raise BackendError(
@@ -332,6 +336,15 @@ class StreamingChatBackend:
             if close is not None:
                 close()
         if not progress.done:
+            if progress.finish is None and progress.empty:
+                # Nothing at all, not even a finish: a server that refused without saying why
+                # (llama_cpp.server does so for a prompt over its context). Once more, not four times.
+                error = RetryableError(
+                    f"{self.who} sent no reply: the stream ended empty, before the server said it was done",
+                    max_retries=1,
+                )
+                error.hint = self._empty_stream_hint(request)
+                raise error
             if progress.finish is None:
                 raise self._broken(progress, "the stream ended before the server said it was done")
             # A finish_reason is the server saying the reply is whole; [DONE] only closes the stream.

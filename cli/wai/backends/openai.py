@@ -133,6 +133,17 @@ class OpenAIBackend(StreamingChatBackend):
             body["reasoning_effort"] = request.reasoning_effort
         return body
 
+    def _empty_stream_hint(self, request: Request) -> str | None:
+        from wai.backends.openai_models import ASSUMED_CONTEXT, WINDOWS_UNKNOWN
+
+        if request.model.source != WINDOWS_UNKNOWN:
+            return None
+        return (
+            f"the prompt may exceed {self.who}'s context: it tells none, and wai assumed "
+            f"{ASSUMED_CONTEXT} tokens; set context_window and max_output under "
+            f'[models."{request.model.id}"] in models.toml'
+        )
+
     def _bad_address(self, reason: str) -> ConfigError:
         return ConfigError(
             f"the base_url of provider {self.who} is not usable ({reason}): now {self._base_shown}"
