@@ -728,3 +728,31 @@ def test_an_empty_stream_is_tried_once_more_and_suggests_the_assumed_window(isol
         f'context_window and max_output under [models."eng:{MODEL}"] in models.toml)' in run.stderr
     )
     assert len(chat_requests(server)) == 2
+
+
+def test_what_a_first_use_learns_is_kept_so_later_runs_probe_nothing(isolated_home: Path) -> None:
+    with (
+        openai_server("vllm", models={MODEL: 64}) as vllm,
+        openai_server("plain", models={MODEL: 4096}) as bare,
+    ):
+        (isolated_home / "config.toml").write_text(
+            f'[providers.eng]\ntype = "openai"\nbase_url = "{base_url(vllm)}"\n'
+            f'[providers.bare]\ntype = "openai"\nbase_url = "{base_url(bare)}"\ntokenizer = "none"\n',
+            encoding="utf-8",
+        )
+        first = run_wai("ask", "-m", f"eng:{MODEL}", "hi")
+        assumed = run_wai("ask", "--json", "-m", f"bare:{MODEL}", "hi")
+        vllm.forget()
+        bare.forget()
+        again = run_wai("ask", "-m", f"eng:{MODEL}", "hi")
+        assumed_again = run_wai("ask", "-m", f"bare:{MODEL}", "hi")
+        listing = run_wai("models")
+    assert first.returncode == 0 and again.returncode == 0, again.stderr
+    assert [r.path for r in vllm.requests] == ["/tokenize", "/v1/chat/completions"]
+    assert chat_requests(vllm)[0].json["max_tokens"] == 32  # the 64-token context, remembered
+    said = f"bare tells no context length for {MODEL}: assumed 4096 tokens"
+    assert said in assumed.stderr
+    assert any(said in warning for warning in json.loads(assumed.stdout)["warnings"])
+    assert [r.path for r in bare.requests] == ["/v1/chat/completions"]
+    assert said not in assumed_again.stderr
+    assert f"bare:{MODEL}" in listing.stdout and f"eng:{MODEL}  in 64  out 32  total 64" in listing.stdout

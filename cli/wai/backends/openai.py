@@ -69,7 +69,10 @@ class OpenAIBackend(StreamingChatBackend):
         return request.model.precision
 
     def warnings(self, request: Request) -> list[str]:
-        return []
+        from wai.backends.openai_models import assumed_warning
+
+        warning = assumed_warning(request.model)
+        return [warning] if warning is not None else []
 
     def counter(self, spec: ModelSpec) -> TokenCounter:
         from wai.backends.openai_count import ServerCounter
@@ -134,9 +137,9 @@ class OpenAIBackend(StreamingChatBackend):
         return body
 
     def _empty_stream_hint(self, request: Request) -> str | None:
-        from wai.backends.openai_models import ASSUMED_CONTEXT, WINDOWS_UNKNOWN
+        from wai.backends.openai_models import ASSUMED_CONTEXT, windows_assumed
 
-        if request.model.source != WINDOWS_UNKNOWN:
+        if not windows_assumed(request.model):
             return None
         return (
             f"the prompt may exceed {self.who}'s context: it tells none, and wai assumed "

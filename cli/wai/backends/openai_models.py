@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 STORE_PREFIX = "provider-"
 WINDOWS_UNKNOWN = "the server, at first use"  # a spec's `source` until its windows are read
 ASSUMED_CONTEXT = 4096  # a model whose server tells no context is held to this much
+ASSUMED_STORED = " (no context told: assumed)"  # after the store's path, in a spec's `source`
 
 
 def store_name(provider: Provider) -> str:
@@ -83,15 +84,65 @@ def provider_spec(provider: Provider, model: str, catalog: Catalog, *, live: boo
             engine=engine,
             told=told_windows(facts),
         )
+    if facts is not None:
+        # Asked before (a refresh, or an earlier run's first use): it tells no context. Assumed
+        # again without asking; `wai models` shows it as assumed.
+        from wai.store.catalogs import store_path
+
+        return windows_spec(
+            model_id,
+            provider,
+            ASSUMED_CONTEXT,
+            source=f"{store_path(store_name(provider))}{ASSUMED_STORED}",
+            engine=engine,
+        )
     unknown = windows_spec(model_id, provider, ASSUMED_CONTEXT, source=WINDOWS_UNKNOWN, engine=engine)
     if not live:
         return unknown
-    found, warning = live_windows(unknown, provider)
-    if warning is not None:
-        from wai.notices import Notifier
-
-        Notifier().warn(warning)
+    found, learned = live_windows(unknown, provider)
+    if learned is not None:
+        remember(provider, learned)
     return found
+
+
+def windows_assumed(spec: ModelSpec) -> bool:
+    """Whether a provider model's windows are the assumption, its server having told none."""
+    return spec.provider is not None and (
+        spec.source == WINDOWS_UNKNOWN or spec.source.endswith(ASSUMED_STORED)
+    )
+
+
+def assumed_warning(spec: ModelSpec) -> str | None:
+    """The warning for a provider model whose server, asked just now, told no context."""
+    if spec.provider is None or spec.source != WINDOWS_UNKNOWN:
+        return None
+    return (
+        f"{spec.provider} tells no context length for {spec.served_name}: assumed {ASSUMED_CONTEXT} "
+        f'tokens; set context_window and max_output under [models."{spec.id}"] in models.toml'
+    )
+
+
+def remember(provider: Provider, learned: ModelFacts) -> None:
+    """Keep what a first use read from the server, as a refresh of that one model would: later
+    runs ask the server nothing before the count."""
+    import contextlib
+
+    from wai.store.catalogs import save
+
+    try:
+        current = load(store_name(provider))
+    except StoredCatalogError:
+        current = None
+    kept = tuple(m for m in (current.models if current is not None else ()) if m.id != learned.id)
+    with contextlib.suppress(OSError):  # a home that cannot be written costs the next run a probe
+        save(
+            RefreshedCatalog(
+                provider=store_name(provider),
+                fetched_at=current.fetched_at if current is not None else datetime.now(UTC),
+                source=provider.base_url,
+                models=(*kept, learned),
+            )
+        )
 
 
 def _engine(facts: ModelFacts | None) -> str | None:
@@ -109,9 +160,10 @@ def stored_facts(provider: Provider) -> dict[str, ModelFacts]:
     return {m.id: m for m in refreshed.models} if refreshed is not None else {}
 
 
-def live_windows(spec: ModelSpec, provider: Provider) -> tuple[ModelSpec, str | None]:
-    """Windows read from the server for a model neither the catalog nor a refresh knows, and a
-    warning when the server tells none either."""
+def live_windows(spec: ModelSpec, provider: Provider) -> tuple[ModelSpec, ModelFacts | None]:
+    """Windows read from the server for a model neither the catalog nor a refresh knows (`spec`
+    itself, windows assumed, when it tells none), and what is worth keeping for later runs (None
+    when the server could not even list its models: the next run asks again)."""
     from wai.backends.openai_count import listed_context, server_context
     from wai.backends.openai_http import client_for, listed_models
 
@@ -138,15 +190,16 @@ def live_windows(spec: ModelSpec, provider: Provider) -> tuple[ModelSpec, str | 
         context, engine, told = found_listed
     else:
         context, engine = server_context(client, spec.served_name, listed)
+    capabilities = ((f"engine:{engine}",) if engine else ()) + told
+    learned = ModelFacts(id=spec.served_name, window=context, capabilities=capabilities) if ids else None
     if context is None:
-        return spec, (
-            f"{provider.name} tells no context length for {spec.served_name}: assumed {ASSUMED_CONTEXT} "
-            f'tokens; set context_window and max_output under [models."{spec.id}"] in models.toml'
-        )
+        return spec, learned
     found = windows_spec(
         spec.id, provider, context, source=f"{provider.base_url} ({engine})", engine=engine, told=told
     )
-    return replace(found, capabilities=spec.capabilities or found.capabilities), None
+    if learned is None:  # no list, but the server told the context all the same
+        learned = ModelFacts(id=spec.served_name, window=context, capabilities=capabilities)
+    return replace(found, capabilities=spec.capabilities or found.capabilities), learned
 
 
 def refresh(provider: Provider) -> RefreshedCatalog:
@@ -244,7 +297,7 @@ def provider_rows(providers: dict[str, Provider], catalog: Catalog) -> list[dict
                     "total_context": spec.total_context,
                     "engine": engine_name(spec),
                     "windows_from": "not told by the server: assumed"
-                    if spec.source == WINDOWS_UNKNOWN
+                    if windows_assumed(spec)
                     else spec.source,
                 }
             )

@@ -48,6 +48,11 @@ def run_tokens(
     spec = windows_for(spec, backend_name)
     report = count_report(spec, backend_name, text=prompt, messages=messages, raw=raw)
     warnings = report.pop("warnings", [])
+    if spec.provider is not None:  # the windows below are an assumption: say so first
+        from wai.backends.openai_models import assumed_warning
+
+        assumed = assumed_warning(spec)
+        warnings = [assumed, *(warnings if isinstance(warnings, list) else [])] if assumed else warnings
     for warning in warnings if isinstance(warnings, list) else []:
         (notifier or Notifier()).warn(str(warning))
     if json_output:
