@@ -98,6 +98,7 @@ def test_tokens_shows_the_servers_count_and_where_it_came_from(engine: WorkersAI
     assert report["total_context"] == 64
     words = run_wai("tokens", "-m", f"eng:{MODEL}", "hello there")
     assert "6 tokens (the prompt as sent; exact; eng's own tokenizer (POST /" in words.stdout
+    assert f"fits eng:{MODEL}'s input limit of 48 (64-token context less room for a reply)" in words.stdout
 
 
 def test_a_prompt_at_the_limit_is_sent_and_one_token_more_is_refused_with_nothing_sent(
@@ -136,7 +137,7 @@ def test_a_refresh_keeps_each_providers_models_and_windows(
 ) -> None:
     run = run_wai("models", "--refresh")
     assert run.returncode == 0, run.stderr
-    assert "read 1 models from eng" in run.stderr
+    assert "read 1 model from eng" in run.stderr
     assert f"eng:{MODEL}  in 64  out 32  total 64" in run.stdout
     engine.forget()
     asked = run_wai("ask", "-m", f"eng:{MODEL}", "hi")
@@ -267,6 +268,7 @@ def test_429_and_5xx_are_retried_honouring_retry_after(plain: WorkersAIServer) -
     )
     run = run_wai("ask", "-m", f"eng:{MODEL}", "hi", "--debug")
     assert run.returncode == 0, run.stderr
+    assert "cf-ray" not in run.stderr  # Cloudflare's field, not a provider's
     assert run.stdout.startswith("token1")
     assert len(chat_requests(plain)) == 3
     assert "retry 1/3 in 1.00 s" in run.stderr  # no sooner than the server asked
@@ -369,8 +371,9 @@ def test_the_panel_on_a_terminal_shows_the_exact_text(engine: WorkersAIServer) -
     assert run.exit_status == 0, run.lines
     text = "\n".join(run.lines)
     assert "token1 token2 token3 token4 token5 token6 token7 token8" in text
-    assert f"eng:{MODEL}" in run.lines[0]
+    assert f"eng:{MODEL} · eng" in run.lines[0]  # the provider's name, not the API's
     assert "in 5/64" in text and "out 8/32" in text  # the server's counts against its context
+    assert "OpenAI API" not in text
 
 
 def test_chat_completes_provider_models_and_counts_each_conversation_once(
@@ -756,3 +759,12 @@ def test_what_a_first_use_learns_is_kept_so_later_runs_probe_nothing(isolated_ho
     assert [r.path for r in bare.requests] == ["/v1/chat/completions"]
     assert said not in assumed_again.stderr
     assert f"bare:{MODEL}" in listing.stdout and f"eng:{MODEL}  in 64  out 32  total 64" in listing.stdout
+
+
+def test_jsonl_usage_counts_the_thinking_as_the_summary_does(plain: WorkersAIServer) -> None:
+    plain.script(Reply.sse(openai_chunks(["a", "b", "c"], ["yes"], usage=usage_dict(5, 4))))
+    lines = [
+        json.loads(line) for line in run_wai("ask", "--jsonl", "-m", f"eng:{MODEL}", "hi").stdout.splitlines()
+    ]
+    [usage] = [line for line in lines if line["type"] == "usage"]
+    assert usage["reasoning_tokens"] == 3 == lines[-1]["usage"]["reasoning_tokens"]

@@ -260,9 +260,10 @@ class StreamingChatBackend:
                 f"the connection to {self.who} broke before a reply ({self._reason(exc)})"
             ) from None
         try:
+            ray = response.headers.get("cf-ray")  # Cloudflare's request id, for its support
             self._debug(
-                f"HTTP {response.status_code} {response.headers.get('content-type', '')} "
-                f"cf-ray={response.headers.get('cf-ray', '-')}"
+                f"HTTP {response.status_code} {response.headers.get('content-type', '')}"
+                + (f" cf-ray={ray}" if ray else "")
             )
             if response.status_code >= 300:
                 raise self._refusal(request, response)

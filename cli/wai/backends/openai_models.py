@@ -273,7 +273,8 @@ def refresh_providers(providers: dict[str, Provider], notifier: Notifier) -> Wai
             continue
         told = sum(1 for m in refreshed.models if m.window is not None)
         notifier.info(
-            f"read {len(refreshed.models)} models from {provider.name} ({provider.base_url}), "
+            f"read {len(refreshed.models)} model{'' if len(refreshed.models) == 1 else 's'} from "
+            f"{provider.name} ({provider.base_url}), "
             f"{told} with their context; kept in {path}"
         )
     return failure

@@ -62,11 +62,18 @@ def run_tokens(
     else:
         what = "the text alone" if raw else "the prompt as sent"
         exactness = "exact" if report["exact"] else "estimated"  # counted_with says why
+        limit, window = report["input_limit"], report["context_window"]
+        # The limit is the input window less the least reply worth sending, where that is less.
+        why = (
+            f" ({report['total_context']}-token context less room for a reply)"
+            if isinstance(limit, int) and isinstance(window, int) and limit < window
+            else ""
+        )
         verdict = (
-            f"fits {spec.id}'s input limit of {report['input_limit']}, "
+            f"fits {spec.id}'s input limit of {limit}{why}, "
             f"leaving room for {report['reply_room']} reply tokens"
             if report["fits"]
-            else f"over {spec.id}'s input limit of {report['input_limit']}"
+            else f"over {spec.id}'s input limit of {limit}{why}"
         )
         lines = (
             f"{report['display']} token{'s' if report['tokens'] != 1 else ''} "

@@ -16,6 +16,7 @@ class JsonlSink:
 
     def __init__(self, out: TextIO) -> None:
         self.out = out
+        self._thoughts = 0  # events of thinking: its tokens when the server does not count them
 
     def _emit(self, obj: dict[str, object]) -> None:
         self.out.write(json_for_terminal(json.dumps(obj, ensure_ascii=False), self.out) + "\n")
@@ -43,6 +44,7 @@ class JsonlSink:
                     self._emit({"type": "token", "text": text})
             case Reasoning(text=text):
                 if text:
+                    self._thoughts += 1
                     self._emit({"type": "reasoning", "text": text})
             case Usage():
                 self._emit(
@@ -50,7 +52,10 @@ class JsonlSink:
                         "type": "usage",
                         "prompt_tokens": event.prompt_tokens,
                         "completion_tokens": event.completion_tokens,
-                        "reasoning_tokens": event.reasoning_tokens,
+                        # As the summary counts them (TurnResult.reasoning_tokens): one an event.
+                        "reasoning_tokens": event.reasoning_tokens
+                        if event.reasoning_tokens is not None
+                        else (self._thoughts or None),
                         "exact": event.exact,
                     }
                 )

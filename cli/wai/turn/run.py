@@ -121,7 +121,8 @@ def turn_info(backend: Backend, request: Request, *, prompt_exact: bool = True) 
     return TurnInfo(
         model=request.model.id,
         backend=backend.name,
-        backend_title=registration(backend.name).title,
+        # A provider's model is shown with the provider's own name ("vllm"), not the API's.
+        backend_title=request.model.provider or registration(backend.name).title,
         precision=backend.precision(request),
         context_window=request.model.context_window,
         max_output=request.model.max_output,
