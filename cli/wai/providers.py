@@ -49,6 +49,8 @@ RESERVED_HEADERS = (
     "upgrade",
 )
 MAX_TIMEOUT = 86_400.0  # a day, as for --read-timeout
+# A provider's refreshed models are kept in $WAI_HOME/catalogs/{STORE_PREFIX}NAME.json.
+STORE_PREFIX = "provider-"
 
 
 @dataclass(frozen=True, slots=True)

@@ -142,7 +142,7 @@ class ServerCounter:
         warning = None
         if not self._told_stale:
             self._told_stale = True
-            from wai.backends.openai_models import STORE_PREFIX
+            from wai.providers import STORE_PREFIX
 
             stored = f"{STORE_PREFIX}{self.client.provider.name}.json"
             remedy = (

@@ -16,13 +16,12 @@ from typing import TYPE_CHECKING
 
 from wai.catalog.entries import Catalog, ModelSpec
 from wai.errors import BackendError, ConfigError, WaiError
-from wai.providers import Provider
+from wai.providers import STORE_PREFIX, Provider
 from wai.store.catalogs import ModelFacts, RefreshedCatalog, StoredCatalogError, load, output_window
 
 if TYPE_CHECKING:
     from wai.notices import Notifier
 
-STORE_PREFIX = "provider-"
 WINDOWS_UNKNOWN = "the server, at first use"  # a spec's `source` until its windows are read
 ASSUMED_CONTEXT = 4096  # a model whose server tells no context is held to this much
 ASSUMED_STORED = " (no context told: assumed)"  # after the store's path, in a spec's `source`

@@ -93,10 +93,14 @@ def _run(
     credentials = load_credentials(config)
     spec = resolve_model(model_name, load_catalog(), config, credentials)
     # A dry run sends nothing, so it needs no credentials or weights: it takes the backend that would run.
-    backend_name = choose(spec, options.backend, credentials, sending=not options.dry_run)
-    refusal = registration(backend_name).unsupported(options.sampling)
+    # Options the backend that would run it cannot take are a usage error before anything is
+    # missing is said (Workers AI's sampling ranges are its own).
+    refusal = registration(choose(spec, options.backend, credentials, sending=False)).unsupported(
+        options.sampling
+    )
     if refusal is not None:
         raise UsageError(refusal)
+    backend_name = choose(spec, options.backend, credentials, sending=not options.dry_run)
 
     messages: tuple[Message, ...] = (*history, Message("user", prompt))
     if system:
