@@ -18,6 +18,7 @@ import pytest
 
 from tests.support.serve_process import Served, ServeProcess, write_catalog
 from tests.support.tiny_gguf import SPLIT_SCRIPT, SPLIT_WHOLE, TinyModel, build_tiny_llama
+from wai.serve.worker import FAULT_ENV
 
 TINY = "@cf/test/tiny-q8_0"
 
@@ -59,36 +60,54 @@ def test_a_lone_surrogate_is_refused_5004_and_the_model_serves_on(wai_serve: Ser
 
 @pytest.fixture(scope="module")
 def broken_template(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
-    """A model whose chat template fails in a way no part of wai expects (it divides by zero)."""
+    """A model whose chat template fails with an error of its own (it divides by zero)."""
     path = tmp_path_factory.mktemp("serve-broken") / "broken.q8_0.gguf"
     template = "{{ (messages|length) // 0 }}"
     text = SPLIT_SCRIPT
     return build_tiny_llama(path, ftype="q8_0", script=text, whole=SPLIT_WHOLE, chat_template=template)
 
 
-@pytest.mark.parametrize("debug", [False, True])
-def test_an_unexpected_failure_answers_500_and_the_model_serves_on(
-    isolated_home: Path, broken_template: TinyModel, debug: bool
+def test_a_chat_template_that_fails_is_a_400_and_a_raw_prompt_still_runs(
+    isolated_home: Path, broken_template: TinyModel
 ) -> None:
     write_catalog(isolated_home, [Served("@cf/test/broken", broken_template)])
-    flags = ("--debug",) if debug else ()
-    with ServeProcess(isolated_home, *flags) as server:
-        for _ in range(2):  # the second would wait forever behind a dead thread
-            reply = httpx.post(
-                server.run_url("@cf/test/broken"), json={"prompt": "hi"}, headers=server.headers, timeout=60
-            )
-            assert reply.status_code == 500, reply.text
-            [error] = reply.json()["errors"]
-            assert error["code"] == 3043
-            assert error["message"] == (
-                "wai serve could not run the model: ZeroDivisionError: integer division or modulo by zero"
-            )
+    with ServeProcess(isolated_home) as server:
+        reply = httpx.post(
+            server.run_url("@cf/test/broken"), json={"prompt": "hi"}, headers=server.headers, timeout=60
+        )
+        assert reply.status_code == 400, reply.text
+        [error] = reply.json()["errors"]
+        assert error["code"] == 5004 and "ZeroDivisionError" in error["message"]
         # Without the chat template the same model runs.
         raw = {"prompt": "<|user|>hi<|end|><|assistant|>", "raw": True}
         reply = httpx.post(server.run_url("@cf/test/broken"), json=raw, headers=server.headers, timeout=60)
         assert reply.json()["result"]["response"] == SPLIT_SCRIPT
-        assert server.metrics()["@cf/test/broken"]["failed"] == 2
-        server.wait_for(re.compile(r"@cf/test/broken: unexpected error: ZeroDivisionError"))
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_an_unexpected_failure_answers_500_and_the_model_serves_on(
+    isolated_home: Path, tiny_models: dict[str, TinyModel], debug: bool
+) -> None:
+    faulty, sound = "@cf/test/faulty", "@cf/test/sound"
+    write_catalog(isolated_home, [Served(faulty, tiny_models["q8_0"]), Served(sound, tiny_models["f16"])])
+    flags = ("--debug",) if debug else ()
+    with ServeProcess(isolated_home, *flags, env={FAULT_ENV: faulty}) as server:
+
+        def ask(model: str) -> httpx.Response:
+            url, headers = server.run_url(model), server.headers
+            return httpx.post(url, json={"prompt": "hi"}, headers=headers, timeout=60)
+
+        for _ in range(2):  # the second would wait forever behind a dead thread
+            reply = ask(faulty)
+            assert reply.status_code == 500, reply.text
+            [error] = reply.json()["errors"]
+            assert error["code"] == 3043
+            said = f"wai serve could not run the model: RuntimeError: {FAULT_ENV} is set to {faulty}"
+            assert error["message"] == said
+        reply = ask(sound)
+        assert reply.status_code == 200, reply.text
+        assert server.metrics()[faulty]["failed"] == 2
+        server.wait_for(re.compile(rf"{re.escape(faulty)}: unexpected error: RuntimeError"))
         assert ("Traceback (most recent call last)" in server.stderr) is debug
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,6 +33,9 @@ from wai.windows.budget import Plan, plan_request
 if TYPE_CHECKING:
     from wai.backends.llama import LlamaBackend
 
+# Set to a served model's id, every request to it fails as no code expects: how the tests check that
+# a model's thread survives such a failure (every real cause found so far has been fixed).
+FAULT_ENV = "WAI_SERVE_FAULT"
 # Events a job may hold for a slow reader before the model waits for it.
 _BACKLOG = 64
 # How long the model waits, its backlog full, for a client that takes no events before cutting it.
@@ -271,6 +275,8 @@ class ModelWorker:
 
     def _run(self, job: Job) -> None:
         spec, ask = self.spec, job.ask
+        if os.environ.get(FAULT_ENV) == spec.id:
+            raise RuntimeError(f"{FAULT_ENV} is set to {spec.id}")
         path = spec.gguf_path()
         if path is None or not path.is_file():
             # Where the server keeps its files is none of its clients' business: the log has it.
