@@ -61,7 +61,12 @@ def test_a_gguf_path_answers_with_the_exact_text_alone(tiny_models: dict[str, Ti
 
 @pytest.mark.parametrize(
     ("template", "said"),
-    [("{{ 1 // 0 }}", "ZeroDivisionError"), ("{% if %}", "not valid Jinja"), ("{{ a.b.c }}", "undefined")],
+    [
+        ("{{ 1 // 0 }}", "ZeroDivisionError"),
+        ("{% if %}", "not valid Jinja"),
+        ("{{ a.b.c }}", "undefined"),
+        ('{{ "\\ud800" }}', "not valid Unicode"),
+    ],
 )
 def test_a_chat_template_that_fails_is_one_line_exit_2(tmp_path: Path, template: str, said: str) -> None:
     model = build_tiny_llama(tmp_path / "t.gguf", ftype="f16", script="Hi", chat_template=template)

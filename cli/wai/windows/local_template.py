@@ -123,7 +123,7 @@ def _render_jinja(template: str, messages: Sequence[Message], bos: str, eos: str
         raise ChatTemplateError(f"the model's chat template rejects this conversation: {message}")
 
     try:
-        return _compile(template).render(
+        rendered = _compile(template).render(
             messages=[m.as_dict() for m in messages],
             bos_token=bos,
             eos_token=eos,
@@ -137,6 +137,14 @@ def _render_jinja(template: str, messages: Sequence[Message], bos: str, eos: str
         raise ChatTemplateError(f"the model's chat template failed: {exc}") from None
     except Exception as exc:  # a template is code from the file: any error of its own is the file's
         raise ChatTemplateError(f"the model's chat template failed: {type(exc).__name__}: {exc}") from None
+    try:
+        rendered.encode("utf-8")
+    except UnicodeEncodeError as exc:  # the messages were checked: the template wrote it ("\ud800")
+        raise ChatTemplateError(
+            f"the model's chat template wrote text that is not valid Unicode (a lone surrogate at "
+            f"character {exc.start})"
+        ) from None
+    return rendered
 
 
 @lru_cache(maxsize=8)
