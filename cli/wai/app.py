@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from wai import __version__
+from wai.commands.complete import complete_model
 from wai.commands.prompt_input import PROMPT_RULE
 from wai.errors import EXIT_INTERRUPTED, EXIT_OK, WaiError
 from wai.notices import Notifier, stderr_wants_color
@@ -109,7 +110,13 @@ def _finite(value: float | None) -> float | None:
 
 # Options shared by several commands, declared once.
 ModelOpt = Annotated[
-    str | None, typer.Option("-m", "--model", help="Catalog id, alias, .gguf path, or PROVIDER:MODEL.")
+    str | None,
+    typer.Option(
+        "-m",
+        "--model",
+        help="Catalog id, alias, .gguf path, or PROVIDER:MODEL.",
+        autocompletion=complete_model,
+    ),
 ]
 SystemOpt = Annotated[str | None, typer.Option("-s", "--system", help="System prompt.")]
 MaxTokensOpt = Annotated[
