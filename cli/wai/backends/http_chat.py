@@ -569,3 +569,24 @@ def retry_after_seconds(value: str | None) -> float | None:
             return None
         seconds = when.timestamp() - time.time()
     return max(0.0, seconds) if seconds == seconds else None  # NaN check
+
+
+def sampling_fields(request: Request) -> dict[str, object]:
+    """The sampling options given, under the names Workers AI and OpenAI-compatible servers share."""
+    sampling = request.sampling
+    fields: dict[str, object] = {
+        key: value
+        for key, value in (
+            ("temperature", sampling.temperature),
+            ("top_p", sampling.top_p),
+            ("top_k", sampling.top_k),
+            ("seed", sampling.seed),
+            ("frequency_penalty", sampling.frequency_penalty),
+            ("presence_penalty", sampling.presence_penalty),
+            ("repetition_penalty", sampling.repetition_penalty),
+        )
+        if value is not None
+    }
+    if request.reasoning_effort is not None:
+        fields["reasoning_effort"] = request.reasoning_effort
+    return fields

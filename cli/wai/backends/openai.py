@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from wai.backends.http_chat import StreamingChatBackend
+from wai.backends.http_chat import StreamingChatBackend, sampling_fields
 from wai.backends.openai_errors import provider_error
 from wai.backends.openai_http import ProviderClient, client_for, close_clients, models_in_words
 from wai.backends.workers_ai_errors import ApiError, Scrubber, parse_error
@@ -120,20 +120,7 @@ class OpenAIBackend(StreamingChatBackend):
         }
         if request.stream:
             body["stream_options"] = {"include_usage": True}
-        sampling = request.sampling
-        for key, value in (
-            ("temperature", sampling.temperature),
-            ("top_p", sampling.top_p),
-            ("top_k", sampling.top_k),
-            ("seed", sampling.seed),
-            ("frequency_penalty", sampling.frequency_penalty),
-            ("presence_penalty", sampling.presence_penalty),
-            ("repetition_penalty", sampling.repetition_penalty),
-        ):
-            if value is not None:
-                body[key] = value
-        if request.reasoning_effort is not None:
-            body["reasoning_effort"] = request.reasoning_effort
+        body.update(sampling_fields(request))
         return body
 
     def _empty_stream_hint(self, request: Request) -> str | None:

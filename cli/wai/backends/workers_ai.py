@@ -21,6 +21,7 @@ from wai.backends.http_chat import (
     WHOLE_REPLY_READ_TIMEOUT,
     StreamingChatBackend,
     retry_after_seconds,
+    sampling_fields,
 )
 from wai.backends.workers_ai_errors import (
     ApiError,
@@ -130,20 +131,7 @@ class WorkersAIBackend(StreamingChatBackend):
             body = {"messages": [message.as_dict() for message in request.messages]}
         body["stream"] = request.stream
         body["max_tokens"] = request.max_tokens
-        sampling = request.sampling
-        for key, value in (
-            ("temperature", sampling.temperature),
-            ("top_p", sampling.top_p),
-            ("top_k", sampling.top_k),
-            ("seed", sampling.seed),
-            ("frequency_penalty", sampling.frequency_penalty),
-            ("presence_penalty", sampling.presence_penalty),
-            ("repetition_penalty", sampling.repetition_penalty),
-        ):
-            if value is not None:
-                body[key] = value
-        if request.reasoning_effort is not None:
-            body["reasoning_effort"] = request.reasoning_effort
+        body.update(sampling_fields(request))
         return body
 
     def _url(self, request: Request) -> str:
