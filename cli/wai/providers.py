@@ -49,6 +49,7 @@ RESERVED_HEADERS = (
     "upgrade",
 )
 MAX_TIMEOUT = 86_400.0  # a day, as for --read-timeout
+MIN_TIMEOUT = 0.1  # less would fail every request before a server could answer
 # A provider's refreshed models are kept in $WAI_HOME/catalogs/{STORE_PREFIX}NAME.json.
 STORE_PREFIX = "provider-"
 
@@ -201,11 +202,11 @@ def _provider(name: str, table: dict[str, object], where: str, table_name: str) 
         isinstance(timeout, bool)
         or not isinstance(timeout, int | float)
         or not math.isfinite(timeout)
-        or timeout <= 0
-        or timeout > MAX_TIMEOUT
+        or not MIN_TIMEOUT <= timeout <= MAX_TIMEOUT
     ):
         raise bad(
-            "timeout", f"must be a positive number of seconds, at most {MAX_TIMEOUT:g}, got {timeout!r}"
+            "timeout",
+            f"must be a number of seconds from {MIN_TIMEOUT:g} to {MAX_TIMEOUT:g}, got {timeout!r}",
         )
     tokenizer = table.get("tokenizer", "auto")
     if tokenizer not in TOKENIZERS:

@@ -239,6 +239,16 @@ def test_a_context_length_complaint_is_a_window_error_with_its_numbers(plain: Wo
     assert len(chat_requests(plain)) == 1  # not retried
 
 
+def test_wai_serves_window_refusal_is_a_window_error(plain: WorkersAIServer) -> None:
+    # wai serve refuses as Workers AI does: 413, code 5021, whichever route was asked.
+    said = "Input too long: the prompt is 6231 tokens; m accepts at most 6144 input tokens"
+    plain.script(Reply.error(413, 5021, said))
+    run = run_wai("ask", "-m", f"eng:{MODEL}", "hi")
+    assert run.returncode == 3, run.stderr
+    assert "6231 tokens" in run.stderr
+    assert len(chat_requests(plain)) == 1  # not retried
+
+
 def test_llama_servers_context_complaint_carries_its_figures(plain: WorkersAIServer) -> None:
     plain.script(
         Reply.json(
@@ -418,7 +428,7 @@ def test_openai_base_url_defines_the_openai_provider(isolated_home: Path) -> Non
         ('base_url = "ftp://x/v1"', "key 'base_url': 'ftp://x/v1' is not an http(s) URL"),
         ('base_url = "http://x/v1"\napi_key = "sk-1"', "key 'api_key': the key itself is never written"),
         ('base_url = "http://x/v1"\ncolour = 1', "key 'colour': unknown key"),
-        ('base_url = "http://x/v1"\ntimeout = -1', "key 'timeout': must be a positive number"),
+        ('base_url = "http://x/v1"\ntimeout = -1', "key 'timeout': must be a number of seconds"),
         ('base_url = "http://x/v1"\ntokenizer = "tiktoken"', "key 'tokenizer': must be one of"),
         ('base_url = "http://x/v1"\nheaders = { Authorization = "x" }', "key 'headers': Authorization"),
         ('base_url = "http://x/v1"\napi_key_env = "MY KEY"', "key 'api_key_env': must be the name"),
@@ -451,11 +461,12 @@ def test_openai_base_url_defines_the_openai_provider(isolated_home: Path) -> Non
         ),
         (
             'base_url = "http://x/v1"\ntimeout = 1e10',
-            "key 'timeout': must be a positive number of seconds, at most 86400",
+            "key 'timeout': must be a number of seconds from 0.1 to 86400",
         ),
-        ('base_url = "http://x/v1"\ntimeout = 1e300', "key 'timeout': must be a positive number"),
-        ('base_url = "http://x/v1"\ntimeout = nan', "key 'timeout': must be a positive number"),
-        ('base_url = "http://x/v1"\ntimeout = inf', "key 'timeout': must be a positive number"),
+        ('base_url = "http://x/v1"\ntimeout = 1e300', "key 'timeout': must be a number of seconds"),
+        ('base_url = "http://x/v1"\ntimeout = 1e-300', "key 'timeout': must be a number of seconds"),
+        ('base_url = "http://x/v1"\ntimeout = nan', "key 'timeout': must be a number of seconds"),
+        ('base_url = "http://x/v1"\ntimeout = inf', "key 'timeout': must be a number of seconds"),
     ],
 )
 def test_each_bad_provider_value_is_one_line_naming_the_file_table_and_key(

@@ -66,6 +66,7 @@ def test_a_gguf_path_answers_with_the_exact_text_alone(tiny_models: dict[str, Ti
         ("{% if %}", "not valid Jinja"),
         ("{{ a.b.c }}", "undefined"),
         ('{{ "\\ud800" }}', "not valid Unicode"),
+        ("{{ 7 ** 999999999 }}", "a power of 999999999"),
     ],
 )
 def test_a_chat_template_that_fails_is_one_line_exit_2(tmp_path: Path, template: str, said: str) -> None:

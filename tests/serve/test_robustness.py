@@ -248,6 +248,7 @@ def test_sigterm_while_the_prompt_is_read_answers_503_not_a_bare_500(reader: Ser
             b'{"frequency_penalty":-1' + b"0" * 400 + b"}",
             "frequency_penalty must be from -2 to 2, got a number of 401 digits",
         ),
+        (b'{"max_tokens":' + b"1" * 5000 + b"}", "a number in the body has too many digits"),
     ],
 )
 def test_bodies_that_break_parsers_are_5004(
@@ -261,6 +262,15 @@ def test_bodies_that_break_parsers_are_5004(
     reply = post_raw(wai_serve, url, body)
     assert reply.status_code == 400, reply.text
     assert reply.json()["errors"] == [{"code": 5004, "message": message}]
+
+
+def test_an_unknown_model_name_with_a_lone_surrogate_is_echoed_safely(wai_serve: ServeProcess) -> None:
+    body = b'{"model":"\\ud800","messages":[{"role":"user","content":"hi"}],"max_tokens":3}'
+    reply = post_raw(wai_serve, wai_serve.origin + "/v1/chat/completions", body)
+    assert reply.status_code == 400, reply.text
+    assert "No such model \\ud800" in reply.json()["error"]["message"]
+    reply = httpx.get(wai_serve.origin + "/v1/models/%ED%A0%80", headers=wai_serve.headers, timeout=30)
+    assert reply.status_code == 404, reply.text
 
 
 @pytest.mark.parametrize("debug", [False, True])

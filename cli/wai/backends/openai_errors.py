@@ -21,18 +21,21 @@ if TYPE_CHECKING:
     from wai.backends.openai_http import Listing
 
 # Each engine's words for a prompt and max_tokens over the context (vLLM and OpenAI, SGLang,
-# llama-server, TGI).
+# llama-server, TGI, and wai serve, which answers as Workers AI does: 413, code 5021).
 _WINDOW_WORDS = re.compile(
     r"maximum context length|context length|context size|context window|max_completion_tokens is too large"
-    r"|exceed_context_size|too many tokens|max_tokens is too large|longer than the model",
+    r"|exceed_context_size|too many tokens|max_tokens is too large|longer than the model|input too long",
     re.I,
 )
+_WINDOW_CODE = 5021
 _NUMBERS = re.compile(r"(\d[\d,]*)\s*(?:tokens|\))", re.I)
 _QUOTA = re.compile(r"insufficient_quota|exceeded your current quota|billing", re.I)
 
 
 def is_window_complaint(error: ApiError) -> bool:
-    return error.status in (400, 413, 422) and bool(_WINDOW_WORDS.search(error.message))
+    if error.status not in (400, 413, 422):
+        return False
+    return error.code == _WINDOW_CODE or bool(_WINDOW_WORDS.search(error.message))
 
 
 def provider_error(

@@ -46,6 +46,7 @@ from wai.serve.protocol import (
     openai_model,
     openai_models,
     parse_json,
+    shown_name,
     workers_ai_ask,
 )
 from wai.serve.replies import Dialect, OpenAIReply, Outcome, PageReply, WorkersAIReply
@@ -227,7 +228,7 @@ async def _model(request: Request, state: ServeState) -> Response:
     spec = state.by_id().get(name)
     if spec is None:
         known = ", ".join(sorted(state.by_id())) or "none"
-        raise ApiFailure(404, NO_SUCH_MODEL, f"No such model {name} (this server runs: {known})")
+        raise ApiFailure(404, NO_SUCH_MODEL, f"No such model {shown_name(name)} (this server runs: {known})")
     return JSONResponse(openai_model(spec), headers=_JSON_HEADERS)
 
 

@@ -72,8 +72,12 @@ class Ask:
 def parse_json(raw: bytes) -> dict[str, Any]:
     try:
         body = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except UnicodeDecodeError:
         raise invalid("the body is not JSON") from None
+    except ValueError as exc:  # Python reads no integer of more than 4300 digits
+        too_long = "digits" in str(exc) and "limit" in str(exc)
+        why = "a number in the body has too many digits" if too_long else "the body is not JSON"
+        raise invalid(why) from None
     except RecursionError:  # the parser recurses once per level of arrays and objects
         raise invalid("the body nests arrays or objects too deeply to be read") from None
     if not isinstance(body, dict):
@@ -85,8 +89,13 @@ def model_for(name: str, served: Mapping[str, ModelSpec]) -> ModelSpec:
     spec = served.get(name)
     if spec is None:
         known = ", ".join(sorted(served)) or "none"
-        raise ApiFailure(400, NO_SUCH_MODEL, f"No such model {name} (this server runs: {known})")
+        raise ApiFailure(400, NO_SUCH_MODEL, f"No such model {shown_name(name)} (this server runs: {known})")
     return spec
+
+
+def shown_name(name: str) -> str:
+    """A name from a request, fit to be echoed: a lone surrogate in it cannot be encoded."""
+    return name.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def workers_ai_ask(body: Mapping[str, Any], spec: ModelSpec) -> Ask:

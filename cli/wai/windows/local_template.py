@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from wai.conversation import Message
 from wai.errors import ChatTemplateError
@@ -147,15 +147,28 @@ def _render_jinja(template: str, messages: Sequence[Message], bos: str, eos: str
     return rendered
 
 
+_MAX_POWER = 4096  # far beyond what a chat template computes, far below a minute of arithmetic
+
+
 @lru_cache(maxsize=8)
 def _compile(template: str) -> jinja2.Template:
     import jinja2
     import jinja2.ext
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    env = ImmutableSandboxedEnvironment(
-        trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols]
-    )
+    class TemplateSandbox(ImmutableSandboxedEnvironment):
+        """Jinja's sandbox, with powers bounded: `{{ 7 ** 999999999 }}` would compute for minutes."""
+
+        intercepted_binops = frozenset(["**"])
+
+        def call_binop(self, context: jinja2.runtime.Context, operator: str, left: Any, right: Any) -> Any:
+            if operator == "**" and isinstance(right, int) and abs(right) > _MAX_POWER:
+                raise ChatTemplateError(
+                    f"the model's chat template failed: a power of {right} (at most {_MAX_POWER})"
+                )
+            return super().call_binop(context, operator, left, right)
+
+    env = TemplateSandbox(trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols])
     env.filters["tojson"] = _tojson
     try:
         return env.from_string(template)
