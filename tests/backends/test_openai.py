@@ -607,7 +607,10 @@ def test_wai_serves_listed_windows_are_read_exactly(isolated_home: Path) -> None
         configure(isolated_home, server)
         live = json.loads(run_wai("tokens", "--json", "-m", f"eng:{MODEL}", "hi").stdout)
         refreshed = run_wai("models", "--refresh")
+        before = len(server.requests)
         asked = run_wai("ask", "-m", f"eng:{MODEL}", "hi")
+        # Known to be wai serve, which has no tokenizer route: the chat request alone is sent.
+        assert [r.path for r in server.requests[before:]] == ["/v1/chat/completions"]
     assert (live["context_window"], live["max_output"], live["total_context"]) == (2048, 512, 2048)
     assert "1 with their context" in refreshed.stderr
     assert f"eng:{MODEL}  in 2048  out 512  total 2048" in refreshed.stdout

@@ -52,7 +52,7 @@ class ServerCounter:
         if kind == "auto":
             engine = engine_of(spec)
             kind = "vllm" if engine == "vllm" else "llama-server" if engine == "llama-server" else "auto"
-            if engine == "ollama":
+            if engine in ("ollama", "wai-serve"):  # neither has a tokenizer route to ask
                 kind = "none"
         self.kind: TokenizerKind = kind
         self._estimate = EstimatedCounter(f"{client.provider.name} offers no tokenizer")
