@@ -19,7 +19,7 @@ import re
 import time
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from wai import __version__
 from wai.backends.chunks import Stop, ToolCall, chunk_events
@@ -101,38 +101,38 @@ class _Progress:
         return not self.began and not self.tool_call
 
 
-class StreamingChatBackend:
-    """A chat backend over HTTP; subclasses name the service and shape its requests.
+class ChatOptions(TypedDict, total=False):
+    """What every chat backend over HTTP may be built with (each subclass passes them on).
 
     `sleep`, `base_delay`, `max_delay`, `max_total_wait` and `rng` shape the retry back-off
     (exponential with jitter, never shorter than a Retry-After); tests make them fast.
     """
 
+    max_retries: int  # default 3
+    debug_log: Callable[[str], None] | None
+    base_delay: float  # default 0.5 s
+    max_delay: float  # default 8 s
+    max_total_wait: float  # default 30 s
+    sleep: Callable[[float], None]  # default time.sleep
+    rng: random.Random | None
+
+
+class StreamingChatBackend:
+    """A chat backend over HTTP; subclasses name the service and shape its requests."""
+
     who = "the server"  # the service, as messages name it
     debug_prefix = "http"
 
-    def __init__(
-        self,
-        *,
-        scrub: Scrubber,
-        base_shown: str,
-        max_retries: int = 3,
-        debug_log: Callable[[str], None] | None = None,
-        base_delay: float = 0.5,
-        max_delay: float = 8.0,
-        max_total_wait: float = 30.0,
-        sleep: Callable[[float], None] = time.sleep,
-        rng: random.Random | None = None,
-    ) -> None:
+    def __init__(self, *, scrub: Scrubber, base_shown: str, **options: Unpack[ChatOptions]) -> None:
         self._scrub = scrub
         self._base_shown = base_shown  # never a user:password@ part
-        self._max_retries = max(0, max_retries)
-        self._debug_log = debug_log
-        self._base_delay = base_delay
-        self._max_delay = max_delay
-        self._max_total_wait = max_total_wait
-        self._sleep = sleep
-        self._rng = rng or random.Random()
+        self._max_retries = max(0, options.get("max_retries", 3))
+        self._debug_log = options.get("debug_log")
+        self._base_delay = options.get("base_delay", 0.5)
+        self._max_delay = options.get("max_delay", 8.0)
+        self._max_total_wait = options.get("max_total_wait", 30.0)
+        self._sleep = options.get("sleep", time.sleep)
+        self._rng = options.get("rng") or random.Random()
         self._client: httpx.Client | None = None
 
     # -- what a subclass says -------------------------------------------------------------------

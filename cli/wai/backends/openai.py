@@ -9,9 +9,9 @@ for with `stream_options`), the provider's headers and key, and what its refusal
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Unpack
 
-from wai.backends.http_chat import StreamingChatBackend, sampling_fields
+from wai.backends.http_chat import ChatOptions, StreamingChatBackend, sampling_fields
 from wai.backends.openai_errors import provider_error
 from wai.backends.openai_http import ProviderClient, client_for, close_clients, models_in_words
 from wai.backends.workers_ai_errors import ApiError, Scrubber, parse_error
@@ -36,8 +36,8 @@ class OpenAIBackend(StreamingChatBackend):
     name: BackendName = "openai"
     debug_prefix = "openai"
 
-    def __init__(self, providers: dict[str, Provider], **retry: Any) -> None:
-        super().__init__(scrub=Scrubber(), base_shown="", **retry)
+    def __init__(self, providers: dict[str, Provider], **options: Unpack[ChatOptions]) -> None:
+        super().__init__(scrub=Scrubber(), base_shown="", **options)
         self._providers = providers
         self._extra = ""  # numbers a refusal carried beside its message (llama-server's n_ctx)
 

@@ -8,10 +8,7 @@ and nowhere else; every message, exception and debug line is scrubbed of it.
 
 from __future__ import annotations
 
-import random
-import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Unpack
 from urllib.parse import quote
 
 from wai.backends.http_chat import (
@@ -19,6 +16,7 @@ from wai.backends.http_chat import (
     EMPTY_REPLY,
     TOOL_CALL_NOTICE,
     WHOLE_REPLY_READ_TIMEOUT,
+    ChatOptions,
     StreamingChatBackend,
     retry_after_seconds,
     sampling_fields,
@@ -58,28 +56,11 @@ class WorkersAIBackend(StreamingChatBackend):
     who = "Workers AI"
     debug_prefix = "workers-ai"
 
-    def __init__(
-        self,
-        credentials: Credentials,
-        *,
-        max_retries: int = 3,
-        debug_log: Callable[[str], None] | None = None,
-        base_delay: float = 0.5,
-        max_delay: float = 8.0,
-        max_total_wait: float = 30.0,
-        sleep: Callable[[float], None] = time.sleep,
-        rng: random.Random | None = None,
-    ) -> None:
+    def __init__(self, credentials: Credentials, **options: Unpack[ChatOptions]) -> None:
         super().__init__(
             scrub=Scrubber(credentials.api_token, *url_secrets(credentials.base_url)),
             base_shown=display_url(credentials.base_url),
-            max_retries=max_retries,
-            debug_log=debug_log,
-            base_delay=base_delay,
-            max_delay=max_delay,
-            max_total_wait=max_total_wait,
-            sleep=sleep,
-            rng=rng,
+            **options,
         )
         self._credentials = credentials
 
