@@ -151,8 +151,10 @@ class StreamingChatBackend:
         """The base URL cannot be used at all (an unknown scheme, a malformed address)."""
         return ConfigError(f"the address of {self.who} is not usable ({reason}): now {self._base_shown}")
 
-    def _refused(self, request: Request, error: ApiError) -> WaiError:
-        """The exception for a refused request: RetryableError for what is worth another try."""
+    def _refused(self, request: Request, error: ApiError, body: bytes = b"") -> WaiError:
+        """The exception for a refused request: RetryableError for what is worth another try.
+        `body`: the refusal's whole body, where there was one (some servers put figures beside
+        the message)."""
         raise NotImplementedError
 
     def _empty_stream_hint(self, request: Request) -> str | None:
@@ -289,7 +291,7 @@ class StreamingChatBackend:
             self._scrub,
             retry_after=retry_after_seconds(response.headers.get("retry-after")),
         )
-        return self._refused(request, error)
+        return self._refused(request, error, raw)
 
     # -- the reply ------------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Unpack
 from wai.backends.http_chat import ChatOptions, StreamingChatBackend, sampling_fields
 from wai.backends.openai_errors import provider_error
 from wai.backends.openai_http import ProviderClient, client_for, close_clients, models_in_words
-from wai.backends.workers_ai_errors import ApiError, Scrubber, parse_error
+from wai.backends.workers_ai_errors import ApiError, Scrubber
 from wai.catalog.entries import ModelSpec
 from wai.conversation import Request
 from wai.errors import ConfigError, WaiError
@@ -39,7 +39,6 @@ class OpenAIBackend(StreamingChatBackend):
     def __init__(self, providers: dict[str, Provider], **options: Unpack[ChatOptions]) -> None:
         super().__init__(scrub=Scrubber(), base_shown="", **options)
         self._providers = providers
-        self._extra = ""  # numbers a refusal carried beside its message (llama-server's n_ctx)
 
     def _provider(self, spec: ModelSpec) -> Provider:
         provider = self._providers.get(spec.provider or "")
@@ -141,34 +140,15 @@ class OpenAIBackend(StreamingChatBackend):
 
     # -- failures -------------------------------------------------------------------------------
 
-    def _refusal(self, request: Request, response: httpx.Response) -> WaiError:
-        import httpx
-
-        try:
-            raw = response.read()
-        except httpx.HTTPError:
-            raw = b""
-        self._extra = _context_numbers(raw)
-        from wai.backends.http_chat import retry_after_seconds
-
-        error = parse_error(
-            response.status_code,
-            raw,
-            self._scrub,
-            retry_after=retry_after_seconds(response.headers.get("retry-after")),
-        )
-        return self._refused(request, error)
-
-    def _refused(self, request: Request, error: ApiError) -> WaiError:
+    def _refused(self, request: Request, error: ApiError, body: bytes = b"") -> WaiError:
         self._debug(f"error reply: {error.where()}")
         client = self._provider_client(request.model)
-        extra, self._extra = self._extra, ""
         return provider_error(
             error,
             client.provider,
             model=request.model.served_name,
             listed=lambda: models_in_words(client, request.model.served_name),
-            extra=extra,
+            extra=_context_numbers(body),
         )
 
 

@@ -133,7 +133,7 @@ class WorkersAIBackend(StreamingChatBackend):
 
     # -- failures -------------------------------------------------------------------------------
 
-    def _refused(self, request: Request, error: ApiError) -> WaiError:
+    def _refused(self, request: Request, error: ApiError, body: bytes = b"") -> WaiError:
         self._debug(f"error reply: {error.where()}")
         if is_retirement(error):
             from wai.catalog.retired import retired_error
