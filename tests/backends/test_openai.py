@@ -488,6 +488,17 @@ def _served(isolated_home: Path, engine: Engine, routes: dict[str, Any], extra: 
     return server
 
 
+@pytest.mark.parametrize("command", [("tokens",), ("ask", "--dry-run")])
+def test_a_count_or_a_dry_run_says_the_window_is_assumed(
+    isolated_home: Path, command: tuple[str, ...]
+) -> None:
+    with _served(isolated_home, "plain", {}) as server:
+        run = run_wai(*command, "-m", f"eng:{MODEL}", "hi")
+    assert run.returncode == 0, run.stderr
+    assert f"eng tells no context length for {MODEL}: assumed 4096 tokens" in run.stderr
+    assert chat_requests(server) == []
+
+
 def test_a_tokenizer_trickling_its_answer_is_given_up_at_the_providers_timeout(isolated_home: Path) -> None:
     server = openai_server("vllm", models={MODEL: 64}, routes={"POST /tokenize": trickle(60)})
     with server:

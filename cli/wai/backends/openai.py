@@ -68,10 +68,9 @@ class OpenAIBackend(StreamingChatBackend):
         return request.model.precision
 
     def warnings(self, request: Request) -> list[str]:
-        from wai.backends.openai_models import assumed_warning
+        from wai.backends.openai_models import assumed_warnings
 
-        warning = assumed_warning(request.model)
-        return [warning] if warning is not None else []
+        return assumed_warnings(request.model)
 
     def counter(self, spec: ModelSpec) -> TokenCounter:
         from wai.backends.openai_count import ServerCounter

@@ -60,6 +60,12 @@ def _counter(spec: ModelSpec) -> TokenCounter:
     return ServerCounter(client_for(provider), spec, provider.tokenizer)
 
 
+def _plan_warnings(spec: ModelSpec) -> list[str]:
+    from wai.backends.openai_models import assumed_warnings
+
+    return assumed_warnings(spec)
+
+
 register(
     Registration(
         name="openai",
@@ -74,5 +80,6 @@ register(
         warm_modules=("wai.backends.openai", "wai.backends.openai_count", "httpx"),
         reasoning_effort=True,
         prompt_format="as the server applies it (llama-server's /apply-template; null where it cannot say)",
+        plan_warnings=_plan_warnings,
     )
 )

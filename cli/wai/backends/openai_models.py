@@ -111,14 +111,14 @@ def windows_assumed(spec: ModelSpec) -> bool:
     )
 
 
-def assumed_warning(spec: ModelSpec) -> str | None:
-    """The warning for a provider model whose server, asked just now, told no context."""
+def assumed_warnings(spec: ModelSpec) -> list[str]:
+    """The warning for a provider model whose server, asked just now, told no context ([] else)."""
     if spec.provider is None or spec.source != WINDOWS_UNKNOWN:
-        return None
-    return (
+        return []
+    return [
         f"{spec.provider} tells no context length for {spec.served_name}: assumed {ASSUMED_CONTEXT} "
         f'tokens; set context_window and max_output under [models."{spec.id}"] in models.toml'
-    )
+    ]
 
 
 def remember(provider: Provider, learned: ModelFacts) -> None:

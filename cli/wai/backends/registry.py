@@ -64,6 +64,10 @@ def _no_prompt_text(spec: ModelSpec, messages: Sequence[Message]) -> str | None:
     return None
 
 
+def _no_warnings(spec: ModelSpec) -> list[str]:
+    return []
+
+
 @dataclass(frozen=True, slots=True)
 class Registration:
     """One backend, as the rest of wai sees it before building it.
@@ -86,6 +90,8 @@ class Registration:
     prompt_text: the prompt as text when the counter cannot give it (no vocabulary at hand).
     in_catalog: whether `wai models` gives each catalog model a column for it (a backend that
         serves only models named otherwise, NAME:MODEL of a provider, lists them apart).
+    plan_warnings: what to warn of when a model is planned without the backend (a dry run, a
+        count): windows assumed, say. A turn hears it from the backend's own `warnings`.
     """
 
     name: BackendName
@@ -105,6 +111,7 @@ class Registration:
     prompt_format: str = "as sent"
     prompt_text: Callable[[ModelSpec, Sequence[Message]], str | None] = _no_prompt_text
     in_catalog: bool = True
+    plan_warnings: Callable[[ModelSpec], list[str]] = _no_warnings
 
 
 _REGISTRY: dict[BackendName, Registration] = {}

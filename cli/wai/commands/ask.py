@@ -157,11 +157,8 @@ def _plan_and_play(
     )
     effort, unsent = effort_for(spec, backend_name, options.reasoning_effort)
     warned = (*plan.notices, unsent) if unsent else plan.notices
-    if options.dry_run and spec.provider is not None:  # a turn has its backend's warnings say it
-        from wai.backends.openai_models import assumed_warning
-
-        assumed = assumed_warning(spec)
-        warned = (assumed, *warned) if assumed else warned
+    if options.dry_run:  # a turn has its backend's warnings say it
+        warned = (*registration(backend_name).plan_warnings(spec), *warned)
     for warning in warned:
         notifier.warn(warning)
     request = request_for(

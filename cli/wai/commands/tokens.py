@@ -47,13 +47,11 @@ def run_tokens(
         messages = (Message("system", valid_text(system, "the system prompt", notifier)), *messages)
     spec = windows_for(spec, backend_name)
     report = count_report(spec, backend_name, text=prompt, messages=messages, raw=raw)
-    warnings = report.pop("warnings", [])
-    if spec.provider is not None:  # the windows below are an assumption: say so first
-        from wai.backends.openai_models import assumed_warning
-
-        assumed = assumed_warning(spec)
-        warnings = [assumed, *(warnings if isinstance(warnings, list) else [])] if assumed else warnings
-    for warning in warnings if isinstance(warnings, list) else []:
+    counted = report.pop("warnings", [])
+    # The windows below may be an assumption: said first.
+    warnings = list(registration(backend_name).plan_warnings(spec))
+    warnings += counted if isinstance(counted, list) else []
+    for warning in warnings:
         (notifier or Notifier()).warn(str(warning))
     if json_output:
         sys.stdout.write(
