@@ -46,7 +46,7 @@ define install_llama
 	echo "llama.cpp: $$kind build installed ($$dir)"
 endef
 
-.PHONY: install install-native install-portable install-gpu lint test demo bench clean browser
+.PHONY: install install-native install-portable install-gpu lint test test-fast demo bench clean browser
 
 # A venv remade for a new pyproject.toml keeps the build its user chose (native, cuda).
 $(STAMP): pyproject.toml Makefile
@@ -81,6 +81,11 @@ lint: $(STAMP)
 
 test: lint browser
 	$(BIN)/python -m pytest
+
+# The loop while developing: everything but the end-to-end tests (real processes, terminals,
+# signals, real llama.cpp, the browser), in-process and in seconds.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not e2e"
 
 # The browser test of `wai serve`'s page drives Debian's chromium (Playwright brings no browser
 # here). Installed when missing and apt-get can run as root; otherwise that test is skipped.

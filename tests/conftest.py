@@ -36,6 +36,17 @@ _ISOLATED = (
 )
 
 
+# Fixtures that bring up what only a real process shows (real llama.cpp on tiny GGUF files): a test
+# that asks for one is end to end, whatever else it does.
+E2E_FIXTURES = frozenset({"tiny_models"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if E2E_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)
+
+
 @pytest.fixture(autouse=True)
 def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     home = tmp_path / "wai-home"
