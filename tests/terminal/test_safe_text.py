@@ -156,3 +156,44 @@ def test_an_error_line_quoting_a_server_is_text(server: WorkersAIServer) -> None
     assert child.exitstatus != 0
     assert "bad input" in raw
     assert_inert(raw)
+
+
+# Every Bidi_Control character: each reorders what follows it on screen (a reply that reads one
+# way and says another), so a terminal shows it as its escape, as a log line does.
+BIDI_CONTROLS = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+BIDI_REPLY = ["access ", "\u202e", "denied", "\u202c", " here ", BIDI_CONTROLS, " end\n"]
+
+
+def assert_bidi_shown_escaped(raw: str) -> None:
+    assert not any(c in raw for c in BIDI_CONTROLS), "a bidi control reached the terminal"
+    assert "\\u202e" in raw and "\\u2066" in raw and "\\u061c" in raw and "\\u200f" in raw
+
+
+def test_bidi_controls_in_a_reply_are_shown_escaped_on_a_terminal(server: WorkersAIServer) -> None:
+    for env in ({}, {"TERM": "dumb"}):
+        server.script(stream(BIDI_REPLY))
+        code, raw = on_terminal("ask", "-m", MODEL, "hi", env=env)
+        assert code == 0, raw
+        assert_bidi_shown_escaped(raw)
+        assert "access" in raw and "denied" in raw
+    server.script(stream(BIDI_REPLY))
+    code, raw = on_terminal("ask", "-m", MODEL, "--json", "hi")
+    assert code == 0, raw
+    assert not any(c in raw for c in BIDI_CONTROLS)
+    assert json.loads(raw)["text"] == "".join(BIDI_REPLY)  # escaped in JSON, not lost
+
+
+def test_bidi_controls_in_the_log_are_shown_escaped_on_a_terminal_and_kept_in_a_pipe(
+    server: WorkersAIServer,
+) -> None:
+    server.script(stream(BIDI_REPLY))
+    done = run_wai("ask", "-m", MODEL, f"question \u2067{BIDI_CONTROLS}\u2069 end")
+    assert done.returncode == 0, done.stderr
+    cid = str(json.loads(run_wai("logs", "--json").stdout)[0]["id"])
+    for args in (("logs",), ("logs", "--cid", cid), ("logs", "--cid", cid, "--json")):
+        code, raw = on_terminal(*args)
+        assert code == 0, raw
+        assert not any(c in raw for c in BIDI_CONTROLS), args
+        assert "\\u2067" in raw, args
+    shown = run_wai("logs", "--cid", cid)
+    assert "".join(BIDI_REPLY) in shown.stdout and BIDI_CONTROLS in shown.stdout

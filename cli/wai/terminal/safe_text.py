@@ -17,29 +17,36 @@ from typing import TextIO
 _ESCAPES = re.compile(r"\x1b\][^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?|(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]?")
 # Then C0 controls but tab and newline, DEL, and C1 controls (a lone ESC among them).
 _CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# Unicode's Bidi_Control characters: marks, embeddings, overrides and isolates that reorder the
+# text after them on screen, so a line can read one way and say another ("Trojan Source"). A
+# terminal shows each as its escape (`\u202e`): seen, never acted on, and kept in what it shows.
+_BIDI = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+_BIDI_CONTROLS = re.compile(f"[{_BIDI}]")
 # In a log line nothing may start a new line or act on the terminal: every control character,
 # the Unicode line and paragraph separators, and the marks that reorder text on screen.
-_LOG_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-# What JSON leaves unescaped of those: it escapes C0 itself, but not DEL or C1.
-_JSON_RAW_CONTROLS = re.compile("[\x7f-\x9f]")
+_LOG_CONTROLS = re.compile(f"[\x00-\x1f\x7f-\x9f\u2028\u2029{_BIDI}]")
+# What JSON leaves unescaped of those: it escapes C0 itself, but not DEL, C1 or the bidi controls.
+_JSON_RAW_CONTROLS = re.compile(f"[\x7f-\x9f{_BIDI}]")
 
 
 def terminal_safe(text: str) -> str:
-    """`text` without escape sequences or other control characters; a CRLF becomes a newline, a
-    lone CR is dropped. Text that arrives in pieces (a streamed reply) may leave the payload of a
-    sequence cut between two pieces as text, never as a sequence."""
-    return _CONTROLS.sub("", _ESCAPES.sub("", text.replace("\r\n", "\n")))
+    """`text` without escape sequences or other control characters, its bidi controls shown as
+    escapes (`\\u202e`); a CRLF becomes a newline, a lone CR is dropped. Text that arrives in pieces
+    (a streamed reply) may leave the payload of a sequence cut between two pieces as text, never
+    as a sequence."""
+    cleaned = _CONTROLS.sub("", _ESCAPES.sub("", text.replace("\r\n", "\n")))
+    return _BIDI_CONTROLS.sub(_escape, cleaned)
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
 
 
 def log_safe(text: str) -> str:
     """A field of a log line written by a server (a request's path, say): its control characters
     shown as escapes (`\\x0a`, `\\x1b`, `\\u202e`), so one request makes one line and moves nothing."""
-
-    def escape(match: re.Match[str]) -> str:
-        code = ord(match.group())
-        return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
-
-    return _LOG_CONTROLS.sub(escape, text)
+    return _LOG_CONTROLS.sub(_escape, text)
 
 
 def is_terminal(stream: TextIO) -> bool:
@@ -55,7 +62,7 @@ def for_terminal(text: str, stream: TextIO) -> str:
 
 
 def json_for_terminal(document: str, stream: TextIO) -> str:
-    """A JSON document for `stream`: on a terminal DEL and C1 controls are written as \\u escapes,
+    """A JSON document for `stream`: on a terminal DEL, C1 and bidi controls are written as \\u escapes,
     so the data stays the same and the terminal has nothing to act on."""
     if not is_terminal(stream):
         return document
