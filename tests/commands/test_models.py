@@ -172,5 +172,5 @@ def test_the_default_model_is_named(isolated_home: Path) -> None:
     )
     assert json.loads(run_wai("models", "--json", env=env).stdout)["default_model"] == remote
     assert "default model: l31 (set by WAI_MODEL)" in run_wai("models", env={"WAI_MODEL": "l31"}).stdout
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
-    assert f"`{remote}` on Workers AI" in readme
+    ask_page = Path(__file__).resolve().parents[2] / "docs" / "commands" / "ask.md"
+    assert f"`{remote}` on Workers AI" in ask_page.read_text(encoding="utf-8")
