@@ -138,7 +138,7 @@ def flash_attention_resolved(path: Path, threads: int) -> bool:
 
 class Ours:
     def __init__(self, path: Path, size: Sizes) -> None:
-        from wai.backends.llama import LlamaBackend, spec_for_gguf
+        from wai.backends.llama_cpp.stream import LlamaBackend, spec_for_gguf
         from wai.catalog.entries import load_catalog
 
         self.size = size

@@ -168,7 +168,7 @@ ReadTimeoutOpt = Annotated[
 def _small_requests_wait(read_timeout: float | None) -> None:
     """An explicit --read-timeout is also the deadline of a provider's count and model list."""
     if read_timeout is not None:
-        from wai.backends.openai_http import use_read_timeout
+        from wai.backends.openai.client import use_read_timeout
 
         use_read_timeout(read_timeout)
 

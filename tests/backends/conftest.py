@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from tests.support.workers_ai_server import WorkersAIServer, workers_ai_server
-from wai.backends.workers_ai import WorkersAIBackend
+from wai.backends.workers_ai.stream import WorkersAIBackend
 from wai.catalog.entries import ModelSpec
 from wai.conversation import Message, ReasoningEffort, Request, Sampling, Timeouts
 from wai.errors import WaiError

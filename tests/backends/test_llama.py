@@ -12,7 +12,7 @@ import pytest
 
 from tests.support.tiny_gguf import SPLIT_SCRIPT as SCRIPT
 from tests.support.tiny_gguf import TinyModel, build_tiny_llama
-from wai.backends.llama import LlamaBackend, spec_for_gguf
+from wai.backends.llama_cpp.stream import LlamaBackend, spec_for_gguf
 from wai.catalog.entries import Catalog, ModelSpec
 from wai.conversation import Message, Request, Sampling
 from wai.errors import BackendError, ConfigError, WaiError, WindowError
@@ -461,7 +461,7 @@ def test_a_llama_model_without_a_template_gets_the_llama_2_format(tmp_path: Path
 
 _CONTEXT_TOO_BIG = """
 import sys
-from wai.backends.llama import LlamaBackend
+from wai.backends.llama_cpp.stream import LlamaBackend
 from wai.catalog.entries import ModelSpec
 from wai.conversation import Message, Request
 from wai.errors import WaiError

@@ -10,8 +10,8 @@ import pytest
 
 from tests.backends.conftest import Harness, make_request
 from tests.support.workers_ai_server import Reply, native_chunks, openai_chunks, usage_dict
-from wai.backends.chunks import Stop, ToolCall, chunk_events
-from wai.backends.workers_ai import EMPTY_REPLY
+from wai.backends.http.chunks import Stop, ToolCall, chunk_events
+from wai.backends.workers_ai.stream import EMPTY_REPLY
 from wai.errors import EXIT_FAILURE, BackendError, IncompleteReply
 from wai.events import Finish, Reasoning, Token, Usage
 

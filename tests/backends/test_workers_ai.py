@@ -23,8 +23,8 @@ from tests.support.workers_ai_server import (
     sse_events,
     sse_stream,
 )
-from wai.backends.sse import SSEReader
-from wai.backends.workers_ai import TOOL_CALL_NOTICE, WorkersAIBackend, _retry_after
+from wai.backends.http.sse import SSEReader
+from wai.backends.workers_ai.stream import TOOL_CALL_NOTICE, WorkersAIBackend, _retry_after
 from wai.conversation import Sampling
 from wai.errors import (
     EXIT_FAILURE,

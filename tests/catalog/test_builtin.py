@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.tiny_gguf import TinyModel, build_tiny_llama
-from wai.backends.llama import LlamaBackend
+from wai.backends.llama_cpp.stream import LlamaBackend
 from wai.catalog.builtin import (
     BUILTIN_FILES,
     DERIVED_FILES,

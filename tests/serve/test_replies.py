@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from wai.backends.chunks import Stop, chunk_events
+from wai.backends.http.chunks import Stop, chunk_events
 from wai.catalog.entries import ModelSpec
 from wai.conversation import Message
 from wai.events import Reasoning, Token, Usage

@@ -6,7 +6,7 @@ import io
 import json
 
 from tests.support.workers_ai_server import Reply, WorkersAIServer
-from wai.backends.workers_ai import TOOL_CALL_NOTICE, WorkersAIBackend
+from wai.backends.workers_ai.stream import TOOL_CALL_NOTICE, WorkersAIBackend
 from wai.catalog.entries import load_catalog
 from wai.conversation import Message, Request, Sampling, Timeouts
 from wai.errors import IncompleteReply

@@ -310,7 +310,7 @@ def test_no_request_over_a_cap_reaches_the_server(vocab_home: Path) -> None:
     """Plans sent through the real Workers AI backend; every body the server receives is recounted."""
     from tests.support.counting import cap_violations, count_body
     from tests.support.workers_ai_server import WorkersAIServer
-    from wai.backends.workers_ai import WorkersAIBackend
+    from wai.backends.workers_ai.stream import WorkersAIBackend
     from wai.conversation import Request
     from wai.settings import Credentials
 

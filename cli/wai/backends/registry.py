@@ -1,7 +1,7 @@
 """The backends wai knows, by name, and the one rule that picks a backend for a model.
 
-Each backend registers a `Registration` from a light module of its own (backends/remote.py,
-backends/local.py): what it takes to serve a model, how to count a prompt without building it,
+Each backend registers a `Registration` from a light module of its own (backends/workers_ai/backend.py,
+backends/llama_cpp/backend.py): what it takes to serve a model, how to count a prompt without building it,
 and how to build it. The heavy implementation (HTTP client, llama.cpp) is imported only by
 `build`, so choosing costs no start-up time. `choose` decides "auto" for `ask`, `chat`, `tokens`
 and `--dry-run` alike; `Backends` builds each backend once and closes what it built.
@@ -29,7 +29,11 @@ BackendName = Literal["remote", "local", "openai"]
 BackendMode = Literal["auto", BackendName]
 
 # Registration modules of the built-in backends, in the order "auto" prefers them.
-_BUILTIN = ("wai.backends.remote", "wai.backends.local", "wai.backends.openai_compatible")
+_BUILTIN = (
+    "wai.backends.workers_ai.backend",
+    "wai.backends.llama_cpp.backend",
+    "wai.backends.openai.backend",
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,7 +50,7 @@ def resolve_model(
             raise _no_such_provider(spec.id, config, entry=True)
         return spec
     if looks_like_gguf_path(name):
-        from wai.backends.llama import spec_for_gguf
+        from wai.backends.llama_cpp.stream import spec_for_gguf
 
         return spec_for_gguf(Path(name).expanduser(), catalog)
     if _provider_like(name):
@@ -103,6 +103,6 @@ def _provider_model(name: str, catalog: Catalog, config: UserConfig) -> ModelSpe
         raise UsageError(
             f"-m {name} names no model of provider {provider.name}", hint=f"-m {provider.name}:MODEL"
         )
-    from wai.backends.openai_models import provider_spec
+    from wai.backends.openai.models import provider_spec
 
     return provider_spec(provider, model, catalog, live=True)

@@ -27,7 +27,7 @@ def _model_names() -> list[str]:
     names = [name for spec in catalog for name in (spec.id, *spec.aliases)]
     providers = load_user_config().providers()
     if providers:
-        from wai.backends.openai_models import provider_completions
+        from wai.backends.openai.models import provider_completions
 
         names += [name for name, _meta in provider_completions(providers, set(catalog.models))]
     return sorted(set(names))

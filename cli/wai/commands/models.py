@@ -41,7 +41,7 @@ def _file_precision(spec: ModelSpec) -> str | None:
 
 
 def _gpu_offload() -> str:
-    from wai.backends.llama import LlamaBackend
+    from wai.backends.llama_cpp.stream import LlamaBackend
     from wai.errors import WaiError
 
     try:
@@ -150,7 +150,7 @@ def catalog_age(catalog: Catalog, now: datetime | None = None) -> str:
 
 def refresh_catalog(notifier: Notifier) -> WaiError | None:
     """Read and store the account's current models; the failure, if any, already told."""
-    from wai.backends import workers_ai_models
+    from wai.backends.workers_ai import models as workers_ai_models
     from wai.store import catalogs
 
     config = load_user_config()
@@ -158,7 +158,7 @@ def refresh_catalog(notifier: Notifier) -> WaiError | None:
     providers = config.providers(skip_bad_environment=lambda _: None)  # the listing says why
     failure: WaiError | None = None
     if providers:
-        from wai.backends.openai_models import refresh_providers
+        from wai.backends.openai.models import refresh_providers
 
         failure = refresh_providers(providers, notifier)
         if credentials is None:  # the providers are what there is to refresh
@@ -193,7 +193,7 @@ def show_models(*, json_output: bool, refresh: bool = False, notifier: Notifier 
     config = load_user_config()
     credentials = load_credentials(config)
     rows = model_rows(config, credentials, catalog)
-    from wai.backends.openai_models import provider_rows
+    from wai.backends.openai.models import provider_rows
 
     served = provider_rows(config.providers(skip_bad_environment=notifier.warn), catalog)
     offload = _gpu_offload()

@@ -54,7 +54,7 @@ def run_serve(options: ServeOptions, notifier: Notifier) -> int:
     served = served_models(load_catalog(), options.models)
     sock = _bind(options.host, options.port)
 
-    from wai.backends.llama import LlamaBackend
+    from wai.backends.llama_cpp.stream import LlamaBackend
     from wai.serve.app import ServeState, build_app, stderr_log
     from wai.serve.runner import serve
     from wai.serve.worker import Pool
@@ -148,7 +148,7 @@ def served_models(catalog: Catalog, names: list[str]) -> list[ModelSpec]:
             if not looks_like_gguf_path(name):
                 _refuse_provider_model(name)
                 raise ConfigError(f"unknown model '{name}'", hint="`wai models` lists the catalog")
-            from wai.backends.llama import spec_for_gguf
+            from wai.backends.llama_cpp.stream import spec_for_gguf
 
             spec = spec_for_gguf(Path(name), catalog)
             if catalog.find(spec.id) is None:

@@ -31,7 +31,7 @@ from wai.serve.protocol import INTERNAL_ERROR, OUT_OF_CAPACITY, WINDOW_EXCEEDED,
 from wai.windows.budget import Plan, plan_request
 
 if TYPE_CHECKING:
-    from wai.backends.llama import LlamaBackend
+    from wai.backends.llama_cpp.stream import LlamaBackend
 
 # Set to a served model's id, every request to it fails as no code expects: how the tests check that
 # a model's thread survives such a failure (every real cause found so far has been fixed).

@@ -452,7 +452,7 @@ def _model_completions(chat: ChatSession, typed: str) -> Iterable[Completion]:
         if not spec.remote:
             meta += " · local"
         yield Completion(spec.id, start_position=-len(typed), display_meta=meta)
-    from wai.backends.openai_models import provider_completions
+    from wai.backends.openai.models import provider_completions
 
     for name, meta in provider_completions(chat.config.providers(), set(chat.catalog.models)):
         if needle in name.lower():

@@ -1,4 +1,4 @@
-"""Registers the remote backend, Workers AI (backends/workers_ai.py, built only when used)."""
+"""Registers the remote backend, Workers AI (stream.py beside it, built only when used)."""
 
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ def _require(spec: ModelSpec, credentials: Credentials | None) -> None:
 
 
 def _unsupported(sampling: Sampling) -> str | None:
-    from wai.backends.workers_ai_sampling import unsupported
+    from wai.backends.workers_ai.sampling import unsupported
 
     return unsupported(sampling)
 
@@ -73,7 +73,7 @@ def _stderr_line(text: str) -> None:
 
 
 def _build(settings: BackendSettings) -> Backend:
-    from wai.backends.workers_ai import WorkersAIBackend
+    from wai.backends.workers_ai.stream import WorkersAIBackend
 
     if settings.credentials is None:
         raise ConfigError(_missing_credentials())
@@ -106,7 +106,7 @@ register(
         counter=_counter,
         refusal=_refusal,
         title="Workers AI",
-        warm_modules=("wai.backends.workers_ai", "httpx"),
+        warm_modules=("wai.backends.workers_ai.stream", "httpx"),
         reasoning_effort=True,
         prompt_format="as Workers AI is believed to apply it",
         prompt_text=_prompt_text,

@@ -2,19 +2,19 @@
 
 vLLM, SGLang, llama-server, ollama, Workers AI's /v1 and OpenAI itself speak it. The streaming,
 retries (429 and 5xx, honouring Retry-After, only before the first token) and reading of chunks
-are shared with Workers AI (http_chat.py); here are the body (`max_tokens` always, usage asked
+are shared with Workers AI (http/chat.py); here are the body (`max_tokens` always, usage asked
 for with `stream_options`), the provider's headers and key, and what its refusals mean
-(openai_errors.py). Requests share the provider's connection pool with the count before them.
+(errors.py). Requests share the provider's connection pool with the count before them.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Unpack
 
-from wai.backends.http_chat import ChatOptions, StreamingChatBackend, sampling_fields
-from wai.backends.openai_errors import provider_error
-from wai.backends.openai_http import ProviderClient, client_for, close_clients, models_in_words
-from wai.backends.workers_ai_errors import ApiError, Scrubber
+from wai.backends.http.chat import ChatOptions, StreamingChatBackend, sampling_fields
+from wai.backends.http.errors import ApiError, Scrubber
+from wai.backends.openai.client import ProviderClient, client_for, close_clients, models_in_words
+from wai.backends.openai.errors import provider_error
 from wai.catalog.entries import ModelSpec
 from wai.conversation import Request
 from wai.errors import ConfigError, WaiError
@@ -68,12 +68,12 @@ class OpenAIBackend(StreamingChatBackend):
         return request.model.precision
 
     def warnings(self, request: Request) -> list[str]:
-        from wai.backends.openai_models import assumed_warnings
+        from wai.backends.openai.models import assumed_warnings
 
         return assumed_warnings(request.model)
 
     def counter(self, spec: ModelSpec) -> TokenCounter:
-        from wai.backends.openai_count import ServerCounter
+        from wai.backends.openai.count import ServerCounter
 
         provider = self._provider(spec)
         return ServerCounter(client_for(provider), spec, provider.tokenizer)
@@ -122,7 +122,7 @@ class OpenAIBackend(StreamingChatBackend):
         return body
 
     def _empty_stream_hint(self, request: Request) -> str | None:
-        from wai.backends.openai_models import ASSUMED_CONTEXT, windows_assumed
+        from wai.backends.openai.models import ASSUMED_CONTEXT, windows_assumed
 
         if not windows_assumed(request.model):
             return None

@@ -22,9 +22,8 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from wai import __version__
-from wai.backends.chunks import Stop, ToolCall, chunk_events
-from wai.backends.sse import SSEReader
-from wai.backends.workers_ai_errors import (
+from wai.backends.http.chunks import Stop, ToolCall, chunk_events
+from wai.backends.http.errors import (
     ApiError,
     Scrubber,
     body_text,
@@ -33,6 +32,7 @@ from wai.backends.workers_ai_errors import (
     parse_error,
     without_lone_surrogates,
 )
+from wai.backends.http.sse import SSEReader
 from wai.conversation import Request
 from wai.errors import BackendError, ConfigError, IncompleteReply, RetryableError, WaiError
 from wai.events import Event, Finish, FinishReason, Notice, Reasoning, Token, Usage

@@ -1,4 +1,4 @@
-"""Registers the local backend, llama.cpp on a GGUF file (backends/llama.py, built only when used)."""
+"""Registers the local backend, llama.cpp on a GGUF file (stream.py beside it, built only when used)."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def _require(spec: ModelSpec, credentials: Credentials | None) -> None:
 
 
 def _build(settings: BackendSettings) -> Backend:
-    from wai.backends.llama import LlamaBackend
+    from wai.backends.llama_cpp.stream import LlamaBackend
 
     opts = settings.local
     return LlamaBackend(gpu_layers=opts.gpu_layers, threads=opts.threads, debug=opts.debug)
@@ -51,13 +51,13 @@ def _counter(spec: ModelSpec) -> TokenCounter:
 
 
 def _windows(spec: ModelSpec) -> ModelSpec:
-    from wai.backends.llama import windows_on_file
+    from wai.backends.llama_cpp.stream import windows_on_file
 
     return windows_on_file(spec)
 
 
 def _unsupported(sampling: Sampling) -> str | None:
-    from wai.backends.llama import unsupported
+    from wai.backends.llama_cpp.stream import unsupported
 
     return unsupported(sampling)
 
@@ -74,7 +74,7 @@ register(
         windows=_windows,
         tells_own_failure=True,
         title="llama.cpp",
-        warm_modules=("wai.backends.llama", "llama_cpp"),
+        warm_modules=("wai.backends.llama_cpp.stream", "llama_cpp"),
         unsupported=_unsupported,
     )
 )

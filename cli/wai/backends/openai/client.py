@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from wai import __version__
-from wai.backends.workers_ai_errors import Scrubber, one_line, parse_error
+from wai.backends.http.errors import Scrubber, one_line, parse_error
 from wai.errors import BackendError, ConfigError
 from wai.providers import Provider
 

@@ -1,8 +1,8 @@
 """The Workers AI backend: the REST API's `ai/run` endpoint over httpx, streamed as server-sent events.
 
 The streaming, the retries and the reading of replies are shared with every chat backend over
-HTTP (http_chat.py); here is what is Workers AI's own: the URL with the account, the body, and
-what its refusals mean (workers_ai_errors.py). The API token goes into the Authorization header
+HTTP (http/chat.py); here is what is Workers AI's own: the URL with the account, the body, and
+what its refusals mean (http/errors.py). The API token goes into the Authorization header
 and nowhere else; every message, exception and debug line is scrubbed of it.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Unpack
 from urllib.parse import quote
 
-from wai.backends.http_chat import (
+from wai.backends.http.chat import (
     DONE,
     EMPTY_REPLY,
     TOOL_CALL_NOTICE,
@@ -21,7 +21,7 @@ from wai.backends.http_chat import (
     retry_after_seconds,
     sampling_fields,
 )
-from wai.backends.workers_ai_errors import (
+from wai.backends.http.errors import (
     ApiError,
     Scrubber,
     display_url,

@@ -1,4 +1,4 @@
-"""Registers the OpenAI-compatible backend (backends/openai.py, built only when used).
+"""Registers the OpenAI-compatible backend (stream.py beside it, built only when used).
 
 It serves exactly the models addressed as NAME:MODEL of a configured provider; the other
 backends serve none of them, so "auto" always lands here for those.
@@ -42,7 +42,7 @@ def _require(spec: ModelSpec, credentials: Credentials | None) -> None:
 
 
 def _build(settings: BackendSettings) -> Backend:
-    from wai.backends.openai import OpenAIBackend
+    from wai.backends.openai.stream import OpenAIBackend
 
     debug_log = None
     if settings.debug:
@@ -53,15 +53,15 @@ def _build(settings: BackendSettings) -> Backend:
 
 
 def _counter(spec: ModelSpec) -> TokenCounter:
-    from wai.backends.openai_count import ServerCounter
-    from wai.backends.openai_http import client_for
+    from wai.backends.openai.client import client_for
+    from wai.backends.openai.count import ServerCounter
 
     provider = _provider(spec)
     return ServerCounter(client_for(provider), spec, provider.tokenizer)
 
 
 def _plan_warnings(spec: ModelSpec) -> list[str]:
-    from wai.backends.openai_models import assumed_warnings
+    from wai.backends.openai.models import assumed_warnings
 
     return assumed_warnings(spec)
 
@@ -77,7 +77,7 @@ register(
         counter=_counter,
         title="OpenAI API",
         in_catalog=False,
-        warm_modules=("wai.backends.openai", "wai.backends.openai_count", "httpx"),
+        warm_modules=("wai.backends.openai.stream", "wai.backends.openai.count", "httpx"),
         reasoning_effort=True,
         prompt_format="as the server applies it (llama-server's /apply-template; null where it cannot say)",
         plan_warnings=_plan_warnings,

@@ -18,7 +18,7 @@ import re
 from collections.abc import Sequence
 from typing import Any, TypeGuard
 
-from wai.backends.openai_http import Answer, ProviderClient
+from wai.backends.openai.client import Answer, ProviderClient
 from wai.catalog.entries import ModelSpec
 from wai.conversation import Message
 from wai.errors import BackendError
@@ -193,7 +193,7 @@ class ServerCounter:
                 return self._llama_count(key)
             except BackendError as error:
                 return self._fallback(key, error.message)
-        from wai.backends.workers_ai_errors import parse_error
+        from wai.backends.http.errors import parse_error
 
         said = parse_error(answer.status, answer.raw, self.client.scrub).where()
         why = (
@@ -242,7 +242,7 @@ class ServerCounter:
             raise self._cannot_count(path, error.message, said_whole=True) from None
         self.requests += 1
         if answer.status >= 300 or not isinstance(answer.data, dict):
-            from wai.backends.workers_ai_errors import parse_error
+            from wai.backends.http.errors import parse_error
 
             said = parse_error(answer.status, answer.raw, self.client.scrub).where()
             raise self._cannot_count(path, said)
@@ -293,7 +293,7 @@ def server_context(
     told: vLLM's `max_model_len` in GET /models (`listed`, when already read), llama-server's
     `n_ctx` in GET /props, ollama's num_ctx (else its default) from POST /api/show; (None, None)
     when the server tells none."""
-    from wai.backends.openai_http import listed_models
+    from wai.backends.openai.client import listed_models
 
     if listed is None:
         try:

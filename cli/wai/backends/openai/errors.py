@@ -1,7 +1,7 @@
 """An OpenAI-compatible server's refusals as one line a person can act on, and the right exception.
 
 vLLM, SGLang, llama-server, ollama and OpenAI itself answer `{"error": {"message": ...}}` (vLLM
-also `{"object": "error", "message": ...}`); `workers_ai_errors.parse_error` reads every shape.
+also `{"object": "error", "message": ...}`); `http/errors.parse_error` reads every shape.
 What the status means here: 401/403 a key (named by its variable), 404 a model the server does
 not serve (listed from GET /models), 400 with the words of a context-length complaint a window
 error (exit 3) with the server's numbers, 429 and 5xx worth another try.
@@ -13,12 +13,12 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from wai.backends.workers_ai_errors import ApiError
+from wai.backends.http.errors import ApiError
 from wai.errors import BackendError, ConfigError, RetryableError, WaiError, WindowError
 from wai.providers import Provider
 
 if TYPE_CHECKING:
-    from wai.backends.openai_http import Listing
+    from wai.backends.openai.client import Listing
 
 # Each engine's words for a prompt and max_tokens over the context (vLLM and OpenAI, SGLang,
 # llama-server, TGI, and wai serve, which answers as Workers AI does: 413, code 5021).

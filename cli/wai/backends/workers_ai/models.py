@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from wai import __version__
-from wai.backends.workers_ai_errors import (
+from wai.backends.http.errors import (
     Scrubber,
     body_text,
     display_url,

@@ -163,8 +163,8 @@ def live_windows(spec: ModelSpec, provider: Provider) -> tuple[ModelSpec, ModelF
     """Windows read from the server for a model neither the catalog nor a refresh knows (`spec`
     itself, windows assumed, when it tells none), and what is worth keeping for later runs (None
     when the server could not even list its models: the next run asks again)."""
-    from wai.backends.openai_count import listed_context, server_context
-    from wai.backends.openai_http import client_for, listed_models
+    from wai.backends.openai.client import client_for, listed_models
+    from wai.backends.openai.count import listed_context, server_context
 
     client = client_for(provider)
     try:
@@ -203,8 +203,8 @@ def live_windows(spec: ModelSpec, provider: Provider) -> tuple[ModelSpec, ModelF
 
 def refresh(provider: Provider) -> RefreshedCatalog:
     """Every model `provider` lists, with the context its server tells. Raises a WaiError."""
-    from wai.backends.openai_count import listed_context, ollama_context, server_context
-    from wai.backends.openai_http import client_for, listed_models
+    from wai.backends.openai.client import client_for, listed_models
+    from wai.backends.openai.count import listed_context, ollama_context, server_context
 
     client = client_for(provider)
     listed = listed_models(client)

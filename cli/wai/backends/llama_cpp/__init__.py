@@ -1,0 +1,1 @@
+"""llama.cpp on a local GGUF file."""
