@@ -5,17 +5,21 @@ from __future__ import annotations
 import math
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from enum import StrEnum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from typer.core import TyperCommand
 
 from wai import __version__
 from wai.commands.complete import complete_model
 from wai.commands.prompt_input import PROMPT_RULE
-from wai.errors import EXIT_INTERRUPTED, EXIT_OK, WaiError
+from wai.errors import EXIT_INTERRUPTED, EXIT_OK, OutputError, WaiError
 from wai.notices import Notifier, stderr_wants_color
+
+if TYPE_CHECKING:
+    from wai.render.failure_json import FailureReport
 
 app = typer.Typer(
     name="wai",
@@ -53,8 +57,18 @@ class FitChoice(StrEnum):
     tail = "tail"
 
 
-def _guarded(action: Callable[[Notifier], int], *, debug: bool, color: str = "auto") -> None:
-    """Run a command: expected failures become one line and an exit code, never a traceback."""
+def _guarded(
+    action: Callable[[Notifier], int],
+    *,
+    debug: bool,
+    color: str = "auto",
+    report: FailureReport | None = None,
+) -> None:
+    """Run a command: expected failures become one line and an exit code, never a traceback.
+
+    `report`: the command was asked for JSON, so a failure it did not report in its own output
+    (one before any turn) is also told on stdout, as a document with `error` set.
+    """
     from wai.terminal import stop_signals
 
     stop_signals.install()
@@ -64,9 +78,18 @@ def _guarded(action: Callable[[Notifier], int], *, debug: bool, color: str = "au
         sys.stdout.flush()  # a full disk shows at the flush: still this command's failure
     except WaiError as error:
         code = _failed(error, notifier, debug=debug)
+        # Standard output that refused the text refuses the document too.
+        if report is not None and not isinstance(error, OutputError):
+            from wai.render.failure_json import error_of
+
+            _report(report, error_of(error))
     except KeyboardInterrupt:
         notifier.warn("interrupted")
         code = EXIT_INTERRUPTED
+        if report is not None:
+            from wai.render.failure_json import interrupted_error
+
+            _report(report, interrupted_error(stop_signals.exit_code(code)))
     except BrokenPipeError:
         # The reader went away (`wai ask ... | head`): stop quietly, and keep Python's own
         # flush at exit from complaining about the closed pipe.
@@ -74,6 +97,49 @@ def _guarded(action: Callable[[Notifier], int], *, debug: bool, color: str = "au
         os.dup2(devnull, sys.stdout.fileno())
         code = EXIT_OK
     raise typer.Exit(stop_signals.exit_code(code))
+
+
+def _report(report: FailureReport, error: dict[str, object]) -> None:
+    import contextlib
+
+    with contextlib.suppress(WaiError, OSError):  # stdout gone: stderr has said it already
+        report.write(sys.stdout, error)
+
+
+def _machine_report(command: str, args: Sequence[str]) -> FailureReport | None:
+    """The report a command line asks for with --json or --jsonl (before any `--`), else None."""
+    from wai.render.failure_json import FailureReport
+
+    flags = set(args[: args.index("--")] if "--" in args else args)
+    turn = command == "ask"
+    if "--json" in flags:
+        return FailureReport("json", turn=turn)
+    if "--jsonl" in flags and turn:
+        return FailureReport("jsonl", turn=True)
+    return None
+
+
+# Click's UsageError, whichever Click Typer parses with (recent Typer carries its own copy).
+_ClickUsageError: type[Exception] = next(
+    kind for kind in typer.BadParameter.__mro__ if kind.__name__ == "UsageError"
+)
+
+
+class _MachineCommand(TyperCommand):
+    """A command with --json: an option Click refuses while parsing is told in JSON on stdout
+    too, as every other failure of the command is."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # Any: Click's Context, either copy
+        report = _machine_report(self.name or "", args)
+        try:
+            return super().parse_args(ctx, args)
+        except _ClickUsageError as error:
+            if report is not None:
+                from wai.render.failure_json import error_object
+
+                message, status = error.format_message(), error.exit_code  # type: ignore[attr-defined]
+                _report(report, error_object("usage", message, status))
+            raise
 
 
 def _failed(error: WaiError, notifier: Notifier, *, debug: bool = False) -> int:
@@ -207,6 +273,13 @@ NoStdinOpt = Annotated[
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Diagnostics and tracebacks on stderr.")]
 
 
+def _bare_report(json_output: bool) -> FailureReport | None:
+    """A failure of a command whose --json document is not a turn's: `{"error": {...}}`."""
+    from wai.render.failure_json import FailureReport
+
+    return FailureReport("json") if json_output else None
+
+
 def _continuing(continue_last: bool, cid: str | None) -> None:
     if continue_last and cid is not None:
         from wai.errors import UsageError
@@ -214,7 +287,11 @@ def _continuing(continue_last: bool, cid: str | None) -> None:
         raise UsageError("-c and --cid cannot be used together")
 
 
-@app.command(help=f"Ask one question and stream the answer.\n\n{PROMPT_RULE}", short_help="Ask one question.")
+@app.command(
+    help=f"Ask one question and stream the answer.\n\n{PROMPT_RULE}",
+    short_help="Ask one question.",
+    cls=_MachineCommand,
+)
 def ask(
     prompt: Annotated[str | None, typer.Argument(help="The prompt; '-' reads it from stdin.")] = None,
     model: ModelOpt = None,
@@ -304,7 +381,10 @@ def ask(
         _small_requests_wait(read_timeout)
         return run_ask(options, notifier)
 
-    _guarded(action, debug=debug, color=color.value)
+    from wai.render.failure_json import FailureReport
+
+    report = FailureReport("json" if json_output else "jsonl", turn=True) if json_output or jsonl else None
+    _guarded(action, debug=debug, color=color.value, report=report)
 
 
 @app.command(
@@ -382,6 +462,7 @@ def chat(
 @app.command(
     help="List the model catalog: windows, and which backends can serve each model now.",
     short_help="The model catalog and what can run it.",
+    cls=_MachineCommand,
 )
 def models(
     json_output: JsonOpt = False,
@@ -395,12 +476,14 @@ def models(
     _guarded(
         lambda notifier: show_models(json_output=json_output, refresh=refresh, notifier=notifier),
         debug=debug,
+        report=_bare_report(json_output),
     )
 
 
 @app.command(
     help="Show logged conversations: the most recent ones, or one of them with --cid.",
     short_help="Logged conversations.",
+    cls=_MachineCommand,
 )
 def logs(
     count: Annotated[
@@ -418,13 +501,16 @@ def logs(
     from wai.commands.logs import LogsOptions, run_logs
 
     _guarded(
-        lambda notifier: run_logs(LogsOptions(count=count, json=json_output, cid=cid), notifier), debug=debug
+        lambda notifier: run_logs(LogsOptions(count=count, json=json_output, cid=cid), notifier),
+        debug=debug,
+        report=_bare_report(json_output),
     )
 
 
 @app.command(
     help="Count a text's tokens for a model, against its windows (exit 3 when over).",
     short_help="Count tokens against a model's windows.",
+    cls=_MachineCommand,
 )
 def tokens(
     text: Annotated[str | None, typer.Argument(help="The text; '-' or none reads stdin.")] = None,
@@ -452,6 +538,7 @@ def tokens(
             use_stdin=not no_stdin,
         ),
         debug=debug,
+        report=_bare_report(json_output),
     )
 
 

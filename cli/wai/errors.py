@@ -23,9 +23,13 @@ EXIT_INTERRUPTED = 130
 
 
 class WaiError(Exception):
-    """An expected failure: shown as one line on stderr, never as a traceback."""
+    """An expected failure: shown as one line on stderr, never as a traceback.
+
+    `code`: what kind of failure, for scripts (the `error` object of `--json` and `--jsonl`).
+    """
 
     exit_code = EXIT_FAILURE
+    code = "failure"
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
@@ -40,28 +44,34 @@ class UsageError(WaiError):
     """The command line itself is wrong."""
 
     exit_code = EXIT_USAGE
+    code = "usage"
 
 
 class ConfigError(WaiError):
     """A configuration file, variable or catalog entry is wrong or missing."""
 
     exit_code = EXIT_USAGE
+    code = "config"
 
 
 class ChatTemplateError(UsageError):
     """The model's chat template rejects the conversation (a system prompt it does not take, ...)."""
+
+    code = "chat_template"
 
 
 class WindowError(WaiError):
     """The input does not fit the model's context window (or leaves no room to answer)."""
 
     exit_code = EXIT_WINDOW
+    code = "window"
 
 
 class BackendError(WaiError):
     """The backend, the network or the model failed."""
 
     exit_code = EXIT_FAILURE
+    code = "backend"
 
 
 class RetryableError(BackendError):
@@ -82,6 +92,8 @@ class IncompleteReply(BackendError):
     needs adding.
     """
 
+    code = "incomplete"
+
     def __init__(self, message: str, *, says_incomplete: bool = False) -> None:
         super().__init__(message)
         self.says_incomplete = says_incomplete
@@ -91,6 +103,7 @@ class OutputError(WaiError):
     """Standard output refused the text: a full disk, an I/O error, a closed descriptor."""
 
     exit_code = EXIT_FAILURE
+    code = "output"
 
     def __init__(self, reason: str) -> None:
         super().__init__(f"cannot write the output: {reason}")

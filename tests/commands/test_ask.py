@@ -322,7 +322,7 @@ def test_control_characters_in_a_server_error_reach_no_output(server: WorkersAIS
     server.script(Reply.error(400, 9999, "bad\x1b]0;pwned\x07\x1b[2J input\x00\x9b1;1H\x7f"))
     done = run_wai("ask", "-m", MODEL, "--json", "hi", env=env_for(server))
     assert done.returncode == 1
-    error = json.loads(done.stdout)["error"]
+    error = json.loads(done.stdout)["error"]["message"]
     assert "bad input" in error
     for text in (error, done.stderr):
         assert not any((ord(c) < 0x20 and c != "\n") or 0x7F <= ord(c) <= 0x9F for c in text), ascii(text)

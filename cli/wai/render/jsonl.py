@@ -6,7 +6,8 @@ import json
 from typing import TextIO, assert_never
 
 from wai.events import Event, Finish, Loaded, Notice, Reasoning, Token, Usage
-from wai.render.result_json import result_dict
+from wai.render.failure_json import error_event
+from wai.render.result_json import result_dict, turn_error
 from wai.terminal.safe_text import json_for_terminal
 from wai.turn.run import TurnInfo, TurnResult
 
@@ -69,9 +70,10 @@ class JsonlSink:
                 assert_never(event)
 
     def finish(self, result: TurnResult) -> None:
-        if result.error is not None:
-            self._emit({"type": "error", "message": str(result.error)})
         summary = result_dict(result)
         summary.pop("text")  # streamed already, piece by piece
         summary.pop("reasoning")
         self._emit({"type": "finish", **summary})
+        error = turn_error(result)
+        if error is not None:  # a stream that failed ends with its error, as one before a turn does
+            self._emit(error_event(error))

@@ -5,13 +5,26 @@ from __future__ import annotations
 import json
 from typing import TextIO
 
+from wai.errors import EXIT_INTERRUPTED
 from wai.events import Event
+from wai.render.failure_json import error_of, interrupted_error
 from wai.terminal.safe_text import json_for_terminal
 from wai.turn.run import TurnInfo, TurnResult
 
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
+
+
+def turn_error(result: TurnResult) -> dict[str, object] | None:
+    """The turn's `error`: set whenever the command exits with a failure, an interruption included."""
+    if result.error is not None:
+        return error_of(result.error)
+    if result.interrupted:
+        from wai.terminal import stop_signals
+
+        return interrupted_error(stop_signals.exit_code(EXIT_INTERRUPTED))
+    return None
 
 
 def result_dict(result: TurnResult) -> dict[str, object]:
@@ -24,7 +37,7 @@ def result_dict(result: TurnResult) -> dict[str, object]:
         "precision": result.info.precision,
         "finish_reason": result.finish_reason,
         "interrupted": result.interrupted,
-        "error": result.error_text,
+        "error": turn_error(result),
         "notices": list(result.notices),
         "warnings": list(result.info.warnings),
         "usage": {
