@@ -146,8 +146,9 @@ class Ours:
         self.spec = spec_for_gguf(path, load_catalog())
 
     def run(self, prompt: str) -> Run:
-        from wai.conversation import Message, Request, Sampling
+        from wai.conversation import Message, Request
         from wai.render.plain import PlainSink
+        from wai.sampling import Sampling
         from wai.turn.run import run_turn, turn_info
 
         request = Request(

@@ -53,8 +53,9 @@ def _first_token(home: Path, turns: int, *, warm: bool) -> list[float]:
     from wai.backends.registry import Backends, LocalOptions
     from wai.catalog.entries import load_catalog
     from wai.catalog.resolve import resolve_model
-    from wai.conversation import Message, Sampling, Timeouts
+    from wai.conversation import Message, Timeouts
     from wai.events import Token
+    from wai.sampling import Sampling
     from wai.settings import load_user_config
     from wai.turn.play import request_for
     from wai.windows.budget import plan_request

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -15,8 +14,10 @@ from typer.core import TyperCommand
 from wai import __version__
 from wai.commands.complete import complete_model
 from wai.commands.prompt_input import PROMPT_RULE
+from wai.commands.sampling_flags import finite, with_sampling_options
 from wai.errors import EXIT_INTERRUPTED, EXIT_OK, OutputError, WaiError
 from wai.notices import Notifier, stderr_wants_color
+from wai.sampling import Sampling
 
 if TYPE_CHECKING:
     from wai.render.failure_json import FailureReport
@@ -167,13 +168,6 @@ def _root(
     pass
 
 
-def _finite(value: float | None) -> float | None:
-    """Click's range checks let NaN through (every comparison with it is false)."""
-    if value is not None and not math.isfinite(value):
-        raise typer.BadParameter(f"{value} is not a number wai can use")
-    return value
-
-
 # Options shared by several commands, declared once.
 ModelOpt = Annotated[
     str | None,
@@ -188,43 +182,24 @@ SystemOpt = Annotated[str | None, typer.Option("-s", "--system", help="System pr
 MaxTokensOpt = Annotated[
     int | None, typer.Option("--max-tokens", min=1, help="Most reply tokens (capped by the model).")
 ]
-# Only what no backend could use is checked here (a number, not negative where that means
-# nothing); each backend's own ranges (Workers AI's top_k 1-50, say) are its registration's
-# `unsupported`, checked once the backend is known.
-TemperatureOpt = Annotated[
-    float | None, typer.Option(min=0.0, callback=_finite, help="Sampling temperature.")
-]
-TopPOpt = Annotated[
-    float | None, typer.Option("--top-p", min=0.0, max=1.0, callback=_finite, help="Nucleus sampling.")
-]
-TopKOpt = Annotated[int | None, typer.Option("--top-k", help="Top-k sampling.")]
-SeedOpt = Annotated[int | None, typer.Option(min=0, help="Random seed.")]
-FrequencyPenaltyOpt = Annotated[
-    float | None,
-    typer.Option("--frequency-penalty", callback=_finite, help="Penalise tokens by how often they appeared."),
-]
-PresencePenaltyOpt = Annotated[
-    float | None,
-    typer.Option("--presence-penalty", callback=_finite, help="Penalise tokens that appeared at all."),
-]
-RepetitionPenaltyOpt = Annotated[
-    float | None,
-    typer.Option("--repetition-penalty", min=0.0, callback=_finite, help="Repetition penalty (1 is off)."),
-]
+# The sampling options (--temperature, --top-k, ...) come from their one declaration in
+# wai.sampling: a command takes them as `sampling: Sampling = NO_SAMPLING`, spread into options
+# by `with_sampling_options`.
+NO_SAMPLING = Sampling()
 BackendOpt = Annotated[BackendChoice, typer.Option(help="Where the model runs.")]
 ColorOpt = Annotated[ColorChoice, typer.Option(help="Colour and live panel.")]
 StatsOpt = Annotated[
     bool | None, typer.Option("--stats/--no-stats", help="Timing and token figures.", show_default=False)
 ]
 ConnectTimeoutOpt = Annotated[
-    float, typer.Option(min=0.1, max=86_400, callback=_finite, help="Seconds to connect.")
+    float, typer.Option(min=0.1, max=86_400, callback=finite, help="Seconds to connect.")
 ]
 ReadTimeoutOpt = Annotated[
     float | None,
     typer.Option(
         min=0.1,
         max=86_400,
-        callback=_finite,
+        callback=finite,
         help="Most seconds between two stream events (default 60; with --no-stream, the whole reply: 300).",
         show_default=False,
     ),
@@ -292,19 +267,14 @@ def _continuing(continue_last: bool, cid: str | None) -> None:
     short_help="Ask one question.",
     cls=_MachineCommand,
 )
+@with_sampling_options
 def ask(
     prompt: Annotated[str | None, typer.Argument(help="The prompt; '-' reads it from stdin.")] = None,
     model: ModelOpt = None,
     system: SystemOpt = None,
     max_tokens: MaxTokensOpt = None,
-    temperature: TemperatureOpt = None,
-    top_p: TopPOpt = None,
-    top_k: TopKOpt = None,
-    seed: SeedOpt = None,
+    sampling: Sampling = NO_SAMPLING,
     reasoning_effort: EffortOpt = None,
-    frequency_penalty: FrequencyPenaltyOpt = None,
-    presence_penalty: PresencePenaltyOpt = None,
-    repetition_penalty: RepetitionPenaltyOpt = None,
     raw: Annotated[
         bool, typer.Option("--raw", help="Send the prompt verbatim: no chat template, no system prompt.")
     ] = False,
@@ -335,7 +305,7 @@ def ask(
 ) -> None:
     from wai.backends.registry import LocalOptions
     from wai.commands.ask import AskOptions, run_ask
-    from wai.conversation import Sampling, Timeouts
+    from wai.conversation import Timeouts
     from wai.errors import UsageError
 
     def action(notifier: Notifier) -> int:
@@ -347,15 +317,7 @@ def ask(
             model=model,
             system=system,
             max_tokens=max_tokens,
-            sampling=Sampling(
-                temperature=temperature,
-                top_p=top_p,
-                top_k=top_k,
-                seed=seed,
-                frequency_penalty=frequency_penalty,
-                presence_penalty=presence_penalty,
-                repetition_penalty=repetition_penalty,
-            ),
+            sampling=sampling,
             backend=backend.value,
             stream=not no_stream,
             output="json" if json_output else "jsonl" if jsonl else "auto",
@@ -391,6 +353,7 @@ def ask(
     help="Chat in the terminal: a conversation with history, slash commands (/help) and transcripts.",
     short_help="Chat: a conversation in the terminal.",
 )
+@with_sampling_options
 def chat(
     model: ModelOpt = None,
     system: SystemOpt = None,
@@ -399,14 +362,8 @@ def chat(
     cid: CidOpt = None,
     vi: Annotated[bool, typer.Option("--vi", help="Vi key bindings.")] = False,
     max_tokens: MaxTokensOpt = None,
-    temperature: TemperatureOpt = None,
-    top_p: TopPOpt = None,
-    top_k: TopKOpt = None,
-    seed: SeedOpt = None,
+    sampling: Sampling = NO_SAMPLING,
     reasoning_effort: EffortOpt = None,
-    frequency_penalty: FrequencyPenaltyOpt = None,
-    presence_penalty: PresencePenaltyOpt = None,
-    repetition_penalty: RepetitionPenaltyOpt = None,
     color: ColorOpt = ColorChoice.auto,
     stats: StatsOpt = None,
     show_thinking: ShowThinkingOpt = False,
@@ -419,7 +376,7 @@ def chat(
 ) -> None:
     from wai.backends.registry import LocalOptions
     from wai.commands.chat.repl import ChatOptions, run_chat
-    from wai.conversation import Sampling, Timeouts
+    from wai.conversation import Timeouts
 
     def action(notifier: Notifier) -> int:
         _continuing(continue_last, cid)
@@ -431,15 +388,7 @@ def chat(
             cid=cid,
             vi=vi,
             max_tokens=max_tokens,
-            sampling=Sampling(
-                temperature=temperature,
-                top_p=top_p,
-                top_k=top_k,
-                seed=seed,
-                frequency_penalty=frequency_penalty,
-                presence_penalty=presence_penalty,
-                repetition_penalty=repetition_penalty,
-            ),
+            sampling=sampling,
             color=color.value,
             stats=stats,
             timeouts=Timeouts(

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from wai.catalog.entries import ModelSpec
+from wai.sampling import Sampling
 
 Role = Literal["system", "user", "assistant"]
 ReasoningEffort = Literal["low", "medium", "high"]
@@ -18,19 +19,6 @@ class Message:
 
     def as_dict(self) -> dict[str, str]:
         return {"role": self.role, "content": self.content}
-
-
-@dataclass(frozen=True, slots=True)
-class Sampling:
-    """Sampling options; None means the backend's own default."""
-
-    temperature: float | None = None
-    top_p: float | None = None
-    top_k: int | None = None
-    seed: int | None = None
-    frequency_penalty: float | None = None
-    presence_penalty: float | None = None
-    repetition_penalty: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,9 +10,10 @@ import pytest
 from tests.support.workers_ai_server import WorkersAIServer, workers_ai_server
 from wai.backends.workers_ai.stream import WorkersAIBackend
 from wai.catalog.entries import ModelSpec
-from wai.conversation import Message, ReasoningEffort, Request, Sampling, Timeouts
+from wai.conversation import Message, ReasoningEffort, Request, Timeouts
 from wai.errors import WaiError
 from wai.events import Event, Token
+from wai.sampling import Sampling
 from wai.settings import Credentials
 
 __all__ = ["workers_ai_server"]

@@ -14,9 +14,10 @@ from tests.support.tiny_gguf import SPLIT_SCRIPT as SCRIPT
 from tests.support.tiny_gguf import TinyModel, build_tiny_llama
 from wai.backends.llama_cpp.stream import LlamaBackend, spec_for_gguf
 from wai.catalog.entries import Catalog, ModelSpec
-from wai.conversation import Message, Request, Sampling
+from wai.conversation import Message, Request
 from wai.errors import BackendError, ConfigError, WaiError, WindowError
 from wai.events import Event, Finish, Loaded, Token, Usage
+from wai.sampling import Sampling
 
 pytest.importorskip("llama_cpp")
 

@@ -24,8 +24,8 @@ from tests.support.workers_ai_server import (
     sse_stream,
 )
 from wai.backends.http.sse import SSEReader
+from wai.backends.workers_ai.sampling import RANGES
 from wai.backends.workers_ai.stream import TOOL_CALL_NOTICE, WorkersAIBackend, _retry_after
-from wai.conversation import Sampling
 from wai.errors import (
     EXIT_FAILURE,
     EXIT_USAGE,
@@ -36,6 +36,7 @@ from wai.errors import (
     WindowError,
 )
 from wai.events import Finish, Notice, Token, Usage
+from wai.sampling import SAMPLING_OPTIONS, Sampling, SamplingOption
 from wai.settings import Credentials
 
 TRICKY = ["na", "ïve ", "日本", " 🎉", "!"]
@@ -1058,3 +1059,16 @@ def test_control_characters_in_server_messages_are_removed(harness: Harness, rep
     assert "title" not in message and "Y2xpcA" not in message  # an escape's payload goes with it
     for line in harness.debug:
         _no_controls(line)
+
+
+@pytest.mark.parametrize("option", SAMPLING_OPTIONS, ids=lambda option: option.name)
+def test_every_declared_sampling_option_reaches_the_body_under_its_own_name(
+    harness: Harness, option: SamplingOption
+) -> None:
+    span = RANGES[option.name]
+    value = option.kind(span.high)  # within Workers AI's range, and not a default of any server
+    sampling = dataclasses.replace(Sampling(), **{option.name: value})  # type: ignore[arg-type]
+    harness.run(make_request(sampling=sampling))
+    body = harness.server.requests[0].json
+    assert body[option.name] == value
+    assert not {o.name for o in SAMPLING_OPTIONS if o is not option} & set(body)

@@ -21,10 +21,11 @@ from wai.catalog.builtin import (
     quantize_gguf,
 )
 from wai.catalog.entries import ModelSpec, load_catalog
-from wai.conversation import Message, Request, Sampling
+from wai.conversation import Message, Request
 from wai.errors import BackendError
 from wai.events import Token
 from wai.llama.gguf_info import read_gguf
+from wai.sampling import Sampling
 
 pytest.importorskip("llama_cpp")
 

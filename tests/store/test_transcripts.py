@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from wai.commands.logs import LogsOptions, run_logs
-from wai.conversation import Sampling
 from wai.errors import BackendError, ConfigError, UsageError
 from wai.notices import Notifier
+from wai.sampling import Sampling
 from wai.store.transcript import TranscriptLog
 from wai.store.transcripts import SCHEMA_VERSION, Store, TurnData, db_path, new_conversation_id
 from wai.turn.run import Timings, TurnInfo, TurnResult

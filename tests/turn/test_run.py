@@ -8,10 +8,11 @@ import json
 from tests.support.workers_ai_server import Reply, WorkersAIServer
 from wai.backends.workers_ai.stream import TOOL_CALL_NOTICE, WorkersAIBackend
 from wai.catalog.entries import load_catalog
-from wai.conversation import Message, Request, Sampling, Timeouts
+from wai.conversation import Message, Request, Timeouts
 from wai.errors import IncompleteReply
 from wai.render.jsonl import JsonlSink
 from wai.render.plain import PlainSink
+from wai.sampling import Sampling
 from wai.settings import Credentials
 from wai.turn.run import run_turn, turn_info
 

@@ -10,15 +10,16 @@ and `--dry-run` alike; `Backends` builds each backend once and closes what it bu
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Literal
 
 from wai.catalog.entries import ModelSpec
-from wai.conversation import Message, Sampling
+from wai.conversation import Message
 from wai.errors import ConfigError, WaiError
+from wai.sampling import Sampling, Span, out_of_range
 from wai.settings import Credentials
 
 if TYPE_CHECKING:
@@ -89,7 +90,10 @@ class Registration:
     title: the name users know it by, in panel titles and footers ("Workers AI", "llama.cpp").
     warm_modules: what `wai chat` imports while the user types the first message.
     reasoning_effort: the backend sends a reasoning effort to models the catalog marks reasoning.
-    unsupported: why the backend cannot run these sampling options, None when it can.
+    sampling_ranges: the values this backend takes for a sampling option, by name, where they are
+        narrower than what wai.sampling accepts (Workers AI's top_k 1 to 50, say).
+    unsupported: why the backend cannot run these sampling options for a reason no range says
+        (llama.cpp divides by the repetition penalty), None when it can. See `sampling_refusal`.
     prompt_format: how the prompt text of `--dry-run` relates to what the model receives.
     prompt_text: the prompt as text when the counter cannot give it (no vocabulary at hand).
     in_catalog: whether `wai models` gives each catalog model a column for it (a backend that
@@ -111,11 +115,18 @@ class Registration:
     title: str = ""
     warm_modules: tuple[str, ...] = ()
     reasoning_effort: bool = False
+    sampling_ranges: Mapping[str, Span] = field(default_factory=dict)
     unsupported: Callable[[Sampling], str | None] = _runs_any_sampling
     prompt_format: str = "as sent"
     prompt_text: Callable[[ModelSpec, Sequence[Message]], str | None] = _no_prompt_text
     in_catalog: bool = True
     plan_warnings: Callable[[ModelSpec], list[str]] = _no_warnings
+
+    def sampling_refusal(self, sampling: Sampling) -> str | None:
+        """Why this backend cannot run these sampling options, None when it can."""
+        return out_of_range(sampling, self.sampling_ranges, self.title or self.name) or self.unsupported(
+            sampling
+        )
 
 
 _REGISTRY: dict[BackendName, Registration] = {}

@@ -19,10 +19,11 @@ from wai.backends.registry import (
 from wai.catalog.entries import ModelSpec, load_catalog
 from wai.catalog.resolve import resolve_model
 from wai.commands.prompt_input import STDIN_ONLY, read_prompt, valid_text
-from wai.conversation import Message, ReasoningEffort, Sampling, Timeouts
+from wai.conversation import Message, ReasoningEffort, Timeouts
 from wai.errors import EXIT_INTERRUPTED, EXIT_OK, UsageError
 from wai.notices import Notifier
 from wai.render.choose import ColorMode, OutputMode
+from wai.sampling import Sampling
 from wai.settings import load_credentials, load_user_config
 from wai.store.transcript import TranscriptLog
 from wai.terminal.safe_text import json_for_terminal
@@ -95,7 +96,7 @@ def _run(
     # A dry run sends nothing, so it needs no credentials or weights: it takes the backend that would run.
     # Options the backend that would run it cannot take are a usage error before anything is
     # missing is said (Workers AI's sampling ranges are its own).
-    refusal = registration(choose(spec, options.backend, credentials, sending=False)).unsupported(
+    refusal = registration(choose(spec, options.backend, credentials, sending=False)).sampling_refusal(
         options.sampling
     )
     if refusal is not None:

@@ -13,8 +13,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from wai.backends.registry import registration
 from wai.catalog.entries import ModelSpec
-from wai.conversation import Message, ReasoningEffort, Role, Sampling
+from wai.conversation import Message, ReasoningEffort, Role
+from wai.sampling import SAMPLING_OPTIONS, Sampling, span_on
 
 # Workers AI's error codes, as the client side of the protocol knows them.
 AUTH_ERROR = 10000
@@ -211,18 +213,19 @@ def _unicode(text: str, what: str) -> str:
 
 
 def _sampling(body: Mapping[str, Any]) -> Sampling:
-    repeat = _number(body, "repetition_penalty", 0.0, 2.0)
-    if repeat == 0:
-        raise invalid("repetition_penalty must be above 0 (1 leaves the text as it is)")  # it divides
-    return Sampling(
-        temperature=_number(body, "temperature", 0.0, 5.0),
-        top_p=_number(body, "top_p", 0.001, 1.0),
-        top_k=_int(body, "top_k", 1, 50),
-        seed=_int(body, "seed", 1, 9_999_999_999),
-        repetition_penalty=repeat,
-        frequency_penalty=_number(body, "frequency_penalty", -2.0, 2.0),
-        presence_penalty=_number(body, "presence_penalty", -2.0, 2.0),
-    )
+    """The sampling options of a body, within Workers AI's ranges: the API this server speaks."""
+    ranges = registration("remote").sampling_ranges
+    values: dict[str, float | int | None] = {}
+    for option in SAMPLING_OPTIONS:
+        span = span_on(option, ranges)
+        if option.kind is int:
+            values[option.name] = _int(body, option.name, int(span.low), int(span.high))
+        else:
+            values[option.name] = _number(body, option.name, span.low, span.high)
+    if values["repetition_penalty"] == 0:
+        # llama.cpp divides by it: the one value in Workers AI's range this server cannot run.
+        raise invalid("repetition_penalty must be above 0 (1 leaves the text as it is)")
+    return Sampling(**values)  # type: ignore[arg-type]
 
 
 _EFFORTS: dict[str, ReasoningEffort] = {"low": "low", "medium": "medium", "high": "high"}

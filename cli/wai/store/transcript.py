@@ -11,9 +11,10 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Literal
 
-from wai.conversation import Message, Sampling
+from wai.conversation import Message
 from wai.errors import UsageError, WaiError
 from wai.notices import Notifier
+from wai.sampling import Sampling
 from wai.store.transcripts import Store, StoredTurn, TurnData, db_path, new_conversation_id, write_refusal
 from wai.terminal import stop_signals
 from wai.turn.run import TurnResult, is_reply
@@ -48,19 +49,6 @@ def turns_as_messages(turns: tuple[StoredTurn, ...] | list[StoredTurn]) -> tuple
         messages.append(Message("user", turn.data.prompt))
         messages.append(Message("assistant", turn.data.reply))
     return tuple(messages)
-
-
-def sampling_dict(sampling: Sampling) -> dict[str, float | int]:
-    values = {
-        "temperature": sampling.temperature,
-        "top_p": sampling.top_p,
-        "top_k": sampling.top_k,
-        "seed": sampling.seed,
-        "frequency_penalty": sampling.frequency_penalty,
-        "presence_penalty": sampling.presence_penalty,
-        "repetition_penalty": sampling.repetition_penalty,
-    }
-    return {key: value for key, value in values.items() if value is not None}
 
 
 class TranscriptLog:
@@ -155,7 +143,7 @@ def turn_data(prompt: str, result: TurnResult, *, system: str | None, sampling: 
         completion_tokens=result.completion_tokens,
         usage_exact=result.usage_exact,
         max_tokens=info.max_tokens,
-        sampling=sampling_dict(sampling),
+        sampling=sampling.given(),
         first_token_s=timings.first_token,
         total_s=timings.total,
         load_s=timings.load,

@@ -13,11 +13,12 @@ from typing import TextIO
 from wai.backends.base import Backend
 from wai.backends.registry import BackendName, registration
 from wai.catalog.entries import ModelSpec
-from wai.conversation import ReasoningEffort, Request, Sampling, Timeouts
+from wai.conversation import ReasoningEffort, Request, Timeouts
 from wai.errors import IncompleteReply
 from wai.notices import Notifier
 from wai.render.base import Sink
 from wai.render.choose import ColorMode, OutputMode, choose_sink
+from wai.sampling import Sampling
 from wai.turn.run import TurnResult, run_turn, turn_info
 from wai.windows.budget import Plan
 

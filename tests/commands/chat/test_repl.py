@@ -26,9 +26,9 @@ from tests.support.workers_ai_server import Reply, WorkersAIServer
 from wai.commands.chat.commands import make_completer
 from wai.commands.chat.repl import run_chat
 from wai.commands.chat.session import ChatOptions, ChatSession
-from wai.conversation import Sampling
 from wai.errors import UsageError
 from wai.notices import Notifier
+from wai.sampling import Sampling
 from wai.store.transcript import TranscriptLog
 from wai.store.transcripts import Store
 

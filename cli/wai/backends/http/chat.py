@@ -575,20 +575,7 @@ def retry_after_seconds(value: str | None) -> float | None:
 
 def sampling_fields(request: Request) -> dict[str, object]:
     """The sampling options given, under the names Workers AI and OpenAI-compatible servers share."""
-    sampling = request.sampling
-    fields: dict[str, object] = {
-        key: value
-        for key, value in (
-            ("temperature", sampling.temperature),
-            ("top_p", sampling.top_p),
-            ("top_k", sampling.top_k),
-            ("seed", sampling.seed),
-            ("frequency_penalty", sampling.frequency_penalty),
-            ("presence_penalty", sampling.presence_penalty),
-            ("repetition_penalty", sampling.repetition_penalty),
-        )
-        if value is not None
-    }
+    fields: dict[str, object] = dict(request.sampling.given())
     if request.reasoning_effort is not None:
         fields["reasoning_effort"] = request.reasoning_effort
     return fields

@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING
 
 from wai.backends.registry import BackendSettings, Registration, register
 from wai.catalog.entries import ModelSpec
-from wai.conversation import Sampling
 from wai.errors import ConfigError
+from wai.sampling import Sampling
 from wai.settings import Credentials, wai_home
 
 if TYPE_CHECKING:

@@ -19,11 +19,12 @@ from typing import TYPE_CHECKING
 
 from wai import settings
 from wai.catalog.entries import Catalog, ModelSpec
-from wai.conversation import Request, Sampling
+from wai.conversation import Request
 from wai.errors import BackendError, ConfigError, UsageError, WindowError
 from wai.events import Event, Finish, FinishReason, Loaded, Token, Usage
 from wai.llama import native
 from wai.llama.gguf_info import GGUFInfo, read_gguf_info
+from wai.sampling import Sampling
 from wai.windows.local_template import tokenize_chat
 
 if TYPE_CHECKING:

@@ -6,8 +6,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from wai.backends.registry import BackendSettings, Registration, register
+from wai.backends.workers_ai.sampling import RANGES
 from wai.catalog.entries import ModelSpec
-from wai.conversation import Message, Sampling
+from wai.conversation import Message
 from wai.errors import ConfigError, WaiError
 from wai.settings import MISSING_CREDENTIALS, Credentials, wai_home
 
@@ -60,12 +61,6 @@ def _require(spec: ModelSpec, credentials: Credentials | None) -> None:
         raise refusal
 
 
-def _unsupported(sampling: Sampling) -> str | None:
-    from wai.backends.workers_ai.sampling import unsupported
-
-    return unsupported(sampling)
-
-
 def _stderr_line(text: str) -> None:
     from wai.notices import Notifier
 
@@ -110,6 +105,6 @@ register(
         reasoning_effort=True,
         prompt_format="as Workers AI is believed to apply it",
         prompt_text=_prompt_text,
-        unsupported=_unsupported,
+        sampling_ranges=RANGES,
     )
 )

@@ -9,10 +9,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO, get_args
 
-from wai.backends.registry import BackendMode
+from wai.backends.registry import BackendMode, registration
 from wai.commands.logs import preview, short_model
-from wai.conversation import Message
+from wai.conversation import Message, ReasoningEffort
 from wai.errors import UsageError, WaiError
+from wai.sampling import OPTIONS_BY_NAME, SAMPLING_OPTIONS, Span, span_on
 
 if TYPE_CHECKING:
     from prompt_toolkit.completion import CompleteEvent, Completer, Completion
@@ -142,47 +143,28 @@ def _system(chat: ChatSession, argument: str, out: TextIO) -> bool:
     return False
 
 
-# name -> (parse, check, description)
-_SETTINGS: dict[str, tuple[type, float, float, str]] = {
-    "temperature": (float, 0.0, 5.0, "sampling temperature, 0 to 5"),
-    "top_p": (float, 0.001, 1.0, "nucleus sampling, 0.001 to 1"),
-    "top_k": (int, 1, 50, "top-k sampling, 1 to 50"),
-    "seed": (int, 1, 9_999_999_999, "random seed"),
-    "frequency_penalty": (float, -2.0, 2.0, "penalty by how often a token appeared, -2 to 2"),
-    "presence_penalty": (float, -2.0, 2.0, "penalty for a token that appeared at all, -2 to 2"),
-    "repetition_penalty": (float, 0.0, 2.0, "repetition penalty, 0 to 2 (1 is off)"),
-    "max_tokens": (int, 1, float("inf"), "most reply tokens (capped by the model's output window)"),
-}
-# name -> (lowest, highest, description) on a backend other than Workers AI: only what no
-# backend could use is refused here; a provider's server judges the rest.
-_ANY_BACKEND: dict[str, tuple[float, float, str]] = {
-    "temperature": (0.0, float("inf"), "sampling temperature, 0 or more"),
-    "top_p": (0.0, 1.0, "nucleus sampling, 0 to 1"),
-    "top_k": (-float("inf"), float("inf"), "top-k sampling"),
-    "seed": (0, float("inf"), "random seed, 0 or more"),
-    "frequency_penalty": (-float("inf"), float("inf"), "penalty by how often a token appeared"),
-    "presence_penalty": (-float("inf"), float("inf"), "penalty for a token that appeared at all"),
-    "repetition_penalty": (0.0, float("inf"), "repetition penalty, 0 or more (1 is off)"),
-}
-# name -> (the values it takes, description)
-_CHOICES: dict[str, tuple[tuple[str, ...], str]] = {
-    "reasoning_effort": (("low", "medium", "high"), "how long a reasoning model thinks: low, medium, high"),
-}
-_SETTING_HELP = {**{k: v[3] for k, v in _SETTINGS.items()}, **{k: v[1] for k, v in _CHOICES.items()}}
+# What /set takes besides the sampling options (wai.sampling declares those, with their ranges).
+_MAX_TOKENS_HELP = "most reply tokens (capped by the model's output window)"
+_EFFORTS: tuple[ReasoningEffort, ...] = get_args(ReasoningEffort)
+_EFFORT_HELP = "how long a reasoning model thinks: " + ", ".join(_EFFORTS)
+_RESET = ("default", "none", "off")
+
+
+def _setting_help(chat: ChatSession) -> dict[str, str]:
+    """Every /set name and what it takes on the session's backend (Workers AI's ranges are its own)."""
+    ranges = registration(chat.backend_name).sampling_ranges
+    return {
+        **{option.name: option.describe(span_on(option, ranges)) for option in SAMPLING_OPTIONS},
+        "max_tokens": _MAX_TOKENS_HELP,
+        "reasoning_effort": _EFFORT_HELP,
+    }
 
 
 def _settings_line(chat: ChatSession) -> str:
-    sampling = chat.sampling
     values: dict[str, object] = {
-        "temperature": sampling.temperature,
-        "top_p": sampling.top_p,
-        "top_k": sampling.top_k,
-        "seed": sampling.seed,
+        **{option.name: getattr(chat.sampling, option.name) for option in SAMPLING_OPTIONS},
         "max_tokens": chat.max_tokens,
         "reasoning_effort": chat.reasoning_effort,
-        "frequency_penalty": sampling.frequency_penalty,
-        "presence_penalty": sampling.presence_penalty,
-        "repetition_penalty": sampling.repetition_penalty,
     }
     return ", ".join(f"{k} {'default' if v is None else v}" for k, v in values.items())
 
@@ -193,49 +175,52 @@ def _set(chat: ChatSession, argument: str, out: TextIO) -> bool:
         return False
     name, _, raw = argument.partition(" ")
     name, raw = name.strip().lower(), raw.strip()
-    if name in _CHOICES:
-        _set_choice(chat, name, raw.lower())
-        say(out, _settings_line(chat))
-        return False
-    if name not in _SETTINGS:
-        raise UsageError(f"/set knows {', '.join(_SETTING_HELP)}; not '{name}'")
-    kind, low, high, what = _SETTINGS[name]
-    if chat.backend_name != "remote" and name in _ANY_BACKEND:  # the ranges above are Workers AI's
-        low, high, what = _ANY_BACKEND[name]
-    if not raw:
-        raise UsageError(f"/set {name} VALUE: {what} (or 'default')")
-    value: float | int | None
-    if raw.lower() in ("default", "none", "off"):
-        value = None
-    else:
-        try:
-            value = kind(raw)
-        except ValueError:
-            raise UsageError(
-                f"/set {name}: '{raw}' is not a {'whole ' if kind is int else ''}number"
-            ) from None
-        if not low <= value <= high or value in (float("inf"), -float("inf")):
-            raise UsageError(f"/set {name}: {raw} is out of range ({what})")
-    if name == "max_tokens":
-        cap = chat.spec.max_output
-        if value is not None and value > cap:
-            chat.notifier.warn(f"{chat.spec.id} stops at {cap} tokens per reply: max_tokens set to {cap}")
-            value = cap
-        chat.set_max_tokens(None if value is None else int(value))
-    else:
+    if name == "reasoning_effort":
+        _set_effort(chat, raw.lower())
+    elif name == "max_tokens":
+        _set_max_tokens(chat, raw)
+    elif name in OPTIONS_BY_NAME:
+        option = OPTIONS_BY_NAME[name]
+        span = span_on(option, registration(chat.backend_name).sampling_ranges)
+        value = _number(name, raw, option.kind, span, option.describe(span))
         chat.set_sampling(chat.with_sampling(**{name: value}))
+    else:
+        raise UsageError(f"/set knows {', '.join(_setting_help(chat))}; not '{name}'")
     say(out, _settings_line(chat))
     return False
 
 
-def _set_choice(chat: ChatSession, name: str, raw: str) -> None:
-    values, what = _CHOICES[name]
-    if raw in ("default", "none", "off"):
+def _number(name: str, raw: str, kind: type[float] | type[int], span: Span, what: str) -> float | int | None:
+    """The value `/set NAME RAW` gives, None for 'default'; a usage error when it is no such number."""
+    if not raw:
+        raise UsageError(f"/set {name} VALUE: {what} (or 'default')")
+    if raw.lower() in _RESET:
+        return None
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise UsageError(f"/set {name}: '{raw}' is not a {'whole ' if kind is int else ''}number") from None
+    if not span.holds(value):
+        raise UsageError(f"/set {name}: {raw} is out of range ({what})")
+    return value
+
+
+def _set_max_tokens(chat: ChatSession, raw: str) -> None:
+    value = _number("max_tokens", raw, int, Span(1), _MAX_TOKENS_HELP)
+    cap = chat.spec.max_output
+    if value is not None and value > cap:
+        chat.notifier.warn(f"{chat.spec.id} stops at {cap} tokens per reply: max_tokens set to {cap}")
+        value = cap
+    chat.set_max_tokens(None if value is None else int(value))
+
+
+def _set_effort(chat: ChatSession, raw: str) -> None:
+    if raw in _RESET:
         chat.set_reasoning_effort(None)
-    elif raw in values:
+    elif raw in _EFFORTS:
         chat.set_reasoning_effort(raw)  # type: ignore[arg-type]
     else:
-        raise UsageError(f"/set {name} {'|'.join(values)}: {what} (or 'default')")
+        raise UsageError(f"/set reasoning_effort {'|'.join(_EFFORTS)}: {_EFFORT_HELP} (or 'default')")
 
 
 def _clear(chat: ChatSession, argument: str, out: TextIO) -> bool:
@@ -424,7 +409,7 @@ def make_completer(chat: ChatSession) -> Completer:
             elif name == "backend":
                 yield from _word_completions(argument, {m: "" for m in BACKEND_MODES})
             elif name == "set" and " " not in argument:
-                yield from _word_completions(argument, _SETTING_HELP)
+                yield from _word_completions(argument, _setting_help(chat))
             elif name in ("save", "save!"):
                 sub = Document(argument, len(argument))
                 yield from paths.get_completions(sub, complete_event)

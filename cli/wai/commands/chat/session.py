@@ -25,11 +25,12 @@ from wai.backends.registry import (
 )
 from wai.catalog.entries import Catalog, ModelSpec, load_catalog
 from wai.catalog.resolve import resolve_model
-from wai.conversation import Message, ReasoningEffort, Sampling, Timeouts
+from wai.conversation import Message, ReasoningEffort, Timeouts
 from wai.errors import WindowError
 from wai.notices import Notifier
 from wai.render.base import Sink
 from wai.render.choose import ColorMode
+from wai.sampling import Sampling
 from wai.settings import Credentials, UserConfig, load_credentials, load_user_config
 from wai.store.transcript import Continued, TranscriptLog, answered
 from wai.turn.play import effort_for, play_turn, request_for, sink_for
@@ -298,7 +299,7 @@ class ChatSession:
 
     def _unsupported(self) -> str | None:
         """Why the backend cannot run the current settings, None when it can."""
-        return registration(self.backend_name).unsupported(self.sampling)
+        return registration(self.backend_name).sampling_refusal(self.sampling)
 
     def _sink(self) -> Sink:
         return sink_for(
