@@ -665,6 +665,24 @@ def test_a_server_ignoring_max_tokens_keeps_its_finish_and_absurd_usage_is_ignor
     assert "eng reported 1000000000000 reply tokens for 11 characters; its usage is ignored" in absurd.stderr
 
 
+def test_a_server_past_max_tokens_without_usage_keeps_its_finish_with_the_warning(
+    plain: WorkersAIServer,
+) -> None:
+    # No usage: the events alone show it, each at least one token (20,000 for 500, say).
+    plain.script(Reply.sse(openai_chunks(answer=[f" w{i}" for i in range(400)], finish="stop")))
+    over = run_wai("ask", "--json", "--max-tokens", "50", "-m", f"eng:{MODEL}", "hi")
+    assert over.returncode == 0, over.stderr
+    result = json.loads(over.stdout)
+    assert result["finish_reason"] == "stop"
+    assert result["usage"]["completion_tokens"] == 400 and result["usage"]["exact"] is False
+    assert "eng sent at least 400 reply tokens, more than the max_tokens of 50 it was sent" in over.stderr
+    assert "output cap" not in over.stderr
+    plain.script(Reply.sse(openai_chunks(answer=[f" w{i}" for i in range(400)], finish="length")))
+    cut = run_wai("ask", "--json", "--max-tokens", "50", "-m", f"eng:{MODEL}", "hi")
+    assert json.loads(cut.stdout)["finish_reason"] == "length"
+    assert "more than the max_tokens of 50" in cut.stderr
+
+
 def test_an_unusable_openai_base_url_is_left_out_of_the_listing_and_refused_for_a_request(
     isolated_home: Path,
 ) -> None:

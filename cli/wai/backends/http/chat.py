@@ -439,11 +439,15 @@ class StreamingChatBackend:
             )
             usage = None
         reason: FinishReason = "stop"
-        if usage is not None and usage.completion_tokens > request.max_tokens:
+        # Without usage, each event of text is at least one token (thinking included).
+        events = progress.tokens + progress.thoughts
+        produced = usage.completion_tokens if usage is not None else events
+        if produced > request.max_tokens:
             # Not the cap stopping it: the server went past it. Its own finish reason stands.
+            sent = f"{produced}" if usage is not None else f"at least {produced}"
             yield from _notice(
                 progress,
-                f"{self.who} sent {usage.completion_tokens} reply tokens, more than the max_tokens of "
+                f"{self.who} sent {sent} reply tokens, more than the max_tokens of "
                 f"{request.max_tokens} it was sent",
             )
             reason = "length" if progress.finish == "length" else "stop"
@@ -451,7 +455,7 @@ class StreamingChatBackend:
             usage is not None and usage.completion_tokens >= request.max_tokens
         ):
             reason = "length"
-        elif usage is None and progress.tokens + progress.thoughts >= request.max_tokens:
+        elif usage is None and events == request.max_tokens:
             reason = "length"  # one event per token, thinking included: that many filled the cap
         if usage is not None:
             yield usage
