@@ -146,7 +146,8 @@ class Ours:
         self.spec = spec_for_gguf(path, load_catalog())
 
     def run(self, prompt: str) -> Run:
-        from wai.conversation import Message, Request
+        from wai.backends.request import Request
+        from wai.conversation import Message
         from wai.render.plain import PlainSink
         from wai.sampling import Sampling
         from wai.turn.run import run_turn, turn_info

@@ -133,7 +133,7 @@ def _stream(mode: str, count: int, pace: float) -> float:
     import wai.render.markdown_view  # noqa: F401  (what PanelSink loads on its first turn)
     from wai.events import Finish, Token
     from wai.render.panel import PanelSink
-    from wai.turn.run import TurnInfo, TurnResult
+    from wai.turn_result import TurnInfo, TurnResult
 
     tokens = synthetic_answer(count)
     console = Console()

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from bench.common import REPO, Figures, quick, sized, tiny_llamas
 
 if TYPE_CHECKING:
-    from wai.backends.registry import BackendName
+    from wai.backends.base import BackendName
     from wai.catalog.entries import ModelSpec
 
 

@@ -112,7 +112,7 @@ CONFIG_KEYS = ("account_id", "api_token", "base_url", "default_model", "provider
 
 
 def load_user_config() -> UserConfig:
-    from wai.store.toml_files import read_toml
+    from wai.toml_files import read_toml
 
     path = wai_home() / "config.toml"
     values = read_toml(path) or {}

@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 import pytest
 
 from tests.support.workers_ai_server import WorkersAIServer, workers_ai_server
+from wai.backends.request import Request
 from wai.backends.workers_ai.stream import WorkersAIBackend
 from wai.catalog.entries import ModelSpec
-from wai.conversation import Message, ReasoningEffort, Request, Timeouts
+from wai.conversation import Message, ReasoningEffort, Timeouts
 from wai.errors import WaiError
 from wai.events import Event, Token
 from wai.sampling import Sampling

@@ -13,8 +13,9 @@ import pytest
 from tests.support.tiny_gguf import SPLIT_SCRIPT as SCRIPT
 from tests.support.tiny_gguf import TinyModel, build_tiny_llama
 from wai.backends.llama_cpp.stream import LlamaBackend, spec_for_gguf
+from wai.backends.request import Request
 from wai.catalog.entries import Catalog, ModelSpec
-from wai.conversation import Message, Request
+from wai.conversation import Message
 from wai.errors import BackendError, ConfigError, WaiError, WindowError
 from wai.events import Event, Finish, Loaded, Token, Usage
 from wai.sampling import Sampling
@@ -464,7 +465,8 @@ _CONTEXT_TOO_BIG = """
 import sys
 from wai.backends.llama_cpp.stream import LlamaBackend
 from wai.catalog.entries import ModelSpec
-from wai.conversation import Message, Request
+from wai.conversation import Message
+from wai.backends.request import Request
 from wai.errors import WaiError
 spec = ModelSpec("huge", 1 << 23, 1 << 23, 1 << 24, remote=False, gguf=sys.argv[1])
 try:

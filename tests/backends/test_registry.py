@@ -12,9 +12,10 @@ from typer.testing import CliRunner
 from tests.support.cli import run_wai
 from tests.support.tiny_gguf import SPLIT_SCRIPT, SPLIT_WHOLE, build_tiny_llama
 from wai.app import app
-from wai.backends.registry import BackendName, Registration, registered
+from wai.backends.base import BackendName
+from wai.backends.registry import Registration, registered
+from wai.backends.request import Request
 from wai.catalog.entries import ModelSpec
-from wai.conversation import Request
 from wai.events import Event, Finish, Token, Usage
 from wai.windows.counters import EstimatedCounter, TokenCounter
 

@@ -11,6 +11,7 @@ import pytest
 
 from tests.support.tiny_gguf import TinyModel, build_tiny_llama
 from wai.backends.llama_cpp.stream import LlamaBackend
+from wai.backends.request import Request
 from wai.catalog.builtin import (
     BUILTIN_FILES,
     DERIVED_FILES,
@@ -21,7 +22,7 @@ from wai.catalog.builtin import (
     quantize_gguf,
 )
 from wai.catalog.entries import ModelSpec, load_catalog
-from wai.conversation import Message, Request
+from wai.conversation import Message
 from wai.errors import BackendError
 from wai.events import Token
 from wai.llama.gguf_info import read_gguf

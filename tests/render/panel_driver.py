@@ -18,9 +18,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from wai.backends.registry import BackendName
+from wai.backends.base import BackendName
+from wai.backends.request import Request
 from wai.catalog.entries import ModelSpec
-from wai.conversation import Message, Request
+from wai.conversation import Message
 from wai.events import Event, Finish, FinishReason, Reasoning, Token, Usage
 from wai.render.panel import PanelSink, panel_supported
 from wai.turn.run import run_turn, turn_info

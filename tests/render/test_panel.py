@@ -21,7 +21,7 @@ from wai.render.footer import format_stats
 from wai.render.markdown_view import Led, WaiMarkdown
 from wai.render.panel import PanelSink, panel_supported
 from wai.render.theme import panel_theme
-from wai.turn.run import Timings, TurnInfo, TurnResult
+from wai.turn_result import Timings, TurnInfo, TurnResult
 
 CJK = """# 東京の天気 🌤️
 
@@ -332,7 +332,7 @@ def test_finish_without_a_start_still_gives_the_figures() -> None:
 
 def test_a_length_stop_before_max_tokens_is_the_models_own_limit() -> None:
     from wai.render.footer import format_stats
-    from wai.turn.run import TurnInfo, TurnResult
+    from wai.turn_result import TurnInfo, TurnResult
 
     info = TurnInfo(
         model="m", backend="remote", precision=None, context_window=100, max_output=50, max_tokens=50
@@ -345,7 +345,7 @@ def test_a_length_stop_before_max_tokens_is_the_models_own_limit() -> None:
 
 def test_a_footer_piece_as_wide_as_the_terminal_leaves_no_lone_separator() -> None:
     from wai.render.footer import footer_text
-    from wai.turn.run import TurnInfo, TurnResult
+    from wai.turn_result import TurnInfo, TurnResult
 
     info = TurnInfo(
         model="m", backend="remote", precision=None, context_window=7968, max_output=4096, max_tokens=50

@@ -16,7 +16,7 @@ from wai.notices import Notifier
 from wai.sampling import Sampling
 from wai.store.transcript import TranscriptLog
 from wai.store.transcripts import SCHEMA_VERSION, Store, TurnData, db_path, new_conversation_id
-from wai.turn.run import Timings, TurnInfo, TurnResult
+from wai.turn_result import Timings, TurnInfo, TurnResult
 
 
 def _turn(prompt: str, reply: str = "a reply", **changes: object) -> TurnData:

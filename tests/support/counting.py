@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from wai.backends.registry import BackendName, registration
+from wai.backends.base import BackendName
+from wai.backends.registry import registration
 from wai.catalog.entries import ModelSpec
 from wai.conversation import Message
 from wai.windows.counters import RawCounter, TokenCounter

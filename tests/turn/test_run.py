@@ -6,9 +6,10 @@ import io
 import json
 
 from tests.support.workers_ai_server import Reply, WorkersAIServer
+from wai.backends.request import Request
 from wai.backends.workers_ai.stream import TOOL_CALL_NOTICE, WorkersAIBackend
 from wai.catalog.entries import load_catalog
-from wai.conversation import Message, Request, Timeouts
+from wai.conversation import Message, Timeouts
 from wai.errors import IncompleteReply
 from wai.render.jsonl import JsonlSink
 from wai.render.plain import PlainSink

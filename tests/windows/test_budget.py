@@ -10,7 +10,7 @@ import pytest
 
 from tests.support.counting import counter_for
 from tests.support.vocab_fixture import vocab_cache, vocab_home
-from wai.backends.registry import BackendName
+from wai.backends.base import BackendName
 from wai.catalog.entries import ModelSpec, load_catalog
 from wai.conversation import Message
 from wai.errors import EXIT_WINDOW, WindowError
@@ -310,8 +310,8 @@ def test_no_request_over_a_cap_reaches_the_server(vocab_home: Path) -> None:
     """Plans sent through the real Workers AI backend; every body the server receives is recounted."""
     from tests.support.counting import cap_violations, count_body
     from tests.support.workers_ai_server import WorkersAIServer
+    from wai.backends.request import Request
     from wai.backends.workers_ai.stream import WorkersAIBackend
-    from wai.conversation import Request
     from wai.settings import Credentials
 
     catalog = load_catalog()

@@ -32,7 +32,7 @@ from tests.support.counting import counter_for
 from tests.support.vocab_fixture import vocab_cache, vocab_home
 from tests.support.workers_ai_server import RecordedRequest, Simulation, WorkersAIServer, catalog_recount
 from wai import settings
-from wai.backends.registry import BackendName
+from wai.backends.base import BackendName
 from wai.catalog.entries import ModelSpec, builtin_catalog_text, load_catalog
 from wai.conversation import Message
 from wai.windows.budget import input_limit

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
+from wai.backends.request import Request
 from wai.catalog.entries import ModelSpec
-from wai.conversation import Request
 from wai.events import Event
 
 if TYPE_CHECKING:
-    from wai.backends.registry import BackendName
     from wai.windows.counters import TokenCounter
+
+# The backends wai knows, by the name users pick them with (--backend, `/backend`).
+BackendName = Literal["remote", "local", "openai"]
+BackendMode = Literal["auto", BackendName]
 
 
 class Backend(Protocol):

@@ -14,8 +14,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
+from wai.backends.base import BackendMode, BackendName
 from wai.catalog.entries import ModelSpec
 from wai.conversation import Message
 from wai.errors import ConfigError, WaiError
@@ -25,9 +26,6 @@ from wai.settings import Credentials
 if TYPE_CHECKING:
     from wai.backends.base import Backend
     from wai.windows.counters import TokenCounter
-
-BackendName = Literal["remote", "local", "openai"]
-BackendMode = Literal["auto", BackendName]
 
 # Registration modules of the built-in backends, in the order "auto" prefers them.
 _BUILTIN = (

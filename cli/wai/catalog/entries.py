@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from wai import settings
 from wai.errors import ConfigError
-from wai.store.toml_files import parse_toml, read_toml
+from wai.toml_files import parse_toml, read_toml
 
 if TYPE_CHECKING:
     from wai.store.catalogs import RefreshedCatalog

@@ -7,15 +7,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import BinaryIO, TextIO
 
-from wai.backends.registry import (
-    BackendMode,
-    BackendName,
-    Backends,
-    LocalOptions,
-    choose,
-    registration,
-    windows_for,
-)
+from wai.backends.base import BackendMode, BackendName
+from wai.backends.registry import Backends, LocalOptions, choose, registration, windows_for
 from wai.catalog.entries import ModelSpec, load_catalog
 from wai.catalog.resolve import resolve_model
 from wai.commands.prompt_input import STDIN_ONLY, read_prompt, valid_text

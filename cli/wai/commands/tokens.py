@@ -7,7 +7,8 @@ import sys
 from collections.abc import Sequence
 from typing import BinaryIO
 
-from wai.backends.registry import BackendMode, BackendName, choose, registration, windows_for
+from wai.backends.base import BackendMode, BackendName
+from wai.backends.registry import choose, registration, windows_for
 from wai.catalog.entries import ModelSpec, load_catalog
 from wai.catalog.resolve import resolve_model
 from wai.commands.prompt_input import read_prompt, valid_text

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Protocol
 from wai.events import Event
 
 if TYPE_CHECKING:
-    from wai.turn.run import TurnInfo, TurnResult
+    from wai.turn_result import TurnInfo, TurnResult
 
 
 class Sink(Protocol):

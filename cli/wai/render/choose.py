@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Literal, TextIO
 
 from wai.render.base import Sink
-from wai.turn.run import TurnResult
+from wai.turn_result import TurnResult
 
 ColorMode = Literal["auto", "always", "never"]
 OutputMode = Literal["auto", "json", "jsonl"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from wai.turn.run import TurnInfo, TurnResult
+from wai.turn_result import TurnInfo, TurnResult
 
 if TYPE_CHECKING:
     from rich.text import Text

@@ -9,7 +9,7 @@ from wai.events import Event, Finish, Loaded, Notice, Reasoning, Token, Usage
 from wai.render.failure_json import error_event
 from wai.render.result_json import result_dict, turn_error
 from wai.terminal.safe_text import json_for_terminal
-from wai.turn.run import TurnInfo, TurnResult
+from wai.turn_result import TurnInfo, TurnResult
 
 
 class JsonlSink:

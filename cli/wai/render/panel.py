@@ -23,7 +23,7 @@ from wai.events import Event, Finish, Loaded, Notice, Reasoning, Token, Usage
 from wai.render.footer import backend_label, footer_text
 from wai.render.markdown_stream import Block, BlockSplitter, Fence
 from wai.terminal.safe_text import terminal_safe
-from wai.turn.run import TurnInfo, TurnResult
+from wai.turn_result import TurnInfo, TurnResult
 
 if TYPE_CHECKING:
     from rich.console import Console, ConsoleOptions, RenderableType

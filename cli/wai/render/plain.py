@@ -7,7 +7,7 @@ from typing import TextIO, assert_never
 
 from wai.events import Event, Finish, Loaded, Notice, Reasoning, Token, Usage
 from wai.terminal.safe_text import is_terminal, terminal_safe
-from wai.turn.run import TurnInfo, TurnResult
+from wai.turn_result import TurnInfo, TurnResult
 
 
 class PlainSink:

@@ -9,7 +9,7 @@ from wai.errors import EXIT_INTERRUPTED
 from wai.events import Event
 from wai.render.failure_json import error_of, interrupted_error
 from wai.terminal.safe_text import json_for_terminal
-from wai.turn.run import TurnInfo, TurnResult
+from wai.turn_result import TurnInfo, TurnResult
 
 
 def _round(value: float | None) -> float | None:

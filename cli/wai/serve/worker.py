@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from wai.backends.request import Request
 from wai.catalog.entries import ModelSpec
-from wai.conversation import Request
 from wai.errors import UsageError, WaiError, WindowError
 from wai.events import Event, Token
 from wai.serve.failures import log_unexpected, one_line

@@ -17,7 +17,7 @@ from wai.notices import Notifier
 from wai.sampling import Sampling
 from wai.store.transcripts import Store, StoredTurn, TurnData, db_path, new_conversation_id, write_refusal
 from wai.terminal import stop_signals
-from wai.turn.run import TurnResult, is_reply
+from wai.turn_result import TurnResult, is_reply
 
 Source = Literal["ask", "chat"]
 

@@ -10,16 +10,18 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TextIO
 
-from wai.backends.base import Backend
-from wai.backends.registry import BackendName, registration
+from wai.backends.base import Backend, BackendName
+from wai.backends.registry import registration
+from wai.backends.request import Request
 from wai.catalog.entries import ModelSpec
-from wai.conversation import ReasoningEffort, Request, Timeouts
+from wai.conversation import ReasoningEffort, Timeouts
 from wai.errors import IncompleteReply
 from wai.notices import Notifier
 from wai.render.base import Sink
 from wai.render.choose import ColorMode, OutputMode, choose_sink
 from wai.sampling import Sampling
-from wai.turn.run import TurnResult, run_turn, turn_info
+from wai.turn.run import run_turn, turn_info
+from wai.turn_result import TurnResult
 from wai.windows.budget import Plan
 
 

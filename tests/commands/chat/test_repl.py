@@ -330,7 +330,7 @@ def test_chat_refuses_a_stdin_that_is_not_a_terminal(isolated_home: Path) -> Non
 
 def test_interrupted_turns_reload_with_their_partial_reply(server: WorkersAIServer) -> None:
     log = TranscriptLog(Notifier(), source="chat")
-    from wai.turn.run import TurnInfo, TurnResult
+    from wai.turn_result import TurnInfo, TurnResult
 
     info = TurnInfo(
         model=FP16, backend="remote", precision=None, context_window=3072, max_output=2500, max_tokens=9

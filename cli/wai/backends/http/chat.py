@@ -33,7 +33,7 @@ from wai.backends.http.errors import (
     without_lone_surrogates,
 )
 from wai.backends.http.sse import SSEReader
-from wai.conversation import Request
+from wai.backends.request import Request
 from wai.errors import BackendError, ConfigError, IncompleteReply, RetryableError, WaiError
 from wai.events import Event, Finish, FinishReason, Notice, Reasoning, Token, Usage
 

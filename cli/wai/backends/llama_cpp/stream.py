@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from wai import settings
+from wai.backends.request import Request
 from wai.catalog.entries import Catalog, ModelSpec
-from wai.conversation import Request
 from wai.errors import BackendError, ConfigError, UsageError, WindowError
 from wai.events import Event, Finish, FinishReason, Loaded, Token, Usage
 from wai.llama import native
@@ -28,7 +28,7 @@ from wai.sampling import Sampling
 from wai.windows.local_template import tokenize_chat
 
 if TYPE_CHECKING:
-    from wai.backends.registry import BackendName
+    from wai.backends.base import BackendName
     from wai.windows.counters import TokenCounter
 
 # Sampling defaults when a request leaves them unset: Workers AI's temperature (so one model id

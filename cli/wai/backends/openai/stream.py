@@ -15,8 +15,8 @@ from wai.backends.http.chat import ChatOptions, StreamingChatBackend, sampling_f
 from wai.backends.http.errors import ApiError, Scrubber
 from wai.backends.openai.client import ProviderClient, client_for, close_clients, models_in_words
 from wai.backends.openai.errors import provider_error
+from wai.backends.request import Request
 from wai.catalog.entries import ModelSpec
-from wai.conversation import Request
 from wai.errors import ConfigError, WaiError
 from wai.events import Event
 from wai.providers import Provider
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
     import httpx
 
-    from wai.backends.registry import BackendName
+    from wai.backends.base import BackendName
     from wai.windows.counters import TokenCounter
 
 

@@ -31,13 +31,13 @@ from wai.backends.http.errors import (
     retirement_day,
     url_secrets,
 )
+from wai.backends.request import Request
 from wai.catalog.entries import ModelSpec, model_id_problem
-from wai.conversation import Request
 from wai.errors import ConfigError, WaiError
 from wai.settings import Credentials
 
 if TYPE_CHECKING:
-    from wai.backends.registry import BackendName
+    from wai.backends.base import BackendName
     from wai.windows.counters import TokenCounter
 
 __all__ = ["DONE", "EMPTY_REPLY", "TOOL_CALL_NOTICE", "WHOLE_REPLY_READ_TIMEOUT", "WorkersAIBackend"]

@@ -9,7 +9,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO, get_args
 
-from wai.backends.registry import BackendMode, registration
+from wai.backends.base import BackendMode
+from wai.backends.registry import registration
 from wai.commands.logs import preview, short_model
 from wai.conversation import Message, ReasoningEffort
 from wai.errors import UsageError, WaiError

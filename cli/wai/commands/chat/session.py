@@ -14,15 +14,8 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from typing import TextIO
 
-from wai.backends.registry import (
-    BackendMode,
-    BackendName,
-    Backends,
-    LocalOptions,
-    choose,
-    registration,
-    windows_for,
-)
+from wai.backends.base import BackendMode, BackendName
+from wai.backends.registry import Backends, LocalOptions, choose, registration, windows_for
 from wai.catalog.entries import Catalog, ModelSpec, load_catalog
 from wai.catalog.resolve import resolve_model
 from wai.conversation import Message, ReasoningEffort, Timeouts
