@@ -146,6 +146,36 @@ def test_a_refresh_keeps_each_providers_models_and_windows(
     assert [r.path for r in engine.requests if r.method == "GET"] == []
 
 
+def test_a_refresh_leaves_out_each_model_a_server_lists_with_absurd_windows(isolated_home: Path) -> None:
+    listing = Reply.json(
+        {
+            "object": "list",
+            "data": [
+                {"id": MODEL, "max_model_len": 64},
+                {"id": "org/huge", "max_model_len": 10**40},
+                {"id": "org/negative", "max_model_len": -64},
+                {"id": "org/wordy", "max_model_len": "lots"},
+                {"id": "org/outgrown", "context_window": 64, "max_output": 100, "total_context": 64},
+            ],
+        }
+    )
+    with openai_server("vllm", models={MODEL: 64}, routes={"GET /v1/models": listing}) as server:
+        configure(isolated_home, server)
+        run = run_wai("models", "--refresh")
+        assert run.returncode == 0, run.stderr
+        assert "read 1 model from eng" in run.stderr
+        for model in ("org/huge", "org/negative", "org/wordy", "org/outgrown"):
+            assert f"wai: warning: eng:{model}: eng lists it with a " in run.stderr, model
+        assert "a max_model_len of " + "1" + "0" * 40 in run.stderr
+        assert "a max_output of 100, more than its whole window of 64" in run.stderr
+        assert f"eng:{MODEL}  in 64" in run.stdout and "org/huge" not in run.stdout
+        # Asked for at first use, the same listing is a one-line error, nothing sent.
+        asked = run_wai("ask", "-m", "eng:org/outgrown", "hi")
+    assert asked.returncode == 2, asked.stderr
+    assert "eng lists org/outgrown with a max_output of 100, more than its whole window" in asked.stderr
+    assert chat_requests(server) == []
+
+
 def test_a_system_prompt_and_sampling_options_are_sent_under_openais_names(plain: WorkersAIServer) -> None:
     run = run_wai(
         "ask", "-m", f"eng:{MODEL}", "-s", "be brief", "--temperature", "0.2", "--top-p", "0.5",

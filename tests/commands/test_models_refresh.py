@@ -269,3 +269,97 @@ def test_a_long_prompt_leaves_a_refreshed_model_less_than_its_output_window(
     (recounted,) = [tokens for request, tokens in recounting.recounts if request is sent]
     assert sent.json["max_tokens"] == NEW_WINDOW - recounted < output_window(NEW_WINDOW)
     assert recounting.violations == []
+
+
+# -- listings wai cannot take as they are ----------------------------------------------------
+
+
+def test_a_listing_longer_than_the_page_limit_is_said_to_be_cut_and_nothing_is_stored(
+    server: WorkersAIServer, isolated_home: Path
+) -> None:
+    refresh(server)
+    stored = isolated_home / "catalogs" / "workers-ai.json"
+    before = stored.read_bytes()
+    # More pages than wai reads (an endless listing looks the same): every page full, every name new.
+    server.simulation.catalog = [search_result(f"@cf/acme/model-{n}", window=8000) for n in range(700)]
+    for page_info in (False, True):
+        server.simulation.page_info = page_info
+        done = run_wai("models", "--refresh", env=env_for(server))
+        assert done.returncode == 1, done.stderr
+        assert "Traceback" not in done.stderr
+        assert "the list was cut" in done.stderr and "after 200 pages" in done.stderr
+        assert "read " not in done.stderr  # no success reported
+        assert stored.read_bytes() == before  # the last whole list stays
+    assert any(line.startswith(NEW + " ") for line in done.stdout.splitlines())
+
+
+ABSURD = {
+    "@cf/acme/huge-window": {"context_window": "1" + "0" * 40},
+    "@cf/acme/negative-window": {"context_window": "-4096"},
+    "@cf/acme/wordy-window": {"context_window": "lots"},
+    "@cf/acme/fractional-window": {"context_window": "4096.5"},
+    "@cf/acme/output-over-total": {"max_total_tokens": "8000", "max_output_tokens": "9000"},
+    "@cf/acme/input-over-total": {"max_total_tokens": "8000", "max_input_tokens": "8001"},
+    "@cf/acme/negative-output": {"context_window": "8000", "max_output_tokens": "-1"},
+    "@cf/openai/gpt-oss-120b": {"context_window": "9" * 41},  # one the built-in catalog knows
+}
+
+
+def test_absurd_figures_in_a_listing_are_refused_per_model_with_a_warning_and_not_stored(
+    server: WorkersAIServer, isolated_home: Path
+) -> None:
+    absurd = [
+        {**search_result(name), "properties": [{"property_id": k, "value": v} for k, v in figures.items()]}
+        for name, figures in ABSURD.items()
+    ]
+    server.simulation.catalog = [*CATALOG, *absurd]
+    done = run_wai("models", "--refresh", "--json", env=env_for(server))
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    warnings = [line for line in done.stderr.splitlines() if line.startswith("wai: warning:")]
+    for name in ABSURD:
+        (said,) = [line for line in warnings if name + " " in line or name + ":" in line]
+        assert "left out" in said, said
+    assert "1" + "0" * 40 in "\n".join(warnings)  # the figure itself is named
+    stored = json.loads((isolated_home / "catalogs" / "workers-ai.json").read_text())
+    assert {m["id"] for m in stored["models"]}.isdisjoint(ABSURD)
+    assert len(stored["models"]) == TEXT_MODELS - 1  # the rest are kept (gpt-oss was listed twice)
+    listed = rows(done.stdout)
+    assert not set(ABSURD) - {"@cf/openai/gpt-oss-120b"} & set(listed)
+    assert listed["@cf/openai/gpt-oss-120b"]["total_context"] == 128000  # the built-in windows stay
+    asked = run_wai("ask", "--dry-run", "-m", NEW, "hi", env=env_for(server))
+    assert asked.returncode == 0, asked.stderr
+
+
+def test_a_retired_models_suggested_successor_is_of_its_own_family_or_none(
+    server: WorkersAIServer,
+) -> None:
+    server.simulation.catalog = [
+        *CATALOG,
+        # Llama 3 by its name: a current Llama 3 follows it.
+        search_result("@cf/meta/llama-3.0-8b-old", window=8000, planned_deprecation_date="2026-01-01"),
+        # Another family of the same first word (Llama 4, no Llama 3 vocabulary): no Llama 4 is
+        # current, so none.
+        search_result(
+            "@cf/meta/llama-4-scout-17b-16e-instruct", window=131000, planned_deprecation_date="2026-01-01"
+        ),
+        # Qwen2's vocabulary, but not a Qwen: no model of its family and name is current.
+        search_result(
+            "@cf/deepseek-ai/deepseek-r1-distill-qwen-32b",
+            window=80000,
+            planned_deprecation_date="2026-01-01",
+        ),
+    ]
+    refresh(server)
+    listed = rows(run_wai("models", "--json").stdout)
+    old = listed["@cf/meta/llama-3.0-8b-old"]
+    assert old["retired"] and old["family"] == "llama-3"
+    assert listed[str(old["use_instead"])]["family"] == "llama-3"
+    assert listed["@cf/meta/llama-4-scout-17b-16e-instruct"]["retired"]
+    assert listed["@cf/meta/llama-4-scout-17b-16e-instruct"]["use_instead"] is None
+    assert listed["@cf/deepseek-ai/deepseek-r1-distill-qwen-32b"]["use_instead"] is None
+    server.script(Reply.error(410, 5028, "AiError: Model has been deprecated"))
+    refused = run_wai("ask", "-m", "@cf/meta/llama-4-scout-17b-16e-instruct", "hi", env=env_for(server))
+    assert refused.returncode == 2
+    assert "Workers AI retired @cf/meta/llama-4-scout-17b-16e-instruct" in refused.stderr
+    assert " use " not in refused.stderr and "`wai models --refresh` lists current models" in refused.stderr

@@ -107,12 +107,20 @@ class Catalog:
 
     def successor_for(self, spec: ModelSpec) -> str | None:
         """A current model to use instead of a retired one: its entry's `successor`, else the
-        first current Workers AI model whose name starts with the same word (llama, mistral, ...)."""
+        first current Workers AI model of its family: the same `family` (vocabulary and chat
+        format, or none known) and a name that starts with the same word (llama, mistral, ...).
+        None when there is no such model: Llama 4 is no successor of Llama 3, nor a Qwen of a
+        DeepSeek distilled into Qwen's vocabulary."""
         if spec.successor:
             return spec.successor
-        stem = _name_stem(spec.id)
+        lineage = (spec.family, _name_stem(spec.id))
         for other in self.models.values():
-            if other.remote and not other.retired() and other.id != spec.id and _name_stem(other.id) == stem:
+            if (
+                other.remote
+                and not other.retired()
+                and other.id != spec.id
+                and (other.family, _name_stem(other.id)) == lineage
+            ):
                 return other.id
         return None
 

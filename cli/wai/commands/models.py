@@ -171,6 +171,8 @@ def refresh_catalog(notifier: Notifier) -> WaiError | None:
     except WaiError as error:
         notifier.error(f"cannot refresh the catalog: {error}; the catalog below is the one wai had")
         return error
+    for refusal in refreshed.refused:
+        notifier.warn(f"{refusal}; left out")
     known = load_catalog().models
     unusable = sum(1 for m in refreshed.models if m.window is None and m.id not in known)
     left_out = (

@@ -35,6 +35,12 @@ FORMAT = 1
 MAX_OUTPUT_CAP = 8192
 MAX_REASONING_OUTPUT_CAP = 32768
 
+# More tokens than any model's window comes near (the largest published are a few million): a
+# listing that says more is wrong, and a window taken from it would promise what no server has.
+MOST_TOKENS = 100_000_000
+_SHOWN_FIGURE = 60  # characters of a refused figure quoted in its warning
+_WHOLE_NUMBER = re.compile(r"[+-]?[0-9]+")
+
 # The tokenizer family a model id implies, for exact counting (vocabularies of windows/vocabularies.py). The
 # first pattern that matches the model's name (the id's last segment) wins; none is a guess the
 # estimate is safer than: Llama 4, Gemma, Mistral, gpt-oss and the rest tokenize otherwise.
@@ -48,6 +54,44 @@ _FAMILY_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
 
 class StoredCatalogError(ValueError):
     """A stored refresh that cannot be read back (damaged or from another version)."""
+
+
+class ImplausibleFigure(ValueError):
+    """A figure of a listing that no model has: its message names the figure and says why."""
+
+
+def tokens_figure(key: str, value: object) -> int | None:
+    """A number of tokens as a listing gives it under `key` (a whole number, or a string of one
+    such as "128000"); None when it gives none (absent, null, ""). ImplausibleFigure when it gives
+    something else: not a whole number, or not from 1 to MOST_TOKENS."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    tokens: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        tokens = value
+    elif isinstance(value, float) and value.is_integer():
+        tokens = int(value)
+    elif isinstance(value, str):
+        text = value.strip().replace(",", "")
+        if _WHOLE_NUMBER.fullmatch(text):
+            # Python refuses to read thousands of digits; a dozen are already too many tokens.
+            tokens = int(text) if len(text) <= 12 else MOST_TOKENS + 1
+    if tokens is None or not 1 <= tokens <= MOST_TOKENS:
+        shown = repr(value) if not isinstance(value, str) else value.strip()
+        if len(shown) > _SHOWN_FIGURE:
+            shown = shown[: _SHOWN_FIGURE - 1] + "…"
+        raise ImplausibleFigure(
+            f"a {key} of {shown}, not a number of tokens (a whole number from 1 to {MOST_TOKENS})"
+        )
+    return tokens
+
+
+def check_parts(window: int, parts: Mapping[str, int | None]) -> None:
+    """Each part of a window (the input or output window, by the listing's name for it) within the
+    whole of it; ImplausibleFigure for one larger."""
+    for key, part in parts.items():
+        if part is not None and part > window:
+            raise ImplausibleFigure(f"a {key} of {part}, more than its whole window of {window}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +120,8 @@ class RefreshedCatalog:
     fetched_at: datetime  # timezone-aware
     source: str  # where it was read (no secrets): shown by `wai models`
     models: tuple[ModelFacts, ...]
+    # Models the listing gave figures no model has ("NAME: why"), left out; told, never stored.
+    refused: tuple[str, ...] = ()
 
     def age(self, now: datetime | None = None) -> str:
         """How long ago it was read, in words: "3 days", "5 minutes"."""
@@ -161,15 +207,7 @@ def _from_json(data: object, provider: str) -> RefreshedCatalog:
         raise ValueError("fetched_at has no time zone")
     models: list[ModelFacts] = []
     for raw in data["models"]:
-        window = raw.get("window")
-        if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window <= 0):
-            raise ValueError(f"model {raw.get('id')!r}: bad window {window!r}")
-        parts = {key: raw.get(key) for key in ("max_input", "max_output")}
-        for key, part in parts.items():
-            if part is not None and (
-                isinstance(part, bool) or not isinstance(part, int) or part <= 0 or window is None
-            ):
-                raise ValueError(f"model {raw.get('id')!r}: bad {key} {part!r}")
+        window, parts = _stored_windows(raw)
         retirement = raw.get("retirement")
         models.append(
             ModelFacts(
@@ -185,6 +223,23 @@ def _from_json(data: object, provider: str) -> RefreshedCatalog:
     return RefreshedCatalog(
         provider=provider, fetched_at=fetched_at, source=str(data.get("source", "")), models=tuple(models)
     )
+
+
+def _stored_windows(raw: Mapping[str, object]) -> tuple[int | None, dict[str, int | None]]:
+    """A stored model's window and its parts, held to what a refresh takes (ValueError else)."""
+    for key in ("window", "max_input", "max_output"):
+        if isinstance(raw.get(key), (bool, str, float)):
+            raise ValueError(f"model {raw.get('id')!r}: bad {key} {raw.get(key)!r}")
+    try:
+        window = tokens_figure("window", raw.get("window"))
+        parts = {key: tokens_figure(key, raw.get(key)) for key in ("max_input", "max_output")}
+        if window is not None:
+            check_parts(window, parts)
+    except ImplausibleFigure as exc:
+        raise ValueError(f"model {raw.get('id')!r}: {exc}") from None
+    if window is None and any(part is not None for part in parts.values()):
+        raise ValueError(f"model {raw.get('id')!r}: a part of a window without the window")
+    return window, parts
 
 
 def parse_day(value: object) -> str:

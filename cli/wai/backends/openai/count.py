@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any, TypeGuard
+from typing import Any
 
 from wai.backends.openai.client import Answer, ProviderClient
 from wai.catalog.entries import ModelSpec
 from wai.conversation import Message
 from wai.errors import BackendError
 from wai.providers import TokenizerKind
+from wai.store.catalogs import check_parts, tokens_figure
 from wai.windows.counters import EstimatedCounter
 
 ENGINE_PREFIX = "engine:"
@@ -269,19 +270,19 @@ class ServerCounter:
         return value
 
 
-def _positive(value: object) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
-
-
 def listed_context(entry: dict[str, Any]) -> tuple[int, str, tuple[str, ...]] | None:
     """A model's context as GET /models lists it, the engine that lists it so, and the windows
     beyond the context it gives (as capabilities `context_window:N`, `max_output:N`): vLLM's (and
-    SGLang's) `max_model_len`; wai serve's `context_window`, `max_output` and `total_context`."""
-    length = entry.get("max_model_len")
-    if _positive(length):
+    SGLang's) `max_model_len`; wai serve's `context_window`, `max_output` and `total_context`.
+    ImplausibleFigure for a figure no model has (a 41-digit context, an output over the whole)."""
+    length = tokens_figure("max_model_len", entry.get("max_model_len"))
+    if length is not None:
         return length, "vllm", ()
-    total, window, most = entry.get("total_context"), entry.get("context_window"), entry.get("max_output")
-    if _positive(total) and _positive(window) and _positive(most):
+    total, window, most = (
+        tokens_figure(key, entry.get(key)) for key in ("total_context", "context_window", "max_output")
+    )
+    if total is not None and window is not None and most is not None:
+        check_parts(total, {"context_window": window, "max_output": most})
         return total, "wai-serve", (f"context_window:{window}", f"max_output:{most}")
     return None
 
@@ -301,8 +302,8 @@ def server_context(
         except BackendError:  # a refused key (ConfigError) stops everything
             listed = []
     for entry in listed:
-        found = listed_context(entry)
-        if entry["id"] == model and found is not None:
+        found = listed_context(entry) if entry["id"] == model else None
+        if found is not None:
             return found[0], found[1]
     props = _facility(client, "GET", "/props")
     if props is not None and props.status == 200 and isinstance(props.data, dict):

@@ -17,7 +17,15 @@ from typing import TYPE_CHECKING
 from wai.catalog.entries import Catalog, ModelSpec
 from wai.errors import BackendError, ConfigError, WaiError
 from wai.providers import STORE_PREFIX, Provider
-from wai.store.catalogs import ModelFacts, RefreshedCatalog, StoredCatalogError, load, output_window
+from wai.store.catalogs import (
+    ImplausibleFigure,
+    ModelFacts,
+    RefreshedCatalog,
+    StoredCatalogError,
+    load,
+    output_window,
+    tokens_figure,
+)
 
 if TYPE_CHECKING:
     from wai.notices import Notifier
@@ -184,11 +192,19 @@ def live_windows(spec: ModelSpec, provider: Provider) -> tuple[ModelSpec, ModelF
     context: int | None
     engine: str | None
     entry = next((e for e in listed if e["id"] == spec.served_name), None)
-    found_listed = listed_context(entry) if entry is not None else None
-    if found_listed is not None:
-        context, engine, told = found_listed
-    else:
-        context, engine = server_context(client, spec.served_name, listed)
+    try:
+        found_listed = listed_context(entry) if entry is not None else None
+        if found_listed is not None:
+            context, engine, told = found_listed
+        else:
+            context, engine = server_context(client, spec.served_name, listed)
+        if context is not None:
+            tokens_figure("context", context)
+    except ImplausibleFigure as exc:
+        raise ConfigError(
+            f"{provider.name} lists {spec.served_name} with {exc}",
+            hint=f'set context_window and max_output under [models."{spec.id}"] in models.toml',
+        ) from None
     capabilities = ((f"engine:{engine}",) if engine else ()) + told
     learned = ModelFacts(id=spec.served_name, window=context, capabilities=capabilities) if ids else None
     if context is None:
@@ -209,25 +225,32 @@ def refresh(provider: Provider) -> RefreshedCatalog:
     client = client_for(provider)
     listed = listed_models(client)
     facts: list[ModelFacts] = []
+    refused: list[str] = []
     shared: tuple[int | None, str | None] | None = None  # llama-server: one context for its models
     for entry in listed:
         model = entry["id"]
         context: int | None
         engine: str | None
         told: tuple[str, ...] = ()
-        found = listed_context(entry)
-        if found is not None:
-            context, engine, told = found
-        elif shared is not None and shared[1] == "llama-server":
-            context, engine = shared
-        elif shared is not None and shared[1] == "ollama":
-            context, engine = ollama_context(client, model)
-        else:
-            try:
-                context, engine = server_context(client, model)
-            except WaiError:
-                context, engine = None, None
-            shared = (context, engine)
+        try:
+            found = listed_context(entry)
+            if found is not None:
+                context, engine, told = found
+            elif shared is not None and shared[1] == "llama-server":
+                context, engine = shared
+            elif shared is not None and shared[1] == "ollama":
+                context, engine = ollama_context(client, model)
+            else:
+                try:
+                    context, engine = server_context(client, model)
+                except WaiError:
+                    context, engine = None, None
+                shared = (context, engine)
+            if context is not None:
+                tokens_figure("context", context)  # a /props or num_ctx no model has
+        except ImplausibleFigure as exc:
+            refused.append(f"{provider.name}:{model}: {provider.name} lists it with {exc}")
+            continue
         facts.append(
             ModelFacts(
                 id=model, window=context, capabilities=((f"engine:{engine}",) if engine else ()) + told
@@ -238,6 +261,7 @@ def refresh(provider: Provider) -> RefreshedCatalog:
         fetched_at=datetime.now(UTC),
         source=provider.base_url,
         models=tuple(facts),
+        refused=tuple(refused),
     )
 
 
@@ -270,6 +294,8 @@ def refresh_providers(providers: dict[str, Provider], notifier: Notifier) -> Wai
             notifier.error(f"cannot refresh provider {provider.name}: {error}; its list is the one wai had")
             failure = error
             continue
+        for refusal in refreshed.refused:
+            notifier.warn(f"{refusal}; left out")
         told = sum(1 for m in refreshed.models if m.window is not None)
         notifier.info(
             f"read {len(refreshed.models)} model{'' if len(refreshed.models) == 1 else 's'} from "

@@ -29,12 +29,19 @@ from wai.backends.http.errors import (
 from wai.catalog.entries import model_id_problem
 from wai.errors import BackendError, ConfigError
 from wai.settings import Credentials
-from wai.store.catalogs import ModelFacts, RefreshedCatalog, parse_day
+from wai.store.catalogs import (
+    ImplausibleFigure,
+    ModelFacts,
+    RefreshedCatalog,
+    check_parts,
+    parse_day,
+    tokens_figure,
+)
 
 PROVIDER = "workers-ai"
 TASK = "Text Generation"
 PER_PAGE = 50  # what wrangler asks for
-MAX_PAGES = 200  # a server that ignores `page` must not keep wai reading forever
+MAX_PAGES = 200  # an endless listing (or one that ignores `page`) must not keep wai reading forever
 # Properties that are facts of their own, not capability flags.
 _NOT_CAPABILITIES = frozenset(
     {
@@ -67,6 +74,7 @@ def refresh(
     )
     headers = {"Authorization": f"Bearer {credentials.api_token}", "User-Agent": f"wai/{__version__}"}
     found: dict[str, ModelFacts] = {}
+    refused: dict[str, str] = {}
     seen: set[str] = set()
     page_size = 0
     with httpx.Client(headers=headers, timeout=timeout, follow_redirects=False) as client:
@@ -95,8 +103,12 @@ def refresh(
             repeated = bool(names) and names <= seen  # the same page again: the server ignores `page`
             seen |= names
             for raw in results:
-                facts = model_facts(raw)
-                if facts is not None:
+                try:
+                    facts = model_facts(raw)
+                except ImplausibleFigure as exc:
+                    refused.setdefault(_name(raw), f"{_name(raw)}: the model list gives it {exc}")
+                    continue
+                if facts is not None and facts.id not in refused:
                     found.setdefault(facts.id, facts)
             page_size = max(page_size, len(results), _int(info.get("per_page")) or 0)
             total = _int(info.get("total_count"))
@@ -107,8 +119,19 @@ def refresh(
                 or repeated
             ):
                 break
+        else:
+            # Whatever the pages held, the list goes on past them: kept, it would pass for the
+            # whole list, and the models after the cut would be missing without a word.
+            raise BackendError(
+                f"Workers AI's model list did not end after {MAX_PAGES} pages ({len(seen)} models): "
+                "the list was cut, so none of it is kept"
+            )
     return RefreshedCatalog(
-        provider=PROVIDER, fetched_at=datetime.now(UTC), source=base_shown, models=tuple(found.values())
+        provider=PROVIDER,
+        fetched_at=datetime.now(UTC),
+        source=base_shown,
+        models=tuple(f for f in found.values() if f.id not in refused),
+        refused=tuple(refused.values()),
     )
 
 
@@ -127,7 +150,9 @@ def _page(body: bytes, scrub: Scrubber) -> tuple[list[Any], Mapping[str, Any]]:
 
 
 def model_facts(raw: object) -> ModelFacts | None:
-    """One search result as facts; None for what is not a text-generation model with a name."""
+    """One search result as facts; None for what is not a text-generation model with a name, and
+    ImplausibleFigure for one whose windows no model has (a 41-digit window, a word, an output
+    window larger than the whole)."""
     if not isinstance(raw, dict):
         return None
     name = raw.get("name")
@@ -144,9 +169,14 @@ def model_facts(raw: object) -> ModelFacts | None:
     # Cloudflare's `context_window` is prompt and reply together. A server that also publishes the
     # older trio (`wai serve`: its context_window is then the input window) says each window
     # apart: max_total_tokens is the whole, max_input_tokens and max_output_tokens the parts.
-    window = _int(properties.get("max_total_tokens")) or _int(properties.get("context_window"))
-    if window is not None and window <= 0:
-        window = None
+    figures = {
+        key: tokens_figure(key, properties.get(key))
+        for key in ("max_total_tokens", "context_window", "max_input_tokens", "max_output_tokens")
+    }
+    window = figures["max_total_tokens"] or figures["context_window"]
+    max_input, max_output = figures["max_input_tokens"], figures["max_output_tokens"]
+    if window is not None:
+        check_parts(window, {"max_input_tokens": max_input, "max_output_tokens": max_output})
     retirement: str | None = None
     if properties.get("planned_deprecation_date"):
         try:
@@ -160,18 +190,12 @@ def model_facts(raw: object) -> ModelFacts | None:
     return ModelFacts(
         id=name,
         window=window,
-        max_input=_part(properties.get("max_input_tokens"), window),
-        max_output=_part(properties.get("max_output_tokens"), window),
+        max_input=max_input if window is not None else None,
+        max_output=max_output if window is not None else None,
         retirement=retirement,
         capabilities=tuple(capabilities),
         description=description if isinstance(description, str) else "",
     )
-
-
-def _part(value: object, window: int | None) -> int | None:
-    """A window within the whole one (input or output): a whole number from 1 to `window`."""
-    tokens = _int(value)
-    return tokens if window is not None and tokens is not None and 0 < tokens <= window else None
 
 
 def _name(raw: object) -> str:
