@@ -111,9 +111,12 @@ class Catalog:
         format, or none known) and a name that starts with the same word (llama, mistral, ...).
         None when there is no such model: Llama 4 is no successor of Llama 3, nor a Qwen of a
         DeepSeek distilled into Qwen's vocabulary."""
-        if spec.successor:
-            return spec.successor
-        lineage = (spec.family, _name_stem(spec.id))
+        own = self.models.get(spec.id)  # the catalog's entry knows more than a spec made elsewhere
+        successor = spec.successor or (own.successor if own is not None else None)
+        if successor:
+            return successor
+        family = spec.family if spec.family is not None or own is None else own.family
+        lineage = (family, _name_stem(spec.id))
         for other in self.models.values():
             if (
                 other.remote
