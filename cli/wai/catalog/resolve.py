@@ -14,11 +14,47 @@ BUILTIN_MODEL = "smollm2-135m-instruct"
 
 
 def default_model_name(config: UserConfig, credentials: Credentials | None) -> str:
-    """WAI_MODEL, else config.toml's default_model, else remote with credentials, else the built-in."""
+    """WAI_MODEL, else config.toml's default_model, else with credentials a model the server
+    serves (see served_default), else the built-in."""
     chosen = os.environ.get("WAI_MODEL") or config.text("default_model")
     if chosen:
         return chosen
-    return DEFAULT_REMOTE_MODEL if credentials is not None else BUILTIN_MODEL
+    if credentials is None:
+        return BUILTIN_MODEL
+    served = served_default(credentials)
+    return served[0] if served is not None else DEFAULT_REMOTE_MODEL
+
+
+def served_default(credentials: Credentials) -> tuple[str, str] | None:
+    """The default model of a server that is not Cloudflare's (a `wai serve`, a proxy), and where
+    its list was read: DEFAULT_REMOTE_MODEL when the last `wai models --refresh` listed it, else
+    the first listed model wai can use (a window published, not retired). None on Cloudflare's
+    own API, where the default is DEFAULT_REMOTE_MODEL, and when no refresh listed one: another
+    server serves its own models, and Cloudflare's default is rarely among them."""
+    from wai.catalog.retired import is_cloudflare
+
+    if is_cloudflare(credentials.base_url):
+        return None
+    from datetime import UTC, datetime
+
+    from wai.catalog.entries import REFRESHED_PROVIDERS
+    from wai.store import catalogs
+
+    today = datetime.now(UTC).date().isoformat()
+    try:
+        refreshed = catalogs.load(REFRESHED_PROVIDERS[0])
+    except catalogs.StoredCatalogError:  # `wai models` says so; the usual default stands
+        return None
+    if refreshed is None:
+        return None
+    usable = [
+        m.id
+        for m in refreshed.models
+        if m.window is not None and (m.retirement is None or m.retirement > today)
+    ]
+    if not usable:
+        return None
+    return (DEFAULT_REMOTE_MODEL if DEFAULT_REMOTE_MODEL in usable else usable[0]), refreshed.source
 
 
 def looks_like_gguf_path(name: str) -> bool:

@@ -76,13 +76,16 @@ def _check_state() -> str:
 
 def default_model_line(config: UserConfig, credentials: Credentials | None) -> str:
     """Which model `wai ask` uses without -m, and why."""
-    from wai.catalog.resolve import BUILTIN_MODEL, DEFAULT_REMOTE_MODEL, default_model_name
+    from wai.catalog.resolve import BUILTIN_MODEL, DEFAULT_REMOTE_MODEL, default_model_name, served_default
 
     name = default_model_name(config, credentials)
+    served = served_default(credentials) if credentials is not None else None
     if os.environ.get("WAI_MODEL"):
         why = "set by WAI_MODEL"
     elif config.text("default_model"):
         why = f"set by default_model in {config.path}"
+    elif served is not None:
+        why = f"{served[1]} serves it, by the last `wai models --refresh`; default_model sets another"
     elif credentials is not None:
         why = f"Workers AI credentials are set; without them {BUILTIN_MODEL}"
     else:

@@ -270,6 +270,13 @@ def error_for(
             f"(now {base_url})"
         )
     if code in (5007, 3042):
+        from wai.catalog.retired import is_cloudflare
+
+        if not is_cloudflare(base_url):  # a server of its own models: retirement is Cloudflare's
+            return ConfigError(
+                f"{base_url} does not serve the model {model} ({where}); "
+                "`wai models --refresh` reads the models it serves"
+            )
         return ConfigError(
             f"Workers AI does not know the model {model} ({where}); `wai models` lists the catalog, "
             "and Cloudflare may have retired this one"

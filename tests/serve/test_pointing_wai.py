@@ -1,0 +1,41 @@
+"""The README's steps for pointing `wai` at a `wai serve`, followed as a newcomer would: a real
+server on 127.0.0.1 over a tiny model, `wai models --refresh`, then `wai ask` without -m."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.support.cli import run_wai
+from tests.support.serve_process import ServeProcess
+from tests.support.tiny_gguf import SPLIT_SCRIPT as SCRIPT
+from tests.support.tiny_gguf import TinyModel
+
+
+def test_after_a_refresh_from_wai_serve_the_default_model_is_one_it_serves(
+    tmp_path: Path, isolated_home: Path, tiny_models: dict[str, TinyModel]
+) -> None:
+    tiny = tiny_models["q8_0"]
+    served = tiny.path.name  # a .gguf path is served under its file name
+    with ServeProcess(tmp_path / "server", "-m", str(tiny.path)) as server:
+        env = server.client_env()
+        # Before any refresh wai knows only Cloudflare's models: the server does not serve the
+        # default one, and the error says so, not that Cloudflare may have retired it.
+        before = run_wai("ask", "where is new york?", env=env)
+        assert before.returncode == 2, before.stderr
+        assert "retire" not in before.stderr
+        assert f"{server.base_url} does not serve the model @cf/" in before.stderr
+        assert "`wai models --refresh`" in before.stderr
+        refreshed = run_wai("models", "--refresh", "--json", env=env)
+        assert refreshed.returncode == 0, refreshed.stderr
+        assert json.loads(refreshed.stdout)["default_model"] == served
+        asked = run_wai("ask", "where is new york?", env=env)
+        assert (asked.returncode, asked.stdout) == (0, SCRIPT + "\n"), asked.stderr
+        listed = run_wai("models", env=env)
+        assert f"default model: {served} (" in listed.stdout
+        assert server.base_url in listed.stdout.split("default model:", 1)[1].splitlines()[0]
+    # Back on Cloudflare's own API the default is Cloudflare's again, whatever was refreshed.
+    cloudflare = {**env, "CLOUDFLARE_BASE_URL": "https://api.cloudflare.com/client/v4"}
+    dry = run_wai("ask", "--dry-run", "--json", "hi", env=cloudflare)
+    assert dry.returncode == 0, dry.stderr
+    assert json.loads(dry.stdout)["model"] == "@cf/meta/llama-3.1-8b-instruct-fp8"
