@@ -25,6 +25,7 @@ from wai.settings import (
     models_dir,
     wai_home,
 )
+from wai.wording import counted
 
 
 def _file_precision(spec: ModelSpec) -> str | None:
@@ -145,7 +146,7 @@ def catalog_age(catalog: Catalog, now: datetime | None = None) -> str:
         )
     parts = [
         f"refreshed {r.age(now)} ago ({r.fetched_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC) from {r.source}, "
-        f"{len(r.models)} models"
+        f"{counted(len(r.models), 'model')}"
         for r in catalog.refreshed
     ]
     return f"Workers AI models: {'; '.join(parts)}"

@@ -52,6 +52,7 @@ from wai.serve.protocol import (
 from wai.serve.replies import Dialect, OpenAIReply, Outcome, PageReply, WorkersAIReply
 from wai.serve.worker import Accepted, Ended, Failed, Job, ModelWorker, Pool
 from wai.terminal.safe_text import log_safe
+from wai.wording import counted
 
 COOKIE = "wai_serve_session"
 # The largest request body read: far more text than any served model's window takes.
@@ -440,7 +441,7 @@ class JobResponse(Response):
             return self.dialect.cut(item.failure)
         if item.cut is None:
             return self.dialect.end(outcome)
-        why = f"the reply was cut after {self.job.pieces} tokens: {item.cut}"
+        why = f"the reply was cut after {counted(self.job.pieces, 'token')}: {item.cut}"
         return self.dialect.cut(ApiFailure(503, INTERNAL_ERROR, why))
 
     async def _whole(self, scope: Scope, send: Send, outcome: Outcome) -> None:
@@ -551,7 +552,10 @@ def _log_fields(scope: Scope, status: int, seconds: float, notes: dict[str, obje
     elif "cut" in notes:
         after = notes.get("after")
         more = f"; {after} decoded after the cut" if isinstance(after, int) else ""
-        facts.append(f"cut after {notes.get('out', 0)} tokens: {notes['cut']}{more}")
+        out = notes.get("out", 0)
+        facts.append(
+            f"cut after {counted(out if isinstance(out, int) else 0, 'token')}: {notes['cut']}{more}"
+        )
     elif "out" in notes:
         facts.append(f"out {notes['out']}/{notes.get('max_tokens', '?')}")
         if "finish" in notes:

@@ -29,6 +29,7 @@ from wai.events import Event, Token
 from wai.serve.failures import log_unexpected, one_line
 from wai.serve.protocol import INTERNAL_ERROR, OUT_OF_CAPACITY, WINDOW_EXCEEDED, ApiFailure, Ask
 from wai.windows.budget import Plan, plan_request
+from wai.wording import counted
 
 if TYPE_CHECKING:
     from wai.backends.llama_cpp.stream import LlamaBackend
@@ -349,7 +350,7 @@ class ModelWorker:
             if job.stalled:
                 self._log(
                     f"{self.spec.id}: a client took no events for {self.stall_limit:g} s: its reply was "
-                    f"cut after {job.pieces} tokens, and the model serves the next request"
+                    f"cut after {counted(job.pieces, 'token')}, and the model serves the next request"
                 )
         else:
             self.stats.completed += 1

@@ -23,6 +23,7 @@ from wai.sampling import Sampling
 from wai.turn.run import run_turn, turn_info
 from wai.turn_result import TurnResult
 from wai.windows.budget import Plan
+from wai.wording import counted
 
 
 def request_for(
@@ -160,19 +161,21 @@ def _tell_length_stop(notifier: Notifier, sink: Sink, request: Request, result: 
         # Said on stderr even under a footer that says it: a pipe or a script sees no footer, and
         # an empty answer must never pass for a short one.
         notifier.warn(
-            f"the thinking used the whole output window ({request.max_tokens} tokens) before the "
+            f"the thinking used the whole output window ({counted(request.max_tokens, 'token')}) before the "
             f"answer began; {thinking_cap_hint(result.info)}"
         )
-    elif own_limit:
+    elif own_limit and produced is not None:
         # The server's own limit, not ours: raising max_tokens would not help, so say so even
         # where the sink reports the cap itself.
         notifier.warn(
-            f"the model stopped at {produced} tokens on its own length limit (finish_reason length), "
+            f"the model stopped at {counted(produced, 'token')} on its own length limit "
+            "(finish_reason length), "
             f"below max_tokens {request.max_tokens}; ask it to continue for more"
         )
     elif not sink.tells_output_cap:
         notifier.warn(
-            f"the reply stopped at the output cap ({request.max_tokens} tokens); {cap_advice(result.info)}"
+            f"the reply stopped at the output cap ({counted(request.max_tokens, 'token')}); "
+            f"{cap_advice(result.info)}"
         )
 
 

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Literal
 from wai.catalog.entries import ModelSpec
 from wai.conversation import Message
 from wai.errors import UsageError, WindowError
+from wai.wording import counted
 
 if TYPE_CHECKING:
     from wai.windows.counters import TokenCounter
@@ -268,7 +269,8 @@ def window_error(
         )
     room = max(0, model.total_context - prompt_tokens)
     return WindowError(
-        f"the prompt is {mark}{prompt_tokens} tokens{how}, which leaves room for only {room} reply tokens "
+        f"the prompt is {mark}{prompt_tokens} tokens{how}, which leaves room for only "
+        f"{counted(room, 'reply token')} "
         f"in {model.id}'s {model.total_context}-token context (at least {floor} needed, so at most "
         f"{model.total_context - floor} prompt tokens)",
         hint=hint,

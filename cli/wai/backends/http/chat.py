@@ -36,6 +36,7 @@ from wai.backends.http.sse import SSEReader
 from wai.backends.request import Request
 from wai.errors import BackendError, ConfigError, IncompleteReply, RetryableError, WaiError
 from wai.events import Event, Finish, FinishReason, Notice, Reasoning, Token, Usage
+from wai.wording import counted
 
 if TYPE_CHECKING:
     import httpx
@@ -366,7 +367,9 @@ class StreamingChatBackend:
             return
         failure = _stream_error(payload)
         if failure is not None:
-            error = ApiError(status=200, code=failure[0], message=one_line(self._scrub(failure[1])))
+            error = ApiError(
+                status=200, code=failure[0], message=one_line(self._scrub(failure[1])), in_reply=True
+            )
             exc = self._refused(request, error)
             raise self._broken(progress, exc.message, cause=exc) from None
         yield from self._read(payload, progress, whole=False)
@@ -416,7 +419,10 @@ class StreamingChatBackend:
             failure = _stream_error(payload)
             if failure is not None:
                 error = ApiError(
-                    status=response.status_code, code=failure[0], message=one_line(self._scrub(failure[1]))
+                    status=response.status_code,
+                    code=failure[0],
+                    message=one_line(self._scrub(failure[1])),
+                    in_reply=True,
                 )
                 raise self._refused(request, error)
         if result is None:
@@ -434,7 +440,8 @@ class StreamingChatBackend:
             chars = progress.chars + progress.thought_chars
             yield from _notice(
                 progress,
-                f"{self.who} reported {usage.completion_tokens} reply tokens for {chars} characters; "
+                f"{self.who} reported {counted(usage.completion_tokens, 'reply token')} for "
+                f"{counted(chars, 'character')}; "
                 "its usage is ignored and the reply's tokens estimated",
             )
             usage = None
@@ -444,11 +451,11 @@ class StreamingChatBackend:
         produced = usage.completion_tokens if usage is not None else events
         if produced > request.max_tokens:
             # Not the cap stopping it: the server went past it. Its own finish reason stands.
-            sent = f"{produced}" if usage is not None else f"at least {produced}"
+            sent = counted(produced, "reply token")
+            sent = sent if usage is not None else f"at least {sent}"
             yield from _notice(
                 progress,
-                f"{self.who} sent {sent} reply tokens, more than the max_tokens of "
-                f"{request.max_tokens} it was sent",
+                f"{self.who} sent {sent}, more than the max_tokens of {request.max_tokens} it was sent",
             )
             reason = "length" if progress.finish == "length" else "stop"
         elif progress.finish == "length" or (
@@ -469,12 +476,13 @@ class StreamingChatBackend:
         """The stream failed: IncompleteReply once text was shown; before that, worth a retry or not."""
         if progress.began:
             shown = (
-                f"{progress.chars} characters"
+                counted(progress.chars, "character")
                 if progress.tokens
-                else f"{progress.thought_chars} characters of thinking"
+                else f"{counted(progress.thought_chars, 'character')} of thinking"
             )
+            # The count before the cause: the cause may end with its own advice ("; try again later").
             return IncompleteReply(
-                f"the reply is incomplete: {why} after {shown} (what arrived is kept)", says_incomplete=True
+                f"the reply is incomplete after {shown}: {why} (what arrived is kept)", says_incomplete=True
             )
         if cause is not None:
             return cause
@@ -532,7 +540,7 @@ def _empty_hint(request: Request, progress: _Progress) -> str:
     usage = progress.usage
     if progress.finish == "length" or (usage is not None and usage.completion_tokens >= request.max_tokens):
         return (
-            f"it stopped at the output cap of {request.max_tokens} tokens before writing any; "
+            f"it stopped at the output cap of {counted(request.max_tokens, 'token')} before writing any; "
             "raise --max-tokens"
         )
     if request.stream:

@@ -95,11 +95,21 @@ class ApiError:
     code: int | None
     message: str
     retry_after: float | None = None
+    # An error the server wrote inside a reply it had accepted (an event of a stream, a 200 body):
+    # its HTTP status says nothing of it.
+    in_reply: bool = False
 
     def where(self) -> str:
         said = f": {self.message}" if self.message else ""
         code = f", code {self.code}" if self.code is not None else ""
+        if self.in_reply:  # the status was the 200 of a reply that began well
+            return f"code {self.code}{said}" if self.code is not None else self.message or "no message"
         return f"HTTP {self.status}{code}{said}"
+
+    @property
+    def refusal(self) -> str:
+        """What the server did, for a failure of no known kind: refused, or failed in its reply."""
+        return "ended the reply with an error" if self.in_reply else "refused the request"
 
 
 def parse_error(status: int, body: bytes, scrub: Scrubber, retry_after: float | None = None) -> ApiError:
@@ -240,7 +250,7 @@ def error_for(
     if code in NOT_ALLOWED:
         what = "Workers AI" if code == 3041 else model
         return ConfigError(
-            f"This Cloudflare account is not allowed to use {what} ({where}); check the account "
+            f"this Cloudflare account is not allowed to use {what} ({where}); check the account "
             f"(now {mask(account_id)}) and the API token's permissions, or pick another model: `wai models`"
         )
     if code == BLOCKED:
@@ -283,7 +293,7 @@ def error_for(
         )
     if code in DAILY_ALLOCATION:
         return BackendError(
-            f"The daily free allocation of Workers AI is used up ({where}); try again tomorrow "
+            f"the daily free allocation of Workers AI is used up ({where}); try again tomorrow "
             "(it resets at 00:00 UTC) or move the account to the Workers Paid plan"
         )
     if code in (5004, 3003):
@@ -292,7 +302,7 @@ def error_for(
             "--top-p 0.001..1, --top-k 1..50, --seed 1..9999999999); --debug shows the request"
         )
     if code == 3006 or status == 413:
-        return BackendError(f"The request is too large for Workers AI ({where}); shorten the prompt")
+        return BackendError(f"the request is too large for Workers AI ({where}); shorten the prompt")
     if code == 3008 or status == 408:
         return BackendError(
             f"Workers AI gave up running the model ({where}); try again, perhaps with a shorter prompt "
@@ -307,7 +317,7 @@ def error_for(
             f"Workers AI found nothing at this address ({where}); check CLOUDFLARE_ACCOUNT_ID "
             f"(now {mask(account_id)}) and CLOUDFLARE_BASE_URL (now {base_url})"
         )
-    return BackendError(f"Workers AI refused the request ({where})")
+    return BackendError(f"Workers AI {error.refusal} ({where})")
 
 
 def _vllm_numbers(message: str) -> tuple[int | None, int | None]:

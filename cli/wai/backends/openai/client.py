@@ -61,7 +61,8 @@ class ProviderClient:
             )
         self._client: httpx.Client | None = None
         self._headers: dict[str, str] | None = None
-        self.scrub = Scrubber(*_keys(provider))
+        # A server may echo a request's headers in an error: their values are kept out like the key.
+        self.scrub = Scrubber(*_keys(provider), *(value for _, value in provider.headers))
 
     def http(self) -> httpx.Client:
         if self._client is None:

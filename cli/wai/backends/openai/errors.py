@@ -89,4 +89,4 @@ def provider_error(
         )
     if 300 <= error.status < 400:
         return ConfigError(f"{name} answered with a redirect ({where}); check base_url in {provider.where}")
-    return BackendError(f"{name} refused the request ({where}); --debug shows the request")
+    return BackendError(f"{name} {error.refusal} ({where}); --debug shows the request")

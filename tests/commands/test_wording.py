@@ -1,0 +1,82 @@
+"""What wai says when a reply fails, through the installed `wai`: grammatical whatever the count,
+true to where the error came from, and never a provider header's value."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.cli import run_wai
+from tests.support.openai_server import base_url, openai_server
+from tests.support.workers_ai_server import Reply, Simulation, WorkersAIServer, openai_chunks
+
+MODEL = "@cf/meta/llama-3.1-8b-instruct-fp8"
+
+
+@pytest.fixture
+def server() -> Iterator[WorkersAIServer]:
+    with WorkersAIServer(Simulation()) as running:
+        yield running
+
+
+def env_for(server: WorkersAIServer) -> dict[str, str]:
+    return {
+        "CLOUDFLARE_BASE_URL": server.base_url,
+        "CLOUDFLARE_ACCOUNT_ID": "acct123",
+        "CLOUDFLARE_API_TOKEN": "tok-wording-0123",
+    }
+
+
+@pytest.mark.parametrize(("text", "count"), [("P", "1 character"), ("Pq", "2 characters")])
+def test_an_error_event_after_some_text_says_how_much_came_first(
+    server: WorkersAIServer, text: str, count: str
+) -> None:
+    server.script(Reply.sse([{"response": text}, {"errors": [{"code": 3043, "message": "Internal error"}]}]))
+    done = run_wai("ask", "-m", MODEL, "hi", env=env_for(server))
+    assert done.returncode == 1 and done.stdout == f"{text}\n"
+    # The count belongs to the reply, not to the server's advice ("try again later after 2 characters").
+    assert (
+        f"the reply is incomplete after {count}: Workers AI failed on its side (code 3043: Internal error); "
+        "try again later (what arrived is kept)"
+    ) in done.stderr
+    assert "HTTP 200" not in done.stderr
+
+
+def test_an_error_event_before_any_text_is_no_refusal_with_a_200(server: WorkersAIServer) -> None:
+    server.script(Reply.sse([{"errors": [{"code": 9999, "message": "bad thing"}]}]))
+    done = run_wai("ask", "-m", MODEL, "hi", env=env_for(server))
+    assert done.returncode == 1
+    assert "Workers AI ended the reply with an error (code 9999: bad thing)" in done.stderr
+    assert "refused" not in done.stderr and "HTTP 200" not in done.stderr
+
+
+def test_a_stream_broken_after_one_thought_is_singular(server: WorkersAIServer) -> None:
+    server.script(Reply.sse(openai_chunks(["x"], [], finish=None), done=False, end="drop"))
+    done = run_wai("ask", "-m", MODEL, "hi", env=env_for(server))
+    assert done.returncode == 1
+    assert "incomplete after 1 character of thinking:" in done.stderr
+
+
+def test_a_one_token_cap_is_one_token(server: WorkersAIServer) -> None:
+    server.script(Reply.sse([{"response": "Yes"}]))
+    done = run_wai("ask", "-m", MODEL, "--max-tokens", "1", "hi", env=env_for(server))
+    assert done.returncode == 0, done.stderr
+    assert "the reply stopped at the output cap (1 token);" in done.stderr
+
+
+def test_a_providers_header_values_never_reach_an_error(isolated_home: Path) -> None:
+    secret = "hdr-SECRET-7a6b5c4d"
+    echoing = Reply.openai_error(400, f"header X-Team-Key={secret} is not allowed here")
+    with openai_server("plain", models={"org/m": 4096}, routes={"POST /v1/chat/completions": echoing}) as srv:
+        (isolated_home / "config.toml").write_text(
+            f'[providers.eng]\ntype = "openai"\nbase_url = "{base_url(srv)}"\ntokenizer = "none"\n'
+            f'headers = {{ "X-Team-Key" = "{secret}" }}\n',
+            encoding="utf-8",
+        )
+        done = run_wai("ask", "--debug", "--json", "-m", "eng:org/m", "hi")
+        assert srv.requests[-1].headers["x-team-key"] == secret  # it was sent
+    assert done.returncode == 1
+    assert "X-Team-Key=*** is not allowed here" in done.stderr
+    assert secret not in done.stdout + done.stderr
