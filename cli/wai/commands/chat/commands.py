@@ -162,10 +162,14 @@ def _setting_help(chat: ChatSession) -> dict[str, str]:
 
 
 def _settings_line(chat: ChatSession) -> str:
+    sampling = {option.name: getattr(chat.sampling, option.name) for option in SAMPLING_OPTIONS}
+    # The penalties come last, after the reply's length and effort, as the line has always read.
+    penalties = {name: value for name, value in sampling.items() if name.endswith("_penalty")}
     values: dict[str, object] = {
-        **{option.name: getattr(chat.sampling, option.name) for option in SAMPLING_OPTIONS},
+        **{name: value for name, value in sampling.items() if name not in penalties},
         "max_tokens": chat.max_tokens,
         "reasoning_effort": chat.reasoning_effort,
+        **penalties,
     }
     return ", ".join(f"{k} {'default' if v is None else v}" for k, v in values.items())
 
