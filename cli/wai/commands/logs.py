@@ -112,8 +112,11 @@ def turn_facts(turn: StoredTurn) -> str:
     if data.precision:
         facts.append(data.precision)
     if data.prompt_tokens is not None or data.completion_tokens is not None:
-        mark = "" if data.usage_exact else "~"
-        facts.append(f"{mark}{data.prompt_tokens or 0} in, {mark}{data.completion_tokens or 0} out")
+        prompt_mark = "" if data.prompt_counted_exactly else "~"
+        reply_mark = "" if data.usage_exact else "~"
+        facts.append(
+            f"{prompt_mark}{data.prompt_tokens or 0} in, {reply_mark}{data.completion_tokens or 0} out"
+        )
     if data.first_token_s is not None:
         facts.append(f"{data.first_token_s:.2f} s to first token")
     if data.interrupted:

@@ -142,6 +142,7 @@ def turn_data(prompt: str, result: TurnResult, *, system: str | None, sampling: 
         prompt_tokens=result.prompt_tokens,
         completion_tokens=result.completion_tokens,
         usage_exact=result.usage_exact,
+        prompt_exact=result.prompt_exact,
         max_tokens=info.max_tokens,
         sampling=sampling.given(),
         first_token_s=timings.first_token,

@@ -72,8 +72,13 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # 1 -> 2: a reasoning model's thinking, kept apart from its reply ('' for every older turn)
     ("ALTER TABLE turns ADD COLUMN reasoning TEXT NOT NULL DEFAULT ''",),
+    # 2 -> 3: the prompt's count exact or not, apart from the reply's (`usage_exact`); NULL for
+    # every older turn, whose `usage_exact` said it of both figures at once and still does
+    ("ALTER TABLE turns ADD COLUMN prompt_exact INTEGER",),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
+# What a turn written before a column existed reads as, where the file cannot be migrated.
+_COLUMN_DEFAULTS = {"reasoning": "''", "prompt_exact": "NULL"}
 
 
 def db_path() -> Path:
@@ -107,7 +112,7 @@ class TurnData:
     precision: str | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
-    usage_exact: bool = True
+    usage_exact: bool = True  # the reply's count (a turn before prompt_exact: both counts)
     max_tokens: int | None = None
     sampling: dict[str, float | int] = field(default_factory=dict)
     first_token_s: float | None = None
@@ -117,6 +122,12 @@ class TurnData:
     interrupted: bool = False
     error: str | None = None
     reasoning: str = ""  # the thinking, when the model sent any
+    # The prompt's count exact or not; None for a turn logged before wai kept it apart.
+    prompt_exact: bool | None = None
+
+    @property
+    def prompt_counted_exactly(self) -> bool:
+        return self.usage_exact if self.prompt_exact is None else self.prompt_exact
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,9 +241,10 @@ class Store:
         return int(self._db.execute("PRAGMA user_version").fetchone()[0])
 
     def _check_version(self) -> None:
-        """Read-only, an older file cannot be brought forward, and a newer one is not understood."""
+        """Read-only, an older file cannot be brought forward, but it is read as it is (a column it
+        lacks reads as its default); a newer one is not understood."""
         version = self.schema_version()
-        if version != SCHEMA_VERSION:
+        if version < 1 or version > SCHEMA_VERSION:
             newer = version > SCHEMA_VERSION
             raise ConfigError(
                 f"{self.path} was written by {'a newer' if newer else 'an older'} wai (schema {version}; "
@@ -288,8 +300,9 @@ class Store:
             cursor = self._db.execute(
                 "INSERT INTO turns (conversation_id, created_at, prompt, reply, system, model, backend, "
                 "precision, prompt_tokens, completion_tokens, usage_exact, max_tokens, sampling, "
-                "first_token_s, total_s, load_s, finish_reason, interrupted, error, reasoning) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "first_token_s, total_s, load_s, finish_reason, interrupted, error, reasoning, "
+                "prompt_exact) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     conversation_id,
                     now,
@@ -311,6 +324,7 @@ class Store:
                     int(turn.interrupted),
                     turn.error,
                     turn.reasoning,
+                    None if turn.prompt_exact is None else int(turn.prompt_exact),
                 ),
             )
             if replaces is not None:
@@ -382,10 +396,14 @@ class Store:
 
     def turns(self, conversation_id: str, *, include_superseded: bool = False) -> list[StoredTurn]:
         extra = "" if include_superseded else " AND superseded = 0"
+        present = {str(row["name"]) for row in self._db.execute("PRAGMA table_info(turns)")}
+        later = ", ".join(
+            name if name in present else f"{default} AS {name}" for name, default in _COLUMN_DEFAULTS.items()
+        )
         rows = self._db.execute(
             "SELECT id, conversation_id, created_at, prompt, reply, system, model, backend, precision, "
             "prompt_tokens, completion_tokens, usage_exact, max_tokens, sampling, first_token_s, "
-            "total_s, load_s, finish_reason, interrupted, error, superseded, reasoning "
+            f"total_s, load_s, finish_reason, interrupted, error, superseded, {later} "
             f"FROM turns WHERE conversation_id = ?{extra} ORDER BY id",
             (conversation_id,),
         ).fetchall()
@@ -473,6 +491,7 @@ def _stored_turn(row: sqlite3.Row) -> StoredTurn:
         interrupted=bool(row["interrupted"]),
         error=opt_str(row["error"]),
         reasoning=str(row["reasoning"] or ""),
+        prompt_exact=None if row["prompt_exact"] is None else bool(row["prompt_exact"]),
     )
     return StoredTurn(
         id=int(str(row["id"])),

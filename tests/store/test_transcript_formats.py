@@ -1,0 +1,152 @@
+"""Transcripts written by an earlier wai stay readable and lose nothing when they migrate.
+
+fixtures/logs-schema-2.db was written by wai at schema 2 (one `usage_exact` for the prompt's and
+the reply's counts together), through the installed `wai ask` against the loopback servers:
+
+- conversation "model-a" (eng:org/model-a, a vLLM-like provider): turn 1, the prompt counted by
+  the server (11, exact) and a reply without usage (4, estimated), so `usage_exact` 0; turn 2,
+  both counted by the server (30 and 2);
+- conversation "llama-3.1-8b-instruct-fp8" (Workers AI, system "be brief"): turn 3, the server's
+  usage (11 and 3); turn 4, a stream that broke after "Half" (estimated, an error kept).
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from tests.support.cli import run_wai
+from tests.support.openai_server import base_url, openai_server
+from tests.support.workers_ai_server import Reply, openai_chunks
+from wai.store.transcripts import SCHEMA_VERSION, Store, StoredTurn, db_path
+
+FIXTURE = Path(__file__).parent / "fixtures" / "logs-schema-2.db"
+
+# (prompt, reply, prompt_tokens, completion_tokens, usage_exact, finish_reason, error?) as written
+WRITTEN = [
+    ("what is the capital of France?", "Paris is the capital", 11, 4, False, "stop", False),
+    ("what about Italy?", "Yes.", 30, 2, True, "stop", False),
+    ("hello", "token1 token2 token3", 11, 3, True, "stop", False),
+    ("and then?", "Half", 54, 1, False, "error", True),
+]
+
+
+def _facts(turns: list[StoredTurn]) -> list[tuple[object, ...]]:
+    return [
+        (
+            t.data.prompt,
+            t.data.reply,
+            t.data.prompt_tokens,
+            t.data.completion_tokens,
+            t.data.usage_exact,
+            t.data.finish_reason,
+            t.data.error is not None,
+        )
+        for t in turns
+    ]
+
+
+def _all_turns(store: Store) -> list[StoredTurn]:
+    conversations = sorted(store.recent(100), key=lambda c: c.created_at)
+    return [turn for c in conversations for turn in store.turns(c.id, include_superseded=True)]
+
+
+def _schema_2_home() -> Path:
+    path = db_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(FIXTURE, path)
+    return path
+
+
+def test_the_fixture_is_schema_2() -> None:
+    db = sqlite3.connect(f"file:{FIXTURE}?mode=ro", uri=True)
+    try:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+        columns = {row[1] for row in db.execute("PRAGMA table_info(turns)")}
+    finally:
+        db.close()
+    assert "usage_exact" in columns and "prompt_exact" not in columns
+
+
+def test_a_schema_2_database_is_read_as_it_is_without_writing() -> None:
+    path = _schema_2_home()
+    before = path.read_bytes()
+    with Store(path, read_only=True) as store:
+        assert store.schema_version() == 2
+        turns = _all_turns(store)
+    assert _facts(turns) == WRITTEN
+    assert all(t.data.prompt_exact is None for t in turns)  # not kept apart then
+    assert path.read_bytes() == before
+
+
+def test_a_schema_2_database_migrates_keeping_every_turn() -> None:
+    path = _schema_2_home()
+    with Store(path, read_only=True) as store:
+        before = [t.as_dict() for t in _all_turns(store)]
+    with Store(path) as store:
+        assert store.schema_version() == SCHEMA_VERSION == 3
+        after = [t.as_dict() for t in _all_turns(store)]
+        assert store.integrity_check() == "ok"
+    assert after == before
+    assert _facts(_all_turns(Store(path, read_only=True))) == WRITTEN
+
+
+def test_wai_logs_shows_an_old_turn_as_it_did_and_a_new_one_exact_where_it_is(isolated_home: Path) -> None:
+    _schema_2_home()
+    listed = run_wai("logs", "--json")
+    assert listed.returncode == 0, listed.stderr
+    old = run_wai("logs", "--cid", "01m94c4r5h")
+    assert old.returncode == 0, old.stderr
+    # The old turn said its two counts with one flag: both stay marked as estimates.
+    assert "~11 in, ~4 out" in old.stdout and "30 in, 2 out" in old.stdout
+    no_usage = Reply.sse(openai_chunks(answer=["a", "b", "c"]))
+    with openai_server(
+        "vllm", models={"org/model-a": 4096}, routes={"POST /v1/chat/completions": no_usage}
+    ) as srv:
+        (isolated_home / "config.toml").write_text(
+            f'[providers.eng]\ntype = "openai"\nbase_url = "{base_url(srv)}"\n', encoding="utf-8"
+        )
+        asked = run_wai("ask", "--cid", "01m94c4r5h", "and Spain?")
+    assert asked.returncode == 0, asked.stderr
+    shown = run_wai("logs", "--cid", "01m94c4r5h").stdout
+    # The server counted the prompt; only the reply's 3 is an estimate.
+    new_line = shown.strip().splitlines()[-1]
+    assert ", ~3 out" in new_line and " ~" not in new_line.split(" in,")[0], new_line
+    turns = run_wai("logs", "--json", "--cid", "01m94c4r5h").stdout
+    assert '"prompt_exact": true' in turns and '"prompt_exact": null' in turns
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_an_older_read_only_schema_is_still_listed(version: int) -> None:
+    from wai.store.transcripts import _MIGRATIONS
+
+    path = db_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path)
+    for migration in _MIGRATIONS[:version]:
+        for statement in migration:
+            db.execute(statement)
+    db.execute(
+        "INSERT INTO conversations VALUES ('01old', '2025-01-01T00:00:00', '2025-01-01T00:00:00', "
+        "'@cf/meta/m', NULL, 'ask')"
+    )
+    db.execute(
+        "INSERT INTO turns (conversation_id, created_at, prompt, reply, model, backend, usage_exact, "
+        "sampling, interrupted) VALUES ('01old', '2025-01-01T00:00:00', 'q', 'a', '@cf/meta/m', "
+        "'remote', 1, '{}', 0)"
+    )
+    db.execute(f"PRAGMA user_version = {version}")
+    db.commit()
+    db.close()
+    with Store(path, read_only=True) as store:
+        (turn,) = store.turns("01old")
+    assert (turn.data.prompt, turn.data.reply, turn.data.reasoning, turn.data.prompt_exact) == (
+        "q",
+        "a",
+        "",
+        None,
+    )
+    assert turn.data.prompt_counted_exactly
