@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import pytest
 
@@ -36,15 +38,39 @@ _ISOLATED = (
 )
 
 
-# Fixtures that bring up what only a real process shows (real llama.cpp on tiny GGUF files): a test
-# that asks for one is end to end, whatever else it does.
-E2E_FIXTURES = frozenset({"tiny_models"})
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that loads real llama.cpp models (any fixture that builds a TinyModel, tiny_models
+    among them) is end to end, whatever else it does."""
     for item in items:
-        if E2E_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+        if _builds_tiny_models(item):
             item.add_marker(pytest.mark.e2e)
+
+
+def _builds_tiny_models(item: pytest.Item) -> bool:
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return False
+    return any(
+        "TinyModel" in str(getattr(definition.func, "__annotations__", {}).get("return", ""))
+        for definitions in info.name2fixturedefs.values()
+        for definition in definitions
+    )
+
+
+@pytest.fixture(autouse=True)
+def _processes_are_e2e(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test that starts a process (wai itself, a shell, a terminal) is marked e2e, so that
+    `make test-fast` stays in-process and fast; starting one from any other test fails it."""
+    if request.node.get_closest_marker("e2e") is not None:
+        return
+    name = request.node.nodeid
+
+    def refuse(*args: object, **kwargs: object) -> NoReturn:
+        raise AssertionError(f"{name} starts a process: mark it e2e, or run wai in-process (run_wai)")
+
+    monkeypatch.setattr(subprocess.Popen, "_execute_child", refuse)
+    monkeypatch.setattr(os, "fork", refuse)
+    monkeypatch.setattr(os, "forkpty", refuse)
 
 
 @pytest.fixture(autouse=True)

@@ -150,6 +150,7 @@ def test_debug_never_shows_the_token(server: WorkersAIServer) -> None:
     assert "CLOUDFLARE_API_TOKEN" in done.stderr
 
 
+@pytest.mark.e2e
 def test_closed_pipe_ends_quietly() -> None:
     with WorkersAIServer(Simulation(reply_tokens=3000, token_delay=0.001)) as slow:
         env = {**env_for(slow)}
@@ -301,6 +302,7 @@ def _interrupt_wai(server: WorkersAIServer, wait_for: bytes) -> tuple[int, bytes
     return process.returncode, seen + out, err.decode()
 
 
+@pytest.mark.e2e
 def test_ctrl_c_before_any_reply_says_the_reply_never_began(server: WorkersAIServer) -> None:
     server.script(Reply(headers={"Content-Type": "text/event-stream"}, end="hang"))
     code, out, err = _interrupt_wai(server, b"")
@@ -310,6 +312,7 @@ def test_ctrl_c_before_any_reply_says_the_reply_never_began(server: WorkersAISer
     assert "incomplete" not in err
 
 
+@pytest.mark.e2e
 def test_ctrl_c_after_some_text_says_the_reply_is_incomplete(server: WorkersAIServer) -> None:
     server.script(Reply.sse([{"response": "Half"}], done=False, end="hang"))
     code, out, err = _interrupt_wai(server, b"Half")

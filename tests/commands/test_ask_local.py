@@ -300,6 +300,7 @@ def interrupt_when_the_reply_begins(looping: TinyModel, home: Path) -> tuple[int
     return child.returncode, (received + rest).decode("utf-8"), err.decode("utf-8"), stopped_in
 
 
+@pytest.mark.e2e
 def test_ctrl_c_stops_the_reply_keeps_the_text_and_exits_130(looping: TinyModel, isolated_home: Path) -> None:
     code, out, err, stopped_in = interrupt_when_the_reply_begins(looping, isolated_home)
     assert code == 130, err
@@ -310,6 +311,7 @@ def test_ctrl_c_stops_the_reply_keeps_the_text_and_exits_130(looping: TinyModel,
     assert stopped_in < 5
 
 
+@pytest.mark.e2e
 def test_ctrl_c_right_after_a_token_still_ends_the_text_with_a_newline(
     looping: TinyModel, isolated_home: Path
 ) -> None:

@@ -59,6 +59,7 @@ def run_with_thinking_seen(server: WorkersAIServer, *args: str) -> tuple[Run, st
     return finish(child, ROWS, COLS, before=seen), seen
 
 
+@pytest.mark.e2e
 def test_the_thinking_shows_dimmed_as_it_arrives_then_folds_to_one_line(
     workers_ai_server: WorkersAIServer,
 ) -> None:
@@ -76,6 +77,7 @@ def test_the_thinking_shows_dimmed_as_it_arrives_then_folds_to_one_line(
     assert run.cursor_visible
 
 
+@pytest.mark.e2e
 def test_show_thinking_keeps_it_whole_above_the_answer(workers_ai_server: WorkersAIServer) -> None:
     run, _ = run_with_thinking_seen(workers_ai_server, "--show-thinking")
     assert run.exit_status == 0, run.lines
@@ -89,6 +91,7 @@ def test_show_thinking_keeps_it_whole_above_the_answer(workers_ai_server: Worker
     assert sum("Weighing the boroughs" in line for line in lines) == 1  # printed once
 
 
+@pytest.mark.e2e
 def test_thinking_cut_by_the_cap_is_kept_and_the_footer_says_why(workers_ai_server: WorkersAIServer) -> None:
     usage = usage_dict(20, 3, reasoning_tokens=3)
     workers_ai_server.script(Reply.sse(openai_chunks(THINKING, [], finish="length", usage=usage)))
@@ -102,6 +105,7 @@ def test_thinking_cut_by_the_cap_is_kept_and_the_footer_says_why(workers_ai_serv
     assert "wai: warning: the thinking used the whole output window (3 tokens)" in text  # stderr too
 
 
+@pytest.mark.e2e
 def test_chat_shows_the_thinking_folded_too(monkeypatch: pytest.MonkeyPatch) -> None:
     with WorkersAIServer(Simulation(thinking_tokens=6, reply_tokens=3)) as server:
         monkeypatch.setenv("CLOUDFLARE_BASE_URL", server.base_url)

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pexpect
+import pytest
 
 from tests.render.terminal import environment, finish
 from tests.support.workers_ai_server import Reply, WorkersAIServer
@@ -59,6 +60,7 @@ def stream_of(pieces: list[str], *, pause: float = 0.0) -> Reply:
     return Reply.sse(events, pause=pause)
 
 
+@pytest.mark.e2e
 def test_the_answer_fills_a_live_panel_with_a_title_and_a_footer(workers_ai_server: WorkersAIServer) -> None:
     workers_ai_server.script(stream_of(ANSWER, pause=0.02))
     run = finish(spawn(workers_ai_server, "where is new york?"), ROWS, COLS)
@@ -73,6 +75,7 @@ def test_the_answer_fills_a_live_panel_with_a_title_and_a_footer(workers_ai_serv
     assert run.cursor_visible
 
 
+@pytest.mark.e2e
 def test_ctrl_c_keeps_what_arrived_and_exits_130(workers_ai_server: WorkersAIServer) -> None:
     pieces = [f"word{i} " for i in range(400)]
     workers_ai_server.script(stream_of(pieces, pause=0.02))
@@ -89,6 +92,7 @@ def test_ctrl_c_keeps_what_arrived_and_exits_130(workers_ai_server: WorkersAISer
     assert "Traceback" not in run.raw
 
 
+@pytest.mark.e2e
 def test_no_color_and_dumb_terminals(workers_ai_server: WorkersAIServer) -> None:
     workers_ai_server.script(stream_of(ANSWER))
     run = finish(spawn(workers_ai_server, "hi", extra={"NO_COLOR": "1"}), ROWS, COLS)
@@ -101,6 +105,7 @@ def test_no_color_and_dumb_terminals(workers_ai_server: WorkersAIServer) -> None
     assert "**north-east**" in dumb.raw
 
 
+@pytest.mark.e2e
 def test_escape_sequences_in_a_reply_never_reach_the_terminal(workers_ai_server: WorkersAIServer) -> None:
     hostile = ["safe ", "\x1b]0;pwned-title\x07", "\x1b]52;c;Y2xpcGJvYXJk\x1b\\", "\x1b[2J", "text\n"]
     workers_ai_server.script(stream_of(hostile))
@@ -110,6 +115,7 @@ def test_escape_sequences_in_a_reply_never_reach_the_terminal(workers_ai_server:
     assert "safe" in "\n".join(run.lines) and "text" in "\n".join(run.lines)
 
 
+@pytest.mark.e2e
 def test_a_server_that_sends_no_usage_gets_one_estimate_everywhere(
     workers_ai_server: WorkersAIServer,
 ) -> None:
@@ -139,6 +145,7 @@ def test_a_server_that_sends_no_usage_gets_one_estimate_everywhere(
     assert "~6 out" in listed and " 0 out" not in listed
 
 
+@pytest.mark.e2e
 def test_the_output_cap_at_the_models_own_cap_says_to_ask_it_to_continue(
     workers_ai_server: WorkersAIServer,
 ) -> None:
@@ -175,6 +182,7 @@ def styles_in(raw: str) -> set[str]:
     return set(re.findall(r"\x1b\[[0-9;]*m", raw)) - {"\x1b[0m", "\x1b[m"}
 
 
+@pytest.mark.e2e
 def test_color_never_means_what_no_color_means_no_bold_or_dim_either(
     workers_ai_server: WorkersAIServer,
 ) -> None:

@@ -7,27 +7,22 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pexpect
+import pytest
 
 from tests.support.chat_terminal import expect_prompt, spawn_chat
+from tests.support.cli import run_wai
 from tests.support.workers_ai_server import Reply, WorkersAIServer
 
 FP16 = "@cf/meta/llama-2-7b-chat-fp16"
 
 
 def logs(*args: str) -> tuple[int, str, str]:
-    """`wai logs ARGS` as a subprocess."""
-    done = subprocess.run(
-        [sys.executable, "-m", "wai", "logs", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ},
-        timeout=30,
-    )
+    """`wai logs ARGS`."""
+    done = run_wai("logs", *args, timeout=30)
     return done.returncode, done.stdout, done.stderr
 
 
@@ -37,6 +32,7 @@ def logs_json(*args: str) -> Any:
     return json.loads(out)
 
 
+@pytest.mark.e2e
 def test_kill_9_mid_reply_loses_only_the_reply_in_flight(
     server: WorkersAIServer, isolated_home: Path
 ) -> None:
@@ -68,6 +64,7 @@ def test_kill_9_mid_reply_loses_only_the_reply_in_flight(
     db.close()
 
 
+@pytest.mark.e2e
 def test_logs_lists_recent_conversations_and_shows_one(server: WorkersAIServer) -> None:
     child = spawn_chat("-m", FP16)
     for line in ("alpha", "/clear", "beta"):
@@ -95,15 +92,7 @@ def test_logs_with_an_unknown_id_is_a_usage_error(server: WorkersAIServer) -> No
 
 
 def _ask(*args: str, input_text: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "wai", "ask", *args],
-        input=input_text,
-        stdin=subprocess.DEVNULL if input_text is None else None,
-        capture_output=True,
-        text=True,
-        env={**os.environ},
-        timeout=30,
-    )
+    return run_wai("ask", *args, stdin=None if input_text is None else input_text.encode(), timeout=30)
 
 
 def test_ask_is_logged_and_continues_a_conversation(server: WorkersAIServer) -> None:

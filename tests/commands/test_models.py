@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -74,16 +75,20 @@ def test_remote_model_without_credentials_names_both_variables() -> None:
     assert "Traceback" not in done.stderr
 
 
-def test_without_llama_cpp_python_models_says_how_to_get_the_local_backend(tmp_path: Path) -> None:
-    # A package that refuses to import stands in for an install without the `local` extra.
-    blocker = tmp_path / "blocker" / "llama_cpp"
-    blocker.mkdir(parents=True)
-    (blocker / "__init__.py").write_text("raise ImportError('No module named llama_cpp')\n")
-    done = run_wai("models", env={"PYTHONPATH": str(blocker.parent)})
+def test_without_llama_cpp_python_models_says_how_to_get_the_local_backend(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A module that refuses to import stands in for an install without the `local` extra.
+    from wai.llama import native
+
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)
+    monkeypatch.setattr(native, "_lib", None)  # as a fresh process has it: not loaded yet
+    done = run_wai("models")
     assert done.returncode == 0, done.stderr
     assert "pip install 'wai[local]'" in done.stdout.splitlines()[-1]
 
 
+@pytest.mark.e2e
 def test_on_an_80_column_terminal_every_model_id_stays_on_one_line() -> None:
     import pexpect
 

@@ -7,6 +7,7 @@ import subprocess
 import time
 
 import pexpect
+import pytest
 
 from tests.render.terminal import environment
 from tests.support.cli import WAI, run_wai
@@ -19,6 +20,7 @@ def user_messages(server: WorkersAIServer) -> list[str]:
     return [request.json["messages"][-1]["content"] for request in server.requests]
 
 
+@pytest.mark.e2e
 def test_no_stdin_in_a_while_read_loop_asks_once_per_line(server: WorkersAIServer) -> None:
     loop = f'printf "q1\\nq2\\nq3\\n" | while read -r line; do "{WAI}" ask {{}} -m {MODEL} "$line"; done'
     done = subprocess.run(["sh", "-c", loop.format("--no-stdin")], capture_output=True, text=True, timeout=60)
@@ -39,6 +41,7 @@ def test_no_stdin_needs_the_prompt_as_an_argument() -> None:
     assert done.stdout == run_wai("tokens", "-m", MODEL, "hello").stdout
 
 
+@pytest.mark.e2e
 def test_a_silent_pipe_is_named_once_on_a_terminal(server: WorkersAIServer) -> None:
     child = pexpect.spawn(
         "sh",
@@ -56,6 +59,7 @@ def test_a_silent_pipe_is_named_once_on_a_terminal(server: WorkersAIServer) -> N
     assert user_messages(server) == ["what follows?\n\nlate\n"]
 
 
+@pytest.mark.e2e
 def test_a_silent_pipe_is_not_named_when_stderr_is_not_a_terminal(server: WorkersAIServer) -> None:
     process = subprocess.Popen(
         [WAI, "ask", "-m", MODEL, "what follows?"],
@@ -70,30 +74,22 @@ def test_a_silent_pipe_is_not_named_when_stderr_is_not_a_terminal(server: Worker
 
 
 def test_stdin_that_is_not_utf8_is_replaced_with_one_warning(server: WorkersAIServer) -> None:
-    done = subprocess.run(
-        [WAI, "ask", "-m", MODEL, "-"], input=b"caf\xe9 \xff\xfe end", capture_output=True, timeout=30
-    )
+    done = run_wai("ask", "-m", MODEL, "-", stdin=b"caf\xe9 \xff\xfe end", timeout=30)
     assert done.returncode == 0, done.stderr
-    assert done.stderr.decode() == (
-        "wai: warning: stdin is not valid UTF-8: 3 bytes replaced with U+FFFD (\ufffd)\n"
-    )
+    assert done.stderr == "wai: warning: stdin is not valid UTF-8: 3 bytes replaced with U+FFFD (\ufffd)\n"
     assert user_messages(server) == ["caf\ufffd \ufffd\ufffd end"]
     # Valid UTF-8 draws no warning.
-    done = subprocess.run(
-        [WAI, "ask", "-m", MODEL, "-"], input="café".encode(), capture_output=True, timeout=30
-    )
-    assert done.returncode == 0 and done.stderr == b""
+    done = run_wai("ask", "-m", MODEL, "-", stdin="café".encode(), timeout=30)
+    assert done.returncode == 0 and done.stderr == ""
 
 
 def test_arguments_that_are_not_utf8_are_replaced_with_a_warning_each(server: WorkersAIServer) -> None:
-    done = subprocess.run(
-        [WAI.encode(), b"ask", b"-m", MODEL.encode(), b"-s", b"be \xff brief", b"hi \xfe"],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        timeout=30,
+    # The interpreter decodes argv bytes as os.fsdecode does (surrogateescape): so is this argv.
+    done = run_wai(
+        "ask", "-m", MODEL, "-s", os.fsdecode(b"be \xff brief"), os.fsdecode(b"hi \xfe"), timeout=30
     )
     assert done.returncode == 0, done.stderr
-    assert done.stderr.decode().splitlines() == [
+    assert done.stderr.splitlines() == [
         "wai: warning: the prompt argument is not valid UTF-8: 1 byte replaced with U+FFFD (\ufffd)",
         "wai: warning: the system prompt is not valid UTF-8: 1 byte replaced with U+FFFD (\ufffd)",
     ]

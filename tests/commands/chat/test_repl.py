@@ -8,7 +8,6 @@ real thing on a pseudo-terminal.
 from __future__ import annotations
 
 import io
-import os
 import sqlite3
 import stat
 from dataclasses import dataclass
@@ -311,18 +310,9 @@ def test_completion_of_commands_and_models(server: WorkersAIServer) -> None:
 
 
 def test_chat_refuses_a_stdin_that_is_not_a_terminal(isolated_home: Path) -> None:
-    import subprocess
+    from tests.support.cli import run_wai
 
-    from tests.support.chat_terminal import wai_command
-
-    done = subprocess.run(
-        wai_command("chat"),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        env={**os.environ},
-        timeout=30,
-    )
+    done = run_wai("chat", timeout=30)  # stdin: /dev/null
     assert done.returncode == 2
     assert "needs a terminal" in done.stderr and "wai ask" in done.stderr
     assert "Traceback" not in done.stderr

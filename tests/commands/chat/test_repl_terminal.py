@@ -23,6 +23,7 @@ def contents(server: WorkersAIServer, index: int) -> list[str]:
     return [m["content"] for m in server.requests[index].json["messages"]]
 
 
+@pytest.mark.e2e
 def test_three_turns_a_model_switch_and_tab_completion(server: WorkersAIServer) -> None:
     child = spawn_chat("-m", FP16)
     assert expect_prompt(child, "llama-2-7b-chat-fp16") == 0
@@ -47,6 +48,7 @@ def test_three_turns_a_model_switch_and_tab_completion(server: WorkersAIServer) 
     assert contents(server, 2)[::2] == ["where is new york?", "and paris?", "and rome?"]
 
 
+@pytest.mark.e2e
 def test_ctrl_c_stops_a_reply_and_the_conversation_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:
     with WorkersAIServer(Simulation(reply_tokens=60, token_delay=0.05)) as server:
         monkeypatch.setenv("CLOUDFLARE_BASE_URL", server.base_url)
@@ -83,6 +85,7 @@ def test_ctrl_c_stops_a_reply_and_the_conversation_goes_on(monkeypatch: pytest.M
     ]
 
 
+@pytest.mark.e2e
 def test_history_is_recalled_after_a_restart(server: WorkersAIServer) -> None:
     child = spawn_chat("-m", FP16)
     expect_prompt(child, "llama-2-7b-chat-fp16")
@@ -110,6 +113,7 @@ def test_history_is_recalled_after_a_restart(server: WorkersAIServer) -> None:
     assert contents(server, 3)[-1] == "something else"
 
 
+@pytest.mark.e2e
 def test_alt_enter_and_a_paste_keep_newlines_in_one_message(server: WorkersAIServer) -> None:
     child = spawn_chat("-m", FP16, "--vi")
     expect_prompt(child, "llama-2-7b-chat-fp16")
@@ -124,6 +128,7 @@ def test_alt_enter_and_a_paste_keep_newlines_in_one_message(server: WorkersAISer
     assert contents(server, 1)[-1] == "pasted one\npasted two\n"
 
 
+@pytest.mark.e2e
 def test_a_conversation_that_outgrows_a_small_window_drops_its_oldest_turn(
     server: WorkersAIServer, isolated_home: Path
 ) -> None:
@@ -148,6 +153,7 @@ def test_a_conversation_that_outgrows_a_small_window_drops_its_oldest_turn(
     assert not any("question 1 " in c for c in contents(server, 3))
 
 
+@pytest.mark.e2e
 def test_three_turns_with_a_local_model(tmp_path: Path) -> None:
     from tests.support.tiny_gguf import build_tiny_llama
 
@@ -170,6 +176,7 @@ def test_three_turns_with_a_local_model(tmp_path: Path) -> None:
     assert json.dumps([t.as_dict() for t in turns])  # every field serialisable
 
 
+@pytest.mark.e2e
 def test_unknown_command_on_a_terminal(server: WorkersAIServer) -> None:
     child = spawn_chat("-m", FP16)
     expect_prompt(child, "llama-2-7b-chat-fp16")
@@ -181,6 +188,7 @@ def test_unknown_command_on_a_terminal(server: WorkersAIServer) -> None:
     assert "Traceback" not in plain(child.before or "")
 
 
+@pytest.mark.e2e
 def test_a_message_interrupted_before_its_reply_returns_to_the_prompt(server: WorkersAIServer) -> None:
     server.script(Reply(headers={"Content-Type": "text/event-stream"}, end="hang"))  # no token ever
     child = spawn_chat("-m", FP16, "--read-timeout", "30")
@@ -200,6 +208,7 @@ def test_a_message_interrupted_before_its_reply_returns_to_the_prompt(server: Wo
     assert contents(server, 1)[0] == "a question worth keeping"
 
 
+@pytest.mark.e2e
 def test_save_never_overwrites_unless_asked_and_set_shows_the_cap_it_uses(
     server: WorkersAIServer, tmp_path: Path
 ) -> None:
@@ -228,6 +237,7 @@ def test_save_never_overwrites_unless_asked_and_set_shows_the_cap_it_uses(
     assert server.requests[-1].json["max_tokens"] == 2500
 
 
+@pytest.mark.e2e
 def test_chat_needs_a_terminal_on_stdout_too(server: WorkersAIServer, tmp_path: Path) -> None:
     wai = wai_command("chat")
     for redirect in (f'> "{tmp_path / "log"}"', "| cat"):
@@ -240,6 +250,7 @@ def test_chat_needs_a_terminal_on_stdout_too(server: WorkersAIServer, tmp_path: 
     assert (tmp_path / "log").read_text() == ""  # no prompt redraws written into the file
 
 
+@pytest.mark.e2e
 def test_color_never_draws_the_prompt_and_its_menu_without_styles(server: WorkersAIServer) -> None:
     for args, env in ((("--color", "never"), {}), ((), {"NO_COLOR": "1"})):
         child = spawn_chat("-m", FP16, *args, env=env)
