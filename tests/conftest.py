@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
@@ -58,19 +58,34 @@ def _builds_tiny_models(item: pytest.Item) -> bool:
 
 
 @pytest.fixture(autouse=True)
-def _processes_are_e2e(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A test that starts a process (wai itself, a shell, a terminal) is marked e2e, so that
-    `make test-fast` stays in-process and fast; starting one from any other test fails it."""
+def _processes_and_models_are_e2e(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test that starts a process (wai itself, a shell, a terminal) or loads a real llama.cpp
+    model is marked e2e, so that `make test-fast` stays in-process and fast; doing either in any
+    other test fails it."""
     if request.node.get_closest_marker("e2e") is not None:
         return
     name = request.node.nodeid
 
-    def refuse(*args: object, **kwargs: object) -> NoReturn:
-        raise AssertionError(f"{name} starts a process: mark it e2e, or run wai in-process (run_wai)")
+    def refuse(what: str) -> Callable[..., NoReturn]:
+        def refused(*args: object, **kwargs: object) -> NoReturn:
+            raise AssertionError(f"{name} {what}: mark it e2e, or run wai in-process (run_wai)")
 
-    monkeypatch.setattr(subprocess.Popen, "_execute_child", refuse)
-    monkeypatch.setattr(os, "fork", refuse)
-    monkeypatch.setattr(os, "forkpty", refuse)
+        return refused
+
+    monkeypatch.setattr(subprocess.Popen, "_execute_child", refuse("starts a process"))
+    monkeypatch.setattr(os, "fork", refuse("starts a process"))
+    monkeypatch.setattr(os, "forkpty", refuse("starts a process"))
+    try:
+        import llama_cpp
+    except ImportError:  # an install without the `local` extra
+        return
+    load, refused = llama_cpp.llama_model_load_from_file, refuse("loads a llama.cpp model")
+
+    def vocabularies_only(path: bytes, params: Any) -> Any:
+        # A vocabulary alone (what token counts use) is read in milliseconds: not a model.
+        return load(path, params) if params.vocab_only else refused()
+
+    monkeypatch.setattr(llama_cpp, "llama_model_load_from_file", vocabularies_only)
 
 
 @pytest.fixture(autouse=True)

@@ -290,6 +290,7 @@ def test_ctrl_c_while_streaming_leaves_the_backend_usable(
     assert text_of(follow) == "Hi 🎉!"
 
 
+@pytest.mark.e2e
 def test_ctrl_c_while_reading_a_long_prompt_stops_inside_the_batch(tmp_path: Path) -> None:
     from wai.llama import native
 
@@ -365,6 +366,7 @@ def test_truncated_files_are_refused(tmp_path: Path, tiny_models: dict[str, Tiny
         list(LlamaBackend(threads=1).stream(request(cut)))
 
 
+@pytest.mark.e2e
 def test_an_unsupported_architecture_is_named(tmp_path: Path) -> None:
     odd = build_tiny_llama(tmp_path / "odd.gguf", ftype="f16", script="Hi", architecture="frobnicator")
     with pytest.raises(BackendError, match="'frobnicator' architecture"):
@@ -446,6 +448,7 @@ def test_spec_for_a_missing_file_is_an_error(tmp_path: Path) -> None:
         spec_for_gguf(tmp_path / "x.gguf", Catalog())
 
 
+@pytest.mark.e2e
 def test_a_llama_model_without_a_template_gets_the_llama_2_format(tmp_path: Path) -> None:
     from wai.windows.local_template import llama2_prompt
 
@@ -477,6 +480,7 @@ except WaiError as exc:
 """
 
 
+@pytest.mark.e2e
 def test_not_enough_memory_for_the_context_is_a_clear_error(tmp_path: Path) -> None:
     import resource
     import subprocess
@@ -505,6 +509,7 @@ def test_not_enough_memory_for_the_context_is_a_clear_error(tmp_path: Path) -> N
     assert "Traceback" not in done.stderr and done.stderr == ""
 
 
+@pytest.mark.e2e
 def test_a_sentencepiece_reply_does_not_start_with_the_word_start_space(tmp_path: Path) -> None:
     spaced = build_tiny_llama(tmp_path / "spaced.gguf", ftype="f16", script=" Sure, ok")
     assert spaced.pieces[0] == "\u2581Sure"  # the first token carries a space, as Llama-2's do

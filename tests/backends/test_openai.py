@@ -27,6 +27,7 @@ from tests.support.openai_server import (
     openai_server,
     trickle,
 )
+from tests.support.transport import intercepted, timing_out
 from tests.support.workers_ai_server import Reply, WorkersAIServer, openai_chunks, usage_dict
 
 MODEL = "org/model-a"
@@ -378,6 +379,7 @@ def test_raw_prompts_are_refused_before_sending(plain: WorkersAIServer) -> None:
     assert chat_requests(plain) == []
 
 
+@pytest.mark.e2e
 def test_ctrl_c_keeps_what_arrived_and_exits_130(plain: WorkersAIServer) -> None:
     gate = threading.Event()
     plain.script(Reply.gated(openai_chunks(answer=["partial", " answer"], finish=None)[:3], gate, []))
@@ -398,6 +400,7 @@ def test_ctrl_c_keeps_what_arrived_and_exits_130(plain: WorkersAIServer) -> None
     assert b"interrupted" in err and b"Traceback" not in err
 
 
+@pytest.mark.e2e
 def test_the_panel_on_a_terminal_shows_the_exact_text(engine: WorkersAIServer) -> None:
     child = pexpect.spawn(
         WAI,
@@ -416,6 +419,7 @@ def test_the_panel_on_a_terminal_shows_the_exact_text(engine: WorkersAIServer) -
     assert "OpenAI API" not in text
 
 
+@pytest.mark.e2e
 def test_chat_completes_provider_models_and_counts_each_conversation_once(
     engine: WorkersAIServer, isolated_home: Path
 ) -> None:
@@ -545,11 +549,18 @@ def test_a_tokenizer_trickling_its_answer_is_given_up_at_the_providers_timeout(i
     assert chat_requests(server) == []
 
 
-def test_a_tokenizer_that_never_answers_is_given_up_at_the_default_and_estimated(isolated_home: Path) -> None:
+def test_a_tokenizer_that_never_answers_is_given_up_at_the_default_and_estimated(
+    isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The silence is the transport's: its 10 s read timeout passes at once (the trickling test
+    # above waits out real ones).
     hang = Reply(headers={"Content-Type": "application/json"}, end="hang")
+    waited: list[float] = []
+    intercepted(monkeypatch, timing_out("POST /tokenize", waited))
     with _served(isolated_home, "vllm", {"POST /tokenize": hang}) as server:
         run = run_wai("ask", "--json", "-m", f"eng:{MODEL}", "hi")
     assert run.returncode == 0, run.stderr
+    assert waited == [10.0]
     said = (
         "eng did not answer POST /tokenize within 10 s (wai's default for small requests; set "
         f"timeout = SECONDS in [providers.eng] of {isolated_home / 'config.toml'} to wait longer); "
@@ -659,6 +670,7 @@ def test_wai_serves_listed_windows_are_read_exactly(isolated_home: Path) -> None
     assert chat_requests(server)[-1].json["max_tokens"] == 512
 
 
+@pytest.mark.e2e
 def test_a_prompt_counted_by_the_server_stays_exact_when_the_stream_has_no_usage(isolated_home: Path) -> None:
     no_usage = Reply.sse(openai_chunks(answer=["a", "b", "c"]))
     with _served(isolated_home, "vllm", {"POST /v1/chat/completions": no_usage}):

@@ -22,6 +22,7 @@ from wai.windows.counters import EstimatedCounter, TokenCounter
 LLAMA2_INT8 = "@cf/meta/llama-2-7b-chat-int8"
 
 
+@pytest.mark.e2e
 def test_tokens_dry_run_and_ask_agree_on_the_backend_without_credentials(
     isolated_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -59,6 +59,7 @@ def test_a_gguf_path_answers_with_the_exact_text_alone(tiny_models: dict[str, Ti
     assert done.stderr == ""  # llama.cpp logs its loading at length; none of it shows
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     ("template", "said"),
     [
@@ -321,6 +322,7 @@ def test_ctrl_c_right_after_a_token_still_ends_the_text_with_a_newline(
     assert out.endswith("\n") and not out.endswith("\n\n")
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     "template", ["{% for m in messages %}{{ m['content'] }", "{{ messages | nosuchfilter }}"]
 )
@@ -348,6 +350,7 @@ def test_a_folder_or_nothing_after_m_is_exit_2(tmp_path: Path) -> None:
     assert_one_line_error(run_wai("ask", "-m", "", "hi"), 2)
 
 
+@pytest.mark.e2e
 def test_a_file_that_declares_no_trained_context_runs_at_its_windows(tmp_path: Path) -> None:
     model = build_tiny_llama(
         tmp_path / "ctx0.gguf", ftype="f16", script=SCRIPT, whole=SPLIT_WHOLE, context_length=0
