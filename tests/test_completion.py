@@ -6,6 +6,8 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.support.cli import WAI
 
 
@@ -19,6 +21,7 @@ def bash(script: str, home: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.e2e
 def test_install_completion_then_bash_completes_commands_and_options(tmp_path: Path) -> None:
     installed = bash("wai --install-completion", tmp_path)
     assert installed.returncode == 0, installed.stderr
@@ -54,6 +57,7 @@ def test_install_completion_then_bash_completes_commands_and_options(tmp_path: P
     assert complete("wai", "ask", "-m", f"{files}/t") == [f"{files}/tiny.gguf"]
 
 
+@pytest.mark.e2e
 def test_show_completion_prints_the_script_for_the_shell_it_runs_in(tmp_path: Path) -> None:
     shown = bash("wai --show-completion", tmp_path)
     assert shown.returncode == 0, shown.stderr

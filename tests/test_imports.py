@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import wai
 
 PACKAGE = Path(wai.__file__).parent
@@ -119,6 +121,7 @@ def test_no_import_cycle() -> None:
     assert cycles == []
 
 
+@pytest.mark.e2e
 def test_every_module_imports_alone() -> None:
     # Each module imported first, in a fresh interpreter: an order that only works because
     # another module happened to be imported before would fail here.

@@ -49,6 +49,7 @@ def a_logged_turn() -> str:
     return str(listed[0]["id"])
 
 
+@pytest.mark.e2e
 def test_a_read_only_home_costs_one_line_per_command(server: WorkersAIServer, isolated_home: Path) -> None:
     cid = a_logged_turn()
     (isolated_home / "chat_history").write_text("\n# 2024-01-01 00:00:00\n+an earlier question\n")
@@ -110,6 +111,7 @@ def test_a_read_only_home_costs_one_line_per_command(server: WorkersAIServer, is
     assert not (isolated_home / "chat_history").read_text().count("+hi")
 
 
+@pytest.mark.e2e
 def test_a_read_only_logs_db_in_a_writable_folder_is_still_listed(
     server: WorkersAIServer, isolated_home: Path
 ) -> None:
@@ -126,6 +128,7 @@ def test_a_read_only_logs_db_in_a_writable_folder_is_still_listed(
     assert "not saved" in line and "read-only file system" in line and "move it aside" not in line
 
 
+@pytest.mark.e2e
 def test_a_writable_logs_db_in_a_read_only_folder_is_still_listed(
     server: WorkersAIServer, isolated_home: Path, tmp_path: Path
 ) -> None:

@@ -84,6 +84,7 @@ def run(wai: Path, *args: str, server: WorkersAIServer) -> subprocess.CompletedP
     )
 
 
+@pytest.mark.e2e
 def test_remote_ask_and_tokens_work_without_llama_cpp_beside_a_vocabulary_folder(
     remote_only_wai: Path, vocab_home: Path, server: WorkersAIServer
 ) -> None:

@@ -71,6 +71,7 @@ def test_every_benchmark_is_checked() -> None:
     assert set(EXPECTED) == set(BENCHES)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("name", BENCHES)
 def test_benchmark_produces_its_figures_in_quick_mode(
     name: str, quick: None, capsys: pytest.CaptureFixture[str]
@@ -81,6 +82,7 @@ def test_benchmark_produces_its_figures_in_quick_mode(
     assert bad_figures(figures) == [], printed
 
 
+@pytest.mark.e2e
 def test_build_bench_runs_the_other_build_from_its_folder(
     quick: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -138,6 +140,7 @@ def test_build_bench_names_a_folder_without_llama_cpp(
         build_bench.main()
 
 
+@pytest.mark.e2e
 def test_bench_run_refuses_an_unknown_benchmark() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "bench.run", "--quick", "nonesuch"],

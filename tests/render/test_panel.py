@@ -68,6 +68,7 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
+@pytest.mark.e2e
 def test_an_answer_three_times_taller_than_the_terminal_is_in_the_scrollback_once_in_order(
     tmp_path: Path,
 ) -> None:
@@ -82,6 +83,7 @@ def test_an_answer_three_times_taller_than_the_terminal_is_in_the_scrollback_onc
     assert run.cursor_visible
 
 
+@pytest.mark.e2e
 def test_a_code_block_and_a_paragraph_taller_than_the_screen_are_neither_hidden_nor_repeated(
     tmp_path: Path,
 ) -> None:
@@ -94,6 +96,7 @@ def test_a_code_block_and_a_paragraph_taller_than_the_screen_are_neither_hidden_
     assert sum(line.count("word100 ") for line in body) == 1
 
 
+@pytest.mark.e2e
 def test_a_40_column_terminal_wraps_everything_to_fit(tmp_path: Path) -> None:
     run = run_driver(write(tmp_path, MIXED), "--chunk", "2", "--delay", "0.001", rows=10, cols=40)
     body, footer = body_and_footer(run)
@@ -102,12 +105,14 @@ def test_a_40_column_terminal_wraps_everything_to_fit(tmp_path: Path) -> None:
     assert footer[-1].endswith("Workers AI int8")  # the footer wraps between its pieces
 
 
+@pytest.mark.e2e
 def test_wide_characters_cjk_and_emoji_line_up(tmp_path: Path) -> None:
     run = run_driver(write(tmp_path, CJK), "--chunk", "2", "--delay", "0.002", rows=8, cols=40)
     body, _ = body_and_footer(run)
     assert body == expected_body(CJK, 40)
 
 
+@pytest.mark.e2e
 def test_ctrl_c_mid_answer_keeps_the_text_stops_the_panel_and_shows_the_cursor(tmp_path: Path) -> None:
     text = synthetic(300)
     cut = len(text) // 2
@@ -140,6 +145,7 @@ def test_ctrl_c_mid_answer_keeps_the_text_stops_the_panel_and_shows_the_cursor(t
     assert body == whole
 
 
+@pytest.mark.e2e
 def test_no_color_keeps_layout_and_drops_colours(tmp_path: Path) -> None:
     run = run_driver(write(tmp_path, MIXED), "--chunk", "50", rows=24, cols=80, env={"NO_COLOR": "1"})
     assert run.exit_status == 0
@@ -149,11 +155,13 @@ def test_no_color_keeps_layout_and_drops_colours(tmp_path: Path) -> None:
     assert body == expected_body(MIXED, 80)
 
 
+@pytest.mark.e2e
 def test_no_stats_leaves_out_the_footer(tmp_path: Path) -> None:
     run = run_driver(write(tmp_path, "Just this.\n"), "--no-stats", rows=10, cols=60)
     assert run.lines[1:] == ["", "Just this."]
 
 
+@pytest.mark.e2e
 def test_a_reply_cut_by_the_output_cap_says_how_to_get_more(tmp_path: Path) -> None:
     run = run_driver(write(tmp_path, "Partial answer"), "--reason", "length", rows=10, cols=100)
     _, footer = body_and_footer(run)
@@ -169,6 +177,7 @@ def test_a_reply_cut_by_the_output_cap_says_how_to_get_more(tmp_path: Path) -> N
     ]
 
 
+@pytest.mark.e2e
 def test_widening_the_terminal_mid_answer_renders_the_rest_at_the_new_width(tmp_path: Path) -> None:
     words = " ".join(f"w{n}" for n in range(120))
     text = f"First paragraph.\n\n{words}\n"
@@ -279,6 +288,7 @@ def test_format_stats_when_interrupted_counts_the_tokens_seen() -> None:
     )
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 def test_in_tmux_narrowing_the_window_mid_answer_duplicates_and_loses_nothing(tmp_path: Path) -> None:
     code = "\n".join(

@@ -7,6 +7,7 @@ import io
 import random
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 from rich.text import Text
 
@@ -59,6 +60,7 @@ def files(tmp_path: Path, thinking: str) -> tuple[Path, Path]:
     return answer, thought
 
 
+@pytest.mark.e2e
 def test_kept_whole_a_thinking_taller_than_the_screen_is_in_the_scrollback_once_in_order(
     tmp_path: Path,
 ) -> None:
@@ -80,6 +82,7 @@ def test_kept_whole_a_thinking_taller_than_the_screen_is_in_the_scrollback_once_
         assert run.cursor_visible
 
 
+@pytest.mark.e2e
 def test_folded_a_long_thinking_leaves_one_line_and_nothing_behind(tmp_path: Path) -> None:
     thinking = long_thinking()
     answer, thought = files(tmp_path, thinking)
@@ -97,6 +100,7 @@ def test_folded_a_long_thinking_leaves_one_line_and_nothing_behind(tmp_path: Pat
     assert not any("w1" in line or "geography" in line for line in run.lines)
 
 
+@pytest.mark.e2e
 def test_a_reply_that_never_answers_keeps_its_thinking_whole(tmp_path: Path) -> None:
     thinking = "Short thought one.\n\nShort thought two.\n"
     answer, thought = files(tmp_path, thinking)

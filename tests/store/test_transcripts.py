@@ -286,6 +286,7 @@ while True:
 """
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("after", [1, 7, 23, 60])
 def test_kill_9_while_writing_keeps_every_acknowledged_turn(after: int) -> None:
     import os

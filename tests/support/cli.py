@@ -44,6 +44,10 @@ def run_wai(
 
     Past `timeout` seconds the call is interrupted (as Ctrl-C would) and TimeoutExpired raised.
     """
+    if threading.current_thread() is not threading.main_thread():
+        raise RuntimeError(
+            "run_wai swaps this process's streams and signal handlers: call it from the main thread"
+        )
     argv = ["wai", *args]
     with (
         _captured("w", errors="strict") as out,

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pexpect
+import pytest
 
 from tests.render.terminal import environment
 from tests.support.chat_terminal import expect_prompt, leave, spawn_chat
@@ -64,6 +65,7 @@ def log_a_hostile_turn(server: WorkersAIServer) -> str:
     return str(listed[0]["id"])
 
 
+@pytest.mark.e2e
 def test_wai_logs_shows_stored_text_without_its_escape_sequences(server: WorkersAIServer) -> None:
     cid = log_a_hostile_turn(server)
     code, raw = on_terminal("logs")
@@ -91,6 +93,7 @@ def test_into_a_pipe_stored_text_stays_byte_for_byte(server: WorkersAIServer) ->
     )
 
 
+@pytest.mark.e2e
 def test_ask_on_a_dumb_terminal_and_as_json_on_a_terminal(server: WorkersAIServer) -> None:
     server.script(stream(HOSTILE_REPLY))
     code, raw = on_terminal("ask", "-m", MODEL, "hi", env={"TERM": "dumb"})
@@ -104,6 +107,7 @@ def test_ask_on_a_dumb_terminal_and_as_json_on_a_terminal(server: WorkersAIServe
     assert json.loads(raw)["text"] == "".join(HOSTILE_REPLY)  # escaped, not lost
 
 
+@pytest.mark.e2e
 def test_chat_history_and_budget_show_a_continued_conversation_as_text(server: WorkersAIServer) -> None:
     log_a_hostile_turn(server)
     child = spawn_chat("-c")
@@ -119,6 +123,7 @@ def test_chat_history_and_budget_show_a_continued_conversation_as_text(server: W
     assert_inert(history)
 
 
+@pytest.mark.e2e
 def test_names_from_a_catalog_are_shown_as_text(isolated_home: Path) -> None:
     (isolated_home / "models.toml").write_text(
         '[models."evil-model"]\ncontext_window = 1000\nmax_output = 100\n'
@@ -140,6 +145,7 @@ def test_names_from_a_catalog_are_shown_as_text(isolated_home: Path) -> None:
     assert_inert(raw)
 
 
+@pytest.mark.e2e
 def test_an_error_line_quoting_a_server_is_text(server: WorkersAIServer) -> None:
     server.script(Reply.error(400, 5006, f"bad input {TITLE}{CLEAR}"))
     child = pexpect.spawn(

@@ -38,6 +38,7 @@ def logged_turns() -> list[dict[str, object]]:
     return turns
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("mode", [(), ("--json",), ("--jsonl",), ("--no-stream",)])
 def test_ask_into_a_full_disk_is_one_line_and_the_turn_is_kept(
     server: WorkersAIServer, mode: tuple[str, ...]
@@ -51,6 +52,7 @@ def test_ask_into_a_full_disk_is_one_line_and_the_turn_is_kept(
         assert str(turns[0]["reply"]).startswith("token1")
 
 
+@pytest.mark.e2e
 def test_every_other_command_into_a_full_disk_is_one_line(server: WorkersAIServer) -> None:
     assert run_wai("ask", "-m", FP16, "hi").returncode == 0  # something for `wai logs` to show
     cid = json.loads(run_wai("logs", "--json").stdout)[0]["id"]
@@ -70,6 +72,7 @@ def test_every_other_command_into_a_full_disk_is_one_line(server: WorkersAIServe
         assert (done.returncode, done.stderr) == (1, FULL), command
 
 
+@pytest.mark.e2e
 def test_a_closed_stdout_is_one_line_too(server: WorkersAIServer) -> None:
     done = subprocess.run(
         f"exec {WAI} models >&-", shell=True, capture_output=True, text=True, env={**os.environ}, timeout=60

@@ -35,6 +35,7 @@ def stored_turns() -> list[tuple[str, str, bool]]:
         return [(t.data.prompt, t.data.reply, t.data.interrupted) for t in store.turns(cid)]
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(("stop", "status"), STOPS)
 def test_ask_stopped_by_a_signal_keeps_the_turn_and_the_cursor(
     server: WorkersAIServer, stop: signal.Signals, status: int
@@ -90,6 +91,7 @@ def assert_terminal_restored(child: pexpect.spawn, status: int) -> None:
     assert re.search(r"(?<![-\w])icanon(?![\w])", modes), modes
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(("stop", "status"), STOPS)
 def test_chat_stopped_mid_reply_keeps_the_turn_restores_the_terminal_and_leaves(
     server: WorkersAIServer, stop: signal.Signals, status: int
@@ -106,6 +108,7 @@ def test_chat_stopped_mid_reply_keeps_the_turn_restores_the_terminal_and_leaves(
     assert reply.startswith("word0 word1") and "word399" not in reply
 
 
+@pytest.mark.e2e
 def test_chat_stopped_at_the_prompt_restores_the_terminal(server: WorkersAIServer) -> None:
     child = chat_in_a_shell("-m", MODEL)
     expect_prompt(child, "llama-2-7b-chat-fp16")
@@ -115,6 +118,7 @@ def test_chat_stopped_at_the_prompt_restores_the_terminal(server: WorkersAIServe
     assert_terminal_restored(child, 143)
 
 
+@pytest.mark.e2e
 def test_ctrl_c_during_a_long_local_prompt_stops_inside_the_batch(tmp_path: Path) -> None:
     model = build_tiny_llama(tmp_path / "long.f16.gguf", ftype="f16", script="Hi!", context_length=8192)
     # About 6,000 byte tokens: with one thread, llama.cpp reads them for seconds, 512 at a time.
@@ -144,6 +148,7 @@ def test_ctrl_c_during_a_long_local_prompt_stops_inside_the_batch(tmp_path: Path
     assert interrupted and reply == ""
 
 
+@pytest.mark.e2e
 def test_a_terminal_that_hangs_up_mid_reply_still_leaves_the_turn_in_the_transcript(
     server: WorkersAIServer,
 ) -> None:

@@ -130,6 +130,7 @@ def test_special_tokens_of_the_template_are_single_tokens(tmp_path: Path) -> Non
     assert len(assistant) == 1 and tokens[-1] == assistant[0]
 
 
+@pytest.mark.e2e
 def test_the_vocabulary_and_the_loaded_model_tokenize_alike(tmp_path: Path) -> None:
     from wai.llama.native import NativeModel
 

@@ -88,6 +88,7 @@ def test_a_broken_or_missing_archive_is_a_clear_error(tmp_path: Path) -> None:
         install_vocabularies(tmp_path / "vocab", sdist=tmp_path / "nothing.tar.gz")
 
 
+@pytest.mark.e2e
 def test_a_version_pip_cannot_fetch_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(BackendError, match=r"could not fetch llama-cpp-python 0\.0\.0\.dev999"):
         install_vocabularies(tmp_path / "vocab", version="0.0.0.dev999")
@@ -104,6 +105,7 @@ def test_install_from_the_real_source_distribution(tmp_path: Path) -> None:
     assert all(p.read_bytes()[:4] == b"GGUF" for p in installed)
 
 
+@pytest.mark.e2e
 def test_install_fetches_the_installed_versions_source_distribution_with_pip(tmp_path: Path) -> None:
     """What `wai setup` does; pip's cache makes it cheap after the first time."""
     dest = tmp_path / "vocab"

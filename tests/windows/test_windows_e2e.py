@@ -10,8 +10,8 @@ their vocabulary and template are still exercised without building 100k-token pr
 Local: a tiny GGUF model registered in the user's models.toml with small windows, through
 `wai ask --backend local`; llama.cpp must never meet a prompt or a reply its context cannot hold.
 
-The remote models' runs go out together through one small pool: the time is in starting `wai`
-and loading a vocabulary, not in the counts.
+`wai` runs in-process (tests/support/cli.py), one run after another: the time is in loading a
+vocabulary, not in the counts.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import json
 import subprocess
 import tomllib
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,7 +52,6 @@ FAMILY_MODELS = {
     "llama-3": "@cf/meta/llama-3.1-8b-instruct",
     "qwen2": "@cf/qwen/qwen2.5-coder-32b-instruct",
 }
-WORKERS = 3
 
 
 def _builtin_models() -> dict[str, dict[str, Any]]:
@@ -112,8 +110,7 @@ class Run:
 
 
 def run_all(runs: Sequence[Run], env: dict[str, str] | None = None) -> list[subprocess.CompletedProcess[str]]:
-    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-        return list(pool.map(lambda run: run_wai(*run.args, stdin=run.stdin, env=env), runs))
+    return [run_wai(*run.args, stdin=run.stdin, env=env) for run in runs]
 
 
 def exact_counter(spec: ModelSpec, backend: BackendName) -> VocabCounter:
@@ -400,6 +397,7 @@ def local_model(tiny_gguf: Path, isolated_home: Path) -> ModelSpec:
     return load_catalog().get(LOCAL)
 
 
+@pytest.mark.e2e
 def test_local_prompts_and_replies_around_every_window(local_model: ModelSpec) -> None:
     spec = local_model
     counter = exact_counter(spec, "local")
