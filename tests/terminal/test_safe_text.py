@@ -175,6 +175,7 @@ def assert_bidi_shown_escaped(raw: str) -> None:
     assert "\\u202e" in raw and "\\u2066" in raw and "\\u061c" in raw and "\\u200f" in raw
 
 
+@pytest.mark.e2e
 def test_bidi_controls_in_a_reply_are_shown_escaped_on_a_terminal(server: WorkersAIServer) -> None:
     for env in ({}, {"TERM": "dumb"}):
         server.script(stream(BIDI_REPLY))
@@ -189,6 +190,7 @@ def test_bidi_controls_in_a_reply_are_shown_escaped_on_a_terminal(server: Worker
     assert json.loads(raw)["text"] == "".join(BIDI_REPLY)  # escaped in JSON, not lost
 
 
+@pytest.mark.e2e
 def test_bidi_controls_in_the_log_are_shown_escaped_on_a_terminal_and_kept_in_a_pipe(
     server: WorkersAIServer,
 ) -> None:
