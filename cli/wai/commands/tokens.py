@@ -19,6 +19,7 @@ from wai.settings import load_credentials, load_user_config
 from wai.terminal.safe_text import for_terminal, json_for_terminal
 from wai.windows.budget import counter_warnings, input_limit, told_windows
 from wai.windows.counters import VocabCounter
+from wai.windows.estimate import HOW_ESTIMATED
 
 
 def run_tokens(
@@ -80,6 +81,8 @@ def run_tokens(
             f"{verdict} (context_window {report['context_window']}, max_output {report['max_output']}, "
             f"total_context {report['total_context']})\n"
         )
+        if "how_estimated" in report:
+            lines += f"{report['how_estimated']}\n"
         sys.stdout.write(for_terminal(lines, sys.stdout))  # names from a catalog or a file
     return EXIT_OK if report["fits"] else EXIT_WINDOW
 
@@ -138,6 +141,8 @@ def count_report(
         "fits": count <= limit,
         "reply_room": max(0, min(model.max_output, model.total_context - count)),
     }
+    if not counter.exact:
+        report["how_estimated"] = HOW_ESTIMATED
     if warnings:
         report["warnings"] = warnings
     if include_ids:

@@ -152,7 +152,7 @@ def _estimate_usage(result: TurnResult, pieces: list[str], thoughts: list[str], 
     """The backend reported no usage (a server that sends none, a reply cut short): one rule for
     every place the figures go (footer, transcript, --json), an estimate marked as one (the
     prompt's count stays what it was: exact when counted exactly before sending). A stream
-    carries one token per text event; a whole reply is counted as 2 tokens per 5 bytes. The
+    carries one token per text event; a whole reply is counted by the prompts' estimate. The
     thinking is generated output too, and counts the same way."""
     from wai.windows.counters import EstimatedCounter
 

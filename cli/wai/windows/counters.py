@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 from wai import settings
 from wai.catalog.entries import ModelSpec
 from wai.conversation import Message
+from wai.windows.estimate import estimate_tokens
 from wai.windows.remote_template import format_for
 from wai.windows.vocabularies import FAMILY_VOCABULARIES, vocabulary_for
 
@@ -25,8 +26,6 @@ if TYPE_CHECKING:
 # Per-message cost of a chat template (role markers, separators) in the estimate.
 _ESTIMATE_MESSAGE_OVERHEAD = 8
 _ESTIMATE_PROMPT_OVERHEAD = 4
-# Tokens per UTF-8 byte, as a fraction: 2 tokens per 5 bytes.
-_ESTIMATE_TOKENS, _ESTIMATE_BYTES = 2, 5
 
 
 class TokenCounter(Protocol):
@@ -55,12 +54,9 @@ class TokenCounter(Protocol):
 class EstimatedCounter:
     """A documented, conservative estimate for models whose vocabulary is not at hand.
 
-    One token per 2.5 UTF-8 bytes, rounded up, plus a fixed cost per message for the chat
-    template. Measured with llama.cpp's vocabularies, English prose runs at 3.7 (Llama-2) to 4.3
-    (Llama-3, Qwen2) bytes per token, source code at 3.2 to 4, JSON-like text at 2.8 to 3.5, so
-    the estimate counts high for them and requests stay inside the window; text of rare
-    characters that fall back to byte tokens can still count higher. Every figure built on the
-    estimate is marked approximate.
+    The text's cost by kind of text (windows/estimate.py: words, digits, punctuation, each
+    script's characters), at the most any vocabulary wai knows of spends on it, plus a fixed
+    cost per message for the chat template. Every figure built on it is marked approximate.
     """
 
     exact = False
@@ -69,8 +65,7 @@ class EstimatedCounter:
         self.source = f"estimate ({why})"
 
     def count_text(self, text: str) -> int:
-        size = len(text.encode("utf-8"))
-        return -(-size * _ESTIMATE_TOKENS // _ESTIMATE_BYTES)
+        return estimate_tokens(text)
 
     def count_prompt(self, messages: Sequence[Message]) -> int:
         body = sum(self.count_text(m.content) + _ESTIMATE_MESSAGE_OVERHEAD for m in messages)
