@@ -4,8 +4,6 @@ and `wai ask` agree on every kind of text, one token under and at the input limi
 from __future__ import annotations
 
 import json
-import subprocess
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from tests.support.cli import run_wai
@@ -43,10 +41,6 @@ def _windows(limit: int) -> str:
     return f"context_window = {limit}\nmax_output = 500\ntotal_context = {limit + 1000}\n"
 
 
-def _run(args: tuple[str, ...]) -> subprocess.CompletedProcess[str]:
-    return run_wai(*args)
-
-
 def test_tokens_and_ask_agree_at_the_limit_on_every_kind_of_text(isolated_home: Path) -> None:
     # Each kind's text gets two models: one whose input limit is the estimate, one a token under.
     counts = {kind: EstimatedCounter().count_prompt((Message("user", corpus_text(kind)),)) for kind in KINDS}
@@ -65,8 +59,7 @@ def test_tokens_and_ask_agree_at_the_limit_on_every_kind_of_text(isolated_home: 
         else ("ask", "--dry-run", "--no-stdin", "-m", f"@cf/test/{kind}-{side}", corpus_text(kind))
         for command, kind, side in runs
     ]
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        done = list(pool.map(_run, argv))
+    done = [run_wai(*args) for args in argv]
     for (command, kind, side), result in zip(runs, done, strict=True):
         where = f"{command} {kind} {side}: {result.stderr}"
         assert result.returncode == (0 if side == "fits" else 3), where
