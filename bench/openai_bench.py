@@ -57,7 +57,7 @@ def _first_token(home: Path, turns: int, *, warm: bool) -> list[float]:
     from wai.events import Token
     from wai.sampling import Sampling
     from wai.settings import load_user_config
-    from wai.turn.play import request_for
+    from wai.turn.planner import request_for
     from wai.windows.budget import plan_request
 
     config = load_user_config()

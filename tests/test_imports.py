@@ -21,7 +21,7 @@ import wai
 PACKAGE = Path(wai.__file__).parent
 # The modules that run a command (and `wai chat`'s pieces): the top of the flow of a turn.
 COMMAND_PACKAGES = ("wai.commands", "wai.serve")
-COMMAND_MODULES = {"wai.app", "wai.turn.play"}
+COMMAND_MODULES = {"wai.app", "wai.turn.play", "wai.turn.planner"}
 
 
 def _is_command(name: str) -> bool:

@@ -8,20 +8,19 @@ from dataclasses import dataclass, field
 from typing import BinaryIO, TextIO
 
 from wai.backends.base import BackendMode, BackendName
-from wai.backends.registry import Backends, LocalOptions, choose, registration, windows_for
-from wai.catalog.entries import ModelSpec, load_catalog
-from wai.catalog.resolve import resolve_model
+from wai.backends.registry import LocalOptions, registration
+from wai.catalog.entries import ModelSpec
 from wai.commands.prompt_input import STDIN_ONLY, read_prompt, valid_text
 from wai.conversation import Message, ReasoningEffort, Timeouts
 from wai.errors import EXIT_INTERRUPTED, EXIT_OK, UsageError
 from wai.notices import Notifier
 from wai.render.choose import ColorMode, OutputMode
 from wai.sampling import Sampling
-from wai.settings import load_credentials, load_user_config
 from wai.store.transcript import TranscriptLog
 from wai.terminal.safe_text import json_for_terminal
-from wai.turn.play import effort_for, play_turn, request_for, sink_for
-from wai.windows.budget import FitMode, Plan, plan_request
+from wai.turn.planner import PlannedTurn, TurnAsk, TurnPlanner
+from wai.turn.play import TurnWords, sink_for
+from wai.windows.budget import FitMode, Plan
 from wai.windows.counters import RawCounter, TokenCounter
 
 
@@ -83,99 +82,66 @@ def _run(
         model_name = model_name or continued.model
         system = system if system is not None else continued.system
 
-    config = load_user_config()
-    credentials = load_credentials(config)
-    spec = resolve_model(model_name, load_catalog(), config, credentials)
-    # A dry run sends nothing, so it needs no credentials or weights: it takes the backend that would run.
-    # Options the backend that would run it cannot take are a usage error before anything is
-    # missing is said (Workers AI's sampling ranges are its own).
-    refusal = registration(choose(spec, options.backend, credentials, sending=False)).sampling_refusal(
-        options.sampling
-    )
-    if refusal is not None:
-        raise UsageError(refusal)
-    backend_name = choose(spec, options.backend, credentials, sending=not options.dry_run)
-
     messages: tuple[Message, ...] = (*history, Message("user", prompt))
     if system:
         messages = (Message("system", system), *messages)
-    asked = _Asked(prompt, system, messages, spec, backend_name)
-    with Backends(credentials, options.local, debug=options.debug) as backends:
-        return _plan_and_play(options, asked, notifier, log, stdout, backends)
-
-
-@dataclass(frozen=True, slots=True)
-class _Asked:
-    """What one `wai ask` settled before planning: the conversation, the model and its backend."""
-
-    prompt: str
-    system: str | None
-    messages: tuple[Message, ...]
-    spec: ModelSpec
-    backend_name: BackendName
-
-
-def _plan_and_play(
-    options: AskOptions,
-    asked: _Asked,
-    notifier: Notifier,
-    log: TranscriptLog,
-    stdout: TextIO | None,
-    backends: Backends,
-) -> int:
-    prompt, system, messages, spec, backend_name = (
-        asked.prompt,
-        asked.system,
-        asked.messages,
-        asked.spec,
-        asked.backend_name,
-    )
-    # A dry run loads no weights: the vocabulary alone counts the same.
-    counter = (
-        registration(backend_name).counter(spec) if options.dry_run else backends.counter(spec, backend_name)
-    )
-    if options.raw:
-        counter = RawCounter(counter)
     # A question typed before piped text is never cut: only the piped part is.
     typed = options.prompt if options.prompt not in (None, STDIN_ONLY) else None
-    keep_start = len(typed) + 2 if typed is not None and prompt != typed else 0
-    # The entry's windows within what its file holds; the request keeps the entry for its warnings.
-    windows = windows_for(spec, backend_name)
-    plan = plan_request(
-        windows,
+    ask = TurnAsk(
+        prompt,
         messages,
-        counter,
-        requested_max_tokens=options.max_tokens,
-        fit=options.fit,
-        keep_start=keep_start,
-    )
-    effort, unsent = effort_for(spec, backend_name, options.reasoning_effort)
-    warned = (*plan.notices, unsent) if unsent else plan.notices
-    if options.dry_run:  # a turn has its backend's warnings say it
-        warned = (*registration(backend_name).plan_warnings(spec), *warned)
-    for warning in warned:
-        notifier.warn(warning)
-    request = request_for(
-        spec,
-        plan,
+        system=system,
+        max_tokens=options.max_tokens,
         sampling=options.sampling,
-        timeouts=options.timeouts,
-        stream=options.stream,
-        reasoning_effort=effort,
+        reasoning_effort=options.reasoning_effort,
         raw=options.raw,
+        stream=options.stream,
+        timeouts=options.timeouts,
+        fit=options.fit,
+        keep_start=len(typed) + 2 if typed is not None and prompt != typed else 0,
     )
-    out = stdout or sys.stdout
-    if options.dry_run:
-        report = describe_dry_run(
-            plan, plan.windows or windows, backend_name, counter=counter if options.raw else None
+    with TurnPlanner.for_user(options.local, debug=options.debug) as planner:
+        # A dry run sends nothing, so it needs no credentials or weights: it takes the backend
+        # that would run.
+        target = planner.resolve(
+            model_name, options.backend, sending=not options.dry_run, sampling=options.sampling
         )
-        report["reasoning_effort"] = effort
-        out.write(json_for_terminal(json.dumps(report, indent=2, ensure_ascii=False), out) + "\n")
-        return EXIT_OK
+        # A dry run loads no weights: the vocabulary alone counts the same.
+        counter = planner.counter(target, built=not options.dry_run)
+        turn = planner.plan(ask, target, counter=counter)
+        warned = turn.warnings
+        if options.dry_run:  # a turn has its backend's warnings say it
+            warned = (*registration(target.backend).plan_warnings(target.spec), *warned)
+        for warning in warned:
+            notifier.warn(warning)
+        out = stdout or sys.stdout
+        if options.dry_run:
+            return _dry_run(turn, out)
+        return _play(options, planner, turn, warned, notifier, log, out)
 
-    backend = backends.get(backend_name)
+
+def _dry_run(turn: PlannedTurn, out: TextIO) -> int:
+    plan = turn.plan
+    counter = turn.counter if turn.ask.raw else None
+    report = describe_dry_run(plan, plan.windows or turn.windows, turn.target.backend, counter=counter)
+    report["reasoning_effort"] = turn.request.reasoning_effort
+    out.write(json_for_terminal(json.dumps(report, indent=2, ensure_ascii=False), out) + "\n")
+    return EXIT_OK
+
+
+def _play(
+    options: AskOptions,
+    planner: TurnPlanner,
+    turn: PlannedTurn,
+    warned: tuple[str, ...],
+    notifier: Notifier,
+    log: TranscriptLog,
+    out: TextIO,
+) -> int:
+    spec, plan = turn.target.spec, turn.plan
+    backend = planner.backends.get(turn.target.backend)
     if options.debug:
-        notifier.info(f"model {spec.id} ({spec.source}), backend {backend_name}: {backend.describe()}")
+        notifier.info(f"model {spec.id} ({spec.source}), backend {turn.target.backend}: {backend.describe()}")
         notifier.info(
             f"prompt {plan.prompt_tokens} tokens ({'exact' if plan.exact else 'estimated'}), "
             f"max_tokens {plan.max_tokens}"
@@ -188,17 +154,8 @@ def _plan_and_play(
         stdout=out,
         show_thinking=options.show_thinking,
     )
-    result = play_turn(
-        backend,
-        request,
-        sink,
-        notifier,
-        prompt_exact=plan.exact,
-        more_hint="raise --max-tokens",
-        interrupted_note="interrupted; the reply above is incomplete",
-        warned=warned,
-    )
-    log.record_turn(prompt, result, system=system, sampling=options.sampling)
+    result = planner.play(turn, sink, notifier, words=TurnWords(), warned=warned)
+    turn.record(log, result)
     if options.debug:  # after the turn, the local backend can say what it loaded and offloaded
         notifier.info(f"backend after the turn: {backend.describe()}")
     if result.interrupted:

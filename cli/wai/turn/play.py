@@ -1,84 +1,35 @@
-"""One planned turn, played and reported the same way by `wai ask` and `wai chat`.
+"""One planned turn, played and reported the same way by every command (turn/planner.py plays it).
 
-Builds the Request from the window plan, shows the backend's warnings, streams into the sink,
-and tells the user on stderr what went wrong or was cut short. The caller keeps the result.
+Shows the backend's warnings, streams into the sink, and tells the user on stderr what went
+wrong or was cut short. The caller keeps the result.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TextIO
 
-from wai.backends.base import Backend, BackendName
-from wai.backends.registry import registration
+from wai.backends.base import Backend
 from wai.backends.request import Request
-from wai.catalog.entries import ModelSpec
-from wai.conversation import ReasoningEffort, Timeouts
 from wai.errors import IncompleteReply
 from wai.notices import Notifier
 from wai.render.base import Sink
 from wai.render.choose import ColorMode, OutputMode, choose_sink
-from wai.sampling import Sampling
 from wai.turn.run import run_turn, turn_info
 from wai.turn_result import TurnResult
-from wai.windows.budget import Plan
 from wai.wording import counted
 
 
-def request_for(
-    spec: ModelSpec,
-    plan: Plan,
-    *,
-    sampling: Sampling,
-    timeouts: Timeouts,
-    stream: bool = True,
-    reasoning_effort: ReasoningEffort | None = None,
-    raw: bool = False,
-) -> Request:
-    if plan.windows is not None:  # the server told smaller windows than the model's
-        from dataclasses import replace
+@dataclass(frozen=True, slots=True)
+class TurnWords:
+    """What a command calls its remedies, in what is said after a turn: `more` allows a longer
+    reply, `effort` a shorter thinking; `interrupted` is said after a Ctrl-C once some of the
+    reply was shown (before that, wai says the reply never began)."""
 
-        held = plan.windows
-        spec = replace(
-            spec,
-            context_window=held.context_window,
-            max_output=held.max_output,
-            total_context=held.total_context,
-        )
-    return Request(
-        model=spec,
-        messages=plan.messages,
-        max_tokens=plan.max_tokens,
-        sampling=sampling,
-        stream=stream,
-        timeouts=timeouts,
-        prompt_tokens=plan.prompt_tokens,
-        reasoning_effort=reasoning_effort,
-        raw=raw,
-    )
-
-
-def effort_for(
-    spec: ModelSpec, backend_name: BackendName, effort: ReasoningEffort | None
-) -> tuple[ReasoningEffort | None, str | None]:
-    """The reasoning effort to send to this model, and why the one asked for is not sent (or None).
-
-    Only models the catalog marks `reasoning = true` take one, and only on a backend that sends it
-    (Workers AI): other models would refuse the field or ignore it, and llama.cpp has no such setting.
-    """
-    if effort is None:
-        return None, None
-    if not registration(backend_name).reasoning_effort:
-        return None, (
-            f"the reasoning effort ({effort}) is not sent: the {backend_name} backend has no such setting"
-        )
-    if not spec.reasoning:
-        return None, (
-            f"the reasoning effort ({effort}) is not sent: {spec.id} is not a reasoning model in the "
-            "catalog (set reasoning = true for it in models.toml if it is one)"
-        )
-    return effort, None
+    more: str = "raise --max-tokens"
+    effort: str = "lower --reasoning-effort"
+    interrupted: str = "interrupted; the reply above is incomplete"
 
 
 def sink_for(
@@ -114,24 +65,21 @@ def play_turn(
     notifier: Notifier,
     *,
     prompt_exact: bool,
-    more_hint: str,
-    interrupted_note: str,
-    effort_hint: str = "lower --reasoning-effort",
+    words: TurnWords = TurnWords(),
     warned: Sequence[str] = (),
 ) -> TurnResult:
     """Stream the reply; report an interruption, a failure or the output cap on stderr.
 
-    `interrupted_note` is said after a Ctrl-C once some of the reply was shown; before that, wai
-    says the reply never began. `warned`: what the caller warned of while planning the turn; with
-    the backend's own warnings it goes into the turn's info, for --json and --jsonl.
+    `warned`: what the caller warned of while planning the turn; with the backend's own warnings
+    it goes into the turn's info, for --json and --jsonl.
     """
     backend_warnings = backend.warnings(request)
     for warning in backend_warnings:
         notifier.warn(warning)
     info = replace(
         turn_info(backend, request, prompt_exact=prompt_exact),
-        more_hint=more_hint,
-        effort_hint=effort_hint,
+        more_hint=words.more,
+        effort_hint=words.effort,
         warnings=(*warned, *backend_warnings),
     )
     result = run_turn(backend, request, sink, info)
@@ -139,7 +87,7 @@ def play_turn(
     error = result.error
     if result.interrupted:
         # The caller's note speaks of a partial reply; with nothing shown there is none.
-        notifier.warn(interrupted_note if result.text else "interrupted before the reply began")
+        notifier.warn(words.interrupted if result.text else "interrupted before the reply began")
     elif error is not None:
         notifier.error(str(error))
         # The backend's own line usually says the reply is incomplete already.

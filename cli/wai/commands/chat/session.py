@@ -15,9 +15,8 @@ from dataclasses import dataclass, field, replace
 from typing import TextIO
 
 from wai.backends.base import BackendMode, BackendName
-from wai.backends.registry import Backends, LocalOptions, choose, registration, windows_for
+from wai.backends.registry import Backends, LocalOptions, registration
 from wai.catalog.entries import Catalog, ModelSpec, load_catalog
-from wai.catalog.resolve import resolve_model
 from wai.conversation import Message, ReasoningEffort, Timeouts
 from wai.errors import WindowError
 from wai.notices import Notifier
@@ -26,9 +25,17 @@ from wai.render.choose import ColorMode
 from wai.sampling import Sampling
 from wai.settings import Credentials, UserConfig, load_credentials, load_user_config
 from wai.store.transcript import Continued, TranscriptLog, answered
-from wai.turn.play import effort_for, play_turn, request_for, sink_for
-from wai.windows.budget import input_limit, plan_request, trim_limit
+from wai.turn.planner import Target, TurnAsk, TurnPlanner
+from wai.turn.play import TurnWords, sink_for
+from wai.windows.budget import input_limit, trim_limit
 from wai.windows.counters import TokenCounter
+
+# How a chat turn names its remedies: with slash commands, not command-line options.
+CHAT_WORDS = TurnWords(
+    more="/set max_tokens",
+    effort="lower the effort with /set reasoning_effort",
+    interrupted="interrupted; the partial reply is kept in the conversation",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +98,11 @@ class ChatSession:
         self.config: UserConfig = load_user_config()
         self.credentials: Credentials | None = load_credentials(self.config)
         self.catalog: Catalog = load_catalog()
-        self.backends = Backends(self.credentials, options.local, debug=options.debug)
+        self.planner = TurnPlanner(
+            Backends(self.credentials, options.local, debug=options.debug),
+            config=self.config,
+            catalog=self.catalog,
+        )
         self.system = options.system
         self.sampling = options.sampling
         self.max_tokens = options.max_tokens
@@ -128,7 +139,7 @@ class ChatSession:
 
     def close(self) -> None:
         """Free what the session's backends hold (a loaded model, a connection)."""
-        self.backends.close()
+        self.planner.close()
 
     def warm_up(self) -> None:
         """Import what the first turn needs (HTTP client or llama.cpp, the panel) while the user types.
@@ -145,16 +156,20 @@ class ChatSession:
     # --- choices --------------------------------------------------------------------------
 
     def _choose(self, name: str | None, mode: BackendMode) -> tuple[ModelSpec, BackendName, TokenCounter]:
-        spec = resolve_model(name, self.catalog, self.config, self.credentials)
-        backend_name = choose(spec, mode, self.credentials)
-        return spec, backend_name, registration(backend_name).counter(spec)
+        target = self.planner.resolve(name, mode)
+        # Counted with the backend's registration: a local model's vocabulary, not the model.
+        return target.spec, target.backend, self.planner.counter(target, built=False)
+
+    @property
+    def target(self) -> Target:
+        return Target(self.spec, self.backend_name)
 
     @property
     def windows(self) -> ModelSpec:
         """The windows turns are planned with: the entry's, within what its file holds locally."""
         key = (self.spec, self.backend_name)
         if self._windows is None or self._windows[0] != key:
-            self._windows = (key, windows_for(self.spec, self.backend_name))  # read once per choice
+            self._windows = (key, self.planner.windows(self.target))  # read once per choice
         return self._windows[1]
 
     def set_model(self, name: str) -> None:
@@ -219,43 +234,34 @@ class ChatSession:
             self.notifier.error(refusal)
             self.notifier.info("the message was not sent; change the setting with /set")
             return None
-        messages = (*self.messages(), Message("user", prompt))
+        ask = TurnAsk(
+            prompt,
+            (*self.messages(), Message("user", prompt)),
+            system=self.system,
+            max_tokens=self.max_tokens,
+            sampling=self.sampling,
+            reasoning_effort=self.reasoning_effort,
+            timeouts=self.options.timeouts,
+        )
         try:
-            plan = plan_request(self.windows, messages, self.counter, requested_max_tokens=self.max_tokens)
+            turn = self.planner.plan(ask, self.target, counter=self.counter, windows=self.windows)
         except WindowError as error:
             self.notifier.error(error.message)
             self.notifier.info(
                 "the message was not sent; shorten it, or switch to a model with a larger window (/model)"
             )
             return None
-        for notice in plan.notices:
+        for notice in turn.plan.notices:
             self.notifier.warn(notice)
-        effort, unsent = effort_for(self.spec, self.backend_name, self.reasoning_effort)
-        if unsent and unsent != self._effort_told:
+        unsent = turn.effort_unsent
+        if unsent and unsent != self._effort_told:  # said once, not before every turn
             self.notifier.warn(unsent)
         self._effort_told = unsent
-        request = request_for(
-            self.spec,
-            plan,
-            sampling=self.sampling,
-            timeouts=self.options.timeouts,
-            reasoning_effort=effort,
-        )
-        backend = self.backends.get(self.backend_name)
         with self.during_reply():
-            result = play_turn(
-                backend,
-                request,
-                self._sink(),
-                self.notifier,
-                prompt_exact=plan.exact,
-                more_hint="/set max_tokens",
-                effort_hint="lower the effort with /set reasoning_effort",
-                interrupted_note="interrupted; the partial reply is kept in the conversation",
-            )
+            result = self.planner.play(turn, self._sink(), self.notifier, words=CHAT_WORDS)
         kept = result.answered
         self.stopped_before_reply = not kept and result.finish_reason == "interrupted"
-        turn = ChatTurn(
+        said = ChatTurn(
             prompt=prompt,
             reply=result.text,
             model=result.info.model,
@@ -264,16 +270,10 @@ class ChatSession:
             error=result.error_text,
         )
         if kept:  # before the transcript write, which a Ctrl-C may cut short
-            self.turns.append(turn)
+            self.turns.append(said)
             self._used = None
-        turn.stored_id = self.log.record_turn(
-            prompt,
-            result,
-            system=self.system,
-            sampling=self.sampling,
-            replaces=replaces if kept else None,
-        )
-        return turn if kept else None
+        said.stored_id = turn.record(self.log, result, replaces=replaces if kept else None)
+        return said if kept else None
 
     def retry(self) -> ChatTurn | None:
         """Regenerate the last reply; the last turn stays as it was when the new one fails."""
@@ -292,7 +292,7 @@ class ChatSession:
 
     def _unsupported(self) -> str | None:
         """Why the backend cannot run the current settings, None when it can."""
-        return registration(self.backend_name).sampling_refusal(self.sampling)
+        return self.planner.refusal(self.target, self.sampling)
 
     def _sink(self) -> Sink:
         return sink_for(
