@@ -54,18 +54,22 @@ def run_serve(options: ServeOptions, notifier: Notifier) -> int:
     served = served_models(load_catalog(), options.models)
     sock = _bind(options.host, options.port)
 
-    from wai.backends.llama_cpp.stream import LlamaBackend
+    from wai.backends.registry import Backends, LocalOptions
     from wai.serve.app import ServeState, build_app, stderr_log
     from wai.serve.runner import serve
     from wai.serve.worker import Pool
+    from wai.turn.planner import TurnPlanner
 
-    def make_backend() -> LlamaBackend:
-        return LlamaBackend(gpu_layers=options.gpu_layers, threads=options.threads, debug=options.debug)
+    local = LocalOptions(gpu_layers=options.gpu_layers, threads=options.threads, debug=options.debug)
+
+    def make_planner() -> TurnPlanner:
+        # One per served model: each keeps its own model loaded. No credentials: nothing is sent on.
+        return TurnPlanner(Backends(None, local, debug=options.debug))
 
     pool = Pool(
         {spec.id: spec for spec in served},
         max_queue=options.max_queue,
-        make_backend=make_backend,
+        make_planner=make_planner,
         log=stderr_log,
         debug=options.debug,
         stall_limit=options.stall_limit,

@@ -1,9 +1,9 @@
 """One thread per model runs its requests one at a time; each request's events reach the event loop.
 
 llama.cpp decodes in blocking C code, so each served model gets a thread of its own (and its own
-LlamaBackend, which keeps the model loaded once the first request has loaded it). A request is a
-Job: the thread plans it with the window policy (budget.plan_request, counting with the loaded
-model), then pulls the backend's events one by one and hands each to the event loop. Between two
+turn planner, whose local backend keeps the model loaded once the first request has loaded it). A
+request is a Job: the thread plans it with the turn planner (the window policy, counting with the
+loaded model), then pulls the backend's events one by one and hands each to the event loop. Between two
 pulls it looks at the job's cancel flag, so a client that goes away stops its generation after
 the piece of text being decoded, and the next job starts.
 
@@ -28,11 +28,12 @@ from wai.errors import UsageError, WaiError, WindowError
 from wai.events import Event, Token
 from wai.serve.failures import log_unexpected, one_line
 from wai.serve.protocol import INTERNAL_ERROR, OUT_OF_CAPACITY, WINDOW_EXCEEDED, ApiFailure, Ask
-from wai.windows.budget import Plan, plan_request
+from wai.turn.planner import Target, TurnAsk, TurnPlanner
+from wai.windows.budget import Plan
 from wai.wording import counted
 
 if TYPE_CHECKING:
-    from wai.backends.llama_cpp.stream import LlamaBackend
+    from wai.backends.base import Backend
 
 # Set to a served model's id, every request to it fails as no code expects: how the tests check that
 # a model's thread survives such a failure (every real cause found so far has been fixed).
@@ -156,7 +157,7 @@ class ModelWorker:
         spec: ModelSpec,
         *,
         max_queue: int,
-        make_backend: Callable[[], LlamaBackend],
+        make_planner: Callable[[], TurnPlanner],
         log: Callable[[str], None] = lambda _line: None,
         debug: bool = False,
         stall_limit: float = STALL_LIMIT,
@@ -168,8 +169,8 @@ class ModelWorker:
         self._debug = debug
         self.stats = ModelStats()
         self.loaded = False
-        self._make_backend = make_backend
-        self._backend: LlamaBackend | None = None
+        self._make_planner = make_planner
+        self._planner: TurnPlanner | None = None
         self._state = _State()
         self._wake = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -247,8 +248,8 @@ class ModelWorker:
     def join(self, timeout: float) -> None:
         if self._thread is not None:
             self._thread.join(timeout)
-        if self._backend is not None and (self._thread is None or not self._thread.is_alive()):
-            self._backend.close()
+        if self._planner is not None and (self._thread is None or not self._thread.is_alive()):
+            self._planner.close()
 
     @property
     def idle(self) -> bool:
@@ -287,28 +288,28 @@ class ModelWorker:
             job.put(Failed(ApiFailure(500, INTERNAL_ERROR, gone)))
             return
         try:
-            if self._backend is None:
-                self._backend = self._make_backend()
-            backend = self._backend
-            # The window policy, exactly as the client applies it, counted on the loaded model.
-            counter = backend.counter(spec)
-            if ask.raw:
-                from wai.windows.counters import RawCounter
-
-                counter = RawCounter(counter)
+            if self._planner is None:
+                self._planner = self._make_planner()
+            planner, target = self._planner, Target(spec, "local")
+            counter = planner.counter(target)  # the loaded model's own (it loads it)
             self.loaded = True
-            plan = plan_request(spec, ask.messages, counter, requested_max_tokens=ask.max_tokens)
-            request = Request(
-                model=spec,
-                messages=plan.messages,
-                max_tokens=plan.max_tokens,
-                sampling=ask.sampling,
-                stream=True,
-                prompt_tokens=plan.prompt_tokens,
-                reasoning_effort=ask.reasoning_effort if spec.reasoning else None,
-                raw=ask.raw,
+            turn = planner.plan(
+                TurnAsk(
+                    ask.messages[-1].content,
+                    ask.messages,
+                    max_tokens=ask.max_tokens,
+                    sampling=ask.sampling,
+                    reasoning_effort=ask.reasoning_effort,
+                    raw=ask.raw,
+                ),
+                target,
+                counter=counter,
+                # The window policy exactly as the client applies it: a client speaks to this server
+                # as to Workers AI, which plans with the catalog's windows.
+                windows=spec,
             )
-            precision = backend.precision(request)
+            backend = planner.backends.get("local")
+            precision = backend.precision(turn.request)
         except WaiError as error:
             if isinstance(error, WindowError | UsageError):
                 self.stats.refused += 1
@@ -316,14 +317,18 @@ class ModelWorker:
                 self.stats.failed += 1
             job.put(Failed(_failure(error, path)))
             return
-        if not job.put(Accepted(plan, precision), self.stall_limit):
+        if not job.put(Accepted(turn.plan, precision), self.stall_limit):
             self._count_cancel(job)
             job.put(Ended(job.cancel_reason))
             return
-        self._generate(job, backend, request)
+        self._generate(job, backend, turn.request)
 
-    def _generate(self, job: Job, backend: LlamaBackend, request: Request) -> None:
+    def _generate(self, job: Job, backend: Backend, request: Request) -> None:
+        from wai.backends.llama_cpp.stream import LlamaBackend
         from wai.llama.native import DecodeStopped
+
+        if not isinstance(backend, LlamaBackend):
+            raise TypeError(f"wai serve runs models on llama.cpp, not on {backend.name}")
 
         # Asked between two steps of the prompt's decoding: a long prompt stops within a batch.
         events = backend.stream(request, should_stop=lambda: job.cancelled)
@@ -395,7 +400,7 @@ class Pool:
         served: dict[str, ModelSpec],
         *,
         max_queue: int,
-        make_backend: Callable[[], LlamaBackend],
+        make_planner: Callable[[], TurnPlanner],
         log: Callable[[str], None] = lambda _line: None,
         debug: bool = False,
         stall_limit: float = STALL_LIMIT,
@@ -405,7 +410,7 @@ class Pool:
             model_id: ModelWorker(
                 spec,
                 max_queue=max_queue,
-                make_backend=make_backend,
+                make_planner=make_planner,
                 log=log,
                 debug=debug,
                 stall_limit=stall_limit,
