@@ -647,11 +647,55 @@ def test_a_server_that_tells_a_smaller_context_than_the_stored_one_is_planned_by
     assert (report["total_context"], report["max_output"]) == (100, 50)
     assert entry.returncode == 0, entry.stderr
     assert f"eng says {MODEL}'s context is 100 tokens, not the 1500 wai had from " in entry.stderr
+    entry_line = f'[models."eng:{MODEL}"] there'
     assert (
-        f'models.toml: planned with 100; lower the windows under [models."eng:{MODEL}"] there' in entry.stderr
+        f"models.toml: planned with 100; lower context_window and max_output under {entry_line}"
+        in entry.stderr
     )
     assert [max_tokens for _, max_tokens in simulation.counts] == [50, 50]
     assert server.violations == []
+
+
+def test_a_context_told_only_by_the_tokenizer_replaces_the_assumed_one_without_a_contradiction(
+    isolated_home: Path,
+) -> None:
+    # GET /v1/models tells no context; POST /tokenize does (vLLM's max_model_len).
+    listing = Reply.json({"object": "list", "data": [{"id": MODEL, "object": "model"}]})
+    with openai_server("vllm", models={MODEL: 1000}, routes={"GET /v1/models": listing}) as server:
+        configure(isolated_home, server)
+        dry = run_wai("ask", "--dry-run", "-m", f"eng:{MODEL}", "hi")
+        first = run_wai("ask", "--json", "-m", f"eng:{MODEL}", "hi")
+        again = run_wai("ask", "-m", f"eng:{MODEL}", "hi again")
+        tokens = run_wai("tokens", "--json", "-m", f"eng:{MODEL}", "hi")
+        listed = run_wai("models", "--json")
+        simulation = server.simulation
+        assert isinstance(simulation, OpenAISimulation)
+    for run in (dry, first, again, tokens):
+        assert run.returncode == 0, run.stderr
+        assert "assumed" not in run.stderr and "wai: warning" not in run.stderr, run.stderr
+    assert json.loads(first.stdout)["warnings"] == []
+    assert json.loads(dry.stdout)["total_context"] == 1000
+    assert json.loads(tokens.stdout)["total_context"] == 1000
+    assert all(prompt + max_tokens <= 1000 for prompt, max_tokens in simulation.counts)
+    (model,) = [m for m in json.loads(listed.stdout)["provider_models"] if m["id"] == f"eng:{MODEL}"]
+    assert model["total_context"] == 1000  # kept for later runs
+
+
+def test_a_listing_contradicted_by_the_tokenizer_is_one_warning_pointing_at_a_file(
+    isolated_home: Path,
+) -> None:
+    listing = Reply.json(
+        {"object": "list", "data": [{"id": MODEL, "object": "model", "max_model_len": 4096}]}
+    )
+    with openai_server("vllm", models={MODEL: 1000}, routes={"GET /v1/models": listing}) as server:
+        configure(isolated_home, server)
+        run = run_wai("ask", "-m", f"eng:{MODEL}", "hi")
+    assert run.returncode == 0, run.stderr
+    [warning] = run.stderr.splitlines()
+    assert f"eng says {MODEL}'s context is 1000 tokens, not the 4096 wai had from " in warning
+    assert warning.endswith(
+        f'set context_window and max_output under [models."eng:{MODEL}"] in {isolated_home / "models.toml"}'
+    )
 
 
 def test_wai_serves_listed_windows_are_read_exactly(isolated_home: Path) -> None:

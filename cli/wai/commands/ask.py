@@ -111,7 +111,9 @@ def _run(
         turn = planner.plan(ask, target, counter=counter)
         warned = turn.warnings
         if options.dry_run:  # a turn has its backend's warnings say it
-            warned = (*registration(target.backend).plan_warnings(target.spec), *warned)
+            # Of the windows planned with: a context the server told replaces an assumed one.
+            windows = turn.plan.windows or target.spec
+            warned = (*registration(target.backend).plan_warnings(windows), *warned)
         for warning in warned:
             notifier.warn(warning)
         out = stdout or sys.stdout

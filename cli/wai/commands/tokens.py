@@ -49,11 +49,8 @@ def run_tokens(
         messages = (Message("system", valid_text(system, "the system prompt", notifier)), *messages)
     spec = windows_for(spec, backend_name)
     report = count_report(spec, backend_name, text=prompt, messages=messages, raw=raw)
-    counted = report.pop("warnings", [])
-    # The windows below may be an assumption: said first.
-    warnings = list(registration(backend_name).plan_warnings(spec))
-    warnings += counted if isinstance(counted, list) else []
-    for warning in warnings:
+    warnings = report.pop("warnings", [])
+    for warning in warnings if isinstance(warnings, list) else []:
         (notifier or Notifier()).warn(str(warning))
     if json_output:
         sys.stdout.write(
@@ -125,6 +122,8 @@ def count_report(
     if told is not None:  # the server's own limit, as `wai ask` plans with it
         model, warning = told
         warnings += [warning] if warning else []
+    # The windows below may be an assumption (one the count did not replace): said first.
+    warnings = [*registration(backend_name).plan_warnings(model), *warnings]
     limit = input_limit(model, requested_max_tokens)
     report: dict[str, object] = {
         "model": model.id,

@@ -245,6 +245,7 @@ def request_for(
             context_window=held.context_window,
             max_output=held.max_output,
             total_context=held.total_context,
+            source=held.source,  # where the windows come from: no longer an assumption, say
         )
     return Request(
         model=spec,

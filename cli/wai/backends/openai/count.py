@@ -124,16 +124,23 @@ class ServerCounter:
         return self._texts.get(key)
 
     def told_windows(self, model: ModelSpec) -> tuple[ModelSpec, str | None] | None:
-        """`model` held to the context the server told with its count (vLLM's `max_model_len`),
-        when that is less than what wai had: a stored refresh or an entry can be stale, and the
-        server's own figure is the one it refuses by. The warning comes once per counter."""
-        told = self.max_model_len
-        if told is None or told >= model.total_context:
-            return None
+        """`model` held to the context the server told with its count (vLLM's `max_model_len`).
+
+        Where wai only assumed the windows (the server lists none), the told context replaces the
+        assumption, without a warning, and is kept for later runs as a first use keeps a listed
+        one. Otherwise it holds the model when it is less than what wai had: a stored refresh or
+        an entry can be stale, and the server's own figure is the one it refuses by; the warning
+        comes once per counter. None where the count told nothing that changes the plan."""
         from dataclasses import replace
 
+        from wai.backends.openai.models import windows_assumed
         from wai.store.catalogs import output_window
 
+        told = self.max_model_len
+        if told is None or (told >= model.total_context and not windows_assumed(model)):
+            return None
+        if windows_assumed(model):
+            return self._learned(model, told), None
         held = replace(
             model,
             context_window=min(model.context_window, told),
@@ -143,20 +150,50 @@ class ServerCounter:
         warning = None
         if not self._told_stale:
             self._told_stale = True
-            from wai.providers import STORE_PREFIX
-
-            stored = f"{STORE_PREFIX}{self.client.provider.name}.json"
-            remedy = (
-                "`wai models --refresh` reads the server's figures again"
-                if model.source.endswith(stored)
-                else f'lower the windows under [models."{model.id}"] there'
-            )
             warning = (
                 f"{self.client.provider.name} says {self.model}'s context is {told} tokens, not the "
                 f"{model.total_context} wai had from {model.source or 'its catalog'}: planned with {told}; "
-                f"{remedy}"
+                f"{self._remedy(model)}"
             )
         return held, warning
+
+    def _learned(self, model: ModelSpec, told: int) -> ModelSpec:
+        """The assumed windows replaced by the context the server told, kept in the provider's store."""
+        from dataclasses import replace
+
+        from wai.backends.openai.models import remember, store_name
+        from wai.store.catalogs import ModelFacts, output_window, store_path
+
+        provider = self.client.provider
+        engine = engine_of(model) or (self.kind if self.kind in ("vllm", "llama-server") else None)
+        remember(
+            provider,
+            ModelFacts(
+                id=self.model, window=told, capabilities=(f"{ENGINE_PREFIX}{engine}",) if engine else ()
+            ),
+        )
+        return replace(
+            model,
+            context_window=told,
+            max_output=output_window(told, reasoning=model.reasoning),
+            total_context=told,
+            source=str(store_path(store_name(provider))),
+        )
+
+    def _remedy(self, model: ModelSpec) -> str:
+        """Where the stale windows can be put right: a refresh for a stored listing, else the
+        models.toml that holds the entry, else the user's models.toml (never a URL)."""
+        from pathlib import Path
+
+        from wai.providers import STORE_PREFIX
+        from wai.settings import wai_home
+
+        if model.source.endswith(f"{STORE_PREFIX}{self.client.provider.name}.json"):
+            return "`wai models --refresh` reads the server's figures again"
+        entry = f'[models."{model.id}"]'
+        if model.source.endswith(".toml") and Path(model.source).is_file():
+            return f"lower context_window and max_output under {entry} there"
+        return f"set context_window and max_output under {entry} in {wai_home() / 'models.toml'}"
 
     def drain_warnings(self) -> list[str]:
         """What counting found worth a warning since the last call (each said once)."""
