@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.support.cli import run_wai
+from tests.support.cli import WAI, run_wai
 from tests.support.workers_ai_server import Reply, Simulation, WorkersAIServer
 
 MODEL = "@cf/meta/llama-2-7b-chat-int8"
@@ -149,3 +153,38 @@ def test_without_json_stdout_stays_empty(server: WorkersAIServer) -> None:
     assert done.returncode == 2 and done.stdout == ""
     parsed = run_wai("ask", "--max-tokens", "0", "hi", env=env_for(server))
     assert parsed.returncode == 2 and parsed.stdout == ""
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("mode", ["--json", "--jsonl"])
+def test_an_interrupted_turn_tells_its_interruption_as_the_error(server: WorkersAIServer, mode: str) -> None:
+    server.script(Reply.sse([{"response": "Half"}], done=False, end="hang"))
+    process = subprocess.Popen(
+        [WAI, "ask", mode, "-m", MODEL, "hi"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, **env_for(server)},
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not server.requests and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.3)  # into the read of the reply
+        process.send_signal(signal.SIGINT)
+        out, _ = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130
+    lines = out.decode().splitlines()
+    if mode == "--json":
+        (line,) = lines
+        document = json.loads(line)
+        assert document["interrupted"] is True
+        assert_error(document["error"], "interrupted", 130)
+    else:
+        last = json.loads(lines[-1])
+        assert last["type"] == "error"
+        assert_error({k: v for k, v in last.items() if k != "type"}, "interrupted", 130)
