@@ -174,6 +174,13 @@ def test_a_failed_refresh_leaves_the_stored_catalog_whole(
     assert stored.read_bytes() == before
     assert any(line.startswith(NEW + " ") for line in done.stdout.splitlines())  # the last refresh serves
     assert list(stored.parent.iterdir()) == [stored]  # no half-written file left beside it
+    server.script(page, Reply.text(200, "<html>upstream broke</html>"))
+    scripted = run_wai("models", "--refresh", "--json", env=env_for(server))
+    assert scripted.returncode == 1
+    document = json.loads(scripted.stdout)  # one document: the catalog wai had, and why it is not new
+    assert document["error"]["code"] == "backend" and document["error"]["exit_status"] == 1
+    assert "upstream broke" in document["error"]["message"]
+    assert any(row["id"] == NEW for row in document["models"])
 
 
 def test_refreshing_without_credentials_says_what_to_set_and_still_lists(isolated_home: Path) -> None:

@@ -189,6 +189,7 @@ def refresh_catalog(notifier: Notifier) -> WaiError | None:
 
 def show_models(*, json_output: bool, refresh: bool = False, notifier: Notifier | None = None) -> int:
     from wai.catalog.resolve import default_model_name
+    from wai.render.failure_json import error_of
 
     notifier = notifier or Notifier()
     failure = refresh_catalog(notifier) if refresh else None
@@ -222,6 +223,8 @@ def show_models(*, json_output: bool, refresh: bool = False, notifier: Notifier 
             "catalog_age": age,
             "local_runtime": offload,
             "provider_models": served,
+            # A refresh that failed: the catalog above is the one wai had.
+            "error": error_of(failure) if failure is not None else None,
         }
         sys.stdout.write(json.dumps(document, indent=2) + "\n")
         return code
