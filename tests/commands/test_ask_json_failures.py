@@ -188,3 +188,13 @@ def test_an_interrupted_turn_tells_its_interruption_as_the_error(server: Workers
         last = json.loads(lines[-1])
         assert last["type"] == "error"
         assert_error({k: v for k, v in last.items() if k != "type"}, "interrupted", 130)
+
+
+def test_a_count_over_the_window_is_a_json_document_with_its_error() -> None:
+    over = run_wai("tokens", "--json", "-m", MODEL, "-", stdin=("word " * 6000).encode())
+    assert over.returncode == 3
+    document = one_document(over.stdout)
+    assert document["fits"] is False
+    assert_error(document["error"], "window", 3, "2048")
+    fits = one_document(run_wai("tokens", "--json", "-m", MODEL, "hi").stdout)
+    assert fits["fits"] is True and fits["error"] is None

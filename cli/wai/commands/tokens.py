@@ -53,6 +53,11 @@ def run_tokens(
     for warning in warnings if isinstance(warnings, list) else []:
         (notifier or Notifier()).warn(str(warning))
     if json_output:
+        from wai.render.failure_json import error_object
+
+        # Over the limit is this command's failure (exit 3): said as every --json failure is.
+        over = f"{report['display']} tokens, over {spec.id}'s input limit of {report['input_limit']}"
+        report["error"] = None if report["fits"] else error_object("window", over, EXIT_WINDOW)
         sys.stdout.write(
             json_for_terminal(json.dumps(report, indent=2, ensure_ascii=False), sys.stdout) + "\n"
         )
