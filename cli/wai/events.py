@@ -54,4 +54,14 @@ class Loaded:
     seconds: float
 
 
-Event = Token | Reasoning | Usage | Finish | Loaded | Notice
+@dataclass(frozen=True, slots=True)
+class PromptRead:
+    """How far the backend has read the prompt before the reply's first token: `read` of its
+    `total` tokens (the local backend, after each of llama.cpp's batches). A long prompt takes
+    seconds to read on a CPU; this is what a terminal shows meanwhile."""
+
+    read: int
+    total: int
+
+
+Event = Token | Reasoning | Usage | Finish | Loaded | Notice | PromptRead

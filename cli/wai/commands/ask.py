@@ -14,6 +14,7 @@ from wai.commands.prompt_input import STDIN_ONLY, read_prompt, valid_text
 from wai.conversation import Message, ReasoningEffort, Timeouts
 from wai.errors import EXIT_INTERRUPTED, EXIT_OK, UsageError
 from wai.notices import Notifier
+from wai.render.base import Sink
 from wai.render.choose import ColorMode, OutputMode
 from wai.sampling import Sampling
 from wai.store.transcript import TranscriptLog
@@ -106,8 +107,12 @@ def _run(
         target = planner.resolve(
             model_name, options.backend, sending=not options.dry_run, sampling=options.sampling
         )
-        # A dry run loads no weights: the vocabulary alone counts the same.
-        counter = planner.counter(target, built=not options.dry_run)
+        out = stdout or sys.stdout
+        sink = None if options.dry_run else _sink(options, notifier, out)
+        # A dry run loads no weights: the vocabulary alone counts the same. Nor does a turn the
+        # panel shows: the model then loads inside it, under a spinner that counts the seconds,
+        # instead of before it on a blank screen; elsewhere the model that answers counts, loaded once.
+        counter = planner.counter(target, built=sink is not None and not sink.shows_waiting)
         turn = planner.plan(ask, target, counter=counter)
         warned = turn.warnings
         if options.dry_run:  # a turn has its backend's warnings say it
@@ -116,10 +121,9 @@ def _run(
             warned = (*registration(target.backend).plan_warnings(windows), *warned)
         for warning in warned:
             notifier.warn(warning)
-        out = stdout or sys.stdout
-        if options.dry_run:
+        if sink is None:
             return _dry_run(turn, out)
-        return _play(options, planner, turn, warned, notifier, log, out)
+        return _play(options, planner, turn, warned, notifier, log, sink)
 
 
 def _dry_run(turn: PlannedTurn, out: TextIO) -> int:
@@ -138,7 +142,7 @@ def _play(
     warned: tuple[str, ...],
     notifier: Notifier,
     log: TranscriptLog,
-    out: TextIO,
+    sink: Sink,
 ) -> int:
     spec, plan = turn.target.spec, turn.plan
     backend = planner.backends.get(turn.target.backend)
@@ -148,14 +152,6 @@ def _play(
             f"prompt {plan.prompt_tokens} tokens ({'exact' if plan.exact else 'estimated'}), "
             f"max_tokens {plan.max_tokens}"
         )
-    sink = sink_for(
-        notifier,
-        output=options.output,
-        color=options.color,
-        stats=options.stats,
-        stdout=out,
-        show_thinking=options.show_thinking,
-    )
     result = planner.play(turn, sink, notifier, words=TurnWords(), warned=warned)
     turn.record(log, result)
     if options.debug:  # after the turn, the local backend can say what it loaded and offloaded
@@ -163,6 +159,17 @@ def _play(
     if result.interrupted:
         return EXIT_INTERRUPTED
     return result.error.exit_code if result.error else EXIT_OK
+
+
+def _sink(options: AskOptions, notifier: Notifier, out: TextIO) -> Sink:
+    return sink_for(
+        notifier,
+        output=options.output,
+        color=options.color,
+        stats=options.stats,
+        stdout=out,
+        show_thinking=options.show_thinking,
+    )
 
 
 def _check_raw(options: AskOptions) -> None:

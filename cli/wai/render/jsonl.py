@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import TextIO, assert_never
 
-from wai.events import Event, Finish, Loaded, Notice, Reasoning, Token, Usage
+from wai.events import Event, Finish, Loaded, Notice, PromptRead, Reasoning, Token, Usage
 from wai.render.failure_json import error_event
 from wai.render.result_json import result_dict, turn_error
 from wai.terminal.safe_text import json_for_terminal
@@ -14,6 +14,7 @@ from wai.turn_result import TurnInfo, TurnResult
 
 class JsonlSink:
     tells_output_cap = False
+    shows_waiting = False
 
     def __init__(self, out: TextIO) -> None:
         self.out = out
@@ -66,6 +67,8 @@ class JsonlSink:
                 self._emit({"type": "notice", "text": text})
             case Finish():
                 pass  # reported once, with the timings, by finish()
+            case PromptRead():
+                pass  # a terminal's progress; the stream's own events say when the reply began
             case _:
                 assert_never(event)
 

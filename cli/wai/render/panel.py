@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, assert_never
 
-from wai.events import Event, Finish, Loaded, Notice, Reasoning, Token, Usage
+from wai.events import Event, Finish, Loaded, Notice, PromptRead, Reasoning, Token, Usage
 from wai.render.footer import backend_label, footer_text
 from wai.render.markdown_stream import Block, BlockSplitter, Fence
 from wai.terminal.safe_text import terminal_safe
@@ -28,6 +28,7 @@ from wai.turn_result import TurnInfo, TurnResult
 if TYPE_CHECKING:
     from rich.console import Console, ConsoleOptions, RenderableType
     from rich.segment import Segment
+    from rich.spinner import Spinner
     from rich.text import Text
 
     from wai.render.live_region import Region
@@ -70,6 +71,7 @@ class PanelSink:
     """Shows one turn on a terminal. Use only where `panel_supported(console)` is true."""
 
     tells_output_cap = True
+    shows_waiting = True
 
     def __init__(
         self,
@@ -104,6 +106,9 @@ class PanelSink:
         self._chars_done = 0  # ... holding this many letters and digits
         self._code_done = 0  # code lines of the tail's fence already printed (tall code)
         self._waiting = True  # no text yet: a spinner shows
+        self._spinner: Spinner | None = None  # one for the turn: a new one would always show frame 1
+        self._started_at = 0.0  # when the panel was first drawn, for the seconds waited
+        self._prompt_read: tuple[int, int] | None = None  # tokens of the prompt read, of how many
         self._text: list[str] = []  # the whole reply so far, for the fallback if drawing fails
         self._printed = 0  # characters of it settled and printed
 
@@ -126,6 +131,7 @@ class PanelSink:
         self._region = Region(self.console)
         self._region.start()
         atexit.register(self._abandon)
+        self._started_at = time.monotonic()
         with self._lock:
             self._frame()
         self._ticker = _Ticker(self._interval, self._tick)
@@ -140,6 +146,8 @@ class PanelSink:
                 self._incoming.append(safe)
                 self._text.append(safe)
                 self._tokens_seen += 1
+            case PromptRead(read=read, total=total):
+                self._prompt_read = (read, total)
             case Reasoning(text=text) if text:
                 self._tokens_seen += 1
                 if self._answer_began is not None:
@@ -392,9 +400,14 @@ class PanelSink:
 
         if self._tokens_seen:
             self._waiting = False
-        if self._waiting:
-            return Spinner("dots", Text("waiting for the reply", style="wai.waiting"), style="wai.spinner")
-        return Lines()
+        if not self._waiting:
+            return Lines()
+        text = Text(waiting_text(time.monotonic() - self._started_at, self._prompt_read), style="wai.waiting")
+        if self._spinner is None:
+            self._spinner = Spinner("dots", text, style="wai.spinner")
+        else:
+            self._spinner.update(text=text)
+        return self._spinner
 
     # -- failure paths ------------------------------------------------------------------------
 
@@ -408,6 +421,17 @@ class PanelSink:
         if self._region is not None and self._region.active:
             with contextlib.suppress(Exception):
                 self._region.stop()
+
+
+def waiting_text(seconds: float, prompt_read: tuple[int, int] | None) -> str:
+    """What the spinner says before the reply's first token: the prompt's reading while a local
+    model reads it (tokens read of all), else that the reply is awaited; the whole seconds waited
+    from the first one on, so a long wait is seen to be going on."""
+    waited = f" · {int(seconds)}s" if seconds >= 1 else ""
+    if prompt_read is not None and prompt_read[0] < prompt_read[1]:
+        read, total = prompt_read
+        return f"reading the prompt: {read:,} of {total:,} tokens ({100 * read // total}%){waited}"
+    return f"waiting for the reply{waited}"
 
 
 def _live_rows(height: int) -> int:

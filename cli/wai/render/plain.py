@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TextIO, assert_never
 
-from wai.events import Event, Finish, Loaded, Notice, Reasoning, Token, Usage
+from wai.events import Event, Finish, Loaded, Notice, PromptRead, Reasoning, Token, Usage
 from wai.terminal.safe_text import is_terminal, terminal_safe
 from wai.turn_result import TurnInfo, TurnResult
 
 
 class PlainSink:
     tells_output_cap = False
+    shows_waiting = False
 
     def __init__(self, out: TextIO, *, stats: Callable[[TurnResult], None] | None = None) -> None:
         self.out = out
@@ -30,7 +31,7 @@ class PlainSink:
                 self._ends_with_newline = text.endswith("\n")
                 self.out.write(terminal_safe(text) if self._clean else text)
                 self.out.flush()
-            case Token() | Reasoning() | Usage() | Finish() | Loaded() | Notice():
+            case Token() | Reasoning() | Usage() | Finish() | Loaded() | Notice() | PromptRead():
                 pass  # plain text is the answer alone
             case _:
                 assert_never(event)

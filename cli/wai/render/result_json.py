@@ -64,6 +64,7 @@ def result_dict(result: TurnResult) -> dict[str, object]:
 
 class JsonSink:
     tells_output_cap = False
+    shows_waiting = False
 
     def __init__(self, out: TextIO) -> None:
         self.out = out

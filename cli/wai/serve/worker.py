@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from wai.backends.request import Request
 from wai.catalog.entries import ModelSpec
 from wai.errors import UsageError, WaiError, WindowError
-from wai.events import Event, Token
+from wai.events import Event, PromptRead, Token
 from wai.serve.failures import log_unexpected, one_line
 from wai.serve.protocol import INTERNAL_ERROR, OUT_OF_CAPACITY, WINDOW_EXCEEDED, ApiFailure, Ask
 from wai.turn.planner import Target, TurnAsk, TurnPlanner
@@ -335,6 +335,11 @@ class ModelWorker:
         cut: str | None = None
         try:
             for event in events:
+                if isinstance(event, PromptRead):  # the page and the APIs have no use for it
+                    if job.cancelled:
+                        cut = job.cancel_reason or "cancelled"
+                        break
+                    continue
                 if isinstance(event, Token):
                     job.pieces += 1
                     self.stats.tokens += 1

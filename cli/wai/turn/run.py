@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, assert_never
 
 from wai.backends.registry import registration
 from wai.errors import OutputError, WaiError
-from wai.events import Event, Finish, Loaded, Notice, Reasoning, Token, Usage
+from wai.events import Event, Finish, Loaded, Notice, PromptRead, Reasoning, Token, Usage
 from wai.turn_result import TurnInfo, TurnResult
 
 if TYPE_CHECKING:
@@ -89,6 +89,8 @@ def run_turn(backend: Backend, request: Request, sink: Sink, info: TurnInfo) -> 
                     result.timings.load = seconds
                 case Notice(text=text):
                     result.notices.append(text)
+                case PromptRead():
+                    pass  # for the sink to show
                 case _:
                     assert_never(event)
             sink.feed(event)

@@ -21,7 +21,7 @@ from wai import settings
 from wai.backends.request import Request
 from wai.catalog.entries import Catalog, ModelSpec
 from wai.errors import BackendError, ConfigError, UsageError, WindowError
-from wai.events import Event, Finish, FinishReason, Loaded, Token, Usage
+from wai.events import Event, Finish, FinishReason, Loaded, PromptRead, Token, Usage
 from wai.llama import native
 from wai.llama.gguf_info import GGUFInfo, read_gguf_info
 from wai.sampling import Sampling
@@ -279,7 +279,7 @@ class LlamaBackend:
             return
         sampler = _sampler(request.sampling, request.max_tokens, model.n_vocab())
         try:
-            self._feed_prompt(loaded, context, prompt, should_stop)
+            yield from self._feed_prompt(loaded, context, prompt, should_stop)
             decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
             strip_space = model.is_spm()  # llama.h: drop the word-start space of the first piece
             while True:
@@ -314,15 +314,20 @@ class LlamaBackend:
         context: native.NativeContext,
         prompt: list[int],
         should_stop: Callable[[], bool] | None = None,
-    ) -> None:
-        """Decode the prompt, reusing the context's states for the prefix it shares with the last one."""
+    ) -> Iterator[PromptRead]:
+        """Decode the prompt, reusing the context's states for the prefix it shares with the last
+        one; how far it has got after each of llama.cpp's batches (a long prompt takes seconds)."""
         keep = _common_prefix(loaded.cached, prompt) if loaded.cached_valid else 0
         keep = min(keep, len(prompt) - 1)  # the last prompt token is decoded again for its logits
         if keep <= 0 or not context.truncate(keep):
             keep = 0
             context.clear()
         loaded.cached_valid = False
-        context.decode(prompt[keep:], should_stop)
+        yield PromptRead(keep, len(prompt))
+        for start in range(keep, len(prompt), context.n_batch):
+            end = min(start + context.n_batch, len(prompt))
+            context.decode(prompt[start:end], should_stop)
+            yield PromptRead(end, len(prompt))
         loaded.cached = list(prompt)
         loaded.cached_valid = True
 
