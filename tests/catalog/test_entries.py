@@ -147,3 +147,13 @@ def test_a_bad_retirement_or_capabilities_names_the_key(isolated_home: Path, lin
     with pytest.raises(ConfigError) as caught:
         load_catalog()
     assert f"model 'x', key '{key}'" in str(caught.value)
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "1" + "0" * 40, "100000001", "4096.5", '"4096"'])
+def test_a_window_no_model_has_is_refused_naming_the_key(isolated_home: Path, value: str) -> None:
+    (isolated_home / "models.toml").write_text(f'[models."x"]\ncontext_window = {value}\nmax_output = 5\n')
+    with pytest.raises(ConfigError) as caught:
+        load_catalog()
+    assert "model 'x', key 'context_window': must be a whole number of tokens from 1 to 100000000" in str(
+        caught.value
+    )

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from wai import settings
 from wai.errors import ConfigError
+from wai.store.catalogs import MOST_TOKENS
 from wai.toml_files import parse_toml, read_toml
 
 if TYPE_CHECKING:
@@ -266,8 +267,11 @@ def _spec(model_id: str, raw: dict[str, object], base: ModelSpec | None, where: 
     ints: dict[str, int | None] = {}
     for key in _INT_KEYS:
         value = raw.get(key, getattr(base, key) if base else None)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
-            raise bad(key, f"must be a positive whole number of tokens, got {value!r}")
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MOST_TOKENS
+        ):
+            shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:59] + "…"
+            raise bad(key, f"must be a whole number of tokens from 1 to {MOST_TOKENS}, got {shown}")
         ints[key] = value
     strs: dict[str, str | None] = {}
     for key in _STR_KEYS:
