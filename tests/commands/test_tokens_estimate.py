@@ -1,5 +1,6 @@
-"""The estimate through the installed `wai`: `wai tokens` says how it is made, and `wai tokens`
-and `wai ask` agree on every kind of text, one token under and at the input limit."""
+"""The estimate through `wai`: `wai tokens` says how it is made, `wai tokens` and `wai ask` agree on
+every kind of text, one token under and at the input limit, and a prompt estimated close to the
+window of a server that cuts long prompts silently (ollama) is warned of."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from pathlib import Path
 
 from tests.support.cli import run_wai
 from tests.support.estimate_table import KINDS, corpus_text
+from tests.support.openai_server import base_url, openai_server
 from tests.support.vocab_fixture import vocab_cache, vocab_home
+from tests.support.workers_ai_server import Reply, WorkersAIServer
 from wai.conversation import Message
 from wai.windows.counters import EstimatedCounter
 
@@ -75,3 +78,57 @@ def test_tokens_and_ask_agree_at_the_limit_on_every_kind_of_text(isolated_home: 
             assert (plan["prompt_tokens"], plan["exact"]) == (counts[kind], False), where
         else:
             assert f"the prompt is ~{counts[kind]} tokens" in result.stderr, where
+
+
+# --- a server that cuts a long prompt silently ---------------------------------------------------
+
+SERVED = "org/model-a"
+OLLAMA_SHOW = Reply.json({"parameters": "num_ctx 2048\ntemperature 0.7", "model_info": {}})
+
+
+def _words(tokens: int) -> str:
+    """A text the estimate counts, templated as one user message, as `tokens`."""
+    text = " ".join(["so"] * (tokens - EstimatedCounter().count_prompt((Message("user", ""),))))
+    assert EstimatedCounter().count_prompt((Message("user", text),)) == tokens
+    return text
+
+
+def _provider(home: Path, server: WorkersAIServer, extra: str = "") -> None:
+    (home / "config.toml").write_text(
+        f'[providers.eng]\ntype = "openai"\nbase_url = "{base_url(server)}"\n{extra}', encoding="utf-8"
+    )
+
+
+def test_a_prompt_estimated_close_to_an_ollama_window_is_warned_of(isolated_home: Path) -> None:
+    model = f"eng:{SERVED}"
+    with openai_server("plain", models={SERVED: 2048}, routes={"POST /api/show": OLLAMA_SHOW}) as server:
+        _provider(isolated_home, server)
+        limit = json.loads(run_wai("tokens", "--json", "-m", model, "hi").stdout)["input_limit"]
+        close, far = _words(limit - limit // 20), _words(limit - limit // 5)
+        counted = run_wai("tokens", "--json", "-m", model, close)
+        planned = run_wai("ask", "--dry-run", "-m", model, close)
+        sent = run_wai("ask", "--json", "-m", model, close)
+        quiet = [run_wai(*args, "-m", model, far) for args in (("tokens",), ("ask", "--dry-run"), ("ask",))]
+    risk = (
+        f"the prompt is ~{limit - limit // 20} tokens by estimate, within 10% of the {limit} {model} "
+        "may take, and ollama cuts a longer prompt without an error"
+    )
+    for run in (counted, planned, sent):
+        assert run.returncode == 0, run.stderr
+        assert run.stderr.count(risk) == 1, run.stderr
+    assert any(risk in warning for warning in json.loads(sent.stdout)["warnings"])
+    for run in quiet:
+        assert run.returncode == 0 and "cuts a longer prompt" not in run.stderr, run.stderr
+    assert server.violations == []
+
+
+def test_a_server_not_known_to_cut_prompts_gets_no_such_warning(isolated_home: Path) -> None:
+    model = f"eng:{SERVED}"
+    with openai_server("plain", models={SERVED: 2048}) as server:
+        _provider(isolated_home, server, 'tokenizer = "none"\n')
+        (isolated_home / "models.toml").write_text(
+            f'[models."{model}"]\ncontext_window = 2000\nmax_output = 48\n', encoding="utf-8"
+        )
+        run = run_wai("tokens", "-m", model, _words(1990))
+    assert run.returncode == 0, run.stderr
+    assert "cuts a longer prompt" not in run.stderr

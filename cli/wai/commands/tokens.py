@@ -17,7 +17,7 @@ from wai.errors import EXIT_OK, EXIT_WINDOW
 from wai.notices import Notifier
 from wai.settings import load_credentials, load_user_config
 from wai.terminal.safe_text import for_terminal, json_for_terminal
-from wai.windows.budget import counter_warnings, input_limit, told_windows
+from wai.windows.budget import counter_warnings, input_limit, silent_cut_risk, told_windows
 from wai.windows.counters import VocabCounter
 from wai.windows.estimate import HOW_ESTIMATED
 
@@ -130,6 +130,8 @@ def count_report(
     # The windows below may be an assumption (one the count did not replace): said first.
     warnings = [*registration(backend_name).plan_warnings(model), *warnings]
     limit = input_limit(model, requested_max_tokens)
+    risk = silent_cut_risk(model, counter, count, limit)
+    warnings += [risk] if risk else []
     report: dict[str, object] = {
         "model": model.id,
         "backend": backend_name,

@@ -175,6 +175,8 @@ def plan_request(
             f"{kept}, to fit {target}"
         )
 
+    risk = silent_cut_risk(model, counter, prompt_tokens, limit)
+    notices.extend([risk] if risk else [])
     room = model.total_context - prompt_tokens
     wanted = requested_max_tokens if requested_max_tokens is not None else model.max_output
     max_tokens = min(wanted, model.max_output, room)
@@ -211,6 +213,26 @@ def told_windows(model: ModelSpec, counter: TokenCounter) -> tuple[ModelSpec, st
     the server's are smaller; None otherwise (and for every counter that asks no server)."""
     told = getattr(counter, "told_windows", None)
     return told(model) if callable(told) else None  # type: ignore[no-any-return]
+
+
+# The estimate may be this much under a vocabulary's count (windows/estimate.py): a prompt
+# estimated this close to the limit may be over it.
+ESTIMATE_UNDER = 0.10
+
+
+def silent_cut_risk(model: ModelSpec, counter: TokenCounter, prompt_tokens: int, limit: int) -> str | None:
+    """The warning for a prompt that fits by estimate within ESTIMATE_UNDER of the input limit of
+    a server known to cut a longer prompt without an error (the counter's `truncates_silently`
+    names it): where a server refuses, a prompt the estimate let by is refused; there the model
+    answers part of it. None otherwise."""
+    server = getattr(counter, "truncates_silently", None)
+    if counter.exact or not server or not limit * (1 - ESTIMATE_UNDER) <= prompt_tokens <= limit:
+        return None
+    return (
+        f"the prompt is ~{prompt_tokens} tokens by estimate, within {ESTIMATE_UNDER:.0%} of the {limit} "
+        f"{model.id} may take, and {server} cuts a longer prompt without an error: the model may "
+        "not see all of it; shorten it by a tenth to be sure"
+    )
 
 
 def counter_warnings(counter: TokenCounter) -> list[str]:

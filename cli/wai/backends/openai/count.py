@@ -30,6 +30,8 @@ ENGINE_PREFIX = "engine:"
 _NUM_CTX = re.compile(r"^\s*num_ctx\s+(\d+)", re.M)
 # What ollama runs a model with when its Modelfile sets no num_ctx; it cuts longer prompts silently.
 OLLAMA_DEFAULT_CTX = 4096
+# Engines that cut a prompt over the context without an error, instead of refusing it.
+TRUNCATE_SILENTLY = ("ollama",)
 # What a server answers on a route it does not have (or a gateway that lets only the API through):
 # no such facility, never a refused key.
 NO_SUCH_ROUTE = (401, 403, 404, 405)
@@ -50,8 +52,10 @@ class ServerCounter:
         self.client = client
         self.model = spec.served_name
         self.chosen = kind  # what config.toml says; "auto" falls back to the estimate on failure
+        engine = engine_of(spec)
+        # A prompt over its context is cut, not refused: an estimate close to the window warns.
+        self.truncates_silently = engine if engine in TRUNCATE_SILENTLY else None
         if kind == "auto":
-            engine = engine_of(spec)
             kind = "vllm" if engine == "vllm" else "llama-server" if engine == "llama-server" else "auto"
             if engine in ("ollama", "wai-serve"):  # neither has a tokenizer route to ask
                 kind = "none"
