@@ -46,7 +46,7 @@ define install_llama
 	echo "llama.cpp: $$kind build installed ($$dir)"
 endef
 
-.PHONY: install install-native install-portable install-gpu lint test test-fast demo bench clean browser
+.PHONY: install install-native install-portable install-gpu lint test test-fast coverage demo bench clean browser
 
 # A venv remade for a new pyproject.toml keeps the build its user chose (native, cuda).
 $(STAMP): pyproject.toml Makefile
@@ -86,6 +86,13 @@ test: lint browser
 # signals, real llama.cpp, the browser), in-process and in seconds.
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not e2e"
+
+# Line coverage of cli/wai by the whole suite, the wai processes it starts included (see
+# [tool.coverage] in pyproject.toml); `make coverage PYTEST_ARGS='-m "not e2e"'` for the fast part.
+coverage: $(STAMP) browser
+	rm -rf .cache/coverage && mkdir -p .cache/coverage
+	@status=0; $(BIN)/coverage run -m pytest $(PYTEST_ARGS) || status=$$?; \
+	$(BIN)/coverage combine --quiet && $(BIN)/coverage report; exit $$status
 
 # The browser test of `wai serve`'s page drives Debian's chromium (Playwright brings no browser
 # here). Installed when missing and apt-get can run as root; otherwise that test is skipped.
