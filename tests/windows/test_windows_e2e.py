@@ -235,7 +235,8 @@ def test_prompts_one_under_at_and_over_the_input_limit(
     assert [r for r, _ in runs.arrived if _newest(r) == runs.texts[1]] == []
     assert f"the prompt is {limit + 1} tokens" in over.stderr
     assert limit_words(spec, limit) in over.stderr
-    assert over.stdout == "" and "Traceback" not in over.stderr
+    assert json.loads(over.stdout)["error"]["code"] == "window"  # --json: the refusal as a document
+    assert "Traceback" not in over.stderr
     assert runs.violations == []
 
 
