@@ -10,15 +10,19 @@ from wai.conversation import Message
 from wai.events import Reasoning, Token, Usage
 from wai.serve.protocol import Ask
 from wai.serve.replies import Dialect, OpenAIReply, Outcome, PageReply, WorkersAIReply
+from wai.turn_result import TurnInfo, TurnResult
 from wai.windows.budget import Plan
 
 SPEC = ModelSpec(id="@cf/test/thinker", context_window=300, max_output=100, total_context=400, remote=False)
 
 
-def outcome() -> Outcome:
+def outcome(text: str = "", thinking: str = "") -> Outcome:
     ask = Ask(model=SPEC, messages=(Message("user", "hi"),), max_tokens=50, stream=True, include_usage=True)
     done = Outcome(ask, Plan(messages=ask.messages, prompt_tokens=7, max_tokens=50, exact=True), "q8_0")
-    done.completion_tokens, done.finish = 12, "length"
+    info = TurnInfo(SPEC.id, "local", "q8_0", SPEC.context_window, SPEC.max_output, 50, prompt_tokens=7)
+    done.result = TurnResult(
+        info, text=text, reasoning=thinking, finish_reason="length", prompt_tokens=7, completion_tokens=12
+    )
     return done
 
 
@@ -53,7 +57,6 @@ def test_the_openai_stream_reads_back_the_same_with_a_usage_chunk() -> None:
 
 
 def test_a_whole_openai_reply_keeps_the_thinking_apart() -> None:
-    reply = outcome()
-    reply.pieces, reply.thinking = ["Paris"], ["let me see"]
+    reply = outcome(text="Paris", thinking="let me see")
     message = OpenAIReply().whole(reply)["choices"][0]["message"]  # type: ignore[index]
     assert message == {"role": "assistant", "content": "Paris", "reasoning_content": "let me see"}

@@ -28,7 +28,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from wai.catalog.entries import ModelSpec
-from wai.events import Finish, Reasoning, Token, Usage
+from wai.events import Reasoning, Token
 from wai.serve.failures import log_unexpected, one_line
 from wai.serve.protocol import (
     AUTH_ERROR,
@@ -422,15 +422,13 @@ class JobResponse(Response):
         while True:
             item = await self.job.next()
             if isinstance(item, Token):
-                outcome.pieces.append(item.text)
                 await _chunk(send, self.dialect.piece(item.text))
             elif isinstance(item, Reasoning):
-                outcome.thinking.append(item.text)
                 await _chunk(send, self.dialect.reasoning(item.text))
-            elif isinstance(item, Usage | Finish):
-                _settle(outcome, item)
             elif isinstance(item, Ended | Failed):
                 break
+        if isinstance(item, Ended):
+            outcome.result = item.result
         tail = self._tail(scope, outcome, item)
         self._finished = True
         await send({"type": "http.response.body", "body": tail, "more_body": False})
@@ -445,19 +443,14 @@ class JobResponse(Response):
         return self.dialect.cut(ApiFailure(503, INTERNAL_ERROR, why))
 
     async def _whole(self, scope: Scope, send: Send, outcome: Outcome) -> None:
-        while True:
+        while True:  # the text arrives whole in the turn's result, at its end
             item = await self.job.next()
-            if isinstance(item, Token):
-                outcome.pieces.append(item.text)
-            elif isinstance(item, Reasoning):
-                outcome.thinking.append(item.text)
-            elif isinstance(item, Usage | Finish):
-                _settle(outcome, item)
-            elif isinstance(item, Failed):
+            if isinstance(item, Failed):
                 await self._error(send, item.failure)
                 return
-            elif isinstance(item, Ended):
+            if isinstance(item, Ended):
                 break
+        outcome.result = item.result
         _note(scope, out=outcome.completion_tokens, finish=outcome.finish)
         if item.cut is not None:
             if item.cut != CLIENT_GONE:
@@ -465,14 +458,6 @@ class JobResponse(Response):
             return
         self._finished = True
         await _send(send, 200, "application/json", _json(self.dialect.whole(outcome)))
-
-
-def _settle(outcome: Outcome, item: Usage | Finish) -> None:
-    if isinstance(item, Usage):
-        outcome.prompt_tokens = item.prompt_tokens
-        outcome.completion_tokens = item.completion_tokens
-    elif item.reason in ("stop", "length"):
-        outcome.finish = item.reason
 
 
 def _json(body: object) -> bytes:

@@ -18,27 +18,47 @@ import uuid
 from typing import Protocol
 
 from wai.serve.protocol import ApiFailure, Ask, envelope, error_envelope, openai_error, sse, usage_dict
+from wai.turn_result import TurnResult
 from wai.windows.budget import Plan
 
 DONE = b"data: [DONE]\n\n"
 
 
 class Outcome:
-    """What a finished reply says about itself: its text so far, usage, finish reason."""
+    """What a reply says about itself: the ask, the plan it was made within, and once the turn
+    ran to its end, the turn's result (its text, thinking, usage and finish reason)."""
 
     def __init__(self, ask: Ask, plan: Plan, precision: str | None) -> None:
         self.ask = ask
         self.plan = plan
         self.precision = precision
-        self.pieces: list[str] = []
-        self.thinking: list[str] = []
-        self.prompt_tokens = plan.prompt_tokens
-        self.completion_tokens = 0
-        self.finish = "stop"
+        self.result: TurnResult | None = None
 
     @property
     def text(self) -> str:
-        return "".join(self.pieces)
+        return self.result.text if self.result is not None else ""
+
+    @property
+    def thinking(self) -> str:
+        return self.result.reasoning if self.result is not None else ""
+
+    @property
+    def prompt_tokens(self) -> int:
+        result = self.result
+        return (
+            result.prompt_tokens
+            if result is not None and result.prompt_tokens is not None
+            else (self.plan.prompt_tokens)
+        )
+
+    @property
+    def completion_tokens(self) -> int:
+        return (self.result.completion_tokens if self.result is not None else None) or 0
+
+    @property
+    def finish(self) -> str:
+        """Workers AI's and OpenAI's finish reasons: stop, or length at the output cap."""
+        return "length" if self.result is not None and self.result.finish_reason == "length" else "stop"
 
     def usage(self) -> dict[str, int]:
         return usage_dict(self.prompt_tokens, self.completion_tokens)
@@ -176,5 +196,5 @@ class OpenAIReply:
 def _message(outcome: Outcome) -> dict[str, str]:
     message = {"role": "assistant", "content": outcome.text}
     if outcome.thinking:
-        message["reasoning_content"] = "".join(outcome.thinking)
+        message["reasoning_content"] = outcome.thinking
     return message

@@ -17,23 +17,19 @@ import asyncio
 import collections
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from wai.backends.request import Request
 from wai.catalog.entries import ModelSpec
 from wai.errors import UsageError, WaiError, WindowError
 from wai.events import Event, PromptRead, Token
 from wai.serve.failures import log_unexpected, one_line
 from wai.serve.protocol import INTERNAL_ERROR, OUT_OF_CAPACITY, WINDOW_EXCEEDED, ApiFailure, Ask
-from wai.turn.planner import Target, TurnAsk, TurnPlanner
+from wai.turn.planner import PlannedTurn, Target, TurnAsk, TurnPlanner
+from wai.turn_result import TurnInfo, TurnResult
 from wai.windows.budget import Plan
 from wai.wording import counted
-
-if TYPE_CHECKING:
-    from wai.backends.base import Backend
 
 # Set to a served model's id, every request to it fails as no code expects: how the tests check that
 # a model's thread survives such a failure (every real cause found so far has been fixed).
@@ -59,9 +55,11 @@ class Failed:
 
 @dataclass(frozen=True, slots=True)
 class Ended:
-    """No more items; `cut` says why the reply stopped early (None when it ran to its end)."""
+    """No more items; `cut` says why the reply stopped early (None when it ran to its end), and
+    `result` is the turn's when it ran to its end."""
 
     cut: str | None = None
+    result: TurnResult | None = None
 
 
 Item = Accepted | Failed | Ended | Event
@@ -321,40 +319,21 @@ class ModelWorker:
             self._count_cancel(job)
             job.put(Ended(job.cancel_reason))
             return
-        self._generate(job, backend, turn.request)
+        self._generate(job, planner, turn)
 
-    def _generate(self, job: Job, backend: Backend, request: Request) -> None:
-        from wai.backends.llama_cpp.stream import LlamaBackend
+    def _generate(self, job: Job, planner: TurnPlanner, turn: PlannedTurn) -> None:
         from wai.llama.native import DecodeStopped
 
-        if not isinstance(backend, LlamaBackend):
-            raise TypeError(f"wai serve runs models on llama.cpp, not on {backend.name}")
-
-        # Asked between two steps of the prompt's decoding: a long prompt stops within a batch.
-        events = backend.stream(request, should_stop=lambda: job.cancelled)
-        cut: str | None = None
+        sink = _JobSink(job, self.stats, self.stall_limit)
         try:
-            for event in events:
-                if isinstance(event, PromptRead):  # the page and the APIs have no use for it
-                    if job.cancelled:
-                        cut = job.cancel_reason or "cancelled"
-                        break
-                    continue
-                if isinstance(event, Token):
-                    job.pieces += 1
-                    self.stats.tokens += 1
-                if job.cancelled or not job.put(event, self.stall_limit):
-                    cut = job.cancel_reason or "cancelled"
-                    break
-        except DecodeStopped:
-            cut = job.cancel_reason or "cancelled"
-        except WaiError as error:
+            result = planner.run(turn, sink, events=_stoppable(planner, turn, job))
+        except DecodeStopped:  # stopped while the prompt was read: no result, nothing was said
+            result = None
+        if result is not None and result.error is not None and not isinstance(result.error, _Cut):
             self.stats.failed += 1
-            job.put(Failed(_failure(error, self.spec.gguf_path())))
+            job.put(Failed(_failure(result.error, self.spec.gguf_path())))
             return
-        finally:
-            events.close()  # stops the decoder between two tokens and frees its sampler
-        if cut is not None:
+        if result is None or result.error is not None:
             job.cut_in_prompt = job.pieces == 0
             self._count_cancel(job)
             if job.stalled:
@@ -362,9 +341,10 @@ class ModelWorker:
                     f"{self.spec.id}: a client took no events for {self.stall_limit:g} s: its reply was "
                     f"cut after {counted(job.pieces, 'token')}, and the model serves the next request"
                 )
-        else:
-            self.stats.completed += 1
-        job.put(Ended(cut))
+            job.put(Ended(job.cancel_reason or "cancelled"))
+            return
+        self.stats.completed += 1
+        job.put(Ended(result=result))
 
     def _unexpected(self, job: Job, error: Exception) -> None:
         """A failure no part of wai expected: this job gets a 500, the thread serves the next one."""
@@ -395,6 +375,55 @@ def _failure(error: WaiError, path: Path | None) -> ApiFailure:
     if isinstance(error, UsageError):  # a chat template that refuses the conversation, say
         return ApiFailure(400, 5004, shown(str(error)))
     return ApiFailure(500, INTERNAL_ERROR, f"wai serve could not run the model: {shown(str(error))}")
+
+
+class _Cut(WaiError):
+    """The job was cancelled (its client went away, or stopped reading): its turn ends here."""
+
+
+class _JobSink:
+    """Where a served turn's events go: to the job, for the event loop to write to the client.
+
+    Each piece of text is counted; once the job is cancelled, or its reader stays behind for
+    the stall limit, the turn is cut after the piece in hand.
+    """
+
+    tells_output_cap = True  # the client reads the finish reason itself
+    shows_waiting = False
+
+    def __init__(self, job: Job, stats: ModelStats, stall_limit: float) -> None:
+        self.job = job
+        self.stats = stats
+        self.stall_limit = stall_limit
+
+    def start(self, info: TurnInfo) -> None:
+        pass
+
+    def feed(self, event: Event) -> None:
+        job = self.job
+        if isinstance(event, PromptRead):  # the page and the APIs have no use for it
+            if job.cancelled:
+                raise _Cut(job.cancel_reason or "cancelled")
+            return
+        if isinstance(event, Token):
+            job.pieces += 1
+            self.stats.tokens += 1
+        if job.cancelled or not job.put(event, self.stall_limit):
+            raise _Cut(job.cancel_reason or "cancelled")
+
+    def finish(self, result: TurnResult) -> None:
+        pass
+
+
+def _stoppable(planner: TurnPlanner, turn: PlannedTurn, job: Job) -> Iterator[Event] | None:
+    """The turn's events on llama.cpp, asked between two steps of the prompt's decoding whether the
+    job was cancelled, so a long prompt stops within a batch; None elsewhere (the usual stream)."""
+    from wai.backends.llama_cpp.stream import LlamaBackend
+
+    backend = planner.backends.get(turn.target.backend)
+    if not isinstance(backend, LlamaBackend):
+        return None
+    return backend.stream(turn.request, should_stop=lambda: job.cancelled)
 
 
 class Pool:

@@ -13,6 +13,7 @@ policy becomes the Request (`request_for`).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from types import TracebackType
 
@@ -22,12 +23,14 @@ from wai.backends.request import Request
 from wai.catalog.entries import Catalog, ModelSpec
 from wai.conversation import Message, ReasoningEffort, Timeouts
 from wai.errors import UsageError
+from wai.events import Event
 from wai.notices import Notifier
 from wai.render.base import Sink
 from wai.sampling import Sampling
 from wai.settings import UserConfig
 from wai.store.transcript import TranscriptLog
 from wai.turn.play import TurnWords, play_turn
+from wai.turn.run import run_turn, turn_info
 from wai.turn_result import TurnResult
 from wai.windows.budget import FitMode, Plan, plan_request
 from wai.windows.counters import RawCounter, TokenCounter
@@ -224,6 +227,16 @@ class TurnPlanner:
         return play_turn(
             backend, turn.request, sink, notifier, prompt_exact=turn.plan.exact, words=words, warned=warned
         )
+
+    def run(self, turn: PlannedTurn, sink: Sink, *, events: Iterator[Event] | None = None) -> TurnResult:
+        """Stream the turn's reply into `sink` and return the result, saying nothing on stderr: for
+        a caller that reports on its own terms (wai serve answers over HTTP).
+
+        `events`: the backend's stream of the turn's request, when the caller opened it itself.
+        """
+        backend = self.backends.get(turn.target.backend)
+        info = turn_info(backend, turn.request, prompt_exact=turn.plan.exact)
+        return run_turn(backend, turn.request, sink, info, events=events)
 
 
 def request_for(

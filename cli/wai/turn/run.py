@@ -37,11 +37,20 @@ def turn_info(backend: Backend, request: Request, *, prompt_exact: bool = True) 
     )
 
 
-def run_turn(backend: Backend, request: Request, sink: Sink, info: TurnInfo) -> TurnResult:
+def run_turn(
+    backend: Backend,
+    request: Request,
+    sink: Sink,
+    info: TurnInfo,
+    *,
+    events: Iterator[Event] | None = None,
+) -> TurnResult:
     """Stream one reply into `sink` and return what came, complete or not.
 
     A Ctrl-C during the reply ends it as `interrupted`; an expected failure (a WaiError, from the
-    backend or from the output) ends it with `error` set. Either way the partial text is kept.
+    backend, the output or the sink) ends it with `error` set. Either way the partial text is kept.
+    `events`: the backend's stream of this request when the caller opened it itself (wai serve
+    opens it with a check that stops a long prompt's decoding); else `backend.stream(request)`.
     """
     result = TurnResult(
         info=info,
@@ -52,7 +61,8 @@ def run_turn(backend: Backend, request: Request, sink: Sink, info: TurnInfo) -> 
     pieces: list[str] = []
     thinking = _Thinking()
     started = time.perf_counter()
-    events: Iterator[Event] = backend.stream(request)
+    if events is None:
+        events = backend.stream(request)
     usage: Usage | None = None
 
     def settle(reason: str) -> None:
