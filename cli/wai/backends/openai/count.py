@@ -137,7 +137,7 @@ class ServerCounter:
         comes once per counter. None where the count told nothing that changes the plan."""
         from dataclasses import replace
 
-        from wai.backends.openai.models import windows_assumed
+        from wai.backends.openai.learned import windows_assumed
         from wai.store.catalogs import output_window
 
         told = self.max_model_len
@@ -165,7 +165,7 @@ class ServerCounter:
         """The assumed windows replaced by the context the server told, kept in the provider's store."""
         from dataclasses import replace
 
-        from wai.backends.openai.models import remember, store_name
+        from wai.backends.openai.learned import remember, store_name
         from wai.store.catalogs import ModelFacts, output_window, store_path
 
         provider = self.client.provider

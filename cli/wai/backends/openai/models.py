@@ -14,9 +14,17 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from wai.backends.openai.learned import (
+    ASSUMED_CONTEXT,
+    ASSUMED_STORED,
+    WINDOWS_UNKNOWN,
+    remember,
+    store_name,
+    windows_assumed,
+)
 from wai.catalog.entries import Catalog, ModelSpec
 from wai.errors import BackendError, ConfigError, WaiError
-from wai.providers import STORE_PREFIX, Provider
+from wai.providers import Provider
 from wai.store.catalogs import (
     ImplausibleFigure,
     ModelFacts,
@@ -29,14 +37,6 @@ from wai.store.catalogs import (
 
 if TYPE_CHECKING:
     from wai.notices import Notifier
-
-WINDOWS_UNKNOWN = "the server, at first use"  # a spec's `source` until its windows are read
-ASSUMED_CONTEXT = 4096  # a model whose server tells no context is held to this much
-ASSUMED_STORED = " (no context told: assumed)"  # after the store's path, in a spec's `source`
-
-
-def store_name(provider: Provider) -> str:
-    return f"{STORE_PREFIX}{provider.name}"
 
 
 def windows_spec(
@@ -112,13 +112,6 @@ def provider_spec(provider: Provider, model: str, catalog: Catalog, *, live: boo
     return found
 
 
-def windows_assumed(spec: ModelSpec) -> bool:
-    """Whether a provider model's windows are the assumption, its server having told none."""
-    return spec.provider is not None and (
-        spec.source == WINDOWS_UNKNOWN or spec.source.endswith(ASSUMED_STORED)
-    )
-
-
 def assumed_warnings(spec: ModelSpec) -> list[str]:
     """The warning for a provider model whose server, asked just now, told no context ([] else)."""
     if spec.provider is None or spec.source != WINDOWS_UNKNOWN:
@@ -127,29 +120,6 @@ def assumed_warnings(spec: ModelSpec) -> list[str]:
         f"{spec.provider} tells no context length for {spec.served_name}: assumed {ASSUMED_CONTEXT} "
         f'tokens; set context_window and max_output under [models."{spec.id}"] in models.toml'
     ]
-
-
-def remember(provider: Provider, learned: ModelFacts) -> None:
-    """Keep what a first use read from the server, as a refresh of that one model would: later
-    runs ask the server nothing before the count."""
-    import contextlib
-
-    from wai.store.catalogs import save
-
-    try:
-        current = load(store_name(provider))
-    except StoredCatalogError:
-        current = None
-    kept = tuple(m for m in (current.models if current is not None else ()) if m.id != learned.id)
-    with contextlib.suppress(OSError):  # a home that cannot be written costs the next run a probe
-        save(
-            RefreshedCatalog(
-                provider=store_name(provider),
-                fetched_at=current.fetched_at if current is not None else datetime.now(UTC),
-                source=provider.base_url,
-                models=(*kept, learned),
-            )
-        )
 
 
 def _engine(facts: ModelFacts | None) -> str | None:

@@ -122,7 +122,7 @@ class OpenAIBackend(StreamingChatBackend):
         return body
 
     def _empty_stream_hint(self, request: Request) -> str | None:
-        from wai.backends.openai.models import ASSUMED_CONTEXT, windows_assumed
+        from wai.backends.openai.learned import ASSUMED_CONTEXT, windows_assumed
 
         if not windows_assumed(request.model):
             return None
