@@ -54,11 +54,11 @@ class Span:
     def highest(self) -> float | None:
         return self.high if math.isfinite(self.high) else None
 
-    def words(self) -> str:
+    def words(self, to: str = " to ") -> str:
         """The span as `/set` says it: "0 to 5", "0 or more", or "" when any number will do."""
         low, high = self.lowest, self.highest
         if low is not None and high is not None:
-            return f"{_number(low)} to {_number(high)}"
+            return f"{_number(low)}{to}{_number(high)}"
         if low is not None:
             return f"{_number(low)} or more"
         if high is not None:

@@ -29,13 +29,19 @@ REFUSALS = [
         [f"{MODEL}'s context window is 4096 tokens"],
     ),
     (Reply.error(403, 9109, "Invalid access token"), 2, ["rejected the API token"]),
+    # Workers AI's own ranges, as the options that set them (wai.sampling, workers_ai/sampling.py).
+    (
+        Reply.error(400, 5004, "Type mismatch of '/top_k'"),
+        1,
+        ["rejected the request's inputs", "--top-p 0.001..1", "--top-k 1..50", "--repetition-penalty 0..2"],
+    ),
 ]
 
 
 @pytest.mark.parametrize(
     ("reply", "code", "words"),
     REFUSALS,
-    ids=["4006", "5035", "5018", "3041", "3023", "vllm", "vllm-2", "vllm-bare", "9109"],
+    ids=["4006", "5035", "5018", "3041", "3023", "vllm", "vllm-2", "vllm-bare", "9109", "5004"],
 )
 def test_each_refusal_is_one_line_with_its_exit_code_and_is_not_retried(
     server: WorkersAIServer, reply: Reply, code: int, words: list[str]

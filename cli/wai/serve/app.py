@@ -29,6 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from wai.catalog.entries import ModelSpec
 from wai.events import Reasoning, Token
+from wai.sampling import OPTIONS_BY_NAME
 from wai.serve.failures import log_unexpected, one_line
 from wai.serve.protocol import (
     AUTH_ERROR,
@@ -297,6 +298,10 @@ async def _page_models(request: Request, state: ServeState) -> Response:
     return JSONResponse({"models": models}, headers=_JSON_HEADERS)
 
 
+# What the page's form sends besides the prompt and the system prompt.
+_PAGE_OPTIONS = ("max_tokens", "temperature", "top_p", "seed")
+
+
 async def _page_stream(request: Request, state: ServeState) -> Response:
     query = request.query_params
     dialect = PageReply()
@@ -305,7 +310,8 @@ async def _page_stream(request: Request, state: ServeState) -> Response:
         if query.get("system"):
             body = {"messages": [{"role": "system", "content": query["system"]}], "stream": True}
             body["messages"].append({"role": "user", "content": query.get("prompt", "")})
-        for key, kind in (("max_tokens", int), ("temperature", float), ("top_p", float), ("seed", int)):
+        for key in _PAGE_OPTIONS:
+            kind = OPTIONS_BY_NAME[key].kind if key in OPTIONS_BY_NAME else int
             if query.get(key):
                 try:
                     body[key] = kind(query[key])

@@ -298,8 +298,8 @@ def error_for(
         )
     if code in (5004, 3003):
         return BackendError(
-            f"Workers AI rejected the request's inputs ({where}); check the options (--temperature 0..5, "
-            "--top-p 0.001..1, --top-k 1..50, --seed 1..9999999999); --debug shows the request"
+            f"Workers AI rejected the request's inputs ({where}); check the options ({_ranges()}); "
+            "--debug shows the request"
         )
     if code == 3006 or status == 413:
         return BackendError(f"the request is too large for Workers AI ({where}); shorten the prompt")
@@ -369,3 +369,11 @@ def _retryable_message(error: ApiError) -> str:
             "account); wait a minute and try again"
         )
     return f"Workers AI failed on its side ({where}); try again later"
+
+
+def _ranges() -> str:
+    """Workers AI's sampling ranges as options: "--temperature 0..5, --top-p 0.001..1, ..."."""
+    from wai.backends.workers_ai.sampling import RANGES
+    from wai.sampling import OPTIONS_BY_NAME
+
+    return ", ".join(f"{OPTIONS_BY_NAME[name].flag} {span.words('..')}" for name, span in RANGES.items())
