@@ -331,7 +331,7 @@ def test_control_characters_in_a_server_error_reach_no_output(server: WorkersAIS
         assert not any((ord(c) < 0x20 and c != "\n") or 0x7F <= ord(c) <= 0x9F for c in text), ascii(text)
 
 
-def test_raw_count_of_nothing_is_zero() -> None:
+def test_raw_count_of_nothing_is_the_bos_a_raw_prompt_begins_with() -> None:
     done = run_wai("tokens", "--raw", "--json", "-m", "@cf/meta/llama-2-7b-chat-fp16", "")
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["tokens"] == 0
+    assert json.loads(done.stdout)["tokens"] == 1

@@ -69,25 +69,31 @@ def test_raw_counts_reproduce_llama_cpp_reference_tokenizations(
     cases = reference_cases(vocab_home / vocab_name)
     assert len(cases) > 30
     model = spec(model_id)
+    counter = counter_for(model, "remote")
+    assert isinstance(counter, VocabCounter)
+    bos = counter.tokenize("", bos=True)
     for text, expected in cases:
+        assert counter.tokenize(text) == expected, text
         report = count_report(model, "remote", text=text, raw=True, include_ids=True)
         assert report["exact"] is True
-        assert report["tokens"] == len(expected), text
-        assert report["ids"] == expected, text
+        if counter.tokenize(text, special=True) == expected:  # no special-token text in it
+            # A raw prompt as sent: the vocabulary's BOS, then the text.
+            assert report["ids"] == bos + expected, text
+            assert report["tokens"] == len(bos) + len(expected), text
 
 
 def test_raw_counts_of_a_local_model_use_its_own_vocabulary(vocab_home: Path) -> None:
     vocab_file = vocab_home / "ggml-vocab-llama-spm.gguf"
     model = local_spec(vocab_file)
     for text, expected in reference_cases(vocab_file):
-        assert count_report(model, "local", text=text, raw=True, include_ids=True)["ids"] == expected
+        ids = count_report(model, "local", text=text, raw=True, include_ids=True)["ids"]
+        assert ids == [1, *expected], text  # Llama 2's BOS, then the text
 
 
-def test_raw_counts_special_token_text_as_plain_text(vocab_home: Path) -> None:
+def test_raw_counts_special_token_text_as_the_special_token(vocab_home: Path) -> None:
     report = count_report(spec(LLAMA3), "remote", text="<|eot_id|>", raw=True, include_ids=True)
-    ids = report["ids"]
-    assert isinstance(ids, list)
-    assert report["tokens"] == len(ids) > 1 and 128009 not in ids
+    assert report["ids"] == [128000, 128009]  # <|begin_of_text|> and <|eot_id|>
+    assert report["tokens"] == 2
 
 
 def segments(counter: VocabCounter, *parts: str | int) -> list[int]:
@@ -282,7 +288,7 @@ def test_wai_tokens_says_token_for_one(isolated_home: Path) -> None:
     from tests.support.cli import run_wai
 
     model = "@cf/google/gemma-3-12b-it"  # no family: counted by the estimate, a token a word
-    one = run_wai("tokens", "--raw", "-m", model, "x")
-    assert one.returncode == 0 and one.stdout.startswith("~1 token (the text alone;"), one.stdout
-    two = run_wai("tokens", "--raw", "-m", model, "hi you")
-    assert two.stdout.startswith("~2 tokens (the text alone;"), two.stdout
+    one = run_wai("tokens", "-m", model, "--raw", "")  # BOS alone
+    assert one.returncode == 0 and one.stdout.startswith("~1 token (the raw prompt as sent"), one.stdout
+    two = run_wai("tokens", "-m", model, "--raw", "x")
+    assert two.stdout.startswith("~2 tokens (the raw prompt as sent"), two.stdout

@@ -368,8 +368,8 @@ def test_tokens_raw_counts_stdin_byte_for_byte(server: WorkersAIServer, model_id
     for text, result in zip(texts, done, strict=True):
         assert result.returncode == 0, result.stderr
         report = json.loads(result.stdout)
-        # llama.cpp itself, on the same bytes: no BOS, special-token text as text.
-        direct = reference.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+        # llama.cpp itself, on the same bytes, as a raw prompt is sent: BOS, special tokens parsed.
+        direct = reference.tokenize(text.encode("utf-8"), add_bos=True, special=True)
         assert report["tokens"] == len(direct) and report["raw"] is True
         counts.append(report["tokens"])
     assert counts[0] == counts[1] + 1  # the trailing newline is a token of its own

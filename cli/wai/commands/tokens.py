@@ -18,7 +18,7 @@ from wai.notices import Notifier
 from wai.settings import load_credentials, load_user_config
 from wai.terminal.safe_text import for_terminal, json_for_terminal
 from wai.windows.budget import counter_warnings, input_limit, silent_cut_risk, told_windows
-from wai.windows.counters import VocabCounter
+from wai.windows.counters import RawCounter, VocabCounter
 from wai.windows.estimate import HOW_ESTIMATED
 
 
@@ -62,7 +62,11 @@ def run_tokens(
             json_for_terminal(json.dumps(report, indent=2, ensure_ascii=False), sys.stdout) + "\n"
         )
     else:
-        what = "the text alone" if raw else "the prompt as sent"
+        what = (
+            "the raw prompt as sent: special-token text as special tokens, BOS where the model adds one"
+            if raw
+            else "the prompt as sent"
+        )
         exactness = "exact" if report["exact"] else "estimated"  # counted_with says why
         limit, window = report["input_limit"], report["context_window"]
         # The limit is the input window less the least reply worth sending, where that is less.
@@ -101,7 +105,8 @@ def count_report(
 ) -> dict[str, object]:
     """`wai tokens`: the count against `model`'s windows, as a JSON-ready dict.
 
-    `raw`: `text` exactly as given, no template, no BOS, special-token text as plain text.
+    `raw`: `text` as `wai ask --raw` sends it (RawCounter): no template, special-token text as the
+    special tokens it names, BOS where the vocabulary adds one.
     Otherwise the prompt that `messages` (or `text` as one user message) would send.
     `include_ids` adds the token ids under "ids" (None for an estimate).
     """
@@ -110,11 +115,10 @@ def count_report(
     if raw:
         if text is None:
             raise ValueError("raw counting needs a text")
-        if isinstance(counter, VocabCounter):
-            ids = counter.tokenize(text)
-            count = len(ids)
-        else:
-            count = counter.count_text(text)
+        raw_counter = RawCounter(counter)
+        ids = raw_counter.raw_ids(text)
+        count = raw_counter.count_raw(text)
+        counter = raw_counter
     else:
         convo = tuple(messages) or (Message("user", text or ""),)
         if isinstance(counter, VocabCounter):

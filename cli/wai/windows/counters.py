@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from wai import settings
 from wai.catalog.entries import ModelSpec
@@ -159,10 +159,13 @@ class VocabCounter:
 
 
 class RawCounter:
-    """Counts a raw prompt (`--raw`): the one message's text sent verbatim, no chat template.
+    """Counts a raw prompt (`--raw`) as the model receives it: the one message's text verbatim, no
+    chat template; special-token text in it is the special token it names (a raw prompt spells
+    its own template) and the vocabulary's BOS is added where it adds one (`raw_prompt_tokens`,
+    which the local backend sends). An estimate counts the text, and one token for BOS.
 
-    Special-token text in it counts as the special token (a raw prompt spells its own template),
-    and the vocabulary's BOS is added where it adds one; an estimate counts one token for BOS.
+    `wai tokens --raw`, `wai ask --raw` (its plan and its dry run) and `wai serve`'s raw
+    requests all count through it, so they agree.
     """
 
     def __init__(self, inner: TokenCounter) -> None:
@@ -177,15 +180,31 @@ class RawCounter:
         return self.count_raw(messages[-1].content if messages else "")
 
     def count_raw(self, text: str) -> int:
+        ids = self.raw_ids(text)
+        return len(ids) if ids is not None else self.inner.count_text(text) + 1
+
+    def raw_ids(self, text: str) -> list[int] | None:
+        """The token ids the model receives for raw `text`; None where the count is an estimate."""
         if isinstance(self.inner, VocabCounter):
-            return len(self.inner.tokenize(text, bos=True, special=True))
-        return self.inner.count_text(text) + 1
+            return self.inner.tokenize(text, bos=True, special=True)
+        return None
 
     def cut_points(self, text: str) -> Sequence[int]:
         return self.inner.cut_points(text)
 
     def prompt_text(self, messages: Sequence[Message]) -> str | None:
         return messages[-1].content if messages else ""
+
+    def __getattr__(self, name: str) -> Any:
+        # What else the inner counter offers (a server's warnings, the windows it told, whether it
+        # cuts long prompts silently) holds for the raw prompt too.
+        return getattr(self.inner, name)
+
+
+def raw_prompt_tokens(native: NativeModel, text: str) -> list[int]:
+    """A raw prompt's tokens as sent: special-token text parsed as the tokens it names, BOS added
+    where the vocabulary adds one (as RawCounter counts it)."""
+    return native.tokenize(text, add_special=True, parse_special=True)
 
 
 def local_counter(model: ModelSpec) -> TokenCounter:

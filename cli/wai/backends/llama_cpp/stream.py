@@ -25,6 +25,7 @@ from wai.events import Event, Finish, FinishReason, Loaded, PromptRead, Token, U
 from wai.llama import native
 from wai.llama.gguf_info import GGUFInfo, read_gguf_info
 from wai.sampling import Sampling
+from wai.windows.counters import raw_prompt_tokens
 from wai.windows.local_template import tokenize_chat
 
 if TYPE_CHECKING:
@@ -96,7 +97,7 @@ class LlamaBackend:
         started = time.perf_counter()
         loaded, fresh = self._model_for(path, info)
         prompt = (
-            raw_tokens(loaded.model, request.messages[-1].content)
+            raw_prompt_tokens(loaded.model, request.messages[-1].content)
             if request.raw
             else tokenize_chat(loaded.model, request.messages)
         )
@@ -350,12 +351,6 @@ def unsupported(sampling: Sampling) -> str | None:
             "llama.cpp divides by it; use a value above 0 (1 is off, above 1 repeats less)"
         )
     return None
-
-
-def raw_tokens(model: native.NativeModel, text: str) -> list[int]:
-    """A raw prompt (`--raw`) as sent: the text verbatim, its special-token text parsed as the
-    tokens it names (a raw prompt spells its own template), BOS added where the model adds one."""
-    return model.tokenize(text, add_special=True, parse_special=True)
 
 
 def _sampler(sampling: Sampling, max_tokens: int, n_vocab: int) -> native.Sampler:
