@@ -8,15 +8,14 @@ from collections.abc import Sequence
 from typing import BinaryIO
 
 from wai.backends.base import BackendMode, BackendName
-from wai.backends.registry import choose, registration, windows_for
-from wai.catalog.entries import ModelSpec, load_catalog
-from wai.catalog.resolve import resolve_model
+from wai.backends.registry import LocalOptions, registration
+from wai.catalog.entries import ModelSpec
 from wai.commands.prompt_input import read_prompt, valid_text
 from wai.conversation import Message
 from wai.errors import EXIT_OK, EXIT_WINDOW
 from wai.notices import Notifier
-from wai.settings import load_credentials, load_user_config
 from wai.terminal.safe_text import for_terminal, json_for_terminal
+from wai.turn.planner import TurnPlanner
 from wai.windows.budget import counter_warnings, input_limit, silent_cut_risk, told_windows
 from wai.windows.counters import RawCounter, VocabCounter
 from wai.windows.estimate import HOW_ESTIMATED
@@ -38,16 +37,15 @@ def run_tokens(
     prompt = read_prompt(
         text, stream, stream is None or stream.isatty(), notifier, allow_blank=raw, use_stdin=use_stdin
     )
-    config = load_user_config()
-    credentials = load_credentials(config)
-    spec = resolve_model(model, load_catalog(), config, credentials)
     # Counting needs no credentials or weights: the backend only decides which template is used,
-    # and it is the one `wai ask` would run.
-    backend_name = choose(spec, backend, credentials, sending=False)
+    # and it is the one `wai ask` would run. Nothing is built, so nothing needs closing.
+    planner = TurnPlanner.for_user(LocalOptions())
+    target = planner.resolve(model, backend, sending=False)
+    backend_name = target.backend
     messages: tuple[Message, ...] = (Message("user", prompt),)
     if system:
         messages = (Message("system", valid_text(system, "the system prompt", notifier)), *messages)
-    spec = windows_for(spec, backend_name)
+    spec = planner.windows(target)
     report = count_report(spec, backend_name, text=prompt, messages=messages, raw=raw)
     warnings = report.pop("warnings", [])
     for warning in warnings if isinstance(warnings, list) else []:

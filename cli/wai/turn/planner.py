@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from types import TracebackType
 
 from wai.backends.base import BackendMode, BackendName
-from wai.backends.registry import Backends, LocalOptions, choose, registration
+from wai.backends.registry import Backends, LocalOptions, choose, registration, windows_for
 from wai.backends.request import Request
 from wai.catalog.entries import Catalog, ModelSpec
 from wai.conversation import Message, ReasoningEffort, Timeouts
@@ -169,7 +169,7 @@ class TurnPlanner:
 
     def windows(self, target: Target) -> ModelSpec:
         """The windows a turn on the target is planned within (locally, within the file's context)."""
-        return registration(target.backend).windows(target.spec)
+        return windows_for(target.spec, target.backend)
 
     def plan(
         self,
