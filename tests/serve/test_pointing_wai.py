@@ -28,6 +28,7 @@ def test_after_a_refresh_from_wai_serve_the_default_model_is_one_it_serves(
         assert "`wai models --refresh`" in before.stderr
         refreshed = run_wai("models", "--refresh", "--json", env=env)
         assert refreshed.returncode == 0, refreshed.stderr
+        assert f"read 1 text-generation model from {server.base_url}" in refreshed.stderr
         assert json.loads(refreshed.stdout)["default_model"] == served
         asked = run_wai("ask", "where is new york?", env=env)
         assert (asked.returncode, asked.stdout) == (0, SCRIPT + "\n"), asked.stderr

@@ -183,7 +183,8 @@ def refresh_catalog(notifier: Notifier) -> WaiError | None:
         f"; {unusable} without a published window left out (give one in your models.toml)" if unusable else ""
     )
     count = len(refreshed.models)
-    notifier.info(f"read {count} text-generation models from {refreshed.source}{left_out}; kept in {path}")
+    models = f"{count} text-generation model{'' if count == 1 else 's'}"
+    notifier.info(f"read {models} from {refreshed.source}{left_out}; kept in {path}")
     return failure  # a provider that could not be refreshed was told, and fails the command
 
 
