@@ -468,7 +468,9 @@ def tokens(
     backend: Annotated[
         BackendChoice, typer.Option(help="Whose prompt format to count.")
     ] = BackendChoice.auto,
-    raw: Annotated[bool, typer.Option("--raw", help="Exactly the text: no template, no BOS.")] = False,
+    raw: Annotated[
+        bool, typer.Option("--raw", help="The raw prompt as `wai ask --raw` sends it: no template.")
+    ] = False,
     json_output: JsonOpt = False,
     no_stdin: NoStdinOpt = False,
     debug: DebugOpt = False,
