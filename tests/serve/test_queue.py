@@ -3,10 +3,12 @@ signal, stops its decoding after the piece in flight."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -143,6 +145,38 @@ def test_sigterm_cuts_a_stream_cleanly_and_exits_0(isolated_home: Path, served: 
     text = "".join(e.get("response", "") for e in events[:-1])
     assert ("Hi 🎉!" * 5000).startswith(text)
     assert "SIGTERM: stopping" in server.stderr and server.stderr.endswith("stopped")
+
+
+def test_sigterm_again_and_again_until_it_exits_still_stops_gracefully(
+    isolated_home: Path, served: list[Served]
+) -> None:
+    # A supervisor may repeat its signal (or a user press Ctrl-C twice) at any moment of the stop,
+    # down to the last instant of the process: the stop stays the graceful one, exit 0.
+    write_catalog(isolated_home, served)
+    server = ServeProcess(isolated_home, "-m", LOOP)
+    process = server.process
+
+    def again_and_again() -> None:
+        while process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
+            time.sleep(0.002)
+
+    with (
+        httpx.Client(timeout=60) as client,
+        client.stream("POST", server.run_url(LOOP), json=LONG, headers=server.headers) as reply,
+    ):
+        lines = reply.iter_lines()
+        first = next(lines)
+        sender = threading.Thread(target=again_and_again)
+        sender.start()
+        raw = "\n".join([first, *lines])
+    code = process.wait(30)
+    sender.join()
+    assert code == 0, server.stderr
+    events = [json.loads(d) for d in sse_data(raw)]
+    assert events[-1]["errors"][0]["code"] == 3043
+    assert server.stderr.endswith("stopped") and "Traceback" not in server.stderr
 
 
 def test_sigint_with_nothing_running_exits_0(isolated_home: Path, tiny_models: dict[str, TinyModel]) -> None:

@@ -4,7 +4,8 @@ On the first signal the server stops accepting connections and requests still wa
 model are answered 503; the replies being decoded get SHUTDOWN_GRACE seconds to finish, then are
 cut (their streams end with an error event, no `[DONE]`). A second signal cuts them at once.
 Either way the process exits 0: Uvicorn's own habit of raising the signal again after its
-shutdown is left out.
+shutdown is left out. A signal ignored where wai serve was started (`nohup`, a background job)
+stays ignored.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from wai.serve.worker import Pool
 from wai.terminal.safe_text import log_safe
 
 SHUTDOWN_GRACE = 5.0
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 STOPPING = "wai serve is shutting down"
 
 
@@ -45,13 +47,20 @@ class _Server(uvicorn.Server):
         if threading.current_thread() is not threading.main_thread():
             yield
             return
-        handled = (signal.SIGINT, signal.SIGTERM)
-        previous = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+        handled = [sig for sig in STOP_SIGNALS if signal.getsignal(sig) != signal.SIG_IGN]
+        for sig in handled:
+            signal.signal(sig, self.handle_exit)
         try:
             yield
         finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+            # The server has stopped, but the process has not: the models are still being freed,
+            # then the interpreter exits. Putting back the command line's handlers here (a stop
+            # signal raises KeyboardInterrupt, exit 143) let a repeated signal in that moment turn
+            # a graceful stop into a failure, and Python itself sets handled signals back to their
+            # default (death by the signal) while it finalizes. Ignored ones it leaves ignored:
+            # the stop asked for is under way, a further signal has nothing left to stop.
+            for sig in handled:
+                signal.signal(sig, signal.SIG_IGN)
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=sockets)
