@@ -326,7 +326,9 @@ def test_a_body_over_8_mib_is_413_before_it_is_read(wai_serve: ServeProcess) -> 
         while b'"messages":[]}' not in raw and (chunk := conn.recv(65536)):
             raw += chunk
     status, _, rest = raw.partition(b"\r\n")
-    assert status == b"HTTP/1.1 413 Request Entity Too Large", raw
+    # The status code is what a client acts on; the reason phrase is Python's to choose (3.13 says
+    # "Content Too Large", as RFC 9110 does, where earlier ones said "Request Entity Too Large").
+    assert status.split(b" ")[:2] == [b"HTTP/1.1", b"413"], raw
     body = json.loads(rest.partition(b"\r\n\r\n")[2])
     assert body["errors"] == [
         {
