@@ -11,9 +11,9 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import pexpect
 import pytest
 
+from tests.support import pty_spawn
 from tests.support.chat_terminal import expect_prompt, leave, wai_command
 from tests.support.cli import WAI
 from tests.support.read_only import read_only_prefix, unavailable
@@ -88,7 +88,7 @@ def test_a_read_only_home_costs_one_line_per_command(server: WorkersAIServer, is
     )
 
     # The chat runs, with one warning: earlier input history is still offered.
-    child = pexpect.spawn(
+    child = pty_spawn.spawn(
         locked[0],
         [*locked[1:], *wai_command("chat"), "-m", FP16],
         env={**os.environ, "TERM": "xterm-256color", "PROMPT_TOOLKIT_NO_CPR": "1"},

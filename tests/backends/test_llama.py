@@ -465,7 +465,9 @@ def test_a_llama_model_without_a_template_gets_the_llama_2_format(tmp_path: Path
 
 
 _CONTEXT_TOO_BIG = """
+import resource
 import sys
+resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
 from wai.backends.llama_cpp.stream import LlamaBackend
 from wai.catalog.entries import ModelSpec
 from wai.conversation import Message
@@ -482,7 +484,6 @@ except WaiError as exc:
 
 @pytest.mark.e2e
 def test_not_enough_memory_for_the_context_is_a_clear_error(tmp_path: Path) -> None:
-    import resource
     import subprocess
     import sys
 
@@ -494,15 +495,10 @@ def test_not_enough_memory_for_the_context_is_a_clear_error(tmp_path: Path) -> N
     # at 2 GB, so the allocation fails the same way whatever the machine's memory.
     huge = build_tiny_llama(tmp_path / "huge.gguf", ftype="f16", script="Hi", context_length=1 << 24)
 
-    def cap_memory() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
-
+    # The child caps itself: a preexec_fn would run Python in a child forked from this threaded
+    # process, before its exec.
     done = subprocess.run(
-        [sys.executable, "-c", _CONTEXT_TOO_BIG, str(huge.path)],
-        capture_output=True,
-        text=True,
-        preexec_fn=cap_memory,
-        timeout=60,
+        [sys.executable, "-c", _CONTEXT_TOO_BIG, str(huge.path)], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 1, done.stderr
     assert "not enough memory" in done.stdout

@@ -13,10 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pexpect
 import pytest
 
 from tests.render.terminal import environment, finish
+from tests.support import pty_spawn
 from tests.support.cli import WAI, run_wai
 from tests.support.openai_server import (
     Engine,
@@ -402,7 +402,7 @@ def test_ctrl_c_keeps_what_arrived_and_exits_130(plain: WorkersAIServer) -> None
 
 @pytest.mark.e2e
 def test_the_panel_on_a_terminal_shows_the_exact_text(engine: WorkersAIServer) -> None:
-    child = pexpect.spawn(
+    child = pty_spawn.spawn(
         WAI,
         ["ask", "-m", f"eng:{MODEL}", "hello"],
         env=environment({"WAI_HOME": os.environ["WAI_HOME"]}),
@@ -719,7 +719,7 @@ def test_a_prompt_counted_by_the_server_stays_exact_when_the_stream_has_no_usage
     no_usage = Reply.sse(openai_chunks(answer=["a", "b", "c"]))
     with _served(isolated_home, "vllm", {"POST /v1/chat/completions": no_usage}):
         result = json.loads(run_wai("ask", "--json", "-m", f"eng:{MODEL}", "hi").stdout)
-        child = pexpect.spawn(
+        child = pty_spawn.spawn(
             WAI,
             ["ask", "-m", f"eng:{MODEL}", "hi"],
             env=environment({"WAI_HOME": os.environ["WAI_HOME"]}),

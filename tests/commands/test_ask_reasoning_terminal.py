@@ -10,6 +10,7 @@ import pexpect
 import pytest
 
 from tests.render.terminal import Run, environment, finish
+from tests.support import pty_spawn
 from tests.support.chat_terminal import expect_prompt, leave, spawn_chat
 from tests.support.cli import WAI
 from tests.support.workers_ai_server import Reply, Simulation, WorkersAIServer, openai_chunks, usage_dict
@@ -29,7 +30,7 @@ def spawn(server: WorkersAIServer, *args: str) -> pexpect.spawn:
             "WAI_HOME": os.environ["WAI_HOME"],
         }
     )
-    return pexpect.spawn(
+    return pty_spawn.spawn(
         WAI,
         ["ask", "-m", MODEL, *args],
         env=env,

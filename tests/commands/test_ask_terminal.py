@@ -15,6 +15,7 @@ import pexpect
 import pytest
 
 from tests.render.terminal import environment, finish
+from tests.support import pty_spawn
 from tests.support.workers_ai_server import Reply, WorkersAIServer
 
 ROWS, COLS = 24, 80
@@ -43,7 +44,7 @@ def spawn(server: WorkersAIServer, *args: str, extra: dict[str, str] | None = No
             **(extra or {}),
         }
     )
-    return pexpect.spawn(
+    return pty_spawn.spawn(
         WAI,
         ["ask", "-m", MODEL, *args],
         env=env,

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import pty_spawn
 from tests.support.cli import run_wai
 
 
@@ -90,13 +91,11 @@ def test_without_llama_cpp_python_models_says_how_to_get_the_local_backend(
 
 @pytest.mark.e2e
 def test_on_an_80_column_terminal_every_model_id_stays_on_one_line() -> None:
-    import pexpect
-
     from tests.render.terminal import environment, finish
     from tests.support.cli import WAI
     from wai.catalog.entries import load_catalog
 
-    child = pexpect.spawn(
+    child = pty_spawn.spawn(
         WAI, ["models"], env=environment(), dimensions=(60, 80), encoding="utf-8", timeout=30
     )
     run = finish(child, 60, 80)

@@ -10,6 +10,7 @@ import pexpect
 import pytest
 
 from tests.render.terminal import environment
+from tests.support import pty_spawn
 from tests.support.cli import WAI, run_wai
 from tests.support.workers_ai_server import WorkersAIServer
 
@@ -43,7 +44,7 @@ def test_no_stdin_needs_the_prompt_as_an_argument() -> None:
 
 @pytest.mark.e2e
 def test_a_silent_pipe_is_named_once_on_a_terminal(server: WorkersAIServer) -> None:
-    child = pexpect.spawn(
+    child = pty_spawn.spawn(
         "sh",
         ["-c", f'(sleep 3; echo late) | "{WAI}" ask -m {MODEL} "what follows?"'],
         env=environment({"WAI_HOME": os.environ["WAI_HOME"]}),

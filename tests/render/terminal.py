@@ -11,6 +11,8 @@ from pathlib import Path
 import pexpect
 import pyte
 
+from tests.support import pty_spawn
+
 DRIVER = Path(__file__).with_name("panel_driver.py")
 
 
@@ -46,7 +48,7 @@ def environment(extra: dict[str, str] | None = None) -> dict[str, str]:
 def spawn_driver(
     markdown: Path, *args: str, rows: int = 24, cols: int = 80, env: dict[str, str] | None = None
 ) -> pexpect.spawn:
-    return pexpect.spawn(
+    return pty_spawn.spawn(
         sys.executable,
         [str(DRIVER), str(markdown), *args],
         env=environment(env),

@@ -10,6 +10,8 @@ from typing import Any
 
 import pexpect
 
+from tests.support import pty_spawn
+
 ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[()][0-9A-Za-z]|\x1b[=>]|\r")
 
 
@@ -34,7 +36,7 @@ def spawn_chat(
         "PROMPT_TOOLKIT_NO_CPR": "1",
         **(env or {}),
     }
-    return pexpect.spawn(
+    return pty_spawn.spawn(
         command[0],
         [*command[1:], *args],
         env=full_env,

@@ -13,6 +13,7 @@ import pexpect
 import pytest
 
 from tests.render.terminal import environment
+from tests.support import pty_spawn
 from tests.support.chat_terminal import expect_prompt, leave, spawn_chat
 from tests.support.cli import WAI, run_wai
 from tests.support.workers_ai_server import Reply, WorkersAIServer
@@ -36,7 +37,7 @@ def stream(pieces: list[str]) -> Reply:
 
 def on_terminal(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
     """`wai ARGS` on a pseudo-terminal: its exit status and everything it wrote there."""
-    child = pexpect.spawn(
+    child = pty_spawn.spawn(
         WAI,
         list(args),
         env=environment({"WAI_HOME": os.environ["WAI_HOME"], **(env or {})}),
@@ -148,7 +149,7 @@ def test_names_from_a_catalog_are_shown_as_text(isolated_home: Path) -> None:
 @pytest.mark.e2e
 def test_an_error_line_quoting_a_server_is_text(server: WorkersAIServer) -> None:
     server.script(Reply.error(400, 5006, f"bad input {TITLE}{CLEAR}"))
-    child = pexpect.spawn(
+    child = pty_spawn.spawn(
         sys.executable,
         ["-m", "wai", "ask", "-m", MODEL, "hi"],
         env=environment({"WAI_HOME": os.environ["WAI_HOME"]}),

@@ -13,6 +13,7 @@ import pexpect
 import pytest
 
 from tests.render.terminal import environment, finish
+from tests.support import pty_spawn
 from tests.support.chat_terminal import expect_prompt
 from tests.support.cli import WAI
 from tests.support.tiny_gguf import build_tiny_llama
@@ -41,7 +42,7 @@ def test_ask_stopped_by_a_signal_keeps_the_turn_and_the_cursor(
     server: WorkersAIServer, stop: signal.Signals, status: int
 ) -> None:
     server.script(slow_reply())
-    child = pexpect.spawn(
+    child = pty_spawn.spawn(
         WAI,
         ["ask", "-m", MODEL, "count slowly"],
         env=environment({"WAI_HOME": os.environ["WAI_HOME"]}),
@@ -65,7 +66,7 @@ def test_ask_stopped_by_a_signal_keeps_the_turn_and_the_cursor(
 def chat_in_a_shell(*args: str) -> pexpect.spawn:
     """`wai chat ARGS` run by sh, which then prints wai's exit status and the terminal's modes."""
     script = f'"{WAI}" chat {" ".join(args)}; echo "status=$?"; stty -a'
-    return pexpect.spawn(
+    return pty_spawn.spawn(
         "sh",
         ["-c", script],
         env={**environment({"WAI_HOME": os.environ["WAI_HOME"]}), "PROMPT_TOOLKIT_NO_CPR": "1"},
@@ -124,7 +125,7 @@ def test_ctrl_c_during_a_long_local_prompt_stops_inside_the_batch(tmp_path: Path
     # About 6,000 byte tokens: with one thread, llama.cpp reads them for seconds, 512 at a time.
     prompt = tmp_path / "prompt.txt"
     prompt.write_text("abcde" * 1200)
-    child = pexpect.spawn(
+    child = pty_spawn.spawn(
         "sh",
         ["-c", f'exec "{WAI}" ask --debug --threads 1 --max-tokens 8 -m "{model.path}" - < "{prompt}"'],
         env=environment({"WAI_HOME": os.environ["WAI_HOME"]}),
@@ -153,7 +154,7 @@ def test_a_terminal_that_hangs_up_mid_reply_still_leaves_the_turn_in_the_transcr
     server: WorkersAIServer,
 ) -> None:
     server.script(slow_reply())
-    child = pexpect.spawn(
+    child = pty_spawn.spawn(
         WAI,
         ["ask", "-m", MODEL, "count slowly"],
         env=environment({"WAI_HOME": os.environ["WAI_HOME"]}),

@@ -11,6 +11,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
+from tests.support import pty_spawn
 from tests.support.chat_terminal import expect_prompt, leave, plain, spawn_chat, wai_command
 from tests.support.workers_ai_server import Reply, Simulation, WorkersAIServer
 from wai.store.transcripts import Store
@@ -242,7 +243,7 @@ def test_chat_needs_a_terminal_on_stdout_too(server: WorkersAIServer, tmp_path: 
     wai = wai_command("chat")
     for redirect in (f'> "{tmp_path / "log"}"', "| cat"):
         script = f'{{ {" ".join(wai)} -m {FP16}; echo "status=$?" >&2; }} {redirect}'
-        child = pexpect.spawn("sh", ["-c", script], encoding="utf-8", timeout=30)
+        child = pty_spawn.spawn("sh", ["-c", script], encoding="utf-8", timeout=30)
         child.expect(pexpect.EOF)
         output = plain(child.before or "")
         assert "wai: error: wai chat needs a terminal on stdout (for a plain transcript use /save" in output
