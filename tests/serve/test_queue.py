@@ -125,17 +125,32 @@ def test_a_waiting_client_that_leaves_frees_its_place_in_the_queue(
         assert figures["waiting"] == 0 and figures["cancelled"] == 1 and figures["refused"] == 0
 
 
-def test_sigterm_cuts_a_stream_cleanly_and_exits_0(isolated_home: Path, served: list[Served]) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_a_stop_signal_cuts_a_stream_cleanly_answers_the_waiting_and_exits_0(
+    isolated_home: Path, served: list[Served], stop: signal.Signals
+) -> None:
+    # SIGHUP is the terminal that ran wai serve closing: the same graceful stop as SIGTERM.
     write_catalog(isolated_home, served)
     server = ServeProcess(isolated_home, "-m", LOOP)
+    waited: list[httpx.Response] = []
+
+    def wait_behind() -> None:
+        body = {"prompt": "hi", "max_tokens": 7}
+        waited.append(httpx.post(server.run_url(LOOP), json=body, headers=server.headers, timeout=60))
+
+    waiter = threading.Thread(target=wait_behind)
     with (
         httpx.Client(timeout=60) as client,
         client.stream("POST", server.run_url(LOOP), json=LONG, headers=server.headers) as reply,
     ):
         lines = reply.iter_lines()
         first = next(lines)
-        server.process.send_signal(signal.SIGTERM)
+        waiter.start()
+        while server.metrics()[LOOP]["waiting"] == 0:
+            time.sleep(0.01)
+        server.process.send_signal(stop)
         raw = "\n".join([first, *lines])
+    waiter.join()
     assert server.stop() == 0
     datas = sse_data(raw)
     assert "[DONE]" not in datas  # a cut reply never looks whole
@@ -144,7 +159,25 @@ def test_sigterm_cuts_a_stream_cleanly_and_exits_0(isolated_home: Path, served: 
     assert "shutting down" in events[-1]["errors"][0]["message"]
     text = "".join(e.get("response", "") for e in events[:-1])
     assert ("Hi 🎉!" * 5000).startswith(text)
-    assert "SIGTERM: stopping" in server.stderr and server.stderr.endswith("stopped")
+    [refused] = waited
+    assert refused.status_code == 503, refused.text
+    [error] = refused.json()["errors"]
+    assert error == {"code": 3040, "message": "wai serve is shutting down; try again later"}
+    assert f"{stop.name}: stopping" in server.stderr and server.stderr.endswith("stopped")
+    assert "Error" not in server.stderr
+
+
+def test_a_hang_up_ignored_where_wai_serve_was_started_stays_ignored(
+    isolated_home: Path, served: list[Served]
+) -> None:
+    write_catalog(isolated_home, served)
+    with ServeProcess(isolated_home, "-m", LOOP, prefix=["nohup"]) as server:
+        server.process.send_signal(signal.SIGHUP)
+        reply = httpx.post(
+            server.run_url(LOOP), json={"prompt": "hi", "max_tokens": 7}, headers=server.headers, timeout=60
+        )
+        assert reply.json()["result"]["response"] == "Hi 🎉!"
+        assert "SIGHUP" not in server.stderr
 
 
 def test_sigterm_again_and_again_until_it_exits_still_stops_gracefully(

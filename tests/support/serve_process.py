@@ -49,7 +49,8 @@ def write_catalog(home: Path, models: Sequence[Served]) -> None:
 
 
 class ServeProcess:
-    """`wai serve --port 0 ...` started and read until it listens; stopped by a signal."""
+    """`wai serve --port 0 ...` started and read until it listens; stopped by a signal. `prefix`
+    starts it through another command (`nohup`, say)."""
 
     def __init__(
         self,
@@ -57,6 +58,7 @@ class ServeProcess:
         *args: str,
         token: str | None = "serve-test-token-7c1e",
         env: dict[str, str] | None = None,
+        prefix: Sequence[str] = (),
     ) -> None:
         full_env = {k: v for k, v in os.environ.items() if not k.startswith(("CLOUDFLARE_", "WAI_SERVE"))}
         full_env["WAI_HOME"] = str(home)
@@ -66,7 +68,7 @@ class ServeProcess:
         self.lines: list[str] = []
         self._changed = threading.Condition()
         self.process = subprocess.Popen(
-            [WAI, "serve", "--port", "0", "--threads", "1", *args],
+            [*prefix, WAI, "serve", "--port", "0", "--threads", "1", *args],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

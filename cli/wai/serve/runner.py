@@ -1,4 +1,5 @@
-"""Uvicorn around the app: a socket bound beforehand, and a clean stop on SIGINT or SIGTERM.
+"""Uvicorn around the app: a socket bound beforehand, and a clean stop on SIGINT, SIGTERM, or SIGHUP
+(the terminal it ran in was closed).
 
 On the first signal the server stops accepting connections and requests still waiting for their
 model are answered 503; the replies being decoded get SHUTDOWN_GRACE seconds to finish, then are
@@ -27,7 +28,9 @@ from wai.serve.worker import Pool
 from wai.terminal.safe_text import log_safe
 
 SHUTDOWN_GRACE = 5.0
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)  # Windows has no SIGHUP
 STOPPING = "wai serve is shutting down"
 
 
