@@ -527,9 +527,22 @@ def serve(
         typer.Option(
             "--stall-limit",
             min=1,
+            max=86_400,
+            callback=finite,
             help="Seconds a streaming client may take no events before its reply is cut.",
         ),
     ] = 30.0,
+    read_timeout: Annotated[
+        float,
+        typer.Option(
+            "--read-timeout",
+            min=1,
+            max=3600,
+            callback=finite,
+            help="Seconds a client may take to send a request's headers, or between parts of its body "
+            "(then 408).",
+        ),
+    ] = 10.0,
     model: Annotated[
         list[str] | None,
         typer.Option("-m", "--model", help="Serve this model (repeatable; default: all with a GGUF)."),
@@ -546,6 +559,7 @@ def serve(
         token=token,
         max_queue=max_queue,
         stall_limit=stall_limit,
+        read_timeout=read_timeout,
         models=list(model or []),
         gpu_layers=gpu_layers,
         threads=threads,

@@ -184,3 +184,11 @@ def test_a_served_file_that_is_gone_is_a_500_that_does_not_say_where_it_was(
         )
         assert "secret-folder-41" not in reply.text
         server.wait_for(re.compile(f"mine.gguf: its model file {re.escape(str(path))} is gone"))
+
+
+@pytest.mark.parametrize("option", ["--stall-limit", "--read-timeout"])
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "1e999"])
+def test_a_number_of_seconds_must_be_finite(isolated_home: Path, option: str, value: str) -> None:
+    done = run_wai("serve", option, value)
+    assert done.returncode == 2, done.stderr
+    assert f"Invalid value for '{option}'" in done.stderr and "Traceback" not in done.stderr

@@ -298,14 +298,14 @@ def test_uvicorns_errors_name_their_exception(debug: bool) -> None:
 def test_a_path_cannot_write_control_characters_into_the_log(wai_serve: ServeProcess) -> None:
     host, port = wai_serve.origin.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port))) as conn:
-        # No token needed: the 404 is logged all the same.
+        # No token needed: the refusal (400, a control character in the path) is logged all the same.
         conn.sendall(
             b"GET /inject-7%0Ay%1b%5D0;pwned%07%E2%80%AE HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
         )
         while conn.recv(65536):
             pass
     line = wai_serve.wait_for(re.compile(r".*inject-7.*")).group(0)
-    assert '"GET /inject-7\\x0ay\\x1b]0;pwned\\x07\\u202e" 404 ' in line
+    assert '"GET /inject-7\\x0ay\\x1b]0;pwned\\x07\\u202e" 400 ' in line
     logged = "\n".join(x for x in wai_serve.stderr.splitlines() if "inject-7" in x or "pwned" in x)
     assert logged == line
     assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202e]", wai_serve.stderr)

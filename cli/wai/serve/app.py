@@ -15,6 +15,7 @@ import hmac
 import json
 import sys
 import time
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -22,7 +23,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -30,11 +31,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from wai.catalog.entries import ModelSpec
 from wai.events import Reasoning, Token
 from wai.sampling import OPTIONS_BY_NAME
+from wai.serve.connection import READ_TIMEOUT
 from wai.serve.failures import log_unexpected, one_line
 from wai.serve.protocol import (
     AUTH_ERROR,
     BAD_ROUTE,
     INTERNAL_ERROR,
+    INVALID_INPUT,
     NO_SUCH_MODEL,
     OUT_OF_CAPACITY,
     WINDOW_EXCEEDED,
@@ -70,6 +73,7 @@ class ServeState:
     served: list[ModelSpec]
     log: Callable[[str], None]
     debug: bool = False
+    read_timeout: float = READ_TIMEOUT  # seconds a client may take between parts of a request body
 
     @property
     def session(self) -> str:
@@ -99,7 +103,7 @@ def build_app(state: ServeState) -> ASGIApp:
         routes=routes,
         exception_handlers={HTTPException: _route_error},  # type: ignore[dict-item]
     )
-    return AccessLog(app, state.log)
+    return AccessLog(PlainPaths(app), state.log)
 
 
 # --- authentication and errors ----------------------------------------------------------------
@@ -115,7 +119,17 @@ def _cookie_ok(request: Request, state: ServeState) -> bool:
 
 
 def _failure_response(failure: ApiFailure, dialect: Dialect) -> Response:
-    return JSONResponse(dialect.error(failure), status_code=failure.status, headers=_JSON_HEADERS)
+    headers = _JSON_HEADERS
+    if failure.status == 408:  # the rest of the body, if it ever comes, is no next request
+        headers = {**headers, "connection": "close"}
+    return JSONResponse(dialect.error(failure), status_code=failure.status, headers=headers)
+
+
+class _Unanswered(Response):
+    """No reply: the client has gone."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        return None
 
 
 Endpoint = Callable[[Request, ServeState], Any]
@@ -135,6 +149,9 @@ def _handler(state: ServeState, endpoint: Endpoint, *, openai: bool = False, coo
         except ApiFailure as failure:
             _note(request.scope, refused=f"{failure.code}")
             return _failure_response(failure, dialect)
+        except ClientGone as gone:
+            _note(request.scope, gone=str(gone))
+            return _Unanswered()
         except Exception as error:  # a bug: this request gets a 500 in its API's shape, not plain text
             log_unexpected(state.log, state.debug, f"{request.method} {request.url.path} failed", error)
             message = f"wai serve failed on this request: {one_line(error)}"
@@ -149,29 +166,78 @@ async def _route_error(request: Request, exc: HTTPException) -> Response:
     else:
         failure = ApiFailure(exc.status_code, BAD_ROUTE, "No route for that URI")
     _note(request.scope, refused=f"{failure.code}")
+    return _failure_response(failure, _dialect_for(request.url.path))
+
+
+def _dialect_for(path: str) -> Dialect:
     # Under /v1 the OpenAI SDKs read an `error` object; Cloudflare's `errors` stay beside it.
-    path = request.url.path
-    dialect: Dialect = OpenAIReply() if path.startswith("/v1/") or "/ai/v1/" in path else WorkersAIReply()
-    return JSONResponse(dialect.error(failure), status_code=failure.status, headers=_JSON_HEADERS)
+    return OpenAIReply() if path.startswith("/v1/") or "/ai/v1/" in path else WorkersAIReply()
+
+
+class PlainPaths:
+    """A path holding a control character is refused 400 before routing: no model name or route
+    has one, and a route's pattern would otherwise match `loop` for `loop%0a` (`$` matches before
+    a final newline)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        at = next((i for i, c in enumerate(path) if unicodedata.category(c) == "Cc"), None)
+        if at is None:
+            await self.app(scope, receive, send)
+            return
+        shown = path[at].encode("unicode_escape").decode("ascii")
+        where = f"the path holds a control character ({shown} at character {at + 1})"
+        if "/ai/run/" in path or "/models/" in path:
+            failure = ApiFailure(400, NO_SUCH_MODEL, f"No such model: {where}, which no model name has")
+        else:
+            failure = ApiFailure(400, BAD_ROUTE, f"No route for that URI: {where}, which no route has")
+        _note(scope, refused=f"{failure.code}")
+        await _failure_response(failure, _dialect_for(path))(scope, receive, send)
 
 
 # --- Workers AI -------------------------------------------------------------------------------
 
 
-async def _body(request: Request) -> dict[str, Any]:
+async def _body(request: Request, state: ServeState) -> dict[str, Any]:
     """The JSON body, read only up to MAX_BODY bytes: a larger one is refused before it is read
-    whole, let alone parsed and tokenized on the model's thread."""
+    whole, let alone parsed and tokenized on the model's thread. A client that stops sending it
+    for the read timeout is answered 408; one that leaves meanwhile is gone, not a failure."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_BODY:
         raise _too_large(int(declared))
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise _too_large(None)
-        chunks.append(chunk)
+    parts = request.stream()
+    try:
+        while True:
+            async with asyncio.timeout(state.read_timeout):
+                chunk = await anext(parts, None)
+            if chunk is None:
+                break
+            size += len(chunk)
+            if size > MAX_BODY:
+                raise _too_large(None)
+            chunks.append(chunk)
+    except TimeoutError:
+        of = f" of {int(declared)}" if declared.isdigit() else ""
+        raise ApiFailure(
+            408,
+            INVALID_INPUT,
+            f"Request timeout: {size}{of} bytes of the body came, then none for {state.read_timeout:g} s",
+        ) from None
+    except ClientDisconnect:
+        of = f" of {int(declared)}" if declared.isdigit() else ""
+        raise ClientGone(f"{CLIENT_GONE} while sending its body ({size}{of} bytes came)") from None
+    finally:
+        await parts.aclose()
     return parse_json(b"".join(chunks))
+
+
+class ClientGone(Exception):
+    """The client left before its request was whole: nobody to answer, nothing failed."""
 
 
 def _too_large(size: int | None) -> ApiFailure:
@@ -182,7 +248,7 @@ def _too_large(size: int | None) -> ApiFailure:
 
 async def _run(request: Request, state: ServeState) -> Response:
     spec = model_for(request.path_params["model"], state.by_id())
-    ask = workers_ai_ask(await _body(request), spec)
+    ask = workers_ai_ask(await _body(request, state), spec)
     return _start(request, state, ask, WorkersAIReply())
 
 
@@ -217,7 +283,7 @@ def _query_int(raw: str | None, name: str, default: int) -> int:
 
 
 async def _chat(request: Request, state: ServeState) -> Response:
-    ask = openai_ask(await _body(request), state.by_id())
+    ask = openai_ask(await _body(request, state), state.by_id())
     return _start(request, state, ask, OpenAIReply())
 
 
@@ -332,6 +398,11 @@ def _event_stream(body: bytes) -> Response:
 
 
 def _start(request: Request, state: ServeState, ask: Ask, dialect: Dialect) -> Response:
+    if request.method == "HEAD":
+        # The headers a GET would get, checked as a GET would be; no reply is generated for a
+        # client that asked for none.
+        media_type = "text/event-stream" if ask.stream else "application/json"
+        return Response(media_type=media_type, headers={"cache-control": "no-store"})
     worker = state.pool.workers[ask.model.id]
     job = Job(ask, asyncio.get_running_loop())
     _note(request.scope, model=ask.model.id)
@@ -553,6 +624,8 @@ def _log_fields(scope: Scope, status: int, seconds: float, notes: dict[str, obje
             facts.append(str(notes["finish"]))
     if "refused" in notes:
         facts.append(f"refused {notes['refused']}")
+    if "gone" in notes:
+        facts.append(str(notes["gone"]))
     return line + (" · " + " · ".join(facts) if facts else "")
 
 

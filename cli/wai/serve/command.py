@@ -27,6 +27,7 @@ class ServeOptions:
     token: str | None = None  # --token or WAI_SERVE_TOKEN
     max_queue: int = 16
     stall_limit: float = 30.0  # seconds a streaming client may take no events, its backlog full
+    read_timeout: float = 10.0  # seconds a client may take to send its headers, or between body parts
     models: list[str] = field(default_factory=list)
     gpu_layers: int | None = None
     threads: int | None = None
@@ -74,14 +75,29 @@ def run_serve(options: ServeOptions, notifier: Notifier) -> int:
         debug=options.debug,
         stall_limit=options.stall_limit,
     )
-    state = ServeState(token=token, pool=pool, served=served, log=stderr_log, debug=options.debug)
+    state = ServeState(
+        token=token,
+        pool=pool,
+        served=served,
+        log=stderr_log,
+        debug=options.debug,
+        read_timeout=options.read_timeout,
+    )
     app = build_app(state)
 
     def ready() -> None:
         _banner(served, sock, options.host, token if generated else None)
 
     try:
-        serve(app, sock, pool, say=stderr_log, ready=ready, debug=options.debug)
+        serve(
+            app,
+            sock,
+            pool,
+            say=stderr_log,
+            ready=ready,
+            debug=options.debug,
+            read_timeout=options.read_timeout,
+        )
     finally:
         sock.close()
         pool.close()

@@ -23,6 +23,7 @@ from types import FrameType
 import uvicorn
 from starlette.types import ASGIApp
 
+from wai.serve.connection import READ_TIMEOUT, connection_class
 from wai.serve.failures import log_unexpected
 from wai.serve.worker import Pool
 from wai.terminal.safe_text import log_safe
@@ -95,6 +96,7 @@ def serve(
     say: Callable[[str], None],
     ready: Callable[[], None],
     debug: bool = False,
+    read_timeout: float = READ_TIMEOUT,
 ) -> None:
     """Run until a signal stops the server and every connection has ended; `ready` once it accepts."""
     quiet_uvicorn(say, debug)
@@ -104,7 +106,7 @@ def serve(
         access_log=False,  # ours leaves the query string (the page's token) out
         log_config=None,
         server_header=False,
-        http="h11",
+        http=connection_class(read_timeout),
         loop="asyncio",
         ws="none",
         # Cut replies end within a token; this only bounds a connection that will not close.
