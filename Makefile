@@ -1,8 +1,11 @@
 # wai: `make demo` and `make test` work from a clean clone; everything goes into .venv.
+# Another Python: `make test PYTHON=python3.13`; beside the default one, `VENV=.venv-3.13` too.
 PYTHON ?= python3
-VENV   := .venv
+VENV   ?= .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+PYTHON_VERSION := $(shell $(PYTHON) -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])' 2>/dev/null)
+# The stamp names the Python: asking for another one remakes the venv with it.
+STAMP  := $(VENV)/.installed-$(PYTHON_VERSION)
 # llama-cpp-python compiles llama.cpp from source; the wheel is kept in WHEEL_CACHE under a key made
 # of its version and build flags, so a second install costs seconds and never takes a wheel that
 # was built with other flags (pip's own cache keys wheels by the source archive alone).
@@ -48,9 +51,11 @@ endef
 
 .PHONY: install install-native install-portable install-gpu lint test test-fast coverage demo bench clean browser
 
-# A venv remade for a new pyproject.toml keeps the build its user chose (native, cuda).
+# A venv remade for a new pyproject.toml keeps the build its user chose (native, cuda); one made
+# by another Python is cleared first (its packages were built for that one).
 $(STAMP): pyproject.toml Makefile
-	$(PYTHON) -m venv $(VENV)
+	@test -n '$(PYTHON_VERSION)' || { echo "wai: $(PYTHON) does not run; name a Python 3.11 or later with PYTHON=" >&2; exit 2; }
+	$(PYTHON) -m venv $(if $(filter-out $(PYTHON_VERSION),$(shell $(BIN)/python -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])' 2>/dev/null)),--clear) $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(call install_llama,$(shell cat $(BUILD_MARK) 2>/dev/null || echo portable))
 	$(BIN)/pip install --quiet -e '.[local,serve,test]'
