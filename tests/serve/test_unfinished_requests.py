@@ -145,3 +145,6 @@ def test_malformed_http_gets_the_json_envelope(
     [error] = body["errors"]
     assert error["message"].startswith("the request is not valid HTTP/1.1: ")
     assert body["error"]["message"] == error["message"]
+    # One line in the log, saying what was wrong.
+    quick.wait_for(re.compile(rf'127\.0\.0\.1 "-" {status} · {re.escape(error["message"])}$'))
+    assert "Invalid HTTP request received" not in quick.stderr

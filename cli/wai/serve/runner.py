@@ -33,6 +33,7 @@ STOP_SIGNALS = tuple(
     getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
 )  # Windows has no SIGHUP
 STOPPING = "wai serve is shutting down"
+UVICORN_INVALID_HTTP = "Invalid HTTP request received."
 
 
 class _Server(uvicorn.Server):
@@ -127,6 +128,8 @@ def quiet_uvicorn(say: Callable[[str], None], debug: bool = False) -> None:
 
     class _Say(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
+            if record.msg == UVICORN_INVALID_HTTP:
+                return  # the connection logs its own line: who, the status, what was wrong
             with contextlib.suppress(Exception):
                 error = record.exc_info[1] if record.exc_info else None
                 if error is None:
