@@ -15,6 +15,7 @@ import pyte
 import pytest
 
 from tests.render.terminal import environment
+from tests.support import pty_spawn
 from tests.support.cli import WAI
 from tests.support.tiny_gguf import TinyModel, build_tiny_llama
 from tests.support.workers_ai_server import Reply, WorkersAIServer
@@ -28,7 +29,7 @@ WAITED = re.compile(r" · (\d+)s$")
 
 
 def spawn(args: list[str], env: dict[str, str]) -> pexpect.spawn:
-    return pexpect.spawn(
+    return pty_spawn.spawn(
         WAI,
         args,
         env=environment({"WAI_HOME": os.environ["WAI_HOME"], **env}),
