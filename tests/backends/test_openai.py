@@ -530,6 +530,7 @@ def test_a_count_or_a_dry_run_says_the_window_is_assumed(
         run = run_wai(*command, "-m", f"eng:{MODEL}", "hi")
     assert run.returncode == 0, run.stderr
     assert f"eng tells no context length for {MODEL}: assumed 4096 tokens" in run.stderr
+    assert f'[models."eng:{MODEL}"] in {isolated_home / "models.toml"}' in run.stderr  # the file it reads
     assert chat_requests(server) == []
 
 
@@ -857,7 +858,8 @@ def test_an_empty_stream_is_tried_once_more_and_suggests_the_assumed_window(isol
     assert (
         "eng sent no reply: the stream ended empty, before the server said it was done (gave up after 2 "
         "attempts) (the prompt may exceed eng's context: it tells none, and wai assumed 4096 tokens; set "
-        f'context_window and max_output under [models."eng:{MODEL}"] in models.toml)' in run.stderr
+        f'context_window and max_output under [models."eng:{MODEL}"] in {isolated_home / "models.toml"})'
+        in run.stderr
     )
     assert len(chat_requests(server)) == 2
 

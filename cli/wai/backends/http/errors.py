@@ -342,10 +342,12 @@ def _window_named(
             f"Workers AI says the prompt and {sent} do not fit {model}'s context window "
             f"({where}); shorten the prompt or lower --max-tokens"
         )
+    from wai.catalog.entries import user_catalog_path
+
     if window is not None and limit < window:
         fix = (
             f"; the catalog says {window}: set context_window and total_context = {limit} for it in "
-            "$WAI_HOME/models.toml"
+            f"{user_catalog_path()}"
         )
     elif prompt is not None and prompt < limit:
         fix = (

@@ -189,15 +189,15 @@ class ServerCounter:
         models.toml that holds the entry, else the user's models.toml (never a URL)."""
         from pathlib import Path
 
+        from wai.catalog.entries import user_catalog_path
         from wai.providers import STORE_PREFIX
-        from wai.settings import wai_home
 
         if model.source.endswith(f"{STORE_PREFIX}{self.client.provider.name}.json"):
             return "`wai models --refresh` reads the server's figures again"
         entry = f'[models."{model.id}"]'
         if model.source.endswith(".toml") and Path(model.source).is_file():
             return f"lower context_window and max_output under {entry} there"
-        return f"set context_window and max_output under {entry} in {wai_home() / 'models.toml'}"
+        return f"set context_window and max_output under {entry} in {user_catalog_path()}"
 
     def drain_warnings(self) -> list[str]:
         """What counting found worth a warning since the last call (each said once)."""

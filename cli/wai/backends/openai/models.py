@@ -22,7 +22,7 @@ from wai.backends.openai.learned import (
     store_name,
     windows_assumed,
 )
-from wai.catalog.entries import Catalog, ModelSpec
+from wai.catalog.entries import Catalog, ModelSpec, user_catalog_path
 from wai.errors import BackendError, ConfigError, WaiError
 from wai.providers import Provider
 from wai.store.catalogs import (
@@ -118,7 +118,7 @@ def assumed_warnings(spec: ModelSpec) -> list[str]:
         return []
     return [
         f"{spec.provider} tells no context length for {spec.served_name}: assumed {ASSUMED_CONTEXT} "
-        f'tokens; set context_window and max_output under [models."{spec.id}"] in models.toml'
+        f'tokens; set context_window and max_output under [models."{spec.id}"] in {user_catalog_path()}'
     ]
 
 
@@ -173,7 +173,7 @@ def live_windows(spec: ModelSpec, provider: Provider) -> tuple[ModelSpec, ModelF
     except ImplausibleFigure as exc:
         raise ConfigError(
             f"{provider.name} lists {spec.served_name} with {exc}",
-            hint=f'set context_window and max_output under [models."{spec.id}"] in models.toml',
+            hint=f'set context_window and max_output under [models."{spec.id}"] in {user_catalog_path()}',
         ) from None
     capabilities = ((f"engine:{engine}",) if engine else ()) + told
     learned = ModelFacts(id=spec.served_name, window=context, capabilities=capabilities) if ids else None

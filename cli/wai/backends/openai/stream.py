@@ -123,13 +123,14 @@ class OpenAIBackend(StreamingChatBackend):
 
     def _empty_stream_hint(self, request: Request) -> str | None:
         from wai.backends.openai.learned import ASSUMED_CONTEXT, windows_assumed
+        from wai.catalog.entries import user_catalog_path
 
         if not windows_assumed(request.model):
             return None
         return (
             f"the prompt may exceed {self.who}'s context: it tells none, and wai assumed "
             f"{ASSUMED_CONTEXT} tokens; set context_window and max_output under "
-            f'[models."{request.model.id}"] in models.toml'
+            f'[models."{request.model.id}"] in {user_catalog_path()}'
         )
 
     def _bad_address(self, reason: str) -> ConfigError:
