@@ -798,7 +798,7 @@ def test_a_provider_that_cannot_be_refreshed_fails_the_refresh_even_when_workers
         }
         run = run_wai("models", "--refresh", env=env)
     assert "wai: error: cannot refresh provider down: cannot reach down" in run.stderr
-    assert "read 1 text-generation models" in run.stderr
+    assert "read 1 text-generation model from" in run.stderr
     assert run.returncode == 1
 
 
