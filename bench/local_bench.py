@@ -5,7 +5,7 @@ that drift in the machine's load falls on both sides alike, and each reported as
 the per-round ratios:
 
 - model loaded (what every turn of a REPL costs, and what the 0.97 goal is about): the product's
-  turn driver (`run_turn` over `LlamaBackend.stream` into the plain-text sink) against
+  turn driver (`run_turn` over `LlamaCpp.stream` into the plain-text sink) against
   `Llama.generate` with greedy sampling and a per-token UTF-8 decode into a string. The baseline
   gets the prompt's token ids ready made (the same ids our chat template makes), which favours
   it by a tokenization of a few dozen tokens.
@@ -138,11 +138,13 @@ def flash_attention_resolved(path: Path, threads: int) -> bool:
 
 class Ours:
     def __init__(self, path: Path, size: Sizes) -> None:
-        from wai.backends.llama_cpp.stream import LlamaBackend, spec_for_gguf
+        from wai.backends.base import BackendSettings, LocalOptions
+        from wai.backends.llama_cpp.backend import LlamaCpp
+        from wai.backends.llama_cpp.stream import spec_for_gguf
         from wai.catalog.entries import load_catalog
 
         self.size = size
-        self.backend = LlamaBackend(threads=size.threads)
+        self.backend = LlamaCpp("local", BackendSettings(local=LocalOptions(threads=size.threads)))
         self.spec = spec_for_gguf(path, load_catalog())
 
     def run(self, prompt: str) -> Run:
@@ -515,7 +517,7 @@ def main() -> Figures:
         bench_models() as (paths, pair, where),
     ):
         print(f"models: {where}")
-        print("model loaded (a REPL turn): run_turn over LlamaBackend against Llama.generate")
+        print("model loaded (a REPL turn): run_turn over LlamaCpp against Llama.generate")
         settings: Settings | None = None
         for path in paths:
             shared, found = loaded_comparison(path, size)

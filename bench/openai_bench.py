@@ -50,9 +50,8 @@ def _first_token(home: Path, turns: int, *, warm: bool) -> list[float]:
     """Seconds from the count to the first token of each of `turns` turns, in this process; `warm`:
     on a connection already open (else each turn opens its own)."""
     os.environ["WAI_HOME"] = str(home)
-    from wai.backends.registry import Backends, LocalOptions
+    from wai.backends.registry import Backends, LocalOptions, resolve_model
     from wai.catalog.entries import load_catalog
-    from wai.catalog.resolve import resolve_model
     from wai.conversation import Message, Timeouts
     from wai.events import Token
     from wai.sampling import Sampling

@@ -102,7 +102,7 @@ def _cases(vocab_source: Path) -> list[tuple[str, ModelSpec, BackendName, Path]]
 def _run(vocab_source: Path) -> Figures:
     import llama_cpp
 
-    from wai.backends.registry import registration
+    from wai.backends.registry import backend_named
     from wai.conversation import Message
     from wai.windows.counters import VocabCounter
 
@@ -115,7 +115,7 @@ def _run(vocab_source: Path) -> Figures:
     print(f"{'':<25} {'count_text':>16} {'count_prompt':>18}   count_text: ours / Llama / floor")
     print(f"{'vocabulary':<18} {'tokens':>6} {'Llama':>9} {'floor':>7} {'Llama':>11} {'floor':>7}")
     for label, model, backend, path in _cases(vocab_source):
-        counter = registration(backend).counter(model)
+        counter = backend_named(backend).counter(model)
         if not isinstance(counter, VocabCounter):
             print(f"{label:<18} skipped: {counter.source}")
             continue

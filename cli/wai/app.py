@@ -12,6 +12,7 @@ import typer
 from typer.core import TyperCommand
 
 from wai import __version__
+from wai.backends.registry import backend_names
 from wai.commands.complete import complete_model
 from wai.commands.prompt_input import PROMPT_RULE
 from wai.commands.sampling_flags import finite, with_sampling_options
@@ -33,11 +34,20 @@ app = typer.Typer(
 )
 
 
-class BackendChoice(StrEnum):
-    auto = "auto"
-    remote = "remote"
-    local = "local"
-    openai = "openai"
+def _backend_mode(value: str) -> str:
+    """--backend: "auto" or a backend's name, as the registry lists them (names are declared there
+    alone, and read each time: a backend registered after start-up is a choice too)."""
+    modes = ("auto", *backend_names())
+    if value not in modes:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(map(repr, modes))}.")
+    return value
+
+
+def _complete_backend(incomplete: str) -> list[str]:
+    return [mode for mode in ("auto", *backend_names()) if mode.startswith(incomplete)]
+
+
+_BACKEND_METAVAR = "<" + "|".join(("auto", *backend_names())) + ">"
 
 
 class ColorChoice(StrEnum):
@@ -186,7 +196,15 @@ MaxTokensOpt = Annotated[
 # wai.sampling: a command takes them as `sampling: Sampling = NO_SAMPLING`, spread into options
 # by `with_sampling_options`.
 NO_SAMPLING = Sampling()
-BackendOpt = Annotated[BackendChoice, typer.Option(help="Where the model runs.")]
+BackendOpt = Annotated[
+    str,
+    typer.Option(
+        help="Where the model runs.",
+        callback=_backend_mode,
+        metavar=_BACKEND_METAVAR,
+        autocompletion=_complete_backend,
+    ),
+]
 ColorOpt = Annotated[ColorChoice, typer.Option(help="Colour and live panel.")]
 StatsOpt = Annotated[
     bool | None, typer.Option("--stats/--no-stats", help="Timing and token figures.", show_default=False)
@@ -204,14 +222,6 @@ ReadTimeoutOpt = Annotated[
         show_default=False,
     ),
 ]
-
-
-def _small_requests_wait(read_timeout: float | None) -> None:
-    """An explicit --read-timeout is also the deadline of a provider's count and model list."""
-    if read_timeout is not None:
-        from wai.backends.openai.client import use_read_timeout
-
-        use_read_timeout(read_timeout)
 
 
 # Without a stream the server says nothing until the whole reply is written.
@@ -278,7 +288,7 @@ def ask(
     raw: Annotated[
         bool, typer.Option("--raw", help="Send the prompt verbatim: no chat template, no system prompt.")
     ] = False,
-    backend: BackendOpt = BackendChoice.auto,
+    backend: BackendOpt = "auto",
     no_stream: Annotated[
         bool, typer.Option("--no-stream", help="Ask Workers AI for the whole reply at once.")
     ] = False,
@@ -318,7 +328,7 @@ def ask(
             system=system,
             max_tokens=max_tokens,
             sampling=sampling,
-            backend=backend.value,
+            backend=backend,
             stream=not no_stream,
             output="json" if json_output else "jsonl" if jsonl else "auto",
             color=color.value,
@@ -340,7 +350,6 @@ def ask(
             use_stdin=not no_stdin,
             raw=raw,
         )
-        _small_requests_wait(read_timeout)
         return run_ask(options, notifier)
 
     from wai.render.failure_json import FailureReport
@@ -357,7 +366,7 @@ def ask(
 def chat(
     model: ModelOpt = None,
     system: SystemOpt = None,
-    backend: BackendOpt = BackendChoice.auto,
+    backend: BackendOpt = "auto",
     continue_last: ContinueOpt = False,
     cid: CidOpt = None,
     vi: Annotated[bool, typer.Option("--vi", help="Vi key bindings.")] = False,
@@ -383,7 +392,7 @@ def chat(
         options = ChatOptions(
             model=model,
             system=system,
-            backend=backend.value,
+            backend=backend,
             continue_last=continue_last,
             cid=cid,
             vi=vi,
@@ -402,7 +411,6 @@ def chat(
             reasoning_effort=reasoning_effort.value if reasoning_effort else None,
             show_thinking=show_thinking,
         )
-        _small_requests_wait(read_timeout)
         return run_chat(options, notifier)
 
     _guarded(action, debug=debug, color=color.value)
@@ -466,8 +474,14 @@ def tokens(
     model: ModelOpt = None,
     system: SystemOpt = None,
     backend: Annotated[
-        BackendChoice, typer.Option(help="Whose prompt format to count.")
-    ] = BackendChoice.auto,
+        str,
+        typer.Option(
+            help="Whose prompt format to count.",
+            callback=_backend_mode,
+            metavar=_BACKEND_METAVAR,
+            autocompletion=_complete_backend,
+        ),
+    ] = "auto",
     raw: Annotated[
         bool, typer.Option("--raw", help="The raw prompt as `wai ask --raw` sends it: no template.")
     ] = False,
@@ -482,7 +496,7 @@ def tokens(
             text,
             model=model,
             system=system,
-            backend=backend.value,
+            backend=backend,
             raw=raw,
             json_output=json_output,
             notifier=notifier,

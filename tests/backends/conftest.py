@@ -9,7 +9,7 @@ import pytest
 
 from tests.support.workers_ai_server import WorkersAIServer, workers_ai_server
 from wai.backends.request import Request
-from wai.backends.workers_ai.stream import WorkersAIBackend
+from wai.backends.workers_ai.stream import WorkersAIStream
 from wai.catalog.entries import ModelSpec
 from wai.conversation import Message, ReasoningEffort, Timeouts
 from wai.errors import WaiError
@@ -67,7 +67,7 @@ class Outcome:
 @dataclass
 class Harness:
     server: WorkersAIServer
-    backend: WorkersAIBackend
+    backend: WorkersAIStream
     sleeps: list[float]
     debug: list[str]
 
@@ -80,17 +80,17 @@ class Harness:
             outcome.error = exc
         return outcome
 
-    def rebuild(self, **options: object) -> WorkersAIBackend:
+    def rebuild(self, **options: object) -> WorkersAIStream:
         """A backend with other retry settings, against the same server."""
         self.backend.close()
         self.backend = _backend(self.server.base_url, self.sleeps, self.debug, **options)
         return self.backend
 
 
-def _backend(base_url: str, sleeps: list[float], debug: list[str], **options: object) -> WorkersAIBackend:
+def _backend(base_url: str, sleeps: list[float], debug: list[str], **options: object) -> WorkersAIStream:
     settings: dict[str, object] = {"base_delay": 0.01, "max_delay": 0.05, "max_total_wait": 5.0}
     settings.update(options)
-    return WorkersAIBackend(
+    return WorkersAIStream(
         Credentials(account_id=ACCOUNT_ID, api_token=API_TOKEN, base_url=base_url),
         debug_log=debug.append,
         sleep=sleeps.append,  # recorded, not slept: the server's pace is what the tests exercise

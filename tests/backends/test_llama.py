@@ -12,7 +12,9 @@ import pytest
 
 from tests.support.tiny_gguf import SPLIT_SCRIPT as SCRIPT
 from tests.support.tiny_gguf import TinyModel, build_tiny_llama
-from wai.backends.llama_cpp.stream import LlamaBackend, spec_for_gguf
+from wai.backends.base import BackendSettings, LocalOptions
+from wai.backends.llama_cpp.backend import LlamaCpp
+from wai.backends.llama_cpp.stream import LlamaCppStream, spec_for_gguf
 from wai.backends.request import Request
 from wai.catalog.entries import Catalog, ModelSpec
 from wai.conversation import Message
@@ -33,16 +35,16 @@ def looping(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
 
 
 @pytest.fixture(scope="module")
-def backends() -> Iterator[dict[str, LlamaBackend]]:
+def backends() -> Iterator[dict[str, LlamaCppStream]]:
     """One backend per model file, kept for the module: models load once, as in a REPL."""
-    cache: dict[str, LlamaBackend] = {}
+    cache: dict[str, LlamaCppStream] = {}
     yield cache
     for backend in cache.values():
         backend.close()
 
 
-def backend_for(backends: dict[str, LlamaBackend], model: TinyModel) -> LlamaBackend:
-    return backends.setdefault(str(model.path), LlamaBackend(threads=1))
+def backend_for(backends: dict[str, LlamaCppStream], model: TinyModel) -> LlamaCppStream:
+    return backends.setdefault(str(model.path), LlamaCppStream(threads=1))
 
 
 def spec(model: TinyModel | Path, **overrides: object) -> ModelSpec:
@@ -85,7 +87,7 @@ def only(events: list[Event], kind: type[Usage] | type[Finish]) -> Usage | Finis
 
 @pytest.mark.parametrize("ftype", ["f16", "q8_0"])
 def test_writes_the_exact_text_in_both_precisions(
-    tiny_models: dict[str, TinyModel], backends: dict[str, LlamaBackend], ftype: str
+    tiny_models: dict[str, TinyModel], backends: dict[str, LlamaCppStream], ftype: str
 ) -> None:
     model = tiny_models[ftype]
     events = list(backend_for(backends, model).stream(request(model)))
@@ -97,7 +99,7 @@ def test_writes_the_exact_text_in_both_precisions(
 
 
 def test_characters_split_across_tokens_arrive_whole(
-    tiny_models: dict[str, TinyModel], backends: dict[str, LlamaBackend]
+    tiny_models: dict[str, TinyModel], backends: dict[str, LlamaCppStream]
 ) -> None:
     model = tiny_models["q8_0"]
     tokens = [e.text for e in backend_for(backends, model).stream(request(model)) if isinstance(e, Token)]
@@ -120,7 +122,7 @@ def test_characters_split_across_tokens_arrive_whole(
     ],
 )
 def test_the_cap_counts_tokens_and_never_leaves_garbage(
-    tiny_models: dict[str, TinyModel], backends: dict[str, LlamaBackend], cap: int, expected: str
+    tiny_models: dict[str, TinyModel], backends: dict[str, LlamaCppStream], cap: int, expected: str
 ) -> None:
     model = tiny_models["f16"]
     events = list(backend_for(backends, model).stream(request(model, max_tokens=cap)))
@@ -131,7 +133,7 @@ def test_the_cap_counts_tokens_and_never_leaves_garbage(
 
 
 def test_a_reply_that_ends_exactly_at_the_cap_is_length(
-    tiny_models: dict[str, TinyModel], backends: dict[str, LlamaBackend]
+    tiny_models: dict[str, TinyModel], backends: dict[str, LlamaCppStream]
 ) -> None:
     model = tiny_models["f16"]
     events = list(backend_for(backends, model).stream(request(model, max_tokens=len(model.pieces))))
@@ -139,7 +141,7 @@ def test_a_reply_that_ends_exactly_at_the_cap_is_length(
     assert only(events, Finish) == Finish("length")
 
 
-def test_a_long_reply_stops_at_the_cap(looping: TinyModel, backends: dict[str, LlamaBackend]) -> None:
+def test_a_long_reply_stops_at_the_cap(looping: TinyModel, backends: dict[str, LlamaCppStream]) -> None:
     events = list(backend_for(backends, looping).stream(request(looping, max_tokens=300)))
     text = text_of(events)
     # "Hi", " ", four bytes of 🎉, "!": 7 tokens a round; 300 = 42 rounds and 6 tokens
@@ -150,7 +152,7 @@ def test_a_long_reply_stops_at_the_cap(looping: TinyModel, backends: dict[str, L
 
 
 def test_sampling_options_are_accepted(
-    tiny_models: dict[str, TinyModel], backends: dict[str, LlamaBackend]
+    tiny_models: dict[str, TinyModel], backends: dict[str, LlamaCppStream]
 ) -> None:
     model = tiny_models["q8_0"]
     sampled = Request(
@@ -164,7 +166,7 @@ def test_sampling_options_are_accepted(
 
 
 def test_usage_counts_the_prompt_as_sent(
-    tiny_models: dict[str, TinyModel], backends: dict[str, LlamaBackend]
+    tiny_models: dict[str, TinyModel], backends: dict[str, LlamaCppStream]
 ) -> None:
     from wai.windows.local_template import tokenize_chat
 
@@ -188,7 +190,7 @@ def test_usage_counts_the_prompt_as_sent(
 
 
 def test_the_model_loads_once(tmp_path: Path, tiny_models: dict[str, TinyModel]) -> None:
-    backend = LlamaBackend(threads=1)
+    backend = LlamaCppStream(threads=1)
     try:
         first = list(backend.stream(request(tiny_models["f16"])))
         second = list(backend.stream(request(tiny_models["f16"], "and then?")))
@@ -212,10 +214,10 @@ def test_counting_with_the_backend_loads_the_file_once_and_reports_the_load(
         return real_load(path, gpu_layers=gpu_layers, vocab_only=vocab_only)
 
     monkeypatch.setattr(native.NativeModel, "load", staticmethod(counting_load))
-    backend = LlamaBackend(threads=1)
+    backend = LlamaCppStream(threads=1)
     try:
         asked = request(tiny_models["q8_0"])
-        counted = backend.counter(asked.model).count_prompt(asked.messages)
+        counted = backend.counter_on_model(asked.model).count_prompt(asked.messages)
         events = list(backend.stream(asked))
     finally:
         backend.close()
@@ -227,7 +229,7 @@ def test_counting_with_the_backend_loads_the_file_once_and_reports_the_load(
 
 
 def test_a_longer_request_grows_the_context_within_the_trained_one(looping: TinyModel) -> None:
-    backend = LlamaBackend(threads=1)
+    backend = LlamaCppStream(threads=1)
     try:
         small = list(backend.stream(request(looping, max_tokens=10)))
         small_ctx = backend.describe()["n_ctx"]
@@ -246,7 +248,7 @@ def test_a_longer_request_grows_the_context_within_the_trained_one(looping: Tiny
 
 
 def test_a_prompt_and_reply_over_the_trained_context_is_refused(
-    tiny_models: dict[str, TinyModel], backends: dict[str, LlamaBackend]
+    tiny_models: dict[str, TinyModel], backends: dict[str, LlamaCppStream]
 ) -> None:
     model = tiny_models["f16"]
     with pytest.raises(WindowError) as caught:
@@ -258,7 +260,7 @@ def test_a_prompt_and_reply_over_the_trained_context_is_refused(
 # Stopping
 
 
-def test_closing_the_stream_stops_generation(looping: TinyModel, backends: dict[str, LlamaBackend]) -> None:
+def test_closing_the_stream_stops_generation(looping: TinyModel, backends: dict[str, LlamaCppStream]) -> None:
     backend = backend_for(backends, looping)
     events = backend.stream(request(looping, max_tokens=400))
     received = [next(events) for _ in range(4)]
@@ -274,7 +276,7 @@ def test_closing_the_stream_stops_generation(looping: TinyModel, backends: dict[
 
 
 def test_ctrl_c_while_streaming_leaves_the_backend_usable(
-    looping: TinyModel, backends: dict[str, LlamaBackend]
+    looping: TinyModel, backends: dict[str, LlamaCppStream]
 ) -> None:
     backend = backend_for(backends, looping)
     events = backend.stream(request(looping, max_tokens=400))
@@ -296,7 +298,7 @@ def test_ctrl_c_while_reading_a_long_prompt_stops_inside_the_batch(tmp_path: Pat
 
     model = build_tiny_llama(tmp_path / "long.f16.gguf", ftype="f16", script="Hi!", context_length=8192)
     windows = {"context_window": 7000, "max_output": 1000, "total_context": 8192}
-    backend = LlamaBackend(threads=1)
+    backend = LlamaCppStream(threads=1)
     try:
         # Loaded, with a context big enough, before the clock starts: only the prompt is left to read.
         assert text_of(list(backend.stream(request(model, "hi", max_tokens=6100, **windows)))) == "Hi!"
@@ -321,7 +323,7 @@ def test_ctrl_c_while_reading_a_long_prompt_stops_inside_the_batch(tmp_path: Pat
 def test_a_missing_file_names_the_path_and_the_fix(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere.gguf"
     with pytest.raises(ConfigError) as caught:
-        list(LlamaBackend(threads=1).stream(request(missing)))
+        list(LlamaCppStream(threads=1).stream(request(missing)))
     assert str(missing) in str(caught.value)
     assert "models folder" in str(caught.value)
 
@@ -329,13 +331,13 @@ def test_a_missing_file_names_the_path_and_the_fix(tmp_path: Path) -> None:
 def test_a_missing_builtin_file_says_wai_setup(tmp_path: Path) -> None:
     missing = tmp_path / "SmolLM2-135M-Instruct.Q4_1.gguf"
     with pytest.raises(ConfigError, match="wai setup"):
-        list(LlamaBackend(threads=1).stream(request(missing)))
+        list(LlamaCppStream(threads=1).stream(request(missing)))
 
 
 def test_a_model_without_local_weights_is_a_configuration_error() -> None:
     remote_only = Request(model=spec(Path("x"), gguf=None), messages=(Message("user", "hi"),), max_tokens=4)
     with pytest.raises(ConfigError, match="no local weights"):
-        list(LlamaBackend(threads=1).stream(remote_only))
+        list(LlamaCppStream(threads=1).stream(remote_only))
 
 
 @pytest.mark.parametrize(
@@ -353,7 +355,7 @@ def test_junk_files_are_refused_before_llama_cpp_sees_them(
     junk = tmp_path / "junk.gguf"
     junk.write_bytes(content)
     with pytest.raises(BackendError, match=expected) as caught:
-        list(LlamaBackend(threads=1).stream(request(junk)))
+        list(LlamaCppStream(threads=1).stream(request(junk)))
     assert caught.value.exit_code == 1
 
 
@@ -363,46 +365,46 @@ def test_truncated_files_are_refused(tmp_path: Path, tiny_models: dict[str, Tiny
     cut = tmp_path / "cut.gguf"
     cut.write_bytes(whole[: max(int(len(whole) * keep), 24)])
     with pytest.raises(BackendError, match="truncated"):
-        list(LlamaBackend(threads=1).stream(request(cut)))
+        list(LlamaCppStream(threads=1).stream(request(cut)))
 
 
 @pytest.mark.e2e
 def test_an_unsupported_architecture_is_named(tmp_path: Path) -> None:
     odd = build_tiny_llama(tmp_path / "odd.gguf", ftype="f16", script="Hi", architecture="frobnicator")
     with pytest.raises(BackendError, match="'frobnicator' architecture"):
-        list(LlamaBackend(threads=1).stream(request(odd)))
+        list(LlamaCppStream(threads=1).stream(request(odd)))
 
 
 # What the app shows about the model
 
 
 def test_precision_comes_from_the_file(tiny_models: dict[str, TinyModel]) -> None:
-    backend = LlamaBackend(threads=1)
+    backend = LlamaCppStream(threads=1)
     assert backend.precision(request(tiny_models["f16"])) == "f16"
     assert backend.precision(request(tiny_models["q8_0"])) == "q8_0"
     assert backend.precision(request(Path("/nonexistent.gguf"))) is None
 
 
 def test_a_file_that_contradicts_the_catalog_gets_a_warning(tiny_models: dict[str, TinyModel]) -> None:
-    backend = LlamaBackend(threads=1)
-    assert backend.warnings(request(tiny_models["f16"], precision="f16")) == []
-    assert backend.warnings(request(tiny_models["f16"], precision="fp16")) == []
-    notes = backend.warnings(request(tiny_models["f16"], precision="q8_0"))
+    backend = LlamaCpp("local", BackendSettings(local=LocalOptions(threads=1)))
+    assert backend.warnings(request(tiny_models["f16"], precision="f16").model) == []
+    assert backend.warnings(request(tiny_models["f16"], precision="fp16").model) == []
+    notes = backend.warnings(request(tiny_models["f16"], precision="q8_0").model)
     assert len(notes) == 1 and "f16" in notes[0] and "q8_0" in notes[0]
-    over = backend.warnings(request(tiny_models["q8_0"], total_context=4096, context_window=3000))
+    over = backend.warnings(request(tiny_models["q8_0"], total_context=4096, context_window=3000).model)
     assert len(over) == 1 and "512" in over[0]
 
 
 def test_describe_reports_offload_threads_and_version(tiny_models: dict[str, TinyModel]) -> None:
     import llama_cpp
 
-    backend = LlamaBackend(threads=2, gpu_layers=0)
+    backend = LlamaCppStream(threads=2, gpu_layers=0)
     facts = backend.describe()
     assert facts["llama_cpp_python"] == llama_cpp.__version__
     assert facts["gpu_offload_supported"] == bool(llama_cpp.llama_supports_gpu_offload())
     assert facts["gpu_offload_active"] is False and facts["gpu_layers"] == 0
     assert facts["threads"] == 2
-    default = LlamaBackend().gpu_layers()
+    default = LlamaCppStream().gpu_layers()
     assert default == (-1 if llama_cpp.llama_supports_gpu_offload() else 0)
 
 
@@ -411,12 +413,12 @@ def test_llama_cpp_logs_stay_off_the_terminal(
 ) -> None:
     copy = tmp_path / "fresh.gguf"  # a file not loaded before, so llama.cpp logs its loading
     copy.write_bytes(tiny_models["q8_0"].path.read_bytes())
-    backend = LlamaBackend(threads=1)
+    backend = LlamaCppStream(threads=1)
     assert text_of(list(backend.stream(request(copy)))) == SCRIPT
     backend.close()
     out, err = capfd.readouterr()
     assert out == "" and err == ""
-    chatty = LlamaBackend(threads=1, debug=True)
+    chatty = LlamaCppStream(threads=1, debug=True)
     list(chatty.stream(request(copy)))
     chatty.close()
     assert "llama" in capfd.readouterr().err
@@ -433,7 +435,7 @@ def test_spec_for_a_file_outside_the_catalog_uses_its_trained_context(
     assert found.remote is False and found.precision == "q8_0"
     assert found.id == str(tiny_models["q8_0"].path.resolve())  # whole, so -c finds it from anywhere
     assert (
-        text_of(list(LlamaBackend(threads=1).stream(Request(found, (Message("user", "hi"),), 64, GREEDY))))
+        text_of(list(LlamaCppStream(threads=1).stream(Request(found, (Message("user", "hi"),), 64, GREEDY))))
         == SCRIPT
     )
 
@@ -456,7 +458,7 @@ def test_a_llama_model_without_a_template_gets_the_llama_2_format(tmp_path: Path
     plain = build_tiny_llama(
         tmp_path / "plain.gguf", ftype="f16", script="Sure!", chat_template=None, after="<0x5D>"
     )
-    backend = LlamaBackend(threads=1)
+    backend = LlamaCppStream(threads=1)
     messages = (Message("system", "be brief"), Message("user", "hi"))
     events = list(backend.stream(Request(spec(plain), messages, 16, GREEDY)))
     backend.close()
@@ -468,14 +470,14 @@ _CONTEXT_TOO_BIG = """
 import resource
 import sys
 resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
-from wai.backends.llama_cpp.stream import LlamaBackend
+from wai.backends.llama_cpp.stream import LlamaCppStream
 from wai.catalog.entries import ModelSpec
 from wai.conversation import Message
 from wai.backends.request import Request
 from wai.errors import WaiError
 spec = ModelSpec("huge", 1 << 23, 1 << 23, 1 << 24, remote=False, gguf=sys.argv[1])
 try:
-    list(LlamaBackend(threads=1, gpu_layers=0).stream(Request(spec, (Message("user", "hi"),), 1 << 23)))
+    list(LlamaCppStream(threads=1, gpu_layers=0).stream(Request(spec, (Message("user", "hi"),), 1 << 23)))
 except WaiError as exc:
     print(exc)
     sys.exit(exc.exit_code)
@@ -509,6 +511,6 @@ def test_not_enough_memory_for_the_context_is_a_clear_error(tmp_path: Path) -> N
 def test_a_sentencepiece_reply_does_not_start_with_the_word_start_space(tmp_path: Path) -> None:
     spaced = build_tiny_llama(tmp_path / "spaced.gguf", ftype="f16", script=" Sure, ok")
     assert spaced.pieces[0] == "\u2581Sure"  # the first token carries a space, as Llama-2's do
-    backend = LlamaBackend(threads=1)
+    backend = LlamaCppStream(threads=1)
     assert text_of(list(backend.stream(request(spaced)))) == "Sure, ok"
     backend.close()

@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 from tests.support.cli import run_wai
 from tests.support.tiny_gguf import SPLIT_SCRIPT, SPLIT_WHOLE, build_tiny_llama
 from wai.app import app
-from wai.backends.base import BackendName
-from wai.backends.registry import Registration, registered
+from wai.backends.base import Backend
+from wai.backends.registry import registered
 from wai.backends.request import Request
 from wai.catalog.entries import ModelSpec
 from wai.events import Event, Finish, Token, Usage
@@ -57,11 +57,26 @@ def test_tokens_dry_run_and_ask_agree_on_the_backend_without_credentials(
     assert report["tokens"] == planned["prompt_tokens"] == result["usage"]["prompt_tokens"]
 
 
-class EchoBackend:
+class EchoBackend(Backend):
     """Answers with the last message turned upside down: no network, no model file."""
 
-    name: BackendName = "remote"
+    title = "Echo"
     closed = 0
+
+    def serves(self, spec: ModelSpec) -> bool:
+        return True
+
+    def unavailable(self, spec: ModelSpec) -> str | None:
+        return None  # needs no credentials
+
+    def require(self, spec: ModelSpec) -> None:
+        return None
+
+    def remedy(self, spec: ModelSpec) -> str:
+        return "nothing to do"
+
+    def counter(self, spec: ModelSpec, *, running: bool = False) -> TokenCounter:
+        return EstimatedCounter("the echo backend")
 
     def stream(self, request: Request) -> Iterator[Event]:
         text = request.messages[-1].content[::-1]
@@ -69,38 +84,17 @@ class EchoBackend:
         yield Usage(prompt_tokens=request.prompt_tokens or 0, completion_tokens=1, exact=False)
         yield Finish("stop")
 
-    def precision(self, request: Request) -> str | None:
-        return None
-
-    def describe(self) -> dict[str, object]:
-        return {"backend": self.name}
-
-    def warnings(self, request: Request) -> list[str]:
-        return []
-
-    def counter(self, spec: ModelSpec) -> TokenCounter:
-        return EstimatedCounter("the echo backend")
-
     def close(self) -> None:
         EchoBackend.closed += 1
 
 
 def test_a_backend_registered_by_a_test_runs_wai_ask(isolated_home: Path) -> None:
-    echo = Registration(
-        name="remote",
-        build=lambda settings: EchoBackend(),
-        serves=lambda spec: True,
-        unavailable=lambda spec, credentials: None,  # needs no credentials
-        require=lambda spec, credentials: None,
-        remedy=lambda spec: "nothing to do",
-        counter=lambda spec: EstimatedCounter("the echo backend"),
-    )
     EchoBackend.closed = 0
-    with registered(echo):
+    with registered("remote", EchoBackend):
         done = CliRunner().invoke(app, ["ask", "-m", LLAMA2_INT8, "--no-log", "hello there"])
     assert done.exit_code == 0, done.output
     assert done.stdout == "ereht olleh\n"
-    assert EchoBackend.closed == 1  # what the command built, it closed
+    assert EchoBackend.closed == 1  # what the command made, it closed
 
     # Once the block is left, the real remote backend is back: without credentials it refuses.
     again = run_wai("ask", "-m", LLAMA2_INT8, "--backend", "remote", "hello there")

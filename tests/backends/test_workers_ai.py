@@ -24,8 +24,9 @@ from tests.support.workers_ai_server import (
     sse_stream,
 )
 from wai.backends.http.sse import SSEReader
+from wai.backends.registry import backend_named
 from wai.backends.workers_ai.sampling import RANGES
-from wai.backends.workers_ai.stream import TOOL_CALL_NOTICE, WorkersAIBackend, _retry_after
+from wai.backends.workers_ai.stream import TOOL_CALL_NOTICE, WorkersAIStream, _retry_after
 from wai.errors import (
     EXIT_FAILURE,
     EXIT_USAGE,
@@ -654,7 +655,7 @@ def test_a_retry_after_beyond_the_wait_cap_gives_up_at_once(harness: Harness) ->
 
 
 def test_backoff_grows_with_jitter_and_stays_under_the_cap() -> None:
-    backend = WorkersAIBackend(
+    backend = WorkersAIStream(
         Credentials(ACCOUNT_ID, API_TOKEN, "http://127.0.0.1:9"), base_delay=1.0, max_delay=8.0
     )
     delays = [[backend._delay(attempt, None) for attempt in range(6)] for _ in range(50)]
@@ -690,7 +691,7 @@ def test_an_unreachable_server_is_retried_then_named(harness: Harness) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    backend = WorkersAIBackend(
+    backend = WorkersAIStream(
         Credentials(ACCOUNT_ID, API_TOKEN, f"http://127.0.0.1:{port}/client/v4"),
         sleep=harness.sleeps.append,
         base_delay=0.01,
@@ -704,7 +705,7 @@ def test_an_unreachable_server_is_retried_then_named(harness: Harness) -> None:
 
 
 def test_a_malformed_base_url_is_a_configuration_error() -> None:
-    backend = WorkersAIBackend(Credentials(ACCOUNT_ID, API_TOKEN, "api.cloudflare.com/client/v4"))
+    backend = WorkersAIStream(Credentials(ACCOUNT_ID, API_TOKEN, "api.cloudflare.com/client/v4"))
     with pytest.raises(ConfigError, match="CLOUDFLARE_BASE_URL"):
         list(backend.stream(make_request()))
 
@@ -744,7 +745,7 @@ def test_describe_names_the_endpoint_without_secrets(harness: Harness) -> None:
     assert facts["base_url"] == harness.server.base_url
     assert facts["account_id"] == "0123…cdef"
     assert API_TOKEN not in str(facts) and ACCOUNT_ID not in str(facts)
-    assert harness.backend.name == "remote"
+    assert backend_named("remote").name == "remote" and backend_named("remote").title == "Workers AI"
     assert harness.backend.precision(make_request()) == MODEL.precision
 
 
@@ -757,14 +758,14 @@ def test_the_simulation_checks_credentials_model_and_window() -> None:
     )
     with WorkersAIServer(simulation) as server:
         good = Credentials(ACCOUNT_ID, API_TOKEN, server.base_url)
-        backend = WorkersAIBackend(good, max_retries=0)
+        backend = WorkersAIStream(good, max_retries=0)
         events = list(backend.stream(make_request(max_tokens=10)))
         assert events[:3] == [Token("token1"), Token(" token2"), Token(" token3")]
         assert events[-1] == Finish("stop")
         with pytest.raises(ConfigError, match="CLOUDFLARE_API_TOKEN"):
-            list(WorkersAIBackend(Credentials(ACCOUNT_ID, "wrong", server.base_url)).stream(make_request()))
+            list(WorkersAIStream(Credentials(ACCOUNT_ID, "wrong", server.base_url)).stream(make_request()))
         with pytest.raises(ConfigError, match="CLOUDFLARE_ACCOUNT_ID"):
-            list(WorkersAIBackend(Credentials("other", API_TOKEN, server.base_url)).stream(make_request()))
+            list(WorkersAIStream(Credentials("other", API_TOKEN, server.base_url)).stream(make_request()))
         with pytest.raises(WindowError, match="5021"):
             list(backend.stream(make_request(max_tokens=2047)))
         backend.close()
@@ -912,7 +913,7 @@ URL_SECRET = "pw-SECRET-in-the-url-77"
 def test_userinfo_in_the_base_url_appears_in_no_message_repr_or_debug_line(harness: Harness) -> None:
     base_url = harness.server.base_url.replace("http://", f"http://proxyuser:{URL_SECRET}@")
     harness.backend.close()
-    backend = WorkersAIBackend(
+    backend = WorkersAIStream(
         Credentials(ACCOUNT_ID, API_TOKEN, base_url), debug_log=harness.debug.append, max_retries=0
     )
     harness.backend = backend
@@ -932,7 +933,7 @@ def test_userinfo_in_the_base_url_appears_in_no_message_repr_or_debug_line(harne
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     for broken in (f"http://u:{URL_SECRET}@127.0.0.1:{port}/v4", f"ftp://u:{URL_SECRET}@example.com/v4"):
-        other = WorkersAIBackend(Credentials(ACCOUNT_ID, API_TOKEN, broken), max_retries=0)
+        other = WorkersAIStream(Credentials(ACCOUNT_ID, API_TOKEN, broken), max_retries=0)
         with pytest.raises(BackendError if broken.startswith("http") else ConfigError) as caught:
             list(other.stream(make_request()))
         seen += [str(caught.value), repr(other), str(other.describe())]

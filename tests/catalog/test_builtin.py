@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.tiny_gguf import TinyModel, build_tiny_llama
-from wai.backends.llama_cpp.stream import LlamaBackend
+from wai.backends.llama_cpp.stream import LlamaCppStream
 from wai.backends.request import Request
 from wai.catalog.builtin import (
     BUILTIN_FILES,
@@ -73,7 +73,7 @@ def test_install_extracts_and_derives_both_precisions(tmp_path: Path, source: Ti
     f16 = ModelSpec(
         "f16", 384, 128, 512, remote=False, gguf=str(models / "SmolLM2-135M-Instruct.F16-from-Q4_1.gguf")
     )
-    backend = LlamaBackend(threads=1)
+    backend = LlamaCppStream(threads=1)
     events = backend.stream(Request(f16, (Message("user", "hi"),), 64, Sampling(temperature=0)))
     assert "".join(e.text for e in events if isinstance(e, Token)) == SCRIPT
     backend.close()

@@ -18,18 +18,18 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from wai.backends.base import BackendName
+from wai.backends.base import BackendSettings
 from wai.backends.request import Request
+from wai.backends.workers_ai.backend import WorkersAI
 from wai.catalog.entries import ModelSpec
 from wai.conversation import Message
 from wai.events import Event, Finish, FinishReason, Reasoning, Token, Usage
 from wai.render.panel import PanelSink, panel_supported
 from wai.turn.run import run_turn, turn_info
-from wai.windows.counters import EstimatedCounter, TokenCounter
 
 
-class ScriptedBackend:
-    name: BackendName = "remote"
+class ScriptedBackend(WorkersAI):
+    """Workers AI, as panels title it, with the reply scripted: nothing is sent."""
 
     def __init__(
         self,
@@ -39,6 +39,7 @@ class ScriptedBackend:
         pause: tuple[int, Path] | None,
         thinking: list[str] | None = None,
     ) -> None:
+        super().__init__("remote", BackendSettings())
         self.thinking = thinking or []
         self.chunks = chunks
         self.delay = delay
@@ -70,15 +71,6 @@ class ScriptedBackend:
 
     def describe(self) -> dict[str, object]:
         return {}
-
-    def warnings(self, request: Request) -> list[str]:
-        return []
-
-    def counter(self, spec: ModelSpec) -> TokenCounter:
-        return EstimatedCounter()
-
-    def close(self) -> None:
-        pass
 
 
 def main() -> int:

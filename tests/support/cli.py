@@ -185,11 +185,9 @@ def _restored_process_state(env: dict[str, str] | None, cwd: str | Path | None) 
 
 def _reset_wai_state() -> None:
     """What wai keeps for the length of one run, as a fresh process starts it."""
-    from wai.backends.openai import client
     from wai.terminal import stop_signals
 
     stop_signals._received = None
-    client.use_read_timeout(None)  # also closes the connection pools kept per provider name
 
 
 class _Deadline:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from wai.backends.base import BackendName
-from wai.backends.registry import registration
+from wai.backends.registry import backend_named
 from wai.catalog.entries import ModelSpec
 from wai.conversation import Message
 from wai.windows.counters import RawCounter, TokenCounter
@@ -18,7 +18,7 @@ from wai.windows.counters import RawCounter, TokenCounter
 
 def counter_for(model: ModelSpec, backend: BackendName) -> TokenCounter:
     """The counter a run of `model` on `backend` plans with, built without the backend."""
-    return registration(backend).counter(model)
+    return backend_named(backend).counter(model)
 
 
 def count_body(model: ModelSpec, body: Mapping[str, object]) -> int:

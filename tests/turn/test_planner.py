@@ -7,9 +7,10 @@ import asyncio
 import dataclasses
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import ClassVar
 
-from wai.backends.base import BackendName
-from wai.backends.registry import Backends, BackendSettings, LocalOptions, registered, registration
+from wai.backends.base import Backend, BackendName
+from wai.backends.registry import Backends, BackendSettings, LocalOptions, registered
 from wai.backends.request import Request
 from wai.catalog.entries import ModelSpec
 from wai.conversation import Message
@@ -33,14 +34,30 @@ def _spec(path: Path, *, reasoning: bool = False) -> ModelSpec:
     )
 
 
-class _Recorded:
-    """A local backend that answers "Hello" and keeps the requests it was given."""
+class _Recorded(Backend):
+    """A local backend that answers "Hello" and keeps the requests it was given; `made`: every one
+    the registry made."""
 
-    name: BackendName = "local"
+    title = "llama.cpp"
+    made: ClassVar[list[_Recorded]] = []
 
-    def __init__(self) -> None:
+    def __init__(self, name: BackendName, settings: BackendSettings) -> None:
+        super().__init__(name, settings)
         self.requests: list[Request] = []
         self.closed = False
+        _Recorded.made.append(self)
+
+    def serves(self, spec: ModelSpec) -> bool:
+        return spec.gguf is not None
+
+    def unavailable(self, spec: ModelSpec) -> str | None:
+        return None
+
+    def require(self, spec: ModelSpec) -> None:
+        return None
+
+    def remedy(self, spec: ModelSpec) -> str:
+        return ""
 
     def stream(self, request: Request) -> Iterator[Event]:
         self.requests.append(request)
@@ -55,21 +72,16 @@ class _Recorded:
     def describe(self) -> dict[str, object]:
         return {}
 
-    def warnings(self, request: Request) -> list[str]:
-        return []
-
-    def counter(self, spec: ModelSpec) -> TokenCounter:
+    def counter(self, spec: ModelSpec, *, running: bool = False) -> TokenCounter:
         return EstimatedCounter()
 
     def close(self) -> None:
         self.closed = True
 
 
-def _serve(spec: ModelSpec, ask: Ask, backend: _Recorded) -> list[Item]:
-    """One request through wai serve's pool, with `backend` registered as the local backend."""
-
-    def build(settings: BackendSettings) -> _Recorded:
-        return backend
+def _serve(spec: ModelSpec, ask: Ask) -> tuple[list[Item], _Recorded]:
+    """One request through wai serve's pool, with _Recorded registered as the local backend; the
+    items the client got, and the backend the registry made."""
 
     async def drive() -> list[Item]:
         pool = Pool(
@@ -85,15 +97,17 @@ def _serve(spec: ModelSpec, ask: Ask, backend: _Recorded) -> list[Item]:
         pool.close()
         return items
 
-    with registered(dataclasses.replace(registration("local"), build=build)):
-        return asyncio.run(drive())
+    _Recorded.made.clear()
+    with registered("local", _Recorded):
+        items = asyncio.run(drive())
+    (backend,) = _Recorded.made
+    return items, backend
 
 
 def test_wai_serve_runs_its_turns_on_the_backend_registered_as_local(tmp_path: Path) -> None:
     spec = _spec(tmp_path / "thinker.gguf")
-    backend = _Recorded()
     ask = Ask(model=spec, messages=(Message("user", "hi"),), max_tokens=20, stream=True)
-    items = _serve(spec, ask, backend)
+    items, backend = _serve(spec, ask)
     assert isinstance(items[0], Accepted) and items[0].precision == "q8_0"
     assert [item.text for item in items if isinstance(item, Token)] == ["Hel", "lo"]
     end = items[-1]
@@ -106,9 +120,8 @@ def test_wai_serve_runs_its_turns_on_the_backend_registered_as_local(tmp_path: P
 def test_wai_serve_follows_the_planners_rule_for_the_reasoning_effort(tmp_path: Path) -> None:
     # llama.cpp has no such setting: wai serve does not pass one on to it, as wai ask does not.
     spec = _spec(tmp_path / "thinker.gguf", reasoning=True)
-    backend = _Recorded()
     ask = Ask(model=spec, messages=(Message("user", "hi"),), max_tokens=20, reasoning_effort="high")
-    _serve(spec, ask, backend)
+    _, backend = _serve(spec, ask)
     assert backend.requests[0].reasoning_effort is None
 
 

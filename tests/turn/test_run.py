@@ -6,8 +6,10 @@ import io
 import json
 
 from tests.support.workers_ai_server import Reply, WorkersAIServer
+from wai.backends.base import BackendSettings
 from wai.backends.request import Request
-from wai.backends.workers_ai.stream import TOOL_CALL_NOTICE, WorkersAIBackend
+from wai.backends.workers_ai.backend import WorkersAI
+from wai.backends.workers_ai.stream import TOOL_CALL_NOTICE
 from wai.catalog.entries import load_catalog
 from wai.conversation import Message, Timeouts
 from wai.errors import IncompleteReply
@@ -36,7 +38,8 @@ def test_notices_are_collected_in_the_result_and_fed_to_the_sink(workers_ai_serv
     workers_ai_server.script(Reply.sse([call, {"response": " Done."}]))
     out = io.StringIO()
     request = _request()
-    with WorkersAIBackend(Credentials("acct", "token-1234", workers_ai_server.base_url)) as backend:
+    settings = BackendSettings(Credentials("acct", "token-1234", workers_ai_server.base_url))
+    with WorkersAI("remote", settings) as backend:
         result = run_turn(backend, request, JsonlSink(out), turn_info(backend, request))
     assert result.text == "Checking. Done."
     assert result.notices == [TOOL_CALL_NOTICE]
@@ -51,7 +54,8 @@ def test_a_sink_that_shows_only_text_ignores_notices(workers_ai_server: WorkersA
     workers_ai_server.script(Reply.sse([{"response": "", "tool_calls": [{"name": "f"}]}, {"response": "ok"}]))
     out = io.StringIO()
     request = _request()
-    with WorkersAIBackend(Credentials("acct", "token-1234", workers_ai_server.base_url)) as backend:
+    settings = BackendSettings(Credentials("acct", "token-1234", workers_ai_server.base_url))
+    with WorkersAI("remote", settings) as backend:
         result = run_turn(backend, request, PlainSink(out), turn_info(backend, request))
     assert out.getvalue() == "ok\n"
     assert result.notices == [TOOL_CALL_NOTICE]
@@ -63,9 +67,8 @@ def test_a_stream_that_breaks_is_a_result_with_its_error_and_the_text_kept(
     workers_ai_server.script(Reply.sse([{"response": "Half an"}], done=False, end="drop"))
     out = io.StringIO()
     request = _request()
-    with WorkersAIBackend(
-        Credentials("acct", "token-1234", workers_ai_server.base_url), max_retries=0
-    ) as backend:
+    settings = BackendSettings(Credentials("acct", "token-1234", workers_ai_server.base_url))
+    with WorkersAI("remote", settings) as backend:
         result = run_turn(backend, request, PlainSink(out), turn_info(backend, request))
     assert isinstance(result.error, IncompleteReply)
     assert (result.text, result.finish_reason) == ("Half an", "error")
@@ -75,9 +78,8 @@ def test_a_stream_that_breaks_is_a_result_with_its_error_and_the_text_kept(
 def test_a_request_refused_before_any_text_is_no_reply(workers_ai_server: WorkersAIServer) -> None:
     workers_ai_server.script(Reply.error(400, 7000, "No route for that URI"))
     request = _request()
-    with WorkersAIBackend(
-        Credentials("acct", "token-1234", workers_ai_server.base_url), max_retries=0
-    ) as backend:
+    settings = BackendSettings(Credentials("acct", "token-1234", workers_ai_server.base_url))
+    with WorkersAI("remote", settings) as backend:
         result = run_turn(backend, request, PlainSink(io.StringIO()), turn_info(backend, request))
     assert result.error is not None and result.error.exit_code == 1
     assert result.text == "" and not result.answered

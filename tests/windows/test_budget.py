@@ -311,14 +311,14 @@ def test_no_request_over_a_cap_reaches_the_server(vocab_home: Path) -> None:
     from tests.support.counting import cap_violations, count_body
     from tests.support.workers_ai_server import WorkersAIServer
     from wai.backends.request import Request
-    from wai.backends.workers_ai.stream import WorkersAIBackend
+    from wai.backends.workers_ai.stream import WorkersAIStream
     from wai.settings import Credentials
 
     catalog = load_catalog()
     sent = refused = 0
     with (
         WorkersAIServer() as server,
-        WorkersAIBackend(Credentials("acct", "token", server.base_url)) as backend,
+        WorkersAIStream(Credentials("acct", "token", server.base_url)) as backend,
     ):
         for model_id in remote_models():
             model = catalog.get(model_id)

@@ -1,4 +1,5 @@
-"""Turn what the user typed after -m (or nothing) into a ModelSpec."""
+"""What the user typed after -m (or nothing), as far as the catalog knows it: the default model's
+name, and the catalog's answer for a name no backend claimed (backends/registry.py asks them)."""
 
 from __future__ import annotations
 
@@ -61,35 +62,33 @@ def looks_like_gguf_path(name: str) -> bool:
     return name.lower().endswith(".gguf") or (os.sep in name and Path(name).expanduser().exists())
 
 
-def resolve_model(
-    name: str | None, catalog: Catalog, config: UserConfig, credentials: Credentials | None
-) -> ModelSpec:
+def chosen_name(
+    name: str | None, config: UserConfig, credentials: Credentials | None
+) -> tuple[str, str | None]:
+    """The model's name (the default one when -m named none), and what chose it when not -m
+    (WAI_MODEL, default_model in config.toml), for the error that says it is unknown."""
     if name is not None and not name.strip():
         raise UsageError("-m names no model", hint="`wai models` lists the catalog")
+    if name:
+        return name, None
     chosen_by = None
-    if not name:
-        name = default_model_name(config, credentials)
-        if os.environ.get("WAI_MODEL"):
-            chosen_by = "WAI_MODEL"
-        elif config.text("default_model"):
-            chosen_by = f"default_model in {config.path}"
-    provider_model = _provider_model(name, catalog, config)
-    if provider_model is not None:
-        return provider_model
-    spec = catalog.find(name)
-    if spec is not None:
-        # An alias of a provider's model (an entry [models."NAME:MODEL"] with aliases).
-        found = _provider_model(spec.id, catalog, config)
-        if found is not None:
-            return found
-        if spec.gguf is None and not spec.remote and _provider_like(spec.id):
-            raise _no_such_provider(spec.id, config, entry=True)
-        return spec
-    if looks_like_gguf_path(name):
-        from wai.backends.llama_cpp.stream import spec_for_gguf
+    if os.environ.get("WAI_MODEL"):
+        chosen_by = "WAI_MODEL"
+    elif config.text("default_model"):
+        chosen_by = f"default_model in {config.path}"
+    return default_model_name(config, credentials), chosen_by
 
-        return spec_for_gguf(Path(name).expanduser(), catalog)
-    if _provider_like(name):
+
+def unclaimed(
+    name: str, entry: ModelSpec | None, catalog: Catalog, config: UserConfig, chosen_by: str | None
+) -> ModelSpec:
+    """The catalog's model `entry` named `name` (None: the catalog has none), when no backend
+    claimed the name; raises the error that says why there is none."""
+    if entry is not None:
+        if entry.gguf is None and not entry.remote and provider_like(entry.id):
+            raise _no_such_provider(entry.id, config, entry=True)
+        return entry
+    if provider_like(name):
         raise _no_such_provider(name, config, set_by=chosen_by)
     if chosen_by is not None:
         raise ConfigError(
@@ -98,7 +97,7 @@ def resolve_model(
     return catalog.get(name)  # raises the "unknown model" error
 
 
-def _provider_like(name: str) -> bool:
+def provider_like(name: str) -> bool:
     """NAME:MODEL whose NAME could be a provider's (a typo, or a table since removed)."""
     from wai.providers import valid_name
 
@@ -122,23 +121,3 @@ def _no_such_provider(
         f"{what}{by}: {prefix} is not a configured provider, and none is",
         hint=f"add a [providers.{prefix}] table to {config.path}, or `wai models` for the catalog",
     )
-
-
-def _provider_model(name: str, catalog: Catalog, config: UserConfig) -> ModelSpec | None:
-    """NAME:MODEL of a configured provider; None for anything else (a catalog id with a colon
-    whose part before it names no provider stays the catalog's)."""
-    if ":" not in name:
-        return None
-    from wai.providers import split_model
-
-    found = split_model(name, config.providers())
-    if found is None:
-        return None
-    provider, model = found
-    if not model.strip():
-        raise UsageError(
-            f"-m {name} names no model of provider {provider.name}", hint=f"-m {provider.name}:MODEL"
-        )
-    from wai.backends.openai.models import provider_spec
-
-    return provider_spec(provider, model, catalog, live=True)

@@ -7,8 +7,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import BinaryIO, TextIO
 
-from wai.backends.base import BackendMode, BackendName
-from wai.backends.registry import LocalOptions, registration
+from wai.backends.base import Backend, BackendMode, BackendName
+from wai.backends.registry import LocalOptions, backend_named
 from wai.catalog.entries import ModelSpec
 from wai.commands.prompt_input import STDIN_ONLY, read_prompt, valid_text
 from wai.conversation import Message, ReasoningEffort, Timeouts
@@ -101,7 +101,8 @@ def _run(
         fit=options.fit,
         keep_start=len(typed) + 2 if typed is not None and prompt != typed else 0,
     )
-    with TurnPlanner.for_user(options.local, debug=options.debug) as planner:
+    read_timeout = options.timeouts.read if options.timeouts.read_given else None
+    with TurnPlanner.for_user(options.local, debug=options.debug, read_timeout=read_timeout) as planner:
         # A dry run sends nothing, so it needs no credentials or weights: it takes the backend
         # that would run.
         target = planner.resolve(
@@ -118,18 +119,20 @@ def _run(
         if options.dry_run:  # a turn has its backend's warnings say it
             # Of the windows planned with: a context the server told replaces an assumed one.
             windows = turn.plan.windows or target.spec
-            warned = (*registration(target.backend).plan_warnings(windows), *warned)
+            warned = (*planner.warnings(target, windows), *warned)
         for warning in warned:
             notifier.warn(warning)
         if sink is None:
-            return _dry_run(turn, out)
+            return _dry_run(turn, out, planner.backends.planner(target.backend))
         return _play(options, planner, turn, warned, notifier, log, sink)
 
 
-def _dry_run(turn: PlannedTurn, out: TextIO) -> int:
+def _dry_run(turn: PlannedTurn, out: TextIO, backend: Backend) -> int:
     plan = turn.plan
     counter = turn.counter if turn.ask.raw else None
-    report = describe_dry_run(plan, plan.windows or turn.windows, turn.target.backend, counter=counter)
+    report = describe_dry_run(
+        plan, plan.windows or turn.windows, turn.target.backend, counter=counter, planner=backend
+    )
     report["reasoning_effort"] = turn.request.reasoning_effort
     out.write(json_for_terminal(json.dumps(report, indent=2, ensure_ascii=False), out) + "\n")
     return EXIT_OK
@@ -194,14 +197,20 @@ def _stdin_buffer() -> BinaryIO | None:
 
 
 def describe_dry_run(
-    plan: Plan, model: ModelSpec, backend_name: BackendName, *, counter: TokenCounter | None = None
+    plan: Plan,
+    model: ModelSpec,
+    backend_name: BackendName,
+    *,
+    counter: TokenCounter | None = None,
+    planner: Backend | None = None,
 ) -> dict[str, object]:
     """`wai ask --dry-run`: what would be sent, as a JSON-ready dict; nothing is sent.
 
-    `counter`: the one that counted the plan, when not the model's usual one (a raw prompt's).
+    `counter`: the one that counted the plan, when not the model's usual one (a raw prompt's);
+    `planner`: the backend as the command made it (its connections are the command's to close).
     """
     raw = isinstance(counter, RawCounter)
-    backend = registration(backend_name)
+    backend = planner or backend_named(backend_name)
     counter = counter or backend.counter(model)
     prompt = counter.prompt_text(plan.messages)
     if prompt is None:

@@ -42,11 +42,11 @@ def _file_precision(spec: ModelSpec) -> str | None:
 
 
 def _gpu_offload() -> str:
-    from wai.backends.llama_cpp.stream import LlamaBackend
+    from wai.backends.registry import backend_named
     from wai.errors import WaiError
 
     try:
-        facts = LlamaBackend().describe()
+        facts = backend_named("local").describe()
     except WaiError as error:
         return f"local backend unavailable: {error}"
     if facts.get("error"):  # llama-cpp-python missing or unloadable

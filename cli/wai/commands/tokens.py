@@ -7,8 +7,8 @@ import sys
 from collections.abc import Sequence
 from typing import BinaryIO
 
-from wai.backends.base import BackendMode, BackendName
-from wai.backends.registry import LocalOptions, registration
+from wai.backends.base import Backend, BackendMode, BackendName
+from wai.backends.registry import LocalOptions, backend_named
 from wai.catalog.entries import ModelSpec
 from wai.commands.prompt_input import read_prompt, valid_text
 from wai.conversation import Message
@@ -38,15 +38,17 @@ def run_tokens(
         text, stream, stream is None or stream.isatty(), notifier, allow_blank=raw, use_stdin=use_stdin
     )
     # Counting needs no credentials or weights: the backend only decides which template is used,
-    # and it is the one `wai ask` would run. Nothing is built, so nothing needs closing.
-    planner = TurnPlanner.for_user(LocalOptions())
-    target = planner.resolve(model, backend, sending=False)
-    backend_name = target.backend
-    messages: tuple[Message, ...] = (Message("user", prompt),)
-    if system:
-        messages = (Message("system", valid_text(system, "the system prompt", notifier)), *messages)
-    spec = planner.windows(target)
-    report = count_report(spec, backend_name, text=prompt, messages=messages, raw=raw)
+    # and it is the one `wai ask` would run. Nothing runs; a provider's connection the count opened
+    # is closed after it.
+    with TurnPlanner.for_user(LocalOptions()) as planner:
+        target = planner.resolve(model, backend, sending=False)
+        backend_name = target.backend
+        messages: tuple[Message, ...] = (Message("user", prompt),)
+        if system:
+            messages = (Message("system", valid_text(system, "the system prompt", notifier)), *messages)
+        spec = planner.windows(target)
+        counting = planner.backends.planner(backend_name)
+        report = count_report(spec, backend_name, text=prompt, messages=messages, raw=raw, planner=counting)
     warnings = report.pop("warnings", [])
     for warning in warnings if isinstance(warnings, list) else []:
         (notifier or Notifier()).warn(str(warning))
@@ -100,15 +102,18 @@ def count_report(
     raw: bool = False,
     requested_max_tokens: int | None = None,
     include_ids: bool = False,
+    planner: Backend | None = None,
 ) -> dict[str, object]:
     """`wai tokens`: the count against `model`'s windows, as a JSON-ready dict.
 
     `raw`: `text` as `wai ask --raw` sends it (RawCounter): no template, special-token text as the
     special tokens it names, BOS where the vocabulary adds one.
     Otherwise the prompt that `messages` (or `text` as one user message) would send.
-    `include_ids` adds the token ids under "ids" (None for an estimate).
+    `include_ids` adds the token ids under "ids" (None for an estimate). `planner`: the backend
+    as the command made it (its connections are the command's to close).
     """
-    counter = registration(backend_name).counter(model)
+    backend = planner or backend_named(backend_name)
+    counter = backend.counter(model)
     ids: list[int] | None = None
     if raw:
         if text is None:
@@ -130,7 +135,7 @@ def count_report(
         model, warning = told
         warnings += [warning] if warning else []
     # The windows below may be an assumption (one the count did not replace): said first.
-    warnings = [*registration(backend_name).plan_warnings(model), *warnings]
+    warnings = [*backend.warnings(model), *warnings]
     limit = input_limit(model, requested_max_tokens)
     risk = silent_cut_risk(model, counter, count, limit)
     warnings += [risk] if risk else []

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from wai.backends.registry import registration
+from wai.backends.registry import backend_class
 from wai.catalog.entries import ModelSpec
 from wai.conversation import Message, ReasoningEffort, Role
 from wai.sampling import SAMPLING_OPTIONS, Sampling, span_on
@@ -214,7 +214,7 @@ def _unicode(text: str, what: str) -> str:
 
 def _sampling(body: Mapping[str, Any]) -> Sampling:
     """The sampling options of a body, within Workers AI's ranges: the API this server speaks."""
-    ranges = registration("remote").sampling_ranges
+    ranges = backend_class("remote").sampling_ranges
     values: dict[str, float | int | None] = {}
     for option in SAMPLING_OPTIONS:
         span = span_on(option, ranges)

@@ -418,10 +418,10 @@ class _JobSink:
 def _stoppable(planner: TurnPlanner, turn: PlannedTurn, job: Job) -> Iterator[Event] | None:
     """The turn's events on llama.cpp, asked between two steps of the prompt's decoding whether the
     job was cancelled, so a long prompt stops within a batch; None elsewhere (the usual stream)."""
-    from wai.backends.llama_cpp.stream import LlamaBackend
+    from wai.backends.llama_cpp.backend import LlamaCpp
 
     backend = planner.backends.get(turn.target.backend)
-    if not isinstance(backend, LlamaBackend):
+    if not isinstance(backend, LlamaCpp):
         return None
     return backend.stream(turn.request, should_stop=lambda: job.cancelled)
 

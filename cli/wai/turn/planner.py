@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from types import TracebackType
 
 from wai.backends.base import BackendMode, BackendName
-from wai.backends.registry import Backends, LocalOptions, choose, registration, windows_for
+from wai.backends.registry import Backends, LocalOptions, backend_class, choose, resolve_model
 from wai.backends.request import Request
 from wai.catalog.entries import Catalog, ModelSpec
 from wai.conversation import Message, ReasoningEffort, Timeouts
@@ -110,14 +110,18 @@ class TurnPlanner:
         self.catalog = catalog
 
     @classmethod
-    def for_user(cls, local: LocalOptions, *, debug: bool = False) -> TurnPlanner:
-        """A planner with the user's configuration, credentials and catalog."""
+    def for_user(
+        cls, local: LocalOptions, *, debug: bool = False, read_timeout: float | None = None
+    ) -> TurnPlanner:
+        """A planner with the user's configuration, credentials and catalog; `read_timeout`:
+        --read-timeout when given (it bounds a provider's small requests too)."""
         from wai.catalog.entries import load_catalog
         from wai.settings import load_credentials, load_user_config
 
         config = load_user_config()
         credentials = load_credentials(config)
-        return cls(Backends(credentials, local, debug=debug), config=config, catalog=load_catalog())
+        backends = Backends(credentials, local, debug=debug, read_timeout=read_timeout)
+        return cls(backends, config=config, catalog=load_catalog())
 
     def __enter__(self) -> TurnPlanner:
         return self
@@ -141,12 +145,10 @@ class TurnPlanner:
         `sampling`: options the backend that would run the model cannot take are a usage error,
         said before anything missing is (Workers AI's ranges are its own).
         """
-        from wai.catalog.resolve import resolve_model
-
         if self.catalog is None or self.config is None:
             raise ValueError("this planner has no catalog to resolve model names with")
         credentials = self.backends.settings.credentials
-        spec = resolve_model(name, self.catalog, self.config, credentials)
+        spec = resolve_model(name, self.catalog, self.config, credentials, self.backends)
         if sampling is not None:
             refusal = self.refusal(Target(spec, choose(spec, mode, credentials, sending=False)), sampling)
             if refusal is not None:
@@ -155,21 +157,26 @@ class TurnPlanner:
 
     def refusal(self, target: Target, sampling: Sampling) -> str | None:
         """Why the target's backend cannot run these sampling options, None when it can."""
-        return registration(target.backend).sampling_refusal(sampling)
+        return self.backends.planner(target.backend).sampling_refusal(sampling)
 
     # --- plan ---------------------------------------------------------------------------------
 
     def counter(self, target: Target, *, built: bool = True) -> TokenCounter:
         """How the target's backend counts a prompt. `built`: the built backend's own counter
-        (locally the very model that answers); else its registration's, which builds nothing
-        (a dry run, a count: the vocabulary alone counts the same)."""
+        (locally the very model that answers); else one that builds nothing (a dry run, a count:
+        the vocabulary alone counts the same)."""
         if built:
             return self.backends.counter(target.spec, target.backend)
-        return registration(target.backend).counter(target.spec)
+        return self.backends.planner(target.backend).counter(target.spec)
 
     def windows(self, target: Target) -> ModelSpec:
         """The windows a turn on the target is planned within (locally, within the file's context)."""
-        return windows_for(target.spec, target.backend)
+        return self.backends.planner(target.backend).windows(target.spec)
+
+    def warnings(self, target: Target, windows: ModelSpec) -> list[str]:
+        """What the target's backend warns of before a turn planned within `windows` (windows
+        assumed, a file at odds with its catalog entry)."""
+        return self.backends.planner(target.backend).warnings(windows)
 
     def plan(
         self,
@@ -284,7 +291,7 @@ def effort_for(
     """
     if effort is None:
         return None, None
-    if not registration(backend_name).reasoning_effort:
+    if not backend_class(backend_name).reasoning_effort:
         return None, (
             f"the reasoning effort ({effort}) is not sent: the {backend_name} backend has no such setting"
         )

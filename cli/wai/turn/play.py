@@ -73,7 +73,7 @@ def play_turn(
     `warned`: what the caller warned of while planning the turn; with the backend's own warnings
     it goes into the turn's info, for --json and --jsonl.
     """
-    backend_warnings = backend.warnings(request)
+    backend_warnings = backend.warnings(request.model)
     for warning in backend_warnings:
         notifier.warn(warning)
     info = replace(

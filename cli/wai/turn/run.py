@@ -8,7 +8,6 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, assert_never
 
-from wai.backends.registry import registration
 from wai.errors import OutputError, WaiError
 from wai.events import Event, Finish, Loaded, Notice, PromptRead, Reasoning, Token, Usage
 from wai.turn_result import TurnInfo, TurnResult
@@ -24,7 +23,7 @@ def turn_info(backend: Backend, request: Request, *, prompt_exact: bool = True) 
         model=request.model.id,
         backend=backend.name,
         # A provider's model is shown with the provider's own name ("vllm"), not the API's.
-        backend_title=request.model.provider or registration(backend.name).title,
+        backend_title=request.model.provider or backend.title,
         precision=backend.precision(request),
         context_window=request.model.context_window,
         max_output=request.model.max_output,

@@ -51,6 +51,9 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 _HIGH_SURROGATES = ("\ud800", "\udbff")
 
 
+DEFAULT_MAX_RETRIES = 3  # tries after the first, for a 429 or a 5xx before any output
+
+
 class _Surrogates:
     """Joins a character the server sent as two JSON escapes (`\\ud83c`, `\\udf89`) in two events.
 
@@ -127,7 +130,7 @@ class StreamingChatBackend:
     def __init__(self, *, scrub: Scrubber, base_shown: str, **options: Unpack[ChatOptions]) -> None:
         self._scrub = scrub
         self._base_shown = base_shown  # never a user:password@ part
-        self._max_retries = max(0, options.get("max_retries", 3))
+        self._max_retries = max(0, options.get("max_retries", DEFAULT_MAX_RETRIES))
         self._debug_log = options.get("debug_log")
         self._base_delay = options.get("base_delay", 0.5)
         self._max_delay = options.get("max_delay", 8.0)

@@ -1,80 +1,126 @@
-"""Registers the local backend, llama.cpp on a GGUF file (stream.py beside it, built only when used)."""
+"""The local backend, llama.cpp on a GGUF file (the model in memory, stream.py, is built only when used)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Generator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from wai.backends.registry import BackendSettings, Registration, register
-from wai.catalog.entries import ModelSpec
+from wai.backends.base import Backend, BackendName, BackendSettings
 from wai.errors import ConfigError
-from wai.sampling import Sampling
-from wai.settings import Credentials, wai_home
+from wai.settings import wai_home
 
 if TYPE_CHECKING:
-    from wai.backends.base import Backend
+    from wai.backends.llama_cpp.stream import LlamaCppStream
+    from wai.backends.request import Request
+    from wai.catalog.entries import Catalog, ModelSpec
+    from wai.events import Event
+    from wai.sampling import Sampling
+    from wai.settings import UserConfig
     from wai.windows.counters import TokenCounter
 
 
-def _unavailable(spec: ModelSpec, credentials: Credentials | None) -> str | None:
-    path = spec.gguf_path()
-    if path is None:
-        return "no gguf in its catalog entry"
-    if not path.is_file():
-        return f"{path} is missing"
-    return None
+class LlamaCpp(Backend):
+    """Models with a `gguf` file, run in this process by llama.cpp."""
 
+    title = "llama.cpp"
+    tells_own_failure = True
+    warm_modules = ("wai.backends.llama_cpp.stream", "llama_cpp")
 
-def _require(spec: ModelSpec, credentials: Credentials | None) -> None:
-    if spec.gguf is None and spec.provider is not None:
-        raise ConfigError(
-            f"{spec.id} has no local weights",
-            hint=f"use --backend openai (or auto): it is a model of provider {spec.provider}",
-        )
-    if spec.gguf is None:
-        raise ConfigError(
-            f"{spec.id} has no local weights",
-            hint=f'add gguf = "FILE.gguf" to its entry in {wai_home() / "models.toml"}',
-        )
+    def __init__(self, name: BackendName, settings: BackendSettings) -> None:
+        super().__init__(name, settings)
+        self._stream: LlamaCppStream | None = None
 
+    def claim(
+        self, name: str, entry: ModelSpec | None, catalog: Catalog, config: UserConfig
+    ) -> ModelSpec | None:
+        """A GGUF file's path (`-m path/to/file.gguf`), when the catalog has no model of that name."""
+        from wai.catalog.resolve import looks_like_gguf_path
 
-def _build(settings: BackendSettings) -> Backend:
-    from wai.backends.llama_cpp.stream import LlamaBackend
+        if entry is not None or not looks_like_gguf_path(name):
+            return None
+        from wai.backends.llama_cpp.stream import spec_for_gguf
 
-    opts = settings.local
-    return LlamaBackend(gpu_layers=opts.gpu_layers, threads=opts.threads, debug=opts.debug)
+        return spec_for_gguf(Path(name).expanduser(), catalog)
 
+    def serves(self, spec: ModelSpec) -> bool:
+        return spec.gguf is not None
 
-def _counter(spec: ModelSpec) -> TokenCounter:
-    from wai.windows.counters import local_counter
+    def unavailable(self, spec: ModelSpec) -> str | None:
+        path = spec.gguf_path()
+        if path is None:
+            return "no gguf in its catalog entry"
+        if not path.is_file():
+            return f"{path} is missing"
+        return None
 
-    return local_counter(spec)
+    def require(self, spec: ModelSpec) -> None:
+        if spec.gguf is None and spec.provider is not None:
+            raise ConfigError(
+                f"{spec.id} has no local weights",
+                hint=f"use --backend openai (or auto): it is a model of provider {spec.provider}",
+            )
+        if spec.gguf is None:
+            raise ConfigError(
+                f"{spec.id} has no local weights",
+                hint=f'add gguf = "FILE.gguf" to its entry in {wai_home() / "models.toml"}',
+            )
 
+    def remedy(self, spec: ModelSpec) -> str:
+        return f"put its weights at {spec.gguf_path()}"
 
-def _windows(spec: ModelSpec) -> ModelSpec:
-    from wai.backends.llama_cpp.stream import windows_on_file
+    def counter(self, spec: ModelSpec, *, running: bool = False) -> TokenCounter:
+        if running:  # the very model that answers: the file is loaded once for both jobs
+            return self._model().counter_on_model(spec)
+        from wai.windows.counters import local_counter
 
-    return windows_on_file(spec)
+        return local_counter(spec)
 
+    def windows(self, spec: ModelSpec) -> ModelSpec:
+        from wai.backends.llama_cpp.stream import windows_on_file
 
-def _unsupported(sampling: Sampling) -> str | None:
-    from wai.backends.llama_cpp.stream import unsupported
+        return windows_on_file(spec)
 
-    return unsupported(sampling)
+    def warnings(self, spec: ModelSpec) -> list[str]:
+        from wai.backends.llama_cpp.stream import file_warnings
 
+        return file_warnings(spec, self.settings.local.gpu_layers)
 
-register(
-    Registration(
-        name="local",
-        build=_build,
-        serves=lambda spec: spec.gguf is not None,
-        unavailable=_unavailable,
-        require=_require,
-        remedy=lambda spec: f"put its weights at {spec.gguf_path()}",
-        counter=_counter,
-        windows=_windows,
-        tells_own_failure=True,
-        title="llama.cpp",
-        warm_modules=("wai.backends.llama_cpp.stream", "llama_cpp"),
-        unsupported=_unsupported,
-    )
-)
+    def unsupported(self, sampling: Sampling) -> str | None:
+        from wai.backends.llama_cpp.stream import unsupported
+
+        return unsupported(sampling)
+
+    def open(self) -> None:
+        self._model()
+
+    def stream(
+        self, request: Request, should_stop: Callable[[], bool] | None = None
+    ) -> Generator[Event, None, None]:
+        """The reply's events; `should_stop` (for callers off the main thread, where no signal
+        arrives) is asked while the prompt is decoded."""
+        return self._model().stream(request, should_stop)
+
+    def precision(self, request: Request) -> str | None:
+        return self._model().precision(request)
+
+    def describe(self) -> dict[str, object]:
+        return {"backend": self.name, **self._model().describe()}
+
+    def gpu_layers(self) -> int:
+        """Layers offloaded to the GPU: as asked, else every layer when llama.cpp can offload."""
+        return self._model().gpu_layers()
+
+    def close(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+
+    def _model(self) -> LlamaCppStream:
+        if self._stream is None:
+            from wai.backends.llama_cpp.stream import LlamaCppStream
+
+            local = self.settings.local
+            self._stream = LlamaCppStream(
+                gpu_layers=local.gpu_layers, threads=local.threads, debug=local.debug
+            )
+        return self._stream

@@ -29,7 +29,6 @@ from wai.windows.counters import raw_prompt_tokens
 from wai.windows.local_template import tokenize_chat
 
 if TYPE_CHECKING:
-    from wai.backends.base import BackendName
     from wai.windows.counters import TokenCounter
 
 # Sampling defaults when a request leaves them unset: Workers AI's temperature (so one model id
@@ -65,10 +64,9 @@ class _Loaded:
         self.model.close()
 
 
-class LlamaBackend:
-    """Runs catalog models that have a `gguf` file, with llama-cpp-python."""
-
-    name: BackendName = "local"
+class LlamaCppStream:
+    """Runs catalog models that have a `gguf` file, with llama-cpp-python: the model in memory,
+    loaded once and kept while the same file is asked for."""
 
     def __init__(
         self, *, gpu_layers: int | None = None, threads: int | None = None, debug: bool = False
@@ -80,8 +78,6 @@ class LlamaBackend:
         self._unreported_load = 0.0  # a load done for counting, reported with the next reply
         self._build_checked = False
         native.LOG.debug = debug
-
-    # The Backend protocol
 
     def stream(
         self, request: Request, should_stop: Callable[[], bool] | None = None
@@ -117,7 +113,7 @@ class LlamaBackend:
             yield Loaded(earlier + (time.perf_counter() - started if fresh or resized else 0.0))
         yield from self._generate(loaded, context, prompt, request, should_stop)
 
-    def counter(self, spec: ModelSpec) -> TokenCounter:
+    def counter_on_model(self, spec: ModelSpec) -> TokenCounter:
         """An exact counter on the model this backend runs, loading it once for both jobs."""
         from wai.windows.counters import counter_on_loaded
 
@@ -133,34 +129,8 @@ class LlamaBackend:
         info = _info_or_none(request.model)
         return info.file_type if info else None
 
-    def warnings(self, request: Request) -> list[str]:
-        """Disagreements between the catalog entry and its file, for the app to print (stderr)."""
-        spec = request.model
-        info = _info_or_none(spec)
-        if info is None:
-            return []
-        notes: list[str] = []
-        if self._gpu_layers and not native.supports_gpu_offload():
-            notes.append(
-                f"--gpu-layers {self._gpu_layers} has no effect: this llama.cpp build cannot offload to a "
-                "GPU (`make install-gpu` builds one that can)"
-            )
-        expected = normalize_precision(spec.precision) if spec.precision else None
-        if expected and info.file_type and info.file_type != expected:
-            notes.append(
-                f"{info.path.name} holds {info.file_type} weights, but the catalog entry "
-                f"'{spec.id}' says {expected}"
-            )
-        trained = info.context_length
-        if trained and spec.total_context > trained:
-            notes.append(
-                f"'{spec.id}' allows {spec.total_context} tokens of context, but {info.path.name} "
-                f"was trained on {trained}: prompt and reply together must stay within {trained}"
-            )
-        return notes
-
     def describe(self) -> dict[str, object]:
-        facts: dict[str, object] = {"backend": self.name, "llama_cpp_python": native.version()}
+        facts: dict[str, object] = {"llama_cpp_python": native.version()}
         try:
             supported = native.supports_gpu_offload()
         except ConfigError as exc:
@@ -443,6 +413,33 @@ def _load_error(path: Path, info: GGUFInfo, failure: native.LoadFailure, layers:
             hint = "offload fewer layers with --gpu-layers N (or 0), or use a smaller quantization"
         return BackendError(f"not enough memory to load {path} ({size_gb:.1f} GB): {failure.last}", hint=hint)
     return BackendError(f"llama.cpp could not load {path} (architecture '{arch}'): {failure.last}")
+
+
+def file_warnings(spec: ModelSpec, gpu_layers: int | None) -> list[str]:
+    """Disagreements between the catalog entry and its file, and a --gpu-layers this build cannot
+    honour, for the app to print (stderr)."""
+    info = _info_or_none(spec)
+    if info is None:
+        return []
+    notes: list[str] = []
+    if gpu_layers and not native.supports_gpu_offload():
+        notes.append(
+            f"--gpu-layers {gpu_layers} has no effect: this llama.cpp build cannot offload to a "
+            "GPU (`make install-gpu` builds one that can)"
+        )
+    expected = normalize_precision(spec.precision) if spec.precision else None
+    if expected and info.file_type and info.file_type != expected:
+        notes.append(
+            f"{info.path.name} holds {info.file_type} weights, but the catalog entry "
+            f"'{spec.id}' says {expected}"
+        )
+    trained = info.context_length
+    if trained and spec.total_context > trained:
+        notes.append(
+            f"'{spec.id}' allows {spec.total_context} tokens of context, but {info.path.name} "
+            f"was trained on {trained}: prompt and reply together must stay within {trained}"
+        )
+    return notes
 
 
 def windows_on_file(spec: ModelSpec) -> ModelSpec:

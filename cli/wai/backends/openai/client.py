@@ -25,17 +25,6 @@ if TYPE_CHECKING:
 # must not hold a turn for a minute.
 SMALL_REQUEST_TIMEOUT = 10.0
 CONNECT_TIMEOUT = 10.0
-# --read-timeout of this run, when given: it wins over a provider's `timeout` (set by the commands).
-_read_timeout_given: float | None = None
-
-
-def use_read_timeout(seconds: float | None) -> None:
-    """--read-timeout, when the user gave it: the deadline of every small request too."""
-    global _read_timeout_given
-    _read_timeout_given = seconds
-    for client in _CLIENTS.values():
-        client.close()
-    _CLIENTS.clear()
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,12 +35,13 @@ class Answer:
 
 
 class ProviderClient:
-    """Requests to one provider; `close` frees the connection pool."""
+    """Requests to one provider; `close` frees the connection pool. `timeout`: --read-timeout when
+    the user gave it, which wins over the provider's own `timeout`."""
 
     def __init__(self, provider: Provider, *, timeout: float | None = None) -> None:
         self.provider = provider
-        self.timeout = timeout or _read_timeout_given or provider.timeout or SMALL_REQUEST_TIMEOUT
-        if timeout is not None or _read_timeout_given is not None:
+        self.timeout = timeout or provider.timeout or SMALL_REQUEST_TIMEOUT
+        if timeout is not None:
             self.timeout_from = "--read-timeout"
         elif provider.timeout is not None:
             self.timeout_from = f"timeout in {provider.where}"
@@ -194,20 +184,3 @@ def models_in_words(client: ProviderClient, model: str = "") -> Listing:
         return Listing("GET /models lists no models")
     shown = ", ".join(ids[:20]) + (f" and {len(ids) - 20} more" if len(ids) > 20 else "")
     return Listing(f"it serves (GET /models): {shown}", lists_model=model in ids)
-
-
-_CLIENTS: dict[str, ProviderClient] = {}
-
-
-def client_for(provider: Provider) -> ProviderClient:
-    """The one client of this run for `provider`: the count, the windows and the chat share it."""
-    client = _CLIENTS.get(provider.name)
-    if client is None or client.provider != provider:
-        client = _CLIENTS[provider.name] = ProviderClient(provider)
-    return client
-
-
-def close_clients() -> None:
-    for client in _CLIENTS.values():
-        client.close()
-    _CLIENTS.clear()

@@ -36,6 +36,7 @@ from wai.store.catalogs import (
 )
 
 if TYPE_CHECKING:
+    from wai.backends.openai.client import ProviderClient
     from wai.notices import Notifier
 
 
@@ -70,9 +71,11 @@ def told_windows(facts: ModelFacts | None) -> tuple[str, ...]:
     return tuple(c for c in facts.capabilities if c.startswith(("context_window:", "max_output:")))
 
 
-def provider_spec(provider: Provider, model: str, catalog: Catalog, *, live: bool = False) -> ModelSpec:
-    """The spec of NAME:MODEL: a catalog entry's windows, else the last refresh's, else (`live`)
-    the server's, else an assumption said in a warning."""
+def provider_spec(
+    provider: Provider, model: str, catalog: Catalog, *, live: ProviderClient | None = None
+) -> ModelSpec:
+    """The spec of NAME:MODEL: a catalog entry's windows, else the last refresh's, else (`live`:
+    the client to ask it with) the server's, else an assumption said in a warning."""
     model_id = f"{provider.name}:{model}"
     entry = catalog.models.get(model_id)
     facts = stored_facts(provider).get(model)
@@ -104,9 +107,9 @@ def provider_spec(provider: Provider, model: str, catalog: Catalog, *, live: boo
             engine=engine,
         )
     unknown = windows_spec(model_id, provider, ASSUMED_CONTEXT, source=WINDOWS_UNKNOWN, engine=engine)
-    if not live:
+    if live is None:
         return unknown
-    found, learned = live_windows(unknown, provider)
+    found, learned = live_windows(unknown, live)
     if learned is not None:
         remember(provider, learned)
     return found
@@ -137,14 +140,14 @@ def stored_facts(provider: Provider) -> dict[str, ModelFacts]:
     return {m.id: m for m in refreshed.models} if refreshed is not None else {}
 
 
-def live_windows(spec: ModelSpec, provider: Provider) -> tuple[ModelSpec, ModelFacts | None]:
+def live_windows(spec: ModelSpec, client: ProviderClient) -> tuple[ModelSpec, ModelFacts | None]:
     """Windows read from the server for a model neither the catalog nor a refresh knows (`spec`
     itself, windows assumed, when it tells none), and what is worth keeping for later runs (None
     when the server could not even list its models: the next run asks again)."""
-    from wai.backends.openai.client import client_for, listed_models
-    from wai.backends.openai.count import listed_context, server_context
+    from wai.backends.openai.client import listed_models
+    from wai.backends.openai.context import listed_context, server_context
 
-    client = client_for(provider)
+    provider = client.provider
     try:
         listed = listed_models(client)
     except BackendError:  # a refused key (ConfigError) stops everything at once
@@ -189,10 +192,20 @@ def live_windows(spec: ModelSpec, provider: Provider) -> tuple[ModelSpec, ModelF
 
 def refresh(provider: Provider) -> RefreshedCatalog:
     """Every model `provider` lists, with the context its server tells. Raises a WaiError."""
-    from wai.backends.openai.client import client_for, listed_models
-    from wai.backends.openai.count import listed_context, ollama_context, server_context
+    from wai.backends.openai.client import ProviderClient
 
-    client = client_for(provider)
+    client = ProviderClient(provider)
+    try:
+        return _refresh(client)
+    finally:
+        client.close()
+
+
+def _refresh(client: ProviderClient) -> RefreshedCatalog:
+    from wai.backends.openai.client import listed_models
+    from wai.backends.openai.context import listed_context, ollama_context, server_context
+
+    provider = client.provider
     listed = listed_models(client)
     facts: list[ModelFacts] = []
     refused: list[str] = []

@@ -12,92 +12,51 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Unpack
 
 from wai.backends.http.chat import ChatOptions, StreamingChatBackend, sampling_fields
-from wai.backends.http.errors import ApiError, Scrubber
-from wai.backends.openai.client import ProviderClient, client_for, close_clients, models_in_words
+from wai.backends.http.errors import ApiError
+from wai.backends.openai.client import ProviderClient, models_in_words
 from wai.backends.openai.errors import provider_error
 from wai.backends.request import Request
-from wai.catalog.entries import ModelSpec
 from wai.errors import ConfigError, WaiError
 from wai.events import Event
-from wai.providers import Provider
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
     import httpx
 
-    from wai.backends.base import BackendName
-    from wai.windows.counters import TokenCounter
 
+class OpenAIStream(StreamingChatBackend):
+    """Runs models of one provider of config.toml: NAME:MODEL, NAME the provider."""
 
-class OpenAIBackend(StreamingChatBackend):
-    """Runs NAME:MODEL on the provider NAME of config.toml."""
-
-    name: BackendName = "openai"
     debug_prefix = "openai"
 
-    def __init__(self, providers: dict[str, Provider], **options: Unpack[ChatOptions]) -> None:
-        super().__init__(scrub=Scrubber(), base_shown="", **options)
-        self._providers = providers
-
-    def _provider(self, spec: ModelSpec) -> Provider:
-        provider = self._providers.get(spec.provider or "")
-        if provider is None:
-            raise ConfigError(
-                f"{spec.id} names no configured provider", hint="see [providers] in config.toml"
-            )
-        return provider
-
-    def _provider_client(self, spec: ModelSpec) -> ProviderClient:
-        return client_for(self._provider(spec))
-
-    # -- the Backend protocol -------------------------------------------------------------------
+    def __init__(self, client: ProviderClient, **options: Unpack[ChatOptions]) -> None:
+        # Messages name the provider; its key and URL secrets never reach one.
+        super().__init__(scrub=client.scrub, base_shown=client.provider.base_url, **options)
+        self.who = client.provider.name
+        self._client_of_provider = client
 
     def stream(self, request: Request) -> Iterator[Event]:
-        client = self._provider_client(request.model)
-        provider = client.provider
-        # Messages name the provider; its key and URL secrets never reach one.
-        self.who, self._base_shown, self._scrub = provider.name, provider.base_url, client.scrub
+        provider = self._client_of_provider.provider
         if provider.timeout is not None and not request.timeouts.read_given:
             from dataclasses import replace
 
             request = replace(request, timeouts=replace(request.timeouts, read=provider.timeout))
         return super().stream(request)
 
-    def precision(self, request: Request) -> str | None:
-        return request.model.precision
-
-    def warnings(self, request: Request) -> list[str]:
-        from wai.backends.openai.models import assumed_warnings
-
-        return assumed_warnings(request.model)
-
-    def counter(self, spec: ModelSpec) -> TokenCounter:
-        from wai.backends.openai.count import ServerCounter
-
-        provider = self._provider(spec)
-        return ServerCounter(client_for(provider), spec, provider.tokenizer)
-
     def describe(self) -> dict[str, object]:
-        return {
-            "backend": self.name,
-            "providers": {name: p.base_url for name, p in self._providers.items()},
-            "max_retries": self._max_retries,
-        }
-
-    def close(self) -> None:
-        close_clients()
+        return {"max_retries": self._max_retries}
 
     # -- the request ----------------------------------------------------------------------------
 
     def _http_for(self, request: Request) -> httpx.Client:
-        return self._provider_client(request.model).http()
+        return self._client_of_provider.http()
 
     def _url(self, request: Request) -> str:
-        return f"{self._provider(request.model).base_url}/chat/completions"
+        return f"{self._client_of_provider.provider.base_url}/chat/completions"
 
     def _headers(self, request: Request) -> dict[str, str]:
-        return self._provider_client(request.model).headers()
+        return self._client_of_provider.headers()
 
     def body(self, request: Request) -> dict[str, object]:
         """`max_tokens` always (a server's own default may be tiny or the whole context), usage asked
@@ -142,7 +101,7 @@ class OpenAIBackend(StreamingChatBackend):
 
     def _refused(self, request: Request, error: ApiError, body: bytes = b"") -> WaiError:
         self._debug(f"error reply: {error.where()}")
-        client = self._provider_client(request.model)
+        client = self._client_of_provider
         return provider_error(
             error,
             client.provider,

@@ -1,19 +1,24 @@
-"""Registers the remote backend, Workers AI (stream.py beside it, built only when used)."""
+"""The remote backend, Cloudflare Workers AI (its HTTP client, stream.py, is built only when used)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, ClassVar
 
-from wai.backends.registry import BackendSettings, Registration, register
+from wai.backends.base import Backend, BackendName, BackendSettings
 from wai.backends.workers_ai.sampling import RANGES
-from wai.catalog.entries import ModelSpec
-from wai.conversation import Message
 from wai.errors import ConfigError, WaiError
 from wai.settings import MISSING_CREDENTIALS, Credentials, wai_home
 
 if TYPE_CHECKING:
-    from wai.backends.base import Backend
+    from collections.abc import Mapping
+
+    from wai.backends.request import Request
+    from wai.backends.workers_ai.stream import WorkersAIStream
+    from wai.catalog.entries import ModelSpec
+    from wai.conversation import Message
+    from wai.events import Event
+    from wai.sampling import Span
     from wai.windows.counters import TokenCounter
 
 
@@ -28,83 +33,98 @@ def retired_here(spec: ModelSpec, credentials: Credentials) -> bool:
     return spec.retired() and is_cloudflare(credentials.base_url)
 
 
-def _unavailable(spec: ModelSpec, credentials: Credentials | None) -> str | None:
-    if not spec.remote:
-        return "not served by Workers AI"
-    if credentials is None:
-        return "no credentials (CLOUDFLARE_ACCOUNT_ID, CLOUDFLARE_API_TOKEN)"
-    if retired_here(spec, credentials):
-        return f"retired on Workers AI since {spec.retirement}"
-    return None
-
-
-def _refusal(spec: ModelSpec, credentials: Credentials | None) -> WaiError | None:
-    if credentials is not None and retired_here(spec, credentials):
-        from wai.catalog.retired import retired_error
-
-        return retired_error(spec)
-    return None
-
-
-def _require(spec: ModelSpec, credentials: Credentials | None) -> None:
-    if not spec.remote:
-        remedy = (
-            f"use --backend openai (or auto): it is a model of provider {spec.provider}"
-            if spec.provider is not None
-            else "use --backend local"
-        )
-        raise ConfigError(f"{spec.id} is not served by Workers AI", hint=remedy)
-    if credentials is None:
-        raise ConfigError(_missing_credentials())
-    refusal = _refusal(spec, credentials)
-    if refusal is not None:
-        raise refusal
-
-
 def _stderr_line(text: str) -> None:
     from wai.notices import Notifier
 
     Notifier().debug(text)  # debug lines quote servers and prompts: their text, never their controls
 
 
-def _build(settings: BackendSettings) -> Backend:
-    from wai.backends.workers_ai.stream import WorkersAIBackend
+class WorkersAI(Backend):
+    """Catalog models marked remote, on Cloudflare Workers AI with the user's credentials."""
 
-    if settings.credentials is None:
-        raise ConfigError(_missing_credentials())
-    settings.credentials.check_sendable()
-    return WorkersAIBackend(settings.credentials, debug_log=_stderr_line if settings.debug else None)
+    title = "Workers AI"
+    reasoning_effort = True
+    sampling_ranges: ClassVar[Mapping[str, Span]] = RANGES
+    prompt_format = "as Workers AI is believed to apply it"
+    warm_modules = ("wai.backends.workers_ai.stream", "httpx")
 
+    def __init__(self, name: BackendName, settings: BackendSettings) -> None:
+        super().__init__(name, settings)
+        self._stream: WorkersAIStream | None = None
 
-def _counter(spec: ModelSpec) -> TokenCounter:
-    from wai.windows.counters import remote_counter
+    def serves(self, spec: ModelSpec) -> bool:
+        return spec.remote
 
-    return remote_counter(spec)
+    def unavailable(self, spec: ModelSpec) -> str | None:
+        credentials = self.settings.credentials
+        if not spec.remote:
+            return "not served by Workers AI"
+        if credentials is None:
+            return "no credentials (CLOUDFLARE_ACCOUNT_ID, CLOUDFLARE_API_TOKEN)"
+        if retired_here(spec, credentials):
+            return f"retired on Workers AI since {spec.retirement}"
+        return None
 
+    def refusal(self, spec: ModelSpec) -> WaiError | None:
+        credentials = self.settings.credentials
+        if credentials is not None and retired_here(spec, credentials):
+            from wai.catalog.retired import retired_error
 
-def _prompt_text(spec: ModelSpec, messages: Sequence[Message]) -> str | None:
-    """The prompt Workers AI is believed to build, known from the family even without its vocabulary."""
-    from wai.windows.remote_template import format_for
+            return retired_error(spec)
+        return None
 
-    remote_format = format_for(spec.family)
-    return remote_format.render(messages) if remote_format is not None else None
+    def require(self, spec: ModelSpec) -> None:
+        if not spec.remote:
+            remedy = (
+                f"use --backend openai (or auto): it is a model of provider {spec.provider}"
+                if spec.provider is not None
+                else "use --backend local"
+            )
+            raise ConfigError(f"{spec.id} is not served by Workers AI", hint=remedy)
+        if self.settings.credentials is None:
+            raise ConfigError(_missing_credentials())
+        refusal = self.refusal(spec)
+        if refusal is not None:
+            raise refusal
 
+    def remedy(self, spec: ModelSpec) -> str:
+        return _missing_credentials()
 
-register(
-    Registration(
-        name="remote",
-        build=_build,
-        serves=lambda spec: spec.remote,
-        unavailable=_unavailable,
-        require=_require,
-        remedy=lambda spec: _missing_credentials(),
-        counter=_counter,
-        refusal=_refusal,
-        title="Workers AI",
-        warm_modules=("wai.backends.workers_ai.stream", "httpx"),
-        reasoning_effort=True,
-        prompt_format="as Workers AI is believed to apply it",
-        prompt_text=_prompt_text,
-        sampling_ranges=RANGES,
-    )
-)
+    def counter(self, spec: ModelSpec, *, running: bool = False) -> TokenCounter:
+        """The family's vocabulary and the Workers AI prompt format, as counted before sending."""
+        from wai.windows.counters import remote_counter
+
+        return remote_counter(spec)
+
+    def prompt_text(self, spec: ModelSpec, messages: Sequence[Message]) -> str | None:
+        """The prompt Workers AI is believed to build, known from the family even without its vocabulary."""
+        from wai.windows.remote_template import format_for
+
+        remote_format = format_for(spec.family)
+        return remote_format.render(messages) if remote_format is not None else None
+
+    def open(self) -> None:
+        self._client()
+
+    def stream(self, request: Request) -> Iterator[Event]:
+        return self._client().stream(request)
+
+    def describe(self) -> dict[str, object]:
+        return {"backend": self.name, **self._client().describe()}
+
+    def close(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+
+    def _client(self) -> WorkersAIStream:
+        if self._stream is None:
+            from wai.backends.workers_ai.stream import WorkersAIStream
+
+            credentials = self.settings.credentials
+            if credentials is None:
+                raise ConfigError(_missing_credentials())
+            credentials.check_sendable()
+            self._stream = WorkersAIStream(
+                credentials, debug_log=_stderr_line if self.settings.debug else None
+            )
+        return self._stream

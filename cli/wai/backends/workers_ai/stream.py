@@ -8,7 +8,7 @@ and nowhere else; every message, exception and debug line is scrubbed of it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Unpack
+from typing import Unpack
 from urllib.parse import quote
 
 from wai.backends.http.chat import (
@@ -32,27 +32,22 @@ from wai.backends.http.errors import (
     url_secrets,
 )
 from wai.backends.request import Request
-from wai.catalog.entries import ModelSpec, model_id_problem
+from wai.catalog.entries import model_id_problem
 from wai.errors import ConfigError, WaiError
 from wai.settings import Credentials
 
-if TYPE_CHECKING:
-    from wai.backends.base import BackendName
-    from wai.windows.counters import TokenCounter
-
-__all__ = ["DONE", "EMPTY_REPLY", "TOOL_CALL_NOTICE", "WHOLE_REPLY_READ_TIMEOUT", "WorkersAIBackend"]
+__all__ = ["DONE", "EMPTY_REPLY", "TOOL_CALL_NOTICE", "WHOLE_REPLY_READ_TIMEOUT", "WorkersAIStream"]
 
 _retry_after = retry_after_seconds  # the name tests and older callers know
 
 
-class WorkersAIBackend(StreamingChatBackend):
+class WorkersAIStream(StreamingChatBackend):
     """Runs catalog models on Cloudflare Workers AI.
 
     `sleep`, `base_delay`, `max_delay`, `max_total_wait` and `rng` shape the retry back-off
     (exponential with jitter, never shorter than a Retry-After); tests make them fast.
     """
 
-    name: BackendName = "remote"
     who = "Workers AI"
     debug_prefix = "workers-ai"
 
@@ -65,34 +60,22 @@ class WorkersAIBackend(StreamingChatBackend):
         self._credentials = credentials
 
     def __repr__(self) -> str:
-        return f"WorkersAIBackend(base_url={self._base_shown!r})"
-
-    # -- the Backend protocol -------------------------------------------------------------------
+        return f"WorkersAIStream(base_url={self._base_shown!r})"
 
     def precision(self, request: Request) -> str | None:
         # Workers AI does not say; the catalog's declaration is the best there is.
         return request.model.precision
 
-    def warnings(self, request: Request) -> list[str]:
-        return []
-
-    def counter(self, spec: ModelSpec) -> TokenCounter:
-        """The family's vocabulary and the Workers AI prompt format, as counted before sending."""
-        from wai.windows.counters import remote_counter
-
-        return remote_counter(spec)
-
     def describe(self) -> dict[str, object]:
         base, account = self._base_shown, mask(self._credentials.account_id)
         return {
-            "backend": self.name,
             "base_url": base,
             "account_id": account,
             "endpoint": f"{base}/accounts/{account}/ai/run/{{model}}",
             "max_retries": self._max_retries,
         }
 
-    def __enter__(self) -> WorkersAIBackend:
+    def __enter__(self) -> WorkersAIStream:
         return self
 
     def __exit__(self, *exc: object) -> None:

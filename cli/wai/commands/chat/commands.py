@@ -9,8 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO, get_args
 
-from wai.backends.base import BackendMode
-from wai.backends.registry import registration
+from wai.backends.registry import backend_class, backend_names
 from wai.commands.logs import preview, short_model
 from wai.conversation import Message, ReasoningEffort
 from wai.errors import UsageError, WaiError
@@ -22,7 +21,10 @@ if TYPE_CHECKING:
 
     from wai.commands.chat.session import ChatSession
 
-BACKEND_MODES: tuple[str, ...] = get_args(BackendMode)
+
+def backend_modes() -> tuple[str, ...]:
+    """What `/backend` takes: "auto" or a backend's name, as the registry lists them now."""
+    return ("auto", *backend_names())
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,8 +119,8 @@ def _model(chat: ChatSession, argument: str, out: TextIO) -> bool:
 
 def _backend(chat: ChatSession, argument: str, out: TextIO) -> bool:
     if argument:
-        if argument not in BACKEND_MODES:
-            raise UsageError(f"/backend takes one of {', '.join(BACKEND_MODES)}, not '{argument}'")
+        if argument not in backend_modes():
+            raise UsageError(f"/backend takes one of {', '.join(backend_modes())}, not '{argument}'")
         chat.set_backend(argument)  # type: ignore[arg-type]
     say(out, _describe_model(chat))
     return False
@@ -153,7 +155,7 @@ _RESET = ("default", "none", "off")
 
 def _setting_help(chat: ChatSession) -> dict[str, str]:
     """Every /set name and what it takes on the session's backend (Workers AI's ranges are its own)."""
-    ranges = registration(chat.backend_name).sampling_ranges
+    ranges = backend_class(chat.backend_name).sampling_ranges
     return {
         **{option.name: option.describe(span_on(option, ranges)) for option in SAMPLING_OPTIONS},
         "max_tokens": _MAX_TOKENS_HELP,
@@ -186,7 +188,7 @@ def _set(chat: ChatSession, argument: str, out: TextIO) -> bool:
         _set_max_tokens(chat, raw)
     elif name in OPTIONS_BY_NAME:
         option = OPTIONS_BY_NAME[name]
-        span = span_on(option, registration(chat.backend_name).sampling_ranges)
+        span = span_on(option, backend_class(chat.backend_name).sampling_ranges)
         value = _number(name, raw, option.kind, span, option.describe(span))
         chat.set_sampling(chat.with_sampling(**{name: value}))
     else:
@@ -412,7 +414,7 @@ def make_completer(chat: ChatSession) -> Completer:
             if name == "model":
                 yield from _model_completions(chat, argument)
             elif name == "backend":
-                yield from _word_completions(argument, {m: "" for m in BACKEND_MODES})
+                yield from _word_completions(argument, {m: "" for m in backend_modes()})
             elif name == "set" and " " not in argument:
                 yield from _word_completions(argument, _setting_help(chat))
             elif name in ("save", "save!"):

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import TextIO
 
 from wai.backends.base import BackendMode, BackendName
-from wai.backends.registry import Backends, LocalOptions, registration
+from wai.backends.registry import Backends, LocalOptions, backend_class
 from wai.catalog.entries import Catalog, ModelSpec, load_catalog
 from wai.conversation import Message, ReasoningEffort, Timeouts
 from wai.errors import WindowError
@@ -99,7 +99,12 @@ class ChatSession:
         self.credentials: Credentials | None = load_credentials(self.config)
         self.catalog: Catalog = load_catalog()
         self.planner = TurnPlanner(
-            Backends(self.credentials, options.local, debug=options.debug),
+            Backends(
+                self.credentials,
+                options.local,
+                debug=options.debug,
+                read_timeout=options.timeouts.read if options.timeouts.read_given else None,
+            ),
             config=self.config,
             catalog=self.catalog,
         )
@@ -148,7 +153,7 @@ class ChatSession:
         """
         import importlib
 
-        backend_modules = registration(self.backend_name).warm_modules
+        backend_modules = backend_class(self.backend_name).warm_modules
         for name in (*backend_modules, "wai.render.panel", "rich.console", "rich.live"):
             with contextlib.suppress(Exception):  # the turn itself will report a real problem
                 importlib.import_module(name)
