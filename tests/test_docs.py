@@ -66,6 +66,14 @@ def test_the_top_level_options_are_on_the_completion_page() -> None:
     assert not missing, f"{TOP_LEVEL_PAGE.relative_to(ROOT)} does not mention {', '.join(missing)}"
 
 
+def test_every_slash_command_of_chat_is_on_its_page() -> None:
+    from wai.commands.chat.commands import COMMANDS
+
+    text = (COMMAND_PAGES / "chat.md").read_text(encoding="utf-8")
+    missing = [f"/{name}" for name in COMMANDS if not re.search(rf"`/{re.escape(name)}[ `!]", text)]
+    assert not missing, f"docs/commands/chat.md does not mention {', '.join(missing)}"
+
+
 def test_the_option_check_sees_a_missing_option() -> None:
     # the check above would pass on any page if _mentions matched too loosely
     assert _mentions("| `-m, --model ID` |", "-m")
