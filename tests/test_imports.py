@@ -3,8 +3,10 @@
 - `render/` (the sinks) imports nothing from `backends/`;
 - `backends/` imports nothing from `render/` or from the command modules;
 - `windows/` and `llama/` import nothing from `backends/`;
-- no cycle among the modules' imports of any kind: at the top of a module, inside a function, or
-  for the type checker alone (a type-only circle is still two modules that need each other).
+- the layers read top to bottom (LAYERS): an import only goes down a layer, or stays in its own;
+- no cycle among the packages (and top-level modules), nor among the modules' imports of any
+  kind: at the top of a module, inside a function, or for the type checker alone (a type-only
+  circle is still two modules that need each other).
 """
 
 from __future__ import annotations
@@ -22,6 +24,44 @@ PACKAGE = Path(wai.__file__).parent
 # The modules that run a command (and `wai chat`'s pieces): the top of the flow of a turn.
 COMMAND_PACKAGES = ("wai.commands", "wai.serve")
 COMMAND_MODULES = {"wai.app", "wai.turn.play", "wai.turn.planner"}
+
+
+# Top to bottom: the command line, the turn planner, backends and sinks, what they plan with
+# (windows, catalog, transcripts, the llama.cpp binding), and the small values every layer shares.
+LAYERS: tuple[frozenset[str], ...] = (
+    frozenset({"__main__", "app", "commands", "serve"}),
+    frozenset({"turn"}),
+    frozenset({"backends", "render"}),
+    frozenset({"windows", "catalog", "store", "llama"}),
+    frozenset(
+        {
+            "wai",
+            "settings",
+            "terminal",
+            "notices",
+            "providers",
+            "errors",
+            "events",
+            "conversation",
+            "sampling",
+            "turn_result",
+            "toml_files",
+            "wording",
+        }
+    ),
+)
+
+
+def _unit(name: str) -> str:
+    """The package (or top-level module) of wai that module `name` belongs to: `wai` for wai itself."""
+    parts = name.split(".")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def _layer(unit: str) -> int:
+    found = [index for index, layer in enumerate(LAYERS) if unit in layer]
+    assert found, f"wai.{unit} is in no layer: put it in LAYERS"
+    return found[0]
 
 
 def _is_command(name: str) -> bool:
@@ -87,6 +127,35 @@ def test_windows_and_llama_reach_into_no_backend() -> None:
         if name.startswith(("wai.windows", "wai.llama"))
     }
     assert {name: found for name, found in wrong.items() if found} == {}
+
+
+def test_imports_go_down_the_layers() -> None:
+    upward = sorted(
+        f"{name} -> {imported}"
+        for name, path in MODULES.items()
+        for imported in _imports(path, typing_only_too=True)
+        if _layer(_unit(imported)) < _layer(_unit(name))
+    )
+    assert upward == []
+
+
+def test_no_cycle_among_the_packages() -> None:
+    graph: dict[str, set[str]] = {}
+    for name, path in MODULES.items():
+        graph.setdefault(_unit(name), set()).update(
+            _unit(i) for i in _imports(path, typing_only_too=True) if _unit(i) != _unit(name)
+        )
+    done: set[str] = set()
+
+    def reach(unit: str, trail: tuple[str, ...]) -> None:
+        assert unit not in trail, " -> ".join((*trail, unit))
+        if unit not in done:
+            for other in sorted(graph.get(unit, ())):
+                reach(other, (*trail, unit))
+            done.add(unit)
+
+    for unit in sorted(graph):
+        reach(unit, ())
 
 
 def test_no_import_cycle() -> None:
