@@ -20,7 +20,7 @@ from wai.sampling import Sampling
 from wai.store.transcript import TranscriptLog
 from wai.terminal.safe_text import json_for_terminal
 from wai.turn.planner import PlannedTurn, TurnAsk, TurnPlanner
-from wai.turn.play import TurnWords, sink_for
+from wai.turn.play import sink_for
 from wai.windows.budget import FitMode, Plan
 from wai.windows.counters import RawCounter, TokenCounter
 
@@ -155,7 +155,7 @@ def _play(
             f"prompt {plan.prompt_tokens} tokens ({'exact' if plan.exact else 'estimated'}), "
             f"max_tokens {plan.max_tokens}"
         )
-    result = planner.play(turn, sink, notifier, words=TurnWords(), warned=warned)
+    result = planner.play(turn, sink, notifier, warned=warned)
     turn.record(log, result)
     if options.debug:  # after the turn, the local backend can say what it loaded and offloaded
         notifier.info(f"backend after the turn: {backend.describe()}")

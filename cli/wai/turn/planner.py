@@ -29,7 +29,7 @@ from wai.render.base import Sink
 from wai.sampling import Sampling
 from wai.settings import UserConfig
 from wai.store.transcript import TranscriptLog
-from wai.turn.play import TurnWords, play_turn
+from wai.turn.play import COMMAND_LINE_WORDS, TurnWords, play_turn
 from wai.turn.run import run_turn, turn_info
 from wai.turn_result import TurnResult
 from wai.windows.budget import FitMode, Plan, plan_request
@@ -223,7 +223,7 @@ class TurnPlanner:
         sink: Sink,
         notifier: Notifier,
         *,
-        words: TurnWords,
+        words: TurnWords = COMMAND_LINE_WORDS,
         warned: tuple[str, ...] = (),
     ) -> TurnResult:
         """Stream the turn's reply into `sink` on its backend; what went wrong is said on stderr.

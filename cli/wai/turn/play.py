@@ -32,6 +32,10 @@ class TurnWords:
     interrupted: str = "interrupted; the reply above is incomplete"
 
 
+# How the command line names its remedies (`wai ask`, and any command of options).
+COMMAND_LINE_WORDS = TurnWords()
+
+
 def sink_for(
     notifier: Notifier,
     *,
@@ -65,7 +69,7 @@ def play_turn(
     notifier: Notifier,
     *,
     prompt_exact: bool,
-    words: TurnWords = TurnWords(),
+    words: TurnWords = COMMAND_LINE_WORDS,
     warned: Sequence[str] = (),
 ) -> TurnResult:
     """Stream the reply; report an interruption, a failure or the output cap on stderr.
