@@ -26,7 +26,7 @@ def test_wai_tokens_says_how_the_estimate_is_made() -> None:
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].startswith("~") and "estimated" in lines[0]
-    assert lines[2].startswith("an estimate by kind of text: each word, digit, punctuation mark")
+    assert lines[2].startswith("an estimate by kind of text: each word (English or another language")
     assert "at most 10% low" in lines[2]
     report = json.loads(run_wai("tokens", "--json", "-m", GEMMA, PROSE).stdout)
     assert report["how_estimated"] == lines[2]

@@ -35,7 +35,7 @@ def vocabularies(vocab_cache: Path, builtin_vocab: Path) -> dict[str, Callable[[
 def test_the_corpus_has_a_few_kilobytes_of_every_kind() -> None:
     assert set(KINDS) >= {
         "english", "code", "numbers", "chinese", "japanese", "korean", "cyrillic", "greek",
-        "arabic", "thai", "devanagari", "emoji", "mixed",
+        "arabic", "thai", "devanagari", "emoji", "mixed", "latin",
     }  # fmt: skip
     from tests.support.estimate_table import corpus_text
 
@@ -51,6 +51,17 @@ def test_the_estimate_is_within_its_bounds_on_every_kind_of_text(
     for row in rows:
         assert row.ratio >= UNDER, f"{row.kind}: {row.estimate} against {row.largest} ({row.largest_name})"
         assert row.ratio <= OVER.get(row.kind, float("inf")), f"{row.kind}: {row.ratio:.2f}"
+
+
+def test_each_language_written_in_latin_letters_is_within_the_bound(
+    vocabularies: dict[str, Callable[[str], int]],
+) -> None:
+    from tests.support.estimate_table import corpus_text
+
+    for paragraph in corpus_text("latin").split("\n\n"):
+        language = paragraph.split(":")[0]
+        row = measure(paragraph, language, vocabularies)
+        assert row.ratio >= UNDER, f"{language}: {row.estimate} against {row.largest} ({row.largest_name})"
 
 
 # Letters of each script in random words: rare letters and orders that no vocabulary merges, the
@@ -116,6 +127,21 @@ def test_digits_cost_one_each_as_the_vocabularies_that_split_numbers_count_them(
 
 def test_indentation_costs_a_token_per_space_after_the_first() -> None:
     assert estimate_tokens("        return") - estimate_tokens("return") == 7
+
+
+def test_prose_in_another_language_in_latin_letters_costs_more_a_word_than_english() -> None:
+    english = "The keeper wrote in the logbook every evening, and most of the books survive."
+    dutch = "De wachter schreef elke avond in het logboek, en de meeste boeken zijn bewaard."
+    assert estimate_tokens(dutch) > 1.3 * estimate_tokens(english)
+    # Code is not prose, whatever its words: the same words among its symbols cost as English.
+    code = "logboek.schrijf(wachter, avond); boeken = {bewaard: true}"
+    assert estimate_tokens(code) < 1.3 * estimate_tokens(code.replace("boek", "book"))
+
+
+def test_a_key_hash_or_base64_costs_a_token_per_character() -> None:
+    key = "aGVsbG8gd29ybGQgdGhpcyBpcyBiYXNl"
+    assert estimate_tokens(key) == len(key)
+    assert estimate_tokens("Users/John/Documents") < 10  # capitals and small letters alone: words
 
 
 def test_a_script_without_merges_costs_up_to_a_token_per_byte() -> None:

@@ -8,8 +8,14 @@ encoding, and a SentencePiece vocabulary falls back to the bytes of every charac
 Since the estimate is used when the model's vocabulary is unknown, it takes the largest:
 
 - ASCII letters are counted by word, because every vocabulary has whole tokens for common
-  words: one token per word (a camelCase or ALLCAPS boundary starts a new word), plus one per
-  `_WORD_LETTERS_PER_TOKEN` letters beyond `_WORD_FREE_LETTERS`, for long or rare words.
+  English words: one token per word (a camelCase or ALLCAPS boundary starts a new word), plus
+  one per `_WORD_LETTERS_PER_TOKEN` letters beyond `_WORD_FREE_LETTERS`, for long or rare words.
+  Prose in another language written in Latin letters (French, German, Indonesian...) is split
+  far more, since the vocabularies learnt mostly English: prose with few of the commonest
+  English words (`_ENGLISH_WORDS`) and little punctuation (not code, not data) is counted at
+  one token per `_FOREIGN_LETTERS_PER_TOKEN` letters beyond `_FOREIGN_FREE_LETTERS` instead.
+- A run of letters and digits that mixes capitals, small letters and digits (a key, a hash,
+  base64) costs a token per character: vocabularies have no merges for random letters.
 - Digits cost one token each (Llama 2, Baichuan and DeepSeek split numbers into digits), as
   does each ASCII punctuation mark, symbol, newline and tab.
 - A space is free where it joins the next word or character, as in every vocabulary; each
@@ -22,8 +28,8 @@ Since the estimate is used when the model's vocabulary is unknown, it takes the 
 The corpus under tests/windows/estimate_corpus/ and tests/windows/test_estimate.py hold the
 estimate to that: never under the largest vocabulary's count by more than 10% on any kind of
 text, and over it by at most 30% on English prose and code. Other scripts are overcounted
-where the vocabularies at hand merge well (up to 1.8 times the largest count on ordinary
-Cyrillic prose): that is the price of never sending more than the window.
+where the vocabularies at hand merge well (about 1.5 times the largest count on ordinary
+Cyrillic, Greek or Chinese prose): that is the price of never sending more than the window.
 """
 
 from __future__ import annotations
@@ -33,9 +39,9 @@ import re
 
 # How the estimate is made, in one line: `wai tokens` says it beside every estimated count.
 HOW_ESTIMATED = (
-    "an estimate by kind of text: each word, digit, punctuation mark and character of another "
-    "script at the most any of 20 known vocabularies spends on it, so it counts high (English "
-    "and code by up to 30%, other scripts by more) and at most 10% low"
+    "an estimate by kind of text: each word (English or another language's), digit, punctuation "
+    "mark and character of another script at the most any of 20 known vocabularies spends on it, "
+    "so it counts high (English and code by up to 30%, other text by more) and at most 10% low"
 )
 
 # A word of ASCII letters costs one token up to this many letters, and one more per this many
@@ -44,6 +50,23 @@ _WORD_FREE_LETTERS = 4
 _WORD_LETTERS_PER_TOKEN = 3
 # ALLCAPS words split worst (`GGML` is three tokens in Baichuan): one more token per this many.
 _CAPITALS_PER_TOKEN = 3
+# Words of another language: DeepSeek spends 3 to 4 tokens on `Leuchtturm` or `mercusuar`.
+_FOREIGN_FREE_LETTERS = 2
+_FOREIGN_LETTERS_PER_TOKEN = 2.0
+# The commonest English words: nearly half the words of English prose, a tenth to a third of
+# code's, under a tenth of other languages'. Prose with fewer than `_ENGLISH_SHARE` of them is
+# taken for another language, in proportion; text whose characters are more than
+# `_CODE_SYMBOLS` punctuation and symbols is code or data, whatever its words.
+_ENGLISH_WORDS = frozenset({
+    "the", "of", "and", "to", "a", "in", "is", "was", "that", "it", "for", "on", "with", "as", "by",
+    "be", "at", "this", "from", "or", "an", "are", "not", "have", "has", "had", "but", "which",
+    "were", "all", "their", "they", "you", "he", "she", "we", "his", "her", "its", "there", "been",
+    "one", "will", "would", "can", "if", "so", "no", "more", "when", "who", "what", "about", "into",
+    "than", "them", "these", "then", "out", "up", "only", "also", "other", "any", "may", "some",
+    "such", "our", "my", "your"
+})  # fmt: skip
+_ENGLISH_SHARE = 0.15
+_CODE_SYMBOLS = (0.05, 0.10)  # from wholly prose to wholly code
 
 # Tokens per character, by block, where every vocabulary measured spends less than one token
 # per UTF-8 byte (first code point, last code point, tokens): the most any of the 19
@@ -66,6 +89,7 @@ def _character_class(blocks: tuple[tuple[int, int, float], ...]) -> str:
 
 
 _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+")
+_ALPHANUMERIC_RUN = re.compile(r"[A-Za-z0-9+/]{20,}")
 _DIGIT = re.compile(r"[0-9]")
 _ONE_TOKEN_EACH = re.compile(r"[!-/:-@\[-`{-~\x00-\x1f\x7f]")  # punctuation, symbols, controls
 _SPACE_RUN = re.compile(r" +")
@@ -89,21 +113,46 @@ def estimate_tokens(text: str) -> int:
 
 
 def _ascii_cost(text: str) -> float:
+    cost = 0.0
+    for run in _ALPHANUMERIC_RUN.findall(text):
+        if _looks_random(run):
+            cost += len(run)
+            text = text.replace(run, "")
     words = _WORD.findall(text)
-    long_letters = sum(max(0, len(word) - _WORD_FREE_LETTERS) for word in words)
-    capitals = sum(len(word) for word in words if len(word) > 1 and word.isupper())
-    cost = (
-        len(words)
-        + long_letters / _WORD_LETTERS_PER_TOKEN
-        + capitals / _CAPITALS_PER_TOKEN
+    symbols = _count(_ONE_TOKEN_EACH, text)
+    cost += (
+        _word_cost(words, _foreign_share(words, symbols / len(text) if text else 0.0))
         + _count(_DIGIT, text)
-        + _count(_ONE_TOKEN_EACH, text)
+        + symbols
     )
     spaces = text.count(" ")
     if spaces:
         # The first space of a run joins what follows; the others are tokens of their own.
         cost += spaces - _count(_SPACE_RUN, text) + _count(_SPACE_BEFORE_DIGIT, text)
     return cost
+
+
+def _looks_random(run: str) -> bool:
+    """Capitals, small letters and digits mixed in one run: a key, a hash, base64."""
+    return any(c.isdigit() for c in run) and any(c.isupper() for c in run) and any(c.islower() for c in run)
+
+
+def _foreign_share(words: list[str], symbols: float) -> float:
+    """How far the words are those of prose in a language other than English, from 0 to 1."""
+    if not words:
+        return 0.0
+    english = sum(1 for word in words if word.lower() in _ENGLISH_WORDS) / len(words)
+    low, high = _CODE_SYMBOLS
+    prose = min(1.0, max(0.0, (high - symbols) / (high - low)))
+    return prose * max(0.0, 1 - english / _ENGLISH_SHARE)
+
+
+def _word_cost(words: list[str], foreign: float) -> float:
+    lengths = [len(word) for word in words]
+    english = sum(max(0, n - _WORD_FREE_LETTERS) for n in lengths) / _WORD_LETTERS_PER_TOKEN
+    other = sum(max(0, n - _FOREIGN_FREE_LETTERS) for n in lengths) / _FOREIGN_LETTERS_PER_TOKEN
+    capitals = sum(n for word, n in zip(words, lengths, strict=True) if n > 1 and word.isupper())
+    return len(words) + (1 - foreign) * english + foreign * other + capitals / _CAPITALS_PER_TOKEN
 
 
 def _other_cost(text: str) -> float:
