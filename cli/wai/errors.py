@@ -8,7 +8,8 @@
     ├── BackendError         exit 1: the backend, the network or the model failed
     │   ├── RetryableError   worth retrying, before any output has arrived
     │   └── IncompleteReply  the stream broke after output began; what arrived is kept
-    └── OutputError          exit 1: standard output refused the text
+    ├── OutputError          exit 1: standard output refused the text
+    └── SchemaMismatch       exit 4: the reply does not satisfy the requested schema
 
 Ctrl-C is not an error: it ends a command with exit 130 (EXIT_INTERRUPTED).
 """
@@ -19,6 +20,7 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_WINDOW = 3
+EXIT_SCHEMA = 4
 EXIT_INTERRUPTED = 130
 
 
@@ -107,3 +109,18 @@ class OutputError(WaiError):
 
     def __init__(self, reason: str) -> None:
         super().__init__(f"cannot write the output: {reason}")
+
+
+class SchemaMismatch(WaiError):
+    """The reply does not satisfy the schema it was asked for (`--schema`): it is not JSON, was cut
+    by the output window before its JSON closed, or breaks a rule of the schema.
+
+    `raw`: the reply's text as it arrived, kept for the transcript and `--json`.
+    """
+
+    exit_code = EXIT_SCHEMA
+    code = "schema"
+
+    def __init__(self, message: str, *, raw: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.raw = raw

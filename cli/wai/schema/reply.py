@@ -1,0 +1,47 @@
+"""Whether a reply satisfies the schema it was asked for: JSON, closed, and by every rule."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from wai.errors import SchemaMismatch
+from wai.schema.check import pointer, shorten
+
+CUT_HINT = "raise --max-tokens, or bound strings and arrays in the schema (maxLength, maxItems)"
+
+
+def parse_reply(text: str, document: dict[str, Any], *, finish_reason: str | None) -> Any:
+    """The reply's JSON value once it satisfies `document`; SchemaMismatch saying why not (the
+    JSON pointer and the rule it breaks, where JSON's syntax fails, or the finish reason when the
+    output window cut it before the JSON closed)."""
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import best_match
+
+    try:
+        value = json.loads(text, parse_constant=_not_json)
+    except ValueError as exc:
+        if finish_reason == "length":
+            raise SchemaMismatch(
+                "the reply was cut by the output window (finish reason: length) before its JSON closed",
+                raw=text,
+                hint=CUT_HINT,
+            ) from None
+        if not text.strip():
+            raise SchemaMismatch("the reply is empty, not the JSON the schema asks for", raw=text) from None
+        where = f" at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
+        message = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+        raise SchemaMismatch(f"the reply is not JSON: {message}{where}", raw=text) from None
+    error = best_match(Draft202012Validator(document).iter_errors(value))
+    if error is not None:
+        raise SchemaMismatch(
+            f"the reply breaks the schema at {pointer(error.absolute_path)}: {shorten(error.message)} "
+            f"(rule: {error.validator})",
+            raw=text,
+        )
+    return value
+
+
+def _not_json(name: str) -> Any:
+    # Python's json reads NaN and Infinity; JSON has no such values, and a consumer would choke.
+    raise ValueError(f"{name} is not a JSON value")

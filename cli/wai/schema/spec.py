@@ -1,0 +1,118 @@
+"""What `--schema SPEC` means: a JSON Schema inline, in a .json file, or in the concise form.
+
+The concise form covers the common case of a flat object in one line:
+`'name, age int, likes_cats bool, bio: a one-line biography'`. Fields are separated by commas, or
+by newlines when there is a newline (then a description may hold commas); each is a name, an
+optional type (str, int, float, bool; str when left out) and an optional description after a
+colon. Every field is required and no other field is allowed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from wai.errors import UsageError
+
+CONCISE_TYPES = {"str": "string", "int": "integer", "float": "number", "bool": "boolean"}
+# A field: a name, then perhaps a type word, then perhaps ": description".
+_FIELD = re.compile(r"(?P<name>\w[\w.-]*)(?:\s+(?P<type>[^\s:]+))?\s*(?::\s*(?P<description>.*))?", re.DOTALL)
+
+
+def read_spec(spec: str, *, option: str = "--schema") -> dict[str, Any]:
+    """The JSON Schema document `spec` stands for; UsageError naming what is wrong when it cannot
+    be read. Whether the document is valid JSON Schema is for `check.check_schema` to say."""
+    text = spec.strip()
+    if not text:
+        raise UsageError(
+            f"{option} is empty",
+            hint="give a JSON Schema, a .json file or fields such as 'name, age int'",
+        )
+    if text.startswith("{"):
+        return _json_object(text, "the schema", option)
+    if text.lower().endswith(".json"):
+        path = Path(text).expanduser()
+        try:
+            content = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise UsageError(f"{option}: there is no file {path}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"{option}: cannot read {path}: {exc}") from None
+        return _json_object(content, str(path), option)
+    return concise_schema(text, option=option)
+
+
+def concise_schema(text: str, *, option: str = "--schema") -> dict[str, Any]:
+    """The object schema of the concise form (see the module's note)."""
+    separator = "\n" if "\n" in text else ","
+    properties: dict[str, dict[str, str]] = {}
+    for raw in text.split(separator):
+        field = raw.strip()
+        if not field:
+            continue  # a trailing comma or a blank line
+        match = _FIELD.fullmatch(field)
+        if match is None:
+            raise UsageError(
+                f"{option}: cannot read the field {field!r}",
+                hint="write each field as 'name', 'name type' or 'name type: description'",
+            )
+        name, kind, description = match.group("name", "type", "description")
+        if kind is not None and kind not in CONCISE_TYPES:
+            raise UsageError(
+                f"{option}: the field {name!r} has the type {kind!r}, which the concise form does not know",
+                hint=f"use one of {', '.join(CONCISE_TYPES)}, or give a JSON Schema",
+            )
+        if name in properties:
+            raise UsageError(f"{option}: the field {name!r} is named twice")
+        prop = {"type": CONCISE_TYPES[kind or "str"]}
+        if description and description.strip():
+            prop["description"] = description.strip()
+        properties[name] = prop
+    if not properties:
+        raise UsageError(f"{option} names no field")
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties),
+        "additionalProperties": False,
+    }
+
+
+def multi(document: dict[str, Any]) -> dict[str, Any]:
+    """`--schema-multi`: an object whose `items` is an array of what `document` describes."""
+    return {
+        "type": "object",
+        "properties": {"items": {"type": "array", "items": document}},
+        "required": ["items"],
+        "additionalProperties": False,
+    }
+
+
+def _json_object(text: str, where: str, option: str) -> dict[str, Any]:
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(
+            f"{option}: {where} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+    if not isinstance(document, dict):
+        raise UsageError(
+            f"{option}: {where} is a JSON {json_kind(document)}, not an object",
+            hint='a schema is an object such as {"type": "object", "properties": {...}}',
+        )
+    return document
+
+
+def json_kind(value: object) -> str:
+    """JSON's own name for the kind of a parsed value."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "array" if isinstance(value, list) else "object"
