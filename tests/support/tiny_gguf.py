@@ -85,6 +85,8 @@ def build_tiny_llama(
     name: str = "tiny-llama",
     architecture: str = "llama",
     pieces: list[str] | None = None,
+    noise: float = 0.0,
+    seed: int = 0,
 ) -> TinyModel:
     """Write the model to `path`: after the token `after`, greedy decoding writes `script`.
 
@@ -94,6 +96,8 @@ def build_tiny_llama(
     `architecture`: another name than llama makes a file llama.cpp refuses (unknown architecture).
     `pieces`: the reply's tokens as vocabulary texts, instead of cutting `script` into words: a
     token may then hold several words and newlines, so a text can repeat words across tokens.
+    `noise`: the scale of random normal values (from `seed`) added to the embeddings and the output
+    matrix: at 1 or more the script is lost and the model writes noise over the whole vocabulary.
     """
     import gguf
 
@@ -124,6 +128,10 @@ def build_tiny_llama(
         embed[token, dim] = 1.0
         successor = chain[dim + 1] if dim + 1 < len(chain) else (chain[1] if loop else EOS)
         output[successor, dim] = _STRENGTH
+    if noise:
+        rng = np.random.default_rng(seed)
+        embed += rng.normal(scale=noise, size=embed.shape).astype(np.float32)
+        output += rng.normal(scale=noise, size=output.shape).astype(np.float32)
 
     writer = gguf.GGUFWriter(str(path), architecture)
     writer.add_name(name)

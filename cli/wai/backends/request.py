@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from wai.catalog.entries import ModelSpec
 from wai.conversation import Message, ReasoningEffort, Timeouts
 from wai.sampling import Sampling
+from wai.schema import Schema
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,3 +24,5 @@ class Request:
     reasoning_effort: ReasoningEffort | None = None  # only for a model that takes it
     # The one user message is the whole prompt, sent verbatim: no chat template, no system prompt.
     raw: bool = False
+    # --schema: the reply must be JSON satisfying it (held by a grammar where the backend can).
+    schema: Schema | None = None

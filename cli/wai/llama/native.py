@@ -379,8 +379,17 @@ class Penalties:
         return self.last_n != 0 and (self.repeat != 1.0 or self.frequency != 0.0 or self.presence != 0.0)
 
 
+class GrammarError(BackendError):
+    """llama.cpp refused a GBNF grammar (its log says why)."""
+
+
 class Sampler:
-    """A llama.cpp sampler chain; temperature 0 means greedy (after the penalties, if any)."""
+    """A llama.cpp sampler chain; temperature 0 means greedy (after the penalties, if any).
+
+    `grammar` (GBNF, with a `root` rule): llama.cpp's grammar sampler, in the chain after the
+    penalties and before any choice, leaves only the tokens that keep the text within the grammar;
+    the end of generation is then possible only where the grammar is complete.
+    """
 
     def __init__(
         self,
@@ -392,6 +401,8 @@ class Sampler:
         seed: int | None,
         penalties: Penalties | None = None,
         n_vocab: int = 0,
+        grammar: str | None = None,
+        model: NativeModel | None = None,
     ) -> None:
         llama_cpp = self._lib = lib()
         self.ptr = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
@@ -405,6 +416,18 @@ class Sampler:
                     n_vocab, penalties.last_n, penalties.repeat, penalties.frequency, penalties.presence
                 ),
             )
+        if grammar is not None:
+            if model is None:
+                raise ValueError("a grammar needs the model whose vocabulary it constrains")
+            with LOG.capture() as lines:
+                constrained = llama_cpp.llama_sampler_init_grammar(
+                    model.vocab, grammar.encode("utf-8"), b"root"
+                )
+            if not constrained:
+                self.close()
+                reason = "; ".join(errors_in(lines)) or "no reason given"
+                raise GrammarError(f"llama.cpp refused the grammar made from the schema: {reason}")
+            add(self.ptr, constrained)
         if temperature <= 0:
             add(self.ptr, llama_cpp.llama_sampler_init_greedy())
             return

@@ -25,6 +25,7 @@ from wai.events import Event, Finish, FinishReason, Loaded, PromptRead, Token, U
 from wai.llama import native
 from wai.llama.gguf_info import GGUFInfo, read_gguf_info
 from wai.sampling import Sampling
+from wai.schema.grammar import gbnf as schema_grammar
 from wai.windows.counters import raw_prompt_tokens
 from wai.windows.local_template import tokenize_chat
 
@@ -88,6 +89,8 @@ class LlamaCppStream:
         refusal = unsupported(request.sampling)
         if refusal is not None:
             raise UsageError(refusal)
+        # Before anything is loaded: a schema the grammar cannot hold is refused by name.
+        grammar = schema_grammar(request.schema.document) if request.schema is not None else None
         path = _existing_gguf(request.model)
         info = _header(path)
         started = time.perf_counter()
@@ -111,7 +114,7 @@ class LlamaCppStream:
         earlier, self._unreported_load = self._unreported_load, 0.0
         if fresh or resized or earlier:
             yield Loaded(earlier + (time.perf_counter() - started if fresh or resized else 0.0))
-        yield from self._generate(loaded, context, prompt, request, should_stop)
+        yield from self._generate(loaded, context, prompt, request, should_stop, grammar)
 
     def counter_on_model(self, spec: ModelSpec) -> TokenCounter:
         """An exact counter on the model this backend runs, loading it once for both jobs."""
@@ -240,6 +243,7 @@ class LlamaCppStream:
         prompt: list[int],
         request: Request,
         should_stop: Callable[[], bool] | None = None,
+        grammar: str | None = None,
     ) -> Iterator[Event]:
         model = loaded.model
         reason: FinishReason = "stop"
@@ -248,7 +252,7 @@ class LlamaCppStream:
             yield Usage(len(prompt), 0, exact=True)
             yield Finish("length")
             return
-        sampler = _sampler(request.sampling, request.max_tokens, model.n_vocab())
+        sampler = _sampler(request.sampling, request.max_tokens, model, grammar)
         try:
             yield from self._feed_prompt(loaded, context, prompt, should_stop)
             decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -323,7 +327,9 @@ def unsupported(sampling: Sampling) -> str | None:
     return None
 
 
-def _sampler(sampling: Sampling, max_tokens: int, n_vocab: int) -> native.Sampler:
+def _sampler(
+    sampling: Sampling, max_tokens: int, model: native.NativeModel, grammar: str | None = None
+) -> native.Sampler:
     temperature = DEFAULT_TEMPERATURE if sampling.temperature is None else sampling.temperature
     # Over the reply's own tokens, all of them: llama.cpp's sampler sees only what it generated.
     penalties = native.Penalties(
@@ -339,7 +345,9 @@ def _sampler(sampling: Sampling, max_tokens: int, n_vocab: int) -> native.Sample
         min_p=DEFAULT_MIN_P,
         seed=sampling.seed,
         penalties=penalties,
-        n_vocab=n_vocab,
+        n_vocab=model.n_vocab(),
+        grammar=grammar,
+        model=model,
     )
 
 
