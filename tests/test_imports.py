@@ -27,12 +27,13 @@ COMMAND_MODULES = {"wai.app", "wai.turn.play", "wai.turn.planner"}
 
 
 # Top to bottom: the command line, the turn planner, backends and sinks, what they plan with
-# (windows, catalog, transcripts, the llama.cpp binding), and the small values every layer shares.
+# (windows, catalog, transcripts, the llama.cpp binding, the schema a reply follows), and the small
+# values every layer shares.
 LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"__main__", "app", "commands", "serve"}),
     frozenset({"turn"}),
     frozenset({"backends", "render"}),
-    frozenset({"windows", "catalog", "store", "llama"}),
+    frozenset({"windows", "catalog", "store", "llama", "schema"}),
     frozenset(
         {
             "wai",

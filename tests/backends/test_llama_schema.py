@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.tiny_gguf import TinyModel, build_tiny_llama
-from wai.backends.llama_cpp.stream import LlamaBackend
+from wai.backends.llama_cpp.stream import LlamaCppStream
 from wai.backends.request import Request
 from wai.catalog.entries import ModelSpec
 from wai.conversation import Message
@@ -56,8 +56,8 @@ def noise(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
 
 
 @pytest.fixture(scope="module")
-def backend() -> Iterator[LlamaBackend]:
-    backend = LlamaBackend(threads=1)
+def backend() -> Iterator[LlamaCppStream]:
+    backend = LlamaCppStream(threads=1)
     yield backend
     backend.close()
 
@@ -80,7 +80,7 @@ def _reply(events: list[Event]) -> tuple[str, str]:
     return text, finish
 
 
-def test_noise_writes_no_json_without_the_schema(noise: TinyModel, backend: LlamaBackend) -> None:
+def test_noise_writes_no_json_without_the_schema(noise: TinyModel, backend: LlamaCppStream) -> None:
     text, _ = _reply(list(backend.stream(_request(noise, None, Sampling(temperature=1.0, seed=1)))))
     with pytest.raises(ValueError):
         json.loads(text)
@@ -88,7 +88,7 @@ def test_noise_writes_no_json_without_the_schema(noise: TinyModel, backend: Llam
 
 @pytest.mark.parametrize("temperature", [0.0, 0.7, 1.5])
 def test_noise_held_to_a_bounded_schema_always_satisfies_it(
-    noise: TinyModel, backend: LlamaBackend, temperature: float
+    noise: TinyModel, backend: LlamaCppStream, temperature: float
 ) -> None:
     for seed in range(8):
         sampling = Sampling(temperature=temperature, seed=seed, top_k=1000, top_p=1.0, repetition_penalty=1.3)
@@ -98,7 +98,7 @@ def test_noise_held_to_a_bounded_schema_always_satisfies_it(
         assert value["tags"][0]["k"] == "v"
 
 
-def test_free_strings_under_noise_are_still_json(noise: TinyModel, backend: LlamaBackend) -> None:
+def test_free_strings_under_noise_are_still_json(noise: TinyModel, backend: LlamaCppStream) -> None:
     schema = load_schema("name, bio: anything")
     for seed in range(8):
         sampling = Sampling(temperature=1.0, seed=seed)
@@ -107,7 +107,7 @@ def test_free_strings_under_noise_are_still_json(noise: TinyModel, backend: Llam
             assert set(json.loads(text)) == {"name", "bio"}  # no raw control character inside
 
 
-def test_a_reply_cut_by_the_cap_is_a_schema_mismatch(noise: TinyModel, backend: LlamaBackend) -> None:
+def test_a_reply_cut_by_the_cap_is_a_schema_mismatch(noise: TinyModel, backend: LlamaCppStream) -> None:
     request = _request(noise, BOUNDED, Sampling(temperature=0), max_tokens=5)
     text, finish = _reply(list(backend.stream(request)))
     assert finish == "length"
@@ -116,7 +116,7 @@ def test_a_reply_cut_by_the_cap_is_a_schema_mismatch(noise: TinyModel, backend: 
 
 
 def test_a_schema_the_grammar_cannot_hold_is_refused_before_loading(tmp_path: Path) -> None:
-    backend = LlamaBackend(threads=1)
+    backend = LlamaCppStream(threads=1)
     missing = tmp_path / "not-even-there.gguf"  # never opened: the refusal comes first
     schema = load_schema('{"type": "integer", "maximum": 9}')
     with pytest.raises(UsageError, match=r"cannot hold 'maximum'"):
