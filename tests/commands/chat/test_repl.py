@@ -22,6 +22,7 @@ from prompt_toolkit.output import DummyOutput
 from tests.conftest import LOOPBACK_API_TOKEN
 from tests.support.tiny_gguf import TinyModel
 from tests.support.workers_ai_server import Reply, WorkersAIServer
+from wai.backends.registry import LocalOptions
 from wai.commands.chat.commands import make_completer
 from wai.commands.chat.repl import run_chat
 from wai.commands.chat.session import ChatOptions, ChatSession
@@ -250,6 +251,24 @@ def test_a_growing_conversation_drops_its_oldest_turn(server: WorkersAIServer, i
     assert all(r.json["max_tokens"] <= 20 for r in server.requests)
     assert "turn  1" in ran.out and "the next message drops the oldest" in ran.out
     assert len(stored_turns()) == 4  # the transcript keeps everything
+
+
+def test_budget_tells_what_the_next_message_drops_within_the_windows_turns_are_planned_in(
+    tiny_models: dict[str, TinyModel], isolated_home: Path
+) -> None:
+    # The entry allows 2048 tokens; its file was trained on 512, so every turn is planned within
+    # 512: /budget says the same of the next one, not what 2048 would allow.
+    (isolated_home / "models.toml").write_text(
+        f'[models."wide"]\ngguf = "{tiny_models["q8_0"].path}"\n'
+        "context_window = 2048\nmax_output = 1800\ntotal_context = 2048\n",
+        encoding="utf-8",
+    )
+    options = ChatOptions(model="wide", backend="local", max_tokens=50, local=LocalOptions(threads=1))
+    ran = chat(*["word " * 60] * 3, "/budget", options=options)
+    assert "dropped the 4 oldest messages (2 turns) to fit 462 tokens" in ran.err  # the third turn
+    assert "input    992 of 512 tokens" in ran.out
+    assert "prompt and reply together at most 512" in ran.out
+    assert "next     the next message drops the oldest 2 turns (turns 1-2)" in ran.out
 
 
 def test_a_message_too_big_for_the_window_is_refused_and_the_repl_stays(

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, TextIO, get_args
 
 from wai.backends.registry import backend_class, backend_names
 from wai.commands.logs import preview, short_model
-from wai.conversation import Message, ReasoningEffort
+from wai.conversation import ReasoningEffort
 from wai.errors import UsageError, WaiError
 from wai.sampling import OPTIONS_BY_NAME, SAMPLING_OPTIONS, Span, span_on
 
@@ -249,9 +249,8 @@ def _budget(chat: ChatSession, argument: str, out: TextIO) -> bool:
 
 def budget_lines(chat: ChatSession) -> list[str]:
     """Tokens used against each window, and which turns the window policy drops next."""
-    from wai.windows.budget import plan_request
-
-    spec, counter = chat.spec, chat.counter
+    # The windows the turns are planned within: locally, within what the model's file was trained on.
+    spec, counter = chat.windows, chat.counter
     mark = "" if counter.exact else "~"
     used = chat.context_used()
     limit = chat.input_limit()
@@ -273,12 +272,7 @@ def budget_lines(chat: ChatSession) -> list[str]:
     if not chat.turns:
         return lines
     try:
-        plan = plan_request(
-            spec,
-            (*chat.messages(), Message("user", "")),
-            counter,
-            requested_max_tokens=chat.max_tokens,
-        )
+        plan = chat.plan_next()
     except WaiError as error:
         lines.append(f"next     even a short message would be refused: {error.message}")
         return lines

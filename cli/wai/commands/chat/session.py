@@ -27,7 +27,7 @@ from wai.settings import Credentials, UserConfig, load_credentials, load_user_co
 from wai.store.transcript import Continued, TranscriptLog, answered
 from wai.turn.planner import Target, TurnAsk, TurnPlanner
 from wai.turn.play import TurnWords, sink_for
-from wai.windows.budget import input_limit, trim_limit
+from wai.windows.budget import Plan, input_limit, trim_limit
 from wai.windows.counters import TokenCounter
 
 # How a chat turn names its remedies: with slash commands, not command-line options.
@@ -225,6 +225,12 @@ class ChatSession:
         """Past this many prompt tokens the next turn drops the oldest ones (room kept for the reply)."""
         windows = self.windows
         return min(input_limit(windows, self.max_tokens), trim_limit(windows, self.max_tokens))
+
+    def plan_next(self) -> Plan:
+        """The plan the next message would get, were it empty: what the window policy drops then
+        (/budget). Planned as `send` plans, within the same windows."""
+        ask = TurnAsk("", (*self.messages(), Message("user", "")), max_tokens=self.max_tokens)
+        return self.planner.plan(ask, self.target, counter=self.counter, windows=self.windows).plan
 
     # --- turns ----------------------------------------------------------------------------
 
