@@ -148,11 +148,6 @@ def choose(
     raise ConfigError(", or ".join(b.remedy(spec) for b in serving))
 
 
-def windows_for(spec: ModelSpec, name: BackendName) -> ModelSpec:
-    """The windows a run on backend `name` plans with: locally, never beyond the file's trained context."""
-    return backend_named(name).windows(spec)
-
-
 class Backends:
     """The backends of one command, each made once on demand with the command's settings, so a
     loaded local model or a provider's connection is reused; closes what it made.

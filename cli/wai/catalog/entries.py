@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from wai import settings
 from wai.errors import ConfigError
@@ -28,6 +28,9 @@ _INT_KEYS = ("context_window", "max_output", "total_context")
 _STR_KEYS = ("gguf", "family", "precision", "description", "successor")
 _BOOL_KEYS = ("remote", "reasoning")
 _KNOWN_KEYS = frozenset((*_INT_KEYS, *_STR_KEYS, *_BOOL_KEYS, "aliases", "retirement", "capabilities"))
+
+
+AssumedWindows = Literal["now", "before"]  # see ModelSpec.assumed_windows
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +59,11 @@ class ModelSpec:
     successor: str | None = None  # a current model to use instead once it is retired
     capabilities: tuple[str, ...] = ()  # "reasoning", "function_calling", ... as published
     provider: str | None = None  # the [providers.NAME] serving it; the id is then NAME:MODEL
+    # The server software behind a provider's model (vllm, llama-server, ollama, wai-serve), when known.
+    engine: str | None = None
+    # A provider's model whose server told no context: wai assumes its windows, "now" (this run, said
+    # in a warning) or "before" (on an earlier run's word: a refresh, a first use); None: told.
+    assumed_windows: AssumedWindows | None = None
 
     @property
     def served_name(self) -> str:

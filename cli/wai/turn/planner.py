@@ -266,6 +266,7 @@ def request_for(
             max_output=held.max_output,
             total_context=held.total_context,
             source=held.source,  # where the windows come from: no longer an assumption, say
+            assumed_windows=held.assumed_windows,
         )
     return Request(
         model=spec,

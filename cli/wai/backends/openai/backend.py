@@ -39,6 +39,7 @@ class OpenAI(Backend):
         # One client per provider: the windows, the count and the chat of a run share its connection.
         self._clients: dict[str, ProviderClient] = {}
         self._streams: dict[str, OpenAIStream] = {}
+        self._learned: dict[str, ModelSpec] = {}  # windows read from servers this run, by model id
 
     def claim(
         self, name: str, entry: ModelSpec | None, catalog: Catalog, config: UserConfig
@@ -66,7 +67,7 @@ class OpenAI(Backend):
             )
         from wai.backends.openai.models import provider_spec
 
-        return provider_spec(provider, model, catalog, live=self._client(provider))
+        return self.windows(provider_spec(provider, model, catalog))
 
     def serves(self, spec: ModelSpec) -> bool:
         return spec.provider is not None
@@ -79,6 +80,17 @@ class OpenAI(Backend):
 
     def remedy(self, spec: ModelSpec) -> str:
         return "address it as NAME:MODEL of a [providers.NAME] in config.toml"
+
+    def windows(self, spec: ModelSpec) -> ModelSpec:
+        """A model neither the catalog nor a refresh knows gets its windows from its server, asked
+        once per run (at its first use, then kept for later runs); what is known is kept as is."""
+        if spec.provider is None or spec.assumed_windows != "now":
+            return spec
+        if spec.id not in self._learned:
+            from wai.backends.openai.models import learn_windows
+
+            self._learned[spec.id] = learn_windows(spec, self._client(self._provider(spec)))
+        return self._learned[spec.id]
 
     def counter(self, spec: ModelSpec, *, running: bool = False) -> TokenCounter:
         from wai.backends.openai.count import ServerCounter

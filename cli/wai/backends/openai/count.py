@@ -35,10 +35,7 @@ NO_SUCH_ROUTE = (401, 403, 404, 405)
 
 def engine_of(spec: ModelSpec) -> str | None:
     """The engine a refresh found behind a provider model ("vllm", "llama-server", "ollama")."""
-    for capability in spec.capabilities:
-        if capability.startswith(ENGINE_PREFIX):
-            return capability[len(ENGINE_PREFIX) :]
-    return None
+    return spec.engine
 
 
 class ServerCounter:
@@ -178,6 +175,7 @@ class ServerCounter:
             max_output=output_window(told, reasoning=model.reasoning),
             total_context=told,
             source=str(store_path(store_name(provider))),
+            assumed_windows=None,  # told now
         )
 
     def _remedy(self, model: ModelSpec) -> str:

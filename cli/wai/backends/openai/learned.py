@@ -23,9 +23,7 @@ def store_name(provider: Provider) -> str:
 
 def windows_assumed(spec: ModelSpec) -> bool:
     """Whether a provider model's windows are the assumption, its server having told none."""
-    return spec.provider is not None and (
-        spec.source == WINDOWS_UNKNOWN or spec.source.endswith(ASSUMED_STORED)
-    )
+    return spec.provider is not None and spec.assumed_windows is not None
 
 
 def remember(provider: Provider, learned: ModelFacts) -> None:

@@ -22,7 +22,7 @@ from wai.backends.openai.learned import (
     store_name,
     windows_assumed,
 )
-from wai.catalog.entries import Catalog, ModelSpec, user_catalog_path
+from wai.catalog.entries import AssumedWindows, Catalog, ModelSpec, user_catalog_path
 from wai.errors import BackendError, ConfigError, WaiError
 from wai.providers import Provider
 from wai.store.catalogs import (
@@ -48,6 +48,7 @@ def windows_spec(
     source: str,
     engine: str | None,
     told: tuple[str, ...] = (),
+    assumed: AssumedWindows | None = None,
 ) -> ModelSpec:
     """A provider model whose context (prompt and reply together) is `context` tokens; `told`:
     the other windows the server gave (`context_window:N`, `max_output:N`), else derived."""
@@ -60,7 +61,9 @@ def windows_spec(
         remote=False,
         source=source,
         provider=provider.name,
-        capabilities=((f"engine:{engine}",) if engine else ()) + told,
+        capabilities=told,
+        engine=engine,
+        assumed_windows=assumed,
     )
 
 
@@ -71,18 +74,15 @@ def told_windows(facts: ModelFacts | None) -> tuple[str, ...]:
     return tuple(c for c in facts.capabilities if c.startswith(("context_window:", "max_output:")))
 
 
-def provider_spec(
-    provider: Provider, model: str, catalog: Catalog, *, live: ProviderClient | None = None
-) -> ModelSpec:
-    """The spec of NAME:MODEL: a catalog entry's windows, else the last refresh's, else (`live`:
-    the client to ask it with) the server's, else an assumption said in a warning."""
+def provider_spec(provider: Provider, model: str, catalog: Catalog) -> ModelSpec:
+    """The spec of NAME:MODEL: a catalog entry's windows, else the last refresh's, else an
+    assumption (`assumed_windows` "now") until the server is asked (`learn_windows`)."""
     model_id = f"{provider.name}:{model}"
     entry = catalog.models.get(model_id)
     facts = stored_facts(provider).get(model)
     engine = _engine(facts)
     if entry is not None:
-        capabilities = entry.capabilities + ((f"engine:{engine}",) if engine else ())
-        return replace(entry, provider=provider.name, remote=False, capabilities=capabilities)
+        return replace(entry, provider=provider.name, remote=False, engine=engine)
     if facts is not None and facts.window is not None:
         from wai.store.catalogs import store_path
 
@@ -105,19 +105,25 @@ def provider_spec(
             ASSUMED_CONTEXT,
             source=f"{store_path(store_name(provider))}{ASSUMED_STORED}",
             engine=engine,
+            assumed="before",
         )
-    unknown = windows_spec(model_id, provider, ASSUMED_CONTEXT, source=WINDOWS_UNKNOWN, engine=engine)
-    if live is None:
-        return unknown
-    found, learned = live_windows(unknown, live)
+    return windows_spec(
+        model_id, provider, ASSUMED_CONTEXT, source=WINDOWS_UNKNOWN, engine=engine, assumed="now"
+    )
+
+
+def learn_windows(spec: ModelSpec, client: ProviderClient) -> ModelSpec:
+    """`spec` with the windows its server tells at its first use, kept for later runs; `spec`
+    itself, windows assumed, when the server tells none."""
+    found, learned = live_windows(spec, client)
     if learned is not None:
-        remember(provider, learned)
+        remember(client.provider, learned)
     return found
 
 
 def assumed_warnings(spec: ModelSpec) -> list[str]:
     """The warning for a provider model whose server, asked just now, told no context ([] else)."""
-    if spec.provider is None or spec.source != WINDOWS_UNKNOWN:
+    if spec.provider is None or spec.assumed_windows != "now":
         return []
     return [
         f"{spec.provider} tells no context length for {spec.served_name}: assumed {ASSUMED_CONTEXT} "
@@ -314,4 +320,4 @@ def provider_rows(providers: dict[str, Provider], catalog: Catalog) -> list[dict
 
 
 def engine_name(spec: ModelSpec) -> str | None:
-    return next((c.split(":", 1)[1] for c in spec.capabilities if c.startswith("engine:")), None)
+    return spec.engine
