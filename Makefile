@@ -1,6 +1,14 @@
 # wai: `make demo` and `make test` work from a clean clone; everything goes into .venv.
 # Another Python: `make test PYTHON=python3.13`; beside the default one, `VENV=.venv-3.13` too.
 PYTHON ?= python3
+# PYTHON=python3.13 where pyenv installed 3.13 but its shims do not offer it (`pyenv global` names
+# another version): pyenv's own 3.13 is used.
+ifeq ($(shell $(PYTHON) -c pass 2>/dev/null && echo runs),)
+  PYENV_PYTHON := $(lastword $(sort $(wildcard $(shell pyenv root 2>/dev/null)/versions/$(patsubst python%,%,$(notdir $(PYTHON))).*/bin/$(notdir $(PYTHON)))))
+  ifneq ($(PYENV_PYTHON),)
+    override PYTHON := $(PYENV_PYTHON)
+  endif
+endif
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PYTHON_VERSION := $(shell $(PYTHON) -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])' 2>/dev/null)
@@ -54,7 +62,7 @@ endef
 # A venv remade for a new pyproject.toml keeps the build its user chose (native, cuda); one made
 # by another Python is cleared first (its packages were built for that one).
 $(STAMP): pyproject.toml Makefile
-	@test -n '$(PYTHON_VERSION)' || { echo "wai: $(PYTHON) does not run; name a Python 3.11 or later with PYTHON=" >&2; exit 2; }
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { echo "wai: $(PYTHON) $(if $(PYTHON_VERSION),is Python $(PYTHON_VERSION),does not run): wai needs Python 3.11 or later (PYTHON=python3.13, say)" >&2; exit 2; }
 	$(PYTHON) -m venv $(if $(filter-out $(PYTHON_VERSION),$(shell $(BIN)/python -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])' 2>/dev/null)),--clear) $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(call install_llama,$(shell cat $(BUILD_MARK) 2>/dev/null || echo portable))
