@@ -22,6 +22,7 @@ from wai.sampling import Sampling
 
 if TYPE_CHECKING:
     from wai.render.failure_json import FailureReport
+    from wai.schema import Schema
 
 app = typer.Typer(
     name="wai",
@@ -256,6 +257,25 @@ NoStdinOpt = Annotated[
     bool, typer.Option("--no-stdin", help="Never read stdin: the argument is the whole text.")
 ]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Diagnostics and tracebacks on stderr.")]
+SchemaOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--schema",
+        metavar="SPEC",
+        help="Reply with JSON that satisfies SPEC: a JSON Schema, a .json file, or fields "
+        "such as 'name, age int, bio: a short biography'.",
+        show_default=False,
+    ),
+]
+SchemaMultiOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--schema-multi",
+        metavar="SPEC",
+        help='Like --schema, for a list: {"items": [...]} of objects that satisfy SPEC.',
+        show_default=False,
+    ),
+]
 
 
 def _bare_report(json_output: bool) -> FailureReport | None:
@@ -263,6 +283,22 @@ def _bare_report(json_output: bool) -> FailureReport | None:
     from wai.render.failure_json import FailureReport
 
     return FailureReport("json") if json_output else None
+
+
+def _schema(schema: str | None, schema_multi: str | None) -> Schema | None:
+    """The checked schema of --schema or --schema-multi: a bad one is refused before anything is
+    loaded or sent."""
+    if schema is None and schema_multi is None:
+        return None
+    from wai.errors import UsageError
+    from wai.schema import load_schema
+
+    if schema is not None and schema_multi is not None:
+        raise UsageError("--schema and --schema-multi cannot be used together")
+    if schema_multi is not None:
+        return load_schema(schema_multi, multi_items=True, option="--schema-multi")
+    assert schema is not None
+    return load_schema(schema)
 
 
 def _continuing(continue_last: bool, cid: str | None) -> None:
@@ -289,6 +325,8 @@ def ask(
         bool, typer.Option("--raw", help="Send the prompt verbatim: no chat template, no system prompt.")
     ] = False,
     backend: BackendOpt = "auto",
+    schema: SchemaOpt = None,
+    schema_multi: SchemaMultiOpt = None,
     no_stream: Annotated[
         bool, typer.Option("--no-stream", help="Ask Workers AI for the whole reply at once.")
     ] = False,
@@ -322,6 +360,7 @@ def ask(
         if json_output and jsonl:
             raise UsageError("--json and --jsonl cannot be used together")
         _continuing(continue_last, cid)
+        wanted = _schema(schema, schema_multi)
         options = AskOptions(
             prompt=prompt,
             model=model,
@@ -349,6 +388,7 @@ def ask(
             show_thinking=show_thinking,
             use_stdin=not no_stdin,
             raw=raw,
+            schema=wanted,
         )
         return run_ask(options, notifier)
 

@@ -81,6 +81,8 @@ class TurnResult:
     timings: Timings = field(default_factory=Timings)
     error: WaiError | None = None  # why the turn failed; what arrived before is kept above
     notices: list[str] = field(default_factory=list)  # what the backend said beside the text
+    schema_asked: bool = False  # --schema: the text had to be JSON satisfying it
+    parsed: object = None  # ... and this is its value, once it does
 
     @property
     def interrupted(self) -> bool:

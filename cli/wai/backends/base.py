@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from wai.errors import WaiError
     from wai.events import Event
     from wai.sampling import Sampling, Span
+    from wai.schema import Schema
     from wai.settings import Credentials, UserConfig
     from wai.windows.counters import TokenCounter
 
@@ -139,6 +140,16 @@ class Backend(ABC):
         from wai.sampling import out_of_range
 
         return out_of_range(sampling, self.sampling_ranges, self.title) or self.unsupported(sampling)
+
+    def check_schema(self, schema: Schema) -> None:
+        """Raise UsageError when this backend cannot hold a reply to `schema` (`--schema`), before
+        anything is loaded or sent. By default a backend has no structured output."""
+        from wai.errors import UsageError
+
+        raise UsageError(
+            f"--schema: the {self.title} backend cannot ask for structured output",
+            hint="use the local backend (llama.cpp holds the reply to the schema with a grammar)",
+        )
 
     def prompt_text(self, spec: ModelSpec, messages: Sequence[Message]) -> str | None:
         """The prompt as text when the counter cannot give it (no vocabulary at hand)."""

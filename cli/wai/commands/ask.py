@@ -17,6 +17,7 @@ from wai.notices import Notifier
 from wai.render.base import Sink
 from wai.render.choose import ColorMode, OutputMode
 from wai.sampling import Sampling
+from wai.schema import Schema
 from wai.store.transcript import TranscriptLog
 from wai.terminal.safe_text import json_for_terminal
 from wai.turn.planner import PlannedTurn, TurnAsk, TurnPlanner
@@ -49,6 +50,7 @@ class AskOptions:
     show_thinking: bool = False
     use_stdin: bool = True  # False: --no-stdin
     raw: bool = False  # the prompt sent verbatim as `prompt`, no chat template
+    schema: Schema | None = None  # --schema, --schema-multi: the reply must satisfy it
 
 
 def run_ask(
@@ -100,6 +102,7 @@ def _run(
         timeouts=options.timeouts,
         fit=options.fit,
         keep_start=len(typed) + 2 if typed is not None and prompt != typed else 0,
+        schema=options.schema,
     )
     read_timeout = options.timeouts.read if options.timeouts.read_given else None
     with TurnPlanner.for_user(options.local, debug=options.debug, read_timeout=read_timeout) as planner:
@@ -172,6 +175,7 @@ def _sink(options: AskOptions, notifier: Notifier, out: TextIO) -> Sink:
         stats=options.stats,
         stdout=out,
         show_thinking=options.show_thinking,
+        schema=options.schema is not None,
     )
 
 

@@ -27,12 +27,14 @@ def choose_sink(
     show_thinking: bool = False,
     stdout: TextIO | None = None,
     stderr_stats: Callable[[TurnResult], None] | None = None,
+    schema: bool = False,
 ) -> Sink:
     """JSON when asked; the live panel on a capable terminal (or with --color always); else plain.
 
     `stats` None means the default: a footer in the panel, nothing in plain mode. The thinking of
     a reasoning model shows in the panel only (`show_thinking`: whole, else folded once the
     answer begins); plain text is the answer alone, and the JSON sinks carry it apart.
+    `schema` (--schema): the panel and plain text show the reply only once it is validated.
     """
     out = stdout or sys.stdout
     if output == "json":
@@ -55,7 +57,15 @@ def choose_sink(
             color_system=None if plain_style(color) else "auto",
         )
         if color == "always" or panel_supported(console):
-            return PanelSink(console, show_stats=stats is not False, show_thinking=show_thinking)
+            panel = PanelSink(console, show_stats=stats is not False, show_thinking=show_thinking)
+            return _held(panel, pretty=True) if schema else panel
     from wai.render.plain import PlainSink
 
-    return PlainSink(out, stats=stderr_stats if stats else None)
+    plain = PlainSink(out, stats=stderr_stats if stats else None)
+    return _held(plain, pretty=False) if schema else plain
+
+
+def _held(sink: Sink, *, pretty: bool) -> Sink:
+    from wai.render.held_json import HeldJsonSink
+
+    return HeldJsonSink(sink, pretty=pretty)

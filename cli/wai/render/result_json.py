@@ -29,8 +29,11 @@ def turn_error(result: TurnResult) -> dict[str, object] | None:
 
 def result_dict(result: TurnResult) -> dict[str, object]:
     completion = result.completion_tokens
+    # --schema: the reply's value beside its text (null when it does not satisfy the schema).
+    parsed = {"parsed": result.parsed if result.error is None else None} if result.schema_asked else {}
     return {
         "text": result.text,
+        **parsed,
         "reasoning": result.reasoning,
         "model": result.info.model,
         "backend": result.info.backend,

@@ -8,7 +8,7 @@ from typing import Any
 from wai.errors import SchemaMismatch
 from wai.schema.check import pointer, shorten
 
-CUT_HINT = "raise --max-tokens, or bound strings and arrays in the schema (maxLength, maxItems)"
+CUT_HINT = "raise --max-tokens, or bound the schema's strings and arrays with maxLength and maxItems"
 
 
 def parse_reply(text: str, document: dict[str, Any], *, finish_reason: str | None) -> Any:

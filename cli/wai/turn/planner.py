@@ -27,6 +27,7 @@ from wai.events import Event
 from wai.notices import Notifier
 from wai.render.base import Sink
 from wai.sampling import Sampling
+from wai.schema import Schema
 from wai.settings import UserConfig
 from wai.store.transcript import TranscriptLog
 from wai.turn.play import COMMAND_LINE_WORDS, TurnWords, play_turn
@@ -56,6 +57,7 @@ class TurnAsk:
     timeouts: Timeouts = field(default_factory=Timeouts)
     fit: FitMode = "error"
     keep_start: int = 0
+    schema: Schema | None = None  # --schema: the reply must be JSON that satisfies it
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +193,8 @@ class TurnPlanner:
         `counter`, `windows`: the caller's, where it keeps its own (the chat session counts with
         its choice's counter); by default the backend's.
         """
+        if ask.schema is not None:
+            self.backends.planner(target.backend).check_schema(ask.schema)
         counter = counter or self.counter(target)
         if ask.raw:
             counter = RawCounter(counter)
@@ -212,6 +216,7 @@ class TurnPlanner:
             stream=ask.stream,
             reasoning_effort=effort,
             raw=ask.raw,
+            schema=ask.schema,
         )
         return PlannedTurn(ask, target, windows, counter, plan, request, unsent)
 
@@ -255,6 +260,7 @@ def request_for(
     stream: bool = True,
     reasoning_effort: ReasoningEffort | None = None,
     raw: bool = False,
+    schema: Schema | None = None,
 ) -> Request:
     """The Request a window plan makes: within the windows the plan held (a server may tell
     smaller ones than the model's)."""
@@ -278,6 +284,7 @@ def request_for(
         prompt_tokens=plan.prompt_tokens,
         reasoning_effort=reasoning_effort,
         raw=raw,
+        schema=schema,
     )
 
 

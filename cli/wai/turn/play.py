@@ -44,8 +44,10 @@ def sink_for(
     stats: bool | None,
     stdout: TextIO,
     show_thinking: bool = False,
+    schema: bool = False,
 ) -> Sink:
-    """The sink for this output; in plain mode `--stats` goes to stderr as one line."""
+    """The sink for this output; in plain mode `--stats` goes to stderr as one line; `schema`:
+    the reply is shown only once validated (--schema)."""
 
     def stats_to_stderr(result: TurnResult) -> None:
         from wai.render.footer import format_stats
@@ -59,6 +61,7 @@ def sink_for(
         show_thinking=show_thinking,
         stdout=stdout,
         stderr_stats=stats_to_stderr,
+        schema=schema,
     )
 
 

@@ -56,6 +56,7 @@ def run_turn(
         prompt_tokens=info.prompt_tokens,
         usage_exact=info.prompt_exact,
         prompt_exact=info.prompt_exact,
+        schema_asked=request.schema is not None,
     )
     pieces: list[str] = []
     thinking = _Thinking()
@@ -121,12 +122,27 @@ def run_turn(
         _close_quietly(events)
         raise
     settle(result.finish_reason or "stop")
+    if request.schema is not None:
+        _hold_to_schema(result, request)
     try:
         sink.finish(result)
     except OutputError as error:  # the reply came whole but could not be shown: kept, and said
         result.finish_reason = "error"
         result.error = error
     return result
+
+
+def _hold_to_schema(result: TurnResult, request: Request) -> None:
+    """Validate a whole reply against the schema it was asked to follow: its value, or the
+    SchemaMismatch (exit 4) that keeps it off stdout; the raw text stays in the result."""
+    from wai.errors import SchemaMismatch
+    from wai.schema.reply import parse_reply
+
+    assert request.schema is not None
+    try:
+        result.parsed = parse_reply(result.text, request.schema.document, finish_reason=result.finish_reason)
+    except SchemaMismatch as mismatch:
+        result.error = mismatch
 
 
 class _Thinking:

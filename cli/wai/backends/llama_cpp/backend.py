@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from wai.catalog.entries import Catalog, ModelSpec
     from wai.events import Event
     from wai.sampling import Sampling
+    from wai.schema import Schema
     from wai.settings import UserConfig
     from wai.windows.counters import TokenCounter
 
@@ -90,6 +91,11 @@ class LlamaCpp(Backend):
         from wai.backends.llama_cpp.stream import unsupported
 
         return unsupported(sampling)
+
+    def check_schema(self, schema: Schema) -> None:
+        from wai.schema.grammar import gbnf
+
+        gbnf(schema.document)  # what its grammar cannot hold is refused by name
 
     def open(self) -> None:
         self._model()
