@@ -195,7 +195,7 @@ def describe(side: Side) -> None:
 
 def main() -> Figures:
     from wai.catalog.builtin import builtin_dir
-    from wai.windows.vocabularies import installed_version
+    from wai.tokens.vocabularies import installed_version
 
     other = other_build()
     if other is None and not quick():

@@ -5,7 +5,7 @@ that drift in the machine's load falls on both sides alike, and each reported as
 the per-round ratios:
 
 - model loaded (what every turn of a REPL costs, and what the 0.97 goal is about): the product's
-  turn driver (`run_turn` over `LlamaCpp.stream` into the plain-text sink) against
+  turn driver (`stream_turn` over `LlamaCpp.stream` into the plain-text sink) against
   `Llama.generate` with greedy sampling and a per-token UTF-8 decode into a string. The baseline
   gets the prompt's token ids ready made (the same ids our chat template makes), which favours
   it by a tokenization of a few dozen tokens.
@@ -152,7 +152,7 @@ class Ours:
         from wai.conversation import Message
         from wai.render.plain import PlainSink
         from wai.sampling import Sampling
-        from wai.turn.run import run_turn, turn_info
+        from wai.turn.stream import stream_turn, turn_info
 
         request = Request(
             model=self.spec,
@@ -160,7 +160,9 @@ class Ours:
             max_tokens=self.size.generated,
             sampling=Sampling(temperature=0),
         )
-        result = run_turn(self.backend, request, PlainSink(io.StringIO()), turn_info(self.backend, request))
+        result = stream_turn(
+            self.backend, request, PlainSink(io.StringIO()), turn_info(self.backend, request)
+        )
         first = result.timings.first_token
         assert first is not None and result.completion_tokens is not None
         return Run(
@@ -253,7 +255,7 @@ class Baseline:
     def prompt_ids(self, prompt: str) -> list[int]:
         from wai.conversation import Message
         from wai.llama.native import NativeModel
-        from wai.windows.local_template import tokenize_chat
+        from wai.tokens.local_template import tokenize_chat
 
         return tokenize_chat(NativeModel.borrow(self.llm), (Message("user", prompt),))
 
@@ -439,7 +441,7 @@ def command_comparison(path: Path, settings: Settings, home: Path, size: Sizes) 
 def prompt_ids_of(path: Path) -> Callable[[str], list[int]]:
     from wai.conversation import Message
     from wai.llama.native import NativeModel
-    from wai.windows.local_template import tokenize_chat
+    from wai.tokens.local_template import tokenize_chat
 
     vocab = NativeModel.load(path, gpu_layers=0, vocab_only=True)
     return lambda prompt: tokenize_chat(vocab, (Message("user", prompt),))
@@ -517,7 +519,7 @@ def main() -> Figures:
         bench_models() as (paths, pair, where),
     ):
         print(f"models: {where}")
-        print("model loaded (a REPL turn): run_turn over LlamaCpp against Llama.generate")
+        print("model loaded (a REPL turn): stream_turn over LlamaCpp against Llama.generate")
         settings: Settings | None = None
         for path in paths:
             shared, found = loaded_comparison(path, size)

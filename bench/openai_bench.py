@@ -56,8 +56,8 @@ def _first_token(home: Path, turns: int, *, warm: bool) -> list[float]:
     from wai.events import Token
     from wai.sampling import Sampling
     from wai.settings import load_user_config
+    from wai.tokens.budget import plan_request
     from wai.turn.planner import request_for
-    from wai.windows.budget import plan_request
 
     config = load_user_config()
     spec = resolve_model(f"eng:{MODEL}", load_catalog(), config, None)

@@ -44,7 +44,7 @@ def _best(action: Callable[[], object]) -> float:
 def _vocab_dir() -> Path:
     """Installed vocabularies: the user's, else the repository's test cache (installed if needed)."""
     from wai.settings import vocab_dir
-    from wai.windows.vocabularies import FAMILY_VOCABULARIES, install_vocabularies
+    from wai.tokens.vocabularies import FAMILY_VOCABULARIES, install_vocabularies
 
     wanted = next(iter(FAMILY_VOCABULARIES.values()))
     for candidate in (vocab_dir(), REPO / ".cache" / "vocab"):
@@ -67,7 +67,7 @@ def main() -> Figures:
 
 def _tiny_vocabularies(folder: Path) -> Path:
     """A tiny generated model's vocabulary under each name the cases below read."""
-    from wai.windows.vocabularies import FAMILY_VOCABULARIES
+    from wai.tokens.vocabularies import FAMILY_VOCABULARIES
 
     folder.mkdir()
     tiny, _ = tiny_llamas(folder, words=64, layers=1, context=512)
@@ -79,7 +79,7 @@ def _tiny_vocabularies(folder: Path) -> Path:
 def _cases(vocab_source: Path) -> list[tuple[str, ModelSpec, BackendName, Path]]:
     """(label, model, backend, vocabulary file) for each vocabulary measured."""
     from wai.catalog.entries import ModelSpec
-    from wai.windows.vocabularies import FAMILY_VOCABULARIES
+    from wai.tokens.vocabularies import FAMILY_VOCABULARIES
 
     def remote(family: str) -> ModelSpec:
         return ModelSpec(
@@ -104,7 +104,7 @@ def _run(vocab_source: Path) -> Figures:
 
     from wai.backends.registry import backend_named
     from wai.conversation import Message
-    from wai.windows.counters import VocabCounter
+    from wai.tokens.counters import VocabCounter
 
     target = sized(3000, 200)
     prose = (REPO / "README.md").read_text(encoding="utf-8")
@@ -175,7 +175,7 @@ def _c_tokenize(llama_cpp: Any, vocab: Any, raw: bytes, *, bos: bool, special: b
 
 def _text_of(counter: object, prose: str, tokens: int) -> str:
     """A prefix of `prose` (repeated as needed) of about `tokens` tokens."""
-    from wai.windows.counters import VocabCounter
+    from wai.tokens.counters import VocabCounter
 
     assert isinstance(counter, VocabCounter)
     while counter.count_text(prose) < tokens:

@@ -2,7 +2,7 @@
 
 - `render/` (the sinks) imports nothing from `backends/`;
 - `backends/` imports nothing from `render/` or from the command modules;
-- `windows/` and `llama/` import nothing from `backends/`;
+- `tokens/` and `llama/` import nothing from `backends/`;
 - the layers read top to bottom (LAYERS): an import only goes down a layer, or stays in its own;
 - no cycle among the packages (and top-level modules), nor among the modules' imports of any
   kind: at the top of a module, inside a function, or for the type checker alone (a type-only
@@ -27,13 +27,13 @@ COMMAND_MODULES = {"wai.app", "wai.turn.play", "wai.turn.planner"}
 
 
 # Top to bottom: the command line, the turn planner, backends and sinks, what they plan with
-# (windows, catalog, transcripts, the llama.cpp binding, the schema a reply follows), and the small
-# values every layer shares.
+# (tokens and windows, catalog, transcripts, the llama.cpp binding, the schema a reply follows),
+# and the small values every layer shares.
 LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"__main__", "app", "commands", "serve"}),
     frozenset({"turn"}),
     frozenset({"backends", "render"}),
-    frozenset({"windows", "catalog", "store", "llama", "schema"}),
+    frozenset({"tokens", "catalog", "store", "llama", "schema"}),
     frozenset(
         {
             "wai",
@@ -120,12 +120,12 @@ def test_backends_import_nothing_from_render_or_the_commands() -> None:
     assert MODULES.keys() >= COMMAND_MODULES  # a renamed command module must be renamed here too
 
 
-def test_windows_and_llama_reach_into_no_backend() -> None:
+def test_tokens_and_llama_reach_into_no_backend() -> None:
     # The counters and the llama.cpp binding are shared by the backends, not part of them.
     wrong = {
         name: sorted(i for i in _imports(path, typing_only_too=True) if i.startswith("wai.backends"))
         for name, path in MODULES.items()
-        if name.startswith(("wai.windows", "wai.llama"))
+        if name.startswith(("wai.tokens", "wai.llama"))
     }
     assert {name: found for name, found in wrong.items() if found} == {}
 

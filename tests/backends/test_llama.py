@@ -168,7 +168,7 @@ def test_sampling_options_are_accepted(
 def test_usage_counts_the_prompt_as_sent(
     tiny_models: dict[str, TinyModel], backends: dict[str, LlamaCppStream]
 ) -> None:
-    from wai.windows.local_template import tokenize_chat
+    from wai.tokens.local_template import tokenize_chat
 
     model = tiny_models["f16"]
     backend = backend_for(backends, model)
@@ -452,7 +452,7 @@ def test_spec_for_a_missing_file_is_an_error(tmp_path: Path) -> None:
 
 @pytest.mark.e2e
 def test_a_llama_model_without_a_template_gets_the_llama_2_format(tmp_path: Path) -> None:
-    from wai.windows.local_template import llama2_prompt
+    from wai.tokens.local_template import llama2_prompt
 
     # The model writes the script only after "]", the last character of "[/INST]".
     plain = build_tiny_llama(

@@ -25,7 +25,7 @@ from wai.errors import ConfigError
 from wai.events import Event, Finish, Token, Usage
 from wai.notices import Notifier
 from wai.settings import UserConfig
-from wai.windows.counters import EstimatedCounter, TokenCounter
+from wai.tokens.counters import EstimatedCounter, TokenCounter
 
 MIRROR = "mirror"  # the model's name; the backend is named "mirror" too
 

@@ -17,7 +17,7 @@ from wai.backends.registry import registered
 from wai.backends.request import Request
 from wai.catalog.entries import ModelSpec
 from wai.events import Event, Finish, Token, Usage
-from wai.windows.counters import EstimatedCounter, TokenCounter
+from wai.tokens.counters import EstimatedCounter, TokenCounter
 
 LLAMA2_INT8 = "@cf/meta/llama-2-7b-chat-int8"
 

@@ -13,7 +13,7 @@ from tests.support.openai_server import base_url, openai_server
 from tests.support.vocab_fixture import vocab_cache, vocab_home
 from tests.support.workers_ai_server import Reply, WorkersAIServer
 from wai.conversation import Message
-from wai.windows.counters import EstimatedCounter
+from wai.tokens.counters import EstimatedCounter
 
 GEMMA = "@cf/google/gemma-3-12b-it"  # a catalog model of no family wai has a vocabulary for
 __all__ = ["vocab_cache", "vocab_home"]

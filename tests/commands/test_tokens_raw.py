@@ -11,9 +11,9 @@ import pytest
 from tests.support.cli import run_wai
 from tests.support.vocab_fixture import builtin_vocab, vocab_cache, vocab_home
 from wai.catalog.entries import load_catalog
-from wai.windows.counters import raw_prompt_tokens
-from wai.windows.vocab_load import load_vocab
-from wai.windows.vocabularies import FAMILY_VOCABULARIES
+from wai.tokens.counters import raw_prompt_tokens
+from wai.tokens.vocab_load import load_vocab
+from wai.tokens.vocabularies import FAMILY_VOCABULARIES
 
 __all__ = ["builtin_vocab", "vocab_cache", "vocab_home"]
 

@@ -25,7 +25,7 @@ from wai.catalog.entries import ModelSpec
 from wai.conversation import Message
 from wai.events import Event, Finish, FinishReason, Reasoning, Token, Usage
 from wai.render.panel import PanelSink, panel_supported
-from wai.turn.run import run_turn, turn_info
+from wai.turn.stream import stream_turn, turn_info
 
 
 class ScriptedBackend(WorkersAI):
@@ -110,7 +110,7 @@ def main() -> int:
     pause = (args.pause_after, args.pause_file) if args.pause_after is not None else None
     backend = ScriptedBackend(chunks, args.delay, args.reason, pause, thinking)
     sink = PanelSink(console, show_stats=not args.no_stats, show_thinking=args.show_thinking)
-    result = run_turn(backend, request, sink, turn_info(backend, request))
+    result = stream_turn(backend, request, sink, turn_info(backend, request))
     return 130 if result.interrupted else 0
 
 

@@ -10,8 +10,8 @@ from wai.conversation import Message
 from wai.events import Reasoning, Token, Usage
 from wai.serve.protocol import Ask
 from wai.serve.replies import Dialect, OpenAIReply, Outcome, PageReply, WorkersAIReply
+from wai.tokens.budget import Plan
 from wai.turn_result import TurnInfo, TurnResult
-from wai.windows.budget import Plan
 
 SPEC = ModelSpec(id="@cf/test/thinker", context_window=300, max_output=100, total_context=400, remote=False)
 

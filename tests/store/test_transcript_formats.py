@@ -21,7 +21,7 @@ import pytest
 from tests.support.cli import run_wai
 from tests.support.openai_server import base_url, openai_server
 from tests.support.workers_ai_server import Reply, openai_chunks
-from wai.store.transcripts import SCHEMA_VERSION, Store, StoredTurn, db_path
+from wai.store.database import SCHEMA_VERSION, Store, StoredTurn, db_path
 
 FIXTURE = Path(__file__).parent / "fixtures" / "logs-schema-2.db"
 
@@ -121,7 +121,7 @@ def test_wai_logs_shows_an_old_turn_as_it_did_and_a_new_one_exact_where_it_is(is
 
 @pytest.mark.parametrize("version", [1, 2])
 def test_an_older_read_only_schema_is_still_listed(version: int) -> None:
-    from wai.store.transcripts import _MIGRATIONS
+    from wai.store.database import _MIGRATIONS
 
     path = db_path()
     path.parent.mkdir(parents=True, exist_ok=True)

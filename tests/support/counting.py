@@ -13,7 +13,7 @@ from wai.backends.base import BackendName
 from wai.backends.registry import backend_named
 from wai.catalog.entries import ModelSpec
 from wai.conversation import Message
-from wai.windows.counters import RawCounter, TokenCounter
+from wai.tokens.counters import RawCounter, TokenCounter
 
 
 def counter_for(model: ModelSpec, backend: BackendName) -> TokenCounter:

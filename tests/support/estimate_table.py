@@ -1,9 +1,9 @@
 """The estimate against the vocabularies wai installs: the calibration table, per kind of text.
 
-For each text of the corpus (tests/windows/estimate_corpus/KIND.txt) the estimate
-(wai.windows.estimate) is set against the count of every vocabulary given (the 19 of `wai setup`
+For each text of the corpus (tests/tokens/estimate_corpus/KIND.txt) the estimate
+(wai.tokens.estimate) is set against the count of every vocabulary given (the 19 of `wai setup`
 and the built-in SmolLM2), and reported as a ratio to the largest of them: below 1 the estimate
-undercounts that vocabulary, above 1 it overcounts. tests/windows/test_estimate.py holds the
+undercounts that vocabulary, above 1 it overcounts. tests/tokens/test_estimate.py holds the
 ratios to their bounds; run this module to print the table:
 
     python -m tests.support.estimate_table [VOCAB_DIR] [SMOLLM2_GGUF]
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wai.catalog.builtin import Q4_1_FILE
-from wai.windows.estimate import estimate_tokens
+from wai.tokens.estimate import estimate_tokens
 
 REPO = Path(__file__).resolve().parents[2]
 CORPUS = REPO / "tests" / "windows" / "estimate_corpus"
@@ -55,7 +55,7 @@ def vocabulary_name(path: Path) -> str:
 
 def counters(files: Sequence[Path]) -> dict[str, Callable[[str], int]]:
     """Each vocabulary's count of a text alone: no BOS, special-token text as text."""
-    from wai.windows.vocab_load import load_vocab
+    from wai.tokens.vocab_load import load_vocab
 
     def counter(path: Path) -> Callable[[str], int]:
         vocab = load_vocab(path.resolve())

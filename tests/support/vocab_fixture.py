@@ -1,6 +1,6 @@
 """llama.cpp's vocabulary files for tests, installed once per machine by the real installer.
 
-`vocab_cache` runs `wai.windows.vocabularies.install_vocabularies` into `.cache/vocab/` at the repository root
+`vocab_cache` runs `wai.tokens.vocabularies.install_vocabularies` into `.cache/vocab/` at the repository root
 (git-ignored); the installer skips all work when that folder already holds the installed
 llama-cpp-python's files. The source distribution comes from `$WAI_LLAMA_SDIST` or
 /tmp/dl when a copy of the right version is there, else from pip (whose cache keeps it).
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from wai.windows.vocabularies import install_vocabularies, installed_version
+from wai.tokens.vocabularies import install_vocabularies, installed_version
 
 REPO = Path(__file__).resolve().parents[2]
 CACHE = REPO / ".cache" / "vocab"

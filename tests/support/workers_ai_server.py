@@ -310,7 +310,7 @@ def catalog_recount(*, require_exact: bool = True) -> Recount:
     def recount(model_id: str, body: Mapping[str, Any]) -> tuple[int, list[str]]:
         from tests.support.counting import cap_violations, count_body
         from wai.catalog.entries import load_catalog
-        from wai.windows.counters import remote_counter
+        from wai.tokens.counters import remote_counter
 
         with lock:
             spec = load_catalog().get(model_id)

@@ -18,7 +18,7 @@ from tests.support.chat_terminal import expect_prompt
 from tests.support.cli import WAI
 from tests.support.tiny_gguf import build_tiny_llama
 from tests.support.workers_ai_server import Reply, WorkersAIServer
-from wai.store.transcripts import Store
+from wai.store.database import Store
 
 MODEL = "@cf/meta/llama-2-7b-chat-fp16"
 ROWS, COLS = 24, 80

@@ -17,8 +17,8 @@ from wai.conversation import Message
 from wai.events import Event, Finish, Token, Usage
 from wai.serve.protocol import Ask
 from wai.serve.worker import Accepted, Ended, Failed, Item, Job, Pool
+from wai.tokens.counters import EstimatedCounter, TokenCounter
 from wai.turn.planner import Target, TurnAsk, TurnPlanner, effort_for
-from wai.windows.counters import EstimatedCounter, TokenCounter
 
 
 def _spec(path: Path, *, reasoning: bool = False) -> ModelSpec:

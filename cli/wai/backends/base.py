@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from wai.sampling import Sampling, Span
     from wai.schema import Schema
     from wai.settings import Credentials, UserConfig
-    from wai.windows.counters import TokenCounter
+    from wai.tokens.counters import TokenCounter
 
 # The name a backend is registered under (backends/registry.py), as users pick it with --backend
 # and `/backend`, and as the transcript and --json keep it.

@@ -24,7 +24,7 @@ from wai.errors import ConfigError
 if TYPE_CHECKING:
     from wai.catalog.entries import Catalog, ModelSpec
     from wai.settings import Credentials, UserConfig
-    from wai.windows.counters import TokenCounter
+    from wai.tokens.counters import TokenCounter
 
 __all__ = ["BACKENDS", "BackendSettings", "Backends", "LocalOptions"]
 

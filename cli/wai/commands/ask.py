@@ -20,10 +20,10 @@ from wai.sampling import Sampling
 from wai.schema import Schema
 from wai.store.transcript import TranscriptLog
 from wai.terminal.safe_text import json_for_terminal
+from wai.tokens.budget import FitMode, Plan
+from wai.tokens.counters import RawCounter, TokenCounter
 from wai.turn.planner import PlannedTurn, TurnAsk, TurnPlanner
 from wai.turn.play import sink_for
-from wai.windows.budget import FitMode, Plan
-from wai.windows.counters import RawCounter, TokenCounter
 
 
 @dataclass(frozen=True, slots=True)

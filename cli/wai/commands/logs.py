@@ -11,7 +11,7 @@ from typing import TextIO
 
 from wai.errors import EXIT_OK, UsageError
 from wai.notices import Notifier
-from wai.store.transcripts import ConversationSummary, Store, StoredTurn, db_path
+from wai.store.database import ConversationSummary, Store, StoredTurn, db_path
 from wai.terminal.safe_text import for_terminal, json_for_terminal
 
 DEFAULT_COUNT = 10

@@ -10,7 +10,7 @@ from wai.settings import cannot_write, vocab_dir, wai_home
 def run_setup(notifier: Notifier) -> int:
     from wai.catalog.builtin import builtin_dir, install_builtin
     from wai.llama import check
-    from wai.windows.vocabularies import install_vocabularies
+    from wai.tokens.vocabularies import install_vocabularies
 
     models = builtin_dir()
     vocab = vocab_dir()

@@ -15,10 +15,10 @@ from wai.conversation import Message
 from wai.errors import EXIT_OK, EXIT_WINDOW
 from wai.notices import Notifier
 from wai.terminal.safe_text import for_terminal, json_for_terminal
+from wai.tokens.budget import counter_warnings, input_limit, silent_cut_risk, told_windows
+from wai.tokens.counters import RawCounter, VocabCounter
+from wai.tokens.estimate import HOW_ESTIMATED
 from wai.turn.planner import TurnPlanner
-from wai.windows.budget import counter_warnings, input_limit, silent_cut_risk, told_windows
-from wai.windows.counters import RawCounter, VocabCounter
-from wai.windows.estimate import HOW_ESTIMATED
 
 
 def run_tokens(

@@ -18,8 +18,8 @@ import uuid
 from typing import Protocol
 
 from wai.serve.protocol import ApiFailure, Ask, envelope, error_envelope, openai_error, sse, usage_dict
+from wai.tokens.budget import Plan
 from wai.turn_result import TurnResult
-from wai.windows.budget import Plan
 
 DONE = b"data: [DONE]\n\n"
 

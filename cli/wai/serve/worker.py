@@ -26,9 +26,9 @@ from wai.errors import UsageError, WaiError, WindowError
 from wai.events import Event, PromptRead, Token
 from wai.serve.failures import log_unexpected, one_line
 from wai.serve.protocol import INTERNAL_ERROR, OUT_OF_CAPACITY, WINDOW_EXCEEDED, ApiFailure, Ask
+from wai.tokens.budget import Plan
 from wai.turn.planner import PlannedTurn, Target, TurnAsk, TurnPlanner
 from wai.turn_result import TurnInfo, TurnResult
-from wai.windows.budget import Plan
 from wai.wording import counted
 
 # Set to a served model's id, every request to it fails as no code expects: how the tests check that

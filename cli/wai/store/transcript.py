@@ -15,7 +15,7 @@ from wai.conversation import Message
 from wai.errors import UsageError, WaiError
 from wai.notices import Notifier
 from wai.sampling import Sampling
-from wai.store.transcripts import Store, StoredTurn, TurnData, db_path, new_conversation_id, write_refusal
+from wai.store.database import Store, StoredTurn, TurnData, db_path, new_conversation_id, write_refusal
 from wai.terminal import stop_signals
 from wai.turn_result import TurnResult, is_reply
 

@@ -30,11 +30,11 @@ from wai.sampling import Sampling
 from wai.schema import Schema
 from wai.settings import UserConfig
 from wai.store.transcript import TranscriptLog
+from wai.tokens.budget import FitMode, Plan, plan_request
+from wai.tokens.counters import RawCounter, TokenCounter
 from wai.turn.play import COMMAND_LINE_WORDS, TurnWords, play_turn
-from wai.turn.run import run_turn, turn_info
+from wai.turn.stream import stream_turn, turn_info
 from wai.turn_result import TurnResult
-from wai.windows.budget import FitMode, Plan, plan_request
-from wai.windows.counters import RawCounter, TokenCounter
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,7 +248,7 @@ class TurnPlanner:
         """
         backend = self.backends.get(turn.target.backend)
         info = turn_info(backend, turn.request, prompt_exact=turn.plan.exact)
-        return run_turn(backend, turn.request, sink, info, events=events)
+        return stream_turn(backend, turn.request, sink, info, events=events)
 
 
 def request_for(

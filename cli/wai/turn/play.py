@@ -16,7 +16,7 @@ from wai.errors import IncompleteReply
 from wai.notices import Notifier
 from wai.render.base import Sink
 from wai.render.choose import ColorMode, OutputMode, choose_sink
-from wai.turn.run import run_turn, turn_info
+from wai.turn.stream import stream_turn, turn_info
 from wai.turn_result import TurnResult
 from wai.wording import counted
 
@@ -89,7 +89,7 @@ def play_turn(
         effort_hint=words.effort,
         warnings=(*warned, *backend_warnings),
     )
-    result = run_turn(backend, request, sink, info)
+    result = stream_turn(backend, request, sink, info)
     _tell_notices(notifier, result)
     error = result.error
     if result.interrupted:

@@ -29,8 +29,8 @@ from wai.commands.chat.session import ChatOptions, ChatSession
 from wai.errors import UsageError
 from wai.notices import Notifier
 from wai.sampling import Sampling
+from wai.store.database import Store
 from wai.store.transcript import TranscriptLog
-from wai.store.transcripts import Store
 
 TOKEN = LOOPBACK_API_TOKEN
 FP16 = "@cf/meta/llama-2-7b-chat-fp16"

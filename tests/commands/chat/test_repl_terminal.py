@@ -14,7 +14,7 @@ import pytest
 from tests.support import pty_spawn
 from tests.support.chat_terminal import expect_prompt, leave, plain, spawn_chat, wai_command
 from tests.support.workers_ai_server import Reply, Simulation, WorkersAIServer
-from wai.store.transcripts import Store
+from wai.store.database import Store
 
 FP16 = "@cf/meta/llama-2-7b-chat-fp16"
 INT8 = "@cf/meta/llama-2-7b-chat-int8"

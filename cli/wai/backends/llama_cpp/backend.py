@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from wai.sampling import Sampling
     from wai.schema import Schema
     from wai.settings import UserConfig
-    from wai.windows.counters import TokenCounter
+    from wai.tokens.counters import TokenCounter
 
 
 class LlamaCpp(Backend):
@@ -73,7 +73,7 @@ class LlamaCpp(Backend):
     def counter(self, spec: ModelSpec, *, running: bool = False) -> TokenCounter:
         if running:  # the very model that answers: the file is loaded once for both jobs
             return self._model().counter_on_model(spec)
-        from wai.windows.counters import local_counter
+        from wai.tokens.counters import local_counter
 
         return local_counter(spec)
 

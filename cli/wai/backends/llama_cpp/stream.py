@@ -26,11 +26,11 @@ from wai.llama import native
 from wai.llama.gguf_info import GGUFInfo, read_gguf_info
 from wai.sampling import Sampling
 from wai.schema.grammar import gbnf as schema_grammar
-from wai.windows.counters import raw_prompt_tokens
-from wai.windows.local_template import tokenize_chat
+from wai.tokens.counters import raw_prompt_tokens
+from wai.tokens.local_template import tokenize_chat
 
 if TYPE_CHECKING:
-    from wai.windows.counters import TokenCounter
+    from wai.tokens.counters import TokenCounter
 
 # Sampling defaults when a request leaves them unset: Workers AI's temperature (so one model id
 # answers alike on both backends), llama.cpp's own top_k, top_p and min_p.
@@ -118,7 +118,7 @@ class LlamaCppStream:
 
     def counter_on_model(self, spec: ModelSpec) -> TokenCounter:
         """An exact counter on the model this backend runs, loading it once for both jobs."""
-        from wai.windows.counters import counter_on_loaded
+        from wai.tokens.counters import counter_on_loaded
 
         path = _existing_gguf(spec)
         started = time.perf_counter()

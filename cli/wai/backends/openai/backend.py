@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from wai.events import Event
     from wai.providers import Provider
     from wai.settings import UserConfig
-    from wai.windows.counters import TokenCounter
+    from wai.tokens.counters import TokenCounter
 
 
 class OpenAI(Backend):

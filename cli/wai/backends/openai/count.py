@@ -23,7 +23,7 @@ from wai.catalog.entries import ModelSpec
 from wai.conversation import Message
 from wai.errors import BackendError
 from wai.providers import TokenizerKind
-from wai.windows.counters import EstimatedCounter
+from wai.tokens.counters import EstimatedCounter
 
 ENGINE_PREFIX = "engine:"
 # Engines that cut a prompt over the context without an error, instead of refusing it.

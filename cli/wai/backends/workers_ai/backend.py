@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from wai.conversation import Message
     from wai.events import Event
     from wai.sampling import Span
-    from wai.windows.counters import TokenCounter
+    from wai.tokens.counters import TokenCounter
 
 
 def _missing_credentials() -> str:
@@ -92,13 +92,13 @@ class WorkersAI(Backend):
 
     def counter(self, spec: ModelSpec, *, running: bool = False) -> TokenCounter:
         """The family's vocabulary and the Workers AI prompt format, as counted before sending."""
-        from wai.windows.counters import remote_counter
+        from wai.tokens.counters import remote_counter
 
         return remote_counter(spec)
 
     def prompt_text(self, spec: ModelSpec, messages: Sequence[Message]) -> str | None:
         """The prompt Workers AI is believed to build, known from the family even without its vocabulary."""
-        from wai.windows.remote_template import format_for
+        from wai.tokens.remote_template import format_for
 
         remote_format = format_for(spec.family)
         return remote_format.render(messages) if remote_format is not None else None

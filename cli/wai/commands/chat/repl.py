@@ -22,8 +22,8 @@ from wai.errors import EXIT_OK, UsageError, WaiError
 from wai.notices import Notifier
 from wai.render.choose import plain_style
 from wai.settings import cannot_write, os_reason, wai_home
+from wai.store.database import create_private
 from wai.store.transcript import TranscriptLog
-from wai.store.transcripts import create_private
 from wai.terminal import stop_signals
 
 if TYPE_CHECKING:

@@ -25,10 +25,10 @@ from wai.render.choose import ColorMode
 from wai.sampling import Sampling
 from wai.settings import Credentials, UserConfig, load_credentials, load_user_config
 from wai.store.transcript import Continued, TranscriptLog, answered
+from wai.tokens.budget import Plan, input_limit, trim_limit
+from wai.tokens.counters import TokenCounter
 from wai.turn.planner import Target, TurnAsk, TurnPlanner
 from wai.turn.play import TurnWords, sink_for
-from wai.windows.budget import Plan, input_limit, trim_limit
-from wai.windows.counters import TokenCounter
 
 # How a chat turn names its remedies: with slash commands, not command-line options.
 CHAT_WORDS = TurnWords(

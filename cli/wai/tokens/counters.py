@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 from wai import settings
 from wai.catalog.entries import ModelSpec
 from wai.conversation import Message
-from wai.windows.estimate import estimate_tokens
-from wai.windows.remote_template import format_for
-from wai.windows.vocabularies import FAMILY_VOCABULARIES, vocabulary_for
+from wai.tokens.estimate import estimate_tokens
+from wai.tokens.remote_template import format_for
+from wai.tokens.vocabularies import FAMILY_VOCABULARIES, vocabulary_for
 
 if TYPE_CHECKING:
     from wai.llama.native import NativeModel
@@ -221,7 +221,7 @@ def local_counter(model: ModelSpec) -> TokenCounter:
 def counter_on_loaded(native: NativeModel, source: str) -> TokenCounter:
     """A local model's counter on its loaded vocabulary (or the backend's whole loaded model, which
     saves loading the file a second time): the prompt counted is the prompt the backend sends."""
-    from wai.windows import local_template
+    from wai.tokens import local_template
 
     def prompt_tokens(messages: Sequence[Message]) -> list[int]:
         return local_template.tokenize_chat(native, messages)
@@ -253,7 +253,7 @@ def remote_counter(model: ModelSpec) -> TokenCounter:
 
 def _vocabulary(path: Path) -> NativeModel | EstimatedCounter:
     """The vocabulary at `path`, or the estimate (saying why) when it cannot be had."""
-    from wai.windows.vocab_load import load_or_why
+    from wai.tokens.vocab_load import load_or_why
 
     vocab, why = load_or_why(path)
     if vocab is None:

@@ -1,4 +1,4 @@
-"""run_turn: a real Workers AI backend against the loopback server, into real sinks."""
+"""stream_turn: a real Workers AI backend against the loopback server, into real sinks."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from wai.render.jsonl import JsonlSink
 from wai.render.plain import PlainSink
 from wai.sampling import Sampling
 from wai.settings import Credentials
-from wai.turn.run import run_turn, turn_info
+from wai.turn.stream import stream_turn, turn_info
 
 MODEL = "@cf/meta/llama-2-7b-chat-int8"
 
@@ -40,7 +40,7 @@ def test_notices_are_collected_in_the_result_and_fed_to_the_sink(workers_ai_serv
     request = _request()
     settings = BackendSettings(Credentials("acct", "token-1234", workers_ai_server.base_url))
     with WorkersAI("remote", settings) as backend:
-        result = run_turn(backend, request, JsonlSink(out), turn_info(backend, request))
+        result = stream_turn(backend, request, JsonlSink(out), turn_info(backend, request))
     assert result.text == "Checking. Done."
     assert result.notices == [TOOL_CALL_NOTICE]
     lines = [json.loads(line) for line in out.getvalue().splitlines()]
@@ -56,7 +56,7 @@ def test_a_sink_that_shows_only_text_ignores_notices(workers_ai_server: WorkersA
     request = _request()
     settings = BackendSettings(Credentials("acct", "token-1234", workers_ai_server.base_url))
     with WorkersAI("remote", settings) as backend:
-        result = run_turn(backend, request, PlainSink(out), turn_info(backend, request))
+        result = stream_turn(backend, request, PlainSink(out), turn_info(backend, request))
     assert out.getvalue() == "ok\n"
     assert result.notices == [TOOL_CALL_NOTICE]
 
@@ -69,7 +69,7 @@ def test_a_stream_that_breaks_is_a_result_with_its_error_and_the_text_kept(
     request = _request()
     settings = BackendSettings(Credentials("acct", "token-1234", workers_ai_server.base_url))
     with WorkersAI("remote", settings) as backend:
-        result = run_turn(backend, request, PlainSink(out), turn_info(backend, request))
+        result = stream_turn(backend, request, PlainSink(out), turn_info(backend, request))
     assert isinstance(result.error, IncompleteReply)
     assert (result.text, result.finish_reason) == ("Half an", "error")
     assert result.answered and not result.interrupted  # the text that came is part of the conversation
@@ -80,6 +80,6 @@ def test_a_request_refused_before_any_text_is_no_reply(workers_ai_server: Worker
     request = _request()
     settings = BackendSettings(Credentials("acct", "token-1234", workers_ai_server.base_url))
     with WorkersAI("remote", settings) as backend:
-        result = run_turn(backend, request, PlainSink(io.StringIO()), turn_info(backend, request))
+        result = stream_turn(backend, request, PlainSink(io.StringIO()), turn_info(backend, request))
     assert result.error is not None and result.error.exit_code == 1
     assert result.text == "" and not result.answered

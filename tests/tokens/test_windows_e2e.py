@@ -34,10 +34,10 @@ from wai import settings
 from wai.backends.base import BackendName
 from wai.catalog.entries import ModelSpec, builtin_catalog_text, load_catalog
 from wai.conversation import Message
-from wai.windows.budget import input_limit
-from wai.windows.counters import VocabCounter
-from wai.windows.remote_template import render_llama2
-from wai.windows.vocabularies import FAMILY_VOCABULARIES, vocabulary_for
+from wai.tokens.budget import input_limit
+from wai.tokens.counters import VocabCounter
+from wai.tokens.remote_template import render_llama2
+from wai.tokens.vocabularies import FAMILY_VOCABULARIES, vocabulary_for
 
 __all__ = ["vocab_cache", "vocab_home"]
 

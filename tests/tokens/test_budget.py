@@ -14,7 +14,7 @@ from wai.backends.base import BackendName
 from wai.catalog.entries import ModelSpec, load_catalog
 from wai.conversation import Message
 from wai.errors import EXIT_WINDOW, WindowError
-from wai.windows.budget import (
+from wai.tokens.budget import (
     MIN_USEFUL_REPLY,
     REASONING_MIN_REPLY,
     Plan,
@@ -23,8 +23,8 @@ from wai.windows.budget import (
     reply_reserve,
     trim_limit,
 )
-from wai.windows.counters import EstimatedCounter, TokenCounter
-from wai.windows.vocabularies import FAMILY_VOCABULARIES
+from wai.tokens.counters import EstimatedCounter, TokenCounter
+from wai.tokens.vocabularies import FAMILY_VOCABULARIES
 
 __all__ = ["vocab_cache", "vocab_home"]
 

@@ -14,8 +14,8 @@ from tests.support.vocab_fixture import vocab_cache, vocab_home
 from wai.conversation import Message
 from wai.errors import ChatTemplateError
 from wai.llama.native import NativeModel
-from wai.windows import local_template
-from wai.windows.local_template import tokenize_chat
+from wai.tokens import local_template
+from wai.tokens.local_template import tokenize_chat
 
 __all__ = ["vocab_cache", "vocab_home"]
 

@@ -25,7 +25,7 @@ Since the estimate is used when the model's vocabulary is unknown, it takes the 
   character any of those vocabularies spends on random words of that block's letters), else one
   token per byte of its UTF-8 encoding, the most a byte-level vocabulary can spend on it.
 
-The corpus under tests/windows/estimate_corpus/ and tests/windows/test_estimate.py hold the
+The corpus under tests/tokens/estimate_corpus/ and tests/tokens/test_estimate.py hold the
 estimate to that: never under the largest vocabulary's count by more than 10% on any kind of
 text, and over it by at most 30% on English prose and code. Other scripts are overcounted
 where the vocabularies at hand merge well (about 1.5 times the largest count on ordinary

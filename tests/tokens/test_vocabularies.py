@@ -10,7 +10,7 @@ import pytest
 
 from tests.support.vocab_fixture import _local_sdist, vocab_cache
 from wai.errors import BackendError, ConfigError
-from wai.windows.vocabularies import (
+from wai.tokens.vocabularies import (
     FAMILY_VOCABULARIES,
     install_vocabularies,
     installed_version,

@@ -14,8 +14,8 @@ from wai.commands.logs import LogsOptions, run_logs
 from wai.errors import BackendError, ConfigError, UsageError
 from wai.notices import Notifier
 from wai.sampling import Sampling
+from wai.store.database import SCHEMA_VERSION, Store, TurnData, db_path, new_conversation_id
 from wai.store.transcript import TranscriptLog
-from wai.store.transcripts import SCHEMA_VERSION, Store, TurnData, db_path, new_conversation_id
 from wai.turn_result import Timings, TurnInfo, TurnResult
 
 
@@ -134,7 +134,7 @@ def test_an_old_database_migrates_forward_and_a_newer_one_is_refused() -> None:
 
 
 def test_a_version_1_database_keeps_its_turns_and_gains_the_thinking_column() -> None:
-    from wai.store.transcripts import _MIGRATIONS
+    from wai.store.database import _MIGRATIONS
 
     path = db_path()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -275,7 +275,7 @@ def test_logs_with_nothing_logged(capsys: pytest.CaptureFixture[str], isolated_h
 
 _WRITER = """
 import sys
-from wai.store.transcripts import Store, TurnData
+from wai.store.database import Store, TurnData
 store = Store.open_default()
 n = 0
 while True:

@@ -10,7 +10,7 @@ import pytest
 from tests.support.tiny_gguf import BOS, CHAT_TEMPLATE, build_tiny_llama
 from wai.conversation import Message
 from wai.errors import ChatTemplateError
-from wai.windows.local_template import (
+from wai.tokens.local_template import (
     TemplateInfo,
     chatml_prompt,
     llama2_prompt,

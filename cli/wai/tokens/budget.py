@@ -31,7 +31,7 @@ from wai.errors import UsageError, WindowError
 from wai.wording import counted
 
 if TYPE_CHECKING:
-    from wai.windows.counters import TokenCounter
+    from wai.tokens.counters import TokenCounter
 
 FitMode = Literal["error", "head", "tail"]
 

@@ -1,4 +1,4 @@
-"""`run_turn`: streams a backend's events into a sink and returns the turn's result whatever happens
+"""`stream_turn`: streams a backend's events into a sink and returns the turn's result whatever happens
 (the values, TurnInfo and TurnResult, are in wai/turn_result.py)."""
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def turn_info(backend: Backend, request: Request, *, prompt_exact: bool = True) 
     )
 
 
-def run_turn(
+def stream_turn(
     backend: Backend,
     request: Request,
     sink: Sink,
@@ -181,7 +181,7 @@ def _estimate_usage(result: TurnResult, pieces: list[str], thoughts: list[str], 
     prompt's count stays what it was: exact when counted exactly before sending). A stream
     carries one token per text event; a whole reply is counted by the prompts' estimate. The
     thinking is generated output too, and counts the same way."""
-    from wai.windows.counters import EstimatedCounter
+    from wai.tokens.counters import EstimatedCounter
 
     shown = sum(1 for piece in (*pieces, *thoughts) if piece)
     whole = EstimatedCounter().count_text(result.reasoning + result.text) if not streamed else 0

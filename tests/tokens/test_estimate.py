@@ -17,7 +17,7 @@ import pytest
 
 from tests.support.estimate_table import KINDS, counters, measure, render, table, vocabulary_files
 from tests.support.vocab_fixture import builtin_vocab, vocab_cache
-from wai.windows.estimate import estimate_tokens
+from wai.tokens.estimate import estimate_tokens
 
 __all__ = ["builtin_vocab", "vocab_cache"]
 

@@ -98,7 +98,7 @@ def tokenize_chat(model: NativeModel, messages: Sequence[Message]) -> list[int]:
     vocabulary asks for it, once: a template that writes the BOS text itself does not get a
     second one.
     """
-    from wai.windows.chat_tokens import prompt_tokens
+    from wai.tokens.chat_tokens import prompt_tokens
 
     info = _cached_info(model)
     tokens = prompt_tokens(model, messages, lambda convo: render_prompt(convo, info))

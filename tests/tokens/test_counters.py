@@ -15,9 +15,9 @@ from wai.catalog.entries import ModelSpec, load_catalog
 from wai.commands.ask import describe_dry_run
 from wai.commands.tokens import count_report
 from wai.conversation import Message
-from wai.windows import vocab_load
-from wai.windows.budget import plan_request
-from wai.windows.counters import EstimatedCounter, VocabCounter
+from wai.tokens import vocab_load
+from wai.tokens.budget import plan_request
+from wai.tokens.counters import EstimatedCounter, VocabCounter
 
 __all__ = ["vocab_cache", "vocab_home"]
 
@@ -150,7 +150,7 @@ def test_remote_llama3_prompt_is_the_llama3_template(vocab_home: Path) -> None:
 
 def test_local_counts_are_the_tokens_the_local_backend_sends(vocab_home: Path) -> None:
     from wai.llama.native import NativeModel
-    from wai.windows import local_template
+    from wai.tokens import local_template
 
     convo = (Message("system", "Be brief."), Message("user", "Où est New York ? 🗽"))
     for name in ("ggml-vocab-llama-spm.gguf", "ggml-vocab-qwen2.gguf"):
@@ -254,11 +254,11 @@ def test_dry_run_of_a_local_model_renders_its_template(vocab_home: Path) -> None
 @pytest.mark.parametrize("model_id", [LLAMA2, LLAMA3, QWEN2])
 def test_estimate_counts_high_for_prose_and_code(vocab_home: Path, model_id: str) -> None:
     import wai.conversation
-    import wai.windows.budget
+    import wai.tokens.budget
 
     exact = counter_for(spec(model_id), "remote")
     estimate = EstimatedCounter()
-    for module in (wai.windows.budget, wai.conversation):
+    for module in (wai.tokens.budget, wai.conversation):
         text = Path(str(module.__file__)).read_text(encoding="utf-8")
         assert estimate.count_text(text) >= exact.count_text(text)
         convo: Sequence[Message] = (Message("system", "Be brief."), Message("user", text))
