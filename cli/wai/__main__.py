@@ -1,3 +1,3 @@
-from wai.app import main
+from wai.launch import main
 
 main()

@@ -83,9 +83,9 @@ def _guarded(
     """
     from wai.terminal import stop_signals
 
-    stop_signals.install()
     notifier = Notifier(color=stderr_wants_color(color, sys.stderr))
     try:
+        stop_signals.install()  # a stop that came while wai started is acted on here, as any other
         code = action(notifier)
         sys.stdout.flush()  # a full disk shows at the flush: still this command's failure
     except WaiError as error:

@@ -18,15 +18,49 @@ _TERMINATING = tuple(
     getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)
 )  # Windows has no SIGHUP
 _received: int | None = None  # the terminating signal that stopped wai, if one did
+_held: int | None = None  # a stop signal that came while wai was still starting
+
+
+def hold() -> None:
+    """While wai starts (its imports, parsing the command line), a stop signal is noted, not acted
+    on: acted on there it would be a traceback, or a kill with no word and no `--json` document.
+    `install()` then acts on it, where every other stop is handled. Only the command's own first
+    code calls this: a program that imports wai keeps its signals."""
+    global _held
+    _held = None
+    for number in (signal.SIGINT, *_TERMINATING):
+        if signal.getsignal(number) in (signal.SIG_DFL, signal.default_int_handler):
+            signal.signal(number, _hold)
+
+
+def _hold(number: int, frame: FrameType | None) -> None:
+    global _held
+    if _held is None:
+        _held = number
+
+
+def held() -> int | None:
+    """The stop signal noted while wai started and not yet acted on, if one was."""
+    return _held
 
 
 def install() -> None:
-    """From now on SIGTERM and SIGHUP stop wai the way Ctrl-C does."""
+    """From now on SIGTERM and SIGHUP stop wai the way Ctrl-C does; a stop that came while wai was
+    starting stops it now (KeyboardInterrupt)."""
+    global _held, _received
     if threading.current_thread() is not threading.main_thread():
         return
+    if signal.getsignal(signal.SIGINT) is _hold:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     for number in _TERMINATING:
-        if signal.getsignal(number) == signal.SIG_DFL:  # `nohup` ignores SIGHUP: so does wai
+        # `nohup` ignores SIGHUP: so does wai
+        if signal.getsignal(number) in (signal.SIG_DFL, _hold):
             signal.signal(number, _interrupt)
+    if _held is not None:
+        number, _held = _held, None
+        if number != signal.SIGINT:
+            _received = number
+        raise KeyboardInterrupt
 
 
 def _interrupt(number: int, frame: FrameType | None) -> None:
