@@ -30,7 +30,7 @@ COMMAND_MODULES = {"wai.app", "wai.turn.play", "wai.turn.planner"}
 # (tokens and windows, catalog, transcripts, the llama.cpp binding, the schema a reply follows),
 # and the small values every layer shares.
 LAYERS: tuple[frozenset[str], ...] = (
-    frozenset({"__main__", "app", "commands", "serve"}),
+    frozenset({"__main__", "launch", "app", "commands", "serve"}),
     frozenset({"turn"}),
     frozenset({"backends", "render"}),
     frozenset({"tokens", "catalog", "store", "llama", "schema"}),
