@@ -92,19 +92,24 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check cli tests bench
 	$(BIN)/mypy
 
+# The tests run on every core (pytest-xdist), each file whole on one worker, so that a module's
+# fixtures (a loopback server, a set of runs) are set up once. PYTEST_JOBS=0 runs them in order.
+PYTEST_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+PYTEST := $(BIN)/python -m pytest -n $(PYTEST_JOBS) --dist loadfile
+
 test: lint browser
-	$(BIN)/python -m pytest
+	$(PYTEST)
 
 # The loop while developing: everything but the end-to-end tests (real processes, terminals,
 # signals, real llama.cpp, the browser), in-process and in seconds.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not e2e"
+	$(PYTEST) -m "not e2e"
 
 # Line coverage of cli/wai by the whole suite, the wai processes it starts included (see
 # [tool.coverage] in pyproject.toml); `make coverage PYTEST_ARGS='-m "not e2e"'` for the fast part.
 coverage: $(STAMP) browser
 	rm -rf .cache/coverage && mkdir -p .cache/coverage
-	@status=0; $(BIN)/coverage run -m pytest $(PYTEST_ARGS) || status=$$?; \
+	@status=0; $(BIN)/coverage run -m pytest -n $(PYTEST_JOBS) --dist loadfile $(PYTEST_ARGS) || status=$$?; \
 	$(BIN)/coverage combine --quiet && $(BIN)/coverage report; exit $$status
 
 # The browser test of `wai serve`'s page drives Debian's chromium (Playwright brings no browser

@@ -12,6 +12,7 @@ Use them in a test module with `from tests.support.vocab_fixture import vocab_ca
 
 from __future__ import annotations
 
+import fcntl
 import os
 from pathlib import Path
 
@@ -36,7 +37,10 @@ def _local_sdist() -> Path | None:
 def vocab_cache() -> Path:
     if installed_version() is None:
         pytest.skip("llama-cpp-python is not installed")
-    install_vocabularies(CACHE, sdist=_local_sdist())
+    CACHE.parent.mkdir(parents=True, exist_ok=True)
+    with open(CACHE.parent / "vocab.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # parallel workers (pytest -n): one installs, the others wait
+        install_vocabularies(CACHE, sdist=_local_sdist())
     return CACHE
 
 
