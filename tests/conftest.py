@@ -64,6 +64,9 @@ _ISOLATED = (
     "WAI_MODELS_DIR",
     "WAI_MODEL",
     "NO_COLOR",
+    # Set by pytest-xdist's workers (80 x 24): a terminal a test opens must show its own size.
+    "COLUMNS",
+    "LINES",
 )
 
 
