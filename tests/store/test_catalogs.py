@@ -16,9 +16,7 @@ WHEN = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
 
 def refreshed(*models: ModelFacts) -> RefreshedCatalog:
-    return RefreshedCatalog(
-        provider="workers-ai", fetched_at=WHEN, source="https://example.test", models=models
-    )
+    return RefreshedCatalog(name="workers-ai", fetched_at=WHEN, source="https://example.test", models=models)
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 REMOTE_PREFIXES = ("@cf/", "@hf/")
 # The providers whose live lists `wai models --refresh` keeps, merged in this order.
-REFRESHED_PROVIDERS = ("workers-ai",)
+REFRESHED_LISTS = ("workers-ai",)  # the live lists merged into the catalog (Workers AI's)
 
 _INT_KEYS = ("context_window", "max_output", "total_context")
 _STR_KEYS = ("gguf", "family", "precision", "description", "successor")
@@ -177,19 +177,19 @@ def load_catalog() -> Catalog:
 
 
 def _merge_refreshed(catalog: Catalog) -> None:
-    """Each provider's last refresh, if any. A damaged store is noted, never fatal: the catalog
+    """Each live list's last refresh, if any. A damaged store is noted, never fatal: the catalog
     without it still serves, and the next refresh replaces it."""
     from wai.store import catalogs
 
-    for provider in REFRESHED_PROVIDERS:
+    for name in REFRESHED_LISTS:
         try:
-            refreshed = catalogs.load(provider)
+            refreshed = catalogs.load(name)
         except catalogs.StoredCatalogError as exc:
             catalog.notes.append(f"{exc}; `wai models --refresh` replaces it")
             continue
         if refreshed is None:
             continue
-        where = str(catalogs.store_path(provider))
+        where = str(catalogs.store_path(name))
         try:
             _merge(catalog, catalogs.catalog_entries(refreshed, catalog.models), where)
         except ConfigError as exc:  # a value no ModelSpec takes: the refresh is set aside whole

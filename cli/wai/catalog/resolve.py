@@ -38,12 +38,12 @@ def served_default(credentials: Credentials) -> tuple[str, str] | None:
         return None
     from datetime import UTC, datetime
 
-    from wai.catalog.entries import REFRESHED_PROVIDERS
+    from wai.catalog.entries import REFRESHED_LISTS
     from wai.store import catalogs
 
     today = datetime.now(UTC).date().isoformat()
     try:
-        refreshed = catalogs.load(REFRESHED_PROVIDERS[0])
+        refreshed = catalogs.load(REFRESHED_LISTS[0])
     except catalogs.StoredCatalogError:  # `wai models` says so; the usual default stands
         return None
     if refreshed is None:

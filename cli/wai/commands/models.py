@@ -210,7 +210,7 @@ def show_models(*, json_output: bool, refresh: bool = False, notifier: Notifier 
     if json_output:
         refreshed = [
             {
-                "provider": r.provider,
+                "provider": r.name,
                 "fetched_at": r.fetched_at.isoformat(),
                 "source": r.source,
                 "models": len(r.models),

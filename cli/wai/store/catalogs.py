@@ -1,4 +1,4 @@
-"""Refreshed catalogs: what a provider's live model list said, kept in `$WAI_HOME/catalogs`.
+"""Refreshed catalogs: what a live model list said (Workers AI's, a provider's), kept in `$WAI_HOME/catalogs`.
 
 A refresh (`wai models --refresh`) reads a provider's list, turns each model into ModelFacts and
 saves them here with the time they were read; `catalog.load_catalog` merges them between the
@@ -116,7 +116,7 @@ class ModelFacts:
 
 @dataclass(frozen=True, slots=True)
 class RefreshedCatalog:
-    provider: str  # "workers-ai"; a file name, so a plain word
+    name: str  # the list's: "workers-ai", "provider-NAME"; a file name, so a plain word
     fetched_at: datetime  # timezone-aware
     source: str  # where it was read (no secrets): shown by `wai models`
     models: tuple[ModelFacts, ...]
@@ -137,16 +137,16 @@ def store_dir() -> Path:
     return settings.wai_home() / "catalogs"
 
 
-def store_path(provider: str) -> Path:
-    return store_dir() / f"{provider}.json"
+def store_path(name: str) -> Path:
+    return store_dir() / f"{name}.json"
 
 
 def save(refreshed: RefreshedCatalog) -> Path:
     """Write the refresh atomically; the previous one stays whole if this fails."""
-    path = store_path(refreshed.provider)
+    path = store_path(refreshed.name)
     data = {
         "format": FORMAT,
-        "provider": refreshed.provider,
+        "provider": refreshed.name,  # the file's key, as earlier versions of wai wrote it
         "fetched_at": refreshed.fetched_at.isoformat(),
         "source": refreshed.source,
         "models": [
@@ -184,9 +184,9 @@ def save(refreshed: RefreshedCatalog) -> Path:
     return path
 
 
-def load(provider: str) -> RefreshedCatalog | None:
-    """The last refresh of `provider`, None when there is none; StoredCatalogError when damaged."""
-    path = store_path(provider)
+def load(name: str) -> RefreshedCatalog | None:
+    """The last refresh of the list `name`, None when there is none; StoredCatalogError when damaged."""
+    path = store_path(name)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -194,12 +194,12 @@ def load(provider: str) -> RefreshedCatalog | None:
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise StoredCatalogError(f"{path} cannot be read ({exc})") from None
     try:
-        return _from_json(data, provider)
+        return _from_json(data, name)
     except (KeyError, TypeError, ValueError) as exc:
         raise StoredCatalogError(f"{path} is not a refreshed catalog wai can read ({exc})") from None
 
 
-def _from_json(data: object, provider: str) -> RefreshedCatalog:
+def _from_json(data: object, name: str) -> RefreshedCatalog:
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ValueError("unknown format")
     fetched_at = datetime.fromisoformat(str(data["fetched_at"]))
@@ -221,7 +221,7 @@ def _from_json(data: object, provider: str) -> RefreshedCatalog:
             )
         )
     return RefreshedCatalog(
-        provider=provider, fetched_at=fetched_at, source=str(data.get("source", "")), models=tuple(models)
+        name=name, fetched_at=fetched_at, source=str(data.get("source", "")), models=tuple(models)
     )
 
 

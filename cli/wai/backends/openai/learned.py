@@ -41,7 +41,7 @@ def remember(provider: Provider, learned: ModelFacts) -> None:
     with contextlib.suppress(OSError):  # a home that cannot be written costs the next run a probe
         save(
             RefreshedCatalog(
-                provider=store_name(provider),
+                name=store_name(provider),
                 fetched_at=current.fetched_at if current is not None else datetime.now(UTC),
                 source=provider.base_url,
                 models=(*kept, learned),

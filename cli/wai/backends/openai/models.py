@@ -246,7 +246,7 @@ def _refresh(client: ProviderClient) -> RefreshedCatalog:
             )
         )
     return RefreshedCatalog(
-        provider=store_name(provider),
+        name=store_name(provider),
         fetched_at=datetime.now(UTC),
         source=provider.base_url,
         models=tuple(facts),

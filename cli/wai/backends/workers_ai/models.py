@@ -38,7 +38,7 @@ from wai.store.catalogs import (
     tokens_figure,
 )
 
-PROVIDER = "workers-ai"
+LIST_NAME = "workers-ai"
 TASK = "Text Generation"
 PER_PAGE = 50  # what wrangler asks for
 MAX_PAGES = 200  # an endless listing (or one that ignores `page`) must not keep wai reading forever
@@ -127,7 +127,7 @@ def refresh(
                 "the list was cut, so none of it is kept"
             )
     return RefreshedCatalog(
-        provider=PROVIDER,
+        name=LIST_NAME,
         fetched_at=datetime.now(UTC),
         source=base_shown,
         models=tuple(f for f in found.values() if f.id not in refused),
