@@ -256,7 +256,15 @@ def _write_providers(served: list[dict[str, object]]) -> None:
     sys.stdout.write(for_terminal("\n".join(lines) + "\n", sys.stdout))
 
 
-_HEADER: tuple[str, ...] = ("model", "in", "out", "total", "precision", "remote", "local")
+def _columns() -> tuple[str, ...]:
+    """The backends a catalog model gets a column for, in the order "auto" prefers them."""
+    from wai.backends.registry import backend_class, backend_names
+
+    return tuple(name for name in backend_names() if backend_class(name).in_catalog)
+
+
+def _header() -> tuple[str, ...]:
+    return ("model", "in", "out", "total", "precision", *_columns())
 
 
 def _cells(rows: list[dict[str, object]]) -> list[tuple[str, ...]]:
@@ -265,8 +273,7 @@ def _cells(rows: list[dict[str, object]]) -> list[tuple[str, ...]]:
         backends = row["backends"]
         assert isinstance(backends, dict)
         state = [
-            "yes" if backends[name]["available"] else f"no: {backends[name]['reason']}"
-            for name in ("remote", "local")
+            "yes" if backends[name]["available"] else f"no: {backends[name]['reason']}" for name in _columns()
         ]
         lines.append(
             (
@@ -289,10 +296,11 @@ def _retired_note(row: dict[str, object]) -> str:
 def _write_plain(current: list[dict[str, object]], retired: list[dict[str, object]]) -> None:
     """A pipe gets one line per model, never wrapped, so grep and cut work on it; the retired ones
     come after a line of their own, each with its retirement day and what to use instead."""
-    lines = [_HEADER, *_cells(current)]
+    header = _header()
+    lines = [header, *_cells(current)]
     retired_lines = _cells(retired)
     everything = lines + retired_lines
-    widths = [max(len(line[i]) for line in everything) for i in range(len(_HEADER))]
+    widths = [max(len(line[i]) for line in everything) for i in range(len(header))]
 
     def write(line: tuple[str, ...], note: str = "") -> None:
         cells = [
@@ -332,11 +340,11 @@ def _print_tables(
     # forms give every model's reasons in full.
     console = Console()
     wide = console.width >= 100
-    why_not: dict[str, Counter[str]] = {"remote": Counter(), "local": Counter()}
+    why_not: dict[str, Counter[str]] = {name: Counter() for name in _columns()}
 
     def serving(line: tuple[str, ...]) -> str:
         names = []
-        for name, verdict in (("remote", line[5]), ("local", line[6])):
+        for name, verdict in zip(_columns(), line[5:], strict=True):
             if verdict == "yes":
                 names.append(name)
             else:
