@@ -6,7 +6,7 @@ import os
 import sys
 from typing import TextIO
 
-from wai.terminal.safe_text import terminal_safe
+from wai.terminal.safe_text import terminal_line, terminal_safe
 
 
 def stderr_wants_color(mode: str, stream: TextIO) -> bool:
@@ -24,8 +24,9 @@ class Notifier:
 
     def _line(self, label: str, code: str, message: str) -> None:
         prefix = f"\x1b[{code}m{label}\x1b[0m" if self.color else label
-        # A message may quote a server or a model: show its text, never its control sequences.
-        message = terminal_safe(message)
+        # A message may quote a server, a model or a path: show its text, never its control
+        # sequences, on the one line a message is.
+        message = terminal_line(message)
         try:
             self.stream.write(f"{prefix} {message}\n")
             self.stream.flush()

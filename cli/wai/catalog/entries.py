@@ -205,13 +205,19 @@ def _models(data: Mapping[str, object], where: str) -> Mapping[str, object]:
     return models
 
 
+def has_control_character(name: str) -> bool:
+    """Whether `name` holds a C0 or C1 control character or DEL: no model's name does, and shown
+    it would break or rewrite the line that names it."""
+    return any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in name)
+
+
 def model_id_problem(model_id: str) -> str | None:
     """Why this id cannot be one model's path in a Workers AI URL; None when it can.
 
     Escaping keeps `#` and `?` inside the path, but `.` and `..` segments would still be resolved
     by the URL and leave the run route, and control characters have no business in a name.
     """
-    if any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in model_id):
+    if has_control_character(model_id):
         return "it contains a control character"
     segments = model_id.split("/")
     if any(not segment for segment in segments):

@@ -25,6 +25,8 @@ _BIDI_CONTROLS = re.compile(f"[{_BIDI}]")
 # In a log line nothing may start a new line or act on the terminal: every control character,
 # the Unicode line and paragraph separators, and the marks that reorder text on screen.
 _LOG_CONTROLS = re.compile(f"[\x00-\x1f\x7f-\x9f\u2028\u2029{_BIDI}]")
+# What still breaks a line after terminal_safe: a newline and Unicode's line and paragraph separators.
+_LINE_BREAKS = re.compile("[\n\u2028\u2029]")
 # What JSON leaves unescaped of those: it escapes C0 itself, but not DEL, C1 or the bidi controls.
 _JSON_RAW_CONTROLS = re.compile(f"[\x7f-\x9f{_BIDI}]")
 
@@ -41,6 +43,13 @@ def terminal_safe(text: str) -> str:
 def _escape(match: re.Match[str]) -> str:
     code = ord(match.group())
     return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def terminal_line(text: str) -> str:
+    """`text` as one line on a terminal: terminal_safe, and what would break the line (a newline
+    in a name or a path the message quotes) shown as its escape (`\\x0a`), so the line says what
+    it quotes and nothing after the break can pass for a line of wai's own."""
+    return _LINE_BREAKS.sub(_escape, terminal_safe(text))
 
 
 def log_safe(text: str) -> str:

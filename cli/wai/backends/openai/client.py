@@ -160,7 +160,18 @@ def listed_models(client: ProviderClient) -> list[dict[str, Any]]:
     data = answer.data.get("data") if isinstance(answer.data, dict) else None
     if not isinstance(data, list):
         raise BackendError(f"{client.provider.name} sent a model list wai cannot read (GET /models)")
-    return [m for m in data if isinstance(m, dict) and isinstance(m.get("id"), str) and m["id"]]
+    from wai.catalog.entries import has_control_character
+
+    # A name with a control character is no model's (Workers AI's listing drops them the same way):
+    # kept, it would be a catalog row or a completion that breaks the line it is shown on.
+    return [
+        m
+        for m in data
+        if isinstance(m, dict)
+        and isinstance(m.get("id"), str)
+        and m["id"]
+        and not has_control_character(m["id"])
+    ]
 
 
 @dataclass(frozen=True, slots=True)
