@@ -47,6 +47,13 @@ EMPTY_REPLY = "the model returned an empty reply"
 # server says nothing until the whole reply is written (what --no-stream allows by default).
 WHOLE_REPLY_READ_TIMEOUT = 300.0
 TOOL_CALL_NOTICE = "the model answered with a tool call, which wai does not run or show"
+# Finish reasons that end a reply as it was meant to end (the model's own stop, the cap, a tool
+# call, and the other names servers give a stop: TGI's, Anthropic-style). Any other ends it early
+# for a reason of the server's own (a content filter, an abort), which the reply's text cannot show.
+_WHOLE_ENDINGS = frozenset(
+    {"stop", "length", "tool_calls", "function_call", "eos", "eos_token", "stop_sequence", "end_turn"}
+)
+_WHY_CUT = {"content_filter": "its content filter stopped it"}
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _HIGH_SURROGATES = ("\ud800", "\udbff")
 
@@ -467,6 +474,13 @@ class StreamingChatBackend:
             reason = "length"
         elif usage is None and events == request.max_tokens:
             reason = "length"  # one event per token, thinking included: that many filled the cap
+        if progress.finish is not None and progress.finish not in _WHOLE_ENDINGS:
+            why = _WHY_CUT.get(progress.finish, "not the model's own stop")
+            yield from _notice(
+                progress,
+                f"{self.who} ended the reply with finish_reason {progress.finish!r} ({why}): "
+                "the reply may not be whole",
+            )
         if usage is not None:
             yield usage
         yield Finish(reason)
