@@ -121,3 +121,23 @@ def test_a_schema_the_grammar_cannot_hold_is_refused_before_loading(tmp_path: Pa
     schema = load_schema('{"type": "integer", "maximum": 9}')
     with pytest.raises(UsageError, match=r"cannot hold 'maximum'"):
         list(backend.stream(_request(missing, schema, Sampling(temperature=0))))
+
+
+def test_a_grammar_llama_cpp_refuses_is_one_line(tiny_models: dict[str, TinyModel]) -> None:
+    from wai.llama import native
+
+    model = native.NativeModel.load(tiny_models["q8_0"].path, gpu_layers=0)
+    try:
+        with pytest.raises(native.GrammarError) as caught:
+            native.Sampler(
+                temperature=0,
+                top_p=1,
+                top_k=1,
+                min_p=0,
+                seed=None,
+                grammar='root ::= "a" undefined',
+                model=model,
+            )
+    finally:
+        model.close()
+    assert "\n" not in str(caught.value) and "llama.cpp refused the grammar" in str(caught.value)

@@ -45,6 +45,7 @@ EXPECTED: dict[str, set[str]] = {
         "TTFT with /tokenize / without, connection open",
         "wai ask / raw httpx script",
     },
+    "schema_bench": {"grammar / none decode tokens/s", "grammar / none TTFT"},
     "build_bench": {
         f"{model} {figure}, installed / other" for model in ("Q8_0", "F16") for figure in ("tokens/s", "TTFT")
     },

@@ -79,3 +79,13 @@ def test_a_json_string_holds_no_raw_control_character() -> None:
     # The converter's own string rule takes them, and JSON cannot parse them.
     grammar = _grammar('{"type": "string"}')
     assert r'char ::= [^"\\\x7F\x00-\x1F]' in grammar
+
+
+def test_a_bound_llama_cpp_cannot_parse_is_refused_with_its_limit() -> None:
+    # 1000 optional characters parse; llama.cpp's parser refuses 1001 (and prints the grammar).
+    assert "root ::=" in _grammar('{"type": "string", "maxLength": 1000}')
+    with pytest.raises(UsageError, match=r"maxLength 4000 \(at /properties/story\) is more than"):
+        _grammar('{"type": "object", "properties": {"story": {"type": "string", "maxLength": 4000}}}')
+    with pytest.raises(UsageError, match=r"maxItems 1001 \(at the root\)"):
+        _grammar('{"type": "array", "items": {"type": "integer"}, "maxItems": 1001}')
+    assert "root ::=" in _grammar('{"type": "array", "items": {}, "minItems": 5000, "maxItems": 5000}')

@@ -41,6 +41,9 @@ HELD_SUMMARY = (
 _ESCAPE = r'"\\" (["\\/bfnrt] | "u" [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F])'
 _LOOSE_CHAR = r'char ::= [^"\\] | ' + _ESCAPE
 _JSON_CHAR = r'char ::= [^"\\\x7F\x00-\x1F] | ' + _ESCAPE
+# llama.cpp's grammar parser refuses more than this many optional repetitions of one item (the
+# converter writes `maxLength: 1500` as 1500 nested optional characters).
+MAX_OPTIONAL_REPEATS = 1000
 _SIMPLE_TYPES = frozenset({"string", "number", "integer", "boolean", "null", "array", "object"})
 
 
@@ -140,6 +143,15 @@ class _Walk:
         for keyword in sorted(KEYWORDS & schema.keys()):
             if keyword not in keep:
                 raise self.refuse(keyword, path, _beside(keep, schema))
+        for low, high in (("minLength", "maxLength"), ("minItems", "maxItems")):
+            if high in keep and high in schema:
+                optional = schema[high] - schema.get(low, 0)
+                if optional > MAX_OPTIONAL_REPEATS:
+                    raise UsageError(
+                        f"{self.option}: {high} {schema[high]} (at {pointer(path)}) is more than the local "
+                        f"backend's grammar can hold: at most {MAX_OPTIONAL_REPEATS} above {low}",
+                        hint=f"lower {high}, or leave it out (the output window then bounds the reply)",
+                    )
         for keyword in keep:
             if keyword in schema and keyword not in out:
                 out[keyword] = schema[keyword]
