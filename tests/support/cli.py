@@ -13,7 +13,6 @@ script) is `run_wai_process`'s, and a test that uses it is marked `e2e`.
 
 from __future__ import annotations
 
-import _thread
 import io
 import locale
 import os
@@ -185,13 +184,16 @@ def _restored_process_state(env: dict[str, str] | None, cwd: str | Path | None) 
 
 def _reset_wai_state() -> None:
     """What wai keeps for the length of one run, as a fresh process starts it."""
+    from wai.llama import native
     from wai.terminal import stop_signals
 
     stop_signals._received = None
+    native.LOG.debug = False  # --debug echoes llama.cpp's log until the next local backend says otherwise
 
 
 class _Deadline:
-    """Interrupts the main thread (as Ctrl-C would) when a call outlives its timeout."""
+    """Interrupts the main thread with SIGINT (Ctrl-C) when a call outlives its timeout: a signal,
+    so that a read blocked in the kernel returns to Python at once."""
 
     def __init__(self, seconds: float) -> None:
         self.expired = False
@@ -200,7 +202,9 @@ class _Deadline:
 
     def _expire(self) -> None:
         self.expired = True
-        _thread.interrupt_main()
+        main = threading.main_thread().ident
+        assert main is not None
+        signal.pthread_kill(main, signal.SIGINT)
 
     def __enter__(self) -> None:
         self._timer.start()
