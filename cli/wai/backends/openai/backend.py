@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from wai.catalog.entries import Catalog, ModelSpec
     from wai.events import Event
     from wai.providers import Provider
+    from wai.schema import Schema
     from wai.settings import UserConfig
     from wai.tokens.counters import TokenCounter
 
@@ -32,6 +33,11 @@ class OpenAI(Backend):
     reasoning_effort = True
     prompt_format = "as the server applies it (llama-server's /apply-template; null where it cannot say)"
     warm_modules = ("wai.backends.openai.stream", "wai.backends.openai.count", "httpx")
+
+    def check_schema(self, schema: Schema) -> None:
+        """Sent as `response_format` (json_schema, strict), which vLLM, SGLang, llama-server and
+        ollama all hold the reply to; the reply is validated when it arrives either way."""
+        return None
 
     def __init__(self, name: BackendName, settings: BackendSettings) -> None:
         super().__init__(name, settings)

@@ -78,6 +78,15 @@ class OpenAIStream(StreamingChatBackend):
         if request.stream:
             body["stream_options"] = {"include_usage": True}
         body.update(sampling_fields(request))
+        if request.schema is not None:
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {
+                    "name": request.schema.name,
+                    "schema": request.schema.document,
+                    "strict": True,
+                },
+            }
         return body
 
     def _empty_stream_hint(self, request: Request) -> str | None:
