@@ -614,6 +614,29 @@ def test_a_gateway_refusing_the_probes_routes_is_no_tokenizer_and_no_key_error(i
     assert len(chat_requests(server)) == 1
 
 
+@pytest.mark.parametrize("status", [404, 403])
+@pytest.mark.parametrize(
+    ("engine", "route"), [("vllm", "POST /tokenize"), ("llama-server", "POST /apply-template")]
+)
+def test_a_gateway_hiding_the_count_route_of_a_known_engine_is_no_tokenizer_without_a_warning(
+    isolated_home: Path, engine: Engine, route: str, status: int
+) -> None:
+    # The listing (vLLM's max_model_len) or /props (llama-server's n_ctx) names the engine; the
+    # gateway in front of it lets only the API through. That is no tokenizer, as for an engine
+    # unknown: every turn counted by estimate, without a warning that it "could not count".
+    with _served(isolated_home, engine, {route: Reply.openai_error(status, "route not allowed")}) as server:
+        first = run_wai("ask", "--json", "-m", f"eng:{MODEL}", "hi")
+        again = run_wai("ask", "--json", "-m", f"eng:{MODEL}", "hi again")
+        tokens = run_wai("tokens", "--json", "-m", f"eng:{MODEL}", "hi")
+    for run in (first, again):
+        assert run.returncode == 0, run.stderr
+        assert "could not count" not in run.stderr
+        assert json.loads(run.stdout)["warnings"] == []
+    report = json.loads(tokens.stdout)
+    assert report["exact"] is False and f"HTTP {status}" in report["counted_with"]
+    assert len(chat_requests(server)) == 2
+
+
 def test_a_key_refused_by_get_models_stops_everything_at_once(isolated_home: Path) -> None:
     with _served(isolated_home, "plain", {"GET /v1/models": Reply.openai_error(401, "bad key")}) as server:
         run = run_wai("ask", "-m", f"eng:{MODEL}", "hi")

@@ -38,6 +38,14 @@ def engine_of(spec: ModelSpec) -> str | None:
     return spec.engine
 
 
+class _NoRoute(BackendError):
+    """A count route that is not there or not open to this client (NO_SUCH_ROUTE): no tokenizer."""
+
+    def __init__(self, message: str, why: str, hint: str | None) -> None:
+        super().__init__(message, hint=hint)
+        self.why = why
+
+
 class ServerCounter:
     """A TokenCounter that asks the server; `exact` and `source` say what it could do."""
 
@@ -91,6 +99,13 @@ class ServerCounter:
         elif self.kind in ("vllm", "llama-server"):
             try:
                 count = self._vllm_count(key) if self.kind == "vllm" else self._llama_count(key)
+            except _NoRoute as missing:
+                if self.chosen != "auto":
+                    raise
+                # The engine was known from its listing, but the route is not there (a gateway that
+                # lets only the API through): no tokenizer, as when the first count finds out.
+                self._settle("none", missing.why)
+                count = self._estimate.count_prompt(key)
             except BackendError as error:
                 if self.chosen != "auto":
                     raise
@@ -281,7 +296,10 @@ class ServerCounter:
             from wai.backends.http.errors import parse_error
 
             said = parse_error(answer.status, answer.raw, self.client.scrub).where()
-            raise self._cannot_count(path, said)
+            failure = self._cannot_count(path, said)
+            if answer.status in NO_SUCH_ROUTE:
+                raise _NoRoute(failure.message, f"POST {path} answered HTTP {answer.status}", failure.hint)
+            raise failure
         return answer.data
 
     def _cannot_count(self, path: str, why: str, *, said_whole: bool = False) -> BackendError:
