@@ -22,7 +22,7 @@ from wai.catalog.builtin import Q4_1_FILE
 from wai.tokens.estimate import estimate_tokens
 
 REPO = Path(__file__).resolve().parents[2]
-CORPUS = REPO / "tests" / "windows" / "estimate_corpus"
+CORPUS = REPO / "tests" / "tokens" / "estimate_corpus"
 KINDS = tuple(sorted(path.stem for path in CORPUS.glob("*.txt")))
 
 
