@@ -43,13 +43,15 @@ class BackendSettings:
     """What a backend is made with: the user's credentials and the command's options, as values.
 
     read_timeout: --read-timeout when given; it bounds a provider's small requests (the model
-    list, a count) as well as the chat request.
+    list, a count) as well as the chat request. config: the user's config.toml as the command
+    read it (its providers); None: read when a backend first needs it.
     """
 
     credentials: Credentials | None = None
     local: LocalOptions = field(default_factory=LocalOptions)
     debug: bool = False
     read_timeout: float | None = None
+    config: UserConfig | None = None
 
 
 class Backend(ABC):

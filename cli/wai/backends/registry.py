@@ -163,8 +163,9 @@ class Backends:
         *,
         debug: bool = False,
         read_timeout: float | None = None,
+        config: UserConfig | None = None,
     ) -> None:
-        self.settings = BackendSettings(credentials, local, debug, read_timeout)
+        self.settings = BackendSettings(credentials, local, debug, read_timeout, config)
         self._made: dict[BackendName, Backend] = {}  # made for this command, opened or not
         self._opened: set[BackendName] = set()
 

@@ -122,7 +122,7 @@ class TurnPlanner:
 
         config = load_user_config()
         credentials = load_credentials(config)
-        backends = Backends(credentials, local, debug=debug, read_timeout=read_timeout)
+        backends = Backends(credentials, local, debug=debug, read_timeout=read_timeout, config=config)
         return cls(backends, config=config, catalog=load_catalog())
 
     def __enter__(self) -> TurnPlanner:

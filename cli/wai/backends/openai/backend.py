@@ -142,7 +142,8 @@ class OpenAI(Backend):
 
     def _all_providers(self) -> dict[str, Provider]:
         if self._providers is None:
-            self._providers = load_user_config().providers()
+            config = self.settings.config or load_user_config()
+            self._providers = config.providers()
         return self._providers
 
     def _provider(self, spec: ModelSpec, *, running: bool = False) -> Provider:

@@ -104,6 +104,7 @@ class ChatSession:
                 options.local,
                 debug=options.debug,
                 read_timeout=options.timeouts.read if options.timeouts.read_given else None,
+                config=self.config,
             ),
             config=self.config,
             catalog=self.catalog,
