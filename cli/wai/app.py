@@ -376,7 +376,9 @@ def ask(
             dry_run=dry_run,
             timeouts=Timeouts(
                 connect=connect_timeout,
-                read=read_timeout or (WHOLE_REPLY_READ_TIMEOUT if no_stream else STREAM_READ_TIMEOUT),
+                # Workers AI's JSON mode (--schema) answers whole, as --no-stream does.
+                read=read_timeout
+                or (WHOLE_REPLY_READ_TIMEOUT if no_stream or wanted else STREAM_READ_TIMEOUT),
                 read_given=read_timeout is not None,
             ),
             local=LocalOptions(gpu_layers=gpu_layers, threads=threads, debug=debug),

@@ -1,15 +1,20 @@
-"""`wai ask --schema` on a provider's OpenAI-compatible server: the schema goes as
+"""`wai ask --schema` on a provider's OpenAI-compatible server and on Workers AI: the schema goes as
 `response_format`, and the reply is still validated before it reaches stdout."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.support.cli import run_wai
 from tests.support.openai_server import base_url, openai_server
-from tests.support.workers_ai_server import Reply, openai_chunks
+from tests.support.workers_ai_server import Reply, Simulation, WorkersAIServer, openai_chunks
+from wai.schema import load_schema
 
 SPEC = "name, age int"
 
@@ -53,3 +58,60 @@ def test_without_a_schema_no_response_format_is_sent(isolated_home: Path) -> Non
     done, bodies = _ask(isolated_home, ["plain text"])
     assert done.returncode == 0 and done.stdout == "plain text\n"
     assert "response_format" not in bodies[0]
+
+
+# Workers AI: JSON mode, on the models that have it
+
+JSON_MODEL = "@cf/meta/llama-3.3-70b-instruct-fp8-fast"
+
+
+def _workers_ai(server: WorkersAIServer, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        "CLOUDFLARE_BASE_URL": server.base_url,
+        "CLOUDFLARE_ACCOUNT_ID": "acct123",
+        "CLOUDFLARE_API_TOKEN": "tok-schema-0123",
+    }
+    return run_wai("ask", *args, "hi", env=env)
+
+
+@pytest.fixture
+def workers_ai() -> Iterator[WorkersAIServer]:
+    with WorkersAIServer(Simulation()) as running:
+        yield running
+
+
+def test_workers_ai_json_mode_is_asked_whole_and_its_object_printed(workers_ai: WorkersAIServer) -> None:
+    workers_ai.script(
+        Reply.result({"name": "Ada", "age": 36}, usage={"prompt_tokens": 5, "completion_tokens": 9})
+    )
+    done = _workers_ai(workers_ai, "-m", JSON_MODEL, "--schema", SPEC)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == '{"name": "Ada", "age": 36}\n'
+    body = workers_ai.requests[0].json
+    assert body["stream"] is False
+    assert body["response_format"] == {"type": "json_schema", "json_schema": load_schema(SPEC).document}
+
+
+def test_workers_ai_object_that_breaks_the_schema_is_exit_4(workers_ai: WorkersAIServer) -> None:
+    workers_ai.script(Reply.result({"name": "Ada"}))
+    done = _workers_ai(workers_ai, "-m", JSON_MODEL, "--schema", SPEC)
+    assert done.returncode == 4 and done.stdout == ""
+    assert (
+        "the reply breaks the schema at the root: 'age' is a required property (rule: required)"
+        in done.stderr
+    )
+
+
+def test_workers_ai_json_mode_unmet_is_its_own_line_exit_4(workers_ai: WorkersAIServer) -> None:
+    workers_ai.script(Reply.error(400, 5006, "JSON Mode couldn't be met"))
+    done = _workers_ai(workers_ai, "-m", JSON_MODEL, "--schema", SPEC)
+    assert done.returncode == 4 and done.stdout == ""
+    assert f"wai: error: Workers AI could not hold {JSON_MODEL}'s reply to the schema" in done.stderr
+
+
+def test_a_workers_ai_model_without_json_mode_is_refused_before_sending(workers_ai: WorkersAIServer) -> None:
+    done = _workers_ai(workers_ai, "-m", "@cf/meta/llama-3.1-8b-instruct-fp8", "--schema", SPEC)
+    assert done.returncode == 2 and done.stdout == ""
+    assert "@cf/meta/llama-3.1-8b-instruct-fp8 has no JSON mode on Workers AI" in done.stderr
+    assert JSON_MODEL in done.stderr  # a model that has it is named
+    assert workers_ai.requests == []

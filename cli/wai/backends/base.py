@@ -143,9 +143,10 @@ class Backend(ABC):
 
         return out_of_range(sampling, self.sampling_ranges, self.title) or self.unsupported(sampling)
 
-    def check_schema(self, schema: Schema) -> None:
-        """Raise UsageError when this backend cannot hold a reply to `schema` (`--schema`), before
-        anything is loaded or sent. By default a backend has no structured output."""
+    def check_schema(self, spec: ModelSpec, schema: Schema, catalog: Catalog | None = None) -> None:
+        """Raise UsageError when this backend cannot hold a reply of `spec` to `schema` (`--schema`),
+        before anything is loaded or sent (`catalog`: to name models that can). By default a
+        backend has no structured output."""
         from wai.errors import UsageError
 
         raise UsageError(

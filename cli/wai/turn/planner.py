@@ -194,7 +194,7 @@ class TurnPlanner:
         its choice's counter); by default the backend's.
         """
         if ask.schema is not None:
-            self.backends.planner(target.backend).check_schema(ask.schema)
+            self.backends.planner(target.backend).check_schema(target.spec, ask.schema, self.catalog)
         counter = counter or self.counter(target)
         if ask.raw:
             counter = RawCounter(counter)

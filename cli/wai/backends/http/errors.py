@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from wai.errors import BackendError, ConfigError, RetryableError, WaiError, WindowError
+from wai.errors import BackendError, ConfigError, RetryableError, SchemaMismatch, WaiError, WindowError
 from wai.terminal.safe_text import terminal_safe  # the one cleaning of text for a terminal
 
 RETRYABLE_429 = frozenset({3040, 3021})  # out of capacity; the per-minute rate limit
@@ -21,6 +21,8 @@ INTERNAL_ERRORS = frozenset({3001, 3043})  # "unknown internal error", "internal
 # The daily free allocation: 3036 as documented, 4006 as observed since. Never retried.
 DAILY_ALLOCATION = frozenset({3036, 4006})
 WINDOW_EXCEEDED = 5021
+# JSON mode's own failure: the model could not be held to the schema ("JSON Mode couldn't be met").
+JSON_MODE_UNMET = "json mode couldn't be met"
 RETIRED = 5028  # HTTP 410: "Model has been deprecated"
 PAID_PLAN = 5035  # HTTP 403: the model needs the Workers Paid plan
 NOT_ALLOWED = frozenset({5018, 3041})  # HTTP 403: the account may not use this model / Workers AI
@@ -234,6 +236,12 @@ def error_for(
     if is_retryable(error):
         retries = TIMEOUT_RETRIES if code == TIMEOUT else None
         return RetryableError(_retryable_message(error), retry_after=error.retry_after, max_retries=retries)
+    if JSON_MODE_UNMET in error.message.lower():
+        return SchemaMismatch(
+            f"Workers AI could not hold {model}'s reply to the schema ({where})",
+            raw="",
+            hint="simplify the schema, bound its strings and arrays, or try another model",
+        )
     if code == WINDOW_EXCEEDED:
         return WindowError(
             f"Workers AI says the input and max_tokens do not fit {model}'s context window ({where}); "

@@ -92,7 +92,7 @@ class LlamaCpp(Backend):
 
         return unsupported(sampling)
 
-    def check_schema(self, schema: Schema) -> None:
+    def check_schema(self, spec: ModelSpec, schema: Schema, catalog: Catalog | None = None) -> None:
         from wai.schema.grammar import gbnf
 
         gbnf(schema.document)  # what its grammar cannot hold is refused by name

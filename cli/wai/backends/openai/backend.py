@@ -34,7 +34,7 @@ class OpenAI(Backend):
     prompt_format = "as the server applies it (llama-server's /apply-template; null where it cannot say)"
     warm_modules = ("wai.backends.openai.stream", "wai.backends.openai.count", "httpx")
 
-    def check_schema(self, schema: Schema) -> None:
+    def check_schema(self, spec: ModelSpec, schema: Schema, catalog: Catalog | None = None) -> None:
         """Sent as `response_format` (json_schema, strict), which vLLM, SGLang, llama-server and
         ollama all hold the reply to; the reply is validated when it arrives either way."""
         return None

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from wai.backends.base import Backend, BackendName, BackendSettings
 from wai.backends.workers_ai.sampling import RANGES
-from wai.errors import ConfigError, WaiError
+from wai.errors import ConfigError, UsageError, WaiError
 from wai.settings import MISSING_CREDENTIALS, Credentials, wai_home
 
 if TYPE_CHECKING:
@@ -15,11 +15,16 @@ if TYPE_CHECKING:
 
     from wai.backends.request import Request
     from wai.backends.workers_ai.stream import WorkersAIStream
-    from wai.catalog.entries import ModelSpec
+    from wai.catalog.entries import Catalog, ModelSpec
     from wai.conversation import Message
     from wai.events import Event
     from wai.sampling import Span
+    from wai.schema import Schema
     from wai.tokens.counters import TokenCounter
+
+
+# The capability of a model that answers in Workers AI's JSON mode (`response_format`).
+JSON_MODE = "json_mode"
 
 
 def _missing_credentials() -> str:
@@ -47,6 +52,17 @@ class WorkersAI(Backend):
     sampling_ranges: ClassVar[Mapping[str, Span]] = RANGES
     prompt_format = "as Workers AI is believed to apply it"
     warm_modules = ("wai.backends.workers_ai.stream", "httpx")
+
+    def check_schema(self, spec: ModelSpec, schema: Schema, catalog: Catalog | None = None) -> None:
+        """Workers AI's JSON mode (`response_format`), on the models that have it (the capability
+        `json_mode`, in the built-in catalog or a refreshed listing)."""
+        if JSON_MODE in spec.capabilities:
+            return
+        able = sorted(m.id for m in catalog or () if JSON_MODE in m.capabilities and not m.retired())
+        raise UsageError(
+            f"--schema: {spec.id} has no JSON mode on Workers AI, so it cannot be held to a schema",
+            hint=f"models that have it: {', '.join(able)}" if able else "see `wai models`",
+        )
 
     def __init__(self, name: BackendName, settings: BackendSettings) -> None:
         super().__init__(name, settings)

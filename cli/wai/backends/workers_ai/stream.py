@@ -96,6 +96,10 @@ class WorkersAIStream(StreamingChatBackend):
         body["stream"] = request.stream
         body["max_tokens"] = request.max_tokens
         body.update(sampling_fields(request))
+        if request.schema is not None:
+            # JSON mode does not stream: the whole object comes at once, under the spinner.
+            body["stream"] = False
+            body["response_format"] = {"type": "json_schema", "json_schema": request.schema.document}
         return body
 
     def _url(self, request: Request) -> str:
