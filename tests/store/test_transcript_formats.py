@@ -21,7 +21,7 @@ import pytest
 from tests.support.cli import run_wai
 from tests.support.openai_server import base_url, openai_server
 from tests.support.workers_ai_server import Reply, openai_chunks
-from wai.store.database import SCHEMA_VERSION, Store, StoredTurn, db_path
+from wai.store.database import SCHEMA_VERSION, Store, StoredTurn, TurnData, db_path
 
 FIXTURE = Path(__file__).parent / "fixtures" / "logs-schema-2.db"
 
@@ -150,3 +150,49 @@ def test_an_older_read_only_schema_is_still_listed(version: int) -> None:
         None,
     )
     assert turn.data.prompt_counted_exactly
+
+
+def test_a_turn_whose_figures_another_program_wrote_oddly_is_still_shown(
+    isolated_home: Path,
+) -> None:
+    # SQLite keeps what a column is given: a file mended by hand or written by another tool may
+    # hold a word for a count, a blob for a time, or sampling that is not JSON. Each such figure
+    # reads as unknown; the turn's words are shown whole.
+    cid = "01odd"
+    with Store(db_path()) as store:
+        store.add_turn(cid, _turn("what is 2+2?", "4"), source="ask")
+    db = sqlite3.connect(db_path())
+    db.execute(
+        "UPDATE turns SET prompt_tokens = 'many', completion_tokens = 7.0, total_s = 'slow', "
+        "first_token_s = X'00', max_tokens = 1e999, sampling = ?",
+        ('not json {"temperature": 0.2',),
+    )
+    db.commit()
+    db.close()
+    shown = run_wai("logs", "--cid", cid)
+    assert shown.returncode == 0, shown.stderr
+    assert "> what is 2+2?" in shown.stdout and "\n4\n" in shown.stdout
+    assert "? in, 7 out" in shown.stdout  # unknown, not 0
+    as_json = run_wai("logs", "--json", "--cid", cid)
+    assert as_json.returncode == 0, as_json.stderr
+    with Store(db_path(), read_only=True) as store:
+        (turn,) = store.turns(cid)
+    data = turn.data
+    assert (data.prompt_tokens, data.completion_tokens, data.total_s, data.first_token_s) == (
+        None,
+        7,
+        None,
+        None,
+    )
+    assert data.max_tokens is None and data.sampling == {}
+    db = sqlite3.connect(db_path())
+    db.execute("UPDATE turns SET sampling = ?", ('{"temperature": "hot", "top_p": 0.5}',))
+    db.commit()
+    db.close()
+    with Store(db_path(), read_only=True) as store:
+        (turn,) = store.turns(cid)
+    assert turn.data.sampling == {"top_p": 0.5}  # only what a sampling option can be
+
+
+def _turn(prompt: str, reply: str) -> TurnData:
+    return TurnData(prompt=prompt, reply=reply, model="@cf/meta/m", backend="remote", prompt_tokens=5)

@@ -106,6 +106,10 @@ def _show_conversation(
     out.write(for_terminal("".join(parts), out))
 
 
+def _figure(tokens: int | None) -> str:
+    return "?" if tokens is None else str(tokens)  # unknown is not 0
+
+
 def turn_facts(turn: StoredTurn) -> str:
     data = turn.data
     facts = [short_model(data.model), data.backend]
@@ -114,9 +118,8 @@ def turn_facts(turn: StoredTurn) -> str:
     if data.prompt_tokens is not None or data.completion_tokens is not None:
         prompt_mark = "" if data.prompt_counted_exactly else "~"
         reply_mark = "" if data.usage_exact else "~"
-        facts.append(
-            f"{prompt_mark}{data.prompt_tokens or 0} in, {reply_mark}{data.completion_tokens or 0} out"
-        )
+        prompt, reply = _figure(data.prompt_tokens), _figure(data.completion_tokens)
+        facts.append(f"{prompt_mark}{prompt} in, {reply_mark}{reply} out")
     if data.first_token_s is not None:
         facts.append(f"{data.first_token_s:.2f} s to first token")
     if data.interrupted:

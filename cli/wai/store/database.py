@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import math
 import os
 import secrets
 import sqlite3
@@ -462,16 +463,35 @@ def create_private(path: Path) -> None:
 
 
 def _stored_turn(row: sqlite3.Row) -> StoredTurn:
+    # SQLite keeps whatever a column was given, and a file may have been written or mended by
+    # another program: a figure that is not one reads as unknown, so every turn can still be
+    # shown and continued, its words untouched.
     def opt_int(value: object) -> int | None:
-        return None if value is None else int(str(value))
+        number = opt_float(value)
+        return int(number) if number is not None and number.is_integer() else None
 
     def opt_float(value: object) -> float | None:
-        return None if value is None else float(str(value))
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            return None
+        try:
+            number = float(value)
+        except ValueError:
+            return None
+        return number if math.isfinite(number) else None
 
     def opt_str(value: object) -> str | None:
         return None if value is None else str(value)
 
-    sampling = json.loads(str(row["sampling"]))
+    try:
+        sampling = json.loads(str(row["sampling"]))
+    except ValueError:
+        sampling = {}
+    if isinstance(sampling, dict):  # only the numbers a sampling option can be
+        sampling = {
+            key: value
+            for key, value in sampling.items()
+            if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        }
     data = TurnData(
         prompt=str(row["prompt"]),
         reply=str(row["reply"]),
@@ -494,7 +514,7 @@ def _stored_turn(row: sqlite3.Row) -> StoredTurn:
         prompt_exact=None if row["prompt_exact"] is None else bool(row["prompt_exact"]),
     )
     return StoredTurn(
-        id=int(str(row["id"])),
+        id=int(row["id"]),  # the INTEGER PRIMARY KEY: SQLite holds it to an integer
         conversation_id=str(row["conversation_id"]),
         created_at=str(row["created_at"]),
         data=data,
