@@ -194,5 +194,21 @@ def test_a_turn_whose_figures_another_program_wrote_oddly_is_still_shown(
     assert turn.data.sampling == {"top_p": 0.5}  # only what a sampling option can be
 
 
+def test_text_another_program_kept_as_blobs_is_read_as_text(isolated_home: Path) -> None:
+    cid = "01blob"
+    with Store(db_path()) as store:
+        store.add_turn(cid, _turn("q", "a"), source="ask")
+    db = sqlite3.connect(db_path())
+    db.execute("UPDATE conversations SET created_at = X'00', updated_at = X'ff', model = X'6d'")
+    db.execute("UPDATE turns SET prompt = CAST('what is 2+2?' AS BLOB), reply = X'34', created_at = X'01'")
+    db.commit()
+    db.close()
+    for args in (("logs",), ("logs", "--json"), ("logs", "--cid", cid), ("logs", "--json", "--cid", cid)):
+        shown = run_wai(*args)
+        assert shown.returncode == 0, shown.stderr
+        assert "what is 2+2?" in shown.stdout
+    assert "\n4\n" in run_wai("logs", "--cid", cid).stdout
+
+
 def _turn(prompt: str, reply: str) -> TurnData:
     return TurnData(prompt=prompt, reply=reply, model="@cf/meta/m", backend="remote", prompt_tokens=5)

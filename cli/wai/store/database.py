@@ -383,14 +383,14 @@ class Store:
         ).fetchall()
         return [
             ConversationSummary(
-                id=row["id"],
-                created_at=row["created_at"],
-                updated_at=row["updated_at"],
-                model=row["model"],
-                system=row["system"],
-                source=row["source"],
+                id=_text(row["id"]),
+                created_at=_text(row["created_at"]),
+                updated_at=_text(row["updated_at"]),
+                model=_text(row["model"]),
+                system=_opt_text(row["system"]),
+                source=_text(row["source"]),
                 turns=int(row["turns"]),
-                first_prompt=row["first_prompt"] or "",
+                first_prompt=_opt_text(row["first_prompt"]) or "",
             )
             for row in rows
         ]
@@ -462,6 +462,17 @@ def create_private(path: Path) -> None:
         os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
 
 
+def _text(value: object) -> str:
+    """A text column as text, whatever SQLite kept in it (a blob is decoded, bad bytes replaced)."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return "" if value is None else str(value)
+
+
+def _opt_text(value: object) -> str | None:
+    return None if value is None else _text(value)
+
+
 def _stored_turn(row: sqlite3.Row) -> StoredTurn:
     # SQLite keeps whatever a column was given, and a file may have been written or mended by
     # another program: a figure that is not one reads as unknown, so every turn can still be
@@ -479,11 +490,8 @@ def _stored_turn(row: sqlite3.Row) -> StoredTurn:
             return None
         return number if math.isfinite(number) else None
 
-    def opt_str(value: object) -> str | None:
-        return None if value is None else str(value)
-
     try:
-        sampling = json.loads(str(row["sampling"]))
+        sampling = json.loads(_text(row["sampling"]))
     except ValueError:
         sampling = {}
     if isinstance(sampling, dict):  # only the numbers a sampling option can be
@@ -493,12 +501,12 @@ def _stored_turn(row: sqlite3.Row) -> StoredTurn:
             if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
         }
     data = TurnData(
-        prompt=str(row["prompt"]),
-        reply=str(row["reply"]),
-        system=opt_str(row["system"]),
-        model=str(row["model"]),
-        backend=str(row["backend"]),
-        precision=opt_str(row["precision"]),
+        prompt=_text(row["prompt"]),
+        reply=_text(row["reply"]),
+        system=_opt_text(row["system"]),
+        model=_text(row["model"]),
+        backend=_text(row["backend"]),
+        precision=_opt_text(row["precision"]),
         prompt_tokens=opt_int(row["prompt_tokens"]),
         completion_tokens=opt_int(row["completion_tokens"]),
         usage_exact=bool(row["usage_exact"]),
@@ -507,16 +515,16 @@ def _stored_turn(row: sqlite3.Row) -> StoredTurn:
         first_token_s=opt_float(row["first_token_s"]),
         total_s=opt_float(row["total_s"]),
         load_s=opt_float(row["load_s"]),
-        finish_reason=opt_str(row["finish_reason"]),
+        finish_reason=_opt_text(row["finish_reason"]),
         interrupted=bool(row["interrupted"]),
-        error=opt_str(row["error"]),
-        reasoning=str(row["reasoning"] or ""),
+        error=_opt_text(row["error"]),
+        reasoning=_text(row["reasoning"]),
         prompt_exact=None if row["prompt_exact"] is None else bool(row["prompt_exact"]),
     )
     return StoredTurn(
         id=int(row["id"]),  # the INTEGER PRIMARY KEY: SQLite holds it to an integer
-        conversation_id=str(row["conversation_id"]),
-        created_at=str(row["created_at"]),
+        conversation_id=_text(row["conversation_id"]),
+        created_at=_text(row["created_at"]),
         data=data,
         superseded=bool(row["superseded"]),
     )
