@@ -43,6 +43,7 @@ LAYERS: tuple[frozenset[str], ...] = (
             "providers",
             "errors",
             "events",
+            "pricing",
             "conversation",
             "sampling",
             "turn_result",

@@ -31,6 +31,7 @@ class Usage:
     completion_tokens: int  # the thinking included: it is generated output like the answer
     exact: bool = True
     reasoning_tokens: int | None = None  # of completion_tokens, the thinking, when the server says
+    cached_tokens: int | None = None  # of prompt_tokens, those the server held already (prompt caching)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@
     headers = { "X-Team" = "nlp" }       # sent with every request
     timeout = 120                        # seconds to connect, and between two stream events
     tokenizer = "auto"                   # auto, vllm, llama-server or none: how prompts are counted
+    session_affinity = false             # send x-session-affinity (prompt caching) per conversation
 
 Their models are addressed as NAME:MODEL. Only a configured provider's name before the first
 colon counts, so a catalog id that holds a colon keeps meaning what it meant. OPENAI_BASE_URL
@@ -28,7 +29,7 @@ from wai.errors import ConfigError
 
 TokenizerKind = Literal["auto", "vllm", "llama-server", "none"]
 TOKENIZERS: tuple[TokenizerKind, ...] = ("auto", "vllm", "llama-server", "none")
-KEYS = ("type", "base_url", "api_key_env", "headers", "timeout", "tokenizer")
+KEYS = ("type", "base_url", "api_key_env", "headers", "timeout", "tokenizer", "session_affinity")
 OPENAI_DEFAULT_BASE = "https://api.openai.com/v1"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -65,6 +66,7 @@ class Provider:
     timeout: float | None = None
     tokenizer: TokenizerKind = "auto"
     where: str = ""
+    session_affinity: bool = False  # send x-session-affinity, a conversation's prompt-caching key
 
     @property
     def root(self) -> str:
@@ -211,8 +213,12 @@ def _provider(name: str, table: dict[str, object], where: str, table_name: str) 
     tokenizer = table.get("tokenizer", "auto")
     if tokenizer not in TOKENIZERS:
         raise bad("tokenizer", f"must be one of {', '.join(TOKENIZERS)}, got {tokenizer!r}")
+    affinity = table.get("session_affinity", False)
+    if not isinstance(affinity, bool):
+        raise bad("session_affinity", f"must be true or false, got {affinity!r}")
     return Provider(
         name=name,
+        session_affinity=affinity,
         base_url=base_url.strip().rstrip("/"),
         api_key_env=key_env,
         headers=tuple(pairs),

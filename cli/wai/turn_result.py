@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from wai.errors import WaiError
 from wai.events import FinishReason
+from wai.pricing import Cost, Price, cost_of
 
 
 def is_reply(text: str, finish_reason: str | None) -> bool:
@@ -37,6 +38,8 @@ class TurnInfo:
     effort_hint: str = "lower --reasoning-effort"  # how to make the thinking shorter, likewise
     backend_title: str = ""  # the name users know the backend by ("Workers AI"); else its name
     warnings: tuple[str, ...] = ()  # what wai warned of before the turn (a cut, a lowered max_tokens)
+    price: Price | None = None  # the model's price in the catalog; None: no cost is shown
+    bills_neurons: bool = False  # the backend bills in neurons (Workers AI): the cost is said in them too
 
     @property
     def most_tokens(self) -> int:
@@ -73,6 +76,7 @@ class TurnResult:
     reasoning: str = ""  # the thinking, apart from the answer
     thoughts: int = 0  # events that carried thinking
     reported_reasoning_tokens: int | None = None  # the server's own count of the thinking
+    cached_tokens: int | None = None  # of prompt_tokens, those the server had cached (its own figure)
     finish_reason: FinishReason | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
@@ -83,6 +87,14 @@ class TurnResult:
     notices: list[str] = field(default_factory=list)  # what the backend said beside the text
     schema_asked: bool = False  # --schema: the text had to be JSON satisfying it
     parsed: object = None  # ... and this is its value, once it does
+
+    @property
+    def cost(self) -> Cost | None:
+        """What the turn cost by the catalog's price; None without a price or a prompt count."""
+        price = self.info.price
+        if price is None or self.prompt_tokens is None:
+            return None
+        return cost_of(price, self.prompt_tokens, self.completion_tokens or 0, self.cached_tokens)
 
     @property
     def interrupted(self) -> bool:

@@ -333,6 +333,7 @@ def test_usage_on_the_last_chunk_is_exact_and_none_is_an_estimate(plain: Workers
         "prompt_tokens": 11,
         "completion_tokens": 3,
         "reasoning_tokens": None,
+        "cached_tokens": None,
         "exact": True,
         "prompt_exact": True,
     }

@@ -87,7 +87,7 @@ def test_a_schema_2_database_migrates_keeping_every_turn() -> None:
     with Store(path, read_only=True) as store:
         before = [t.as_dict() for t in _all_turns(store)]
     with Store(path) as store:
-        assert store.schema_version() == SCHEMA_VERSION == 3
+        assert store.schema_version() == SCHEMA_VERSION
         after = [t.as_dict() for t in _all_turns(store)]
         assert store.integrity_check() == "ok"
     assert after == before
@@ -212,3 +212,34 @@ def test_text_another_program_kept_as_blobs_is_read_as_text(isolated_home: Path)
 
 def _turn(prompt: str, reply: str) -> TurnData:
     return TurnData(prompt=prompt, reply=reply, model="@cf/meta/m", backend="remote", prompt_tokens=5)
+
+
+# fixtures/logs-schema-3.db: written by wai at schema 3 through the installed `wai ask` against
+# the loopback Workers AI server: conversation 01m94e5yjd96shrh5ec8r6yfgy (llama-3.1-8b-instruct-fp8,
+# two turns, the second with -c) and 01m94e5zspk3t3n5j5phc9z17g (kimi-k2.6, system "be brief").
+FIXTURE_3 = Path(__file__).parent / "fixtures" / "logs-schema-3.db"
+WRITTEN_3 = [
+    ("what is the capital of France?", "token1 token2 token3", 10, 3, True, "stop", False),
+    ("and of Italy?", "token1 token2 token3", 24, 3, True, "stop", False),
+    ("hello", "token1 token2 token3", 11, 3, True, "stop", False),
+]
+
+
+def test_a_schema_3_database_migrates_keeping_every_turn_without_a_cost() -> None:
+    path = db_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(FIXTURE_3, path)
+    with Store(path, read_only=True) as store:
+        assert store.schema_version() == 3
+        before = [t.as_dict() for t in _all_turns(store)]
+    with Store(path) as store:
+        assert store.schema_version() == SCHEMA_VERSION > 3
+        turns = _all_turns(store)
+        assert store.integrity_check() == "ok"
+    assert [t.as_dict() for t in turns] == before
+    assert _facts(turns) == WRITTEN_3
+    # Nothing was known of cost or caching then: none is made up now.
+    assert all(
+        t.data.cost_usd is None and t.data.neurons is None and t.data.cached_tokens is None for t in turns
+    )
+    assert all(t.data.prompt_exact is True for t in turns)

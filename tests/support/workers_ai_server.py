@@ -186,7 +186,11 @@ def sse_events(
 
 
 def usage_dict(
-    prompt_tokens: int, completion_tokens: int, reasoning_tokens: int | None = None
+    prompt_tokens: int,
+    completion_tokens: int,
+    reasoning_tokens: int | None = None,
+    *,
+    cached_tokens: int | None = None,
 ) -> dict[str, Any]:
     usage: dict[str, Any] = {
         "prompt_tokens": prompt_tokens,
@@ -195,7 +199,16 @@ def usage_dict(
     }
     if reasoning_tokens is not None:
         usage["completion_tokens_details"] = {"reasoning_tokens": reasoning_tokens}
+    if cached_tokens is not None:
+        usage["prompt_tokens_details"] = {"cached_tokens": cached_tokens}
     return usage
+
+
+def price_listing(input: float, output: float, cached_input: float | None = None) -> list[dict[str, Any]]:
+    """A model search `price` property: USD per million input, cached input and output tokens."""
+    rates = [("per M input tokens", input), ("per M cached input tokens", cached_input)]
+    rates.append(("per M output tokens", output))
+    return [{"unit": unit, "price": price, "currency": "USD"} for unit, price in rates if price is not None]
 
 
 def openai_chunks(
@@ -340,6 +353,10 @@ class Simulation:
     catalog: Sequence[Mapping[str, Any]] = ()  # what the model search lists (see search_result)
     max_per_page: int | None = None  # the search's own cap on `per_page`
     page_info: bool = True  # whether search pages carry `result_info`
+    # Prompt caching: a request whose `x-session-affinity` was seen before has the previous
+    # request's prompt (its prefix, in a conversation) reported as `cached_tokens`.
+    prompt_cache: bool = False
+    _held: dict[str, int] = field(default_factory=dict)  # affinity -> the last prompt's tokens
 
     def check(self, request: RecordedRequest) -> tuple[int, list[str]] | None:
         """The recount of a run request's body: (prompt tokens, violations); None when not recounted."""
@@ -394,12 +411,23 @@ class Simulation:
             return self._reasoning_reply(body, prompt_tokens, max_tokens)
         count = min(self.reply_tokens, max_tokens)
         pieces = [f"token{i}" if i == 1 else f" token{i}" for i in range(1, count + 1)]
-        usage = usage_dict(prompt_tokens, count)
+        usage = usage_dict(prompt_tokens, count, cached_tokens=self._cached(request, prompt_tokens))
         if not body.get("stream"):
             return Reply.result("".join(pieces), usage)
         events: list[Mapping[str, Any]] = [{"response": piece, "p": "abcdef"} for piece in pieces]
         events.append({"response": "", "usage": usage})
         return Reply.sse(events, pause=self.token_delay)
+
+    def _cached(self, request: RecordedRequest, prompt_tokens: int) -> int | None:
+        """With `prompt_cache`: how much of this prompt the affinity's last request left cached."""
+        affinity = request.headers.get("x-session-affinity")
+        if not self.prompt_cache:
+            return None
+        if not affinity:
+            return 0
+        cached = min(self._held.get(affinity, 0), prompt_tokens)
+        self._held[affinity] = prompt_tokens
+        return cached
 
     def _reasoning_reply(self, body: Mapping[str, Any], prompt_tokens: int, max_tokens: int) -> Reply:
         """Thinking, then the answer, both counted against max_tokens (the thinking first)."""

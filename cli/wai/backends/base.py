@@ -64,7 +64,8 @@ class Backend(ABC):
     model receives; `in_catalog`, whether `wai models` gives each catalog model a column for it;
     `tells_own_failure`, whether "auto" picks it when it alone serves a model it cannot run now,
     so that its own error says what is missing; `warm_modules`, what `wai chat` imports while the
-    user types the first message.
+    user types the first message; `bills_neurons`, whether its service bills in Workers AI's
+    neurons (a turn's cost is then said in neurons too, and counts against `daily_neurons`).
 
     `stream` yields Token events as text arrives, then Usage (when known) and exactly one
     Finish. It raises a WaiError subclass for an expected failure; IncompleteReply when the
@@ -79,6 +80,7 @@ class Backend(ABC):
     in_catalog: ClassVar[bool] = True
     tells_own_failure: ClassVar[bool] = False
     warm_modules: ClassVar[tuple[str, ...]] = ()
+    bills_neurons: ClassVar[bool] = False
 
     def __init__(self, name: BackendName, settings: BackendSettings) -> None:
         self.name = name

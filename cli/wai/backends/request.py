@@ -26,3 +26,6 @@ class Request:
     raw: bool = False
     # --schema: the reply must be JSON satisfying it (held by a grammar where the backend can).
     schema: Schema | None = None
+    # Prompt caching: the same value on every request of one conversation (`x-session-affinity`
+    # on Workers AI), so the server that holds its prefix answers; None outside a conversation.
+    affinity: str | None = None

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Literal
 
 from wai import settings
 from wai.errors import ConfigError
+from wai.pricing import Price, price_from_table
 from wai.store.catalogs import MOST_TOKENS
 from wai.toml_files import parse_toml, read_toml
 
@@ -27,7 +28,9 @@ REFRESHED_LISTS = ("workers-ai",)  # the live lists merged into the catalog (Wor
 _INT_KEYS = ("context_window", "max_output", "total_context")
 _STR_KEYS = ("gguf", "family", "precision", "description", "successor")
 _BOOL_KEYS = ("remote", "reasoning")
-_KNOWN_KEYS = frozenset((*_INT_KEYS, *_STR_KEYS, *_BOOL_KEYS, "aliases", "retirement", "capabilities"))
+_KNOWN_KEYS = frozenset(
+    (*_INT_KEYS, *_STR_KEYS, *_BOOL_KEYS, "aliases", "retirement", "capabilities", "price")
+)
 
 
 AssumedWindows = Literal["now", "before"]  # see ModelSpec.assumed_windows
@@ -64,6 +67,9 @@ class ModelSpec:
     # A provider's model whose server told no context: wai assumes its windows, "now" (this run, said
     # in a warning) or "before" (on an earlier run's word: a refresh, a first use); None: told.
     assumed_windows: AssumedWindows | None = None
+    # USD per million tokens, where the catalog knows it (models/search's `price`, models.toml);
+    # None: no price is known, and none is shown.
+    price: Price | None = None
 
     @property
     def served_name(self) -> str:
@@ -309,6 +315,16 @@ def _spec(model_id: str, raw: dict[str, object], base: ModelSpec | None, where: 
     if retirement is not None:
         retirement = _day(retirement, bad)
 
+    price = base.price if base else None
+    if "price" in raw:
+        given = raw["price"]
+        if not isinstance(given, dict):
+            raise bad("price", f"must be a table such as {{ input = 0.95, output = 4.0 }}, got {given!r}")
+        try:
+            price = price_from_table(given)
+        except ValueError as exc:
+            raise bad("price", str(exc)) from None
+
     context_window, max_output = ints["context_window"], ints["max_output"]
     if context_window is None:
         raise bad("context_window", "missing (most input tokens the model accepts)")
@@ -334,6 +350,7 @@ def _spec(model_id: str, raw: dict[str, object], base: ModelSpec | None, where: 
         retirement=retirement,
         successor=strs["successor"],
         capabilities=tuple(capabilities),
+        price=price,
     )
 
 

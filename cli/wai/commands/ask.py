@@ -103,6 +103,7 @@ def _run(
         fit=options.fit,
         keep_start=len(typed) + 2 if typed is not None and prompt != typed else 0,
         schema=options.schema,
+        affinity=log.affinity(),
     )
     read_timeout = options.timeouts.read if options.timeouts.read_given else None
     with TurnPlanner.for_user(options.local, debug=options.debug, read_timeout=read_timeout) as planner:

@@ -120,6 +120,14 @@ def turn_facts(turn: StoredTurn) -> str:
         reply_mark = "" if data.usage_exact else "~"
         prompt, reply = _figure(data.prompt_tokens), _figure(data.completion_tokens)
         facts.append(f"{prompt_mark}{prompt} in, {reply_mark}{reply} out")
+    if data.cached_tokens:
+        facts.append(f"{data.cached_tokens} cached")
+    if data.cost_usd is not None:
+        from wai.pricing import neurons_text, usd_text
+
+        facts.append(usd_text(data.cost_usd))
+        if data.neurons is not None:
+            facts.append(neurons_text(data.neurons))
     if data.first_token_s is not None:
         facts.append(f"{data.first_token_s:.2f} s to first token")
     if data.interrupted:

@@ -48,9 +48,11 @@ def no_turn(error: dict[str, object]) -> dict[str, object]:
             "prompt_tokens": None,
             "completion_tokens": None,
             "reasoning_tokens": None,
+            "cached_tokens": None,
             "exact": None,
             "prompt_exact": None,
         },
+        "cost": None,
         "windows": {"context_window": None, "max_output": None, "max_tokens": None},
         "timings": {
             "first_token_s": None,

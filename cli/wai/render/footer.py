@@ -89,7 +89,9 @@ def stats_parts(result: TurnResult, *, tokens_seen: int | None = None, tick: boo
         parts.append((f"out {_count(completion, completion_exact)}/{cap}", "wai.footer"))
     if result.prompt_tokens is not None:
         prompt = _count(result.prompt_tokens, result.prompt_exact)
-        parts.append((f"in {prompt}/{info.context_window}", "wai.footer"))
+        cached = f" ({result.cached_tokens} cached)" if result.cached_tokens else ""
+        parts.append((f"in {prompt}/{info.context_window}{cached}", "wai.footer"))
+    parts.extend(cost_parts(result))
 
     timings = result.timings
     if timings.first_token is not None:
@@ -99,6 +101,21 @@ def stats_parts(result: TurnResult, *, tokens_seen: int | None = None, tick: boo
     if timings.load is not None:
         parts.append((f"load {seconds(timings.load)}", "wai.footer"))
     parts.append((backend_label(info), "wai.footer"))
+    return parts
+
+
+def cost_parts(result: TurnResult) -> list[Part]:
+    """The turn's cost by the catalog's price (`~` where a count was estimated), in neurons too on a
+    backend that bills in them; nothing for a model without a price."""
+    from wai.pricing import neurons_text, usd_text
+
+    cost = result.cost
+    if cost is None:
+        return []
+    mark = "" if result.usage_exact and result.prompt_exact else "~"
+    parts: list[Part] = [(f"{mark}{usd_text(cost.usd)}", "wai.footer")]
+    if result.info.bills_neurons:
+        parts.append((f"{mark}{neurons_text(cost.neurons)}", "wai.footer"))
     return parts
 
 

@@ -58,6 +58,7 @@ class JsonlSink:
                         "reasoning_tokens": event.reasoning_tokens
                         if event.reasoning_tokens is not None
                         else (self._thoughts or None),
+                        "cached_tokens": event.cached_tokens,
                         "exact": event.exact,
                     }
                 )

@@ -27,6 +27,18 @@ def turn_error(result: TurnResult) -> dict[str, object] | None:
     return None
 
 
+def cost_dict(result: TurnResult) -> dict[str, object] | None:
+    cost = result.cost
+    if cost is None:
+        return None
+    figures = cost.as_dict()
+    return {
+        "usd": figures["usd"],
+        "neurons": figures["neurons"] if result.info.bills_neurons else None,
+        "exact": result.usage_exact and result.prompt_exact,
+    }
+
+
 def result_dict(result: TurnResult) -> dict[str, object]:
     completion = result.completion_tokens
     # --schema: the reply's value beside its text (null when it does not satisfy the schema).
@@ -47,9 +59,12 @@ def result_dict(result: TurnResult) -> dict[str, object]:
             "prompt_tokens": result.prompt_tokens,
             "completion_tokens": completion,
             "reasoning_tokens": result.reasoning_tokens,
+            "cached_tokens": result.cached_tokens,
             "exact": result.usage_exact,
             "prompt_exact": result.prompt_exact,
         },
+        # By the catalog's price (null for a model without one); neurons where the backend bills them.
+        "cost": cost_dict(result),
         "windows": {
             "context_window": result.info.context_window,
             "max_output": result.info.max_output,

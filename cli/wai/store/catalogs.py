@@ -24,6 +24,7 @@ from pathlib import Path
 
 from wai import settings
 from wai.errors import ConfigError
+from wai.pricing import Price, price_from_table
 
 FORMAT = 1
 
@@ -112,6 +113,7 @@ class ModelFacts:
     retirement: str | None = None
     capabilities: tuple[str, ...] = ()
     description: str = ""
+    price: Price | None = None  # the listing's `price`, USD per million tokens
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +160,7 @@ def save(refreshed: RefreshedCatalog) -> Path:
                 "retirement": m.retirement,
                 "capabilities": list(m.capabilities),
                 "description": m.description,
+                **({"price": m.price.as_dict()} if m.price is not None else {}),
             }
             for m in refreshed.models
         ],
@@ -218,6 +221,7 @@ def _from_json(data: object, name: str) -> RefreshedCatalog:
                 retirement=parse_day(retirement) if retirement is not None else None,
                 capabilities=tuple(str(c) for c in raw.get("capabilities", [])),
                 description=str(raw.get("description", "")),
+                price=price_from_table(raw["price"]) if raw.get("price") is not None else None,
             )
         )
     return RefreshedCatalog(
@@ -298,6 +302,8 @@ def catalog_entries(refreshed: RefreshedCatalog, known: Mapping[str, object]) ->
             entry["capabilities"] = list(facts.capabilities)
         if reasoning:
             entry["reasoning"] = True
+        if facts.price is not None:
+            entry["price"] = {k: v for k, v in facts.price.as_dict().items() if v is not None}
         if new:
             assert facts.window is not None
             entry.setdefault("max_output", output_window(facts.window, reasoning=reasoning))

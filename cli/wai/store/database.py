@@ -76,10 +76,25 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # 2 -> 3: the prompt's count exact or not, apart from the reply's (`usage_exact`); NULL for
     # every older turn, whose `usage_exact` said it of both figures at once and still does
     ("ALTER TABLE turns ADD COLUMN prompt_exact INTEGER",),
+    # 3 -> 4: what a turn cost. cached_tokens: the part of prompt_tokens the server had cached;
+    # cost_usd by the catalog's price then; neurons where the backend bills in them (Workers AI).
+    # NULL for every older turn, and for a turn of a model without a price.
+    (
+        "ALTER TABLE turns ADD COLUMN cached_tokens INTEGER",
+        "ALTER TABLE turns ADD COLUMN cost_usd REAL",
+        "ALTER TABLE turns ADD COLUMN neurons REAL",
+        "CREATE INDEX turns_by_time ON turns(created_at)",
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 # What a turn written before a column existed reads as, where the file cannot be migrated.
-_COLUMN_DEFAULTS = {"reasoning": "''", "prompt_exact": "NULL"}
+_COLUMN_DEFAULTS = {
+    "reasoning": "''",
+    "prompt_exact": "NULL",
+    "cached_tokens": "NULL",
+    "cost_usd": "NULL",
+    "neurons": "NULL",
+}
 
 
 def db_path() -> Path:
@@ -125,6 +140,9 @@ class TurnData:
     reasoning: str = ""  # the thinking, when the model sent any
     # The prompt's count exact or not; None for a turn logged before wai kept it apart.
     prompt_exact: bool | None = None
+    cached_tokens: int | None = None  # of prompt_tokens, those the server had cached
+    cost_usd: float | None = None  # by the catalog's price; None: no price was known
+    neurons: float | None = None  # the same in Workers AI's neurons, where the backend bills them
 
     @property
     def prompt_counted_exactly(self) -> bool:
@@ -302,8 +320,8 @@ class Store:
                 "INSERT INTO turns (conversation_id, created_at, prompt, reply, system, model, backend, "
                 "precision, prompt_tokens, completion_tokens, usage_exact, max_tokens, sampling, "
                 "first_token_s, total_s, load_s, finish_reason, interrupted, error, reasoning, "
-                "prompt_exact) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "prompt_exact, cached_tokens, cost_usd, neurons) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     conversation_id,
                     now,
@@ -326,6 +344,9 @@ class Store:
                     turn.error,
                     turn.reasoning,
                     None if turn.prompt_exact is None else int(turn.prompt_exact),
+                    turn.cached_tokens,
+                    turn.cost_usd,
+                    turn.neurons,
                 ),
             )
             if replaces is not None:
@@ -520,6 +541,9 @@ def _stored_turn(row: sqlite3.Row) -> StoredTurn:
         error=_opt_text(row["error"]),
         reasoning=_text(row["reasoning"]),
         prompt_exact=None if row["prompt_exact"] is None else bool(row["prompt_exact"]),
+        cached_tokens=opt_int(row["cached_tokens"]),
+        cost_usd=opt_float(row["cost_usd"]),
+        neurons=opt_float(row["neurons"]),
     )
     return StoredTurn(
         id=int(row["id"]),  # the INTEGER PRIMARY KEY: SQLite holds it to an integer

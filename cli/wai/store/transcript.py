@@ -7,6 +7,7 @@ the user asked for it, so a missing or unreadable conversation is an error.
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from dataclasses import dataclass
 from typing import Literal
@@ -64,6 +65,7 @@ class TranscriptLog:
         self.source = source
         self.record = record
         self.conversation_id: str | None = None
+        self._next_id: str | None = None  # the id the next new conversation gets (see affinity)
         self._store: Store | None = None
         self._broken = False
 
@@ -85,6 +87,17 @@ class TranscriptLog:
     def start_conversation(self) -> None:
         """The next turn begins a new conversation."""
         self.conversation_id = None
+        self._next_id = None
+
+    def affinity(self) -> str:
+        """The conversation's prompt-caching key: the same for each of its turns, in this process
+        and in a later one that continues it (-c, --cid), different for another conversation. A
+        hash of its id (random, and the time it began), so nothing in it identifies the user."""
+        if self.conversation_id is None and self._next_id is None:
+            self._next_id = new_conversation_id()  # the id its first turn will be written under
+        key = self.conversation_id or self._next_id
+        assert key is not None
+        return conversation_affinity(key)
 
     def continue_conversation(self, conversation_id: str | None) -> Continued:
         """Resume a stored conversation: the given id (or unique prefix), or the latest one."""
@@ -118,7 +131,8 @@ class TranscriptLog:
             with stop_signals.deferred():
                 store = self._open()
                 if self.conversation_id is None:
-                    self.conversation_id = new_conversation_id()
+                    self.conversation_id = self._next_id or new_conversation_id()
+                    self._next_id = None
                 stored = store.add_turn(self.conversation_id, turn, source=self.source, replaces=replaces)
         except (WaiError, sqlite3.Error, OSError) as exc:
             if not self._broken:  # once is enough; the conversation itself goes on
@@ -129,9 +143,14 @@ class TranscriptLog:
         return stored.id
 
 
+def conversation_affinity(conversation_id: str) -> str:
+    return hashlib.sha256(f"wai conversation {conversation_id}".encode()).hexdigest()[:32]
+
+
 def turn_data(prompt: str, result: TurnResult, *, system: str | None, sampling: Sampling) -> TurnData:
     info = result.info
     timings = result.timings
+    cost = result.cost
     return TurnData(
         prompt=prompt,
         reply=result.text,
@@ -152,4 +171,7 @@ def turn_data(prompt: str, result: TurnResult, *, system: str | None, sampling: 
         interrupted=result.interrupted,
         error=result.error_text,
         reasoning=result.reasoning,
+        cached_tokens=result.cached_tokens,
+        cost_usd=None if cost is None else cost.usd,
+        neurons=cost.neurons if cost is not None and info.bills_neurons else None,
     )

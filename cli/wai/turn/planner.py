@@ -58,6 +58,7 @@ class TurnAsk:
     fit: FitMode = "error"
     keep_start: int = 0
     schema: Schema | None = None  # --schema: the reply must be JSON that satisfies it
+    affinity: str | None = None  # the conversation's prompt-caching key (TranscriptLog.affinity)
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +218,7 @@ class TurnPlanner:
             reasoning_effort=effort,
             raw=ask.raw,
             schema=ask.schema,
+            affinity=ask.affinity,
         )
         return PlannedTurn(ask, target, windows, counter, plan, request, unsent)
 
@@ -261,6 +263,7 @@ def request_for(
     reasoning_effort: ReasoningEffort | None = None,
     raw: bool = False,
     schema: Schema | None = None,
+    affinity: str | None = None,
 ) -> Request:
     """The Request a window plan makes: within the windows the plan held (a server may tell
     smaller ones than the model's)."""
@@ -285,6 +288,7 @@ def request_for(
         reasoning_effort=reasoning_effort,
         raw=raw,
         schema=schema,
+        affinity=affinity,
     )
 
 

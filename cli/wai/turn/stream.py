@@ -33,6 +33,8 @@ def turn_info(backend: Backend, request: Request, *, prompt_exact: bool = True) 
         reply_room=(
             None if request.prompt_tokens is None else request.model.total_context - request.prompt_tokens
         ),
+        price=request.model.price,
+        bills_neurons=backend.bills_neurons,
     )
 
 
@@ -93,6 +95,7 @@ def stream_turn(
                     result.completion_tokens = event.completion_tokens
                     result.usage_exact = result.prompt_exact = event.exact
                     result.reported_reasoning_tokens = event.reasoning_tokens
+                    result.cached_tokens = event.cached_tokens
                 case Finish(reason=reason):
                     result.finish_reason = reason
                 case Loaded(seconds=seconds):

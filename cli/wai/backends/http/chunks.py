@@ -95,7 +95,8 @@ def native_chunk_events(payload: Mapping[str, Any]) -> Iterator[ChunkEvent]:
 
 def usage_of(raw: object) -> Usage | None:
     """Token figures, or None when absent or malformed. `completion_tokens` counts the thinking
-    too (both shapes say so); OpenAI's `completion_tokens_details.reasoning_tokens` tells how much."""
+    too (both shapes say so); OpenAI's `completion_tokens_details.reasoning_tokens` tells how much,
+    and `prompt_tokens_details.cached_tokens` how much of the prompt came from the cache."""
     if not isinstance(raw, dict):
         return None
     prompt, completion = raw.get("prompt_tokens"), raw.get("completion_tokens")
@@ -104,11 +105,15 @@ def usage_of(raw: object) -> Usage | None:
     assert isinstance(prompt, int) and isinstance(completion, int)
     details = raw.get("completion_tokens_details")
     thinking = details.get("reasoning_tokens") if isinstance(details, dict) else None
+    # Prompt caching: `prompt_tokens_details.cached_tokens` is a part of prompt_tokens.
+    prompt_details = raw.get("prompt_tokens_details")
+    cached = prompt_details.get("cached_tokens") if isinstance(prompt_details, dict) else None
     return Usage(
         prompt_tokens=prompt,
         completion_tokens=completion,
         exact=True,
         reasoning_tokens=thinking if _count(thinking) else None,
+        cached_tokens=min(cached, prompt) if _count(cached) and isinstance(cached, int) else None,
     )
 
 

@@ -56,7 +56,10 @@ class OpenAIStream(StreamingChatBackend):
         return f"{self._client_of_provider.provider.base_url}/chat/completions"
 
     def _headers(self, request: Request) -> dict[str, str]:
-        return self._client_of_provider.headers()
+        headers = self._client_of_provider.headers()
+        if request.affinity is not None and self._client_of_provider.provider.session_affinity:
+            headers["x-session-affinity"] = request.affinity  # where the provider table asks for it
+        return headers
 
     def body(self, request: Request) -> dict[str, object]:
         """`max_tokens` always (a server's own default may be tiny or the whole context), usage asked

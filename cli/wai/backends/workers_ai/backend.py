@@ -49,6 +49,7 @@ class WorkersAI(Backend):
 
     title = "Workers AI"
     reasoning_effort = True
+    bills_neurons = True
     sampling_ranges: ClassVar[Mapping[str, Span]] = RANGES
     prompt_format = "as Workers AI is believed to apply it"
     warm_modules = ("wai.backends.workers_ai.stream", "httpx")

@@ -28,6 +28,7 @@ from wai.backends.http.errors import (
 )
 from wai.catalog.entries import model_id_problem
 from wai.errors import BackendError, ConfigError
+from wai.pricing import price_from_listing
 from wai.settings import Credentials
 from wai.store.catalogs import (
     ImplausibleFigure,
@@ -45,12 +46,12 @@ MAX_PAGES = 200  # an endless listing (or one that ignores `page`) must not keep
 # Properties that are facts of their own, not capability flags.
 _NOT_CAPABILITIES = frozenset(
     {
+        "price",
         "context_window",
         "max_input_tokens",
         "max_total_tokens",
         "max_output_tokens",
         "planned_deprecation_date",
-        "price",
         "terms",
         "info",
     }
@@ -195,6 +196,7 @@ def model_facts(raw: object) -> ModelFacts | None:
         retirement=retirement,
         capabilities=tuple(capabilities),
         description=description if isinstance(description, str) else "",
+        price=price_from_listing(properties.get("price")),
     )
 
 

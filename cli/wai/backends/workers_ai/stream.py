@@ -113,7 +113,11 @@ class WorkersAIStream(StreamingChatBackend):
         return f"{self._credentials.base_url}/accounts/{account}/ai/run/{quote(model, safe='@/')}"
 
     def _headers(self, request: Request) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self._credentials.api_token}"}
+        headers = {"Authorization": f"Bearer {self._credentials.api_token}"}
+        if request.affinity is not None:
+            # Prompt caching: a conversation's requests reach the instance that holds its prefix.
+            headers["x-session-affinity"] = request.affinity
+        return headers
 
     def _bad_address(self, reason: str) -> ConfigError:
         return ConfigError(f"CLOUDFLARE_BASE_URL is not a usable address ({reason}): now {self._base_shown}")

@@ -254,6 +254,7 @@ class ChatSession:
             sampling=self.sampling,
             reasoning_effort=self.reasoning_effort,
             timeouts=self.options.timeouts,
+            affinity=self.log.affinity(),
         )
         try:
             turn = self.planner.plan(ask, self.target, counter=self.counter, windows=self.windows)
