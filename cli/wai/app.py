@@ -418,6 +418,8 @@ def chat(
     color: ColorOpt = ColorChoice.auto,
     stats: StatsOpt = None,
     show_thinking: ShowThinkingOpt = False,
+    schema: SchemaOpt = None,
+    schema_multi: SchemaMultiOpt = None,
     no_log: NoLogOpt = False,
     connect_timeout: ConnectTimeoutOpt = 10.0,
     read_timeout: ReadTimeoutOpt = None,
@@ -431,6 +433,7 @@ def chat(
 
     def action(notifier: Notifier) -> int:
         _continuing(continue_last, cid)
+        wanted = _schema(schema, schema_multi)
         options = ChatOptions(
             model=model,
             system=system,
@@ -452,6 +455,7 @@ def chat(
             debug=debug,
             reasoning_effort=reasoning_effort.value if reasoning_effort else None,
             show_thinking=show_thinking,
+            schema=wanted,
         )
         return run_chat(options, notifier)
 

@@ -59,7 +59,18 @@ def test_inline_and_file_schemas_and_multi(noise: TinyModel, tmp_path: Path) -> 
     for spec in (KINDS, str(path)):
         done = run_wai("ask", "-m", str(noise.path), *ONE, "--schema", spec, "classify: the button is broken")
         _one_json_line(done, KINDS)
-    done = run_wai("ask", "-m", str(noise.path), *ONE, "--schema-multi", KINDS, "classify each line")
+    # Greedy: the list has no maxItems, and sampled noise could run it past the output window.
+    done = run_wai(
+        "ask",
+        "-m",
+        str(noise.path),
+        *ONE,
+        "--temperature",
+        "0",
+        "--schema-multi",
+        KINDS,
+        "classify each line",
+    )
     value = _one_json_line(done, KINDS, multi=True)
     assert isinstance(value, dict) and isinstance(value["items"], list)
 

@@ -146,6 +146,29 @@ def _system(chat: ChatSession, argument: str, out: TextIO) -> bool:
     return False
 
 
+def _schema(chat: ChatSession, argument: str, out: TextIO) -> bool:
+    if not argument:
+        if chat.schema is None:
+            say(out, "no schema: replies are free text (/schema SPEC asks for JSON that satisfies SPEC)")
+        else:
+            import json
+
+            kind = "a list of objects (items)" if chat.schema.multi else "JSON"
+            say(out, f"replies are {kind} held to: {json.dumps(chat.schema.document, ensure_ascii=False)}")
+        return False
+    if argument.lower() == "off":
+        chat.set_schema(None)
+        say(out, "schema off: replies are free text")
+        return False
+    from wai.schema import load_schema
+
+    multi = argument.startswith("multi ")
+    spec = argument.removeprefix("multi ").strip() if multi else argument
+    chat.set_schema(load_schema(spec, multi_items=multi, option="/schema"))
+    say(out, "replies are now JSON held to the schema (/schema off for free text)")
+    return False
+
+
 # What /set takes besides the sampling options (wai.sampling declares those, with their ranges).
 _MAX_TOKENS_HELP = "most reply tokens (capped by the model's output window)"
 _EFFORTS: tuple[ReasoningEffort, ...] = get_args(ReasoningEffort)
@@ -359,6 +382,12 @@ COMMANDS: dict[str, Command] = {
             "[NAME VALUE]",
             "temperature, top_p, top_k, seed, max_tokens, reasoning_effort, penalties ('default' resets)",
             _set,
+        ),
+        Command(
+            "schema",
+            "[SPEC|multi SPEC|off]",
+            "show, set or turn off the JSON schema replies must satisfy",
+            _schema,
         ),
         Command("clear", "", "start a new conversation", _clear),
         Command("retry", "", "regenerate the last reply", _retry),

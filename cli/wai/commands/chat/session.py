@@ -18,11 +18,12 @@ from wai.backends.base import BackendMode, BackendName
 from wai.backends.registry import Backends, LocalOptions, backend_class
 from wai.catalog.entries import Catalog, ModelSpec, load_catalog
 from wai.conversation import Message, ReasoningEffort, Timeouts
-from wai.errors import WindowError
+from wai.errors import UsageError, WindowError
 from wai.notices import Notifier
 from wai.render.base import Sink
 from wai.render.choose import ColorMode
 from wai.sampling import Sampling
+from wai.schema import Schema
 from wai.settings import Credentials, UserConfig, load_credentials, load_user_config
 from wai.store.transcript import Continued, TranscriptLog, answered
 from wai.tokens.budget import Plan, input_limit, trim_limit
@@ -62,6 +63,7 @@ class ChatOptions:
     debug: bool = False
     reasoning_effort: ReasoningEffort | None = None
     show_thinking: bool = False
+    schema: Schema | None = None  # --schema, --schema-multi: every reply must satisfy it (/schema)
 
 
 @dataclass(slots=True)
@@ -113,6 +115,7 @@ class ChatSession:
         self.sampling = options.sampling
         self.max_tokens = options.max_tokens
         self.reasoning_effort: ReasoningEffort | None = options.reasoning_effort
+        self.schema: Schema | None = options.schema
         self._effort_told: str | None = None  # the last "not sent" said, so it is said once
         self.mode: BackendMode = options.backend
         self.turns: list[ChatTurn] = []
@@ -137,6 +140,8 @@ class ChatSession:
                 if answered(t.data)
             ]
         self.spec, self.backend_name, self.counter = self._choose(model_name, self.mode)
+        if options.schema is not None:  # refused before the REPL opens when the backend cannot hold it
+            self.set_schema(options.schema)
         self._used: int | None = None
         self._windows: tuple[tuple[ModelSpec, BackendName], ModelSpec] | None = None
         self.stopped_before_reply = False  # the last send was stopped by Ctrl-C before any reply
@@ -197,6 +202,13 @@ class ChatSession:
     def set_max_tokens(self, value: int | None) -> None:
         self.max_tokens = value
 
+    def set_schema(self, schema: Schema | None) -> None:
+        """Hold the next replies to `schema` (None: free text again); refused, and left as it was,
+        when the current backend cannot hold a reply to it."""
+        if schema is not None:
+            self.planner.backends.planner(self.backend_name).check_schema(self.spec, schema, self.catalog)
+        self.schema = schema
+
     def set_reasoning_effort(self, value: ReasoningEffort | None) -> None:
         self.reasoning_effort = value
         self._effort_told = None
@@ -255,9 +267,14 @@ class ChatSession:
             reasoning_effort=self.reasoning_effort,
             timeouts=self.options.timeouts,
             affinity=self.log.affinity(),
+            schema=self.schema,
         )
         try:
             turn = self.planner.plan(ask, self.target, counter=self.counter, windows=self.windows)
+        except UsageError as error:  # a schema this model's backend cannot hold (after /model)
+            self.notifier.error(str(error))
+            self.notifier.info("the message was not sent; change the schema with /schema, or /schema off")
+            return None
         except WindowError as error:
             self.notifier.error(error.message)
             self.notifier.info(
@@ -315,6 +332,7 @@ class ChatSession:
             stats=self.options.stats,
             stdout=self.out,
             show_thinking=self.options.show_thinking,
+            schema=self.schema is not None,
         )
 
     def with_sampling(self, **changes: float | int | None) -> Sampling:
