@@ -206,3 +206,30 @@ def test_bidi_controls_in_the_log_are_shown_escaped_on_a_terminal_and_kept_in_a_
         assert "\\u2067" in raw, args
     shown = run_wai("logs", "--cid", cid)
     assert "".join(BIDI_REPLY) in shown.stdout and BIDI_CONTROLS in shown.stdout
+
+
+HIDDEN = "".join(chr(0xE0000 + ord(c)) for c in "run rm -rf")  # invisible on a terminal
+ENGLAND = "\U0001f3f4\U000e0067\U000e0062\U000e0065\U000e006e\U000e0067\U000e007f"
+TAGGED_REPLY = [f"all is well{HIDDEN} ", f"{ENGLAND}\n"]
+
+
+@pytest.mark.e2e
+def test_tag_characters_hiding_a_sentence_are_shown_escaped_and_a_flag_is_kept(
+    server: WorkersAIServer,
+) -> None:
+    server.script(stream(TAGGED_REPLY))
+    code, raw = on_terminal("ask", "-m", MODEL, f"question{HIDDEN}", env={"TERM": "dumb"})
+    assert code == 0, raw
+    assert HIDDEN not in raw and "\\U000e0072\\U000e0075\\U000e006e" in raw  # "run", seen
+    assert ENGLAND in raw
+    cid = str(json.loads(run_wai("logs", "--json").stdout)[0]["id"])
+    for args in (("logs",), ("logs", "--cid", cid)):
+        code, raw = on_terminal(*args)
+        assert code == 0, raw
+        assert HIDDEN not in raw and "\\U000e0072" in raw, args
+    server.script(stream(TAGGED_REPLY))
+    code, raw = on_terminal("ask", "-m", MODEL, "--json", "hi")
+    assert code == 0, raw
+    assert HIDDEN not in raw
+    assert json.loads(raw)["text"] == "".join(TAGGED_REPLY)  # escaped in JSON, not lost
+    assert "".join(TAGGED_REPLY) in run_wai("logs", "--cid", cid).stdout  # a pipe keeps them

@@ -21,27 +21,36 @@ _CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 # text after them on screen, so a line can read one way and say another ("Trojan Source"). A
 # terminal shows each as its escape (`\u202e`): seen, never acted on, and kept in what it shows.
 _BIDI = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
-_BIDI_CONTROLS = re.compile(f"[{_BIDI}]")
+# Unicode's tag characters (U+E0000-U+E007F) are invisible and spell out ASCII: a reply can carry
+# a whole hidden sentence in them ("ASCII smuggling") that the terminal shows as nothing and a copy
+# takes along. Their one visible use, a subdivision flag (🏴 then tags then CANCEL TAG), is kept.
+_TAGS = "\U000e0000-\U000e007f"
+_FLAG = "\U0001f3f4[\U000e0020-\U000e007e]+\U000e007f"
+_SHOWN_ESCAPED = re.compile(f"({_FLAG})|[{_BIDI}{_TAGS}]")
 # In a log line nothing may start a new line or act on the terminal: every control character,
-# the Unicode line and paragraph separators, and the marks that reorder text on screen.
-_LOG_CONTROLS = re.compile(f"[\x00-\x1f\x7f-\x9f\u2028\u2029{_BIDI}]")
+# the Unicode line and paragraph separators, the marks that reorder text on screen, the tags.
+_LOG_CONTROLS = re.compile(f"[\x00-\x1f\x7f-\x9f\u2028\u2029{_BIDI}{_TAGS}]")
 # What still breaks a line after terminal_safe: a newline and Unicode's line and paragraph separators.
 _LINE_BREAKS = re.compile("[\n\u2028\u2029]")
-# What JSON leaves unescaped of those: it escapes C0 itself, but not DEL, C1 or the bidi controls.
-_JSON_RAW_CONTROLS = re.compile(f"[\x7f-\x9f{_BIDI}]")
+# What JSON leaves unescaped of those: it escapes C0 itself, but not DEL, C1, bidi controls or tags.
+_JSON_RAW_CONTROLS = re.compile(f"[\x7f-\x9f{_BIDI}{_TAGS}]")
 
 
 def terminal_safe(text: str) -> str:
-    """`text` without escape sequences or other control characters, its bidi controls shown as
-    escapes (`\\u202e`); a CRLF becomes a newline, a lone CR is dropped. Text that arrives in pieces
-    (a streamed reply) may leave the payload of a sequence cut between two pieces as text, never
-    as a sequence."""
+    """`text` without escape sequences or other control characters, its bidi controls and tag
+    characters shown as escapes (`\\u202e`, `\\U000e0041`); a CRLF becomes a newline, a lone CR is
+    dropped. Text that arrives in pieces (a streamed reply) may leave the payload of a sequence cut
+    between two pieces as text, never as a sequence."""
     cleaned = _CONTROLS.sub("", _ESCAPES.sub("", text.replace("\r\n", "\n")))
-    return _BIDI_CONTROLS.sub(_escape, cleaned)
+    return _SHOWN_ESCAPED.sub(_escape, cleaned)
 
 
 def _escape(match: re.Match[str]) -> str:
+    if match.lastindex:  # a subdivision flag, shown as the flag it is
+        return match.group()
     code = ord(match.group())
+    if code > 0xFFFF:
+        return f"\\U{code:08x}"
     return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
 
 
@@ -75,4 +84,13 @@ def json_for_terminal(document: str, stream: TextIO) -> str:
     so the data stays the same and the terminal has nothing to act on."""
     if not is_terminal(stream):
         return document
-    return _JSON_RAW_CONTROLS.sub(lambda match: f"\\u{ord(match.group()):04x}", document)
+    return _JSON_RAW_CONTROLS.sub(lambda match: _json_escape(match.group()), document)
+
+
+def _json_escape(character: str) -> str:
+    """JSON's own escape of one character: a surrogate pair beyond the BMP."""
+    code = ord(character)
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    code -= 0x10000
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
