@@ -7,6 +7,7 @@
     ├── WindowError          exit 3: the input does not fit the model's windows
     ├── BackendError         exit 1: the backend, the network or the model failed
     │   ├── RetryableError   worth retrying, before any output has arrived
+    │   ├── AllowanceSpent   the account's daily allowance is used up: nothing more runs today
     │   └── IncompleteReply  the stream broke after output began; what arrived is kept
     ├── OutputError          exit 1: standard output refused the text
     └── SchemaMismatch       exit 4: the reply does not satisfy the requested schema
@@ -85,6 +86,11 @@ class RetryableError(BackendError):
         super().__init__(message)
         self.retry_after = retry_after
         self.max_retries = max_retries  # fewer tries than the backend's own limit, when set
+
+
+class AllowanceSpent(BackendError):
+    """The account's daily allowance is used up (Workers AI 4006, 3036): every request after this one
+    would be refused too, so a command of many requests stops at it."""
 
 
 class IncompleteReply(BackendError):

@@ -31,6 +31,7 @@ from wai.errors import (
     EXIT_FAILURE,
     EXIT_USAGE,
     EXIT_WINDOW,
+    AllowanceSpent,
     BackendError,
     ConfigError,
     IncompleteReply,
@@ -502,8 +503,8 @@ ERRORS = [
     (403, 5016, BackendError, ["agree", "wai ask -m @cf/meta/llama-2-7b-chat-int8 agree"]),
     (408, 3008, BackendError, ["try again"]),
     (413, 3006, BackendError, ["too large", "shorten"]),
-    (429, 3036, BackendError, ["daily free allocation", "tomorrow", "Paid"]),
-    (429, 4006, BackendError, ["daily free allocation", "tomorrow", "Paid"]),
+    (429, 3036, AllowanceSpent, ["daily free allocation", "tomorrow", "Paid"]),
+    (429, 4006, AllowanceSpent, ["daily free allocation", "tomorrow", "Paid"]),
     (410, 5028, ConfigError, ["retired @cf/meta/llama-2-7b-chat-int8", "@cf/meta/llama-3.1-8b-instruct-fp8"]),
     (403, 5035, ConfigError, ["@cf/meta/llama-2-7b-chat-int8 needs the Workers Paid plan", "wai models"]),
     (403, 5018, ConfigError, ["not allowed to use @cf/meta/llama-2-7b-chat-int8", "0123…cdef"]),
@@ -671,7 +672,7 @@ def test_the_daily_allocation_and_other_4xx_are_never_retried(harness: Harness) 
         refusal = Reply.error(status, code, "something else") if code else Reply.text(status, "nope")
         harness.server.script(refusal, Reply.sse(events_for(["never"])))
         outcome = harness.run()
-        assert type(outcome.error) is BackendError
+        assert type(outcome.error) is (AllowanceSpent if code in (3036, 4006) else BackendError)
         assert f"HTTP {status}" in str(outcome.error)
         assert harness.server.pending == 1  # the success behind it was never asked for
         harness.server.clear_script()

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Self
 
 if TYPE_CHECKING:
+    from wai.backends.backoff import SharedBackoff
     from wai.backends.request import Request
     from wai.catalog.entries import Catalog, ModelSpec
     from wai.conversation import Message
@@ -52,6 +53,7 @@ class BackendSettings:
     debug: bool = False
     read_timeout: float | None = None
     config: UserConfig | None = None
+    backoff: SharedBackoff | None = None  # one back-off for every request of the command (batch)
 
 
 class Backend(ABC):

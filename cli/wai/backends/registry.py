@@ -22,6 +22,7 @@ from wai.backends.base import Backend, BackendMode, BackendName, BackendSettings
 from wai.errors import ConfigError
 
 if TYPE_CHECKING:
+    from wai.backends.backoff import SharedBackoff
     from wai.catalog.entries import Catalog, ModelSpec
     from wai.settings import Credentials, UserConfig
     from wai.tokens.counters import TokenCounter
@@ -164,8 +165,9 @@ class Backends:
         debug: bool = False,
         read_timeout: float | None = None,
         config: UserConfig | None = None,
+        backoff: SharedBackoff | None = None,
     ) -> None:
-        self.settings = BackendSettings(credentials, local, debug, read_timeout, config)
+        self.settings = BackendSettings(credentials, local, debug, read_timeout, config, backoff)
         self._made: dict[BackendName, Backend] = {}  # made for this command, opened or not
         self._opened: set[BackendName] = set()
 

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from types import TracebackType
 
+from wai.backends.backoff import SharedBackoff
 from wai.backends.base import BackendMode, BackendName
 from wai.backends.registry import Backends, LocalOptions, backend_class, choose, resolve_model
 from wai.backends.request import Request
@@ -114,16 +115,24 @@ class TurnPlanner:
 
     @classmethod
     def for_user(
-        cls, local: LocalOptions, *, debug: bool = False, read_timeout: float | None = None
+        cls,
+        local: LocalOptions,
+        *,
+        debug: bool = False,
+        read_timeout: float | None = None,
+        backoff: SharedBackoff | None = None,
     ) -> TurnPlanner:
         """A planner with the user's configuration, credentials and catalog; `read_timeout`:
-        --read-timeout when given (it bounds a provider's small requests too)."""
+        --read-timeout when given (it bounds a provider's small requests too); `backoff`: one
+        back-off for all the turns the planner plays at once (`wai batch`)."""
         from wai.catalog.entries import load_catalog
         from wai.settings import load_credentials, load_user_config
 
         config = load_user_config()
         credentials = load_credentials(config)
-        backends = Backends(credentials, local, debug=debug, read_timeout=read_timeout, config=config)
+        backends = Backends(
+            credentials, local, debug=debug, read_timeout=read_timeout, config=config, backoff=backoff
+        )
         return cls(backends, config=config, catalog=load_catalog())
 
     def __enter__(self) -> TurnPlanner:

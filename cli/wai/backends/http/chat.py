@@ -41,6 +41,8 @@ from wai.wording import counted
 if TYPE_CHECKING:
     import httpx
 
+    from wai.backends.backoff import SharedBackoff
+
 DONE = "[DONE]"
 EMPTY_REPLY = "the model returned an empty reply"
 # The read timeout of the one request sent again without streaming after an empty stream: the
@@ -126,6 +128,7 @@ class ChatOptions(TypedDict, total=False):
     max_total_wait: float  # default 30 s
     sleep: Callable[[float], None]  # default time.sleep
     rng: random.Random | None
+    backoff: SharedBackoff | None  # a back-off shared with the command's other requests
 
 
 class StreamingChatBackend:
@@ -144,6 +147,7 @@ class StreamingChatBackend:
         self._max_total_wait = options.get("max_total_wait", 30.0)
         self._sleep = options.get("sleep", time.sleep)
         self._rng = options.get("rng") or random.Random()
+        self._backoff = options.get("backoff")
         self._client: httpx.Client | None = None
 
     # -- what a subclass says -------------------------------------------------------------------
@@ -199,6 +203,8 @@ class StreamingChatBackend:
         waited = 0.0
         while True:
             progress = _Progress(notices=told)
+            if self._backoff is not None:
+                self._backoff.wait()  # another request of the command was told to slow down
             try:
                 yield from self._attempt(request, progress, attempt)
                 return progress
@@ -218,7 +224,10 @@ class StreamingChatBackend:
                         f"{exc.message} (gave up after {tries}{'; ' + asked if asked else ''})"
                     ) from None
                 self._debug(f"retry {attempt + 1}/{self._max_retries} in {delay:.2f} s: {exc.message}")
-                self._sleep(delay)
+                if self._backoff is not None:
+                    self._backoff.pause(delay)  # every request waits, and this one at the loop's top
+                else:
+                    self._sleep(delay)
                 waited += delay
                 attempt += 1
 

@@ -13,7 +13,15 @@ import re
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from wai.errors import BackendError, ConfigError, RetryableError, SchemaMismatch, WaiError, WindowError
+from wai.errors import (
+    AllowanceSpent,
+    BackendError,
+    ConfigError,
+    RetryableError,
+    SchemaMismatch,
+    WaiError,
+    WindowError,
+)
 from wai.terminal.safe_text import terminal_safe  # the one cleaning of text for a terminal
 
 RETRYABLE_429 = frozenset({3040, 3021})  # out of capacity; the per-minute rate limit
@@ -300,7 +308,7 @@ def error_for(
             "and Cloudflare may have retired this one"
         )
     if code in DAILY_ALLOCATION:
-        return BackendError(
+        return AllowanceSpent(
             f"the daily free allocation of Workers AI is used up ({where}); try again tomorrow "
             "(it resets at 00:00 UTC) or move the account to the Workers Paid plan"
         )

@@ -120,7 +120,9 @@ class OpenAI(Backend):
                 from wai.notices import Notifier
 
                 debug_log = Notifier().debug
-            chat = self._streams[provider.name] = OpenAIStream(self._client(provider), debug_log=debug_log)
+            chat = self._streams[provider.name] = OpenAIStream(
+                self._client(provider), debug_log=debug_log, backoff=self.settings.backoff
+            )
         return chat.stream(request)
 
     def describe(self) -> dict[str, object]:

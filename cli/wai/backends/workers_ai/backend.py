@@ -142,6 +142,8 @@ class WorkersAI(Backend):
                 raise ConfigError(_missing_credentials())
             credentials.check_sendable()
             self._stream = WorkersAIStream(
-                credentials, debug_log=_stderr_line if self.settings.debug else None
+                credentials,
+                debug_log=_stderr_line if self.settings.debug else None,
+                backoff=self.settings.backoff,
             )
         return self._stream
