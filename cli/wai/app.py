@@ -6,6 +6,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from enum import StrEnum
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -398,6 +399,101 @@ def ask(
 
     report = FailureReport("json" if json_output else "jsonl", turn=True) if json_output or jsonl else None
     _guarded(action, debug=debug, color=color.value, report=report)
+
+
+@app.command(
+    help="Ask many prompts at once: one record a line from stdin or -i FILE (a JSON object, or "
+    'plain text read as {"input": LINE}), one JSON line of answer per record on stdout or -o FILE.',
+    short_help="Ask many prompts at once, one JSON line each.",
+)
+@with_sampling_options
+def batch(
+    template: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="TEMPLATE",
+            help="The prompt, with {field} filled from each record ({input} for plain lines); "
+            "without it a record's prompt, messages or line is the prompt.",
+            show_default=False,
+        ),
+    ] = None,
+    input_file: Annotated[
+        Path | None,
+        typer.Option("-i", "--input", help="Read the records from FILE (default: stdin).", metavar="FILE"),
+    ] = None,
+    output_file: Annotated[
+        Path | None,
+        typer.Option("-o", "--output", help="Write the answers to FILE (default: stdout).", metavar="FILE"),
+    ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option("--resume", help="Keep the records -o FILE answered without error; ask the rest."),
+    ] = False,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            "-j",
+            "--jobs",
+            min=1,
+            max=256,
+            help="Records asked at once (default 4; 1 on llama.cpp).",
+            show_default=False,
+        ),
+    ] = None,
+    unordered: Annotated[
+        bool, typer.Option("--unordered", help="Write each answer as it ends, not in input order.")
+    ] = False,
+    echo: Annotated[bool, typer.Option("--echo", help="Copy each record into its line as 'record'.")] = False,
+    model: ModelOpt = None,
+    system: SystemOpt = None,
+    max_tokens: MaxTokensOpt = None,
+    sampling: Sampling = NO_SAMPLING,
+    reasoning_effort: EffortOpt = None,
+    backend: BackendOpt = "auto",
+    schema: SchemaOpt = None,
+    schema_multi: SchemaMultiOpt = None,
+    fit: Annotated[
+        FitChoice, typer.Option(help="A record over the window: refuse it, or keep its head or tail.")
+    ] = FitChoice.error,
+    color: ColorOpt = ColorChoice.auto,
+    connect_timeout: ConnectTimeoutOpt = 10.0,
+    read_timeout: ReadTimeoutOpt = None,
+    gpu_layers: GpuLayersOpt = None,
+    threads: ThreadsOpt = None,
+    debug: DebugOpt = False,
+) -> None:
+    from wai.backends.registry import LocalOptions
+    from wai.commands.batch import BatchOptions, run_batch
+    from wai.conversation import Timeouts
+
+    def action(notifier: Notifier) -> int:
+        options = BatchOptions(
+            template=template,
+            input=input_file,
+            output=output_file,
+            resume=resume,
+            unordered=unordered,
+            echo=echo,
+            jobs=jobs,
+            model=model,
+            system=system,
+            max_tokens=max_tokens,
+            sampling=sampling,
+            backend=backend,
+            fit=fit.value,
+            reasoning_effort=reasoning_effort.value if reasoning_effort else None,
+            schema=_schema(schema, schema_multi),
+            timeouts=Timeouts(
+                connect=connect_timeout,
+                read=read_timeout or STREAM_READ_TIMEOUT,
+                read_given=read_timeout is not None,
+            ),
+            local=LocalOptions(gpu_layers=gpu_layers, threads=threads, debug=debug),
+            debug=debug,
+        )
+        return run_batch(options, notifier)
+
+    _guarded(action, debug=debug, color=color.value)
 
 
 @app.command(

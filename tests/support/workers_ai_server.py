@@ -42,6 +42,7 @@ import socket
 import struct
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -353,6 +354,9 @@ class Simulation:
     catalog: Sequence[Mapping[str, Any]] = ()  # what the model search lists (see search_result)
     max_per_page: int | None = None  # the search's own cap on `per_page`
     page_info: bool = True  # whether search pages carry `result_info`
+    echo: bool = False  # the reply is "re: " and the last message's text (a test sees which prompt)
+    latency: float = 0.0  # seconds before any reply to a run request begins, scripted or not
+    capacity: int | None = None  # run requests at once beyond this get 429 / 3040, like a busy model
     # Prompt caching: a request whose `x-session-affinity` was seen before has the previous
     # request's prompt (its prefix, in a conversation) reported as `cached_tokens`.
     prompt_cache: bool = False
@@ -411,6 +415,9 @@ class Simulation:
             return self._reasoning_reply(body, prompt_tokens, max_tokens)
         count = min(self.reply_tokens, max_tokens)
         pieces = [f"token{i}" if i == 1 else f" token{i}" for i in range(1, count + 1)]
+        if self.echo:
+            pieces = [f"re: {_last_text(body)}"]
+            count = 1
         usage = usage_dict(prompt_tokens, count, cached_tokens=self._cached(request, prompt_tokens))
         if not body.get("stream"):
             return Reply.result("".join(pieces), usage)
@@ -482,6 +489,13 @@ class Simulation:
         return Reply.json(envelope)
 
 
+def _last_text(body: Mapping[str, Any]) -> str:
+    messages = body.get("messages")
+    if isinstance(messages, list) and messages and isinstance(messages[-1], dict):
+        return str(messages[-1].get("content", ""))
+    return str(body.get("prompt", ""))
+
+
 def _count_prompt(body: Mapping[str, Any]) -> int:
     """A rough count (words plus a few per message): enough for a window check in tests."""
     messages = body.get("messages")
@@ -505,6 +519,9 @@ class WorkersAIServer:
         self.errors: list[str] = []  # tracebacks from handler threads: a bug in the server or a test
         self.violations: list[str] = []  # "MODEL: what the body broke", from the recount hook
         self.recounts: list[tuple[RecordedRequest, int]] = []  # each recounted request, its prompt tokens
+        self.arrivals: list[float] = []  # time.monotonic() of each run request's arrival
+        self.active = 0  # run requests being answered now
+        self.most_active = 0  # the most run requests answered at once
         self._queue: collections.deque[Reply | Responder] = collections.deque()
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
@@ -558,6 +575,8 @@ class WorkersAIServer:
         with self._lock:
             for record in (self.requests, self.outcomes, self.errors, self.violations, self.recounts):
                 record.clear()
+            self.arrivals.clear()
+            self.most_active = 0
 
     def wait_outcomes(self, count: int, timeout: float = 5.0) -> list[str]:
         """Block until `count` replies have ended one way or another; returns all outcomes so far."""
@@ -643,12 +662,34 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         headers = {name.lower(): value for name, value in self.headers.items()}
-        reply = owner._next_reply(RecordedRequest(self.command, self.path, headers, body))
+        request = RecordedRequest(self.command, self.path, headers, body)
+        running = request.model is not None
+        simulation = owner.simulation
+        over = False
+        if running:
+            with owner._lock:
+                owner.arrivals.append(time.monotonic())
+                owner.active += 1
+                owner.most_active = max(owner.most_active, owner.active)
+                over = simulation.capacity is not None and owner.active > simulation.capacity
         try:
-            outcome = self._send(reply, owner)
-        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError):
-            outcome = "client_gone"
-            self.close_connection = True
+            if over:
+                with owner._lock:
+                    owner.requests.append(request)
+                reply = Reply.error(429, 3040, "Capacity temporarily exceeded, please try again.")
+            else:
+                reply = owner._next_reply(request)
+            if running and simulation.latency:
+                owner._pause(simulation.latency)
+            try:
+                outcome = self._send(reply, owner)
+            except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError):
+                outcome = "client_gone"
+                self.close_connection = True
+        finally:
+            if running:
+                with owner._lock:
+                    owner.active -= 1
         owner._record(outcome)
 
     def _send(self, reply: Reply, owner: WorkersAIServer) -> str:
@@ -713,6 +754,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8787)
     parser.add_argument("--tokens", type=int, default=50, help="tokens per reply (cut at max_tokens)")
     parser.add_argument("--delay", type=float, default=0.0, help="seconds between tokens")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds before each reply begins")
     parser.add_argument("--thinking", type=int, default=0, help="a reasoning model: thinking tokens first")
     parser.add_argument(
         "--recount", action="store_true", help="recount each body with wai's vocabularies; 413 over a cap"
@@ -720,7 +762,11 @@ def main() -> None:
     args = parser.parse_args()
     recount = catalog_recount(require_exact=False) if args.recount else None
     simulation = Simulation(
-        reply_tokens=args.tokens, token_delay=args.delay, thinking_tokens=args.thinking, recount=recount
+        reply_tokens=args.tokens,
+        token_delay=args.delay,
+        thinking_tokens=args.thinking,
+        recount=recount,
+        latency=args.latency,
     )
     server = WorkersAIServer(simulation, port=args.port)
     print(f"CLOUDFLARE_BASE_URL={server.base_url}", flush=True)

@@ -1,0 +1,123 @@
+"""The records of `wai batch` and the prompt each one makes.
+
+A line that is a JSON object is a record; any other non-empty line is the record
+`{"input": LINE}`. A TEMPLATE fills its `{field}` placeholders from the record (`{{` and `}}` are
+braces); without one a record's `prompt` (or `messages`, or the plain line) is the prompt. A record
+that cannot make a prompt is that record's failure, never the batch's.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, cast, get_args
+
+from wai.conversation import Message, Role
+
+_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_ROLES = frozenset(get_args(Role))
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One record, by its place among the input's records (0-based, blank lines not counted)."""
+
+    index: int
+    fields: Mapping[str, Any]
+    plain: bool  # a plain line, read as {"input": LINE}
+
+    @property
+    def id(self) -> object | None:
+        return self.fields.get("id")
+
+
+class RecordError(ValueError):
+    """Why a record makes no prompt: told on its own output line."""
+
+
+def read_records(lines: Iterable[str]) -> list[Record]:
+    """The records of the input's lines, in order; blank lines are no record."""
+    records: list[Record] = []
+    for line in lines:
+        text = line.rstrip("\r\n")
+        if not text.strip():
+            continue
+        fields: Any = None
+        if text.lstrip().startswith("{"):
+            try:
+                fields = json.loads(text)
+            except ValueError:
+                fields = None
+        if isinstance(fields, dict):
+            records.append(Record(len(records), fields, plain=False))
+        else:
+            records.append(Record(len(records), {"input": text}, plain=True))
+    return records
+
+
+def fill(template: str, record: Record) -> str:
+    """TEMPLATE with each `{field}` replaced by the record's field (text as it is, any other value
+    as JSON); a field the record lacks is a RecordError."""
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name is None:
+            return match.group(0)[0]  # `{{` or `}}`: one brace
+        if name not in record.fields:
+            have = ", ".join(sorted(record.fields)) or "none"
+            raise RecordError(
+                f"the record has no field {name!r} for the template's {{{name}}} (it has: {have})"
+            )
+        found = record.fields[name]
+        return found if isinstance(found, str) else json.dumps(found, ensure_ascii=False)
+
+    return _PLACEHOLDER.sub(value, template)
+
+
+def messages_of(record: Record, template: str | None, system: str | None) -> tuple[Message, ...]:
+    """The conversation one record sends: the system prompt (-s) first unless the record's own
+    messages bring one, and the record's prompt last."""
+    if template is not None:
+        conversation: tuple[Message, ...] = (Message("user", fill(template, record)),)
+    else:
+        conversation = _own_prompt(record)
+    if system and not any(message.role == "system" for message in conversation):
+        conversation = (Message("system", system), *conversation)
+    return conversation
+
+
+def _own_prompt(record: Record) -> tuple[Message, ...]:
+    fields = record.fields
+    for name in ("prompt", "input"):
+        if name in fields:
+            text = fields[name]
+            if not isinstance(text, str) or not text.strip():
+                raise RecordError(f"the record's {name!r} is not a text with something in it")
+            return (Message("user", text),)
+    if "messages" in fields:
+        return _messages(fields["messages"])
+    have = ", ".join(sorted(fields)) or "none"
+    raise RecordError(
+        f"the record has no 'prompt', 'messages' or 'input' field (it has: {have}); "
+        "give a TEMPLATE such as '{text}' to make its prompt"
+    )
+
+
+def _messages(value: object) -> tuple[Message, ...]:
+    if not isinstance(value, list) or not value:
+        raise RecordError("the record's 'messages' is not a list of messages")
+    conversation: list[Message] = []
+    for item in value:
+        role = item.get("role") if isinstance(item, dict) else None
+        content = item.get("content") if isinstance(item, dict) else None
+        if role not in _ROLES or not isinstance(content, str):
+            raise RecordError(
+                "each of the record's 'messages' needs a 'role' (system, user or assistant) "
+                "and a text 'content'"
+            )
+        conversation.append(Message(cast(Role, role), content))
+    if conversation[-1].role != "user":
+        raise RecordError("the record's 'messages' must end with the user's message")
+    return tuple(conversation)
