@@ -340,3 +340,41 @@ def test_progress_shows_on_a_terminal(server: WorkersAIServer, tmp_path: Path) -
     child.close()
     assert child.exitstatus == 0
     assert_whole_run(out, 8)
+
+
+# --schema: each reply held to it, its value under `json`
+
+JSON_MODEL = "@cf/meta/llama-3.3-70b-instruct-fp8-fast"
+
+
+def test_schema_records_get_their_json_and_a_breaking_one_its_error(server: WorkersAIServer) -> None:
+    answers = {"Ada": {"name": "Ada", "age": 36}, "Bob": {"name": "Bob"}, "Cy": {"name": "Cy", "age": 5}}
+
+    def by_name(request: RecordedRequest) -> Reply:
+        return Reply.result(answers[request.json["messages"][-1]["content"].split()[-1]])
+
+    server.script(*[by_name] * 3)
+    stdin = b"Ada\nBob\nCy\n"
+    done = run_wai(
+        "batch",
+        "-m",
+        JSON_MODEL,
+        "--schema",
+        "name, age int",
+        "describe {input}",
+        stdin=stdin,
+        env=env_for(server),
+    )
+    assert done.returncode == 1, done.stderr
+    ada, bob, cy = lines_of(done.stdout)
+    assert ada["json"] == {"name": "Ada", "age": 36} and ada["error"] is None
+    assert bob["json"] is None and bob["error"]["code"] == "schema" and "'age'" in bob["error"]["message"]
+    assert cy["json"] == {"name": "Cy", "age": 5}
+    assert all("response_format" in request.json for request in server.requests)
+
+
+def test_a_schema_the_model_cannot_hold_is_refused_before_anything_is_sent(server: WorkersAIServer) -> None:
+    done = run_wai("batch", "-m", MODEL, "--schema", "name", stdin=b"x\n", env=env_for(server))
+    assert done.returncode == 2 and done.stdout == ""
+    assert "has no JSON mode" in done.stderr
+    assert server.requests == []
