@@ -188,7 +188,7 @@ def test_an_unknown_model_is_5007_naming_the_served_ones(wai_serve: ServeProcess
         ({"messages": [{"role": "user", "content": 3}]}, "messages[0].content must be a string"),
         ({"messages": [{"role": "user", "content": "hi"}], "raw": True}, "raw needs prompt"),
         ({"prompt": "hi", "reasoning_effort": "max"}, "reasoning_effort must be low, medium or high"),
-        ({"prompt": "hi", "response_format": {"type": "json_object"}}, "response_format is not supported"),
+        ({"prompt": "hi", "response_format": {"type": "yaml"}}, "response_format.type must be text"),
         ({"prompt": "hi", "tools": [{"name": "f", "parameters": {}}]}, "tools is not supported by wai serve"),
         (
             {"prompt": "hi", "functions": [{"name": "f", "code": "x"}]},

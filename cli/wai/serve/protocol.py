@@ -17,6 +17,7 @@ from wai.backends.registry import backend_class
 from wai.catalog.entries import ModelSpec
 from wai.conversation import Message, ReasoningEffort, Role
 from wai.sampling import SAMPLING_OPTIONS, Sampling, span_on
+from wai.schema import Schema
 
 # Workers AI's error codes, as the client side of the protocol knows them.
 AUTH_ERROR = 10000
@@ -66,6 +67,7 @@ class Ask:
     include_usage: bool = False  # OpenAI: a usage chunk at the end of the stream
     reasoning_effort: ReasoningEffort | None = None
     raw: bool = False  # the one user message is the whole prompt: no chat template
+    schema: Schema | None = None  # response_format: the reply is held to it by the grammar
 
 
 # --- reading bodies ---------------------------------------------------------------------------
@@ -118,7 +120,7 @@ def workers_ai_ask(body: Mapping[str, Any], spec: ModelSpec) -> Ask:
         raise invalid("raw needs prompt (the text sent verbatim), not messages")
     if body.get("lora") is not None:
         raise invalid("LoRA adapters are not supported by wai serve")
-    _refuse_unsupported(body, ("tools", "functions", "response_format"))
+    _refuse_unsupported(body, ("tools", "functions"))
     options = body.get("options")
     if options is not None and not isinstance(options, dict):
         raise invalid("options must be an object")
@@ -132,6 +134,7 @@ def workers_ai_ask(body: Mapping[str, Any], spec: ModelSpec) -> Ask:
         reject_if_busy=bool(options and _flag(options, "rejectIfBusy")),
         reasoning_effort=_effort(body),
         raw=raw,
+        schema=response_format(body, openai=False),
     )
 
 
@@ -145,7 +148,7 @@ def openai_ask(body: Mapping[str, Any], served: Mapping[str, ModelSpec]) -> Ask:
         raise invalid("messages is missing (a list of {role, content})")
     if body.get("n") is not None and (isinstance(body["n"], bool) or body["n"] != 1):
         raise invalid("n must be 1: wai serve writes one reply per request")
-    _refuse_unsupported(body, ("tools", "functions", "stop", "logprobs", "response_format", "logit_bias"))
+    _refuse_unsupported(body, ("tools", "functions", "stop", "logprobs", "logit_bias"))
     max_tokens = _int(body, "max_completion_tokens", 1, None)
     if max_tokens is None:
         max_tokens = _int(body, "max_tokens", 1, None)
@@ -160,7 +163,43 @@ def openai_ask(body: Mapping[str, Any], served: Mapping[str, ModelSpec]) -> Ask:
         stream=_flag(body, "stream"),
         include_usage=bool(stream_options and _flag(stream_options, "include_usage")),
         reasoning_effort=_effort(body),
+        schema=response_format(body, openai=True),
     )
+
+
+def response_format(body: Mapping[str, Any], *, openai: bool) -> Schema | None:
+    """`response_format`: `json_object` (any JSON object) or `json_schema`, whose schema is the
+    value itself on Workers AI's route and its `schema` on OpenAI's; checked as JSON Schema and
+    against what llama.cpp's grammar can hold, so a request it could not honour is refused (400)
+    before it waits in the queue. None for `text` or no response_format."""
+    raw = body.get("response_format")
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise invalid('response_format must be an object such as {"type": "json_object"}')
+    kind = raw.get("type")
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return Schema({"type": "object"})
+    if kind != "json_schema":
+        raise invalid("response_format.type must be text, json_object or json_schema")
+    document = raw.get("json_schema")
+    if openai and isinstance(document, dict):
+        document = document.get("schema")
+    where = "response_format.json_schema" + (".schema" if openai else "")
+    if not isinstance(document, dict):
+        raise invalid(f"{where} must be a JSON Schema object")
+    from wai.errors import UsageError
+    from wai.schema.check import check_schema
+    from wai.schema.grammar import gbnf
+
+    try:
+        check_schema(document, option=where)
+        gbnf(document, option=where)
+    except UsageError as error:
+        raise invalid(str(error)) from None
+    return Schema(document)
 
 
 def _refuse_unsupported(body: Mapping[str, Any], keys: Sequence[str]) -> None:

@@ -106,7 +106,13 @@ class WorkersAIReply:
         return sse({"errors": [{"code": failure.code, "message": failure.message}]})
 
     def whole(self, outcome: Outcome) -> dict[str, object]:
-        return envelope({"response": outcome.text, "usage": outcome.usage()})
+        result = outcome.result
+        # JSON mode answers with the object itself, as Workers AI does (its text when it was cut).
+        held = (
+            result is not None and result.schema_asked and result.error is None and outcome.finish == "stop"
+        )
+        response = result.parsed if held and result is not None else outcome.text
+        return envelope({"response": response, "usage": outcome.usage()})
 
 
 class PageReply(WorkersAIReply):

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from wai.catalog.entries import ModelSpec
-from wai.errors import UsageError, WaiError, WindowError
+from wai.errors import SchemaMismatch, UsageError, WaiError, WindowError
 from wai.events import Event, PromptRead, Token
 from wai.serve.failures import log_unexpected, one_line
 from wai.serve.protocol import INTERNAL_ERROR, OUT_OF_CAPACITY, WINDOW_EXCEEDED, ApiFailure, Ask
@@ -299,6 +299,7 @@ class ModelWorker:
                     sampling=ask.sampling,
                     reasoning_effort=ask.reasoning_effort,
                     raw=ask.raw,
+                    schema=ask.schema,
                 ),
                 target,
                 counter=counter,
@@ -329,6 +330,14 @@ class ModelWorker:
             result = planner.run(turn, sink, events=_stoppable(planner, turn, job))
         except DecodeStopped:  # stopped while the prompt was read: no result, nothing was said
             result = None
+        if (
+            result is not None
+            and isinstance(result.error, SchemaMismatch)
+            and result.finish_reason == "length"
+        ):
+            # Held by the grammar but cut by max_tokens: the client is told so by finish_reason
+            # length, as OpenAI's and Workers AI's own servers tell it.
+            result.error = None
         if result is not None and result.error is not None and not isinstance(result.error, _Cut):
             self.stats.failed += 1
             job.put(Failed(_failure(result.error, self.spec.gguf_path())))
