@@ -239,6 +239,9 @@ CidOpt = Annotated[
     str | None, typer.Option("--cid", help="Continue this conversation (id or unique prefix).")
 ]
 NoLogOpt = Annotated[bool, typer.Option("--no-log", help="Do not write to the transcript log.")]
+ForceOpt = Annotated[
+    bool, typer.Option("--force", help="Send even when today's daily_neurons budget is spent.")
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 EffortOpt = Annotated[
     EffortChoice | None,
@@ -350,6 +353,7 @@ def ask(
     cid: CidOpt = None,
     no_log: NoLogOpt = False,
     no_stdin: NoStdinOpt = False,
+    force: ForceOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     from wai.backends.registry import LocalOptions
@@ -392,6 +396,7 @@ def ask(
             use_stdin=not no_stdin,
             raw=raw,
             schema=wanted,
+            force=force,
         )
         return run_ask(options, notifier)
 
@@ -521,6 +526,7 @@ def chat(
     read_timeout: ReadTimeoutOpt = None,
     gpu_layers: GpuLayersOpt = None,
     threads: ThreadsOpt = None,
+    force: ForceOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     from wai.backends.registry import LocalOptions
@@ -552,6 +558,7 @@ def chat(
             reasoning_effort=reasoning_effort.value if reasoning_effort else None,
             show_thinking=show_thinking,
             schema=wanted,
+            force=force,
         )
         return run_chat(options, notifier)
 
@@ -595,12 +602,25 @@ def logs(
     cid: Annotated[
         str | None, typer.Option("--cid", help="Show this conversation (id or unique prefix).")
     ] = None,
+    usage: Annotated[
+        bool,
+        typer.Option(
+            "--usage", help="Tokens, cost and neurons used, with today's share of the free 10,000 neurons."
+        ),
+    ] = False,
+    since: Annotated[
+        str, typer.Option("--since", help="With --usage: from this long ago (7d, 24h, 2w) or this UTC day.")
+    ] = "7d",
+    by: Annotated[
+        str, typer.Option("--by", help="With --usage: totals by day (UTC) or by model.", metavar="day|model")
+    ] = "day",
     debug: DebugOpt = False,
 ) -> None:
     from wai.commands.logs import LogsOptions, run_logs
 
+    options = LogsOptions(count=count, json=json_output, cid=cid, usage=usage, since=since, by=by)
     _guarded(
-        lambda notifier: run_logs(LogsOptions(count=count, json=json_output, cid=cid), notifier),
+        lambda notifier: run_logs(options, notifier),
         debug=debug,
         report=_bare_report(json_output),
     )

@@ -133,3 +133,8 @@ def usd_text(usd: float) -> str:
 
 def neurons_text(neurons: float) -> str:
     return f"{neurons:,.1f} neurons" if neurons < 100 else f"{neurons:,.0f} neurons"
+
+
+def budget_text(neurons: float) -> str:
+    """A budget as its owner wrote it: 5,000; 0.5."""
+    return f"{neurons:,.0f}" if neurons >= 10 else f"{neurons:g}"

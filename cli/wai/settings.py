@@ -100,6 +100,18 @@ class UserConfig:
             raise ConfigError(f"{self.path}: key '{key}' must be a string, got {value!r}")
         return value
 
+    def daily_neurons(self) -> float | None:
+        """`daily_neurons`: the most Workers AI neurons a UTC day may spend (None: no budget)."""
+        value = self.values.get("daily_neurons")
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1e12:
+            raise ConfigError(
+                f"{self.path}: key 'daily_neurons' must be a positive number of neurons a day "
+                f"(10000 are free), got {value!r}"
+            )
+        return float(value)
+
     def providers(self, *, skip_bad_environment: Callable[[str], None] | None = None) -> dict[str, Provider]:
         """The OpenAI-compatible servers of `[providers.NAME]` (and OPENAI_BASE_URL), by name;
         `skip_bad_environment` (a listing's warning) leaves out an unusable OPENAI_BASE_URL."""
@@ -108,7 +120,7 @@ class UserConfig:
         return load_providers(self.path, self.values, skip_bad_environment=skip_bad_environment)
 
 
-CONFIG_KEYS = ("account_id", "api_token", "base_url", "default_model", "providers")
+CONFIG_KEYS = ("account_id", "api_token", "base_url", "default_model", "providers", "daily_neurons")
 
 
 def load_user_config() -> UserConfig:

@@ -51,6 +51,7 @@ class AskOptions:
     use_stdin: bool = True  # False: --no-stdin
     raw: bool = False  # the prompt sent verbatim as `prompt`, no chat template
     schema: Schema | None = None  # --schema, --schema-multi: the reply must satisfy it
+    force: bool = False  # --force: send even when the daily_neurons budget is spent
 
 
 def run_ask(
@@ -128,6 +129,7 @@ def _run(
             notifier.warn(warning)
         if sink is None:
             return _dry_run(turn, out, planner.backends.planner(target.backend))
+        planner.check_allowance(turn, force=options.force, warn=notifier.warn)
         return _play(options, planner, turn, warned, notifier, log, sink)
 
 

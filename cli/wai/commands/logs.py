@@ -25,12 +25,21 @@ class LogsOptions:
     count: int = DEFAULT_COUNT
     json: bool = False
     cid: str | None = None
+    usage: bool = False  # the usage ledger instead of conversations
+    since: str = "7d"
+    by: str = "day"
 
 
 def run_logs(options: LogsOptions, notifier: Notifier, *, stdout: TextIO | None = None) -> int:
     out = stdout or sys.stdout
     if options.count < 0:
         raise UsageError("-n must be 0 (all) or more")
+    if options.usage:
+        from wai.commands.usage import run_usage
+
+        if options.cid is not None:
+            raise UsageError("--usage totals every conversation; leave out --cid")
+        return run_usage(options.since, options.by, as_json=options.json, out=out, notifier=notifier)
     path = db_path()
     if not path.exists():
         if options.cid is not None:

@@ -418,6 +418,14 @@ class Store:
 
     def turns(self, conversation_id: str, *, include_superseded: bool = False) -> list[StoredTurn]:
         extra = "" if include_superseded else " AND superseded = 0"
+        return self._select_turns(f"conversation_id = ?{extra}", (conversation_id,))
+
+    def turns_since(self, since: str) -> list[StoredTurn]:
+        """Every turn written at or after `since` (an ISO time in UTC), of every conversation, those
+        a /retry superseded included: each was sent, and paid for."""
+        return self._select_turns("created_at >= ?", (since,))
+
+    def _select_turns(self, where: str, params: Sequence[object]) -> list[StoredTurn]:
         present = {str(row["name"]) for row in self._db.execute("PRAGMA table_info(turns)")}
         later = ", ".join(
             name if name in present else f"{default} AS {name}" for name, default in _COLUMN_DEFAULTS.items()
@@ -426,8 +434,8 @@ class Store:
             "SELECT id, conversation_id, created_at, prompt, reply, system, model, backend, precision, "
             "prompt_tokens, completion_tokens, usage_exact, max_tokens, sampling, first_token_s, "
             f"total_s, load_s, finish_reason, interrupted, error, superseded, {later} "
-            f"FROM turns WHERE conversation_id = ?{extra} ORDER BY id",
-            (conversation_id,),
+            f"FROM turns WHERE {where} ORDER BY id",
+            params,
         ).fetchall()
         return [_stored_turn(row) for row in rows]
 

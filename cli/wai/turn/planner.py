@@ -13,7 +13,7 @@ policy becomes the Request (`request_for`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from types import TracebackType
 
@@ -230,6 +230,15 @@ class TurnPlanner:
             affinity=ask.affinity,
         )
         return PlannedTurn(ask, target, windows, counter, plan, request, unsent)
+
+    def check_allowance(self, turn: PlannedTurn, *, force: bool, warn: Callable[[str], None]) -> None:
+        """The `daily_neurons` budget, on a backend that bills in neurons: a warning when the
+        turn's worst case could pass it, a UsageError once it is spent (unless `force`)."""
+        if not backend_class(turn.target.backend).bills_neurons:
+            return
+        from wai.turn.allowance import check_daily_neurons
+
+        check_daily_neurons(turn.request, self.config, force=force, warn=warn)
 
     # --- play ---------------------------------------------------------------------------------
 

@@ -61,6 +61,7 @@ class ChatOptions:
     local: LocalOptions = field(default_factory=LocalOptions)
     log: bool = True
     debug: bool = False
+    force: bool = False  # --force: send even when the daily_neurons budget is spent
     reasoning_effort: ReasoningEffort | None = None
     show_thinking: bool = False
     schema: Schema | None = None  # --schema, --schema-multi: every reply must satisfy it (/schema)
@@ -280,6 +281,12 @@ class ChatSession:
             self.notifier.info(
                 "the message was not sent; shorten it, or switch to a model with a larger window (/model)"
             )
+            return None
+        try:
+            self.planner.check_allowance(turn, force=self.options.force, warn=self.notifier.warn)
+        except UsageError as over_budget:
+            self.notifier.error(over_budget.message)
+            self.notifier.info("the message was not sent; start wai chat with --force to go on")
             return None
         for notice in turn.plan.notices:
             self.notifier.warn(notice)

@@ -1,0 +1,164 @@
+"""`wai logs --usage` (the usage ledger) and the `daily_neurons` budget, through the installed `wai`
+against the loopback Workers AI server with a priced model listing."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.cli import run_wai
+from tests.support.workers_ai_server import WorkersAIServer, price_listing, search_result
+from wai.store.database import db_path
+
+PRICED = "@cf/meta/llama-3.1-8b-instruct-fp8"
+UNPRICED = "@cf/meta/llama-2-7b-chat-int8"
+KIMI = "@cf/moonshotai/kimi-k2.6"
+
+
+@pytest.fixture
+def priced(server: WorkersAIServer) -> WorkersAIServer:
+    server.simulation.prompt_cache = True
+    server.simulation.catalog = [search_result(PRICED, window=32000, price=price_listing(0.3, 2.0, 0.05))]
+    assert run_wai("models", "--refresh").returncode == 0
+    return server
+
+
+def ask(*args: str) -> None:
+    done = run_wai("ask", *args)
+    assert done.returncode == 0, done.stderr
+
+
+def logged_turns() -> list[Any]:
+    turns: list[Any] = []
+    for conversation in json.loads(run_wai("logs", "--json", "-n", "0").stdout):
+        shown = json.loads(run_wai("logs", "--json", "--cid", conversation["id"]).stdout)
+        turns += shown["turns"]
+    return turns
+
+
+def usage(*args: str) -> Any:
+    done = run_wai("logs", "--usage", "--json", *args)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_the_ledger_totals_the_turns_by_model_and_by_day(priced: WorkersAIServer) -> None:
+    ask("-m", PRICED, "one")
+    ask("-c", "two")
+    ask("-m", UNPRICED, "three")
+    ask("-m", KIMI, "four")
+    turns = logged_turns()
+    by_model = usage("--by", "model")
+    rows = {row["model"]: row for row in by_model["rows"]}
+    assert set(rows) == {PRICED, UNPRICED, KIMI}
+    priced_turns = [t for t in turns if t["model"] == PRICED]
+    assert rows[PRICED]["turns"] == 2
+    assert rows[PRICED]["prompt_tokens"] == sum(t["prompt_tokens"] for t in priced_turns)
+    assert rows[PRICED]["cached_tokens"] == priced_turns[0]["prompt_tokens"]
+    assert rows[PRICED]["usd"] == pytest.approx(sum(t["cost_usd"] for t in priced_turns))
+    assert rows[UNPRICED]["unpriced_turns"] == 1 and rows[UNPRICED]["usd"] == 0
+    total = by_model["total"]
+    assert isinstance(total, dict) and total["turns"] == 4
+    all_neurons = sum(t["neurons"] or 0 for t in turns)
+    assert total["neurons"] == pytest.approx(all_neurons)
+
+    by_day = usage()
+    (row,) = by_day["rows"]
+    assert row["turns"] == 4 and row["neurons"] == pytest.approx(all_neurons)
+    today = by_day["today"]
+    assert isinstance(today, dict)
+    assert today["neurons"] == pytest.approx(all_neurons)
+    assert today["free_share"] == pytest.approx(all_neurons / 10_000, rel=1e-3)
+
+    shown = run_wai("logs", "--usage", "--by", "model")
+    assert shown.returncode == 0, shown.stderr
+    assert PRICED in shown.stdout and "total" in shown.stdout
+    assert "of the 10,000 free Workers AI neurons" in shown.stdout
+    assert "1 turn of a model without a price adds" in shown.stderr
+
+
+def test_since_leaves_out_older_turns(priced: WorkersAIServer) -> None:
+    ask("-m", PRICED, "old")
+    ask("-m", PRICED, "new")
+    db = sqlite3.connect(db_path())
+    db.execute("UPDATE turns SET created_at = '2026-01-02T10:00:00.000+00:00' WHERE prompt = 'old'")
+    db.commit()
+    db.close()
+    assert usage("--since", "7d")["total"]["turns"] == 1
+    assert usage("--since", "2026-01-01")["total"]["turns"] == 2
+    bad = run_wai("logs", "--usage", "--since", "last tuesday")
+    assert bad.returncode == 2 and "--since" in bad.stderr and "Traceback" not in bad.stderr
+    assert run_wai("logs", "--usage", "--by", "week").returncode == 2
+
+
+def test_an_empty_ledger_says_so(isolated_home: Path) -> None:
+    done = run_wai("logs", "--usage")
+    assert done.returncode == 0 and "no turns logged since" in done.stdout
+    assert usage()["total"]["turns"] == 0
+
+
+def budget(home: Path, neurons: float) -> None:
+    (home / "config.toml").write_text(f"daily_neurons = {neurons}\n", encoding="utf-8")
+
+
+def runs(server: WorkersAIServer) -> int:
+    return sum(1 for r in server.requests if "/ai/run/" in r.path)
+
+
+def test_a_turn_whose_worst_case_passes_the_budget_is_warned_of(
+    priced: WorkersAIServer, isolated_home: Path
+) -> None:
+    budget(isolated_home, 1000)
+    # kimi-k2.6 may answer 32,768 tokens at $4 per M: about 11,900 neurons at worst.
+    done = run_wai("ask", "-m", KIMI, "hi")
+    assert done.returncode == 0, done.stderr
+    assert "could pass the budget of 1,000" in done.stderr
+    small = run_wai("ask", "-m", PRICED, "--max-tokens", "10", "hi")
+    assert "budget" not in small.stderr
+
+
+def test_a_spent_budget_refuses_the_turn_until_forced(priced: WorkersAIServer, isolated_home: Path) -> None:
+    ask("-m", PRICED, "spend something")
+    budget(isolated_home, 0.0001)
+    sent = runs(priced)
+    refused = run_wai("ask", "-m", PRICED, "more")
+    assert refused.returncode == 2
+    assert "has reached the budget" in refused.stderr and "--force" in refused.stderr
+    assert runs(priced) == sent  # nothing was sent
+    as_json = run_wai("ask", "--json", "-m", PRICED, "more")
+    assert as_json.returncode == 2 and json.loads(as_json.stdout)["error"]["exit_status"] == 2
+    forced = run_wai("ask", "--force", "-m", PRICED, "more")
+    assert forced.returncode == 0, forced.stderr
+    assert "--force" in forced.stderr and runs(priced) == sent + 1
+    assert budget_of_usage() > 0
+
+
+def budget_of_usage() -> float:
+    today = usage()["today"]
+    assert isinstance(today, dict) and today["daily_neurons"] == 0.0001
+    return float(today["neurons"])
+
+
+def test_chat_refuses_a_message_once_the_budget_is_spent(
+    priced: WorkersAIServer, isolated_home: Path
+) -> None:
+    from tests.commands.chat.test_repl import chat
+    from wai.commands.chat.session import ChatOptions
+
+    ask("-m", PRICED, "spend something")
+    budget(isolated_home, 0.0001)
+    sent = runs(priced)
+    ran = chat("hello", options=ChatOptions(model=PRICED))
+    assert "has reached the budget" in ran.err and runs(priced) == sent
+    chat("hello", options=ChatOptions(model=PRICED, force=True))
+    assert runs(priced) == sent + 1
+
+
+def test_a_bad_budget_is_a_configuration_error(server: WorkersAIServer, isolated_home: Path) -> None:
+    (isolated_home / "config.toml").write_text('daily_neurons = "lots"\n', encoding="utf-8")
+    done = run_wai("ask", "-m", PRICED, "hi")
+    assert done.returncode == 2 and "daily_neurons" in done.stderr and "Traceback" not in done.stderr
