@@ -624,6 +624,7 @@ class WorkersAIServer:
 
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # a batch of many workers connects at once
     block_on_close = False  # a client holding a kept-alive connection must not block stop()
     owner: WorkersAIServer
 
