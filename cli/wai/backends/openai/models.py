@@ -61,7 +61,6 @@ def windows_spec(
         remote=False,
         source=source,
         provider=provider.name,
-        capabilities=told,
         engine=engine,
         assumed_windows=assumed,
     )
@@ -193,7 +192,7 @@ def live_windows(spec: ModelSpec, client: ProviderClient) -> tuple[ModelSpec, Mo
     )
     if learned is None:  # no list, but the server told the context all the same
         learned = ModelFacts(id=spec.served_name, window=context, capabilities=capabilities)
-    return replace(found, capabilities=spec.capabilities or found.capabilities), learned
+    return replace(found, capabilities=spec.capabilities), learned
 
 
 def refresh(provider: Provider) -> RefreshedCatalog:
