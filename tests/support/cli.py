@@ -4,8 +4,7 @@
 own argv, environment, working folder, stdin (a pipe fed by a thread, /dev/null when no input is
 given) and stdout/stderr (real files, not terminals, read back as `subprocess.run(text=True)`
 would decode them), and gives back what `subprocess.run` would: a CompletedProcess with the exit
-code, stdout and stderr.
-Everything the call changed in this process is put back afterwards (sys streams and argv, the
+code, stdout and stderr. Everything the call changed in this process is put back afterwards (sys streams and argv, the
 environment, the working folder, signal handlers, wai's per-run module state), so no test sees
 the one before it. What a process alone shows (signals, terminals, a closed pipe, the installed
 script) is `run_wai_process`'s, and a test that uses it is marked `e2e`.
@@ -49,8 +48,8 @@ def run_wai(
         )
     argv = ["wai", *args]
     with (
-        _captured("w", errors="strict") as out,
-        _captured("w", errors="backslashreplace") as err,
+        _captured(errors="strict") as out,  # as Python's own stdout and stderr in a pipe
+        _captured(errors="backslashreplace") as err,
         _fed(stdin) as inp,
         _restored_process_state(env, cwd),
     ):
@@ -114,9 +113,9 @@ def _status(code: object) -> int:
 
 
 @contextmanager
-def _captured(mode: str, *, errors: str) -> Iterator[TextIO]:
+def _captured(*, errors: str) -> Iterator[TextIO]:
     """A text stream over a real (unnamed) file: it has a descriptor, and it is not a terminal."""
-    with tempfile.TemporaryFile(mode + "b+") as raw:
+    with tempfile.TemporaryFile("wb+") as raw:
         stream = io.TextIOWrapper(raw, encoding="utf-8", errors=errors, write_through=False)
         try:
             yield stream
