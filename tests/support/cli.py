@@ -4,10 +4,10 @@
 own argv, environment, working folder, stdin (a pipe fed by a thread, /dev/null when no input is
 given) and stdout/stderr (real files, not terminals, read back as `subprocess.run(text=True)`
 would decode them), and gives back what `subprocess.run` would: a CompletedProcess with the exit
-code, stdout and stderr. Everything the call changed in this process is put back afterwards (sys streams and argv, the
-environment, the working folder, signal handlers, wai's per-run module state), so no test sees
-the one before it. What a process alone shows (signals, terminals, a closed pipe, the installed
-script) is `run_wai_process`'s, and a test that uses it is marked `e2e`.
+code, stdout and stderr. Everything the call changed in this process is put back afterwards (sys
+streams and argv, the environment, the working folder, signal handlers, wai's per-run module
+state), so no test sees the one before it. What a process alone shows (signals, terminals, a
+closed pipe, the installed script) is `run_wai_process`'s, and a test that uses it is marked `e2e`.
 """
 
 from __future__ import annotations
