@@ -80,3 +80,21 @@ def test_a_providers_header_values_never_reach_an_error(isolated_home: Path) -> 
     assert done.returncode == 1
     assert "X-Team-Key=*** is not allowed here" in done.stderr
     assert secret not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("window", [1, 2])
+def test_a_window_of_one_token_is_one_token(isolated_home: Path, window: int) -> None:
+    # A models.toml may give a window of a single token; the refusal is still grammatical.
+    with openai_server("plain", models={"org/m": 4096}) as srv:
+        (isolated_home / "config.toml").write_text(
+            f'[providers.eng]\ntype = "openai"\nbase_url = "{base_url(srv)}"\ntokenizer = "none"\n',
+            encoding="utf-8",
+        )
+        (isolated_home / "models.toml").write_text(
+            f'[models."eng:org/m"]\ncontext_window = {window}\nmax_output = 1\ntotal_context = 4096\n',
+            encoding="utf-8",
+        )
+        done = run_wai("ask", "-m", "eng:org/m", "hello there")
+    assert done.returncode == 3
+    noun = "input token" if window == 1 else "input tokens"
+    assert f"eng:org/m accepts at most {window} {noun} (" in done.stderr

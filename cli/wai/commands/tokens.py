@@ -56,7 +56,8 @@ def run_tokens(
         from wai.render.failure_json import error_object
 
         # Over the limit is this command's failure (exit 3): said as every --json failure is.
-        over = f"{report['display']} tokens, over {spec.id}'s input limit of {report['input_limit']}"
+        noun = "token" if report["tokens"] == 1 else "tokens"
+        over = f"{report['display']} {noun}, over {spec.id}'s input limit of {report['input_limit']}"
         report["error"] = None if report["fits"] else error_object("window", over, EXIT_WINDOW)
         sys.stdout.write(
             json_for_terminal(json.dumps(report, indent=2, ensure_ascii=False), sys.stdout) + "\n"

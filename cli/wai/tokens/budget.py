@@ -171,8 +171,8 @@ def plan_request(
         side = "start" if fit == "head" else "end"
         kept = f"the question and the {side} of the piped text" if keep_start else f"its {side}"
         notices.append(
-            f"cut {mark}{cut} of the prompt's {mark}{whole} tokens from its newest message, keeping "
-            f"{kept}, to fit {target}"
+            f"cut {mark}{cut} of the prompt's {mark}{counted(whole, 'token')} from its newest message, "
+            f"keeping {kept}, to fit {target}"
         )
 
     risk = silent_cut_risk(model, counter, prompt_tokens, limit)
@@ -229,9 +229,9 @@ def silent_cut_risk(model: ModelSpec, counter: TokenCounter, prompt_tokens: int,
     if counter.exact or not server or not limit * (1 - ESTIMATE_UNDER) <= prompt_tokens <= limit:
         return None
     return (
-        f"the prompt is ~{prompt_tokens} tokens by estimate, within {ESTIMATE_UNDER:.0%} of the {limit} "
-        f"{model.id} may take, and {server} cuts a longer prompt without an error: the model may "
-        "not see all of it; shorten it by a tenth to be sure"
+        f"the prompt is ~{counted(prompt_tokens, 'token')} by estimate, within {ESTIMATE_UNDER:.0%} "
+        f"of the {limit} {model.id} may take, and {server} cuts a longer prompt without an error: "
+        "the model may not see all of it; shorten it by a tenth to be sure"
     )
 
 
@@ -285,13 +285,13 @@ def window_error(
     hint = "shorten it, pick a model with a larger window, or use --fit head|tail"
     if prompt_tokens > model.context_window:
         return WindowError(
-            f"the prompt is {mark}{prompt_tokens} tokens{how}; {model.id} accepts at most "
-            f"{model.context_window} input tokens",
+            f"the prompt is {mark}{counted(prompt_tokens, 'token')}{how}; {model.id} accepts at most "
+            f"{counted(model.context_window, 'input token')}",
             hint=hint,
         )
     room = max(0, model.total_context - prompt_tokens)
     return WindowError(
-        f"the prompt is {mark}{prompt_tokens} tokens{how}, which leaves room for only "
+        f"the prompt is {mark}{counted(prompt_tokens, 'token')}{how}, which leaves room for only "
         f"{counted(room, 'reply token')} "
         f"in {model.id}'s {model.total_context}-token context (at least {floor} needed, so at most "
         f"{model.total_context - floor} prompt tokens)",
@@ -360,19 +360,19 @@ def _cut_newest(
     def kept(i: int) -> str:
         return fixed + (text[: points[i]] if fit == "head" else text[points[n - i] :])
 
-    counted: dict[int, int] = {n: whole_prompt}
+    counts: dict[int, int] = {n: whole_prompt}
 
     def count(i: int) -> int:
-        if i not in counted:
-            counted[i] = counter.count_prompt((*before, Message(newest.role, kept(i))))
-        return counted[i]
+        if i not in counts:
+            counts[i] = counter.count_prompt((*before, Message(newest.role, kept(i))))
+        return counts[i]
 
     text_tokens = counter.count_text(text)
     low = _longest_fitting(count, limit, n, n / max(1, text_tokens), whole_prompt - text_tokens)
     if low <= 0:
         without = count(0)
         raise WindowError(
-            f"the rest of the conversation is already {mark}{without} tokens of the {limit} "
+            f"the rest of the conversation is already {mark}{counted(without, 'token')} of the {limit} "
             "this request may use; no part of the newest message fits",
             hint="shorten the system prompt or start a new conversation",
         )

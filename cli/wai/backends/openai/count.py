@@ -24,6 +24,7 @@ from wai.conversation import Message
 from wai.errors import BackendError
 from wai.providers import TokenizerKind
 from wai.tokens.counters import EstimatedCounter
+from wai.wording import counted
 
 ENGINE_PREFIX = "engine:"
 # Engines that cut a prompt over the context without an error, instead of refusing it.
@@ -163,8 +164,9 @@ class ServerCounter:
         if not self._told_stale:
             self._told_stale = True
             warning = (
-                f"{self.client.provider.name} says {self.model}'s context is {told} tokens, not the "
-                f"{model.total_context} wai had from {model.source or 'its catalog'}: planned with {told}; "
+                f"{self.client.provider.name} says {self.model}'s context is {counted(told, 'token')}, "
+                f"not the {model.total_context} wai had from {model.source or 'its catalog'}: "
+                f"planned with {told}; "
                 f"{self._remedy(model)}"
             )
         return held, warning

@@ -18,6 +18,7 @@ from wai.backends.openai.errors import provider_error
 from wai.backends.request import Request
 from wai.errors import ConfigError, WaiError
 from wai.events import Event
+from wai.wording import counted
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -136,5 +137,5 @@ def _context_numbers(raw: bytes) -> str:
         return ""
     prompt, context = error.get("n_prompt_tokens"), error.get("n_ctx")
     if isinstance(prompt, int) and isinstance(context, int):
-        return f"; the prompt is {prompt} tokens, the context {context}"
+        return f"; the prompt is {counted(prompt, 'token')}, the context {context}"
     return ""

@@ -14,6 +14,7 @@ from wai.commands.logs import preview, short_model
 from wai.conversation import ReasoningEffort
 from wai.errors import UsageError, WaiError
 from wai.sampling import OPTIONS_BY_NAME, SAMPLING_OPTIONS, Span, span_on
+from wai.wording import counted
 
 if TYPE_CHECKING:
     from prompt_toolkit.completion import CompleteEvent, Completer, Completion
@@ -239,7 +240,9 @@ def _set_max_tokens(chat: ChatSession, raw: str) -> None:
     value = _number("max_tokens", raw, int, Span(1), _MAX_TOKENS_HELP)
     cap = chat.spec.max_output
     if value is not None and value > cap:
-        chat.notifier.warn(f"{chat.spec.id} stops at {cap} tokens per reply: max_tokens set to {cap}")
+        chat.notifier.warn(
+            f"{chat.spec.id} stops at {counted(cap, 'token')} per reply: max_tokens set to {cap}"
+        )
         value = cap
     chat.set_max_tokens(None if value is None else int(value))
 
@@ -308,8 +311,8 @@ def budget_lines(chat: ChatSession) -> list[str]:
     else:
         room = max(0, limit - used)
         lines.append(
-            f"next     nothing is dropped until the conversation passes {limit} tokens; a message of "
-            f"more than {mark}{room} tokens drops turn 1 first"
+            f"next     nothing is dropped until the conversation passes {counted(limit, 'token')}; "
+            f"a message of more than {mark}{counted(room, 'token')} drops turn 1 first"
         )
     return lines
 
