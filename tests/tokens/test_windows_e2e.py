@@ -420,7 +420,8 @@ def test_local_prompts_and_replies_around_every_window(local_model: ModelSpec) -
         assert _only_notices(done.stderr), done.stderr
     assert over.returncode == 3
     assert f"the prompt is {limit + 1} tokens" in over.stderr and str(spec.context_window) in over.stderr
-    assert over.stdout == "" and _only_notices(over.stderr), over.stderr
+    # Under --json the refusal is also the document, with the window error (exit 3).
+    assert json.loads(over.stdout)["error"]["exit_status"] == 3 and _only_notices(over.stderr), over.stderr
 
     for d, done in zip((-1, 0, 1), replies, strict=True):
         assert done.returncode == 0, done.stderr
