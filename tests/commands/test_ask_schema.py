@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -122,3 +123,11 @@ def test_json_carries_the_parsed_object_beside_the_text(noise: TinyModel) -> Non
     document = json.loads(done.stdout)
     assert document["parsed"] == json.loads(document["text"])
     assert document["error"] is None
+
+
+def test_the_panel_shows_the_object_indented_and_highlighted(noise: TinyModel) -> None:
+    done = run_wai("ask", "-m", str(noise.path), *ONE, "--color", "always", "--schema", BOUNDED, "hi")
+    assert done.returncode == 0, done.stderr
+    assert "\x1b[" in done.stdout  # highlighted
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", done.stdout)
+    assert re.search(r'^\s+"n": -?\d+,$', plain, re.MULTILINE), plain  # one key a line, indented
