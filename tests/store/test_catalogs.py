@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from wai.catalog.entries import load_catalog
+from wai.catalog.entries import ModelSpec, load_catalog
 from wai.errors import ConfigError
 from wai.store import catalogs
 from wai.store.catalogs import ModelFacts, RefreshedCatalog
@@ -145,3 +145,11 @@ def test_entries_for_known_models_carry_only_what_the_refresh_says() -> None:
             "description": "Z does.",
         },
     }
+
+
+def test_a_refresh_keeps_the_json_mode_no_listing_states() -> None:
+    known = {"@cf/known/x": ModelSpec("@cf/known/x", 10, 10, 20, True, capabilities=("json_mode",))}
+    entries = catalogs.catalog_entries(
+        refreshed(ModelFacts("@cf/known/x", window=1000, capabilities=("function_calling",))), known
+    )
+    assert entries["@cf/known/x"]["capabilities"] == ["function_calling", "json_mode"]

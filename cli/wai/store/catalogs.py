@@ -268,6 +268,16 @@ def guess_family(model_id: str) -> str | None:
     return None
 
 
+# Capabilities a listing never states (Cloudflare's model properties have no JSON mode): what the
+# catalog knew of them stays when a refresh replaces a model's capabilities.
+UNLISTED_CAPABILITIES = ("json_mode",)
+
+
+def _unlisted(known: object) -> list[str]:
+    capabilities = getattr(known, "capabilities", ())
+    return [c for c in UNLISTED_CAPABILITIES if c in capabilities]
+
+
 def catalog_entries(refreshed: RefreshedCatalog, known: Mapping[str, object]) -> dict[str, dict[str, object]]:
     """The refresh as models.toml entries, to merge over the catalog so far (`known` ids).
 
@@ -299,7 +309,7 @@ def catalog_entries(refreshed: RefreshedCatalog, known: Mapping[str, object]) ->
             entry["retirement"] = facts.retirement
         reasoning = "reasoning" in facts.capabilities
         if facts.capabilities:
-            entry["capabilities"] = list(facts.capabilities)
+            entry["capabilities"] = [*facts.capabilities, *_unlisted(known.get(facts.id))]
         if reasoning:
             entry["reasoning"] = True
         if facts.price is not None:
