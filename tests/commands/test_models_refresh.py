@@ -370,3 +370,23 @@ def test_a_retired_models_suggested_successor_is_of_its_own_family_or_none(
     assert refused.returncode == 2
     assert "Workers AI retired @cf/meta/llama-4-scout-17b-16e-instruct" in refused.stderr
     assert " use " not in refused.stderr and "`wai models --refresh` lists current models" in refused.stderr
+
+
+def test_the_default_model_comes_from_the_list_of_the_server_wai_now_points_at(
+    server: WorkersAIServer,
+) -> None:
+    refresh(server)  # a loopback server, not Cloudflare's: its list gives the default
+    listed = run_wai("models", "--json", env=env_for(server))
+    assert json.loads(listed.stdout)["default_model"] == NEW
+    # Pointed at another server since, without a refresh: the first server's list says nothing of
+    # what this one serves, so it is not the default's source.
+    with WorkersAIServer(Simulation(catalog=CATALOG[1:])) as other:
+        moved = run_wai("models", env=env_for(other))
+        dry = run_wai("ask", "--dry-run", "--json", "--no-stdin", "hi", env=env_for(other))
+    assert moved.returncode == 0, moved.stderr
+    line = moved.stdout.split("default model:", 1)[1].splitlines()[0]
+    assert server.base_url not in line and NEW not in line
+    assert json.loads(dry.stdout)["model"] == "@cf/meta/llama-3.1-8b-instruct-fp8"
+    # The same server with a trailing slash is the same server.
+    again = run_wai("models", "--json", env={**env_for(server), "CLOUDFLARE_BASE_URL": server.base_url + "/"})
+    assert json.loads(again.stdout)["default_model"] == NEW

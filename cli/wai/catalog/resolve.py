@@ -30,8 +30,9 @@ def served_default(credentials: Credentials) -> tuple[str, str] | None:
     """The default model of a server that is not Cloudflare's (a `wai serve`, a proxy), and where
     its list was read: DEFAULT_REMOTE_MODEL when the last `wai models --refresh` listed it, else
     the first listed model wai can use (a window published, not retired). None on Cloudflare's
-    own API, where the default is DEFAULT_REMOTE_MODEL, and when no refresh listed one: another
-    server serves its own models, and Cloudflare's default is rarely among them."""
+    own API, where the default is DEFAULT_REMOTE_MODEL; when the last refresh read another
+    server's list; and when no refresh listed one: another server serves its own models, and
+    Cloudflare's default is rarely among them."""
     from wai.catalog.retired import is_cloudflare
 
     if is_cloudflare(credentials.base_url):
@@ -46,7 +47,8 @@ def served_default(credentials: Credentials) -> tuple[str, str] | None:
         refreshed = catalogs.load(REFRESHED_LISTS[0])
     except catalogs.StoredCatalogError:  # `wai models` says so; the usual default stands
         return None
-    if refreshed is None:
+    if refreshed is None or not _same_server(refreshed.source, credentials.base_url):
+        # A list read from another server (the base URL changed since) says nothing of this one.
         return None
     usable = [
         m.id
@@ -56,6 +58,21 @@ def served_default(credentials: Credentials) -> tuple[str, str] | None:
     if not usable:
         return None
     return (DEFAULT_REMOTE_MODEL if DEFAULT_REMOTE_MODEL in usable else usable[0]), refreshed.source
+
+
+def _same_server(listed_from: str, base_url: str) -> bool:
+    """Whether a refresh read from `listed_from` (shown without a password) is `base_url`'s list."""
+    from urllib.parse import urlsplit
+
+    def key(url: str) -> tuple[str, str | None, int | None, str]:
+        parts = urlsplit(url)
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        return parts.scheme.lower(), parts.hostname, port, parts.path.rstrip("/")
+
+    return key(listed_from) == key(base_url)
 
 
 def looks_like_gguf_path(name: str) -> bool:
