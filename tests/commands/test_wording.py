@@ -98,3 +98,15 @@ def test_a_window_of_one_token_is_one_token(isolated_home: Path, window: int) ->
     assert done.returncode == 3
     noun = "input token" if window == 1 else "input tokens"
     assert f"eng:org/m accepts at most {window} {noun} (" in done.stderr
+
+
+def test_a_count_without_a_vocabulary_says_why_in_words(isolated_home: Path) -> None:
+    (isolated_home / "models.toml").write_text(
+        '[models."@cf/acme/plain-7b"]\ncontext_window = 4096\nmax_output = 512\n'
+        '[models."@cf/acme/odd-7b"]\ncontext_window = 4096\nmax_output = 512\nfamily = "gemma"\n',
+        encoding="utf-8",
+    )
+    plain = run_wai("tokens", "-m", "@cf/acme/plain-7b", "hi")
+    odd = run_wai("tokens", "-m", "@cf/acme/odd-7b", "hi")
+    assert "estimate (wai knows no vocabulary for this model)" in plain.stdout  # not "family unset"
+    assert "estimate (wai has no vocabulary of the gemma family)" in odd.stdout

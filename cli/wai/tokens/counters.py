@@ -236,7 +236,9 @@ def remote_counter(model: ModelSpec) -> TokenCounter:
     """The count of a prompt for `model` on Workers AI, with its family's vocabulary; else an estimate."""
     remote_format = format_for(model.family)
     if model.family is None or remote_format is None or model.family not in FAMILY_VOCABULARIES:
-        return EstimatedCounter(f"no vocabulary known for family {model.family or 'unset'}")
+        if model.family is None:  # the catalog names no tokenizer family for it
+            return EstimatedCounter("wai knows no vocabulary for this model")
+        return EstimatedCounter(f"wai has no vocabulary of the {model.family} family")
     path = vocabulary_for(model.family, settings.vocab_dir())
     if path is None:
         return EstimatedCounter(f"{FAMILY_VOCABULARIES[model.family]} not installed; run `wai setup`")
