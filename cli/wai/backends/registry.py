@@ -102,7 +102,7 @@ def resolve_model(
     with contextlib.ExitStack() as made:
         for candidate_name in BACKENDS:
             if backends is not None:
-                candidate = backends.planner(candidate_name)
+                candidate = backends.for_planning(candidate_name)
             else:
                 candidate = made.enter_context(backend_named(candidate_name, BackendSettings(credentials)))
             found = candidate.claim(name, entry, catalog, config)
@@ -184,7 +184,7 @@ class Backends:
         will answer, which saves loading the file a second time for its vocabulary)."""
         return self.get(name).counter(spec, running=True)
 
-    def planner(self, name: BackendName) -> Backend:
+    def for_planning(self, name: BackendName) -> Backend:
         """The backend `name` made with this command's settings, not opened: to plan with (a count,
         a dry run, a model's name resolved) when nothing may run."""
         if name not in self._made:
@@ -193,7 +193,7 @@ class Backends:
 
     def get(self, name: BackendName) -> Backend:
         """The backend `name`, ready to run turns (opened once)."""
-        made = self.planner(name)
+        made = self.for_planning(name)
         if name not in self._opened:
             made.open()
             self._opened.add(name)

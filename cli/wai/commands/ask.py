@@ -128,7 +128,7 @@ def _run(
         for warning in warned:
             notifier.warn(warning)
         if sink is None:
-            return _dry_run(turn, out, planner.backends.planner(target.backend))
+            return _dry_run(turn, out, planner.backends.for_planning(target.backend))
         planner.check_allowance(turn, force=options.force, warn=notifier.warn)
         return _play(options, planner, turn, warned, notifier, log, sink)
 
@@ -137,7 +137,7 @@ def _dry_run(turn: PlannedTurn, out: TextIO, backend: Backend) -> int:
     plan = turn.plan
     counter = turn.counter if turn.ask.raw else None
     report = describe_dry_run(
-        plan, plan.windows or turn.windows, turn.target.backend, counter=counter, planner=backend
+        plan, plan.windows or turn.windows, turn.target.backend, counter=counter, backend=backend
     )
     report["reasoning_effort"] = turn.request.reasoning_effort
     out.write(json_for_terminal(json.dumps(report, indent=2, ensure_ascii=False), out) + "\n")
@@ -209,15 +209,15 @@ def describe_dry_run(
     backend_name: BackendName,
     *,
     counter: TokenCounter | None = None,
-    planner: Backend | None = None,
+    backend: Backend | None = None,
 ) -> dict[str, object]:
     """`wai ask --dry-run`: what would be sent, as a JSON-ready dict; nothing is sent.
 
     `counter`: the one that counted the plan, when not the model's usual one (a raw prompt's);
-    `planner`: the backend as the command made it (its connections are the command's to close).
+    `backend`: the backend as the command made it (its connections are the command's to close).
     """
     raw = isinstance(counter, RawCounter)
-    backend = planner or backend_named(backend_name)
+    backend = backend or backend_named(backend_name)
     counter = counter or backend.counter(model)
     prompt = counter.prompt_text(plan.messages)
     if prompt is None:

@@ -47,8 +47,8 @@ def run_tokens(
         if system:
             messages = (Message("system", valid_text(system, "the system prompt", notifier)), *messages)
         spec = planner.windows(target)
-        counting = planner.backends.planner(backend_name)
-        report = count_report(spec, backend_name, text=prompt, messages=messages, raw=raw, planner=counting)
+        counting = planner.backends.for_planning(backend_name)
+        report = count_report(spec, backend_name, text=prompt, messages=messages, raw=raw, backend=counting)
     warnings = report.pop("warnings", [])
     for warning in warnings if isinstance(warnings, list) else []:
         (notifier or Notifier()).warn(str(warning))
@@ -103,17 +103,17 @@ def count_report(
     raw: bool = False,
     requested_max_tokens: int | None = None,
     include_ids: bool = False,
-    planner: Backend | None = None,
+    backend: Backend | None = None,
 ) -> dict[str, object]:
     """`wai tokens`: the count against `model`'s windows, as a JSON-ready dict.
 
     `raw`: `text` as `wai ask --raw` sends it (RawCounter): no template, special-token text as the
     special tokens it names, BOS where the vocabulary adds one.
     Otherwise the prompt that `messages` (or `text` as one user message) would send.
-    `include_ids` adds the token ids under "ids" (None for an estimate). `planner`: the backend
-    as the command made it (its connections are the command's to close).
+    `include_ids` adds the token ids under "ids" (None for an estimate). `backend`: the
+    backend as the command made it (its connections are the command's to close).
     """
-    backend = planner or backend_named(backend_name)
+    backend = backend or backend_named(backend_name)
     counter = backend.counter(model)
     ids: list[int] | None = None
     if raw:

@@ -169,7 +169,7 @@ class TurnPlanner:
 
     def refusal(self, target: Target, sampling: Sampling) -> str | None:
         """Why the target's backend cannot run these sampling options, None when it can."""
-        return self.backends.planner(target.backend).sampling_refusal(sampling)
+        return self.backends.for_planning(target.backend).sampling_refusal(sampling)
 
     # --- plan ---------------------------------------------------------------------------------
 
@@ -179,16 +179,16 @@ class TurnPlanner:
         the vocabulary alone counts the same)."""
         if built:
             return self.backends.counter(target.spec, target.backend)
-        return self.backends.planner(target.backend).counter(target.spec)
+        return self.backends.for_planning(target.backend).counter(target.spec)
 
     def windows(self, target: Target) -> ModelSpec:
         """The windows a turn on the target is planned within (locally, within the file's context)."""
-        return self.backends.planner(target.backend).windows(target.spec)
+        return self.backends.for_planning(target.backend).windows(target.spec)
 
     def warnings(self, target: Target, windows: ModelSpec) -> list[str]:
         """What the target's backend warns of before a turn planned within `windows` (windows
         assumed, a file at odds with its catalog entry)."""
-        return self.backends.planner(target.backend).warnings(windows)
+        return self.backends.for_planning(target.backend).warnings(windows)
 
     def plan(
         self,
@@ -204,7 +204,7 @@ class TurnPlanner:
         its choice's counter); by default the backend's.
         """
         if ask.schema is not None:
-            self.backends.planner(target.backend).check_schema(target.spec, ask.schema, self.catalog)
+            self.backends.for_planning(target.backend).check_schema(target.spec, ask.schema, self.catalog)
         counter = counter or self.counter(target)
         if ask.raw:
             counter = RawCounter(counter)

@@ -71,7 +71,7 @@ def run_batch(
     ) as planner:
         target = planner.resolve(options.model, options.backend, sampling=options.sampling)
         if options.schema is not None:
-            planner.backends.planner(target.backend).check_schema(
+            planner.backends.for_planning(target.backend).check_schema(
                 target.spec, options.schema, planner.catalog
             )
         for warning in planner.warnings(target, planner.windows(target)):

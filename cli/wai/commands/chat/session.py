@@ -207,7 +207,9 @@ class ChatSession:
         """Hold the next replies to `schema` (None: free text again); refused, and left as it was,
         when the current backend cannot hold a reply to it."""
         if schema is not None:
-            self.planner.backends.planner(self.backend_name).check_schema(self.spec, schema, self.catalog)
+            self.planner.backends.for_planning(self.backend_name).check_schema(
+                self.spec, schema, self.catalog
+            )
         self.schema = schema
 
     def set_reasoning_effort(self, value: ReasoningEffort | None) -> None:
