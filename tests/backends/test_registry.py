@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -99,3 +101,25 @@ def test_a_backend_registered_by_a_test_runs_wai_ask(isolated_home: Path) -> Non
     # Once the block is left, the real remote backend is back: without credentials it refuses.
     again = run_wai("ask", "-m", LLAMA2_INT8, "--backend", "remote", "hello there")
     assert again.returncode == 2 and "credentials" in again.stderr
+
+
+@pytest.mark.e2e
+def test_making_every_backend_and_asking_it_of_a_model_imports_nothing_heavy() -> None:
+    # Choosing and planning cost no start-up time: the HTTP client and llama.cpp are imported by
+    # a backend's stream alone (and `open`), never by its class.
+    script = """
+import sys
+from wai.backends.base import BackendSettings
+from wai.backends.registry import backend_named, backend_names
+from wai.catalog.entries import load_catalog
+
+spec = load_catalog().get("@cf/meta/llama-2-7b-chat-int8")
+for name in backend_names():
+    backend = backend_named(name, BackendSettings())
+    backend.serves(spec), backend.unavailable(spec), backend.title, backend.sampling_ranges
+heavy = sorted({m.split(".")[0] for m in sys.modules} & {"httpx", "httpcore", "llama_cpp", "starlette"})
+print(",".join(heavy))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == ""
