@@ -4,7 +4,7 @@ transcript and each backend's refusals are all derived from `SAMPLING_OPTIONS`.
 Each option says its name (the `Sampling` field, the request field, the `/set` name), its type,
 its help, and `accepted`: what no backend could use (a negative temperature, say), checked on
 the command line and by `/set` everywhere. A backend's own narrower ranges (Workers AI's `top_k`
-1 to 50) are its registration's `sampling_ranges`, checked once the backend is known: other
+1 to 50) are its class's `sampling_ranges`, checked once the backend is known: other
 backends take wider ones (vLLM takes `top_k` 100, llama.cpp any `top_k`).
 """
 

@@ -169,7 +169,7 @@ class ChatSession:
 
     def _choose(self, name: str | None, mode: BackendMode) -> tuple[ModelSpec, BackendName, TokenCounter]:
         target = self.planner.resolve(name, mode)
-        # Counted with the backend's registration: a local model's vocabulary, not the model.
+        # Counted as a plan is, nothing opened: a local model's vocabulary, not the model.
         return target.spec, target.backend, self.planner.counter(target, built=False)
 
     @property
