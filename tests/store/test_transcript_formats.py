@@ -238,6 +238,13 @@ def test_a_schema_3_database_migrates_keeping_every_turn_without_a_cost() -> Non
         assert store.integrity_check() == "ok"
     assert [t.as_dict() for t in turns] == before
     assert _facts(turns) == WRITTEN_3
+    # The file as schema 3 left it is kept beside it, untouched.
+    backup = sqlite3.connect(f"file:{path}.schema-3.bak?mode=ro", uri=True)
+    try:
+        assert backup.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert backup.execute("SELECT count(*) FROM turns").fetchone()[0] == 3
+    finally:
+        backup.close()
     # Nothing was known of cost or caching then: none is made up now.
     assert all(
         t.data.cost_usd is None and t.data.neurons is None and t.data.cached_tokens is None for t in turns

@@ -53,10 +53,22 @@ def run_logs(options: LogsOptions, notifier: Notifier, *, stdout: TextIO | None 
         if options.cid is not None:
             cid = store.resolve_conversation_id(options.cid)
             summary = store.conversation(cid)
-            turns = store.turns(cid, include_superseded=options.json)
+            standing = store.active_path(cid)
+            if options.json:  # every branch, and which turns make the conversation as it stands
+                turns = store.turns(cid, include_superseded=True)
+                if options.count:
+                    turns = turns[-options.count :]
+                document = {
+                    **summary.as_dict(),
+                    "turns": [turn.as_dict() for turn in turns],
+                    "active_path": [turn.id for turn in standing],
+                }
+                out.write(json_for_terminal(json.dumps(document, indent=2, ensure_ascii=False), out) + "\n")
+                return EXIT_OK
+            branches = {turn.id: len(store.alternatives(turn)) - 1 for turn in standing}
             if options.count:
-                turns = turns[-options.count :]
-            _show_conversation(out, summary, turns, as_json=options.json)
+                standing = standing[-options.count :]
+            _show_conversation(out, summary, standing, branches=branches)
         else:
             limit = options.count or -1  # SQLite: LIMIT -1 is no limit
             _show_list(out, notifier, store.recent(limit), as_json=options.json)
@@ -84,13 +96,13 @@ def _show_list(out: TextIO, notifier: Notifier, rows: list[ConversationSummary],
 
 
 def _show_conversation(
-    out: TextIO, summary: ConversationSummary, turns: list[StoredTurn], *, as_json: bool
+    out: TextIO, summary: ConversationSummary, turns: list[StoredTurn], *, branches: dict[int, int]
 ) -> None:
-    if as_json:
-        document = {**summary.as_dict(), "turns": [turn.as_dict() for turn in turns]}
-        out.write(json_for_terminal(json.dumps(document, indent=2, ensure_ascii=False), out) + "\n")
-        return
+    """The conversation as it stands (its active path); where a turn has alternatives, it says so."""
     parts = [f"conversation {summary.id} ({summary.source}), started {local_time(summary.created_at)}\n"]
+    inherited = [turn for turn in turns if turn.conversation_id != summary.id]
+    if inherited:
+        parts.append(f"forked from {inherited[-1].conversation_id} after its turn {inherited[-1].id}\n")
     system: str | None = None
     for turn in turns:
         data = turn.data
@@ -108,7 +120,9 @@ def _show_conversation(
             parts.append(f"thinking:\n{thinking}\n\n")
         if data.reply:
             parts.append(data.reply.rstrip("\n") + "\n")
-        parts.append(f"  [{turn_facts(turn)}]\n")
+        others = branches.get(turn.id, 0)
+        branch = f" [{others} alternative{'s' if others != 1 else ''}: wai logs --json]" if others > 0 else ""
+        parts.append(f"  [{turn_facts(turn)}]{branch}\n")
         # Turn by turn, so a long conversation starts showing at once.
         out.write(for_terminal("".join(parts), out))
         parts.clear()

@@ -85,6 +85,10 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE turns ADD COLUMN neurons REAL",
         "CREATE INDEX turns_by_time ON turns(created_at)",
     ),
+    # 4 -> 5: branches. parent_id: the turn this one follows (0: none, the first of its line; a
+    # turn of another conversation for the first turn of a /fork); NULL for every older turn,
+    # which follows the turn before it that nothing superseded, as it always did.
+    ("ALTER TABLE turns ADD COLUMN parent_id INTEGER",),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 # What a turn written before a column existed reads as, where the file cannot be migrated.
@@ -94,6 +98,7 @@ _COLUMN_DEFAULTS = {
     "cached_tokens": "NULL",
     "cost_usd": "NULL",
     "neurons": "NULL",
+    "parent_id": "NULL",
 }
 
 
@@ -143,6 +148,7 @@ class TurnData:
     cached_tokens: int | None = None  # of prompt_tokens, those the server had cached
     cost_usd: float | None = None  # by the catalog's price; None: no price was known
     neurons: float | None = None  # the same in Workers AI's neurons, where the backend bills them
+    parent_id: int | None = None  # the turn it follows (0: none); None: logged before branches were kept
 
     @property
     def prompt_counted_exactly(self) -> bool:
@@ -278,6 +284,8 @@ class Store:
                 f"{self.path} was written by a newer wai (schema {version}; this one knows {SCHEMA_VERSION})",
                 hint="upgrade wai",
             )
+        if 0 < version < SCHEMA_VERSION:
+            self._back_up(version)
         while version < SCHEMA_VERSION:
             with self._transaction():
                 # Re-read under the write lock: another wai may have migrated meanwhile.
@@ -288,6 +296,22 @@ class Store:
                     self._db.execute(statement)
                 version += 1
                 self._db.execute(f"PRAGMA user_version = {version}")
+
+    def backup_path(self, version: int) -> Path:
+        return self.path.with_name(f"{self.path.name}.schema-{version}.bak")
+
+    def _back_up(self, version: int) -> None:
+        """A copy of the file as the older wai left it, before it is brought forward: whole and
+        consistent (SQLite's online backup, the WAL included), made once per schema."""
+        target = self.backup_path(version)
+        if target.exists():
+            return
+        create_private(target)
+        copy = sqlite3.connect(target)
+        try:
+            self._db.backup(copy)
+        finally:
+            copy.close()
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db)
@@ -320,8 +344,8 @@ class Store:
                 "INSERT INTO turns (conversation_id, created_at, prompt, reply, system, model, backend, "
                 "precision, prompt_tokens, completion_tokens, usage_exact, max_tokens, sampling, "
                 "first_token_s, total_s, load_s, finish_reason, interrupted, error, reasoning, "
-                "prompt_exact, cached_tokens, cost_usd, neurons) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "prompt_exact, cached_tokens, cost_usd, neurons, parent_id) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     conversation_id,
                     now,
@@ -347,6 +371,7 @@ class Store:
                     turn.cached_tokens,
                     turn.cost_usd,
                     turn.neurons,
+                    turn.parent_id,
                 ),
             )
             if replaces is not None:
@@ -424,6 +449,55 @@ class Store:
         """Every turn written at or after `since` (an ISO time in UTC), of every conversation, those
         a /retry superseded included: each was sent, and paid for."""
         return self._select_turns("created_at >= ?", (since,))
+
+    def turn(self, turn_id: int) -> StoredTurn | None:
+        found = self._select_turns("id = ?", (turn_id,))
+        return found[0] if found else None
+
+    def parent_of(self, turn: StoredTurn) -> int | None:
+        """The id of the turn `turn` follows, None when it is the first of its line. A turn logged
+        before branches were kept follows the last turn before it that nothing superseded."""
+        parent = turn.data.parent_id
+        if parent is not None:
+            return parent or None
+        row = self._db.execute(
+            "SELECT max(id) FROM turns WHERE conversation_id = ? AND id < ? AND superseded = 0",
+            (turn.conversation_id, turn.id),
+        ).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+    def active_path(self, conversation_id: str) -> list[StoredTurn]:
+        """The conversation as it now stands: from its latest turn that nothing superseded back
+        along the parent links (into the conversation it was forked from, if any), oldest first."""
+        row = self._db.execute(
+            "SELECT max(id) FROM turns WHERE conversation_id = ? AND superseded = 0", (conversation_id,)
+        ).fetchone()
+        head = None if row is None or row[0] is None else int(row[0])
+        path: list[StoredTurn] = []
+        seen: set[int] = set()
+        while head is not None and head not in seen:  # a loop is a damaged file: stop, never hang
+            seen.add(head)
+            turn = self.turn(head)
+            if turn is None:
+                break
+            path.append(turn)
+            head = self.parent_of(turn)
+        return path[::-1]
+
+    def alternatives(self, turn: StoredTurn) -> list[StoredTurn]:
+        """The turns that answer at the same place as `turn` (itself included): the replies /retry
+        replaced and the messages /edit replaced, oldest first. Only turns with a parent link have
+        any: an older turn's place cannot be told."""
+        if turn.data.parent_id is None:
+            return [turn]
+        return self._select_turns(
+            "conversation_id = ? AND parent_id = ?", (turn.conversation_id, turn.data.parent_id)
+        )
+
+    def set_superseded(self, turn_id: int, superseded: bool) -> None:
+        """Take a turn out of its conversation's active path (/undo, /alt), or put it back (/alt)."""
+        with self._transaction():
+            self._db.execute("UPDATE turns SET superseded = ? WHERE id = ?", (int(superseded), turn_id))
 
     def _select_turns(self, where: str, params: Sequence[object]) -> list[StoredTurn]:
         present = {str(row["name"]) for row in self._db.execute("PRAGMA table_info(turns)")}
@@ -552,6 +626,7 @@ def _stored_turn(row: sqlite3.Row) -> StoredTurn:
         cached_tokens=opt_int(row["cached_tokens"]),
         cost_usd=opt_float(row["cost_usd"]),
         neurons=opt_float(row["neurons"]),
+        parent_id=opt_int(row["parent_id"]),
     )
     return StoredTurn(
         id=int(row["id"]),  # the INTEGER PRIMARY KEY: SQLite holds it to an integer

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from wai.conversation import Message
@@ -66,6 +66,8 @@ class TranscriptLog:
         self.record = record
         self.conversation_id: str | None = None
         self._next_id: str | None = None  # the id the next new conversation gets (see affinity)
+        # The last turn of the conversation as it stands (the next one follows it), None before one.
+        self.head: int | None = None
         self._store: Store | None = None
         self._broken = False
 
@@ -88,6 +90,59 @@ class TranscriptLog:
         """The next turn begins a new conversation."""
         self.conversation_id = None
         self._next_id = None
+        self.head = None
+
+    def fork(self) -> None:
+        """The next turn begins a new conversation that follows this one's last turn (/fork): the
+        turns so far stay where they are, and the new conversation links to them."""
+        self.conversation_id = None
+        self._next_id = None
+
+    def _last_exchange(self, store: Store) -> list[StoredTurn]:
+        """The turns from the last one back to the last reply, newest first: the exchange /undo
+        takes out, with the failed turns after it (never sent again, but logged)."""
+        chain: list[StoredTurn] = []
+        head = self.head
+        while head is not None:
+            turn = store.turn(head)
+            if turn is None:
+                break
+            chain.append(turn)
+            if answered(turn.data):
+                break
+            head = store.parent_of(turn)
+        return chain
+
+    def undo(self) -> None:
+        """Take the last exchange out of the conversation (/undo); it stays in the transcript."""
+        if not self.record or self.head is None:
+            return
+        try:
+            store = self._open()
+            chain = self._last_exchange(store)
+            for turn in chain:
+                store.set_superseded(turn.id, True)
+            self.head = store.parent_of(chain[-1]) if chain else None
+        except (WaiError, sqlite3.Error, OSError) as exc:
+            self.notifier.warn(f"the transcript was not changed: {exc}")
+
+    def alternatives(self) -> list[StoredTurn]:
+        """The exchanges that stood where the last one stands (/retry, /edit), it among them."""
+        if not self.record or self.head is None:
+            return []
+        store = self._open(reading=True)
+        chain = self._last_exchange(store)
+        return store.alternatives(chain[-1]) if chain else []
+
+    def switch_to(self, turn_id: int) -> None:
+        """Make an alternative of the last exchange the conversation's (/alt N)."""
+        if self.head is None or turn_id == self.head:
+            return
+        store = self._open()
+        for turn in self._last_exchange(store):
+            store.set_superseded(turn.id, True)
+        store.set_superseded(turn_id, False)
+        self.head = turn_id
 
     def affinity(self) -> str:
         """The conversation's prompt-caching key: the same for each of its turns, in this process
@@ -109,8 +164,9 @@ class TranscriptLog:
         else:
             found = store.resolve_conversation_id(conversation_id)
         summary = store.conversation(found)
-        turns = tuple(store.turns(found))
+        turns = tuple(store.active_path(found))
         self.conversation_id = found
+        self.head = turns[-1].id if turns else None
         return Continued(id=found, model=summary.model, system=summary.system, turns=turns)
 
     def record_turn(
@@ -130,10 +186,16 @@ class TranscriptLog:
             # A second Ctrl-C or a SIGTERM right after the first must not cost the turn itself.
             with stop_signals.deferred():
                 store = self._open()
+                # It follows the last turn, or, regenerating one, what that one followed.
+                replaced = store.turn(replaces) if replaces is not None else None
+                parent = store.parent_of(replaced) if replaced is not None else self.head
+                turn = replace(turn, parent_id=parent or 0)
                 if self.conversation_id is None:
                     self.conversation_id = self._next_id or new_conversation_id()
                     self._next_id = None
                 stored = store.add_turn(self.conversation_id, turn, source=self.source, replaces=replaces)
+                # A failed turn is on the path too (logged where it happened), though never resent.
+                self.head = stored.id
         except (WaiError, sqlite3.Error, OSError) as exc:
             if not self._broken:  # once is enough; the conversation itself goes on
                 self.notifier.warn(f"this turn was not saved to the transcript: {exc}")

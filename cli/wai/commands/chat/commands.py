@@ -267,6 +267,51 @@ def _retry(chat: ChatSession, argument: str, out: TextIO) -> bool:
     return False
 
 
+def _undo(chat: ChatSession, argument: str, out: TextIO) -> bool:
+    taken = chat.undo()
+    if taken is not None:
+        say(out, f"took out: {preview(taken.prompt, 50)} (the transcript keeps it)")
+    return False
+
+
+def _edit(chat: ChatSession, argument: str, out: TextIO) -> bool:
+    if not argument.strip():
+        raise UsageError("/edit TEXT: the message to send instead of the last one")
+    chat.edit(argument)
+    return False
+
+
+def _alt(chat: ChatSession, argument: str, out: TextIO) -> bool:
+    """`/alt` lists the alternatives of the last exchange; `/alt N` makes the N-th the conversation's."""
+    choices = chat.alternatives()
+    if len(choices) < 2:
+        say(out, "the last reply has no alternatives (/retry or /edit make some)")
+        return False
+    current = chat.turns[-1].stored_id
+    if not argument.strip():
+        for number, turn in enumerate(choices, 1):
+            mark = "*" if turn.id == current else " "
+            say(out, f"{mark}{number}. {preview(turn.data.prompt, 30)} -> {preview(turn.data.reply, 60)}")
+        say(out, "/alt N switches to one")
+        return False
+    try:
+        chosen = choices[int(argument) - 1]
+        if int(argument) < 1:
+            raise IndexError
+    except (ValueError, IndexError):
+        raise UsageError(f"/alt N: a number from 1 to {len(choices)}, not '{argument.strip()}'") from None
+    chat.switch_to(chosen)
+    say(out, f"now: {preview(chosen.data.reply, 70)}")
+    return False
+
+
+def _fork(chat: ChatSession, argument: str, out: TextIO) -> bool:
+    chat.fork()
+    count = len(chat.turns)
+    say(out, f"new conversation from here ({count} turn{'s' if count != 1 else ''} carried over)")
+    return False
+
+
 def _budget(chat: ChatSession, argument: str, out: TextIO) -> bool:
     for line in budget_lines(chat):
         say(out, line)
@@ -393,7 +438,11 @@ COMMANDS: dict[str, Command] = {
             _schema,
         ),
         Command("clear", "", "start a new conversation", _clear),
-        Command("retry", "", "regenerate the last reply", _retry),
+        Command("retry", "", "regenerate the last reply (the earlier one stays, see /alt)", _retry),
+        Command("undo", "", "take the last exchange out of the conversation", _undo),
+        Command("edit", "TEXT", "replace the last message with TEXT and answer again", _edit),
+        Command("alt", "[N]", "the alternatives of the last reply; switch to the N-th", _alt),
+        Command("fork", "", "go on in a new conversation from here", _fork),
         Command("budget", "", "tokens used against each window; what is dropped next", _budget),
         Command("save", "FILE", "write the conversation to FILE as Markdown (/save! replaces a file)", _save),
         Command("history", "", "the turns of this conversation", _history),

@@ -25,6 +25,7 @@ from wai.render.choose import ColorMode
 from wai.sampling import Sampling
 from wai.schema import Schema
 from wai.settings import Credentials, UserConfig, load_credentials, load_user_config
+from wai.store.database import StoredTurn
 from wai.store.transcript import Continued, TranscriptLog, answered
 from wai.tokens.budget import Plan, input_limit, trim_limit
 from wai.tokens.counters import TokenCounter
@@ -85,6 +86,19 @@ class ChatTurn:
         return Message("user", self.prompt), Message("assistant", self.reply)
 
 
+def chat_turn(stored: StoredTurn) -> ChatTurn:
+    data = stored.data
+    return ChatTurn(
+        prompt=data.prompt,
+        reply=data.reply,
+        model=data.model,
+        backend=data.backend,
+        finish_reason=data.finish_reason,
+        error=data.error,
+        stored_id=stored.id,
+    )
+
+
 class ChatSession:
     def __init__(
         self,
@@ -127,19 +141,7 @@ class ChatSession:
             model_name = model_name or self.continued.model
             if self.system is None:
                 self.system = self.continued.system
-            self.turns = [
-                ChatTurn(
-                    prompt=t.data.prompt,
-                    reply=t.data.reply,
-                    model=t.data.model,
-                    backend=t.data.backend,
-                    finish_reason=t.data.finish_reason,
-                    error=t.data.error,
-                    stored_id=t.id,
-                )
-                for t in self.continued.turns
-                if answered(t.data)
-            ]
+            self.turns = [chat_turn(t) for t in self.continued.turns if answered(t.data)]
         self.spec, self.backend_name, self.counter = self._choose(model_name, self.mode)
         if options.schema is not None:  # refused before the REPL opens when the backend cannot hold it
             self.set_schema(options.schema)
@@ -315,19 +317,56 @@ class ChatSession:
         return said if kept else None
 
     def retry(self) -> ChatTurn | None:
-        """Regenerate the last reply; the last turn stays as it was when the new one fails."""
+        """Regenerate the last reply; the last turn stays as it was when the new one fails. The
+        earlier reply is kept in the transcript as an alternative (/alt)."""
         if not self.turns:
             self.notifier.error("nothing to retry yet")
             return None
+        return self._answer_again(self.turns[-1].prompt)
+
+    def edit(self, prompt: str) -> ChatTurn | None:
+        """Replace the last message with `prompt` and answer it (/edit); the earlier exchange is
+        kept in the transcript as an alternative."""
+        if not self.turns:
+            self.notifier.error("nothing to edit yet: send a message first")
+            return None
+        return self._answer_again(prompt)
+
+    def _answer_again(self, prompt: str) -> ChatTurn | None:
         last = self.turns.pop()
         before = len(self.turns)
         self._used = None
         try:
-            return self.send(last.prompt, replaces=last.stored_id)
+            return self.send(prompt, replaces=last.stored_id)
         finally:
             if len(self.turns) == before:  # no new reply joined the conversation
                 self.turns.append(last)
                 self._used = None
+
+    def undo(self) -> ChatTurn | None:
+        """Take the last exchange out of the conversation (/undo); the transcript keeps it."""
+        if not self.turns:
+            self.notifier.error("nothing to undo")
+            return None
+        last = self.turns.pop()
+        self._used = None
+        self.log.undo()
+        return last
+
+    def alternatives(self) -> list[StoredTurn]:
+        """The alternatives of the last exchange (its earlier replies and messages), oldest first."""
+        return self.log.alternatives() if self.turns else []
+
+    def switch_to(self, chosen: StoredTurn) -> None:
+        """Make an alternative the last exchange of the conversation (/alt N)."""
+        self.log.switch_to(chosen.id)
+        self.turns[-1] = chat_turn(chosen)
+        self._used = None
+
+    def fork(self) -> None:
+        """Go on in a new conversation from here (/fork): the turns so far are its beginning."""
+        self.log.fork()
+        self.continued = None
 
     def _unsupported(self) -> str | None:
         """Why the backend cannot run the current settings, None when it can."""
