@@ -592,6 +592,10 @@ def models(
     cls=_MachineCommand,
 )
 def logs(
+    conversation: Annotated[
+        str | None,
+        typer.Argument(help="A conversation (id or prefix): as --cid, or what --export writes."),
+    ] = None,
     count: Annotated[
         int,
         typer.Option(
@@ -614,11 +618,24 @@ def logs(
     by: Annotated[
         str, typer.Option("--by", help="With --usage: totals by day (UTC) or by model.", metavar="day|model")
     ] = "day",
+    export: Annotated[
+        str | None,
+        typer.Option("--export", help="Write a conversation for sharing: md or json.", metavar="md|json"),
+    ] = None,
     debug: DebugOpt = False,
 ) -> None:
     from wai.commands.logs import LogsOptions, run_logs
 
-    options = LogsOptions(count=count, json=json_output, cid=cid, usage=usage, since=since, by=by)
+    options = LogsOptions(
+        count=count,
+        json=json_output,
+        cid=cid,
+        usage=usage,
+        since=since,
+        by=by,
+        export=export,
+        conversation=conversation,
+    )
     _guarded(
         lambda notifier: run_logs(options, notifier),
         debug=debug,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TextIO
 
@@ -26,6 +26,8 @@ class LogsOptions:
     json: bool = False
     cid: str | None = None
     usage: bool = False  # the usage ledger instead of conversations
+    export: str | None = None  # md or json: one conversation for sharing
+    conversation: str | None = None  # the ID argument (with --export)
     since: str = "7d"
     by: str = "day"
 
@@ -34,6 +36,17 @@ def run_logs(options: LogsOptions, notifier: Notifier, *, stdout: TextIO | None 
     out = stdout or sys.stdout
     if options.count < 0:
         raise UsageError("-n must be 0 (all) or more")
+    if options.conversation is not None and options.cid not in (None, options.conversation):
+        raise UsageError("give the conversation once: as ID or as --cid ID")
+    if options.conversation is not None and options.export is None:
+        options = replace(options, cid=options.conversation)  # `wai logs ID` is `wai logs --cid ID`
+    if options.export is not None:
+        from wai.commands.export import run_export
+
+        given = options.conversation or options.cid
+        if given is None:
+            raise UsageError("--export needs the conversation's id", hint="wai logs --export md ID")
+        return run_export(options.export, given, out, notifier)
     if options.usage:
         from wai.commands.usage import run_usage
 

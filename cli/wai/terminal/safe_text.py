@@ -67,6 +67,23 @@ def log_safe(text: str) -> str:
     return _LOG_CONTROLS.sub(_escape, text)
 
 
+# What a shared file (an export) never holds raw: every control character but tab and newline, the
+# Unicode line and paragraph separators, the marks that reorder text, the tags.
+_EXPORT_CONTROLS = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029{_BIDI}{_TAGS}]")
+
+
+def export_safe(text: str) -> str:
+    """Text for a file meant to be shared (`wai logs --export md`): its lines and tabs as they are
+    (a CRLF a newline), every other control character shown as its escape (`\\x1b`, `\\u202e`)."""
+    return _EXPORT_CONTROLS.sub(_escape, text.replace("\r\n", "\n"))
+
+
+def json_export_safe(document: str) -> str:
+    """A JSON document with DEL, C1, bidi controls and tags written as \\u escapes wherever it goes
+    (JSON escapes C0 itself): the same data, nothing raw for a reader's terminal to act on."""
+    return _JSON_RAW_CONTROLS.sub(lambda match: _json_escape(match.group()), document)
+
+
 def is_terminal(stream: TextIO) -> bool:
     try:
         return stream.isatty()
