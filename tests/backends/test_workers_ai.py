@@ -247,10 +247,14 @@ def test_usage_over_max_tokens_or_beyond_the_text_is_not_taken_for_the_cap(harne
     )
 
 
-def test_non_json_data_lines_are_ignored(harness: Harness) -> None:
+def test_non_json_data_lines_are_ignored_and_told(harness: Harness) -> None:
     harness.server.script(Reply.sse(["not json", {"response": "fine"}, "[1, 2]"]))
     outcome = harness.run()
-    assert outcome.events == [Token("fine"), Finish("stop")]
+    told = Notice(
+        "Workers AI sent 1 event wai could not read (not JSON): the reply may be missing what it "
+        "held; --debug shows it"
+    )
+    assert outcome.events == [Token("fine"), told, Finish("stop")]
 
 
 # -- a stream that ends early never looks complete --------------------------------------------

@@ -1,6 +1,7 @@
 """A server's own reason for ending a reply early (its content filter, an abort) is said, not taken
 for the model's own stop: the reply's text cannot show that it was cut, so a warning does, in
-stderr and among `--json`'s notices; the text that arrived is still the answer, exit 0."""
+stderr and among `--json`'s notices; the text that arrived is still the answer, exit 0. The same
+for a stream that held events wai could not read: what they held is not in the reply."""
 
 from __future__ import annotations
 
@@ -71,3 +72,22 @@ def test_a_natural_end_says_nothing(server: WorkersAIServer, finish: str) -> Non
     }
     done = run_wai("ask", "-m", MODEL, "hi", env=env)
     assert done.returncode == 0 and "finish_reason" not in done.stderr
+
+
+@pytest.mark.parametrize("unreadable", ['{"response": "lo', "<html>busy</html>"])
+def test_events_wai_cannot_read_are_warned_of_not_dropped_in_silence(
+    server: WorkersAIServer, unreadable: str
+) -> None:
+    server.script(Reply.sse([{"response": "Hel"}, unreadable, "", {"response": " there"}]))
+    env = {
+        "CLOUDFLARE_BASE_URL": server.base_url,
+        "CLOUDFLARE_ACCOUNT_ID": "acct123",
+        "CLOUDFLARE_API_TOKEN": "tok-finish-0123",
+    }
+    done = run_wai("ask", "--json", "-m", MODEL, "hi", env=env)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["text"] == "Hel there"
+    warning = "Workers AI sent 1 event wai could not read (not JSON): the reply may be missing what it held"
+    assert any(notice.startswith(warning) for notice in result["notices"])  # the empty one is no event
+    assert f"wai: warning: {warning}" in done.stderr

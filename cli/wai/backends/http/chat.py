@@ -100,6 +100,7 @@ class _Progress:
     usage: Usage | None = None  # the last one seen: each chunk may carry the total so far
     finish: str | None = None  # the server's own finish_reason
     done: bool = False
+    unreadable: int = 0  # events that were not JSON: whatever they held is not in the reply
     surrogates: _Surrogates = field(default_factory=_Surrogates)
     thinking_surrogates: _Surrogates = field(default_factory=_Surrogates)
     notices: set[str] = field(default_factory=set)  # shared by the attempts of one reply
@@ -381,6 +382,8 @@ class StreamingChatBackend:
             payload = json.loads(data)
         except ValueError:
             self._debug(f"ignored a non-JSON event: {one_line(self._scrub(data))}")
+            if data.strip():  # an empty one (a keep-alive) held nothing
+                progress.unreadable += 1
             return
         if not isinstance(payload, dict):
             return
@@ -483,6 +486,12 @@ class StreamingChatBackend:
             reason = "length"
         elif usage is None and events == request.max_tokens:
             reason = "length"  # one event per token, thinking included: that many filled the cap
+        if progress.unreadable:
+            yield from _notice(
+                progress,
+                f"{self.who} sent {counted(progress.unreadable, 'event')} wai could not read (not JSON): "
+                "the reply may be missing what it held; --debug shows it",
+            )
         if progress.finish is not None and progress.finish not in _WHOLE_ENDINGS:
             why = _WHY_CUT.get(progress.finish, "not the model's own stop")
             yield from _notice(
