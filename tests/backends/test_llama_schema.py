@@ -21,7 +21,8 @@ from wai.schema.reply import parse_reply
 
 pytest.importorskip("llama_cpp")
 
-# Every value bounded: integers, booleans, enums, consts, nested objects in a bounded array.
+# Every value bounded: integers, booleans, enums, consts, strings held by lengths and a pattern,
+# nested objects in a bounded array.
 BOUNDED = load_schema(
     json.dumps(
         {
@@ -31,6 +32,9 @@ BOUNDED = load_schema(
                 "x": {"type": "number"},
                 "ok": {"type": "boolean"},
                 "kind": {"enum": ["cat", "dog", None, 3]},
+                "name": {"type": "string", "maxLength": 6},
+                "code": {"type": "string", "minLength": 2, "maxLength": 4},
+                "word": {"type": "string", "pattern": "^[a-z]{1,4}$"},
                 "tags": {
                     "type": "array",
                     "items": {
@@ -42,7 +46,7 @@ BOUNDED = load_schema(
                     "maxItems": 3,
                 },
             },
-            "required": ["n", "x", "ok", "kind", "tags"],
+            "required": ["n", "x", "ok", "kind", "name", "code", "word", "tags"],
         }
     )
 )
@@ -103,8 +107,9 @@ def test_free_strings_under_noise_are_still_json(noise: TinyModel, backend: Llam
     for seed in range(8):
         sampling = Sampling(temperature=1.0, seed=seed)
         text, finish = _reply(list(backend.stream(_request(noise, schema, sampling, max_tokens=256))))
-        if finish == "stop":
-            assert set(json.loads(text)) == {"name", "bio"}  # no raw control character inside
+        if finish == "stop":  # no raw control character inside, no byte that is not UTF-8
+            assert set(parse_reply(text, schema.document, finish_reason=finish)) == {"name", "bio"}
+            assert "\ufffd" not in text
 
 
 def test_a_reply_cut_by_the_cap_is_a_schema_mismatch(noise: TinyModel, backend: LlamaCppStream) -> None:

@@ -18,6 +18,7 @@ from types import ModuleType
 from typing import Any
 
 from wai.errors import BackendError, ConfigError
+from wai.llama.utf8 import Utf8Guard
 from wai.notices import echo_stderr
 from wai.terminal import stop_signals
 
@@ -434,6 +435,7 @@ class Sampler:
                 raise GrammarError(f"llama.cpp refused the grammar made from the schema: {reason}")
             self.grammar = constrained
             self._candidates = _Candidates(llama_cpp, model.n_vocab())
+            self._utf8 = _utf8_guard(model)
         if temperature <= 0:
             add(self.ptr, llama_cpp.llama_sampler_init_greedy())
             return
@@ -452,15 +454,16 @@ class Sampler:
         """The next token after the last decoded one (llama.cpp also records it as accepted)."""
         if self.grammar is None:
             return int(self._lib.llama_sampler_sample(self.ptr, ctx.ptr, -1))
-        llama_cpp, candidates = self._lib, self._candidates
+        llama_cpp, candidates, utf8 = self._lib, self._candidates, self._utf8
         logits = llama_cpp.llama_get_logits_ith(ctx.ptr, -1)
         token = candidates.pick(self.ptr, logits)
-        if token is None or not candidates.allowed(self.grammar, token):
-            token = candidates.pick(self.ptr, logits, first=self.grammar)
+        if token is None or not utf8.allows(token) or not candidates.allowed(self.grammar, token):
+            token = candidates.pick(self.ptr, logits, first=self.grammar, only=utf8.mask())
             if token is None:
                 raise BackendError("the model's vocabulary cannot continue the JSON the schema asks for")
         llama_cpp.llama_sampler_accept(self.grammar, token)
         llama_cpp.llama_sampler_accept(self.ptr, token)
+        utf8.advance(token)
         return token
 
     def close(self) -> None:
@@ -470,6 +473,16 @@ class Sampler:
         if self.grammar:
             self._lib.llama_sampler_free(self.grammar)
         self.grammar = None
+
+
+def _utf8_guard(model: NativeModel) -> Utf8Guard:
+    """A fresh guard over the model's token pieces, which the model keeps (with the guard's
+    verdicts) for every later reply."""
+    pieces = model.cache.get("pieces")
+    if pieces is None:
+        pieces = model.cache["pieces"] = [model.piece(token) for token in range(model.n_vocab())]
+    masks = model.cache.setdefault("utf8 masks", {})
+    return Utf8Guard(pieces, masks)  # type: ignore[arg-type]
 
 
 class _Candidates:
@@ -490,13 +503,15 @@ class _Candidates:
         self.one = np.zeros(1, dtype=dtype)
         self.one_array = llama_cpp.llama_token_data_array(self.one.ctypes.data_as(pointer), 1, -1, False)
 
-    def pick(self, chain: Any, logits: Any, *, first: Any = None) -> int | None:
-        """The token `chain` selects from the logits (after `first` has filtered them); None when
-        no token is possible."""
+    def pick(self, chain: Any, logits: Any, *, first: Any = None, only: Any = None) -> int | None:
+        """The token `chain` selects from the logits (after `first` has filtered them, among the
+        tokens `only` allows); None when no token is possible."""
         # Samplers sort and shorten the array in place: it is laid out afresh each time.
         self.data["id"] = self.ids
         self.data["logit"] = self._np.ctypeslib.as_array(logits, shape=(self.n_vocab,))
         self.data["p"] = 0.0
+        if only is not None:
+            self.data["logit"][~only] = -self._np.inf
         self.array.size, self.array.selected, self.array.sorted = self.n_vocab, -1, False
         if first is not None:
             self._lib.llama_sampler_apply(first, ctypes.byref(self.array))
