@@ -390,3 +390,18 @@ def test_the_default_model_comes_from_the_list_of_the_server_wai_now_points_at(
     # The same server with a trailing slash is the same server.
     again = run_wai("models", "--json", env={**env_for(server), "CLOUDFLARE_BASE_URL": server.base_url + "/"})
     assert json.loads(again.stdout)["default_model"] == NEW
+
+
+def test_a_total_count_below_what_the_pages_hold_is_not_taken_for_the_end(isolated_home: Path) -> None:
+    # result_info says 3 models, yet the first page holds 4 and more pages follow: the total is
+    # wrong, and stopping at it would keep a cut list as if it were the whole one.
+    pages = [[search_result(f"@cf/acme/m{page}-{i}", window=4096) for i in range(4)] for page in range(3)]
+    pages.append([search_result("@cf/acme/last", window=4096)])
+    with WorkersAIServer(Simulation()) as server:
+        server.script(
+            *(Reply.json({"success": True, "result": p, "result_info": {"total_count": 3}}) for p in pages)
+        )
+        done = run_wai("models", "--refresh", "--json", env=env_for(server))
+    assert done.returncode == 0, done.stderr
+    assert "read 13 text-generation models" in done.stderr
+    assert "@cf/acme/last" in rows(done.stdout)

@@ -116,7 +116,8 @@ def refresh(
             if (
                 not results
                 or len(results) < page_size
-                or (total is not None and page * page_size >= total)
+                # A total below what the pages already held is wrong: the pages go on until a short one.
+                or (total is not None and len(seen) <= total and page * page_size >= total)
                 or repeated
             ):
                 break
