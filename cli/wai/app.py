@@ -441,7 +441,7 @@ def batch(
             "--jobs",
             min=1,
             max=256,
-            help="Records asked at once (default 4; 1 on llama.cpp).",
+            help="Records asked at once (default 4), or on llama.cpp decoded together (default 8).",
             show_default=False,
         ),
     ] = None,

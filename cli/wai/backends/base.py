@@ -11,7 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar, Self
+from typing import TYPE_CHECKING, ClassVar, Self, TypeVar
 
 if TYPE_CHECKING:
     from wai.backends.backoff import SharedBackoff
@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from wai.schema import Schema
     from wai.settings import Credentials, UserConfig
     from wai.tokens.counters import TokenCounter
+
+K = TypeVar("K")  # what a caller of stream_together knows each request by
 
 # The name a backend is registered under (backends/registry.py), as users pick it with --backend
 # and `/backend`, and as the transcript and --json keep it.
@@ -82,6 +84,8 @@ class Backend(ABC):
     in_catalog: ClassVar[bool] = True
     tells_own_failure: ClassVar[bool] = False
     warm_modules: ClassVar[tuple[str, ...]] = ()
+    # Whether it decodes several requests together (`stream_together`): llama.cpp's batches.
+    decodes_together: ClassVar[bool] = False
     bills_neurons: ClassVar[bool] = False
 
     def __init__(self, name: BackendName, settings: BackendSettings) -> None:
@@ -176,6 +180,13 @@ class Backend(ABC):
     def precision(self, request: Request) -> str | None:
         """The weights' precision as llama.cpp names it (q8_0, f16), None when unknown."""
         return request.model.precision
+
+    def stream_together(
+        self, requests: Sequence[tuple[K, Request]], slots: int
+    ) -> Iterator[tuple[K, list[Event] | WaiError]]:
+        """Several requests decoded together, up to `slots` at once: each one's events (or why it
+        failed) as it ends. Only a backend that `decodes_together` has it."""
+        raise NotImplementedError(f"the {self.title} backend does not decode requests together")
 
     def describe(self) -> dict[str, object]:
         """Facts for `--debug` and `wai models` (base URL, GPU offload, ...); no secrets."""

@@ -286,10 +286,18 @@ class LoadError(BackendError):
 class NativeContext:
     """One inference context (the KV cache) on a model: decodes tokens, keeps their states."""
 
-    def __init__(self, model: NativeModel, *, n_ctx: int, threads: int, threads_batch: int) -> None:
+    def __init__(
+        self, model: NativeModel, *, n_ctx: int, threads: int, threads_batch: int, sequences: int = 1
+    ) -> None:
+        """`sequences`: how many sequences it holds at once (batched decoding)."""
         llama_cpp = self._lib = lib()
         params = llama_cpp.llama_context_default_params()
         params.n_ctx = n_ctx
+        params.n_seq_max = sequences
+        # One KV buffer for all: a step's tokens of every sequence are then one ubatch (split per
+        # sequence, they would be computed one after another). The caller keeps each sequence
+        # within its n_ctx / sequences positions.
+        params.kv_unified = True
         params.n_batch = params.n_ubatch = self.n_batch = min(512, n_ctx)
         params.n_threads = threads
         params.n_threads_batch = threads_batch
@@ -352,6 +360,15 @@ class NativeContext:
             if not signalled() and should_stop is not None and should_stop():
                 raise DecodeStopped("decoding the prompt was stopped")
 
+    def decode_batch(self, batch: NativeBatch) -> None:
+        """Decode a batch of tokens of several sequences at once; the logits asked for are ready
+        to sample, each at its index in the batch."""
+        self._check(self._lib.llama_decode(self.ptr, batch.raw))
+
+    def forget(self, sequence: int) -> None:
+        """Drop every position of one sequence, so its slot can take another."""
+        self._lib.llama_memory_seq_rm(self._lib.llama_get_memory(self.ptr), sequence, -1, -1)
+
     def decode_one(self, token: int) -> None:
         self._single[0] = token
         self._check(self._lib.llama_decode(self.ptr, self._lib.llama_batch_get_one(self._single, 1)))
@@ -362,6 +379,38 @@ class NativeContext:
         if status == 1:
             raise BackendError("llama.cpp found no room in its context for the next token")
         raise BackendError(f"llama.cpp failed to evaluate the model (llama_decode returned {status})")
+
+
+class NativeBatch:
+    """A llama_batch: up to `size` tokens, each of one sequence at one position, some with their
+    logits asked for (the last of a prompt, every generated token)."""
+
+    def __init__(self, size: int, sequences: int) -> None:
+        self._lib = lib()
+        self.size = size
+        self.raw = self._lib.llama_batch_init(size, 0, sequences)
+        self.count = 0
+
+    def clear(self) -> None:
+        self.count = self.raw.n_tokens = 0
+
+    def add(self, token: int, position: int, sequence: int, *, logits: bool) -> int:
+        """Add one token; its index in the batch (where its logits are, when asked for)."""
+        index, raw = self.count, self.raw
+        if index >= self.size:
+            raise ValueError("the batch is full")
+        raw.token[index] = token
+        raw.pos[index] = position
+        raw.n_seq_id[index] = 1
+        raw.seq_id[index][0] = sequence
+        raw.logits[index] = logits
+        self.count = raw.n_tokens = index + 1
+        return index
+
+    def close(self) -> None:
+        if self.size:
+            self._lib.llama_batch_free(self.raw)
+        self.size = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -450,12 +499,13 @@ class Sampler:
             ),
         )
 
-    def sample(self, ctx: NativeContext) -> int:
-        """The next token after the last decoded one (llama.cpp also records it as accepted)."""
+    def sample(self, ctx: NativeContext, index: int = -1) -> int:
+        """The next token after the last decoded one, or after the token at `index` of a batch
+        (llama.cpp also records it as accepted)."""
         if self.grammar is None:
-            return int(self._lib.llama_sampler_sample(self.ptr, ctx.ptr, -1))
+            return int(self._lib.llama_sampler_sample(self.ptr, ctx.ptr, index))
         llama_cpp, candidates, utf8 = self._lib, self._candidates, self._utf8
-        logits = llama_cpp.llama_get_logits_ith(ctx.ptr, -1)
+        logits = llama_cpp.llama_get_logits_ith(ctx.ptr, index)
         token = candidates.pick(self.ptr, logits)
         if token is None or not utf8.allows(token) or not candidates.allowed(self.grammar, token):
             token = candidates.pick(self.ptr, logits, first=self.grammar, only=utf8.mask())

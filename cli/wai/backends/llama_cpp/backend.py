@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from wai.backends.base import Backend, BackendName, BackendSettings
-from wai.errors import ConfigError
+from wai.backends.base import Backend, BackendName, BackendSettings, K
+from wai.errors import ConfigError, WaiError
 from wai.settings import wai_home
 
 if TYPE_CHECKING:
@@ -27,6 +27,7 @@ class LlamaCpp(Backend):
     title = "llama.cpp"
     tells_own_failure = True
     warm_modules = ("wai.backends.llama_cpp.stream", "llama_cpp")
+    decodes_together = True
 
     def __init__(self, name: BackendName, settings: BackendSettings) -> None:
         super().__init__(name, settings)
@@ -106,6 +107,11 @@ class LlamaCpp(Backend):
         """The reply's events; `should_stop` (for callers off the main thread, where no signal
         arrives) is asked while the prompt is decoded."""
         return self._model().stream(request, should_stop)
+
+    def stream_together(
+        self, requests: Sequence[tuple[K, Request]], slots: int
+    ) -> Iterator[tuple[K, list[Event] | WaiError]]:
+        return self._model().stream_together(requests, slots)
 
     def precision(self, request: Request) -> str | None:
         return self._model().precision(request)

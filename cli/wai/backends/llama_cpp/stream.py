@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import codecs
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from wai import settings
+from wai.backends.llama_cpp.sampler import sampler_for
 from wai.backends.request import Request
 from wai.catalog.entries import Catalog, ModelSpec
-from wai.errors import BackendError, ConfigError, UsageError, WindowError
+from wai.errors import BackendError, ConfigError, UsageError, WaiError, WindowError
 from wai.events import Event, Finish, FinishReason, Loaded, PromptRead, Token, Usage
 from wai.llama import native
 from wai.llama.gguf_info import GGUFInfo, read_gguf_info
@@ -30,14 +31,9 @@ from wai.tokens.counters import raw_prompt_tokens
 from wai.tokens.local_template import tokenize_chat
 
 if TYPE_CHECKING:
+    from wai.backends.base import K
     from wai.tokens.counters import TokenCounter
 
-# Sampling defaults when a request leaves them unset: Workers AI's temperature (so one model id
-# answers alike on both backends), llama.cpp's own top_k, top_p and min_p.
-DEFAULT_TEMPERATURE = 0.6
-DEFAULT_TOP_K = 40
-DEFAULT_TOP_P = 0.95
-DEFAULT_MIN_P = 0.05
 # Contexts are allocated in steps of this many tokens (llama.cpp pads to 256 anyway).
 _CONTEXT_STEP = 256
 # Synonyms of llama.cpp's file type names that a catalog might use.
@@ -115,6 +111,45 @@ class LlamaCppStream:
         if fresh or resized or earlier:
             yield Loaded(earlier + (time.perf_counter() - started if fresh or resized else 0.0))
         yield from self._generate(loaded, context, prompt, request, should_stop, grammar)
+
+    def stream_together(
+        self, requests: Sequence[tuple[K, Request]], slots: int
+    ) -> Iterator[tuple[K, list[Event] | WaiError]]:
+        """Requests of one model decoded together, `slots` sequences at a time (batched.py): each
+        one's events, or why it failed, as it ends."""
+        from wai.backends.llama_cpp.batched import decode_together, slot_size
+
+        if not requests:
+            return
+        native.LOG.debug = self._debug
+        first = requests[0][1]
+        refusal = unsupported(first.sampling)
+        if refusal is not None:
+            raise UsageError(refusal)
+        path = _existing_gguf(first.model)
+        loaded, _ = self._model_for(path, _header(path))
+        n_ctx_train = loaded.model.n_ctx_train() or first.model.total_context
+        per_slot = slot_size([request for _, request in requests], n_ctx_train)
+        slots = max(1, min(slots, len(requests)))
+        threads, threads_batch = self.threads()
+        try:
+            context = native.NativeContext(
+                loaded.model,
+                n_ctx=per_slot * slots,
+                threads=threads,
+                threads_batch=threads_batch,
+                sequences=slots,
+            )
+        except native.LoadError as exc:
+            raise BackendError(
+                f"not enough memory for {slots} sequences of {per_slot} tokens on {path.name} "
+                f"({exc.failure.last})",
+                hint="lower -j",
+            ) from None
+        try:
+            yield from decode_together(loaded.model, context, requests, slots=slots, per_slot=per_slot)
+        finally:
+            context.close()
 
     def counter_on_model(self, spec: ModelSpec) -> TokenCounter:
         """An exact counter on the model this backend runs, loading it once for both jobs."""
@@ -252,7 +287,7 @@ class LlamaCppStream:
             yield Usage(len(prompt), 0, exact=True)
             yield Finish("length")
             return
-        sampler = _sampler(request.sampling, request.max_tokens, model, grammar)
+        sampler = sampler_for(request.sampling, request.max_tokens, model, grammar)
         try:
             yield from self._feed_prompt(loaded, context, prompt, should_stop)
             decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -325,30 +360,6 @@ def unsupported(sampling: Sampling) -> str | None:
             "llama.cpp divides by it; use a value above 0 (1 is off, above 1 repeats less)"
         )
     return None
-
-
-def _sampler(
-    sampling: Sampling, max_tokens: int, model: native.NativeModel, grammar: str | None = None
-) -> native.Sampler:
-    temperature = DEFAULT_TEMPERATURE if sampling.temperature is None else sampling.temperature
-    # Over the reply's own tokens, all of them: llama.cpp's sampler sees only what it generated.
-    penalties = native.Penalties(
-        last_n=max_tokens,
-        repeat=1.0 if sampling.repetition_penalty is None else sampling.repetition_penalty,
-        frequency=sampling.frequency_penalty or 0.0,
-        presence=sampling.presence_penalty or 0.0,
-    )
-    return native.Sampler(
-        temperature=temperature,
-        top_p=DEFAULT_TOP_P if sampling.top_p is None else sampling.top_p,
-        top_k=DEFAULT_TOP_K if sampling.top_k is None else sampling.top_k,
-        min_p=DEFAULT_MIN_P,
-        seed=sampling.seed,
-        penalties=penalties,
-        n_vocab=model.n_vocab(),
-        grammar=grammar,
-        model=model,
-    )
 
 
 def normalize_precision(name: str) -> str:

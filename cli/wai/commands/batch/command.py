@@ -26,8 +26,9 @@ from wai.schema import Schema
 from wai.tokens.budget import FitMode
 from wai.turn.planner import TurnAsk, TurnPlanner
 
-# Remote servers and providers take many requests at once; one local model decodes one at a time.
+# Requests at once to a server (Workers AI, a provider's); sequences decoded together by llama.cpp.
 DEFAULT_JOBS = 4
+DEFAULT_SEQUENCES = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,10 +78,9 @@ def run_batch(
         for warning in planner.warnings(target, planner.windows(target)):
             notifier.warn(warning)
         counter = planner.counter(target)  # opens the backend (loads a local model) once, here
-        jobs = options.jobs or DEFAULT_JOBS
-        if target.backend == "local" and jobs > 1:
-            # llama.cpp here decodes one sequence at a time: more workers would only queue.
-            jobs = 1
+        # llama.cpp decodes the records' sequences together in one batch, on this thread.
+        together = planner.backends.for_planning(target.backend).decodes_together
+        jobs = options.jobs or (DEFAULT_SEQUENCES if together else DEFAULT_JOBS)
 
         def ask_for(record: Record) -> TurnAsk:
             messages = messages_of(record, options.template, options.system)
@@ -97,7 +97,7 @@ def run_batch(
                 schema=options.schema,
             )
 
-        runner = BatchRunner(planner, target, counter, ask_for, jobs=jobs)
+        runner = BatchRunner(planner, target, counter, ask_for, jobs=jobs, together=together)
         with contextlib.ExitStack() as kept:
             if options.output is not None:
                 stream, earlier = open_output(options.output, resume=options.resume)

@@ -19,8 +19,8 @@ from wai.errors import AllowanceSpent, ConfigError, WaiError
 from wai.events import Event
 from wai.sampling import Sampling
 from wai.tokens.counters import TokenCounter
+from wai.turn.planner import PlannedTurn, TurnAsk, TurnPlanner
 from wai.turn.planner import Target as TurnTarget
-from wai.turn.planner import TurnAsk, TurnPlanner
 from wai.turn_result import TurnInfo, TurnResult
 
 
@@ -82,12 +82,16 @@ class BatchRunner:
         ask_for: Callable[[Record], TurnAsk],
         *,
         jobs: int,
+        together: bool = False,
     ) -> None:
+        """`together`: the backend decodes several requests at once in one batch (llama.cpp): the
+        records are planned here and decoded `jobs` at a time on this thread, no worker threads."""
         self._planner = planner
         self._target = target
         self._counter = counter
         self._ask_for = ask_for
         self._jobs = max(1, jobs)
+        self._together = together
         self._planning = threading.Lock()  # a counter may load its vocabulary on first use
         self.stopped_by: WaiError | None = None
 
@@ -96,6 +100,9 @@ class BatchRunner:
         model decodes on the thread that loaded it, and a Ctrl-C reaches it); with more, on worker
         threads, and a Ctrl-C here ends the iteration (the workers are abandoned: nothing more is
         written)."""
+        if self._together and self._jobs > 1:
+            yield from self._decoded_together(records)
+            return
         if self._jobs == 1:
             for record in records:
                 if self.stopped_by is not None:
@@ -153,14 +160,42 @@ class BatchRunner:
 
     def one(self, record: Record) -> Outcome:
         """Plan and play one record; whatever goes wrong is the record's outcome."""
+        planned = self._plan(record)
+        if isinstance(planned, Outcome):
+            return planned
+        result = self._planner.run(planned, _Quiet())
+        return Outcome(record, result, result.error)
+
+    def _plan(self, record: Record) -> PlannedTurn | Outcome:
+        """The record's planned turn, or its outcome when it cannot be planned."""
         try:
             try:
                 ask = self._ask_for(record)
             except RecordError as error:
                 raise RecordFailure(str(error)) from None
             with self._planning:
-                turn = self._planner.plan(ask, self._target, counter=self._counter)
+                return self._planner.plan(ask, self._target, counter=self._counter)
         except WaiError as error:
             return Outcome(record, None, error)
-        result = self._planner.run(turn, _Quiet())
-        return Outcome(record, result, result.error)
+
+    def _decoded_together(self, records: Sequence[Record]) -> Iterator[Outcome]:
+        """Every record planned first (one that cannot be is its outcome at once), then decoded
+        `jobs` at a time in the backend's batches; each outcome as its record ends."""
+        planned: list[tuple[Record, PlannedTurn]] = []
+        for record in records:
+            turn = self._plan(record)
+            if isinstance(turn, Outcome):
+                yield turn
+            else:
+                planned.append((record, turn))
+        backend = self._planner.backends.get(self._target.backend)
+        keyed = [(number, turn.request) for number, (_, turn) in enumerate(planned)]
+        for number, got in backend.stream_together(keyed, self._jobs):
+            record, turn = planned[number]
+            if isinstance(got, WaiError):
+                outcome = Outcome(record, None, got)
+            else:
+                result = self._planner.run(turn, _Quiet(), events=iter(got))
+                outcome = Outcome(record, result, result.error)
+            self._note(outcome)
+            yield outcome

@@ -1,0 +1,73 @@
+"""Batched decoding on real llama.cpp: several requests' sequences in one batch per step, each
+getting what it gets alone, and a slot freed by a short reply taken at once by the next request."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from tests.backends.test_llama import request, text_of
+from tests.support.tiny_gguf import SPLIT_SCRIPT, TinyModel, build_tiny_llama
+from wai.backends.llama_cpp.stream import LlamaCppStream
+from wai.errors import WaiError, WindowError
+from wai.events import Event, Finish, Usage
+
+pytest.importorskip("llama_cpp")
+
+
+@pytest.fixture(scope="module")
+def endless(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
+    """Writes "Hi 🎉!" over and over: only the cap stops it."""
+    path = tmp_path_factory.mktemp("tiny-batched") / "loop.q8_0.gguf"
+    return build_tiny_llama(path, ftype="q8_0", script="Hi 🎉!", loop=True, context_length=512)
+
+
+def test_each_sequence_gets_what_it_gets_alone(tiny_models: dict[str, TinyModel]) -> None:
+    model = tiny_models["f16"]
+    backend = LlamaCppStream(threads=1)
+    try:
+        asks = [request(model, text) for text in ("where is new york?", "hi", "a longer question, if any")]
+        alone = [list(backend.stream(ask)) for ask in asks]
+        together = dict(backend.stream_together(list(enumerate(asks)), 3))
+    finally:
+        backend.close()
+    for number, events in enumerate(alone):
+        got = together[number]
+        assert not isinstance(got, WaiError)
+        assert text_of(got) == text_of(events) == SPLIT_SCRIPT
+        assert [e for e in got if isinstance(e, Usage | Finish)] == [
+            e for e in events if isinstance(e, Usage | Finish)
+        ]
+
+
+def test_sequences_end_as_they_finish_and_free_slots_take_the_next(endless: TinyModel) -> None:
+    caps = [24, 3, 12, 1, 2]  # five requests, two slots
+    asks = [request(endless, max_tokens=cap) for cap in caps]
+    backend = LlamaCppStream(threads=1)
+    try:
+        ended = list(backend.stream_together(list(enumerate(asks)), 2))
+        alone = [text_of(list(backend.stream(ask))) for ask in asks]
+    finally:
+        backend.close()
+    # Decoded one after another they would end 0, 1, 2, ...; together, 1 (3 tokens) ends beside 0
+    # and frees its slot for 2 (12), which ends while 0 (24) goes on; then 3 and 4 take that slot
+    # in turn, and 0 ends last.
+    assert [number for number, _ in ended] == [1, 2, 3, 4, 0]
+    for number, events in ended:
+        assert not isinstance(events, WaiError)
+        usage = next(e for e in events if isinstance(e, Usage))
+        assert usage.completion_tokens == caps[number]
+        assert next(e for e in events if isinstance(e, Finish)).reason == "length"
+        assert text_of(events) == alone[number]
+
+
+def test_a_request_over_its_slot_is_its_own_error(endless: TinyModel) -> None:
+    asks = [request(endless, max_tokens=4), replace(request(endless, max_tokens=4), max_tokens=600)]
+    backend = LlamaCppStream(threads=1)
+    try:
+        ended: dict[int, list[Event] | WaiError] = dict(backend.stream_together(list(enumerate(asks)), 2))
+    finally:
+        backend.close()
+    assert isinstance(ended[1], WindowError)
+    assert not isinstance(ended[0], WaiError) and text_of(ended[0])
