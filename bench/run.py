@@ -32,6 +32,7 @@ BENCHES = (
     "openai_bench",
     "schema_bench",
     "batch_bench",
+    "resume_bench",
 )
 # What a remote-only install lacks: a benchmark that needs one of them is skipped, not failed.
 OPTIONAL = ("llama_cpp", "gguf", "numpy", "pexpect", "jinja2")

@@ -63,6 +63,7 @@ _ISOLATED = (
     "WAI_MODELS",
     "WAI_MODELS_DIR",
     "WAI_MODEL",
+    "WAI_STATE_CACHE_BYTES",
     "NO_COLOR",
     # Set by pytest-xdist's workers (80 x 24): a terminal a test opens must show its own size.
     "COLUMNS",

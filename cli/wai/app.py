@@ -618,6 +618,10 @@ def logs(
     by: Annotated[
         str, typer.Option("--by", help="With --usage: totals by day (UTC) or by model.", metavar="day|model")
     ] = "day",
+    prune_cache: Annotated[
+        bool,
+        typer.Option("--prune-cache", help="Delete the saved llama.cpp states of local conversations."),
+    ] = False,
     export: Annotated[
         str | None,
         typer.Option("--export", help="Write a conversation for sharing: md or json.", metavar="md|json"),
@@ -635,6 +639,7 @@ def logs(
         by=by,
         export=export,
         conversation=conversation,
+        prune_cache=prune_cache,
     )
     _guarded(
         lambda notifier: run_logs(options, notifier),

@@ -47,6 +47,7 @@ EXPECTED: dict[str, set[str]] = {
     },
     "schema_bench": {"grammar / none decode tokens/s", "grammar / none TTFT"},
     "batch_bench": {"wai batch -j 16 / asyncio httpx", "shell loop of wai ask (scaled) / wai batch -j 16"},
+    "resume_bench": {"resumed / scratch TTFT, short history", "resumed / scratch TTFT, long history"},
     "build_bench": {
         f"{model} {figure}, installed / other" for model in ("Q8_0", "F16") for figure in ("tokens/s", "TTFT")
     },

@@ -27,6 +27,7 @@ class LogsOptions:
     cid: str | None = None
     usage: bool = False  # the usage ledger instead of conversations
     export: str | None = None  # md or json: one conversation for sharing
+    prune_cache: bool = False  # drop the saved llama.cpp states
     conversation: str | None = None  # the ID argument (with --export)
     since: str = "7d"
     by: str = "day"
@@ -40,6 +41,15 @@ def run_logs(options: LogsOptions, notifier: Notifier, *, stdout: TextIO | None 
         raise UsageError("give the conversation once: as ID or as --cid ID")
     if options.conversation is not None and options.export is None:
         options = replace(options, cid=options.conversation)  # `wai logs ID` is `wai logs --cid ID`
+    if options.prune_cache:
+        from wai.backends.llama_cpp.saved_states import prune_all
+
+        files, freed = prune_all()
+        if options.json:
+            out.write(json.dumps({"deleted_states": files, "freed_bytes": freed}) + "\n")
+        else:
+            notifier.info(f"deleted {files} saved state{'s' if files != 1 else ''} ({freed / 1e6:,.1f} MB)")
+        return EXIT_OK
     if options.export is not None:
         from wai.commands.export import run_export
 

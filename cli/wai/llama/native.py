@@ -322,6 +322,25 @@ class NativeContext:
         """Forget every position from `keep` on; False when this model's memory cannot do that."""
         return bool(self._lib.llama_memory_seq_rm(self._lib.llama_get_memory(self.ptr), -1, keep, -1))
 
+    def save_state(self, path: Path, tokens: Sequence[int]) -> bool:
+        """Save the states of sequence 0 and the tokens they are of to `path`; False on failure."""
+        array = (self._lib.llama_token * len(tokens))(*tokens)
+        written = self._lib.llama_state_seq_save_file(self.ptr, str(path).encode(), 0, array, len(tokens))
+        return bool(written)
+
+    def load_state(self, path: Path, capacity: int) -> list[int] | None:
+        """Load sequence 0's states from `path` (made by save_state); the tokens they are of, or
+        None when the file cannot be loaded (then the context holds nothing)."""
+        array = (self._lib.llama_token * capacity)()
+        count = ctypes.c_size_t(0)
+        read = self._lib.llama_state_seq_load_file(
+            self.ptr, str(path).encode(), 0, array, capacity, ctypes.byref(count)
+        )
+        if not read or count.value > capacity:
+            self.clear()
+            return None
+        return list(array[: count.value])
+
     def decode(self, tokens: Sequence[int], should_stop: Callable[[], bool] | None = None) -> None:
         """Feed tokens (in batches of n_batch); the last one's logits are then ready to sample.
 

@@ -11,6 +11,8 @@ character is complete.
 from __future__ import annotations
 
 import codecs
+import contextlib
+import os
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -19,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from wai import settings
 from wai.backends.llama_cpp.sampler import sampler_for
+from wai.backends.llama_cpp.saved_states import StateKey, bound, state_key
 from wai.backends.request import Request
 from wai.catalog.entries import Catalog, ModelSpec
 from wai.errors import BackendError, ConfigError, UsageError, WaiError, WindowError
@@ -110,7 +113,12 @@ class LlamaCppStream:
         earlier, self._unreported_load = self._unreported_load, 0.0
         if fresh or resized or earlier:
             yield Loaded(earlier + (time.perf_counter() - started if fresh or resized else 0.0))
-        yield from self._generate(loaded, context, prompt, request, should_stop, grammar)
+        saved = (
+            state_key(path, loaded.stamp, native.version(), request.affinity)
+            if request.affinity is not None
+            else None
+        )
+        yield from self._generate(loaded, context, prompt, request, should_stop, grammar, saved)
 
     def stream_together(
         self, requests: Sequence[tuple[K, Request]], slots: int
@@ -279,6 +287,7 @@ class LlamaCppStream:
         request: Request,
         should_stop: Callable[[], bool] | None = None,
         grammar: str | None = None,
+        saved: StateKey | None = None,
     ) -> Iterator[Event]:
         model = loaded.model
         reason: FinishReason = "stop"
@@ -289,7 +298,7 @@ class LlamaCppStream:
             return
         sampler = sampler_for(request.sampling, request.max_tokens, model, grammar)
         try:
-            yield from self._feed_prompt(loaded, context, prompt, should_stop)
+            yield from self._feed_prompt(loaded, context, prompt, should_stop, saved)
             decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
             strip_space = model.is_spm()  # llama.h: drop the word-start space of the first piece
             while True:
@@ -315,6 +324,8 @@ class LlamaCppStream:
                 loaded.cached_valid = True
         finally:
             sampler.close()
+        if saved is not None and loaded.cached_valid:
+            self._save(context, saved, loaded.cached)
         yield Usage(prompt_tokens=len(prompt), completion_tokens=produced, exact=True)
         yield Finish(reason)
 
@@ -324,10 +335,14 @@ class LlamaCppStream:
         context: native.NativeContext,
         prompt: list[int],
         should_stop: Callable[[], bool] | None = None,
+        saved: StateKey | None = None,
     ) -> Iterator[PromptRead]:
         """Decode the prompt, reusing the context's states for the prefix it shares with the last
-        one; how far it has got after each of llama.cpp's batches (a long prompt takes seconds)."""
+        one (or, in a new process, with the conversation's saved state); how far it has got after
+        each of llama.cpp's batches (a long prompt takes seconds)."""
         keep = _common_prefix(loaded.cached, prompt) if loaded.cached_valid else 0
+        if keep == 0 and saved is not None:
+            keep = self._restore(loaded, context, saved, prompt)
         keep = min(keep, len(prompt) - 1)  # the last prompt token is decoded again for its logits
         if keep <= 0 or not context.truncate(keep):
             keep = 0
@@ -340,6 +355,43 @@ class LlamaCppStream:
             yield PromptRead(end, len(prompt))
         loaded.cached = list(prompt)
         loaded.cached_valid = True
+
+    def _restore(
+        self, loaded: _Loaded, context: native.NativeContext, saved: StateKey, prompt: list[int]
+    ) -> int:
+        """Load the conversation's saved state when there is one: how many of the prompt's first
+        tokens it holds (0 when none: no file, a file that will not load, other tokens)."""
+        if not saved.path.is_file():
+            return 0
+        loaded.cached_valid = False
+        tokens = context.load_state(saved.path, context.n_ctx)
+        if tokens is None:
+            self._say(f"the saved state {saved.path} did not load; the prompt is read whole")
+            return 0
+        loaded.cached, loaded.cached_valid = tokens, True
+        keep = _common_prefix(tokens, prompt)
+        self._say(f"saved state {saved.path.name}: {keep} of the prompt's {len(prompt)} tokens reused")
+        return keep
+
+    def _save(self, context: native.NativeContext, saved: StateKey, tokens: list[int]) -> None:
+        """Keep the conversation's state for a later process; a failure costs only that."""
+        temporary = saved.path.with_name(f".{saved.path.name}.{os.getpid()}")
+        try:
+            saved.folder.mkdir(parents=True, exist_ok=True)
+            if context.save_state(temporary, tokens):
+                os.replace(temporary, saved.path)
+                bound(keep=saved.path)
+        except OSError as exc:
+            self._say(f"the state was not saved: {exc}")
+        finally:
+            with contextlib.suppress(OSError):
+                temporary.unlink()
+
+    def _say(self, line: str) -> None:
+        if self._debug:
+            import sys
+
+            print(f"wai: debug: {line}", file=sys.stderr)
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:

@@ -1,0 +1,84 @@
+"""A local conversation continued in a new process loads its saved llama.cpp state and decodes only
+what is new; a state that does not fit is ignored; the states stay under their size bound."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.support.cli import run_wai
+from tests.support.tiny_gguf import SPLIT_SCRIPT, TinyModel
+
+pytest.importorskip("llama_cpp")
+
+ONE = ("--threads", "1")
+HISTORY = "tell me about the sea " * 3
+
+
+def states(home: Path) -> list[Path]:
+    return sorted((home / "states").glob("*/*.state"))
+
+
+def reused(stderr: str) -> tuple[int, int] | None:
+    found = re.search(r"(\d+) of the prompt's (\d+) tokens reused", stderr)
+    return (int(found[1]), int(found[2])) if found else None
+
+
+def continue_json(*args: str) -> tuple[str, str]:
+    done = run_wai("ask", "-c", "--debug", "--json", *ONE, *args, "and then?")
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)["text"], done.stderr
+
+
+def test_a_continued_conversation_loads_its_state_and_answers_as_from_scratch(
+    tiny_models: dict[str, TinyModel], isolated_home: Path
+) -> None:
+    model = str(tiny_models["f16"].path)
+    assert run_wai("ask", "-m", model, *ONE, HISTORY).returncode == 0
+    (saved,) = states(isolated_home)
+    resumed, said = continue_json()
+    counts = reused(said)
+    assert counts is not None and counts[0] > counts[1] // 2, said  # most of it was not read again
+    # The same conversation read from scratch (its state gone) answers the same.
+    saved_again = states(isolated_home)
+    for path in saved_again:
+        path.unlink()
+    with_cid = json.loads(run_wai("logs", "--json").stdout)[0]["id"]
+    scratch = run_wai("ask", "--cid", with_cid, "--debug", "--json", *ONE, "and then?")
+    assert scratch.returncode == 0 and reused(scratch.stderr) is None
+    assert json.loads(scratch.stdout)["text"] == resumed == SPLIT_SCRIPT
+    assert saved.parent.is_dir()
+
+
+def test_a_damaged_or_foreign_state_is_ignored(
+    tiny_models: dict[str, TinyModel], isolated_home: Path
+) -> None:
+    model = str(tiny_models["f16"].path)
+    assert run_wai("ask", "-m", model, *ONE, HISTORY).returncode == 0
+    (saved,) = states(isolated_home)
+    saved.write_bytes(b"not a llama.cpp state at all" * 10)
+    text, said = continue_json()
+    assert text == SPLIT_SCRIPT and reused(said) is None and "did not load" in said
+    # Another model's state is never found: the key holds the file and the build.
+    assert run_wai("ask", "-m", str(tiny_models["q8_0"].path), *ONE, HISTORY).returncode == 0
+    folders = {path.parent for path in states(isolated_home)}
+    assert len(folders) == 2
+
+
+def test_the_states_stay_under_their_bound_oldest_dropped_first(
+    tiny_models: dict[str, TinyModel], isolated_home: Path
+) -> None:
+    model = str(tiny_models["f16"].path)
+    assert run_wai("ask", "-m", model, *ONE, HISTORY).returncode == 0
+    (first,) = states(isolated_home)
+    size = first.stat().st_size
+    bound = {"WAI_STATE_CACHE_BYTES": str(int(size * 1.5))}
+    assert run_wai("ask", "-m", model, *ONE, HISTORY + "again", env=bound).returncode == 0
+    (kept,) = states(isolated_home)
+    assert kept != first  # the older one went
+    pruned = run_wai("logs", "--prune-cache")
+    assert pruned.returncode == 0 and "deleted 1 saved state" in pruned.stderr
+    assert states(isolated_home) == []
