@@ -12,6 +12,7 @@ closed pipe, the installed script) is `run_wai_process`'s, and a test that uses 
 
 from __future__ import annotations
 
+import functools
 import io
 import locale
 import os
@@ -21,7 +22,7 @@ import sys
 import tempfile
 import threading
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import BinaryIO, TextIO
@@ -87,11 +88,10 @@ def run_wai_process(
 
 
 def _exit_code_of_main() -> int:
-    """Run wai's entry point and turn its end into the exit status the interpreter would give."""
-    from wai.app import main
-
+    """Run the entry point the `wai` script runs and turn its end into the exit status the
+    interpreter would give."""
     try:
-        main()
+        _script()()
     except SystemExit as done:
         return _status(done.code)
     except KeyboardInterrupt:
@@ -101,6 +101,16 @@ def _exit_code_of_main() -> int:
         traceback.print_exc()
         return 1
     return 0
+
+
+@functools.cache
+def _script() -> Callable[[], object]:
+    """The `wai` script's entry point, as the installed package declares it."""
+    from importlib.metadata import entry_points
+
+    [script] = entry_points(group="console_scripts", name="wai")
+    main: Callable[[], object] = script.load()
+    return main
 
 
 def _status(code: object) -> int:
@@ -187,6 +197,7 @@ def _reset_wai_state() -> None:
     from wai.terminal import stop_signals
 
     stop_signals._received = None
+    stop_signals._held = None
     native.LOG.debug = False  # --debug echoes llama.cpp's log until the next local backend says otherwise
 
 
