@@ -131,3 +131,37 @@ def test_the_panel_shows_the_object_indented_and_highlighted(noise: TinyModel) -
     assert "\x1b[" in done.stdout  # highlighted
     plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", done.stdout)
     assert re.search(r'^\s+"n": -?\d+,$', plain, re.MULTILINE), plain  # one key a line, indented
+
+
+PERSON_DEFS = json.dumps(
+    {
+        "$defs": {
+            "person": {
+                "type": "object",
+                "properties": {"name": {"type": "string", "maxLength": 8}, "age": {"enum": [1, 2, 3]}},
+                "required": ["name", "age"],
+                "additionalProperties": False,
+            }
+        },
+        "$ref": "#/$defs/person",
+    }
+)
+
+
+def test_multi_keeps_the_references_of_a_schema_with_defs(noise: TinyModel) -> None:
+    # The item's $defs stay where its `#/$defs/...` references look for them: the root.
+    done = run_wai(
+        "ask", "-m", str(noise.path), *ONE, "--temperature", "0", "--schema-multi", PERSON_DEFS, "two people"
+    )
+    value = _one_json_line(done, PERSON_DEFS, multi=True)
+    assert isinstance(value, dict) and isinstance(value["items"], list)
+
+
+def test_a_reference_to_nowhere_is_exit_2_before_anything_loads(tmp_path: Path) -> None:
+    missing = tmp_path / "never-read.gguf"
+    done = run_wai("ask", "-m", str(missing), "--schema", '{"$ref": "#/$defs/nope"}', "hi")
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith(
+        "wai: error: --schema: the $ref '#/$defs/nope' (at /$ref) points to nothing"
+    )
+    assert len(done.stderr.strip().splitlines()) == 1

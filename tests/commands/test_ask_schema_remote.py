@@ -115,3 +115,48 @@ def test_a_workers_ai_model_without_json_mode_is_refused_before_sending(workers_
     assert "@cf/meta/llama-3.1-8b-instruct-fp8 has no JSON mode on Workers AI" in done.stderr
     assert JSON_MODEL in done.stderr  # a model that has it is named
     assert workers_ai.requests == []
+
+
+ITEM_WITH_DEFS = json.dumps(
+    {
+        "$defs": {"age": {"type": "integer"}},
+        "type": "object",
+        "properties": {
+            "name": {"type": "string"},
+            "age": {"$ref": "#/$defs/age"},
+            "kids": {"type": "array", "items": {"$ref": "#"}},
+        },
+        "required": ["name"],
+    }
+)
+
+
+def test_multi_of_a_schema_with_references_is_sent_and_validated_whole(isolated_home: Path) -> None:
+    item = '{"name": "Ada", "age": 36, "kids": [{"name": "Bo", "age": 2}]}'
+    done, bodies = _ask(isolated_home, ['{"items": [', item, "]}"], "--schema-multi", ITEM_WITH_DEFS)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["items"][0]["kids"][0]["name"] == "Bo"
+    sent = bodies[0]["response_format"]["json_schema"]["schema"]
+    assert sent["$defs"] == {"age": {"type": "integer"}}  # where #/$defs/age looks for it
+    # A reference to the item itself (`#`) is to the item still, wrapped or not.
+    done, _ = _ask(
+        isolated_home,
+        ['{"items": [{"name": "Ada", "kids": [{"name": 5}]}]}'],
+        "--schema-multi",
+        ITEM_WITH_DEFS,
+    )
+    assert done.returncode == 4 and done.stdout == ""
+    assert "the reply breaks the schema at /items/0/kids/0/name: 5 is not of type 'string'" in done.stderr
+
+
+@pytest.mark.parametrize("ref", ["#/$defs/nope", "https://example.com/schema.json", "other.json#/x"])
+def test_a_reference_outside_the_schema_is_exit_2_and_nothing_sent(isolated_home: Path, ref: str) -> None:
+    # jsonschema would fetch an http(s) $ref while validating the reply, or fail there with a
+    # traceback once the request is paid for.
+    schema = json.dumps({"type": "object", "properties": {"a": {"$ref": ref}}})
+    done, bodies = _ask(isolated_home, ['{"a": 1}'], "--schema", schema)
+    assert done.returncode == 2 and done.stdout == "" and bodies == []
+    assert done.stderr.startswith(
+        f"wai: error: --schema: the $ref {ref!r} (at /properties/a/$ref) points to nothing"
+    )
+    assert "Traceback" not in done.stderr

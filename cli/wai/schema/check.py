@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urljoin
 
 from wai.errors import UsageError
 
+if TYPE_CHECKING:
+    from referencing import Registry
+
+# Keywords whose values are data, not schemas: a "$ref" inside one is no reference.
+_DATA_KEYWORDS = frozenset({"const", "enum", "default", "examples"})
+
 
 def check_schema(document: dict[str, Any], *, option: str = "--schema") -> None:
-    """UsageError naming the first place where `document` breaks the Draft 2020-12 meta-schema."""
+    """UsageError naming the first place where `document` breaks the Draft 2020-12 meta-schema, or
+    a `$ref` that points to nothing inside it."""
     from jsonschema import Draft202012Validator, SchemaError  # heavy: only when a schema is given
 
     try:
@@ -20,6 +28,47 @@ def check_schema(document: dict[str, Any], *, option: str = "--schema") -> None:
             f"{shorten(exc.message)}",
             hint="see https://json-schema.org/understanding-json-schema",
         ) from None
+    _check_references(document, option)
+
+
+def registry() -> Registry[Any]:
+    """The references a schema may follow: its own parts only. jsonschema's default would fetch
+    an http(s) `$ref` from the network in the middle of validating a reply."""
+    from referencing import Registry
+
+    return Registry()
+
+
+def _check_references(document: dict[str, Any], option: str) -> None:
+    # The meta-schema says nothing of where a reference points; an unresolvable one would stop the
+    # reply's validation once the request is paid for, so it is refused before anything is sent.
+    from referencing.exceptions import Unresolvable
+    from referencing.jsonschema import DRAFT202012
+
+    resolver = registry().resolver_with_root(DRAFT202012.create_resource(document))
+    for ref, path in _references(document, [], ""):
+        try:
+            resolver.lookup(ref)
+        except Unresolvable:
+            raise UsageError(
+                f"{option}: the $ref {ref!r} (at {pointer(path)}) points to nothing inside the schema",
+                hint="point it at a part of the schema, such as #/$defs/NAME: wai fetches no schema",
+            ) from None
+
+
+def _references(node: object, path: list[str | int], base: str) -> Iterator[tuple[str, list[str | int]]]:
+    """Every `$ref` of a schema, made absolute against the `$id`s above it, with where it stands."""
+    if isinstance(node, list):
+        for index, item in enumerate(node):
+            yield from _references(item, [*path, index], base)
+    elif isinstance(node, dict):
+        if isinstance(node.get("$id"), str):
+            base = urljoin(base, node["$id"])
+        if isinstance(node.get("$ref"), str):
+            yield urljoin(base, node["$ref"]), [*path, "$ref"]
+        for key, value in node.items():
+            if key not in _DATA_KEYWORDS:
+                yield from _references(value, [*path, key], base)
 
 
 def pointer(path: Iterable[str | int]) -> str:

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from wai.errors import SchemaMismatch
-from wai.schema.check import pointer, shorten
+from wai.schema.check import pointer, registry, shorten
 
 CUT_HINT = "raise --max-tokens, or bound the schema's strings and arrays with maxLength and maxItems"
 
@@ -32,7 +32,7 @@ def parse_reply(text: str, document: dict[str, Any], *, finish_reason: str | Non
         where = f" at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
         message = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
         raise SchemaMismatch(f"the reply is not JSON: {message}{where}", raw=text) from None
-    error = best_match(Draft202012Validator(document).iter_errors(value))
+    error = best_match(Draft202012Validator(document, registry=registry()).iter_errors(value))
     if error is not None:
         raise SchemaMismatch(
             f"the reply breaks the schema at {pointer(error.absolute_path)}: {shorten(error.message)} "

@@ -80,14 +80,43 @@ def concise_schema(text: str, *, option: str = "--schema") -> dict[str, Any]:
     }
 
 
+# What belongs to a schema's root rather than to the object it describes: in `--schema-multi`'s
+# wrapper it stays at the root, so a `$ref` to `#/$defs/...` still finds what it names.
+_ROOT_KEYWORDS = ("$schema", "$id", "$defs", "definitions")
+_ITEM = "/properties/items/items"
+
+
 def multi(document: dict[str, Any]) -> dict[str, Any]:
-    """`--schema-multi`: an object whose `items` is an array of what `document` describes."""
-    return {
+    """`--schema-multi`: an object whose `items` is an array of what `document` describes.
+
+    The item's root keywords move up to the wrapper's root, and every other reference to a part
+    of the item (`#`, `#/properties/...`) is rewritten to where that part now stands."""
+    item = {key: _moved(value) for key, value in document.items() if key not in _ROOT_KEYWORDS}
+    wrapper: dict[str, Any] = {key: document[key] for key in _ROOT_KEYWORDS if key in document}
+    return wrapper | {
         "type": "object",
-        "properties": {"items": {"type": "array", "items": document}},
+        "properties": {"items": {"type": "array", "items": item}},
         "required": ["items"],
         "additionalProperties": False,
     }
+
+
+def _moved(node: Any) -> Any:
+    """`node` with its references to the item's own parts pointing where the item now stands."""
+    if isinstance(node, list):
+        return [_moved(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    moved = {key: value if key in ("const", "enum", "default", "examples") else _moved(value)
+             for key, value in node.items()}  # fmt: skip
+    ref = node.get("$ref")
+    if (
+        isinstance(ref, str)
+        and (ref == "#" or ref.startswith("#/"))
+        and not ref.startswith(("#/$defs/", "#/definitions/"))
+    ):
+        moved["$ref"] = "#" + _ITEM + ref[1:]
+    return moved
 
 
 def _json_object(text: str, where: str, option: str) -> dict[str, Any]:
