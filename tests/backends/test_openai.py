@@ -776,6 +776,24 @@ def test_a_server_ignoring_max_tokens_keeps_its_finish_and_absurd_usage_is_ignor
     assert "eng reported 1000000000000 reply tokens for 11 characters; its usage is ignored" in absurd.stderr
 
 
+@pytest.mark.parametrize("claimed", [0, 3])
+def test_a_usage_lower_than_the_pieces_that_arrived_is_ignored_and_the_overrun_told(
+    plain: WorkersAIServer, claimed: int
+) -> None:
+    # 40 pieces of text, each at least one token, for a max_tokens of 5, and a usage that says
+    # fewer: the usage hides the overrun, so it is not taken for the count.
+    words = [f" w{i}" for i in range(40)]
+    plain.script(Reply.sse(openai_chunks(answer=words, usage=usage_dict(5, claimed))))
+    run = run_wai("ask", "--json", "--max-tokens", "5", "-m", f"eng:{MODEL}", "hi")
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    assert result["finish_reason"] == "stop"
+    assert result["usage"]["completion_tokens"] == 40 and result["usage"]["exact"] is False
+    said = f"eng reported {claimed} reply tokens for 40 pieces of text (each at least one token)"
+    assert said in run.stderr
+    assert "eng sent at least 40 reply tokens, more than the max_tokens of 5 it was sent" in run.stderr
+
+
 def test_a_server_past_max_tokens_without_usage_keeps_its_finish_with_the_warning(
     plain: WorkersAIServer,
 ) -> None:

@@ -457,13 +457,12 @@ class StreamingChatBackend:
         yield from _thought(progress, progress.thinking_surrogates.flush())
         yield from _shown(progress, progress.surrogates.flush())
         usage = progress.usage
-        if usage is not None and not _plausible(usage, progress):
-            self._debug(f"ignored usage {usage}: more reply tokens than what arrived could hold")
-            chars = progress.chars + progress.thought_chars
+        arrived = _implausible(usage, progress) if usage is not None else None
+        if usage is not None and arrived is not None:
+            self._debug(f"ignored usage {usage}: not a count of what arrived")
             yield from _notice(
                 progress,
-                f"{self.who} reported {counted(usage.completion_tokens, 'reply token')} for "
-                f"{counted(chars, 'character')}; "
+                f"{self.who} reported {counted(usage.completion_tokens, 'reply token')} for {arrived}; "
                 "its usage is ignored and the reply's tokens estimated",
             )
             usage = None
@@ -559,16 +558,23 @@ def _thought(progress: _Progress, text: str) -> Iterator[Event]:
 _USAGE_SLACK = 16
 
 
-def _plausible(usage: Usage, progress: _Progress) -> bool:
-    """Whether the reported reply tokens could be what arrived: no token is shorter than one
-    UTF-8 byte, hence at most 4 per character. A tool call's tokens show no text, nor does
-    thinking a server keeps to itself (its `reasoning_tokens`): those are not held against it."""
+def _implausible(usage: Usage, progress: _Progress) -> str | None:
+    """What the reported reply tokens were reported for, when they cannot be what arrived; None
+    when they can. No token is shorter than one UTF-8 byte, hence at most 4 per character; and
+    each piece of text a server streams is at least one token, so fewer tokens than pieces is a
+    count too low (a server that went past max_tokens would hide it so). A tool call's tokens
+    show no text, nor does thinking a server keeps to itself (its `reasoning_tokens`): those are
+    not held against it."""
     if progress.tool_call:
-        return True
+        return None
     events = progress.tokens + progress.thoughts
+    if usage.completion_tokens < events:
+        return f"{counted(events, 'piece of text', 'pieces of text')} (each at least one token)"
     ceiling = 4 * (progress.chars + progress.thought_chars) + events + _USAGE_SLACK
     hidden = usage.reasoning_tokens or 0
-    return 0 <= usage.completion_tokens - hidden <= ceiling
+    if not 0 <= usage.completion_tokens - hidden <= ceiling:
+        return counted(progress.chars + progress.thought_chars, "character")
+    return None
 
 
 def _empty_hint(request: Request, progress: _Progress) -> str:
