@@ -33,6 +33,7 @@ BENCHES = (
     "schema_bench",
     "batch_bench",
     "resume_bench",
+    "batch_local_bench",
 )
 # What a remote-only install lacks: a benchmark that needs one of them is skipped, not failed.
 OPTIONAL = ("llama_cpp", "gguf", "numpy", "pexpect", "jinja2")

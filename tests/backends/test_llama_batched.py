@@ -9,6 +9,7 @@ import pytest
 
 from tests.backends.test_llama import request, text_of
 from tests.support.tiny_gguf import SPLIT_SCRIPT, TinyModel, build_tiny_llama
+from wai.backends.llama_cpp.batched import BATCHED_FROM
 from wai.backends.llama_cpp.stream import LlamaCppStream
 from wai.errors import WaiError, WindowError
 from wai.events import Event, Finish, Usage
@@ -27,9 +28,12 @@ def test_each_sequence_gets_what_it_gets_alone(tiny_models: dict[str, TinyModel]
     model = tiny_models["f16"]
     backend = LlamaCppStream(threads=1)
     try:
-        asks = [request(model, text) for text in ("where is new york?", "hi", "a longer question, if any")]
+        texts = ("where is new york?", "hi", "a longer question, if any", "why?", "one more")
+        asks = [request(model, text) for text in texts]
         alone = [list(backend.stream(ask)) for ask in asks]
-        together = dict(backend.stream_together(list(enumerate(asks)), 3))
+        # Five at once: one llama.cpp batch per step (from BATCHED_FROM sequences on).
+        assert len(asks) >= BATCHED_FROM
+        together = dict(backend.stream_together(list(enumerate(asks)), len(asks)))
     finally:
         backend.close()
     for number, events in enumerate(alone):
@@ -42,7 +46,7 @@ def test_each_sequence_gets_what_it_gets_alone(tiny_models: dict[str, TinyModel]
 
 
 def test_sequences_end_as_they_finish_and_free_slots_take_the_next(endless: TinyModel) -> None:
-    caps = [24, 3, 12, 1, 2]  # five requests, two slots
+    caps = [24, 3, 12, 1, 2]  # five requests, two slots (decoded one by one: below BATCHED_FROM)
     asks = [request(endless, max_tokens=cap) for cap in caps]
     backend = LlamaCppStream(threads=1)
     try:

@@ -46,6 +46,7 @@ EXPECTED: dict[str, set[str]] = {
         "wai ask / raw httpx script",
     },
     "schema_bench": {"grammar / none decode tokens/s", "grammar / none TTFT"},
+    "batch_local_bench": {f"-j {n} / -j 1 tokens/s" for n in (2, 4, 8, 16)},
     "batch_bench": {"wai batch -j 16 / asyncio httpx", "shell loop of wai ask (scaled) / wai batch -j 16"},
     "resume_bench": {"resumed / scratch TTFT, short history", "resumed / scratch TTFT, long history"},
     "build_bench": {
