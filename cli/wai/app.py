@@ -613,11 +613,13 @@ def logs(
         ),
     ] = False,
     since: Annotated[
-        str, typer.Option("--since", help="With --usage: from this long ago (7d, 24h, 2w) or this UTC day.")
-    ] = "7d",
+        str | None,
+        typer.Option("--since", help="With --usage: from this long ago (7d, 24h, 2w) or this UTC day."),
+    ] = None,
     by: Annotated[
-        str, typer.Option("--by", help="With --usage: totals by day (UTC) or by model.", metavar="day|model")
-    ] = "day",
+        str | None,
+        typer.Option("--by", help="With --usage: totals by day (UTC) or by model.", metavar="day|model"),
+    ] = None,
     prune_cache: Annotated[
         bool,
         typer.Option("--prune-cache", help="Delete the saved llama.cpp states of local conversations."),

@@ -94,6 +94,18 @@ def test_the_footer_says_the_cost_neurons_and_cached_tokens(priced: WorkersAISer
     assert "cached)" in footer and " neurons" in footer and "$0.0000" in footer, footer
 
 
+def test_jsonl_carries_cached_tokens_and_the_cost(priced: WorkersAIServer) -> None:
+    assert run_wai("ask", "-m", PRICED, "hello there").returncode == 0
+    done = run_wai("ask", "-c", "--jsonl", "and again")
+    assert done.returncode == 0, done.stderr
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    usage = next(e for e in events if e["type"] == "usage")
+    finish = events[-1]
+    assert finish["type"] == "finish" and usage["cached_tokens"] > 0
+    assert finish["usage"]["cached_tokens"] == usage["cached_tokens"]
+    assert finish["cost"]["usd"] > 0 and finish["cost"]["neurons"] > 0
+
+
 def test_a_model_without_a_price_shows_no_cost(priced: WorkersAIServer) -> None:
     document = ask_json("-m", UNPRICED, "hi")
     assert document["cost"] is None

@@ -93,6 +93,8 @@ def test_since_leaves_out_older_turns(priced: WorkersAIServer) -> None:
     bad = run_wai("logs", "--usage", "--since", "last tuesday")
     assert bad.returncode == 2 and "--since" in bad.stderr and "Traceback" not in bad.stderr
     assert run_wai("logs", "--usage", "--by", "week").returncode == 2
+    alone = run_wai("logs", "--since", "7d")
+    assert alone.returncode == 2 and "--since and --by go with --usage" in alone.stderr
 
 
 def test_an_empty_ledger_says_so(isolated_home: Path) -> None:

@@ -250,3 +250,43 @@ def test_a_schema_3_database_migrates_keeping_every_turn_without_a_cost() -> Non
         t.data.cost_usd is None and t.data.neurons is None and t.data.cached_tokens is None for t in turns
     )
     assert all(t.data.prompt_exact is True for t in turns)
+
+
+# fixtures/logs-schema-5.db: today's format, written through `wai ask` and `wai chat` against the
+# loopback Workers AI server with a priced listing: 01m94fqn7j... two turns (-c; the second with
+# 10 cached tokens); 01m94fqp1p... "one", /retry, "two"; 01m94fqpa9... its /fork, "three".
+FIXTURE_5 = Path(__file__).parent / "fixtures" / "logs-schema-5.db"
+
+
+def test_todays_format_keeps_costs_branches_and_forks() -> None:
+    path = db_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(FIXTURE_5, path)
+    with Store(path) as store:
+        assert store.schema_version() == 5
+        turns = _all_turns(store)
+        assert [(t.id, t.data.parent_id, t.superseded) for t in turns] == [
+            (1, 0, False),
+            (2, 1, False),
+            (3, 0, True),
+            (4, 0, False),
+            (5, 4, False),
+            (6, 5, False),
+        ]
+        assert turns[1].data.cached_tokens == 10
+        usd = (14 * 0.3 + 10 * 0.05 + 3 * 2.0) / 1e6
+        assert turns[1].data.cost_usd == pytest.approx(usd)
+        assert turns[1].data.neurons == pytest.approx(usd / 0.011 * 1000)
+        fork = turns[5].conversation_id
+        assert [t.id for t in store.active_path(fork)] == [4, 5, 6]
+        assert [t.id for t in store.active_path(turns[3].conversation_id)] == [4, 5]
+        assert [t.id for t in store.alternatives(turns[3])] == [3, 4]
+    usage = run_wai("logs", "--usage", "--json", "--since", "2020-01-01")
+    assert usage.returncode == 0, usage.stderr
+    assert json_total_turns(usage.stdout) == 6
+
+
+def json_total_turns(document: str) -> int:
+    import json
+
+    return int(json.loads(document)["total"]["turns"])

@@ -29,8 +29,8 @@ class LogsOptions:
     export: str | None = None  # md or json: one conversation for sharing
     prune_cache: bool = False  # drop the saved llama.cpp states
     conversation: str | None = None  # the ID argument (with --export)
-    since: str = "7d"
-    by: str = "day"
+    since: str | None = None  # with usage: default 7d
+    by: str | None = None  # with usage: default day
 
 
 def run_logs(options: LogsOptions, notifier: Notifier, *, stdout: TextIO | None = None) -> int:
@@ -57,12 +57,15 @@ def run_logs(options: LogsOptions, notifier: Notifier, *, stdout: TextIO | None 
         if given is None:
             raise UsageError("--export needs the conversation's id", hint="wai logs --export md ID")
         return run_export(options.export, given, out, notifier)
+    if not options.usage and (options.since is not None or options.by is not None):
+        raise UsageError("--since and --by go with --usage", hint="wai logs --usage --since 7d --by model")
     if options.usage:
         from wai.commands.usage import run_usage
 
         if options.cid is not None:
             raise UsageError("--usage totals every conversation; leave out --cid")
-        return run_usage(options.since, options.by, as_json=options.json, out=out, notifier=notifier)
+        since, by = options.since or "7d", options.by or "day"
+        return run_usage(since, by, as_json=options.json, out=out, notifier=notifier)
     path = db_path()
     if not path.exists():
         if options.cid is not None:
