@@ -121,3 +121,17 @@ def test_every_line_of_a_logged_prompt_is_quoted(server: WorkersAIServer) -> Non
     code, out, _ = logs("--cid", logs_json()[0]["id"])
     assert code == 0
     assert "> first line\n> second line\n>\n>     indented\n" in out
+
+
+def test_a_logs_db_that_is_a_folder_is_one_line_saying_so(isolated_home: Path) -> None:
+    (isolated_home / "logs.db").mkdir()
+    for args in (("logs",), ("logs", "--cid", "01abc"), ("ask", "-c", "--no-stdin", "hi")):
+        done = run_wai(*args)
+        assert done.returncode == 2
+        # Not a warning that it is read without writing, then an error that nothing is there.
+        assert done.stderr == (
+            f"wai: error: {isolated_home / 'logs.db'} is a folder, not a transcript database "
+            "(move it aside; wai starts a new one)\n"
+        ), args
+    as_json = run_wai("logs", "--json")
+    assert json.loads(as_json.stdout)["error"]["exit_status"] == 2

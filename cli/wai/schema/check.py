@@ -11,6 +11,9 @@ from wai.errors import UsageError
 if TYPE_CHECKING:
     from referencing import Registry
 
+# Deeper than any schema written by hand; jsonschema's walk of the meta-schema recurses a few
+# frames per level, and past about 180 levels Python's recursion limit stops it with a traceback.
+MAX_DEPTH = 100
 # Keywords whose values are data, not schemas: a "$ref" inside one is no reference.
 _DATA_KEYWORDS = frozenset({"const", "enum", "default", "examples"})
 
@@ -20,8 +23,16 @@ def check_schema(document: dict[str, Any], *, option: str = "--schema") -> None:
     a `$ref` that points to nothing inside it."""
     from jsonschema import Draft202012Validator, SchemaError  # heavy: only when a schema is given
 
+    too_deep = UsageError(
+        f"{option}: the schema is nested more than {MAX_DEPTH} levels deep",
+        hint="flatten it, or name a part that repeats in $defs and $ref it",
+    )
+    if depth(document) > MAX_DEPTH:
+        raise too_deep
     try:
         Draft202012Validator.check_schema(document)
+    except RecursionError:
+        raise too_deep from None
     except SchemaError as exc:
         raise UsageError(
             f"{option} is not valid JSON Schema (Draft 2020-12): at {pointer(exc.absolute_path)}, "
@@ -29,6 +40,19 @@ def check_schema(document: dict[str, Any], *, option: str = "--schema") -> None:
             hint="see https://json-schema.org/understanding-json-schema",
         ) from None
     _check_references(document, option)
+
+
+def depth(value: object) -> int:
+    """How deeply JSON objects and arrays nest in `value` (0 for a scalar), without recursing."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:
+        node, level = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
+        if children is not None:
+            deepest = max(deepest, level + 1)
+            stack.extend((child, level + 1) for child in children)
+    return deepest
 
 
 def registry() -> Registry[Any]:

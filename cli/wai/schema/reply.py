@@ -20,6 +20,9 @@ def parse_reply(text: str, document: dict[str, Any], *, finish_reason: str | Non
 
     try:
         value = json.loads(text, parse_constant=_not_json)
+    except RecursionError:
+        # Python's reader recurses per level: a reply of a few thousand brackets is no JSON it reads.
+        raise SchemaMismatch("the reply is nested too deeply to read as JSON", raw=text) from None
     except ValueError as exc:
         if finish_reason == "length":
             raise SchemaMismatch(
@@ -32,7 +35,10 @@ def parse_reply(text: str, document: dict[str, Any], *, finish_reason: str | Non
         where = f" at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
         message = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
         raise SchemaMismatch(f"the reply is not JSON: {message}{where}", raw=text) from None
-    error = best_match(Draft202012Validator(document, registry=registry()).iter_errors(value))
+    try:
+        error = best_match(Draft202012Validator(document, registry=registry()).iter_errors(value))
+    except RecursionError:
+        raise SchemaMismatch("the reply is nested too deeply to check against the schema", raw=text) from None
     if error is not None:
         raise SchemaMismatch(
             f"the reply breaks the schema at {pointer(error.absolute_path)}: {shorten(error.message)} "

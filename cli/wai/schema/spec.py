@@ -126,6 +126,8 @@ def _json_object(text: str, where: str, option: str) -> dict[str, Any]:
         raise UsageError(
             f"{option}: {where} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from None
+    except RecursionError:
+        raise UsageError(f"{option}: {where} is nested too deeply to read") from None
     if not isinstance(document, dict):
         raise UsageError(
             f"{option}: {where} is a JSON {json_kind(document)}, not an object",
