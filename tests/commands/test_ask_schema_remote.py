@@ -160,3 +160,39 @@ def test_a_reference_outside_the_schema_is_exit_2_and_nothing_sent(isolated_home
         f"wai: error: --schema: the $ref {ref!r} (at /properties/a/$ref) points to nothing"
     )
     assert "Traceback" not in done.stderr
+
+
+def _nested(levels: int) -> str:
+    return '{"type": "object", "properties": {"a": ' * levels + "{}" + "}}" * levels
+
+
+def test_a_schema_nested_past_what_is_read_is_exit_2_and_nothing_sent(isolated_home: Path) -> None:
+    done, bodies = _ask(isolated_home, ['{"a": 1}'], "--schema", _nested(300))
+    assert done.returncode == 2 and done.stdout == "" and bodies == []
+    assert done.stderr.startswith("wai: error: --schema: the schema is nested more than 100 levels deep")
+    assert "Traceback" not in done.stderr
+    done, bodies = _ask(
+        isolated_home, ['{"a": 1}'], "--schema", "[" * 100_000
+    )  # no schema, and no JSON it reads
+    assert done.returncode == 2 and bodies == [] and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("schema", "levels", "why"),
+    [
+        ('{"type": "array"}', 5000, "the reply is nested too deeply to read as JSON"),
+        (
+            '{"$defs": {"n": {"type": "array", "items": {"$ref": "#/$defs/n"}}}, "$ref": "#/$defs/n"}',
+            400,
+            "the reply is nested too deeply to check against the schema",
+        ),
+    ],
+)
+def test_a_reply_nested_past_what_is_read_is_exit_4(
+    isolated_home: Path, schema: str, levels: int, why: str
+) -> None:
+    done, _ = _ask(isolated_home, ["[" * levels, "]" * levels], "--schema", schema, "--json")
+    assert done.returncode == 4, done.stderr
+    assert f"wai: error: {why}" in done.stderr and "Traceback" not in done.stderr
+    document = json.loads(done.stdout)
+    assert document["parsed"] is None and document["text"] == "[" * levels + "]" * levels
