@@ -378,3 +378,22 @@ def test_a_schema_the_model_cannot_hold_is_refused_before_anything_is_sent(serve
     assert done.returncode == 2 and done.stdout == ""
     assert "has no JSON mode" in done.stderr
     assert server.requests == []
+
+
+# A provider's server (OpenAI-compatible): the same batch, its own back-off
+
+
+def test_a_providers_model_answers_every_record(isolated_home: Path) -> None:
+    from tests.support.openai_server import base_url, openai_server
+
+    with openai_server("vllm", models={"org/m": 4096}) as provider:
+        (isolated_home / "config.toml").write_text(
+            f'[providers.eng]\ntype = "openai"\nbase_url = "{base_url(provider)}"\n', encoding="utf-8"
+        )
+        done = run_wai("batch", "-m", "eng:org/m", "-j", "4", "--max-tokens", "3", stdin=items(8))
+        chats = [r for r in provider.requests if r.path.endswith("/chat/completions")]
+    assert done.returncode == 0, done.stderr
+    lines = lines_of(done.stdout)
+    assert [line["index"] for line in lines] == list(range(8))
+    assert all(line["text"] == "token1 token2 token3" and line["usage"]["exact"] for line in lines)
+    assert sorted(r.json["messages"][-1]["content"] for r in chats) == [f"item {i}" for i in range(8)]

@@ -6,6 +6,7 @@ backends serve none of them, so "auto" always lands here for those.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -46,6 +47,7 @@ class OpenAI(Backend):
         self._clients: dict[str, ProviderClient] = {}
         self._streams: dict[str, OpenAIStream] = {}
         self._learned: dict[str, ModelSpec] = {}  # windows read from servers this run, by model id
+        self._making = threading.Lock()
 
     def claim(
         self, name: str, entry: ModelSpec | None, catalog: Catalog, config: UserConfig
@@ -110,19 +112,20 @@ class OpenAI(Backend):
         return assumed_warnings(spec)
 
     def stream(self, request: Request) -> Iterator[Event]:
-        provider = self._provider(request.model, running=True)
-        chat = self._streams.get(provider.name)
-        if chat is None:
-            from wai.backends.openai.stream import OpenAIStream
+        with self._making:  # `wai batch` streams from several threads: one stream per provider
+            provider = self._provider(request.model, running=True)
+            chat = self._streams.get(provider.name)
+            if chat is None:
+                from wai.backends.openai.stream import OpenAIStream
 
-            debug_log = None
-            if self.settings.debug:
-                from wai.notices import Notifier
+                debug_log = None
+                if self.settings.debug:
+                    from wai.notices import Notifier
 
-                debug_log = Notifier().debug
-            chat = self._streams[provider.name] = OpenAIStream(
-                self._client(provider), debug_log=debug_log, backoff=self.settings.backoff
-            )
+                    debug_log = Notifier().debug
+                chat = self._streams[provider.name] = OpenAIStream(
+                    self._client(provider), debug_log=debug_log, backoff=self.settings.backoff
+                )
         return chat.stream(request)
 
     def describe(self) -> dict[str, object]:
