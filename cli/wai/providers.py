@@ -245,8 +245,9 @@ def _from_environment() -> Provider | None:
     )
 
 
-def url_problem(url: str) -> str | None:
-    """Why `url` cannot be a provider's base URL; None when it can."""
+def url_problem(url: str, up_to: str = "/v1") -> str | None:
+    """Why `url` cannot be a provider's base URL (the address `up_to` its API's root); None when
+    it can."""
     from urllib.parse import urlsplit
 
     if any(c.isspace() or not c.isprintable() for c in url):
@@ -268,5 +269,5 @@ def url_problem(url: str) -> str | None:
     if parts.username is not None or parts.password is not None:
         return "it holds a user name or password; put the key in a variable named by api_key_env"
     if parts.query or parts.fragment:
-        return f"{url!r} has a query or fragment; give the address up to /v1"
+        return f"{url!r} has a query or fragment; give the address up to {up_to}"
     return None

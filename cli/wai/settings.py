@@ -171,6 +171,13 @@ def _check_base_url(url: str, source: str) -> None:
     if parts.username is not None or parts.password is not None:
         # httpx would turn them into Basic auth and drop the API token's Bearer header.
         raise ConfigError(f"{source} holds a user name or password", hint="remove the user:password@ part")
+    # The rest as for a provider's base_url: a port out of range, a space or a query would only
+    # show as "connection refused" or a 404 after the retries.
+    from wai.providers import url_problem
+
+    problem = url_problem(url, up_to="/client/v4")
+    if problem is not None:
+        raise ConfigError(f"{source}: {problem}", hint=f"e.g. {DEFAULT_BASE_URL}")
 
 
 MISSING_CREDENTIALS = (

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -255,6 +256,29 @@ def test_a_server_length_stop_below_max_tokens_is_not_called_the_output_cap(serv
     assert "output cap" not in done.stderr
     assert "stopped at 2 tokens on its own length limit" in done.stderr
     assert "below max_tokens 1800" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("base", "said"),
+    [
+        ("http://127.0.0.1:99999/client/v4", "has no usable port"),
+        ("http://127.0.0.1:0/client/v4", "has no usable port"),
+        ("http://127.0.0.1:/client/v4", "has no usable port"),
+        ("http://local host/client/v4", "holds a space or a control character"),
+        ("http://127.0.0.1:8787/client/v4?x=1", "has a query or fragment; give the address up to /client/v4"),
+    ],
+)
+def test_a_base_url_no_request_could_use_is_a_config_error_before_sending(
+    isolated_home: Path, base: str, said: str
+) -> None:
+    # Held to the same rules as a provider's base_url: else a port out of range is only
+    # "connection refused" after four tries, and a query lands inside every route's path.
+    env = {"CLOUDFLARE_BASE_URL": base, "CLOUDFLARE_ACCOUNT_ID": "acct123", "CLOUDFLARE_API_TOKEN": "tok-1"}
+    for args in (("ask", "--json", "-m", MODEL, "hi"), ("models", "--refresh")):
+        done = run_wai(*args, env=env, timeout=20)
+        assert done.returncode == 2, done.stderr
+        assert f"wai: error: CLOUDFLARE_BASE_URL: {base!r} {said}" in done.stderr
+        assert "attempts" not in done.stderr
 
 
 def test_a_password_in_the_base_url_is_refused_and_never_shown(server: WorkersAIServer) -> None:
