@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pexpect
+from tests.support import pty_spawn
 from tests.support.chat_terminal import expect_prompt, leave, spawn_chat
 from tests.support.workers_ai_server import Simulation, WorkersAIServer
 
@@ -56,7 +57,8 @@ def ask_first_tokens(env: dict[str, str], size: Sizes) -> list[float]:
     times = []
     for turn in range(size.asks):
         started = time.perf_counter()
-        child = pexpect.spawn(
+        # Started by subprocess, not forked: this process runs the loopback server's thread.
+        child = pty_spawn.spawn(
             WAI,
             ["ask", "-m", LOOPBACK_MODEL, f"question {turn}"],
             env=env,
