@@ -88,8 +88,10 @@ def test_smollm2_replies_satisfy_their_schema(
         "ask",
         "-m",
         str(builtin_vocab),
+        # One thread: the e2e suite runs beside other work, and llama.cpp's threads wait on each
+        # other at every step, so two on two busy cores crawl (60 s for 300 tokens under load).
         "--threads",
-        "2",
+        "1",
         "--max-tokens",
         "300",
         *sampling,
