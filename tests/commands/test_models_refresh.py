@@ -405,3 +405,20 @@ def test_a_total_count_below_what_the_pages_hold_is_not_taken_for_the_end(isolat
     assert done.returncode == 0, done.stderr
     assert "read 13 text-generation models" in done.stderr
     assert "@cf/acme/last" in rows(done.stdout)
+
+
+def test_a_named_successor_retired_since_is_not_suggested(server: WorkersAIServer) -> None:
+    # The built-in catalog names @cf/meta/llama-3.1-8b-instruct-fp8 as the successor of the retired
+    # Llama 2 models; a refresh that says it is retired too makes it no current model to use.
+    fp8 = "@cf/meta/llama-3.1-8b-instruct-fp8"
+    server.simulation.catalog = [
+        *CATALOG,
+        search_result(fp8, window=8000, planned_deprecation_date="2026-01-01"),
+    ]
+    refresh(server)
+    listed = rows(run_wai("models", "--json").stdout)
+    assert listed[fp8]["retired"]
+    for model, row in listed.items():
+        if row["use_instead"] is not None:
+            assert not listed[str(row["use_instead"])]["retired"], (model, row["use_instead"])
+    assert listed["@cf/meta/llama-2-7b-chat-fp16"]["use_instead"] != fp8

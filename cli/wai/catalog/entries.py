@@ -121,15 +121,23 @@ class Catalog:
         return spec
 
     def successor_for(self, spec: ModelSpec) -> str | None:
-        """A current model to use instead of a retired one: its entry's `successor`, else the
-        first current Workers AI model of its family: the same `family` (vocabulary and chat
+        """A current model to use instead of a retired one: its entry's `successor` (or the first
+        current one down the chain of successors, when that one was retired too), else the first
+        current Workers AI model of its family: the same `family` (vocabulary and chat
         format, or none known) and a name that starts with the same word (llama, mistral, ...).
         None when there is no such model: Llama 4 is no successor of Llama 3, nor a Qwen of a
         DeepSeek distilled into Qwen's vocabulary."""
         own = self.models.get(spec.id)  # the catalog's entry knows more than a spec made elsewhere
         successor = spec.successor or (own.successor if own is not None else None)
-        if successor:
-            return successor
+        # A named successor retired since (a refresh says so) is no current model: its own named
+        # successor then, and past the end of that chain the family's current model.
+        seen = {spec.id}
+        while successor and successor not in seen:
+            named = self.models.get(successor)
+            if named is None or not named.retired():
+                return successor
+            seen.add(successor)
+            successor = named.successor
         family = spec.family if spec.family is not None or own is None else own.family
         lineage = (family, _name_stem(spec.id))
         for other in self.models.values():
