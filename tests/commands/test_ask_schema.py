@@ -97,6 +97,13 @@ def test_a_keyword_the_grammar_cannot_hold_is_exit_2_naming_it(noise: TinyModel)
     done = run_wai("ask", "-m", str(noise.path), "--schema", '{"type": "integer", "minimum": 1}', "hi")
     assert done.returncode == 2 and done.stdout == ""
     assert "the local backend's grammar cannot hold 'minimum' (at the root)" in done.stderr
+    multi = run_wai("ask", "-m", str(noise.path), "--schema-multi", '{"type": "integer", "minimum": 1}', "hi")
+    assert multi.returncode == 2 and multi.stdout == ""
+    # The option the user gave, and where the keyword stands in what it asks for.
+    assert multi.stderr.startswith(
+        "wai: error: --schema-multi: the local backend's grammar cannot hold 'minimum' "
+        "(at /properties/items/items)"
+    )
 
 
 def test_a_reply_cut_by_max_tokens_is_exit_4_with_nothing_on_stdout(noise: TinyModel) -> None:

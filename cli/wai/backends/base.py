@@ -158,7 +158,7 @@ class Backend(ABC):
         from wai.errors import UsageError
 
         raise UsageError(
-            f"--schema: the {self.title} backend cannot ask for structured output",
+            f"{schema.option}: the {self.title} backend cannot ask for structured output",
             hint="use the local backend (llama.cpp holds the reply to the schema with a grammar)",
         )
 

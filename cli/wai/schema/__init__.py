@@ -20,10 +20,12 @@ _NAME_CHARS = re.compile(r"[^A-Za-z0-9_-]+")
 @dataclass(frozen=True, slots=True)
 class Schema:
     """A checked JSON Schema (Draft 2020-12) a reply must satisfy; `multi`: it is the wrapping
-    `{"items": [...]}` of `--schema-multi`."""
+    `{"items": [...]}` of `--schema-multi`; `option`: where it was given (`--schema`,
+    `--schema-multi`, `/schema`), which a message about it names."""
 
     document: dict[str, Any]
     multi: bool = False
+    option: str = "--schema"
 
     @property
     def name(self) -> str:
@@ -38,4 +40,4 @@ def load_schema(spec: str, *, multi_items: bool = False, option: str = "--schema
     anything is loaded or sent."""
     document = read_spec(spec, option=option)
     check_schema(document, option=option)
-    return Schema(multi(document), multi=True) if multi_items else Schema(document)
+    return Schema(multi(document) if multi_items else document, multi=multi_items, option=option)

@@ -49,5 +49,20 @@ def test_a_bad_schema_or_a_model_without_json_mode_is_one_line_and_nothing_is_se
 ) -> None:
     ran = chat('/schema {"type": "int"}', "/schema name", "hello", options=ChatOptions(model=FP16))
     assert "wai: error: /schema is not valid JSON Schema (Draft 2020-12): at /type" in ran.err
-    assert f"wai: error: --schema: {FP16} has no JSON mode on Workers AI" in ran.err
+    assert f"wai: error: /schema: {FP16} has no JSON mode on Workers AI" in ran.err  # what was typed
     assert len(server.requests) == 1 and "response_format" not in server.requests[0].json
+
+
+def test_schema_multi_without_a_spec_and_a_keyword_the_grammar_cannot_hold_are_named_as_typed(
+    tiny_models: dict[str, TinyModel],
+) -> None:
+    pytest.importorskip("llama_cpp")
+    options = ChatOptions(
+        model=str(tiny_models["q8_0"].path), backend="local", max_tokens=60, sampling=GREEDY
+    )
+    ran = chat("/schema multi", '/schema {"type": "integer", "minimum": 2}', "/schema", options=options)
+    assert ran.code == 0, ran.err
+    # "multi" alone is no concise form of one field named "multi".
+    assert "wai: error: /schema multi needs a SPEC (e.g. /schema multi name, age int)" in ran.err
+    assert "wai: error: /schema: the local backend's grammar cannot hold 'minimum' (at the root)" in ran.err
+    assert "no schema: replies are free text" in ran.out

@@ -96,7 +96,7 @@ class LlamaCpp(Backend):
     def check_schema(self, spec: ModelSpec, schema: Schema, catalog: Catalog | None = None) -> None:
         from wai.schema.grammar import gbnf
 
-        gbnf(schema.document)  # what its grammar cannot hold is refused by name
+        gbnf(schema.document, option=schema.option)  # what its grammar cannot hold is refused by name
 
     def open(self) -> None:
         self._model()

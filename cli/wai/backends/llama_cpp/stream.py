@@ -89,7 +89,11 @@ class LlamaCppStream:
         if refusal is not None:
             raise UsageError(refusal)
         # Before anything is loaded: a schema the grammar cannot hold is refused by name.
-        grammar = schema_grammar(request.schema.document) if request.schema is not None else None
+        grammar = (
+            schema_grammar(request.schema.document, option=request.schema.option)
+            if request.schema is not None
+            else None
+        )
         path = _existing_gguf(request.model)
         info = _header(path)
         started = time.perf_counter()

@@ -61,7 +61,7 @@ class WorkersAI(Backend):
             return
         able = sorted(m.id for m in catalog or () if JSON_MODE in m.capabilities and not m.retired())
         raise UsageError(
-            f"--schema: {spec.id} has no JSON mode on Workers AI, so it cannot be held to a schema",
+            f"{schema.option}: {spec.id} has no JSON mode on Workers AI, so it cannot be held to a schema",
             hint=f"models that have it: {', '.join(able)}" if able else "see `wai models`",
         )
 

@@ -163,8 +163,12 @@ def _schema(chat: ChatSession, argument: str, out: TextIO) -> bool:
         return False
     from wai.schema import load_schema
 
-    multi = argument.startswith("multi ")
-    spec = argument.removeprefix("multi ").strip() if multi else argument
+    first, _, rest = argument.partition(" ")
+    multi = first.lower() == "multi"
+    spec = rest.strip() if multi else argument
+    if multi and not spec:
+        # Else "multi" alone would read as the concise form of one field named "multi".
+        raise UsageError("/schema multi needs a SPEC", hint="e.g. /schema multi name, age int")
     chat.set_schema(load_schema(spec, multi_items=multi, option="/schema"))
     say(out, "replies are now JSON held to the schema (/schema off for free text)")
     return False
