@@ -196,3 +196,11 @@ def test_a_reply_nested_past_what_is_read_is_exit_4(
     assert f"wai: error: {why}" in done.stderr and "Traceback" not in done.stderr
     document = json.loads(done.stdout)
     assert document["parsed"] is None and document["text"] == "[" * levels + "]" * levels
+
+
+def test_a_dry_run_shows_the_schema_the_reply_would_be_held_to(isolated_home: Path) -> None:
+    done, bodies = _ask(isolated_home, ["{}"], "--schema-multi", SPEC, "--dry-run")
+    assert done.returncode == 0 and bodies == []
+    assert json.loads(done.stdout)["schema"] == load_schema(SPEC, multi_items=True).document
+    done, _ = _ask(isolated_home, ["{}"], "--dry-run")
+    assert json.loads(done.stdout)["schema"] is None

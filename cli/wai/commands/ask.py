@@ -140,6 +140,8 @@ def _dry_run(turn: PlannedTurn, out: TextIO, backend: Backend) -> int:
         plan, plan.windows or turn.windows, turn.target.backend, counter=counter, backend=backend
     )
     report["reasoning_effort"] = turn.request.reasoning_effort
+    # What --schema sends (as response_format, or as the grammar): the check a reader runs by hand.
+    report["schema"] = turn.request.schema.document if turn.request.schema is not None else None
     out.write(json_for_terminal(json.dumps(report, indent=2, ensure_ascii=False), out) + "\n")
     return EXIT_OK
 
