@@ -204,3 +204,31 @@ def test_a_dry_run_shows_the_schema_the_reply_would_be_held_to(isolated_home: Pa
     assert json.loads(done.stdout)["schema"] == load_schema(SPEC, multi_items=True).document
     done, _ = _ask(isolated_home, ["{}"], "--dry-run")
     assert json.loads(done.stdout)["schema"] is None
+
+
+FORMATS = json.dumps(
+    {
+        "type": "object",
+        "properties": {
+            "day": {"type": "string", "format": "date"},
+            "mail": {"type": "string", "format": "email"},
+            "id": {"type": "string", "format": "uuid"},
+        },
+        "required": ["day", "mail", "id"],
+    }
+)
+
+
+@pytest.mark.parametrize(
+    ("field", "wrong"), [("day", "2024-02-31"), ("mail", "nobody"), ("id", "12345678-1234-1234-1234")]
+)
+def test_a_reply_whose_string_breaks_its_format_is_exit_4(
+    isolated_home: Path, field: str, wrong: str
+) -> None:
+    good = {"day": "2024-02-29", "mail": "ada@example.com", "id": "12345678-1234-1234-1234-123456789abc"}
+    done, _ = _ask(isolated_home, [json.dumps(good)], "--schema", FORMATS)
+    assert done.returncode == 0, done.stderr
+    done, _ = _ask(isolated_home, [json.dumps(good | {field: wrong})], "--schema", FORMATS)
+    assert done.returncode == 4 and done.stdout == ""
+    assert f"the reply breaks the schema at /{field}: '{wrong}' is not a " in done.stderr
+    assert "(rule: format)" in done.stderr

@@ -36,7 +36,12 @@ def parse_reply(text: str, document: dict[str, Any], *, finish_reason: str | Non
         message = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
         raise SchemaMismatch(f"the reply is not JSON: {message}{where}", raw=text) from None
     try:
-        error = best_match(Draft202012Validator(document, registry=registry()).iter_errors(value))
+        # Draft 2020-12 makes `format` an annotation unless told otherwise: a pipeline asking for a
+        # date or an email wants one, so the formats jsonschema knows are checked.
+        validator = Draft202012Validator(
+            document, registry=registry(), format_checker=Draft202012Validator.FORMAT_CHECKER
+        )
+        error = best_match(validator.iter_errors(value))
     except RecursionError:
         raise SchemaMismatch("the reply is nested too deeply to check against the schema", raw=text) from None
     if error is not None:
