@@ -3,8 +3,10 @@ true to where the error came from, and never a provider header's value."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import quote, quote_plus
 
 import pytest
 
@@ -110,3 +112,26 @@ def test_a_count_without_a_vocabulary_says_why_in_words(isolated_home: Path) -> 
     odd = run_wai("tokens", "-m", "@cf/acme/odd-7b", "hi")
     assert "estimate (wai knows no vocabulary for this model)" in plain.stdout  # not "family unset"
     assert "estimate (wai has no vocabulary of the gemma family)" in odd.stdout
+
+
+@pytest.mark.parametrize("echo", ["percent-encoded", "form-encoded", "JSON-escaped"])
+def test_a_key_or_header_value_echoed_encoded_is_scrubbed_too(isolated_home: Path, echo: str) -> None:
+    key, header = 'sk-Key+/=with"odd chars', 'team value+/="x'
+    encodings: dict[str, Callable[[str], str]] = {
+        "percent-encoded": lambda s: quote(s, safe=""),
+        "form-encoded": lambda s: quote_plus(s),
+        "JSON-escaped": lambda s: json.dumps(s)[1:-1],
+    }
+    encode = encodings[echo]
+    echoing = Reply.openai_error(400, f"bad auth {encode(key)} and header {encode(header)}")
+    with openai_server("plain", models={"org/m": 4096}, routes={"POST /v1/chat/completions": echoing}) as srv:
+        (isolated_home / "config.toml").write_text(
+            f'[providers.eng]\ntype = "openai"\nbase_url = "{base_url(srv)}"\ntokenizer = "none"\n'
+            f'api_key_env = "ENG_KEY"\nheaders = {{ "X-Team" = {json.dumps(header)} }}\n',
+            encoding="utf-8",
+        )
+        done = run_wai("ask", "--debug", "--json", "-m", "eng:org/m", "hi", env={"ENG_KEY": key})
+    assert done.returncode == 1
+    assert "bad auth *** and header ***" in done.stderr
+    for secret in (key, header):
+        assert encode(secret) not in done.stdout + done.stderr

@@ -59,14 +59,23 @@ class Scrubber:
 
     def __init__(self, *secrets: str) -> None:
         # A very short "secret" would blank out ordinary words; a real token is 40 characters.
-        # Longest first, so a secret that contains another is removed whole.
-        self._secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+        # Longest first, so a secret that contains another is removed whole. Each also in the
+        # forms a server may echo it in: percent-encoded (a URL, a form) and JSON-escaped.
+        forms = {form for s in secrets if len(s) >= 4 for form in _echoed_forms(s)}
+        self._secrets = sorted(forms, key=len, reverse=True)
 
     def __call__(self, text: str) -> str:
         for secret in self._secrets:
             if secret in text:
                 text = text.replace(secret, "***")
         return text
+
+
+def _echoed_forms(secret: str) -> set[str]:
+    import json
+    from urllib.parse import quote, quote_plus
+
+    return {secret, quote(secret, safe=""), quote(secret), quote_plus(secret), json.dumps(secret)[1:-1]}
 
 
 def _authority_end(rest: str) -> int:
