@@ -1,7 +1,9 @@
 """The `wai` command line: thin Typer commands that turn options into a run."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: Typer reads each command's options from its
+# annotations at every start, and evaluating them as strings (compiling each one) cost more
+# start-up time than anything else in this module. Names imported only for type checking are
+# written as strings.
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -13,7 +15,7 @@ import typer
 from typer.core import TyperCommand
 
 from wai import __version__
-from wai.backends.registry import backend_names
+from wai.backends.names import backend_names
 from wai.commands.complete import complete_model
 from wai.commands.prompt_input import PROMPT_RULE
 from wai.commands.sampling_flags import finite, with_sampling_options
@@ -75,7 +77,7 @@ def _guarded(
     *,
     debug: bool,
     color: str = "auto",
-    report: FailureReport | None = None,
+    report: "FailureReport | None" = None,
 ) -> None:
     """Run a command: expected failures become one line and an exit code, never a traceback.
 
@@ -112,24 +114,23 @@ def _guarded(
     raise typer.Exit(stop_signals.exit_code(code))
 
 
-def _report(report: FailureReport, error: dict[str, object]) -> None:
+def _report(report: "FailureReport", error: dict[str, object]) -> None:
     import contextlib
 
     with contextlib.suppress(WaiError, OSError):  # stdout gone: stderr has said it already
         report.write(sys.stdout, error)
 
 
-def _machine_report(command: str, args: Sequence[str]) -> FailureReport | None:
+def _machine_report(command: str, args: Sequence[str]) -> "FailureReport | None":
     """The report a command line asks for with --json or --jsonl (before any `--`), else None."""
-    from wai.render.failure_json import FailureReport
-
     flags = set(args[: args.index("--")] if "--" in args else args)
     turn = command == "ask"
-    if "--json" in flags:
-        return FailureReport("json", turn=turn)
-    if "--jsonl" in flags and turn:
-        return FailureReport("jsonl", turn=True)
-    return None
+    if "--json" not in flags and not ("--jsonl" in flags and turn):
+        return None
+    # Only now: a command without --json or --jsonl starts without the json module.
+    from wai.render.failure_json import FailureReport
+
+    return FailureReport("json" if "--json" in flags else "jsonl", turn=turn)
 
 
 # Click's UsageError, whichever Click Typer parses with (recent Typer carries its own copy).
@@ -282,14 +283,14 @@ SchemaMultiOpt = Annotated[
 ]
 
 
-def _bare_report(json_output: bool) -> FailureReport | None:
+def _bare_report(json_output: bool) -> "FailureReport | None":
     """A failure of a command whose --json document is not a turn's: `{"error": {...}}`."""
     from wai.render.failure_json import FailureReport
 
     return FailureReport("json") if json_output else None
 
 
-def _schema(schema: str | None, schema_multi: str | None) -> Schema | None:
+def _schema(schema: str | None, schema_multi: str | None) -> "Schema | None":
     """The checked schema of --schema or --schema-multi: a bad one is refused before anything is
     loaded or sent."""
     if schema is None and schema_multi is None:

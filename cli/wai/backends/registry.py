@@ -1,6 +1,6 @@
 """The backends wai knows, by name, and the one rule that picks a backend for a model.
 
-Each backend is one class (backends/base.py) in a package of its own; `BACKENDS` names each
+Each backend is one class (backends/base.py) in a package of its own; `BACKENDS` (names.py) names each
 once, in the order "auto" prefers them, and is the only list of backend names there is. A
 class is imported when first asked for, and is light: the heavy part of a backend (an HTTP
 client, llama.cpp) is imported by its `stream` alone, so choosing costs no start-up time.
@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from wai.backends.base import Backend, BackendMode, BackendName, BackendSettings, LocalOptions
+from wai.backends.names import BACKENDS, backend_names
 from wai.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -27,22 +28,9 @@ if TYPE_CHECKING:
     from wai.settings import Credentials, UserConfig
     from wai.tokens.counters import TokenCounter
 
-__all__ = ["BACKENDS", "BackendSettings", "Backends", "LocalOptions"]
-
-# Every backend, by name, in the order "auto" prefers them: "module:Class". A new backend is one
-# package in backends/ and one line here.
-BACKENDS: dict[BackendName, str | type[Backend]] = {
-    "remote": "wai.backends.workers_ai.backend:WorkersAI",
-    "local": "wai.backends.llama_cpp.backend:LlamaCpp",
-    "openai": "wai.backends.openai.backend:OpenAI",
-}
+__all__ = ["BACKENDS", "BackendSettings", "Backends", "LocalOptions", "backend_names"]
 
 _classes: dict[str, type[Backend]] = {}  # imported so far, by "module:Class"
-
-
-def backend_names() -> tuple[BackendName, ...]:
-    """Every backend's name, in the order "auto" prefers them."""
-    return tuple(BACKENDS)
 
 
 def backend_class(name: BackendName) -> type[Backend]:

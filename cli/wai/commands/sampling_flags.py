@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import inspect
 import math
-import typing
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -46,14 +45,16 @@ def _parameter(option: SamplingOption) -> inspect.Parameter:
 
 def with_sampling_options(command: Callable[..., None]) -> Callable[..., None]:
     """`command` with its `sampling: Sampling` parameter spread into one option per sampling option."""
-    hints = typing.get_type_hints(command, include_extras=True)
+    # eval_str resolves only annotations written as strings: typing.get_type_hints would walk
+    # every one of a command's Annotated options again, at each start.
+    signature = inspect.signature(command, eval_str=True)
     parameters: list[inspect.Parameter] = []
-    for parameter in inspect.signature(command).parameters.values():
+    for parameter in signature.parameters.values():
         if parameter.name == "sampling":
             parameters.extend(_parameter(option) for option in SAMPLING_OPTIONS)
         else:
-            parameters.append(parameter.replace(annotation=hints[parameter.name]))
-    if len(parameters) == len(inspect.signature(command).parameters):
+            parameters.append(parameter)
+    if len(parameters) == len(signature.parameters):
         raise TypeError(f"{command.__name__} takes no `sampling` parameter")
 
     @functools.wraps(command)

@@ -1,0 +1,85 @@
+"""Start-up is part of the product: `wai --help` and every command's `--help` import nothing that
+a command imports only to do its work (an HTTP client, llama.cpp, the server, JSON Schema, rich,
+SQLite, the catalog, the settings, a backend), each in a fresh interpreter as a user runs it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import typer
+
+from wai.app import app
+
+# Third-party packages (and heavy standard-library ones) that only doing a command's work needs.
+HEAVY_PACKAGES = frozenset(
+    {
+        "httpx",
+        "httpcore",
+        "anyio",
+        "llama_cpp",
+        "gguf",
+        "numpy",
+        "jinja2",
+        "starlette",
+        "uvicorn",
+        "jsonschema",
+        "rich",
+        "pygments",
+        "markdown_it",
+        "sqlite3",
+        "json",
+        "tomllib",
+        "ssl",
+        "asyncio",
+    }
+)
+# wai's own layers below the command line: reading settings, the catalog or transcripts, planning
+# or playing a turn, counting tokens, rendering; the backends beyond their names.
+HEAVY_WAI = (
+    "wai.settings",
+    "wai.catalog",
+    "wai.store",
+    "wai.turn",
+    "wai.tokens",
+    "wai.render",
+    "wai.schema",
+    "wai.pricing",
+    "wai.conversation",
+    "wai.serve",
+    "wai.backends.base",
+    "wai.backends.registry",
+)
+_LOADED = """
+import contextlib, io, sys
+sys.argv = ["wai", *sys.argv[1:]]
+from wai.launch import main
+try:
+    with contextlib.redirect_stdout(io.StringIO()):
+        main()
+except SystemExit as stop:
+    assert stop.code in (0, None), stop.code
+print("\\n".join(sorted(sys.modules)))
+"""
+
+
+def _command_names() -> list[str]:
+    group = typer.main.get_command(app)
+    assert isinstance(group, typer.core.TyperGroup)
+    return sorted(group.commands)
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("command", [[], *([name] for name in _command_names())], ids=lambda c: " ".join(c))
+def test_help_imports_nothing_heavy(command: list[str]) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _LOADED, *command, "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    loaded = done.stdout.split()
+    assert "wai.app" in loaded  # the script ran the command line
+    heavy = sorted(
+        name for name in loaded if name.split(".")[0] in HEAVY_PACKAGES or name.startswith(HEAVY_WAI)
+    )
+    assert heavy == []
