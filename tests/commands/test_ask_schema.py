@@ -172,3 +172,29 @@ def test_a_reference_to_nowhere_is_exit_2_before_anything_loads(tmp_path: Path) 
         "wai: error: --schema: the $ref '#/$defs/nope' (at /$ref) points to nothing"
     )
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("schema", "said"),
+    [
+        (
+            '{"type": "string", "minLength": 5, "maxLength": 2}',
+            "minLength 5 is above maxLength 2 (at the root)",
+        ),
+        (
+            '{"type": "object", "properties": {"a": {"type": "array", "minItems": 3, "maxItems": 2}}}',
+            "minItems 3 is above maxItems 2 (at /properties/a)",
+        ),
+        (
+            '{"type": "integer", "minimum": 10, "maximum": 1.5}',
+            "minimum 10 is above maximum 1.5 (at the root)",
+        ),
+    ],
+)
+def test_bounds_no_reply_can_meet_are_exit_2_before_anything_loads(
+    tmp_path: Path, schema: str, said: str
+) -> None:
+    # Held by the grammar, such a schema decoded until the output window cut it, then exit 4.
+    done = run_wai("ask", "-m", str(tmp_path / "never-read.gguf"), "--schema", schema, "hi")
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith(f"wai: error: --schema: {said}, so no reply can satisfy the schema")

@@ -40,6 +40,40 @@ def check_schema(document: dict[str, Any], *, option: str = "--schema") -> None:
             hint="see https://json-schema.org/understanding-json-schema",
         ) from None
     _check_references(document, option)
+    _check_bounds(document, option)
+
+
+# A lower bound above its upper bound: valid JSON Schema that no value satisfies. Held by a grammar
+# it decodes until the output window cuts it; sent to a service it is paid for, then refused.
+_BOUNDS = (
+    ("minLength", "maxLength"),
+    ("minItems", "maxItems"),
+    ("minProperties", "maxProperties"),
+    ("minContains", "maxContains"),
+    ("minimum", "maximum"),
+)
+
+
+def _check_bounds(document: dict[str, Any], option: str) -> None:
+    stack: list[tuple[object, list[str | int]]] = [(document, [])]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, list):
+            stack.extend((item, [*path, index]) for index, item in enumerate(node))
+        elif isinstance(node, dict):
+            for low, high in _BOUNDS:
+                least, most = _number(node.get(low)), _number(node.get(high))
+                if least is not None and most is not None and least > most:
+                    raise UsageError(
+                        f"{option}: {low} {least} is above {high} {most} (at {pointer(path)}), "
+                        "so no reply can satisfy the schema",
+                        hint=f"lower {low} or raise {high}",
+                    )
+            stack.extend((value, [*path, key]) for key, value in node.items() if key not in _DATA_KEYWORDS)
+
+
+def _number(value: object) -> float | None:
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def depth(value: object) -> int:
