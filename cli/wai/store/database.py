@@ -241,6 +241,7 @@ class Store:
     @classmethod
     def for_reading(cls, path: Path, warn: Callable[[str], None]) -> Store:
         """Open `path` to read it: as usual where it can be written, else read-only, saying why."""
+        _refuse_a_folder(path)  # one line that says what is wrong, not a warning then an error
         try:
             return cls(path)
         except CannotWrite as refused:
@@ -517,11 +518,19 @@ class Store:
         return str(self._db.execute("PRAGMA integrity_check").fetchone()[0])
 
 
+def _refuse_a_folder(path: Path) -> None:
+    if path.is_dir():
+        raise ConfigError(
+            f"{path} is a folder, not a transcript database", hint="move it aside; wai starts a new one"
+        )
+
+
 def _connect_read_only(path: Path) -> sqlite3.Connection:
     """A connection that writes nothing. SQLite reads a WAL database read-only only where its -shm
     file exists or can be made; in a read-only folder the file is opened as immutable instead."""
     from urllib.parse import quote
 
+    _refuse_a_folder(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no transcript database there")
     uri = f"file:{quote(str(path.resolve()))}"
