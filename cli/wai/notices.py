@@ -46,6 +46,19 @@ class Notifier:
         self._line("wai: debug:", "2", message)
 
 
+class WarningsKept(Notifier):
+    """The same lines as `notifier`, and a list of what it warned of: for the warnings a command
+    tells again in its JSON (what stdin or an argument held that was not text, say)."""
+
+    def __init__(self, notifier: Notifier) -> None:
+        super().__init__(color=notifier.color, stream=notifier.stream)
+        self.kept: list[str] = []
+
+    def warn(self, message: str) -> None:
+        self.kept.append(message)
+        super().warn(message)
+
+
 def echo_stderr(text: str) -> None:
     """Diagnostic text from a library (llama.cpp's log) on stderr as it comes, as text only."""
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -82,6 +83,20 @@ def test_stdin_that_is_not_utf8_is_replaced_with_one_warning(server: WorkersAISe
     # Valid UTF-8 draws no warning.
     done = run_wai("ask", "-m", MODEL, "-", stdin="café".encode(), timeout=30)
     assert done.returncode == 0 and done.stderr == ""
+
+
+@pytest.mark.parametrize("output", ["--json", "--jsonl"])
+def test_input_that_is_not_utf8_is_among_the_jsons_warnings(server: WorkersAIServer, output: str) -> None:
+    # Warned of on stderr before the turn, so told in the document's warnings with the plan's.
+    done = run_wai(
+        "ask", output, "-m", MODEL, "-s", os.fsdecode(b"be \xff brief"), "-", stdin=b"caf\xe9", timeout=30
+    )
+    assert done.returncode == 0, done.stderr
+    first = json.loads(done.stdout.splitlines()[0])
+    assert first["warnings"] == [
+        "stdin is not valid UTF-8: 1 byte replaced with U+FFFD (\ufffd)",
+        "the system prompt is not valid UTF-8: 1 byte replaced with U+FFFD (\ufffd)",
+    ]
 
 
 def test_arguments_that_are_not_utf8_are_replaced_with_a_warning_each(server: WorkersAIServer) -> None:

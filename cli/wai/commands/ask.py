@@ -13,7 +13,7 @@ from wai.catalog.entries import ModelSpec
 from wai.commands.prompt_input import STDIN_ONLY, read_prompt, valid_text
 from wai.conversation import Message, ReasoningEffort, Timeouts
 from wai.errors import EXIT_INTERRUPTED, EXIT_OK, UsageError
-from wai.notices import Notifier
+from wai.notices import Notifier, WarningsKept
 from wai.render.base import Sink
 from wai.render.choose import ColorMode, OutputMode
 from wai.sampling import Sampling
@@ -65,20 +65,24 @@ def run_ask(
         _check_raw(options)
     stdin_stream = stdin if stdin is not None else _stdin_buffer()
     stdin_is_tty = stdin_stream is None or stdin_stream.isatty()
-    prompt = read_prompt(options.prompt, stdin_stream, stdin_is_tty, notifier, use_stdin=options.use_stdin)
+    # What the input held that was not text is warned of at once, and told again among --json's
+    # warnings with the plan's.
+    noting = WarningsKept(notifier)
+    prompt = read_prompt(options.prompt, stdin_stream, stdin_is_tty, noting, use_stdin=options.use_stdin)
 
     log = TranscriptLog(notifier, source="ask", record=options.log and not options.dry_run)
     try:
-        return _run(options, notifier, prompt, log, stdout)
+        return _run(options, noting, prompt, log, stdout)
     finally:
         log.close()
 
 
 def _run(
-    options: AskOptions, notifier: Notifier, prompt: str, log: TranscriptLog, stdout: TextIO | None
+    options: AskOptions, notifier: WarningsKept, prompt: str, log: TranscriptLog, stdout: TextIO | None
 ) -> int:
     model_name = options.model
     system = valid_text(options.system, "the system prompt", notifier) if options.system else None
+    of_the_input = tuple(notifier.kept)
     history: tuple[Message, ...] = ()
     if options.continue_last or options.cid is not None:
         continued = log.continue_conversation(options.cid)
@@ -130,7 +134,7 @@ def _run(
         if sink is None:
             return _dry_run(turn, out, planner.backends.for_planning(target.backend))
         planner.check_allowance(turn, force=options.force, warn=notifier.warn)
-        return _play(options, planner, turn, warned, notifier, log, sink)
+        return _play(options, planner, turn, (*of_the_input, *warned), notifier, log, sink)
 
 
 def _dry_run(turn: PlannedTurn, out: TextIO, backend: Backend) -> int:
