@@ -232,3 +232,25 @@ def test_a_reply_whose_string_breaks_its_format_is_exit_4(
     assert done.returncode == 4 and done.stdout == ""
     assert f"the reply breaks the schema at /{field}: '{wrong}' is not a " in done.stderr
     assert "(rule: format)" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("reply", "where"), [('{"name": "a\\ud800b"}', "/name"), ('{"n\\udc00": "x"}', "the root")]
+)
+def test_a_reply_holding_half_a_surrogate_pair_is_exit_4_with_its_text_kept(
+    isolated_home: Path, reply: str, where: str
+) -> None:
+    # Valid JSON syntax, but the escape is no character: writing the value failed as "stdout is
+    # closed" (exit 1, nothing in --json either), and with a traceback on a terminal.
+    done, _ = _ask(isolated_home, [reply], "--schema", '{"type": "object"}')
+    assert done.returncode == 4 and done.stdout == ""
+    assert (
+        f"the reply's JSON holds \\u{'d800' if 'ud800' in reply else 'dc00'} at {where}: half of a surrogate"
+        in (done.stderr)
+    )
+    done, _ = _ask(isolated_home, [reply], "--schema", '{"type": "object"}', "--json")
+    assert done.returncode == 4
+    document = json.loads(done.stdout)
+    assert document["text"] == reply and document["parsed"] is None
+    done, _ = _ask(isolated_home, ['{"ok": "\\ud83d\\ude00"}'], "--schema", '{"type": "object"}')
+    assert done.returncode == 0 and done.stdout == '{"ok": "\U0001f600"}\n'  # a whole pair is one character

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from wai.errors import SchemaMismatch
 from wai.schema.check import pointer, registry, shorten
 
+# What json.loads leaves of a `\\uD800`-style escape without its pair: no character, and nothing
+# UTF-8 can write (a valid pair is joined into one character as it is read).
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 CUT_HINT = "raise --max-tokens, or bound the schema's strings and arrays with maxLength and maxItems"
 
 
@@ -35,6 +39,7 @@ def parse_reply(text: str, document: dict[str, Any], *, finish_reason: str | Non
         where = f" at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
         message = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
         raise SchemaMismatch(f"the reply is not JSON: {message}{where}", raw=text) from None
+    _refuse_lone_surrogates(value, text)
     try:
         # Draft 2020-12 makes `format` an annotation unless told otherwise: a pipeline asking for a
         # date or an email wants one, so the formats jsonschema knows are checked.
@@ -51,6 +56,26 @@ def parse_reply(text: str, document: dict[str, Any], *, finish_reason: str | Non
             raw=text,
         )
     return value
+
+
+def _refuse_lone_surrogates(value: Any, text: str) -> None:
+    stack: list[tuple[Any, list[str | int]]] = [(value, [])]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, str):
+            found = _LONE_SURROGATE.search(node)
+            if found is not None:
+                raise SchemaMismatch(
+                    f"the reply's JSON holds \\u{ord(found.group()):04x} at {pointer(path)}: half of a "
+                    "surrogate pair without its other half, no character (nothing UTF-8 can write)",
+                    raw=text,
+                )
+        elif isinstance(node, dict):
+            for key, child in node.items():
+                stack.append((child, [*path, key]))
+                stack.append((key, path))  # a name, said where its object stands, read first
+        elif isinstance(node, list):
+            stack.extend((child, [*path, index]) for index, child in enumerate(node))
 
 
 def _not_json(name: str) -> Any:
