@@ -40,3 +40,18 @@ def test_after_a_refresh_from_wai_serve_the_default_model_is_one_it_serves(
     dry = run_wai("ask", "--dry-run", "--json", "hi", env=cloudflare)
     assert dry.returncode == 0, dry.stderr
     assert json.loads(dry.stdout)["model"] == "@cf/meta/llama-3.1-8b-instruct-fp8"
+
+
+def test_after_a_refresh_from_wai_serve_ask_schema_is_held_by_the_server(
+    tmp_path: Path, isolated_home: Path, tiny_models: dict[str, TinyModel]
+) -> None:
+    tiny = tiny_models["q8_0"]
+    with ServeProcess(tmp_path / "server", "-m", str(tiny.path)) as server:
+        env = server.client_env()
+        assert run_wai("models", "--refresh", env=env).returncode == 0
+        # The server holds the reply with its grammar; wai refused it as a model without JSON mode.
+        asked = run_wai(
+            "ask", "--schema", "ok bool", "--temperature", "0", "--max-tokens", "40", "hi", env=env
+        )
+        assert asked.returncode == 0, asked.stderr
+        assert asked.stdout.count("\n") == 1 and json.loads(asked.stdout)["ok"] in (True, False)

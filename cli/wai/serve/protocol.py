@@ -397,6 +397,9 @@ def _search_result(spec: ModelSpec) -> dict[str, object]:
         ("max_input_tokens", spec.context_window),
         ("max_total_tokens", spec.total_context),
         ("max_output_tokens", spec.max_output),
+        # Every served model holds response_format with the grammar: said so, a refreshed `wai`
+        # sends it `--schema` (it refuses a model whose listing gives no JSON mode).
+        ("json_mode", "true"),
     ]
     return {
         "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"wai-serve:{spec.id}")),
