@@ -450,6 +450,30 @@ def batch(
         bool, typer.Option("--unordered", help="Write each answer as it ends, not in input order.")
     ] = False,
     echo: Annotated[bool, typer.Option("--echo", help="Copy each record into its line as 'record'.")] = False,
+    queue: Annotated[
+        bool,
+        typer.Option(
+            "--queue",
+            help="Send the records through Workers AI's batch queue (models that list async_queue); "
+            "with -o FILE the request ids are kept in FILE.queue.json for --resume.",
+        ),
+    ] = False,
+    queue_chunk: Annotated[
+        int,
+        typer.Option(
+            "--queue-chunk", min=1, help="Records per queued request (each under 10 MB).", metavar="N"
+        ),
+    ] = 100,
+    queue_poll: Annotated[
+        float,
+        typer.Option(
+            "--queue-poll",
+            min=0.0,
+            help="Seconds before the first poll of the queue; each wait after is 1.5 times as long, "
+            "at most 30.",
+            metavar="SECONDS",
+        ),
+    ] = 2.0,
     model: ModelOpt = None,
     system: SystemOpt = None,
     max_tokens: MaxTokensOpt = None,
@@ -496,6 +520,9 @@ def batch(
             ),
             local=LocalOptions(gpu_layers=gpu_layers, threads=threads, debug=debug),
             debug=debug,
+            queue=queue,
+            queue_chunk=queue_chunk,
+            queue_poll=queue_poll,
         )
         return run_batch(options, notifier)
 

@@ -54,6 +54,7 @@ import pytest
 BASE_PATH = "/client/v4"
 RUN_PATH = re.compile(r"^/client/v4/accounts/(?P<account>[^/]+)/ai/run/(?P<model>.+)$")
 SEARCH_PATH = re.compile(r"^/client/v4/accounts/(?P<account>[^/]+)/ai/models/search(?:\?(?P<query>.*))?$")
+QUEUE_QUERY = "?queueRequest=true"
 DEFAULT_MAX_TOKENS = 256  # what the real API generates when a body has no max_tokens
 
 
@@ -360,6 +361,12 @@ class Simulation:
     # Prompt caching: a request whose `x-session-affinity` was seen before has the previous
     # request's prompt (its prefix, in a conversation) reported as `cached_tokens`.
     prompt_cache: bool = False
+    # The async batch queue (`?queueRequest=true`): a queued request answers this many polls
+    # "queued" (the first) then "running" before its responses; a record whose last message
+    # holds `queue_failing` fails inside the responses (success false).
+    queue_polls: int = 2
+    queue_failing: str | None = None
+    queue: BatchQueue = field(default_factory=lambda: BatchQueue())
     _held: dict[str, int] = field(default_factory=dict)  # affinity -> the last prompt's tokens
 
     def check(self, request: RecordedRequest) -> tuple[int, list[str]] | None:
@@ -397,6 +404,10 @@ class Simulation:
             body = None
         if not isinstance(body, dict):
             return Reply.error(400, 5004, "Invalid data: the body is not a JSON object")
+        if model.endswith(QUEUE_QUERY):
+            return self.queue.submit(model.removesuffix(QUEUE_QUERY), body)
+        if "request_id" in body:
+            return self.queue.poll(model, body["request_id"], self)
         if self.windows is not None and model not in self.windows:
             return Reply.error(400, 5007, f"No such model {model} or task")
         if prompt_tokens is None:
@@ -487,6 +498,76 @@ class Simulation:
                 "total_count": len(listed),
             }
         return Reply.json(envelope)
+
+
+@dataclass(slots=True)
+class QueuedJob:
+    model: str
+    requests: list[dict[str, Any]]
+    polls: int = 0
+
+
+class BatchQueue:
+    """Workers AI's async batch queue: requests queued, then running, then done with their
+    responses. `asked` holds every record's last message as submitted (a test sees none twice);
+    `submissions` the number of requests in each submit; `polls` every poll's request id."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[str, QueuedJob] = {}
+        self.asked: list[str] = []
+        self.submissions: list[int] = []
+        self.polls: list[str] = []
+        self._lock = threading.Lock()
+
+    def submit(self, model: str, body: Mapping[str, Any]) -> Reply:
+        requests = body.get("requests")
+        if not isinstance(requests, list) or not requests or not all(isinstance(r, dict) for r in requests):
+            return Reply.error(400, 5004, "Invalid data: 'requests' must be a list of request objects")
+        with self._lock:
+            request_id = f"req-{len(self.jobs) + 1:04d}"
+            self.jobs[request_id] = QueuedJob(model, [dict(r) for r in requests])
+            self.asked.extend(_last_text(r) for r in requests)
+            self.submissions.append(len(requests))
+        return Reply.json(_envelope({"status": "queued", "request_id": request_id, "model": model}))
+
+    def poll(self, model: str, request_id: object, simulation: Simulation) -> Reply:
+        with self._lock:
+            self.polls.append(str(request_id))
+            job = self.jobs.get(str(request_id))
+            if job is None or job.model != model:
+                return Reply.error(404, 5018, f"Request {request_id} not found")
+            job.polls += 1
+            if job.polls <= simulation.queue_polls:
+                status = "queued" if job.polls == 1 else "running"
+                return Reply.json(_envelope({"status": status, "request_id": request_id}))
+        responses = [self._response(n, r, simulation) for n, r in enumerate(job.requests)]
+        usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+        for response in responses:
+            for key, value in response.get("result", {}).get("usage", {}).items():
+                usage[key] = usage.get(key, 0) + value
+        return Reply.json(_envelope({"responses": responses, "usage": usage}))
+
+    @staticmethod
+    def _response(number: int, body: Mapping[str, Any], simulation: Simulation) -> dict[str, Any]:
+        text = _last_text(body)
+        response: dict[str, Any] = {"id": number, "external_reference": body.get("external_reference")}
+        if simulation.queue_failing is not None and simulation.queue_failing in text:
+            return {
+                **response,
+                "success": False,
+                "result": {"errors": [{"code": 5006, "message": "Inference failed on this input"}]},
+            }
+        max_tokens = body.get("max_tokens", DEFAULT_MAX_TOKENS)
+        count = min(simulation.reply_tokens, max_tokens)
+        reply = " ".join(f"token{i}" for i in range(1, count + 1))
+        if simulation.echo:
+            reply, count = f"re: {text}", 1
+        usage = usage_dict(_count_prompt(body), count)
+        return {**response, "success": True, "result": {"response": reply, "usage": usage}}
+
+
+def _envelope(result: object) -> dict[str, Any]:
+    return {"result": result, "success": True, "errors": [], "messages": []}
 
 
 def _last_text(body: Mapping[str, Any]) -> str:

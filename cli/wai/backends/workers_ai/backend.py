@@ -129,6 +129,10 @@ class WorkersAI(Backend):
     def describe(self) -> dict[str, object]:
         return {"backend": self.name, **self._client().describe()}
 
+    def batch_queue(self) -> WorkersAIStream:
+        """The opened client, which also speaks the batch queue (`wai batch --queue`)."""
+        return self._client()
+
     def close(self) -> None:
         if self._stream is not None:
             self._stream.close()

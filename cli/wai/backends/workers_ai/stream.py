@@ -8,7 +8,9 @@ and nowhere else; every message, exception and debug line is scrubbed of it.
 
 from __future__ import annotations
 
-from typing import Unpack
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, Unpack
 from urllib.parse import quote
 
 from wai.backends.http.chat import (
@@ -18,22 +20,26 @@ from wai.backends.http.chat import (
     WHOLE_REPLY_READ_TIMEOUT,
     ChatOptions,
     StreamingChatBackend,
+    _Progress,
     retry_after_seconds,
     sampling_fields,
 )
 from wai.backends.http.errors import (
     ApiError,
     Scrubber,
+    body_text,
     display_url,
     error_for,
     is_retirement,
     mask,
+    one_line,
     retirement_day,
     url_secrets,
 )
 from wai.backends.request import Request
 from wai.catalog.entries import model_id_problem
-from wai.errors import ConfigError, WaiError
+from wai.errors import BackendError, ConfigError, RetryableError, WaiError
+from wai.events import Event
 from wai.settings import Credentials
 
 __all__ = ["DONE", "EMPTY_REPLY", "TOOL_CALL_NOTICE", "WHOLE_REPLY_READ_TIMEOUT", "WorkersAIStream"]
@@ -137,3 +143,94 @@ class WorkersAIStream(StreamingChatBackend):
             base_url=self._base_shown,
             window=request.model.total_context,
         )
+
+    # -- the batch queue (`wai batch --queue`) --------------------------------------------------
+
+    def queue_submit(self, model: Request, bodies: Sequence[tuple[str, dict[str, object]]]) -> str:
+        """Put the bodies (each with its external reference) on the model's batch queue in one
+        request; returns the request id to poll. `model`: any request of the batch (its model,
+        timeouts, affinity)."""
+        requests = [{**body, "stream": False, "external_reference": ref} for ref, body in bodies]
+        answer = self._queue_post(model, {"requests": requests}, shown=f"{len(requests)} requests")
+        request_id = answer.get("request_id")
+        if not isinstance(request_id, str) or not request_id:
+            raise BackendError(f"{self.who} queued the batch but named no request_id: {_shown_json(answer)}")
+        return request_id
+
+    def queue_poll(self, model: Request, request_id: str) -> list[dict[str, Any]] | None:
+        """The responses of a queued request, or None while it is still queued or running."""
+        answer = self._queue_post(model, {"request_id": request_id})
+        responses = answer.get("responses")
+        if isinstance(responses, list):
+            return [response for response in responses if isinstance(response, dict)]
+        if answer.get("status") in ("queued", "running"):
+            return None
+        raise BackendError(f"{self.who} answered a poll of {request_id} with {_shown_json(answer)}")
+
+    def queue_events(self, request: Request, response: Mapping[str, Any]) -> list[Event] | WaiError:
+        """One queued response as the events a stream of the request would have brought, or the
+        record's own failure."""
+        result = response.get("result")
+        if response.get("success") is False or not isinstance(result, dict):
+            why = self._queue_failure(response)
+            return BackendError(f"{self.who} failed this record in the queue: {why}")
+        progress = _Progress(notices=set())
+        try:
+            events = list(self._read(result, progress, whole=True))
+            if progress.empty:
+                raise BackendError(EMPTY_REPLY)
+            return events + list(self._ending(request, progress))
+        except WaiError as error:
+            return error
+
+    def _queue_failure(self, response: Mapping[str, Any]) -> str:
+        found: object = response.get("errors") or response.get("error")
+        result = response.get("result")
+        if not found and isinstance(result, dict):
+            found = result.get("errors") or result.get("error")
+        if isinstance(found, list) and found:
+            found = found[0]
+        if isinstance(found, dict):
+            code, message = found.get("code"), found.get("message")
+            found = f"{message} ({code})" if code is not None else message
+        return one_line(self._scrub(str(found))) if found else "no reason given"
+
+    def _queue_post(
+        self, model: Request, body: dict[str, object], *, shown: str | None = None
+    ) -> dict[str, Any]:
+        """One request to the queue (a submit when `shown` tells its requests, else a poll): its
+        answer's `result` object (the envelope's, or the body)."""
+        import httpx
+
+        url = self._url(model) + ("?queueRequest=true" if shown is not None else "")
+        timeouts = model.timeouts
+        timeout = httpx.Timeout(
+            connect=timeouts.connect, read=timeouts.read, write=timeouts.read, pool=timeouts.connect
+        )
+        self._debug(f"POST {display_url(url)} {shown or json.dumps(body)}")
+        try:
+            response = self._http().post(url, json=body, headers=self._headers(model), timeout=timeout)
+        except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+            raise self._bad_address(self._scrub(str(exc))) from None
+        except httpx.TimeoutException:
+            raise RetryableError(f"{self.who} did not answer within {timeouts.read:g} s") from None
+        except httpx.TransportError as exc:
+            raise RetryableError(self._unreachable(exc)) from None
+        self._debug(f"HTTP {response.status_code}")
+        if response.status_code >= 300:
+            raise self._refusal(model, response)
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = None
+        result = payload.get("result") if isinstance(payload, dict) else None
+        answer = result if isinstance(result, dict) else payload
+        if not isinstance(answer, dict):
+            preview = one_line(self._scrub(body_text(response.text)))
+            raise BackendError(f"{self.who} sent a queue answer wai cannot read: {preview or '(empty)'}")
+        return answer
+
+
+def _shown_json(value: object) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 200 else text[:200] + "..."

@@ -11,10 +11,19 @@ from pathlib import Path
 from typing import BinaryIO, TextIO
 
 from wai.backends.backoff import SharedBackoff
-from wai.backends.base import BackendMode
+from wai.backends.base import Backend, BackendMode
 from wai.backends.registry import LocalOptions
+from wai.catalog.entries import ModelSpec
 from wai.commands.batch.output import Earlier, LineWriter, open_output
 from wai.commands.batch.progress import ProgressView, Tally
+from wai.commands.batch.queued import (
+    ASYNC_QUEUE,
+    DEFAULT_CHUNK,
+    DEFAULT_POLL,
+    QueueIds,
+    QueueRunner,
+    side_file,
+)
 from wai.commands.batch.records import Record, messages_of, read_records
 from wai.commands.batch.runner import BatchRunner, Outcome, seeded
 from wai.conversation import ReasoningEffort, Timeouts
@@ -51,6 +60,9 @@ class BatchOptions:
     timeouts: Timeouts = field(default_factory=Timeouts)
     local: LocalOptions = field(default_factory=LocalOptions)
     debug: bool = False
+    queue: bool = False  # through Workers AI's batch queue
+    queue_chunk: int = DEFAULT_CHUNK
+    queue_poll: float = DEFAULT_POLL
 
 
 def run_batch(
@@ -71,6 +83,8 @@ def run_batch(
         options.local, debug=options.debug, read_timeout=read_timeout, backoff=backoff
     ) as planner:
         target = planner.resolve(options.model, options.backend, sampling=options.sampling)
+        if options.queue:
+            _check_queue(planner.backends.for_planning(target.backend), target.spec)
         if options.schema is not None:
             planner.backends.for_planning(target.backend).check_schema(
                 target.spec, options.schema, planner.catalog
@@ -97,7 +111,21 @@ def run_batch(
                 schema=options.schema,
             )
 
+        runner: BatchRunner | QueueRunner
         runner = BatchRunner(planner, target, counter, ask_for, jobs=jobs, together=together)
+        if options.queue:
+            from wai.backends.workers_ai.backend import WorkersAI
+
+            backend = planner.backends.get(target.backend)
+            assert isinstance(backend, WorkersAI)  # _check_queue let only Workers AI by
+            ids = QueueIds(
+                side_file(options.output) if options.output is not None else None,
+                target.spec.id,
+                resume=options.resume,
+            )
+            runner = QueueRunner(
+                runner, backend.batch_queue(), ids, chunk=options.queue_chunk, first_poll=options.queue_poll
+            )
         with contextlib.ExitStack() as kept:
             if options.output is not None:
                 stream, earlier = open_output(options.output, resume=options.resume)
@@ -114,7 +142,7 @@ def run_batch(
 
 def _play(
     options: BatchOptions,
-    runner: BatchRunner,
+    runner: BatchRunner | QueueRunner,
     todo: Sequence[Record],
     total: int,
     writer: LineWriter,
@@ -145,6 +173,21 @@ def _play(
         notifier.warn(_resume_advice("stopped", tally, options))
         return EXIT_FAILURE
     return EXIT_OK if tally.failed == 0 else EXIT_FAILURE
+
+
+def _check_queue(backend: Backend, spec: ModelSpec) -> None:
+    """--queue only for a Workers AI model whose catalog entry lists the batch queue."""
+    from wai.backends.workers_ai.backend import WorkersAI
+
+    if not isinstance(backend, WorkersAI):
+        raise UsageError(
+            f"--queue is Workers AI's batch queue: {spec.id} runs on {backend.title}; run without --queue"
+        )
+    if ASYNC_QUEUE not in spec.capabilities:
+        raise UsageError(
+            f"{spec.id} does not take Workers AI's batch queue (its catalog entry lists no "
+            f"{ASYNC_QUEUE}): run without --queue, or pick a model that lists it (wai models)"
+        )
 
 
 def _resume_advice(why: str, tally: Tally, options: BatchOptions) -> str:

@@ -48,7 +48,7 @@ class RecordFailure(WaiError):
     code = "record"
 
 
-class _Quiet:
+class QuietSink:
     """The sink of a batch's turns: their results are what is kept, nothing is shown as it comes."""
 
     tells_output_cap = True
@@ -154,19 +154,23 @@ class BatchRunner:
         finally:
             stop.set()  # a Ctrl-C, or the caller gone: no worker takes another record
 
+    @property
+    def planner(self) -> TurnPlanner:
+        return self._planner
+
     def _note(self, outcome: Outcome) -> None:
         if outcome.stops_batch and self.stopped_by is None:
             self.stopped_by = outcome.error
 
     def one(self, record: Record) -> Outcome:
         """Plan and play one record; whatever goes wrong is the record's outcome."""
-        planned = self._plan(record)
+        planned = self.plan(record)
         if isinstance(planned, Outcome):
             return planned
-        result = self._planner.run(planned, _Quiet())
+        result = self._planner.run(planned, QuietSink())
         return Outcome(record, result, result.error)
 
-    def _plan(self, record: Record) -> PlannedTurn | Outcome:
+    def plan(self, record: Record) -> PlannedTurn | Outcome:
         """The record's planned turn, or its outcome when it cannot be planned."""
         try:
             try:
@@ -183,7 +187,7 @@ class BatchRunner:
         `jobs` at a time in the backend's batches; each outcome as its record ends."""
         planned: list[tuple[Record, PlannedTurn]] = []
         for record in records:
-            turn = self._plan(record)
+            turn = self.plan(record)
             if isinstance(turn, Outcome):
                 yield turn
             else:
@@ -195,7 +199,7 @@ class BatchRunner:
             if isinstance(got, WaiError):
                 outcome = Outcome(record, None, got)
             else:
-                result = self._planner.run(turn, _Quiet(), events=iter(got))
+                result = self._planner.run(turn, QuietSink(), events=iter(got))
                 outcome = Outcome(record, result, result.error)
             self._note(outcome)
             yield outcome
