@@ -135,3 +135,22 @@ def test_a_logs_db_that_is_a_folder_is_one_line_saying_so(isolated_home: Path) -
         ), args
     as_json = run_wai("logs", "--json")
     assert json.loads(as_json.stdout)["error"]["exit_status"] == 2
+
+
+def test_a_count_larger_than_sqlite_holds_lists_them_all(isolated_home: Path) -> None:
+    from wai.store.database import Store, TurnData, db_path
+
+    with Store(db_path()) as store:
+        for cid in ("01first", "01second"):
+            store.add_turn(cid, TurnData(prompt="q", reply="a", model="m", backend="remote"), source="ask")
+    huge = str(2**64)
+    for args in (
+        ("logs", "-n", huge),
+        ("logs", "--json", "-n", huge),
+        ("logs", "--cid", "01first", "-n", huge),
+    ):
+        done = run_wai(*args)
+        assert done.returncode == 0, done.stderr
+        assert "Traceback" not in done.stderr
+    listed = json.loads(run_wai("logs", "--json", "-n", huge).stdout)
+    assert sorted(row["id"] for row in listed) == ["01first", "01second"]

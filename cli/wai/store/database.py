@@ -29,6 +29,7 @@ from pathlib import Path
 from wai.errors import ConfigError, UsageError
 
 DB_NAME = "logs.db"
+_SQLITE_INTEGER_MAX = 2**63 - 1
 BUSY_TIMEOUT_MS = 5000
 
 _MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -416,7 +417,9 @@ class Store:
         return rows[0]
 
     def recent(self, limit: int) -> list[ConversationSummary]:
-        return self._summaries("", (), limit=limit)
+        """The `limit` latest conversations; all of them for a negative limit, or one more than
+        SQLite's integers hold (`wai logs -n 99999999999999999999`)."""
+        return self._summaries("", (), limit=limit if limit <= _SQLITE_INTEGER_MAX else -1)
 
     def _summaries(self, where: str, params: Sequence[object], *, limit: int) -> list[ConversationSummary]:
         rows = self._db.execute(
