@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from wai.catalog.entries import ModelSpec
 from wai.conversation import Message, ReasoningEffort, Timeouts
 from wai.sampling import Sampling
-from wai.schema import Schema
+
+if TYPE_CHECKING:
+    from wai.schema import Schema  # only with --schema, imported by the command that reads it
 
 
 @dataclass(frozen=True, slots=True)

@@ -222,6 +222,8 @@ def _models(data: Mapping[str, object], where: str) -> Mapping[str, object]:
 def has_control_character(name: str) -> bool:
     """Whether `name` holds a C0 or C1 control character or DEL: no model's name does, and shown
     it would break or rewrite the line that names it."""
+    if name.isascii() and name.isprintable():  # every catalog id: no loop over its characters
+        return False
     return any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in name)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import dataclass, field
-from typing import BinaryIO, TextIO
+from typing import TYPE_CHECKING, BinaryIO, TextIO
 
 from wai.backends.base import Backend, BackendMode, BackendName
 from wai.backends.registry import LocalOptions, backend_named
@@ -17,13 +17,15 @@ from wai.notices import Notifier, WarningsKept
 from wai.render.base import Sink
 from wai.render.choose import ColorMode, OutputMode
 from wai.sampling import Sampling
-from wai.schema import Schema
 from wai.store.transcript import TranscriptLog
 from wai.terminal.safe_text import json_for_terminal
 from wai.tokens.budget import FitMode, Plan
 from wai.tokens.counters import RawCounter, TokenCounter
 from wai.turn.planner import PlannedTurn, TurnAsk, TurnPlanner
 from wai.turn.play import sink_for
+
+if TYPE_CHECKING:
+    from wai.schema import Schema  # imported by the command line only when --schema is given
 
 
 @dataclass(frozen=True, slots=True)

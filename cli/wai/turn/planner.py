@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from wai.backends.backoff import SharedBackoff
 from wai.backends.base import BackendMode, BackendName
@@ -28,7 +29,6 @@ from wai.events import Event
 from wai.notices import Notifier
 from wai.render.base import Sink
 from wai.sampling import Sampling
-from wai.schema import Schema
 from wai.settings import UserConfig
 from wai.store.transcript import TranscriptLog
 from wai.tokens.budget import FitMode, Plan, plan_request
@@ -36,6 +36,9 @@ from wai.tokens.counters import RawCounter, TokenCounter
 from wai.turn.play import COMMAND_LINE_WORDS, TurnWords, play_turn
 from wai.turn.stream import stream_turn, turn_info
 from wai.turn_result import TurnResult
+
+if TYPE_CHECKING:
+    from wai.schema import Schema  # only with --schema, imported by the command that reads it
 
 
 @dataclass(frozen=True, slots=True)
