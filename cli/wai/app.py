@@ -4,15 +4,17 @@
 # annotations at every start, and evaluating them as strings (compiling each one) cost more
 # start-up time than anything else in this module. Names imported only for type checking are
 # written as strings.
+import contextlib
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer.core import TyperCommand
+from typer.models import CommandInfo
 
 from wai import __version__
 from wai.backends.names import backend_names
@@ -115,8 +117,6 @@ def _guarded(
 
 
 def _report(report: "FailureReport", error: dict[str, object]) -> None:
-    import contextlib
-
     with contextlib.suppress(WaiError, OSError):  # stdout gone: stderr has said it already
         report.write(sys.stdout, error)
 
@@ -401,9 +401,11 @@ def ask(
         )
         return run_ask(options, notifier)
 
-    from wai.render.failure_json import FailureReport
+    report = None
+    if json_output or jsonl:  # only then the failure report (and json) is imported
+        from wai.render.failure_json import FailureReport
 
-    report = FailureReport("json" if json_output else "jsonl", turn=True) if json_output or jsonl else None
+        report = FailureReport("json" if json_output else "jsonl", turn=True)
     _guarded(action, debug=debug, color=color.value, report=report)
 
 
@@ -796,6 +798,32 @@ def serve(
     _guarded(lambda notifier: run_serve(options, notifier), debug=debug)
 
 
+@contextlib.contextmanager
+def _only_the_command_named(argv: Sequence[str]) -> Iterator[None]:
+    """Typer builds the Click options of every command it holds at each start; a command line
+    that names its command first (`wai ask ...`) needs that command's alone. Shell completion and
+    anything else (`wai`, `wai --help`, a mistyped name) get every command."""
+    name = argv[1] if len(argv) > 1 else ""
+    completing = any(key.startswith(("_WAI_COMPLETE", "_TYPER_COMPLETE")) for key in os.environ)
+    every = app.registered_commands
+    named = [info for info in every if _command_name(info) == name]
+    if completing or not named:
+        yield
+        return
+    app.registered_commands = named
+    try:
+        yield
+    finally:
+        app.registered_commands = every
+
+
+def _command_name(info: CommandInfo) -> str:
+    if info.name:
+        return info.name
+    callback = info.callback
+    return typer.main.get_command_name(callback.__name__) if callback is not None else ""
+
+
 def main() -> None:
     from wai.errors import OutputError
     from wai.terminal.stdout_guard import guard_stdout
@@ -803,7 +831,8 @@ def main() -> None:
     guard_stdout()
     try:
         try:
-            app()
+            with _only_the_command_named(sys.argv):
+                app()
         finally:
             sys.stdout.flush()  # what Click printed itself (--help, --version) is still buffered
     except OutputError as error:
