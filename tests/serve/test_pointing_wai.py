@@ -55,3 +55,7 @@ def test_after_a_refresh_from_wai_serve_ask_schema_is_held_by_the_server(
         )
         assert asked.returncode == 0, asked.stderr
         assert asked.stdout.count("\n") == 1 and json.loads(asked.stdout)["ok"] in (True, False)
+        # A reply that is a string, held by the server, is a string to wai too (not "not JSON").
+        word = run_wai("ask", "--schema", '{"enum": ["yes", "no"]}', "--max-tokens", "10", "hi", env=env)
+        assert word.returncode == 0, word.stderr
+        assert json.loads(word.stdout) in ("yes", "no")

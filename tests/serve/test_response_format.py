@@ -87,3 +87,17 @@ def test_a_response_format_it_cannot_hold_is_a_400_naming_why(
     reply = _workers_ai(wai_serve, {"prompt": "hi", "response_format": format_})
     assert reply.status_code == 400, reply.text
     assert says in reply.json()["errors"][0]["message"]
+
+
+def test_workers_ai_route_answers_a_string_as_its_json_text_and_says_a_cut(wai_serve: ServeProcess) -> None:
+    # wai reads a JSON-mode `response` that is a string as the reply's JSON text: the bare value
+    # ("a") was read as text that is not JSON, exit 4 for a reply the grammar held.
+    format_ = {"type": "json_schema", "json_schema": {"enum": ["a", "b"]}}
+    reply = _workers_ai(wai_serve, {"prompt": "hi", "response_format": format_, **SEEDED})
+    assert reply.status_code == 200, reply.text
+    result = reply.json()["result"]
+    assert json.loads(result["response"]) in ("a", "b") and result["finish_reason"] == "stop"
+    cut = _workers_ai(
+        wai_serve, {"prompt": "hi", "response_format": {"type": "json_object"}, "max_tokens": 2}
+    )
+    assert cut.json()["result"]["finish_reason"] == "length"  # as structured-output.md says

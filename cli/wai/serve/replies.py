@@ -108,11 +108,14 @@ class WorkersAIReply:
     def whole(self, outcome: Outcome) -> dict[str, object]:
         result = outcome.result
         # JSON mode answers with the object itself, as Workers AI does (its text when it was cut).
+        # A string or null is answered as its JSON text: as the value itself, a client could not
+        # tell "a" (the reply "a") from "a" (a reply's text that is not JSON), nor null from none.
         held = (
             result is not None and result.schema_asked and result.error is None and outcome.finish == "stop"
         )
-        response = result.parsed if held and result is not None else outcome.text
-        return envelope({"response": response, "usage": outcome.usage()})
+        value = result.parsed if held and result is not None else None
+        response = value if value is not None and not isinstance(value, str) else outcome.text
+        return envelope({"response": response, "usage": outcome.usage(), "finish_reason": outcome.finish})
 
 
 class PageReply(WorkersAIReply):
