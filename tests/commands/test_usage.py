@@ -164,3 +164,16 @@ def test_a_bad_budget_is_a_configuration_error(server: WorkersAIServer, isolated
     (isolated_home / "config.toml").write_text('daily_neurons = "lots"\n', encoding="utf-8")
     done = run_wai("ask", "-m", PRICED, "hi")
     assert done.returncode == 2 and "daily_neurons" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("span", ["999999999d", "99999999999999999999h", "9999999w"])
+def test_a_span_further_back_than_any_date_is_every_turn(isolated_home: Path, span: str) -> None:
+    from wai.store.database import Store, TurnData
+
+    with Store(db_path()) as store:
+        store.add_turn("01old", TurnData(prompt="q", reply="a", model="m", backend="remote"), source="ask")
+    shown = run_wai("logs", "--usage", "--since", span)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.startswith("usage since 0001-01-01 00:00 UTC, by day")
+    as_json = json.loads(run_wai("logs", "--usage", "--json", "--since", span).stdout)
+    assert sum(row["turns"] for row in as_json["rows"]) == 1

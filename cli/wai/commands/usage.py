@@ -78,7 +78,7 @@ def _row(key: str, totals: Totals) -> tuple[str, ...]:
 
 
 def _table(found: Ledger) -> str:
-    since = found.since.strftime("%Y-%m-%d %H:%M UTC")
+    since = found.since.isoformat(sep=" ", timespec="minutes")[:16] + " UTC"  # year 1 as 0001
     if not found.rows:
         return f"no turns logged since {since}\n"
     rows: list[tuple[str, ...]] = [(found.by, *_HEADS)]

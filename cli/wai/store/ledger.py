@@ -72,7 +72,10 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
     if match:
         count, unit = int(match[1]), match[2]
         hours = {"h": 1, "d": 24, "w": 24 * 7}[unit] * count
-        return now - timedelta(hours=hours)
+        try:
+            return now - timedelta(hours=hours)
+        except OverflowError:  # further back than a date goes: every turn there is
+            return datetime.min.replace(tzinfo=UTC)
     try:
         day = date.fromisoformat(text.strip())
     except ValueError:
