@@ -232,7 +232,11 @@ STREAM_READ_TIMEOUT, WHOLE_REPLY_READ_TIMEOUT = 60.0, 300.0
 GpuLayersOpt = Annotated[
     int | None, typer.Option("--gpu-layers", min=-1, help="Layers offloaded to the GPU (local; -1 all).")
 ]
-ThreadsOpt = Annotated[int | None, typer.Option(min=1, help="CPU threads (local).")]
+# llama.cpp runs at most 512 threads (GGML_MAX_N_THREADS); far more (100000) crashes it outright.
+MOST_THREADS = 512
+ThreadsOpt = Annotated[
+    int | None, typer.Option(min=1, max=MOST_THREADS, help=f"CPU threads (local), at most {MOST_THREADS}.")
+]
 ContinueOpt = Annotated[
     bool, typer.Option("-c", "--continue", help="Continue the latest logged conversation.")
 ]

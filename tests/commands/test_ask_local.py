@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cli import WAI, run_wai
+from tests.support.cli import WAI, run_wai, run_wai_process
 from tests.support.tiny_gguf import SPLIT_SCRIPT as SCRIPT
 from tests.support.tiny_gguf import SPLIT_WHOLE, TinyModel, build_tiny_llama
 
@@ -422,3 +422,14 @@ def test_models_go_to_the_data_folder_and_the_former_folder_is_still_read(
     done = run_wai("ask", *ONE, "-m", "smollm2", "--max-tokens", "20", "hi", env=env)
     assert done.returncode == 0, done.stderr
     assert done.stdout == SCRIPT + "\n"
+
+
+@pytest.mark.parametrize("threads", ["513", "100000", "2147483647"])
+def test_more_threads_than_llama_cpp_runs_is_a_usage_error_not_a_crash(
+    tiny_models: dict[str, TinyModel], threads: str
+) -> None:
+    # A process of its own: llama.cpp given 100000 threads crashed (SIGSEGV, or abort on bad_alloc).
+    done = run_wai_process("ask", "--json", "-m", str(tiny_models["q8_0"].path), "--threads", threads, "hi")
+    assert done.returncode == 2, done.stderr
+    assert "'--threads'" in done.stderr and "1<=x<=512" in done.stderr
+    assert json.loads(done.stdout)["error"]["code"] == "usage"
