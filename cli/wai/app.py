@@ -470,6 +470,8 @@ def batch(
             "--queue-chunk", min=1, help="Records per queued request (each under 10 MB).", metavar="N"
         ),
     ] = 100,
+    force: ForceOpt = False,
+    no_log: NoLogOpt = False,
     queue_poll: Annotated[
         float,
         typer.Option(
@@ -526,6 +528,8 @@ def batch(
             ),
             local=LocalOptions(gpu_layers=gpu_layers, threads=threads, debug=debug),
             debug=debug,
+            force=force,
+            log=not no_log,
             queue=queue,
             queue_chunk=queue_chunk,
             queue_poll=queue_poll,

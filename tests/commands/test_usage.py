@@ -177,3 +177,51 @@ def test_a_span_further_back_than_any_date_is_every_turn(isolated_home: Path, sp
     assert shown.stdout.startswith("usage since 0001-01-01 00:00 UTC, by day")
     as_json = json.loads(run_wai("logs", "--usage", "--json", "--since", span).stdout)
     assert sum(row["turns"] for row in as_json["rows"]) == 1
+
+
+# wai batch: each record's turn is logged as a `wai ask` turn, and the budget is checked for the
+# whole batch before its first record is sent.
+
+
+def test_a_batchs_turns_are_logged_each_as_its_own_conversation(priced: WorkersAIServer) -> None:
+    done = run_wai("batch", "-m", PRICED, stdin=b'one\ntwo\n{"prompt": "three"}\n')
+    assert done.returncode == 0, done.stderr
+    conversations = json.loads(run_wai("logs", "--json", "-n", "0").stdout)
+    assert len(conversations) == 3
+    turns = logged_turns()
+    assert sorted(t["prompt"] for t in turns) == ["one", "three", "two"]
+    assert all(t["model"] == PRICED and t["reply"] and t["neurons"] > 0 for t in turns)
+    assert usage()["total"]["turns"] == 3
+    unlogged = run_wai("batch", "-m", PRICED, "--no-log", stdin=b"four\n")
+    assert unlogged.returncode == 0, unlogged.stderr
+    assert usage()["total"]["turns"] == 3
+
+
+def test_a_batch_whose_records_together_may_pass_the_budget_is_warned_of(
+    priced: WorkersAIServer, isolated_home: Path
+) -> None:
+    # One record at most ~18 neurons (100 reply tokens at $2 per M): alone under the budget of 40.
+    budget(isolated_home, 40)
+    alone = run_wai("batch", "-m", PRICED, "--max-tokens", "100", stdin=b"a\n")
+    assert alone.returncode == 0 and "budget" not in alone.stderr
+    three = run_wai("batch", "-m", PRICED, "--max-tokens", "100", stdin=b"a\nb\nc\n")
+    assert three.returncode == 0, three.stderr
+    assert "this batch of 3 records may spend up to" in three.stderr
+    assert "could pass the budget of 40" in three.stderr
+
+
+def test_a_spent_budget_refuses_a_batch_before_anything_is_sent_or_written(
+    priced: WorkersAIServer, isolated_home: Path, tmp_path: Path
+) -> None:
+    ask("-m", PRICED, "spend something")
+    budget(isolated_home, 0.0001)
+    sent = runs(priced)
+    out = tmp_path / "answers.jsonl"
+    out.write_text("kept\n")
+    refused = run_wai("batch", "-m", PRICED, "-o", str(out), stdin=b"a\nb\n")
+    assert refused.returncode == 2
+    assert "has reached the budget" in refused.stderr and "--force" in refused.stderr
+    assert runs(priced) == sent and out.read_text() == "kept\n"
+    forced = run_wai("batch", "-m", PRICED, "-o", str(out), "--force", stdin=b"a\nb\n")
+    assert forced.returncode == 0, forced.stderr
+    assert runs(priced) == sent + 2

@@ -20,7 +20,7 @@ from wai.store.database import Store, StoredTurn, TurnData, db_path, new_convers
 from wai.terminal import stop_signals
 from wai.turn_result import TurnResult, is_reply
 
-Source = Literal["ask", "chat"]
+Source = Literal["ask", "chat", "batch"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ carry today's spending past the budget is warned of; once the budget is spent, a
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from wai.errors import UsageError
@@ -40,8 +40,21 @@ def check_daily_neurons(
 ) -> None:
     """Warn of a turn that may pass the budget; refuse one once it is spent (UsageError), unless
     `force`. Only for a backend that bills in neurons (the caller asks); nothing without a budget."""
+    check_daily_neurons_of((request,), config, force=force, warn=warn, spent=spent)
+
+
+def check_daily_neurons_of(
+    requests: Sequence[Request],
+    config: UserConfig | None,
+    *,
+    force: bool,
+    warn: Callable[[str], None],
+    spent: Callable[[], float] = spent_today,
+) -> None:
+    """The same check for the requests of one command together (a batch's records): their worst
+    cases summed against what is left of today's budget."""
     budget = config.daily_neurons() if config is not None else None
-    if budget is None:
+    if budget is None or not requests:
         return
     today = spent()
     limit = budget_text(budget)
@@ -55,18 +68,31 @@ def check_daily_neurons(
             )
         warn(f"today's use ({today:,.1f} neurons) is past the budget of {limit}; sending (--force)")
         return
-    price = request.model.price
-    if price is None:
+    unpriced = sorted({request.model.id for request in requests if request.model.price is None})
+    if unpriced:
         warn(
-            f"{request.model.id} has no price in the catalog: what this turn spends cannot be told "
+            f"{', '.join(unpriced)} has no price in the catalog: what "
+            f"{'this turn' if len(requests) == 1 else 'this batch'} spends cannot be told "
             f"against the budget of {limit} neurons"
         )
         return
-    prompt = request.prompt_tokens or 0
-    worst = cost_of(price, prompt, request.max_tokens).neurons
-    if today + worst > budget:
-        warn(
-            f"this turn may spend up to {worst:,.1f} neurons ({prompt} prompt tokens and "
-            f"max_tokens {request.max_tokens}); with {today:,.1f} spent today that could pass the "
-            f"budget of {limit} ({where})"
+    worst = sum(
+        cost_of(price, request.prompt_tokens or 0, request.max_tokens).neurons
+        for request in requests
+        if (price := request.model.price) is not None
+    )
+    if today + worst <= budget:
+        return
+    if len(requests) == 1:
+        request = requests[0]
+        what = (
+            f"this turn may spend up to {worst:,.1f} neurons ({request.prompt_tokens or 0} prompt "
+            f"tokens and max_tokens {request.max_tokens})"
         )
+    else:
+        prompts = sum(request.prompt_tokens or 0 for request in requests)
+        what = (
+            f"this batch of {len(requests)} records may spend up to {worst:,.1f} neurons ({prompts} "
+            "prompt tokens and each record's max_tokens)"
+        )
+    warn(f"{what}; with {today:,.1f} spent today that could pass the budget of {limit} ({where})")

@@ -13,7 +13,7 @@ policy becomes the Request (`request_for`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -242,6 +242,16 @@ class TurnPlanner:
         from wai.turn.allowance import check_daily_neurons
 
         check_daily_neurons(turn.request, self.config, force=force, warn=warn)
+
+    def check_batch_allowance(
+        self, turns: Sequence[PlannedTurn], *, force: bool, warn: Callable[[str], None]
+    ) -> None:
+        """`check_allowance` for a batch's turns together, before the first is sent: their worst
+        cases summed."""
+        billed = [turn.request for turn in turns if backend_class(turn.target.backend).bills_neurons]
+        from wai.turn.allowance import check_daily_neurons_of
+
+        check_daily_neurons_of(billed, self.config, force=force, warn=warn)
 
     # --- play ---------------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from wai.backends.backoff import SharedBackoff
 from wai.backends.base import Backend, BackendMode
 from wai.backends.registry import LocalOptions
 from wai.catalog.entries import ModelSpec
-from wai.commands.batch.output import Earlier, LineWriter, open_output
+from wai.commands.batch.output import Earlier, LineWriter, open_output, read_earlier
 from wai.commands.batch.progress import ProgressView, Tally
 from wai.commands.batch.queued import (
     ASYNC_QUEUE,
@@ -25,13 +25,14 @@ from wai.commands.batch.queued import (
     side_file,
 )
 from wai.commands.batch.records import Record, messages_of, read_records
-from wai.commands.batch.runner import BatchRunner, Outcome, seeded
+from wai.commands.batch.runner import BatchRunner, Outcome, Prepared, seeded
 from wai.conversation import ReasoningEffort, Timeouts
 from wai.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, UsageError
 from wai.notices import Notifier
 from wai.render.failure_json import error_of
 from wai.sampling import Sampling
 from wai.schema import Schema
+from wai.store.transcript import TranscriptLog
 from wai.tokens.budget import FitMode
 from wai.turn.planner import TurnAsk, TurnPlanner
 
@@ -60,6 +61,8 @@ class BatchOptions:
     timeouts: Timeouts = field(default_factory=Timeouts)
     local: LocalOptions = field(default_factory=LocalOptions)
     debug: bool = False
+    force: bool = False  # past the daily_neurons budget
+    log: bool = True  # each record's turn in the transcript log
     queue: bool = False  # through Workers AI's batch queue
     queue_chunk: int = DEFAULT_CHUNK
     queue_poll: float = DEFAULT_POLL
@@ -112,7 +115,7 @@ def run_batch(
             )
 
         runner: BatchRunner | QueueRunner
-        runner = BatchRunner(planner, target, counter, ask_for, jobs=jobs, together=together)
+        runner = batch_runner = BatchRunner(planner, target, counter, ask_for, jobs=jobs, together=together)
         if options.queue:
             from wai.backends.workers_ai.backend import WorkersAI
 
@@ -126,6 +129,14 @@ def run_batch(
             runner = QueueRunner(
                 runner, backend.batch_queue(), ids, chunk=options.queue_chunk, first_poll=options.queue_poll
             )
+        # Every record planned before anything is sent or the output file touched: the batch's
+        # worst case is checked against the daily budget first.
+        before = read_earlier(options.output) if options.resume and options.output is not None else None
+        todo = [record for record in records if before is None or record.index not in before.done]
+        prepared = batch_runner.prepare(todo)
+        planner.check_batch_allowance(
+            [turn for _, turn in prepared.planned], force=options.force, warn=notifier.warn
+        )
         with contextlib.ExitStack() as kept:
             if options.output is not None:
                 stream, earlier = open_output(options.output, resume=options.resume)
@@ -134,28 +145,34 @@ def run_batch(
                 stream, earlier = _stdout(stdout), Earlier(frozenset(), 0, broken_tail=False)
             if earlier.broken_tail:
                 notifier.warn(f"{options.output}: its last line was cut off (a killed run); asking it again")
-            todo = [record for record in records if record.index not in earlier.done]
             if options.resume:
                 notifier.info(f"resuming: {len(earlier.done)} of {len(records)} records answered before")
-            return _play(options, runner, todo, len(records), LineWriter(stream), notifier, err)
+            log = TranscriptLog(notifier, source="batch", record=options.log)
+            kept.callback(log.close)
+            return _play(options, runner, prepared, len(todo), LineWriter(stream), log, notifier, err)
 
 
 def _play(
     options: BatchOptions,
     runner: BatchRunner | QueueRunner,
-    todo: Sequence[Record],
+    prepared: Prepared,
     total: int,
     writer: LineWriter,
+    log: TranscriptLog,
     notifier: Notifier,
     err: TextIO,
 ) -> int:
-    tally = Tally(total=len(todo))
-    order = _Order([record.index for record in todo], ordered=not options.unordered)
+    tally = Tally(total=total)
+    indexes = sorted([o.record.index for o in prepared.failed] + [r.index for r, _ in prepared.planned])
+    order = _Order(indexes, ordered=not options.unordered)
     interrupted = False
     with ProgressView(tally, err, live=_is_terminal(err)) as view:
         try:
-            for outcome in runner.run(todo):
+            for outcome in runner.run(prepared):
                 tally.add(outcome.ok, *_tokens(outcome))
+                if outcome.turn is not None and outcome.result is not None:
+                    log.start_conversation()  # each record a conversation of its own, as a `wai ask`
+                    outcome.turn.record(log, outcome.result)
                 for ready in order.ready(outcome):
                     writer.write(line_for(ready, options))
                 view.update()

@@ -46,6 +46,17 @@ class Earlier:
     broken_tail: bool
 
 
+def read_earlier(path: Path) -> Earlier:
+    """What `open_output(path, resume=True)` will find, without changing the file."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return Earlier(frozenset(), 0, broken_tail=False)
+    except OSError as error:
+        raise UsageError(f"cannot read {path} to resume: {error.strerror or error}") from None
+    return _answered(data)[1]
+
+
 def open_output(path: Path, *, resume: bool) -> tuple[BinaryIO, Earlier]:
     """The file to write to: truncated, or with --resume kept with only its answered records' lines."""
     if not resume:

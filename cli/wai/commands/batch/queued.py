@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wai.commands.batch.records import Record
-from wai.commands.batch.runner import BatchRunner, Outcome, QuietSink
+from wai.commands.batch.runner import BatchRunner, Outcome, Prepared, QuietSink
 from wai.errors import BackendError, OutputError, RetryableError, UsageError, WaiError
 from wai.turn.planner import PlannedTurn
 
@@ -130,14 +130,9 @@ class QueueRunner:
         self._sleep = sleep
         self.stopped_by: WaiError | None = None
 
-    def run(self, records: Sequence[Record]) -> Iterator[Outcome]:
-        planned: dict[int, tuple[Record, PlannedTurn]] = {}
-        for record in records:
-            turn = self._runner.plan(record)
-            if isinstance(turn, Outcome):
-                yield turn
-            else:
-                planned[record.index] = (record, turn)
+    def run(self, prepared: Prepared) -> Iterator[Outcome]:
+        yield from prepared.failed
+        planned = {record.index: (record, turn) for record, turn in prepared.planned}
         if not planned:
             return
         polling: dict[str, list[int]] = {}
@@ -156,7 +151,7 @@ class QueueRunner:
                 request_id = self._submit(chunk, planned)
             except WaiError as error:
                 for index in chunk:
-                    outcome = Outcome(planned[index][0], None, error)
+                    outcome = Outcome(planned[index][0], None, error, planned[index][1])
                     if outcome.stops_batch:
                         self.stopped_by = error
                     yield outcome
@@ -233,7 +228,7 @@ class QueueRunner:
                     del polling[request_id]
                     self._ids.forget(request_id)  # refused for good: --resume asks its records anew
                     for index in indexes:
-                        outcome = Outcome(planned[index][0], None, error)
+                        outcome = Outcome(planned[index][0], None, error, planned[index][1])
                         if outcome.stops_batch:
                             self.stopped_by = error
                         yield outcome
@@ -261,9 +256,9 @@ class QueueRunner:
                 got = self._client.queue_events(turn.request, response)
             if isinstance(got, WaiError):
                 self._ids.forget(request_id, index)  # --resume asks it anew
-                yield Outcome(record, None, got)
+                yield Outcome(record, None, got, turn)
                 continue
             result = self._runner.planner.run(turn, QuietSink(), events=iter(got))
             if result.error is not None:
                 self._ids.forget(request_id, index)
-            yield Outcome(record, result, result.error)
+            yield Outcome(record, result, result.error, turn)

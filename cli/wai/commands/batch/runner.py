@@ -26,11 +26,12 @@ from wai.turn_result import TurnInfo, TurnResult
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """One record's end: its result, or why it never ran (`error` alone)."""
+    """One record's end: its result, or why it never ran (`error` alone); `turn`: what was played."""
 
     record: Record
     result: TurnResult | None
     error: WaiError | None
+    turn: PlannedTurn | None = None
 
     @property
     def ok(self) -> bool:
@@ -64,6 +65,15 @@ class QuietSink:
         pass
 
 
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """The records planned before any is sent: those that could not be (their outcomes) and the
+    turns of the rest, in input order."""
+
+    failed: list[Outcome]
+    planned: list[tuple[Record, PlannedTurn]]
+
+
 def seeded(sampling: Sampling, index: int) -> Sampling:
     """Record `index`'s sampling: with a seed S, its own seed S + index, so that what a record gets
     depends neither on -j nor on which worker ran it when."""
@@ -95,30 +105,44 @@ class BatchRunner:
         self._planning = threading.Lock()  # a counter may load its vocabulary on first use
         self.stopped_by: WaiError | None = None
 
-    def run(self, records: Sequence[Record]) -> Iterator[Outcome]:
-        """Each record's outcome as it ends. With one job the records run on this thread (a local
-        model decodes on the thread that loaded it, and a Ctrl-C reaches it); with more, on worker
-        threads, and a Ctrl-C here ends the iteration (the workers are abandoned: nothing more is
-        written)."""
+    def prepare(self, records: Sequence[Record]) -> Prepared:
+        """Plan every record (counted within its windows, as `wai ask` would), before any is sent:
+        a batch's cost is known, and checked, before it starts."""
+        failed: list[Outcome] = []
+        planned: list[tuple[Record, PlannedTurn]] = []
+        for record in records:
+            turn = self.plan(record)
+            if isinstance(turn, Outcome):
+                failed.append(turn)
+            else:
+                planned.append((record, turn))
+        return Prepared(failed, planned)
+
+    def run(self, prepared: Prepared) -> Iterator[Outcome]:
+        """Each record's outcome as it ends, those that could not be planned first. With one job
+        the records run on this thread (a local model decodes on the thread that loaded it, and a
+        Ctrl-C reaches it); with more, on worker threads, and a Ctrl-C here ends the iteration
+        (the workers are abandoned: nothing more is written)."""
+        yield from prepared.failed
         if self._together and self._jobs > 1:
-            yield from self._decoded_together(records)
+            yield from self._decoded_together(prepared.planned)
             return
         if self._jobs == 1:
-            for record in records:
+            for record, turn in prepared.planned:
                 if self.stopped_by is not None:
                     return
-                outcome = self.one(record)
+                outcome = self.play(record, turn)
                 if outcome.result is not None and outcome.result.interrupted:
                     raise KeyboardInterrupt
                 self._note(outcome)
                 yield outcome
             return
-        yield from self._threaded(records)
+        yield from self._threaded(prepared.planned)
 
-    def _threaded(self, records: Sequence[Record]) -> Iterator[Outcome]:
-        pending: queue.SimpleQueue[Record] = queue.SimpleQueue()
-        for record in records:
-            pending.put(record)
+    def _threaded(self, planned: Sequence[tuple[Record, PlannedTurn]]) -> Iterator[Outcome]:
+        pending: queue.SimpleQueue[tuple[Record, PlannedTurn]] = queue.SimpleQueue()
+        for each in planned:
+            pending.put(each)
         ended: queue.SimpleQueue[Outcome | None] = queue.SimpleQueue()
         stop = threading.Event()
 
@@ -126,10 +150,10 @@ class BatchRunner:
             try:
                 while not stop.is_set():
                     try:
-                        record = pending.get_nowait()
+                        record, turn = pending.get_nowait()
                     except queue.Empty:
                         return
-                    outcome = self.one(record)
+                    outcome = self.play(record, turn)
                     if outcome.stops_batch:
                         stop.set()
                     ended.put(outcome)
@@ -138,7 +162,7 @@ class BatchRunner:
 
         workers = [
             threading.Thread(target=work, name=f"wai-batch-{n}", daemon=True)
-            for n in range(min(self._jobs, len(records)))
+            for n in range(min(self._jobs, len(planned)))
         ]
         for worker in workers:
             worker.start()
@@ -162,13 +186,10 @@ class BatchRunner:
         if outcome.stops_batch and self.stopped_by is None:
             self.stopped_by = outcome.error
 
-    def one(self, record: Record) -> Outcome:
-        """Plan and play one record; whatever goes wrong is the record's outcome."""
-        planned = self.plan(record)
-        if isinstance(planned, Outcome):
-            return planned
-        result = self._planner.run(planned, QuietSink())
-        return Outcome(record, result, result.error)
+    def play(self, record: Record, turn: PlannedTurn) -> Outcome:
+        """Play one planned record; whatever goes wrong is the record's outcome."""
+        result = self._planner.run(turn, QuietSink())
+        return Outcome(record, result, result.error, turn)
 
     def plan(self, record: Record) -> PlannedTurn | Outcome:
         """The record's planned turn, or its outcome when it cannot be planned."""
@@ -182,24 +203,17 @@ class BatchRunner:
         except WaiError as error:
             return Outcome(record, None, error)
 
-    def _decoded_together(self, records: Sequence[Record]) -> Iterator[Outcome]:
-        """Every record planned first (one that cannot be is its outcome at once), then decoded
-        `jobs` at a time in the backend's batches; each outcome as its record ends."""
-        planned: list[tuple[Record, PlannedTurn]] = []
-        for record in records:
-            turn = self.plan(record)
-            if isinstance(turn, Outcome):
-                yield turn
-            else:
-                planned.append((record, turn))
+    def _decoded_together(self, planned: Sequence[tuple[Record, PlannedTurn]]) -> Iterator[Outcome]:
+        """The planned records decoded `jobs` at a time in the backend's batches; each outcome as
+        its record ends."""
         backend = self._planner.backends.get(self._target.backend)
         keyed = [(number, turn.request) for number, (_, turn) in enumerate(planned)]
         for number, got in backend.stream_together(keyed, self._jobs):
             record, turn = planned[number]
             if isinstance(got, WaiError):
-                outcome = Outcome(record, None, got)
+                outcome = Outcome(record, None, got, turn)
             else:
                 result = self._planner.run(turn, QuietSink(), events=iter(got))
-                outcome = Outcome(record, result, result.error)
+                outcome = Outcome(record, result, result.error, turn)
             self._note(outcome)
             yield outcome
