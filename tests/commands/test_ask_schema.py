@@ -198,3 +198,40 @@ def test_bounds_no_reply_can_meet_are_exit_2_before_anything_loads(
     done = run_wai("ask", "-m", str(tmp_path / "never-read.gguf"), "--schema", schema, "hi")
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.startswith(f"wai: error: --schema: {said}, so no reply can satisfy the schema")
+
+
+TYPED_ENUM = json.dumps(
+    {
+        "type": "object",
+        "properties": {
+            "k": {"type": "string", "enum": ["a", 1, 2, 3]},
+            "c": {"type": ["integer"], "const": 7},
+        },
+        "required": ["k", "c"],
+    }
+)
+
+
+def test_an_enum_beside_a_type_is_held_to_the_values_of_that_type(noise: TinyModel) -> None:
+    # The grammar holds the values of the type (tests/schema/test_grammar.py); a const beside a
+    # list of types was refused, and values of no such type decoded until validation refused them.
+    for seed in ("1", "2", "3", "4", "5", "6"):
+        done = run_wai(
+            "ask",
+            "-m",
+            str(noise.path),
+            *ONE,
+            "--temperature",
+            "1.5",
+            "--seed",
+            seed,
+            "--schema",
+            TYPED_ENUM,
+            "pick",
+        )
+        assert _one_json_line(done, TYPED_ENUM) == {"k": "a", "c": 7}
+    none = run_wai("ask", "-m", str(noise.path), "--schema", '{"type": "integer", "enum": ["a", 1.5]}', "hi")
+    assert none.returncode == 2 and none.stdout == ""
+    assert none.stderr.startswith(
+        "wai: error: --schema: no value of 'enum' (at the root) is of the type integer beside it, so no reply"
+    )

@@ -104,10 +104,14 @@ class _Walk:
         elif "anyOf" in schema:
             keep = {"anyOf"}
             out["anyOf"] = [self.node(sub, [*path, "anyOf", i]) for i, sub in enumerate(schema["anyOf"])]
+        elif "const" in schema or "enum" in schema:
+            # Before a list of types, which the converter would take first: its copy gets the
+            # values alone, so the values decide.
+            keep = {"const" if "const" in schema else "enum", "type"}
+            if "type" in schema:
+                self.typed_choices(schema, path, out)
         elif isinstance(kind, list):
             keep = {"type"}
-        elif "const" in schema or "enum" in schema:
-            keep = {"const" if "const" in schema else "enum", "type"}
         elif kind in (None, "object") and (
             "properties" in schema or schema.get("additionalProperties", True) is not True
         ):
@@ -156,6 +160,29 @@ class _Walk:
             if keyword in schema and keyword not in out:
                 out[keyword] = schema[keyword]
         return {keyword: value for keyword, value in out.items() if value is not None}
+
+    def typed_choices(self, schema: dict[str, Any], path: list[str | int], out: dict[str, Any]) -> None:
+        """The converter writes an enum's (or a const's) values and passes over a `type` beside
+        them: the grammar is given only the values of that type, which are all the schema allows."""
+        from jsonschema import Draft202012Validator
+
+        kinds = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+        keyword = "const" if "const" in schema else "enum"
+        choices = [schema["const"]] if keyword == "const" else list(schema["enum"])
+        typed = [
+            value
+            for value in choices
+            if any(Draft202012Validator.TYPE_CHECKER.is_type(value, kind) for kind in kinds)
+        ]
+        if not typed:
+            raise UsageError(
+                f"{self.option}: no value of {keyword!r} (at {pointer(path)}) is of the type "
+                f"{' or '.join(kinds)} beside it, so no reply can satisfy the schema",
+                hint=f"change the type, or the values of {keyword!r}",
+            )
+        out["type"] = None  # held by the values themselves
+        if keyword == "enum":
+            out["enum"] = typed
 
     def object(self, schema: dict[str, Any], path: list[str | int], out: dict[str, Any]) -> None:
         properties = schema.get("properties", {})
