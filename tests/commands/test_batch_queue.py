@@ -170,3 +170,34 @@ def test_a_restart_mid_poll_resumes_the_poll_and_asks_no_record_twice(
     queue = server.simulation.queue
     assert queue.submissions == [2, 2, 1] and sorted(queue.asked) == [f"item {i}" for i in range(5)]
     assert not side.exists()
+
+
+def test_an_id_the_queue_no_longer_knows_fails_its_records_and_the_next_resume_asks_them(
+    server: WorkersAIServer, env: dict[str, str], tmp_path: Path
+) -> None:
+    out, side = tmp_path / "out.jsonl", tmp_path / "out.jsonl.queue.json"
+    out.write_text("")
+    side.write_text(json.dumps({"model": QUEUED, "pending": {"req-gone": [0, 1]}}))
+    argv = ("batch", "-m", QUEUED, "--queue", *FAST, "-o", str(out), "--resume")
+    lost = run_wai(*argv, stdin=items(3), env=env)
+    assert lost.returncode == 1
+    lines = lines_of(out.read_text())
+    assert [line["index"] for line in lines] == [0, 1, 2]
+    assert [line["error"] is None for line in lines] == [False, False, True]
+    assert "req-gone not found" in lines[0]["error"]["message"]
+    assert server.simulation.queue.asked == ["item 2"]  # the records of the lost id were not asked
+    again = run_wai(*argv, stdin=items(3), env=env)
+    assert again.returncode == 0, again.stderr
+    assert sorted(server.simulation.queue.asked) == ["item 0", "item 1", "item 2"]
+    assert not side.exists()
+
+
+def test_the_daily_allowance_at_submit_stops_the_batch(server: WorkersAIServer, env: dict[str, str]) -> None:
+    from tests.support.workers_ai_server import Reply
+
+    server.script(Reply.error(429, 4006, "you have used up your daily free allocation of 10,000 neurons"))
+    done = run_wai("batch", "-m", QUEUED, "--queue", "--queue-chunk", "2", *FAST, stdin=items(4), env=env)
+    assert done.returncode == 1
+    assert "stopped" in done.stderr and "--resume" in done.stderr
+    assert server.simulation.queue.submissions == []  # the second chunk was never sent
+    assert len(server.requests) == 1

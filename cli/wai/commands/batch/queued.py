@@ -129,6 +129,7 @@ class QueueRunner:
         self._max_payload = max_payload
         self._sleep = sleep
         self.stopped_by: WaiError | None = None
+        self._ids_left_over = False  # a request id whose polls kept failing: --resume polls it again
 
     def run(self, prepared: Prepared) -> Iterator[Outcome]:
         yield from prepared.failed
@@ -161,8 +162,6 @@ class QueueRunner:
         yield from self._polled(polling, planned)
         if self.stopped_by is None and not self._ids_left_over:
             self._ids.finished()
-
-    _ids_left_over = False  # a request id whose polls kept failing: --resume polls it again
 
     def _chunks(
         self, todo: Sequence[int], planned: Mapping[int, tuple[Record, PlannedTurn]]
