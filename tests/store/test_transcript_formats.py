@@ -20,7 +20,7 @@ import pytest
 
 from tests.support.cli import run_wai
 from tests.support.openai_server import base_url, openai_server
-from tests.support.workers_ai_server import Reply, openai_chunks
+from tests.support.workers_ai_server import Reply, WorkersAIServer, openai_chunks
 from wai.store.database import SCHEMA_VERSION, Store, StoredTurn, TurnData, db_path
 
 FIXTURE = Path(__file__).parent / "fixtures" / "logs-schema-2.db"
@@ -290,3 +290,27 @@ def json_total_turns(document: str) -> int:
     import json
 
     return int(json.loads(document)["total"]["turns"])
+
+
+def test_a_database_of_a_newer_wai_is_refused_by_every_command_with_its_bytes_unchanged(
+    isolated_home: Path, server: WorkersAIServer
+) -> None:
+    # Today's format marked one schema newer, in SQLite's rollback journal as a newer wai may
+    # leave it: switching it to WAL would rewrite its header (format and change counter).
+    path = db_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(Path(__file__).parent / "fixtures" / f"logs-schema-{SCHEMA_VERSION}.db", path)
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA journal_mode = DELETE")
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.close()
+    before = path.read_bytes()
+    for args in (("logs",), ("logs", "--usage"), ("logs", "--cid", "01"), ("ask", "-c", "hello")):
+        done = run_wai(*args)
+        assert done.returncode == 2, (args, done.stderr)
+        assert "newer wai" in done.stderr
+        assert path.read_bytes() == before, args
+    answered = run_wai("ask", "hello")  # answered, but not saved into a file it does not know
+    assert answered.returncode == 0 and "not saved" in answered.stderr
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in path.parent.iterdir() if p.name.startswith("logs.db")) == ["logs.db"]

@@ -224,6 +224,10 @@ class Store:
             if read_only:
                 self._check_version()
             else:
+                self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+                # Before anything is set: even switching to WAL rewrites a file's header, and a
+                # newer wai's file is refused untouched.
+                self._refuse_newer()
                 self._configure()
                 self._migrate()
         except sqlite3.DatabaseError as exc:
@@ -259,7 +263,6 @@ class Store:
         self.close()
 
     def _configure(self) -> None:
-        self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         self._db.execute("PRAGMA journal_mode = WAL")
         self._db.execute("PRAGMA synchronous = FULL")
         self._db.execute("PRAGMA foreign_keys = ON")
@@ -279,13 +282,17 @@ class Store:
                 hint="upgrade wai" if newer else "make it writable once so wai can update it",
             )
 
-    def _migrate(self) -> None:
+    def _refuse_newer(self) -> None:
         version = self.schema_version()
         if version > SCHEMA_VERSION:
             raise ConfigError(
                 f"{self.path} was written by a newer wai (schema {version}; this one knows {SCHEMA_VERSION})",
                 hint="upgrade wai",
             )
+
+    def _migrate(self) -> None:
+        self._refuse_newer()  # again, in WAL: another wai may have brought it forward meanwhile
+        version = self.schema_version()
         if 0 < version < SCHEMA_VERSION:
             self._back_up(version)
         while version < SCHEMA_VERSION:
