@@ -1,16 +1,19 @@
 """Start-up is part of the product: `wai --help` and every command's `--help` import nothing that
 a command imports only to do its work (an HTTP client, llama.cpp, the server, JSON Schema, rich,
-SQLite, the catalog, the settings, a backend), each in a fresh interpreter as a user runs it."""
+SQLite, the catalog, the settings, a backend), each in a fresh interpreter as a user runs it; and
+what the command line leaves unbuilt to start faster shows nowhere."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 
 import pytest
 import typer
+from typer.testing import CliRunner
 
-from wai.app import app
+from wai.app import _commands_needed, app
 
 # Third-party packages (and heavy standard-library ones) that only doing a command's work needs.
 HEAVY_PACKAGES = frozenset(
@@ -83,3 +86,22 @@ def test_help_imports_nothing_heavy(command: list[str]) -> None:
         name for name in loaded if name.split(".")[0] in HEAVY_PACKAGES or name.startswith(HEAVY_WAI)
     )
     assert heavy == []
+
+
+def _shown(arguments: list[str], *, as_started: bool) -> tuple[int, str]:
+    """What `wai ARGUMENTS` prints, with only the commands main() builds for it (`as_started`) or
+    with every one built whole."""
+    with _commands_needed(["wai", *arguments]) if as_started else contextlib.nullcontext():
+        done = CliRunner().invoke(app, arguments, prog_name="wai", env={"COLUMNS": "100"})
+    return done.exit_code, done.output
+
+
+@pytest.mark.parametrize(
+    "arguments", [[], ["--help"], ["-h"], ["ask", "--help"], ["chat", "--help"], ["--version"]], ids=repr
+)
+def test_what_is_left_unbuilt_at_start_shows_nowhere(arguments: list[str]) -> None:
+    # `wai` and `wai --help` list the commands without building their options; `wai ask ...`
+    # builds ask's alone.
+    shown = _shown(arguments, as_started=True)
+    assert shown == _shown(arguments, as_started=False)
+    assert shown[1].startswith(("Usage: wai", "wai "))

@@ -5,6 +5,8 @@
 # start-up time than anything else in this module. Names imported only for type checking are
 # written as strings.
 import contextlib
+import copy
+import inspect
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -807,18 +809,21 @@ def serve(
 
 
 @contextlib.contextmanager
-def _only_the_command_named(argv: Sequence[str]) -> Iterator[None]:
-    """Typer builds the Click options of every command it holds at each start; a command line
-    that names its command first (`wai ask ...`) needs that command's alone. Shell completion and
-    anything else (`wai`, `wai --help`, a mistyped name) get every command."""
-    name = argv[1] if len(argv) > 1 else ""
+def _commands_needed(argv: Sequence[str]) -> Iterator[None]:
+    """Typer builds the Click options of every command it holds at each start (about 120 of
+    them), and a command line needs few: `wai ask ...` needs ask's alone, and `wai` or
+    `wai --help` none, only each command's name and help to list. Shell completion and anything
+    else (a mistyped name, an option first) get every command whole, as Typer would make them."""
+    arguments = list(argv[1:])
     completing = any(key.startswith(("_WAI_COMPLETE", "_TYPER_COMPLETE")) for key in os.environ)
     every = app.registered_commands
-    named = [info for info in every if _command_name(info) == name]
-    if completing or not named:
-        yield
-        return
-    app.registered_commands = named
+    if completing:
+        needed = every
+    elif arguments in ([], ["--help"], ["-h"]):
+        needed = [_listed(info) for info in every]
+    else:
+        needed = [info for info in every if _command_name(info) == arguments[0]] or every
+    app.registered_commands = needed
     try:
         yield
     finally:
@@ -832,6 +837,20 @@ def _command_name(info: CommandInfo) -> str:
     return typer.main.get_command_name(callback.__name__) if callback is not None else ""
 
 
+def _listed(info: CommandInfo) -> CommandInfo:
+    """`info` as `wai --help` lists it (its name, help, short help, whether hidden), with a callback
+    that takes no options: a listing shows none of them."""
+    listed = copy.copy(info)
+    listed.name = _command_name(info)
+    listed.help = info.help if info.help is not None else inspect.getdoc(info.callback)
+    listed.callback = _listed_only
+    return listed
+
+
+def _listed_only() -> None:
+    raise AssertionError("a command made to be listed in --help was run")
+
+
 def main() -> None:
     from wai.errors import OutputError
     from wai.terminal.stdout_guard import guard_stdout
@@ -839,7 +858,7 @@ def main() -> None:
     guard_stdout()
     try:
         try:
-            with _only_the_command_named(sys.argv):
+            with _commands_needed(sys.argv):
                 app()
         finally:
             sys.stdout.flush()  # what Click printed itself (--help, --version) is still buffered
