@@ -201,3 +201,19 @@ def test_the_daily_allowance_at_submit_stops_the_batch(server: WorkersAIServer, 
     assert "stopped" in done.stderr and "--resume" in done.stderr
     assert server.simulation.queue.submissions == []  # the second chunk was never sent
     assert len(server.requests) == 1
+
+
+def test_a_new_run_drops_an_earlier_runs_side_file(
+    server: WorkersAIServer, env: dict[str, str], tmp_path: Path
+) -> None:
+    from tests.support.workers_ai_server import Reply
+
+    out, side = tmp_path / "out.jsonl", tmp_path / "out.jsonl.queue.json"
+    side.write_text(json.dumps({"model": QUEUED, "pending": {"req-old": [0]}}))
+    server.script(Reply.error(429, 4006, "you have used up your daily free allocation of 10,000 neurons"))
+    argv = ("batch", "-m", QUEUED, "--queue", *FAST, "-o", str(out))
+    assert run_wai(*argv, stdin=items(2), env=env).returncode == 1
+    resumed = run_wai(*argv, "--resume", stdin=items(2), env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "req-old" not in server.simulation.queue.polls
+    assert [line["text"] for line in lines_of(out.read_text())] == ["re: item 0", "re: item 1"]

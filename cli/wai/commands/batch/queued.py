@@ -50,6 +50,13 @@ class QueueIds:
         self.pending: dict[str, list[int]] = {}
         if path is not None and resume:
             self._load(path)
+        elif path is not None:
+            # A new run: an earlier run's ids are of records the output no longer holds, and a
+            # later --resume must not poll them for its own.
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as error:
+                raise OutputError(f"{path}: {error.strerror or error}") from None
 
     def _load(self, path: Path) -> None:
         try:
