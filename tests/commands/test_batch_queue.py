@@ -217,3 +217,15 @@ def test_a_new_run_drops_an_earlier_runs_side_file(
     assert resumed.returncode == 0, resumed.stderr
     assert "req-old" not in server.simulation.queue.polls
     assert [line["text"] for line in lines_of(out.read_text())] == ["re: item 0", "re: item 1"]
+
+
+def test_chunks_hold_at_most_n_records_and_stay_under_the_payload_limit() -> None:
+    from wai.commands.batch.queued import chunked
+
+    sized = [(0, 40), (1, 40), (2, 30), (3, 200), (4, 10), (5, 10), (6, 10)]
+    assert list(chunked(sized, records=3, payload=100)) == [
+        ([0, 1], []),  # a third would pass 100 bytes
+        ([2, 4, 5], [3]),  # 3 is over the limit alone: never sent, its own error
+        ([6], []),
+    ]
+    assert list(chunked([(0, 500)], records=10, payload=100)) == [([], [0])]

@@ -114,6 +114,27 @@ class QueueIds:
             raise OutputError(f"{self._path}: {error.strerror or error}") from None
 
 
+def chunked(
+    sized: Sequence[tuple[int, int]], *, records: int, payload: int
+) -> Iterator[tuple[list[int], list[int]]]:
+    """(record index, body bytes) in chunks of at most `records` records and `payload` bytes, in
+    order; with each chunk, the records before its end too big to go even alone."""
+    chunk: list[int] = []
+    size = 0
+    too_big: list[int] = []
+    for index, body in sized:
+        if body > payload:
+            too_big.append(index)
+            continue
+        if chunk and (len(chunk) >= records or size + body > payload):
+            yield chunk, too_big
+            chunk, size, too_big = [], 0, []
+        chunk.append(index)
+        size += body
+    if chunk or too_big:
+        yield chunk, too_big
+
+
 class QueueRunner:
     """Plays records through the batch queue; outcomes as each chunk's responses arrive."""
 
@@ -173,26 +194,22 @@ class QueueRunner:
     def _chunks(
         self, todo: Sequence[int], planned: Mapping[int, tuple[Record, PlannedTurn]]
     ) -> Iterator[tuple[list[int], dict[int, WaiError]]]:
-        """The records in chunks of at most `chunk`, each chunk's bodies under the payload limit;
-        with each chunk, the records too big to go alone."""
-        chunk: list[int] = []
-        size = 0
-        too_big: dict[int, WaiError] = {}
-        for index in todo:
-            body = len(json.dumps(self._client.body(planned[index][1].request)).encode())
-            if body > self._max_payload:
-                too_big[index] = BackendError(
-                    f"the record's request is {body / 1e6:.1f} MB: Workers AI's batch queue takes "
-                    "under 10 MB a request; ask it without --queue"
-                )
-                continue
-            if chunk and (len(chunk) >= self._chunk or size + body > self._max_payload):
-                yield chunk, too_big
-                chunk, size, too_big = [], 0, {}
-            chunk.append(index)
-            size += body
-        if chunk or too_big:
-            yield chunk, too_big
+        """The records in chunks (see `chunked`), with the errors of those too big to go alone."""
+        sized = [
+            (index, len(json.dumps(self._client.body(planned[index][1].request)).encode())) for index in todo
+        ]
+        sizes = dict(sized)
+        for chunk, too_big in chunked(sized, records=self._chunk, payload=self._max_payload):
+            yield (
+                chunk,
+                {
+                    index: BackendError(
+                        f"the record's request is {sizes[index] / 1e6:.1f} MB: Workers AI's batch queue "
+                        "takes under 10 MB a request; ask it without --queue"
+                    )
+                    for index in too_big
+                },
+            )
 
     def _submit(self, chunk: Sequence[int], planned: Mapping[int, tuple[Record, PlannedTurn]]) -> str:
         first = planned[chunk[0]][1].request
