@@ -60,3 +60,21 @@ def test_export_refuses_what_it_cannot_write(conversation: str) -> None:
     assert unknown.returncode == 2 and "no conversation" in unknown.stderr
     # The ID alone shows the conversation, as --cid does.
     assert "second question" in run_wai("logs", conversation).stdout
+
+
+@pytest.mark.parametrize("fmt", ["md", "json"])
+def test_no_export_writes_a_line_or_paragraph_separator_raw(server: WorkersAIServer, fmt: str) -> None:
+    # U+2028 and U+2029 end a line in many viewers and editors: Markdown showed them as escapes,
+    # JSON wrote them raw (valid JSON, but a line break where the text has none).
+    said = "one\u2028two\u2029three"
+    server.script(Reply.sse([{"response": f"re {said}"}]))
+    assert run_wai("ask", "-m", PRICED, f"ask {said}").returncode == 0
+    cid = str(json.loads(run_wai("logs", "--json").stdout)[0]["id"])
+    done = run_wai("logs", "--export", fmt, cid)
+    assert done.returncode == 0, done.stderr
+    assert "\u2028" not in done.stdout and "\u2029" not in done.stdout
+    if fmt == "json":
+        (turn,) = json.loads(done.stdout)["turns"]
+        assert (turn["prompt"], turn["reply"]) == (f"ask {said}", f"re {said}")
+    else:
+        assert "ask one\\u2028two\\u2029three" in done.stdout

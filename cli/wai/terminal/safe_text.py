@@ -34,6 +34,8 @@ _LOG_CONTROLS = re.compile(f"[\x00-\x1f\x7f-\x9f\u2028\u2029{_BIDI}{_TAGS}]")
 _LINE_BREAKS = re.compile("[\n\u2028\u2029]")
 # What JSON leaves unescaped of those: it escapes C0 itself, but not DEL, C1, bidi controls or tags.
 _JSON_RAW_CONTROLS = re.compile(f"[\x7f-\x9f{_BIDI}{_TAGS}]")
+# A shared file holds none of them raw, nor the line and paragraph separators (as export_safe).
+_JSON_EXPORT_RAW = re.compile(f"[\x7f-\x9f\u2028\u2029{_BIDI}{_TAGS}]")
 
 
 def terminal_safe(text: str) -> str:
@@ -79,9 +81,10 @@ def export_safe(text: str) -> str:
 
 
 def json_export_safe(document: str) -> str:
-    """A JSON document with DEL, C1, bidi controls and tags written as \\u escapes wherever it goes
-    (JSON escapes C0 itself): the same data, nothing raw for a reader's terminal to act on."""
-    return _JSON_RAW_CONTROLS.sub(lambda match: _json_escape(match.group()), document)
+    """A JSON document with DEL, C1, the line and paragraph separators, bidi controls and tags
+    written as \\u escapes wherever it goes (JSON escapes C0 itself): the same data, nothing raw
+    for a reader's terminal or editor to act on."""
+    return _JSON_EXPORT_RAW.sub(lambda match: _json_escape(match.group()), document)
 
 
 def is_terminal(stream: TextIO) -> bool:
