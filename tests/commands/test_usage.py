@@ -225,3 +225,17 @@ def test_a_spent_budget_refuses_a_batch_before_anything_is_sent_or_written(
     forced = run_wai("batch", "-m", PRICED, "-o", str(out), "--force", stdin=b"a\nb\n")
     assert forced.returncode == 0, forced.stderr
     assert runs(priced) == sent + 2
+
+
+def test_a_free_model_costs_nothing_in_neurons_too_not_an_unknown(server: WorkersAIServer) -> None:
+    free = "@cf/meta/llama-3.2-1b-instruct"
+    server.simulation.catalog = [search_result(free, window=32000, price=price_listing(0, 0))]
+    assert run_wai("models", "--refresh").returncode == 0
+    ask("-m", free, "one")
+    shown = run_wai("logs", "--usage", "--by", "model")
+    assert shown.returncode == 0, shown.stderr
+    row = next(line.split() for line in shown.stdout.splitlines() if line.startswith(free))
+    assert row[-2:] == ["$0", "0.0"]  # a known cost of nothing: "-" is for what is not known
+    cid = str(json.loads(run_wai("logs", "--json").stdout)[0]["id"])
+    exported = run_wai("logs", "--export", "md", cid).stdout
+    assert "1 turn: " in exported and "$0, 0.0 neurons" in exported

@@ -84,7 +84,7 @@ def _markdown(summary: ConversationSummary, turns: list[StoredTurn], summed: Tot
     if models:
         lines.append(f"- model: {', '.join(f'`{model}`' for model in models)}")
     cost = f", {usd_text(summed.usd)}" if summed.turns > summed.unpriced_turns else ""
-    neurons = f", {neurons_text(summed.neurons)}" if summed.neurons else ""
+    neurons = f", {neurons_text(summed.neurons)}" if summed.billed_turns else ""
     lines.append(
         f"- {summed.turns} turn{'s' if summed.turns != 1 else ''}: {summed.prompt_tokens} tokens in, "
         f"{summed.completion_tokens} out{cost}{neurons}"

@@ -65,7 +65,7 @@ def run_usage(since_text: str, by: str, *, as_json: bool, out: TextIO, notifier:
 
 def _row(key: str, totals: Totals) -> tuple[str, ...]:
     cost = usd_text(totals.usd) if totals.turns > totals.unpriced_turns else "-"
-    neurons = f"{totals.neurons:,.1f}" if totals.neurons else "-"
+    neurons = f"{totals.neurons:,.1f}" if totals.billed_turns else "-"
     return (
         key,
         f"{totals.turns:,}",

@@ -32,6 +32,7 @@ class Totals:
     usd: float = 0.0
     neurons: float = 0.0
     unpriced_turns: int = 0  # turns of a model without a price: their cost is not known
+    billed_turns: int = 0  # turns with a neuron figure (Workers AI, priced): zero is a figure too
 
     def add(self, turn: StoredTurn) -> None:
         data = turn.data
@@ -43,7 +44,9 @@ class Totals:
             self.unpriced_turns += 1
         else:
             self.usd += data.cost_usd
-        self.neurons += data.neurons or 0.0
+        if data.neurons is not None:
+            self.billed_turns += 1
+            self.neurons += data.neurons
 
     def as_dict(self) -> dict[str, object]:
         return {
