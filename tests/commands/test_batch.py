@@ -149,6 +149,28 @@ def test_a_records_messages_are_sent_as_they_are(server: WorkersAIServer, tmp_pa
     assert lines_of(done.stdout)[0]["text"] == "re: again"
 
 
+def test_lines_are_split_at_newlines_alone_and_a_byte_order_mark_is_no_text(
+    server: WorkersAIServer, tmp_path: Path
+) -> None:
+    # A Windows editor's BOM before the first JSON object; JSON strings holding U+2028 raw (as
+    # jq -c and json.dumps(ensure_ascii=False) write them); a form feed in a plain line; CRLF.
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(
+        "\ufeff".encode()
+        + b'{"id": "a", "prompt": "one"}\r\n'
+        + '{"id": "b", "prompt": "two\u2028lines"}\r\n'.encode()
+        + b"page\x0cbreak\r\n"
+    )
+    done = run_wai("batch", "-m", MODEL, "-i", str(source), env=env_for(server))
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.split("\n") if line]
+    assert [(line.get("id"), line["text"]) for line in lines] == [
+        ("a", "re: one"),
+        ("b", "re: two\u2028lines"),
+        (None, "re: page\x0cbreak"),
+    ]
+
+
 def test_a_record_over_its_window_is_an_error_line_never_sent(server: WorkersAIServer) -> None:
     huge = json.dumps({"prompt": "word " * 20_000})
     stdin = b"short one\n" + huge.encode() + b"\nshort two\n"

@@ -281,13 +281,20 @@ def _tokens(outcome: Outcome) -> tuple[int | None, int | None]:
 def _input_lines(path: Path | None, stdin: TextIO) -> list[str]:
     if path is not None:
         try:
-            return path.read_text(encoding="utf-8", errors="replace").splitlines()
+            return _lines(path.read_bytes())
         except OSError as error:
             raise UsageError(f"cannot read {path}: {error.strerror or error}") from None
     if stdin is None or stdin.closed or _is_terminal(stdin):
         raise UsageError("wai batch reads its records from a pipe or -i FILE: nothing is piped in")
     data = stdin.buffer.read() if hasattr(stdin, "buffer") else stdin.read().encode()
-    return data.decode("utf-8", errors="replace").splitlines()
+    return _lines(data)
+
+
+def _lines(data: bytes) -> list[str]:
+    """The input's lines as JSONL has them: split at each newline only (str.splitlines would also
+    split at a form feed or U+2028, which JSON strings may hold raw), a byte-order mark dropped
+    (editors on Windows write one, and it would hide the first line's JSON object)."""
+    return data.decode("utf-8-sig", errors="replace").split("\n")
 
 
 def _stdout(stdout: BinaryIO | None) -> BinaryIO:
