@@ -341,6 +341,32 @@ def test_kill_9_then_resume_drops_a_cut_line_and_finishes(server: WorkersAIServe
     assert_whole_run(out, 30)
 
 
+@pytest.mark.parametrize(
+    ("held", "told"),
+    [
+        (b"my notes\nsecond line\n", "line 1 is not a line of wai batch's output"),
+        (  # the output of a longer input
+            b"".join(b'{"index": %d, "id": "t-%d", "error": null}\n' % (n, n + 1) for n in range(5)),
+            "line 4 answers record 3, and the input has 3 records",
+        ),
+        (  # the output of another input of as many records
+            b'{"index": 0, "id": "t-9", "text": "x", "error": null}\n',
+            "answers record 0 with the id 't-9', and the input's has 't-1'",
+        ),
+    ],
+)
+def test_resume_refuses_a_file_that_is_not_this_inputs_output_and_leaves_it_whole(
+    server: WorkersAIServer, tmp_path: Path, held: bytes, told: str
+) -> None:
+    out = tmp_path / "out.jsonl"
+    out.write_bytes(held)
+    stdin = b'{"id": "t-1", "prompt": "a"}\n{"id": "t-2", "prompt": "b"}\n{"id": "t-3", "prompt": "c"}\n'
+    done = run_wai("batch", "-m", MODEL, "-o", str(out), "--resume", stdin=stdin, env=env_for(server))
+    assert done.returncode == 2 and told in done.stderr, done.stderr
+    assert out.read_bytes() == held
+    assert server.requests == []
+
+
 @pytest.mark.e2e
 def test_progress_shows_on_a_terminal(server: WorkersAIServer, tmp_path: Path) -> None:
     server.simulation.latency = 0.3

@@ -131,7 +131,12 @@ def run_batch(
             )
         # Every record planned before anything is sent or the output file touched: the batch's
         # worst case is checked against the daily budget first.
-        before = read_earlier(options.output) if options.resume and options.output is not None else None
+        record_ids = [record.id for record in records]
+        before = (
+            read_earlier(options.output, record_ids)
+            if options.resume and options.output is not None
+            else None
+        )
         todo = [record for record in records if before is None or record.index not in before.done]
         prepared = batch_runner.prepare(todo)
         planner.check_batch_allowance(
@@ -139,7 +144,7 @@ def run_batch(
         )
         with contextlib.ExitStack() as kept:
             if options.output is not None:
-                stream, earlier = open_output(options.output, resume=options.resume)
+                stream, earlier = open_output(options.output, resume=options.resume, ids=record_ids)
                 kept.callback(stream.close)
             else:
                 stream, earlier = _stdout(stdout), Earlier(frozenset(), 0, broken_tail=False)

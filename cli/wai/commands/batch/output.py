@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -46,19 +46,23 @@ class Earlier:
     broken_tail: bool
 
 
-def read_earlier(path: Path) -> Earlier:
-    """What `open_output(path, resume=True)` will find, without changing the file."""
+def read_earlier(path: Path, ids: Sequence[object | None]) -> Earlier:
+    """What `open_output(path, resume=True, ids=ids)` will find, without changing the file."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
         return Earlier(frozenset(), 0, broken_tail=False)
     except OSError as error:
         raise UsageError(f"cannot read {path} to resume: {error.strerror or error}") from None
-    return _answered(data)[1]
+    return _answered(data, path, ids)[1]
 
 
-def open_output(path: Path, *, resume: bool) -> tuple[BinaryIO, Earlier]:
-    """The file to write to: truncated, or with --resume kept with only its answered records' lines."""
+def open_output(path: Path, *, resume: bool, ids: Sequence[object | None] = ()) -> tuple[BinaryIO, Earlier]:
+    """The file to write to: truncated, or with --resume kept with only its answered records' lines.
+
+    `ids`: the input's records' ids (None where a record has none), by index. With --resume, a
+    file whose lines are not this input's answers (another file, another input's output) is
+    refused untouched: dropping its lines as failures would lose what it held."""
     if not resume:
         try:
             return path.open("wb", buffering=0), Earlier(frozenset(), 0, broken_tail=False)
@@ -70,7 +74,7 @@ def open_output(path: Path, *, resume: bool) -> tuple[BinaryIO, Earlier]:
         data = b""  # nothing done yet: --resume of a run that never began starts it
     except OSError as error:
         raise UsageError(f"cannot read {path} to resume: {error.strerror or error}") from None
-    kept, earlier = _answered(data)
+    kept, earlier = _answered(data, path, ids)
     if earlier.dropped or earlier.broken_tail:
         # Rewritten beside and moved over it: a crash now leaves the old file or the new one.
         fresh = path.with_name(path.name + ".resume-tmp")
@@ -85,7 +89,7 @@ def open_output(path: Path, *, resume: bool) -> tuple[BinaryIO, Earlier]:
         raise UsageError(f"cannot write {path}: {error.strerror or error}") from None
 
 
-def _answered(data: bytes) -> tuple[list[bytes], Earlier]:
+def _answered(data: bytes, path: Path, ids: Sequence[object | None]) -> tuple[list[bytes], Earlier]:
     """The whole lines of records answered without error, and what else the file held."""
     broken_tail = bool(data) and not data.endswith(b"\n")
     if broken_tail:
@@ -93,7 +97,10 @@ def _answered(data: bytes) -> tuple[list[bytes], Earlier]:
     kept: list[bytes] = []
     done: set[int] = set()
     dropped = 0
-    for line in data.splitlines(keepends=True):
+    for number, line in enumerate(data.splitlines(keepends=True), start=1):
+        if not line.strip():
+            continue
+        _check_belongs(line, number, path, ids)
         index = _answered_index(line)
         if index is None or index in done:
             dropped += bool(line.strip())
@@ -101,6 +108,29 @@ def _answered(data: bytes) -> tuple[list[bytes], Earlier]:
         done.add(index)
         kept.append(line)
     return kept, Earlier(frozenset(done), dropped, broken_tail)
+
+
+def _check_belongs(line: bytes, number: int, path: Path, ids: Sequence[object | None]) -> None:
+    """A UsageError unless the line is a batch line of a record of this input (its index within
+    the input, and the record's own id)."""
+    try:
+        value = json.loads(line)
+    except ValueError:
+        value = None
+    fields: dict[str, object] = value if isinstance(value, dict) else {}
+    index = fields.get("index")
+    if not isinstance(index, int) or isinstance(index, bool) or index < 0:
+        why = "is not a line of wai batch's output"
+    elif index >= len(ids):
+        why = f"answers record {index}, and the input has {len(ids)} records"
+    elif fields.get("id") != ids[index]:
+        why = f"answers record {index} with the id {fields.get('id')!r}, and the input's has {ids[index]!r}"
+    else:
+        return
+    raise UsageError(
+        f"cannot resume {path}: its line {number} {why}; --resume continues the output of the same "
+        "input: give that input, or another -o FILE"
+    )
 
 
 def _answered_index(line: bytes) -> int | None:
