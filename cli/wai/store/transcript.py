@@ -120,7 +120,7 @@ class TranscriptLog:
         try:
             store = self._open()
             chain = self._last_exchange(store)
-            for turn in chain:
+            for turn in self._own(chain):
                 store.set_superseded(turn.id, True)
             self.head = store.parent_of(chain[-1]) if chain else None
         except (WaiError, sqlite3.Error, OSError) as exc:
@@ -139,10 +139,19 @@ class TranscriptLog:
         if self.head is None or turn_id == self.head:
             return
         store = self._open()
-        for turn in self._last_exchange(store):
+        chain = self._last_exchange(store)
+        for turn in self._own(chain):
             store.set_superseded(turn.id, True)
-        store.set_superseded(turn_id, False)
+        chosen = store.turn(turn_id)
+        if chosen is not None and chosen.conversation_id == self.conversation_id:
+            store.set_superseded(turn_id, False)
         self.head = turn_id
+
+    def _own(self, turns: list[StoredTurn]) -> list[StoredTurn]:
+        """Those of `turns` this conversation wrote. A fork begins with the turns of the one it came
+        from: taking one out of the fork (/undo, /alt) moves where the fork goes on from, and
+        leaves the other conversation as it was."""
+        return [turn for turn in turns if turn.conversation_id == self.conversation_id]
 
     def affinity(self) -> str:
         """The conversation's prompt-caching key: the same for each of its turns, in this process

@@ -126,3 +126,33 @@ def test_undo_after_a_failed_turn_takes_out_the_exchange_before_it_too(server: W
     kept = every_turn()
     assert ("two", "A2", True) in kept and ("broken", "", True) in kept
     assert latest_path() == [("one", "A1"), ("three", "A3")]
+
+
+def conversations_oldest_first() -> list[str]:
+    with Store.open_default() as store:
+        return [c.id for c in sorted(store.recent(10), key=lambda c: c.created_at)]
+
+
+def path_of(cid: str) -> list[tuple[str, str]]:
+    with Store.open_default() as store:
+        return [(t.data.prompt, t.data.reply) for t in store.active_path(cid)]
+
+
+def test_undo_in_a_fork_leaves_the_conversation_it_came_from_as_it_was(server: WorkersAIServer) -> None:
+    server.script(*answers("A1", "A2", "B3", "A3"))
+    chat("one", "two", "/fork", "/undo", "three in the fork")
+    assert sent(server)[2] == [("user", "one"), ("assistant", "A1"), ("user", "three in the fork")]
+    original, fork = conversations_oldest_first()
+    assert path_of(original) == [("one", "A1"), ("two", "A2")]
+    assert path_of(fork) == [("one", "A1"), ("three in the fork", "B3")]
+    chat("three in the original", options=ChatOptions(cid=original))
+    assert sent(server)[3][-2:] == [("assistant", "A2"), ("user", "three in the original")]
+
+
+def test_alt_in_a_fork_leaves_the_conversation_it_came_from_as_it_was(server: WorkersAIServer) -> None:
+    server.script(*answers("first answer", "second answer", "in the fork"))
+    chat("question", "/retry", "/fork", "/alt 1", "next")
+    assert sent(server)[2] == [("user", "question"), ("assistant", "first answer"), ("user", "next")]
+    original, fork = conversations_oldest_first()
+    assert path_of(original) == [("question", "second answer")]
+    assert path_of(fork) == [("question", "first answer"), ("next", "in the fork")]
