@@ -13,10 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pexpect
 import pytest
 
+from tests.support import pty_spawn
 from tests.support.cli import WAI, run_wai
-from tests.support.workers_ai_server import Simulation, WorkersAIServer
+from tests.support.workers_ai_server import Reply, Simulation, WorkersAIServer
 
 QUEUED = "@cf/meta/llama-2-7b-chat-int8"  # given async_queue by the test's own catalog
 NOT_QUEUED = "@cf/meta/llama-2-7b-chat-fp16"
@@ -193,8 +195,6 @@ def test_an_id_the_queue_no_longer_knows_fails_its_records_and_the_next_resume_a
 
 
 def test_the_daily_allowance_at_submit_stops_the_batch(server: WorkersAIServer, env: dict[str, str]) -> None:
-    from tests.support.workers_ai_server import Reply
-
     server.script(Reply.error(429, 4006, "you have used up your daily free allocation of 10,000 neurons"))
     done = run_wai("batch", "-m", QUEUED, "--queue", "--queue-chunk", "2", *FAST, stdin=items(4), env=env)
     assert done.returncode == 1
@@ -206,8 +206,6 @@ def test_the_daily_allowance_at_submit_stops_the_batch(server: WorkersAIServer, 
 def test_a_new_run_drops_an_earlier_runs_side_file(
     server: WorkersAIServer, env: dict[str, str], tmp_path: Path
 ) -> None:
-    from tests.support.workers_ai_server import Reply
-
     out, side = tmp_path / "out.jsonl", tmp_path / "out.jsonl.queue.json"
     side.write_text(json.dumps({"model": QUEUED, "pending": {"req-old": [0]}}))
     server.script(Reply.error(429, 4006, "you have used up your daily free allocation of 10,000 neurons"))
@@ -229,3 +227,27 @@ def test_chunks_hold_at_most_n_records_and_stay_under_the_payload_limit() -> Non
         ([6], []),
     ]
     assert list(chunked([(0, 500)], records=10, payload=100)) == [([], [0])]
+
+
+@pytest.mark.e2e
+def test_a_terminal_shows_what_the_queue_is_waiting_for(
+    server: WorkersAIServer, env: dict[str, str], tmp_path: Path
+) -> None:
+    server.simulation.queue_polls = 3
+    source, out = tmp_path / "in.txt", tmp_path / "out.jsonl"
+    source.write_bytes(items(3))
+    child = pty_spawn.spawn(
+        WAI,
+        ["batch", "-m", QUEUED, "--queue", "--queue-poll", "0.3", "-i", str(source), "-o", str(out)],
+        env={**os.environ, **env},
+        dimensions=(24, 160),
+        encoding="utf-8",
+        codec_errors="replace",
+        timeout=30,
+    )
+    child.expect("1 queued request to poll, next in")
+    child.expect("batch: 3 of 3 records done, 3 ok, 0 failed")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    assert len(lines_of(out.read_text())) == 3

@@ -172,6 +172,13 @@ def _play(
     order = _Order(indexes, ordered=not options.unordered)
     interrupted = False
     with ProgressView(tally, err, live=_is_terminal(err)) as view:
+        if isinstance(runner, QueueRunner):
+
+            def show(status: str) -> None:
+                tally.status = status
+                view.update()
+
+            runner.on_status = show
         try:
             for outcome in runner.run(prepared):
                 tally.add(outcome.ok, *_tokens(outcome))

@@ -24,6 +24,7 @@ class Tally:
     tokens_in: int = 0
     tokens_out: int = 0
     started: float = field(default_factory=time.monotonic)
+    status: str = ""  # what the batch waits for, when it is not the records themselves (the queue)
 
     def add(self, ok: bool, tokens_in: int | None, tokens_out: int | None) -> None:
         self.done += 1
@@ -81,12 +82,13 @@ class ProgressView:
                 TextColumn("tokens {task.fields[tokens]}"),
                 TextColumn("ETA"),
                 TimeRemainingColumn(),
+                TextColumn("{task.fields[status]}"),
                 console=console,
                 transient=True,
             )
             self._progress.start()
             self._task = self._progress.add_task(
-                "batch", total=self._tally.total, errors=0, rate="0.0", tokens="0/0"
+                "batch", total=self._tally.total, errors=0, rate="0.0", tokens="0/0", status=""
             )
         return self
 
@@ -100,6 +102,7 @@ class ProgressView:
             errors=tally.failed,
             rate=f"{tally.rate:.1f}",
             tokens=f"{tally.tokens_in} in/{tally.tokens_out} out",
+            status=tally.status,
         )
 
     def __exit__(

@@ -25,6 +25,7 @@ from wai.commands.batch.records import Record
 from wai.commands.batch.runner import BatchRunner, Outcome, Prepared, QuietSink
 from wai.errors import BackendError, OutputError, RetryableError, UsageError, WaiError
 from wai.turn.planner import PlannedTurn
+from wai.wording import counted
 
 if TYPE_CHECKING:
     from wai.backends.workers_ai.stream import WorkersAIStream
@@ -158,6 +159,8 @@ class QueueRunner:
         self._sleep = sleep
         self.stopped_by: WaiError | None = None
         self._ids_left_over = False  # a request id whose polls kept failing: --resume polls it again
+        # Told what the queue is doing (the progress bar on a terminal shows it).
+        self.on_status: Callable[[str], None] = lambda status: None
 
     def run(self, prepared: Prepared) -> Iterator[Outcome]:
         yield from prepared.failed
@@ -187,6 +190,7 @@ class QueueRunner:
                 continue
             self._ids.add(request_id, chunk)
             polling[request_id] = chunk
+            self.on_status(f"queued {counted(len(polling), 'request')}")
         yield from self._polled(polling, planned)
         if self.stopped_by is None and not self._ids_left_over:
             self._ids.finished()
@@ -230,6 +234,7 @@ class QueueRunner:
         wait = self._first_poll
         failed_polls: dict[str, int] = {}
         while polling:
+            self.on_status(f"{counted(len(polling), 'queued request')} to poll, next in {wait:.0f} s")
             self._sleep(wait)
             wait = min(wait * 1.5, MOST_POLL_WAIT)
             for request_id, indexes in list(polling.items()):
