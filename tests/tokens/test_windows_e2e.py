@@ -235,7 +235,8 @@ def test_prompts_one_under_at_and_over_the_input_limit(
     assert [r for r, _ in runs.arrived if _newest(r) == runs.texts[1]] == []
     assert f"the prompt is {limit + 1} tokens" in over.stderr
     assert limit_words(spec, limit) in over.stderr
-    assert json.loads(over.stdout)["error"]["code"] == "window"  # --json: the refusal as a document
+    error = json.loads(over.stdout)["error"]  # --json: the refusal as a document
+    assert (error["code"], error["exit_status"]) == ("window", 3)
     assert "Traceback" not in over.stderr
     assert runs.violations == []
 
@@ -421,7 +422,9 @@ def test_local_prompts_and_replies_around_every_window(local_model: ModelSpec) -
     assert over.returncode == 3
     assert f"the prompt is {limit + 1} tokens" in over.stderr and str(spec.context_window) in over.stderr
     # Under --json the refusal is also the document, with the window error (exit 3).
-    assert json.loads(over.stdout)["error"]["exit_status"] == 3 and _only_notices(over.stderr), over.stderr
+    error = json.loads(over.stdout)["error"]
+    assert (error["code"], error["exit_status"]) == ("window", 3)
+    assert _only_notices(over.stderr), over.stderr
 
     for d, done in zip((-1, 0, 1), replies, strict=True):
         assert done.returncode == 0, done.stderr
