@@ -82,3 +82,17 @@ def test_the_states_stay_under_their_bound_oldest_dropped_first(
     pruned = run_wai("logs", "--prune-cache")
     assert pruned.returncode == 0 and "deleted 1 saved state" in pruned.stderr
     assert states(isolated_home) == []
+
+
+@pytest.mark.parametrize("value", ["512M", "1e9", "-1", "lots"])
+def test_a_bound_that_is_not_a_number_of_bytes_is_an_error_not_the_default(
+    tiny_models: dict[str, TinyModel], isolated_home: Path, value: str
+) -> None:
+    # Read as the 1 GiB default, "512M" kept twice what its writer allowed without a word.
+    done = run_wai(
+        "ask", "-m", str(tiny_models["f16"].path), *ONE, HISTORY, env={"WAI_STATE_CACHE_BYTES": value}
+    )
+    assert done.returncode == 2, done.stderr
+    assert "WAI_STATE_CACHE_BYTES" in done.stderr and repr(value) in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+    assert states(isolated_home) == []

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wai import settings
+from wai.errors import ConfigError
 
 # Most bytes all saved states may take together; the oldest go first past it.
 DEFAULT_LIMIT = 1 << 30
@@ -31,11 +32,18 @@ def states_dir() -> Path:
 
 
 def limit() -> int:
-    """The bound on the saved states' total size: WAI_STATE_CACHE_BYTES, else 1 GiB."""
+    """The bound on the saved states' total size: WAI_STATE_CACHE_BYTES, else 1 GiB; a ConfigError
+    for a value that is not a whole number of bytes (read as the default, "512M" would keep twice
+    what its writer allowed)."""
     value = os.environ.get(LIMIT_ENV, "").strip()
-    if value.isdigit():
+    if not value:
+        return DEFAULT_LIMIT
+    if value.isascii() and value.isdigit():
         return int(value)
-    return DEFAULT_LIMIT
+    raise ConfigError(
+        f"{LIMIT_ENV} must be a whole number of bytes, got {value!r}",
+        hint=f"e.g. {LIMIT_ENV}=536870912 for 512 MiB; unset, the bound is 1 GiB",
+    )
 
 
 @dataclass(frozen=True, slots=True)

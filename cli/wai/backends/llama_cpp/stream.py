@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from wai import settings
 from wai.backends.llama_cpp.sampler import sampler_for
-from wai.backends.llama_cpp.saved_states import StateKey, bound, state_key
+from wai.backends.llama_cpp.saved_states import StateKey, bound, limit, state_key
 from wai.backends.request import Request
 from wai.catalog.entries import Catalog, ModelSpec
 from wai.errors import BackendError, ConfigError, UsageError, WaiError, WindowError
@@ -122,6 +122,8 @@ class LlamaCppStream:
             if request.affinity is not None
             else None
         )
+        if saved is not None:
+            limit()  # a bound that cannot be read is said before the turn, not after its reply
         yield from self._generate(loaded, context, prompt, request, should_stop, grammar, saved)
 
     def stream_together(
