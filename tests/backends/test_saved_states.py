@@ -96,3 +96,16 @@ def test_a_bound_that_is_not_a_number_of_bytes_is_an_error_not_the_default(
     assert "WAI_STATE_CACHE_BYTES" in done.stderr and repr(value) in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
     assert states(isolated_home) == []
+
+
+@pytest.mark.parametrize("cap", ["0", "1"])
+def test_a_bound_below_one_state_keeps_none(
+    tiny_models: dict[str, TinyModel], isolated_home: Path, cap: str
+) -> None:
+    # The state just written was kept whatever its size: 0 still left a file per conversation.
+    model = str(tiny_models["f16"].path)
+    bound = {"WAI_STATE_CACHE_BYTES": cap}
+    assert run_wai("ask", "-m", model, *ONE, HISTORY, env=bound).returncode == 0
+    assert states(isolated_home) == []
+    text, said = continue_json()
+    assert text == SPLIT_SCRIPT and reused(said) is None  # read whole, as without a state

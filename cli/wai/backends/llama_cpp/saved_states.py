@@ -68,16 +68,14 @@ def state_key(model_path: Path, stamp: tuple[int, int], build: str | None, conve
 
 def bound(keep: Path | None = None) -> int:
     """Drop the oldest saved states until the rest fit the limit (`keep`, just written, last of
-    all); the bytes freed."""
-    files = sorted(_all_states(), key=_mtime)
+    all, and it too when it alone is over the limit: the bound holds); the bytes freed."""
+    files = sorted(_all_states(), key=lambda path: (path == keep, _mtime(path)))
     total = sum(_size(path) for path in files)
     freed = 0
     cap = limit()
     for path in files:
         if total <= cap:
             break
-        if path == keep and total - _size(path) <= cap:
-            continue
         size = _size(path)
         with contextlib.suppress(OSError):
             path.unlink()
