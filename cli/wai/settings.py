@@ -106,9 +106,10 @@ class UserConfig:
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1e12:
+            written = str(value).lower() if isinstance(value, bool) else repr(value)  # as TOML has it
             raise ConfigError(
-                f"{self.path}: key 'daily_neurons' must be a positive number of neurons a day "
-                f"(10000 are free), got {value!r}"
+                f"{self.path}: key 'daily_neurons' must be a number of neurons a day above 0 and "
+                f"below 1,000,000,000,000 (10000 are free), got {written}"
             )
         return float(value)
 

@@ -160,10 +160,18 @@ def test_chat_refuses_a_message_once_the_budget_is_spent(
     assert runs(priced) == sent + 1
 
 
-def test_a_bad_budget_is_a_configuration_error(server: WorkersAIServer, isolated_home: Path) -> None:
-    (isolated_home / "config.toml").write_text('daily_neurons = "lots"\n', encoding="utf-8")
+@pytest.mark.parametrize(
+    ("written", "shown"), [('"lots"', "'lots'"), ("0", "0"), ("true", "true"), ("1e12", "1000000000000.0")]
+)
+def test_a_bad_budget_is_a_configuration_error(
+    server: WorkersAIServer, isolated_home: Path, written: str, shown: str
+) -> None:
+    (isolated_home / "config.toml").write_text(f"daily_neurons = {written}\n", encoding="utf-8")
     done = run_wai("ask", "-m", PRICED, "hi")
     assert done.returncode == 2 and "daily_neurons" in done.stderr and "Traceback" not in done.stderr
+    # The message names the range the value missed (1e12 is positive) and the value as written.
+    assert "above 0 and below 1,000,000,000,000" in done.stderr and f"got {shown}" in done.stderr
+    assert not server.requests
 
 
 @pytest.mark.parametrize("span", ["999999999d", "99999999999999999999h", "9999999w"])
