@@ -123,6 +123,22 @@ def test_a_turn_whose_worst_case_passes_the_budget_is_warned_of(
     assert "budget" not in small.stderr
 
 
+@pytest.mark.parametrize("form", ["--json", "--jsonl"])
+def test_the_budget_warnings_are_among_the_json_warnings(
+    priced: WorkersAIServer, isolated_home: Path, form: str
+) -> None:
+    budget(isolated_home, 1000)
+    done = run_wai("ask", form, "-m", KIMI, "hi")
+    assert done.returncode == 0, done.stderr
+    last = json.loads(done.stdout.strip().splitlines()[-1])
+    assert any("could pass the budget of 1,000" in warning for warning in last["warnings"]), last
+    budget(isolated_home, 0.0001)
+    forced = run_wai("ask", form, "--force", "-m", PRICED, "more")
+    assert forced.returncode == 0, forced.stderr
+    last = json.loads(forced.stdout.strip().splitlines()[-1])
+    assert any("sending (--force)" in warning for warning in last["warnings"]), last
+
+
 def test_a_spent_budget_refuses_the_turn_until_forced(priced: WorkersAIServer, isolated_home: Path) -> None:
     ask("-m", PRICED, "spend something")
     budget(isolated_home, 0.0001)

@@ -135,8 +135,15 @@ def _run(
             notifier.warn(warning)
         if sink is None:
             return _dry_run(turn, out, planner.backends.for_planning(target.backend))
-        planner.check_allowance(turn, force=options.force, warn=notifier.warn)
-        return _play(options, planner, turn, (*of_the_input, *warned), notifier, log, sink)
+        of_the_budget: list[str] = []  # said on stderr before the turn, so in --json's warnings too
+
+        def warn_of_the_budget(warning: str) -> None:
+            notifier.warn(warning)
+            of_the_budget.append(warning)
+
+        planner.check_allowance(turn, force=options.force, warn=warn_of_the_budget)
+        warned = (*of_the_input, *warned, *of_the_budget)
+        return _play(options, planner, turn, warned, notifier, log, sink)
 
 
 def _dry_run(turn: PlannedTurn, out: TextIO, backend: Backend) -> int:
