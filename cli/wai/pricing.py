@@ -87,7 +87,16 @@ def price_from_table(raw: Mapping[str, object]) -> Price:
 def price_from_listing(raw: object) -> Price | None:
     """The `price` property of Workers AI's model search: a list of `{unit, price, currency}` with
     units "per M input tokens", "per M cached input tokens", "per M output tokens". None when it
-    is absent, not in USD, or lacks the input or output rate (no guess stands in for a price)."""
+    is absent, not in USD, or lacks the input or output rate (no guess stands in for a price).
+    A property's value is usually a string: the list may come as its JSON text, and a price as
+    text ("0.3", "$0.3")."""
+    if isinstance(raw, str):
+        import json  # only for a listing that gives its price as text
+
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            return None
     if not isinstance(raw, list):
         return None
     rates: dict[str, float] = {}
@@ -99,7 +108,7 @@ def price_from_listing(raw: object) -> Price | None:
             continue
         if isinstance(value, str):
             try:
-                value = float(value)
+                value = float(value.strip().removeprefix("$"))  # never "0,27": 0.27 or 27?
             except ValueError:
                 continue
         if isinstance(value, bool) or not isinstance(value, int | float) or not _plausible(float(value)):

@@ -186,3 +186,22 @@ def test_an_openai_compatible_provider_gets_the_affinity_only_when_its_table_ask
         assert values[0] and values[0] == values[1]
     else:
         assert values == [None, None]
+
+
+def _as_text(listing: list[dict[str, object]], form: str) -> object:
+    if form == "json text":  # the property's value as a string holding the JSON list
+        return json.dumps(listing)
+    return [{**item, "price": f"${item['price']}"} for item in listing]  # "$0.3"
+
+
+@pytest.mark.parametrize("form", ["json text", "dollar strings"])
+def test_a_price_listed_as_text_is_read_as_the_same_price(server: WorkersAIServer, form: str) -> None:
+    # A property's value is usually a string; a price written so was no price at all.
+    listing = price_listing(INPUT, OUTPUT, CACHED)
+    server.simulation.catalog = [search_result(PRICED, window=32000, price=_as_text(listing, form))]
+    assert run_wai("models", "--refresh").returncode == 0
+    document = ask_json("-m", PRICED, "what is the capital of France?")
+    usage, cost = document["usage"], document["cost"]
+    assert isinstance(usage, dict) and isinstance(cost, dict), document
+    expected = dollars(usage["prompt_tokens"], 0, usage["completion_tokens"], (INPUT, CACHED, OUTPUT))
+    assert cost["usd"] == pytest.approx(expected)
