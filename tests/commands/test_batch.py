@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -395,6 +396,30 @@ def test_progress_shows_on_a_terminal(server: WorkersAIServer, tmp_path: Path) -
     child.close()
     assert child.exitstatus == 0
     assert_whole_run(out, 8)
+
+
+@pytest.mark.e2e
+def test_lines_to_the_terminal_each_start_a_line_of_their_own_beside_the_bar(server: WorkersAIServer) -> None:
+    # stdout and stderr the same terminal: a line written while the bar is drawn was glued to the
+    # bar's text, and the bar redrawn below left it there ("ETA 0:00:01{"index": 3, ...").
+    server.simulation.latency = 0.2
+    child = pty_spawn.spawn(
+        "/bin/sh",
+        ["-c", f"printf 'item %s\\n' 0 1 2 3 4 5 | {WAI} batch -m {MODEL} -j 2"],
+        env={**os.environ, **env_for(server)},
+        dimensions=(24, 200),
+        encoding="utf-8",
+        codec_errors="replace",
+        timeout=30,
+    )
+    child.expect(pexpect.EOF)
+    child.close()
+    screen = child.before
+    assert child.exitstatus == 0 and "errors" in screen  # the bar was there
+    starts = [screen[: match.start()] for match in re.finditer(r'\{"index": ', screen)]
+    assert len(starts) == 6
+    # Each line begins where the bar was erased (ESC [2K) or on a fresh line, never after its text.
+    assert all(before.endswith(("\x1b[2K", "\n")) for before in starts), screen
 
 
 # --schema: each reply held to it, its value under `json`

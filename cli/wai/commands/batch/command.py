@@ -171,7 +171,7 @@ def _play(
     indexes = sorted([o.record.index for o in prepared.failed] + [r.index for r, _ in prepared.planned])
     order = _Order(indexes, ordered=not options.unordered)
     interrupted = False
-    with ProgressView(tally, err, live=_is_terminal(err)) as view:
+    with ProgressView(tally, err, live=_is_terminal(err), shares_screen=writer.to_terminal) as view:
         if isinstance(runner, QueueRunner):
 
             def show(status: str) -> None:
@@ -185,14 +185,18 @@ def _play(
                 if outcome.turn is not None and outcome.result is not None:
                     log.start_conversation()  # each record a conversation of its own, as a `wai ask`
                     outcome.turn.record(log, outcome.result)
-                for ready in order.ready(outcome):
-                    writer.write(line_for(ready, options))
+                ready = order.ready(outcome)
+                if ready:
+                    with view.writing():
+                        for one in ready:
+                            writer.write(line_for(one, options))
                 view.update()
         except KeyboardInterrupt:
             interrupted = True
         # Ended records held back for the order (behind one that never ended) are written too.
-        for ready in order.rest():
-            writer.write(line_for(ready, options))
+        with view.writing():
+            for held in order.rest():
+                writer.write(line_for(held, options))
     notifier.info(tally.summary())
     if interrupted:
         notifier.warn(_resume_advice("interrupted", tally, options))

@@ -25,6 +25,13 @@ class LineWriter:
         self._stream = stream
         self.written = 0
 
+    @property
+    def to_terminal(self) -> bool:
+        try:
+            return os.isatty(self._stream.fileno())
+        except (OSError, ValueError, AttributeError):  # a stream with no descriptor (tests)
+            return False
+
     def write(self, line: Mapping[str, object]) -> None:
         data = json.dumps(line, ensure_ascii=False).encode("utf-8", errors="surrogatepass") + b"\n"
         with stop_signals.deferred():  # a Ctrl-C waits until the line is out

@@ -4,6 +4,8 @@ one summary line at the end, wherever stderr goes."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, TextIO
@@ -52,12 +54,17 @@ class Tally:
 
 class ProgressView:
     """A Rich progress bar on a terminal's stderr (done/total, errors, rate, tokens, ETA); nothing
-    elsewhere. Use as a context manager."""
+    elsewhere. Use as a context manager.
 
-    def __init__(self, tally: Tally, stderr: TextIO, *, live: bool) -> None:
+    `shares_screen`: the lines go to the same terminal (stdout a terminal too); each write is then
+    made under `writing()`, which takes the bar off the screen first, or the line would be glued to
+    the bar's and left there when the bar redraws below it."""
+
+    def __init__(self, tally: Tally, stderr: TextIO, *, live: bool, shares_screen: bool = False) -> None:
         self._tally = tally
         self._stderr = stderr
         self._live = live
+        self._shares_screen = shares_screen
         self._progress: Progress | None = None
         self._task: TaskID | None = None
 
@@ -91,6 +98,19 @@ class ProgressView:
                 "batch", total=self._tally.total, errors=0, rate="0.0", tokens="0/0", status=""
             )
         return self
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Around a write to stdout: the bar off the screen meanwhile when both are the terminal."""
+        progress = self._progress if self._shares_screen else None
+        if progress is None:
+            yield
+            return
+        progress.stop()  # transient: the bar is erased and the cursor back at its line's start
+        try:
+            yield
+        finally:
+            progress.start()
 
     def update(self) -> None:
         if self._progress is None or self._task is None:
