@@ -6,6 +6,7 @@ what the command line leaves unbuilt to start faster shows nowhere."""
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 import sys
 
@@ -13,6 +14,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from tests.support.workers_ai_server import Simulation, WorkersAIServer
 from wai.app import _commands_needed, app
 
 # Third-party packages (and heavy standard-library ones) that only doing a command's work needs.
@@ -63,7 +65,7 @@ try:
         main()
 except SystemExit as stop:
     assert stop.code in (0, None), stop.code
-print("\\n".join(sorted(sys.modules)))
+print("\\n".join(sorted(name for name, module in sys.modules.items() if module is not None)))
 """
 
 
@@ -86,6 +88,31 @@ def test_help_imports_nothing_heavy(command: list[str]) -> None:
         name for name in loaded if name.split(".")[0] in HEAVY_PACKAGES or name.startswith(HEAVY_WAI)
     )
     assert heavy == []
+
+
+@pytest.mark.e2e
+def test_a_whole_ask_into_a_pipe_imports_no_terminal_library() -> None:
+    # httpx imports its own command line (click, rich) unless told not to; a reply into a pipe
+    # is plain text, with nothing of rich.
+    with WorkersAIServer(Simulation(reply_tokens=5)) as server:
+        env = {
+            **os.environ,
+            "CLOUDFLARE_BASE_URL": server.base_url,
+            "CLOUDFLARE_ACCOUNT_ID": "acct",
+            "CLOUDFLARE_API_TOKEN": "token",
+        }
+        done = subprocess.run(
+            [sys.executable, "-c", _LOADED, "ask", "-m", "@cf/meta/llama-2-7b-chat-int8", "hi"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+        )
+    assert done.returncode == 0, done.stderr
+    loaded = done.stdout.split()
+    assert "httpx" in loaded  # it did talk to the server
+    assert sorted(name for name in loaded if name.split(".")[0] in ("rich", "click", "pygments")) == []
+    assert "httpx._main" not in loaded
 
 
 def _shown(arguments: list[str], *, as_started: bool) -> tuple[int, str]:

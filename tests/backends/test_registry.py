@@ -117,7 +117,8 @@ spec = load_catalog().get("@cf/meta/llama-2-7b-chat-int8")
 for name in backend_names():
     backend = backend_named(name, BackendSettings())
     backend.serves(spec), backend.unavailable(spec), backend.title, backend.sampling_ranges
-heavy = sorted({m.split(".")[0] for m in sys.modules} & {"httpx", "httpcore", "llama_cpp", "starlette"})
+loaded = {name.split(".")[0] for name, module in sys.modules.items() if module is not None}  # None: kept out
+heavy = sorted(loaded & {"httpx", "httpcore", "llama_cpp", "starlette"})
 print(",".join(heavy))
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
