@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cli import run_wai
+from tests.support.cli import run_wai, run_wai_process
 from tests.support.tiny_gguf import SPLIT_SCRIPT, TinyModel
 
 pytest.importorskip("llama_cpp")
@@ -109,3 +109,25 @@ def test_a_bound_below_one_state_keeps_none(
     assert states(isolated_home) == []
     text, said = continue_json()
     assert text == SPLIT_SCRIPT and reused(said) is None  # read whole, as without a state
+
+
+@pytest.mark.e2e  # llama.cpp aborted the whole process: only a process of its own shows it
+@pytest.mark.parametrize("damage", ["truncated", "flipped"])
+def test_a_state_not_as_it_was_written_is_never_given_to_llama_cpp(
+    tiny_models: dict[str, TinyModel], isolated_home: Path, damage: str
+) -> None:
+    # A cut file (a full disk, a crash) made llama.cpp abort the process (GGML_ASSERT, exit 134)
+    # on every `wai ask -c` after it; a flipped byte in the states themselves loads without a word.
+    model = str(tiny_models["f16"].path)
+    assert run_wai("ask", "-m", model, *ONE, HISTORY).returncode == 0
+    (saved,) = states(isolated_home)
+    data = bytearray(saved.read_bytes())
+    if damage == "truncated":
+        del data[len(data) // 2 :]
+    else:
+        data[-100] ^= 0x01
+    saved.write_bytes(bytes(data))
+    done = run_wai_process("ask", "-c", "--debug", "--json", *ONE, "and then?")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout)["text"] == SPLIT_SCRIPT
+    assert reused(done.stderr) is None and "did not load" in done.stderr

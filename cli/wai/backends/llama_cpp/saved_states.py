@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,14 +49,46 @@ def limit() -> int:
 
 @dataclass(frozen=True, slots=True)
 class StateKey:
-    """Where a conversation's state on one model file and build is kept."""
+    """Where a conversation's state on one model file and build is kept: `NAME.SIZE-CRC.state`,
+    the file's size and CRC-32 as it was written in its name, so a file cut short (a full disk, a
+    crash) or changed since is known before llama.cpp reads it (a cut one made llama.cpp abort
+    the process; a changed one loaded without a word)."""
 
     folder: Path
     name: str
 
-    @property
-    def path(self) -> Path:
-        return self.folder / f"{self.name}{SUFFIX}"
+    def saved(self) -> Path | None:
+        """The conversation's state file, None when there is none."""
+        found = sorted(self.folder.glob(f"{self.name}.*{SUFFIX}"), key=_mtime)
+        return found[-1] if found else None
+
+    def seal(self, written: Path) -> Path:
+        """Where `written` (a state llama.cpp just wrote) goes: its name carries its size and CRC."""
+        return self.folder / f"{self.name}.{_size(written)}-{_crc(written):08x}{SUFFIX}"
+
+    def others(self, kept: Path) -> list[Path]:
+        """The conversation's earlier states, which `kept` replaces."""
+        return [path for path in self.folder.glob(f"{self.name}.*{SUFFIX}") if path != kept]
+
+
+def as_written(path: Path) -> bool:
+    """Whether a state file is byte for byte what was saved: the size and CRC its name carries."""
+    seal = path.name.removesuffix(SUFFIX).rpartition(".")[2]
+    size, _, crc = seal.partition("-")
+    if not size.isdigit() or len(crc) != 8:
+        return False
+    try:
+        return _size(path) == int(size) and f"{_crc(path):08x}" == crc
+    except OSError:
+        return False
+
+
+def _crc(path: Path) -> int:
+    crc = 0
+    with path.open("rb") as file:
+        while chunk := file.read(1 << 20):
+            crc = zlib.crc32(chunk, crc)
+    return crc
 
 
 def state_key(model_path: Path, stamp: tuple[int, int], build: str | None, conversation: str) -> StateKey:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from wai import settings
 from wai.backends.llama_cpp.sampler import sampler_for
-from wai.backends.llama_cpp.saved_states import StateKey, bound, limit, state_key
+from wai.backends.llama_cpp.saved_states import StateKey, as_written, bound, limit, state_key
 from wai.backends.request import Request
 from wai.catalog.entries import Catalog, ModelSpec
 from wai.errors import BackendError, ConfigError, UsageError, WaiError, WindowError
@@ -367,26 +367,35 @@ class LlamaCppStream:
     ) -> int:
         """Load the conversation's saved state when there is one: how many of the prompt's first
         tokens it holds (0 when none: no file, a file that will not load, other tokens)."""
-        if not saved.path.is_file():
+        path = saved.saved()
+        if path is None:
+            return 0
+        if not as_written(path):  # llama.cpp trusts the file: a cut one aborts the process
+            self._say(
+                f"the saved state {path} did not load: it is not as it was written; the prompt is read whole"
+            )
             return 0
         loaded.cached_valid = False
-        tokens = context.load_state(saved.path, context.n_ctx)
+        tokens = context.load_state(path, context.n_ctx)
         if tokens is None:
-            self._say(f"the saved state {saved.path} did not load; the prompt is read whole")
+            self._say(f"the saved state {path} did not load; the prompt is read whole")
             return 0
         loaded.cached, loaded.cached_valid = tokens, True
         keep = _common_prefix(tokens, prompt)
-        self._say(f"saved state {saved.path.name}: {keep} of the prompt's {len(prompt)} tokens reused")
+        self._say(f"saved state {path.name}: {keep} of the prompt's {len(prompt)} tokens reused")
         return keep
 
     def _save(self, context: native.NativeContext, saved: StateKey, tokens: list[int]) -> None:
         """Keep the conversation's state for a later process; a failure costs only that."""
-        temporary = saved.path.with_name(f".{saved.path.name}.{os.getpid()}")
+        temporary = saved.folder / f".{saved.name}.{os.getpid()}"
         try:
             saved.folder.mkdir(parents=True, exist_ok=True)
             if context.save_state(temporary, tokens):
-                os.replace(temporary, saved.path)
-                bound(keep=saved.path)
+                kept = saved.seal(temporary)
+                os.replace(temporary, kept)
+                for earlier in saved.others(kept):
+                    earlier.unlink(missing_ok=True)
+                bound(keep=kept)
         except OSError as exc:
             self._say(f"the state was not saved: {exc}")
         finally:
