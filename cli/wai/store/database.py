@@ -384,9 +384,12 @@ class Store:
                 ),
             )
             if replaces is not None:
+                # A turn logged before branches were kept gets the parent link it stood on (the
+                # new turn's), so it is found among the new one's alternatives (/alt).
                 self._db.execute(
-                    "UPDATE turns SET superseded = 1 WHERE id = ? AND conversation_id = ?",
-                    (replaces, conversation_id),
+                    "UPDATE turns SET superseded = 1, parent_id = coalesce(parent_id, ?) "
+                    "WHERE id = ? AND conversation_id = ?",
+                    (turn.parent_id, replaces, conversation_id),
                 )
         turn_id = cursor.lastrowid
         assert turn_id is not None

@@ -156,3 +156,25 @@ def test_alt_in_a_fork_leaves_the_conversation_it_came_from_as_it_was(server: Wo
     original, fork = conversations_oldest_first()
     assert path_of(original) == [("question", "second answer")]
     assert path_of(fork) == [("question", "first answer"), ("next", "in the fork")]
+
+
+def test_retry_on_a_turn_logged_before_branches_keeps_it_as_an_alternative(
+    server: WorkersAIServer,
+) -> None:
+    # A turn of an earlier wai has no parent link: /retry replaced it, and /alt then said the
+    # new reply had no alternatives, the earlier one out of reach.
+    from pathlib import Path
+    from shutil import copyfile
+
+    from wai.store.database import db_path
+
+    db_path().parent.mkdir(parents=True, exist_ok=True)
+    copyfile(Path(__file__).parents[2] / "store" / "fixtures" / "logs-schema-3.db", db_path())
+    with Store.open_default() as store:
+        old = max(store.recent(10), key=lambda c: c.turns).id
+        earlier = store.active_path(old)[-1].data.reply
+    server.script(*answers("again", "after"))
+    ran = chat("/retry", "/alt", "/alt 1", "next", options=ChatOptions(cid=old))
+    listing = [line for line in ran.out.splitlines() if "->" in line]
+    assert len(listing) == 2 and earlier in listing[0] and listing[1].startswith("*2.")
+    assert sent(server)[1][-3:] == [("user", "and of Italy?"), ("assistant", earlier), ("user", "next")]
