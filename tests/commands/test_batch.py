@@ -136,6 +136,21 @@ def test_a_template_fills_fields_and_a_missing_one_is_that_records_error(server:
     assert server.requests[0].json["messages"][0] == {"role": "system", "content": "be brief"}
 
 
+def test_any_field_name_is_a_placeholder_and_none_is_sent_as_it_stands(server: WorkersAIServer) -> None:
+    # Keys that are no Python names were left in the prompt as written, `{a.b}` too: every record
+    # sent with the literal placeholder, and the batch "succeeded".
+    stdin = '{"név": "Ada", "user-name": "ada1", "0": "zero"}\n{"a": {"b": 1}}\n'.encode()
+    template = 'hi {név} {user-name} {0}, as JSON {"k": 1} { spaced }'
+    done = run_wai("batch", "-m", MODEL, template, stdin=stdin, env=env_for(server))
+    first, second = lines_of(done.stdout)
+    assert first["text"] == 're: hi Ada ada1 zero, as JSON {"k": 1} { spaced }'
+    assert second["error"]["code"] == "record" and "{név}" in second["error"]["message"]
+    assert done.returncode == 1 and len(server.requests) == 1
+    nested = run_wai("batch", "-m", MODEL, "x {a.b}", stdin=b'{"a": {"b": 1}}\n', env=env_for(server))
+    assert "a field inside another is not reached" in lines_of(nested.stdout)[0]["error"]["message"]
+    assert len(server.requests) == 1
+
+
 def test_a_records_messages_are_sent_as_they_are(server: WorkersAIServer, tmp_path: Path) -> None:
     source = tmp_path / "in.jsonl"
     conversation = [

@@ -16,7 +16,10 @@ from typing import Any, cast, get_args
 
 from wai.conversation import Message, Role
 
-_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# A field's name is whatever a JSON key holds but braces, blanks, quotes, colons and commas (so that
+# a JSON example in the prompt is not one): `{név}`, `{user-name}`, `{a.b}` are placeholders too,
+# and one the record lacks is its error, never text sent to the model as it stands.
+_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}\s\"':,]+)\}")
 _ROLES = frozenset(get_args(Role))
 
 
@@ -67,8 +70,10 @@ def fill(template: str, record: Record) -> str:
             return match.group(0)[0]  # `{{` or `}}`: one brace
         if name not in record.fields:
             have = ", ".join(sorted(record.fields)) or "none"
+            nested = " (a field inside another is not reached: flatten it first, e.g. with jq)"
             raise RecordError(
                 f"the record has no field {name!r} for the template's {{{name}}} (it has: {have})"
+                + (nested if "." in name and name.split(".")[0] in record.fields else "")
             )
         found = record.fields[name]
         return found if isinstance(found, str) else json.dumps(found, ensure_ascii=False)
