@@ -194,6 +194,26 @@ def test_a_turn_whose_figures_another_program_wrote_oddly_is_still_shown(
     assert turn.data.sampling == {"top_p": 0.5}  # only what a sampling option can be
 
 
+@pytest.mark.parametrize("cost", ["-5", "1e308", "'abc'"])
+def test_a_cost_another_program_wrote_oddly_reads_as_unknown(isolated_home: Path, cost: str) -> None:
+    # A negative cost made every view of it a 'math domain error' traceback (wai logs --cid,
+    # --usage, --export); a huge one summed to inf.
+    cid = "01cost"
+    with Store(db_path()) as store:
+        store.add_turn(cid, _turn("q", "a"), source="ask")
+        store.add_turn(cid, _turn("q2", "a2"), source="ask")
+    db = sqlite3.connect(db_path())
+    db.execute(f"UPDATE turns SET cost_usd = {cost}, neurons = {cost}")
+    db.commit()
+    db.close()
+    for args in (("logs", "--cid", cid), ("logs", "--usage"), ("logs", "--export", "md", cid)):
+        shown = run_wai(*args)
+        assert shown.returncode == 0, (args, shown.stderr)
+        assert "inf" not in shown.stdout and "$-" not in shown.stdout, shown.stdout
+    with Store(db_path(), read_only=True) as store:
+        assert [(t.data.cost_usd, t.data.neurons) for t in store.turns(cid)] == [(None, None)] * 2
+
+
 def test_text_another_program_kept_as_blobs_is_read_as_text(isolated_home: Path) -> None:
     cid = "01blob"
     with Store(db_path()) as store:

@@ -615,6 +615,11 @@ def _stored_turn(row: sqlite3.Row) -> StoredTurn:
             return None
         return number if math.isfinite(number) else None
 
+    def opt_amount(value: object) -> float | None:
+        """A cost in USD or neurons: none is negative, nor beyond what any turn could spend."""
+        number = opt_float(value)
+        return number if number is not None and 0 <= number < 1e12 else None
+
     try:
         sampling = json.loads(_text(row["sampling"]))
     except ValueError:
@@ -646,8 +651,8 @@ def _stored_turn(row: sqlite3.Row) -> StoredTurn:
         reasoning=_text(row["reasoning"]),
         prompt_exact=None if row["prompt_exact"] is None else bool(row["prompt_exact"]),
         cached_tokens=opt_int(row["cached_tokens"]),
-        cost_usd=opt_float(row["cost_usd"]),
-        neurons=opt_float(row["neurons"]),
+        cost_usd=opt_amount(row["cost_usd"]),
+        neurons=opt_amount(row["neurons"]),
         parent_id=opt_int(row["parent_id"]),
     )
     return StoredTurn(
