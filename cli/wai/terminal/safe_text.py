@@ -10,13 +10,31 @@ goes through this module.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import TextIO
+
+
+class _Pattern:
+    """A regular expression compiled when first used: a command that cleans no text (`--help`)
+    does not pay for compiling these at start-up."""
+
+    __slots__ = ("_compiled", "_source")
+
+    def __init__(self, source: str) -> None:
+        self._source = source
+        self._compiled: re.Pattern[str] | None = None
+
+    def sub(self, replacement: str | Callable[[re.Match[str]], str], text: str) -> str:
+        if self._compiled is None:
+            self._compiled = re.compile(self._source)
+        return self._compiled.sub(replacement, text)
+
 
 # Escape sequences go whole (an OSC's payload is a window title or a clipboard write, not words):
 # OSC to BEL or ST, CSI by ESC [ or by its C1 form.
-_ESCAPES = re.compile(r"\x1b\][^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?|(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]?")
+_ESCAPES = _Pattern(r"\x1b\][^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?|(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]?")
 # Then C0 controls but tab and newline, DEL, and C1 controls (a lone ESC among them).
-_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_CONTROLS = _Pattern("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 # Unicode's Bidi_Control characters: marks, embeddings, overrides and isolates that reorder the
 # text after them on screen, so a line can read one way and say another ("Trojan Source"). A
 # terminal shows each as its escape (`\u202e`): seen, never acted on, and kept in what it shows.
@@ -26,16 +44,16 @@ _BIDI = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
 # takes along. Their one visible use, a subdivision flag (🏴 then tags then CANCEL TAG), is kept.
 _TAGS = "\U000e0000-\U000e007f"
 _FLAG = "\U0001f3f4[\U000e0020-\U000e007e]+\U000e007f"
-_SHOWN_ESCAPED = re.compile(f"({_FLAG})|[{_BIDI}{_TAGS}]")
+_SHOWN_ESCAPED = _Pattern(f"({_FLAG})|[{_BIDI}{_TAGS}]")
 # In a log line nothing may start a new line or act on the terminal: every control character,
 # the Unicode line and paragraph separators, the marks that reorder text on screen, the tags.
-_LOG_CONTROLS = re.compile(f"[\x00-\x1f\x7f-\x9f\u2028\u2029{_BIDI}{_TAGS}]")
+_LOG_CONTROLS = _Pattern(f"[\x00-\x1f\x7f-\x9f\u2028\u2029{_BIDI}{_TAGS}]")
 # What still breaks a line after terminal_safe: a newline and Unicode's line and paragraph separators.
-_LINE_BREAKS = re.compile("[\n\u2028\u2029]")
+_LINE_BREAKS = _Pattern("[\n\u2028\u2029]")
 # What JSON leaves unescaped of those: it escapes C0 itself, but not DEL, C1, bidi controls or tags.
-_JSON_RAW_CONTROLS = re.compile(f"[\x7f-\x9f{_BIDI}{_TAGS}]")
+_JSON_RAW_CONTROLS = _Pattern(f"[\x7f-\x9f{_BIDI}{_TAGS}]")
 # A shared file holds none of them raw, nor the line and paragraph separators (as export_safe).
-_JSON_EXPORT_RAW = re.compile(f"[\x7f-\x9f\u2028\u2029{_BIDI}{_TAGS}]")
+_JSON_EXPORT_RAW = _Pattern(f"[\x7f-\x9f\u2028\u2029{_BIDI}{_TAGS}]")
 
 
 def terminal_safe(text: str) -> str:
@@ -71,7 +89,7 @@ def log_safe(text: str) -> str:
 
 # What a shared file (an export) never holds raw: every control character but tab and newline, the
 # Unicode line and paragraph separators, the marks that reorder text, the tags.
-_EXPORT_CONTROLS = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029{_BIDI}{_TAGS}]")
+_EXPORT_CONTROLS = _Pattern(f"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029{_BIDI}{_TAGS}]")
 
 
 def export_safe(text: str) -> str:
