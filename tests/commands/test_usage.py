@@ -139,6 +139,26 @@ def test_the_budget_warnings_are_among_the_json_warnings(
     assert any("sending (--force)" in warning for warning in last["warnings"]), last
 
 
+@pytest.mark.parametrize("damage", ["newer", "not a database"])
+def test_a_budget_over_a_logs_db_that_cannot_be_read_warns_and_answers(
+    priced: WorkersAIServer, isolated_home: Path, damage: str
+) -> None:
+    # Without a budget such a file costs a warning (the turn is not saved); with one, the turn
+    # was refused (exit 2, 'cannot be changed here') though nothing was to be changed.
+    ask("-m", PRICED, "logged")
+    if damage == "newer":
+        db = sqlite3.connect(db_path())
+        db.execute("PRAGMA user_version = 99")
+        db.commit()
+        db.close()
+    else:
+        db_path().write_bytes(b"not a database " * 100)
+    budget(isolated_home, 5000)
+    done = run_wai("ask", "-m", PRICED, "hi")
+    assert done.returncode == 0, done.stderr
+    assert "the budget of 5,000 is not checked" in done.stderr
+
+
 def test_a_spent_budget_refuses_the_turn_until_forced(priced: WorkersAIServer, isolated_home: Path) -> None:
     ask("-m", PRICED, "spend something")
     budget(isolated_home, 0.0001)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from wai.errors import UsageError
+from wai.errors import ConfigError, UsageError
 from wai.pricing import budget_text, cost_of
 
 if TYPE_CHECKING:
@@ -56,9 +56,13 @@ def check_daily_neurons_of(
     budget = config.daily_neurons() if config is not None else None
     if budget is None or not requests:
         return
-    today = spent()
     limit = budget_text(budget)
     where = f"daily_neurons in {config.path}" if config is not None else "daily_neurons"
+    try:
+        today = spent()
+    except ConfigError as unreadable:  # a newer wai's logs.db, a damaged one: the turn goes on
+        warn(f"today's use cannot be read ({unreadable.message}): the budget of {limit} is not checked")
+        return
     if today >= budget:
         if not force:
             raise UsageError(
