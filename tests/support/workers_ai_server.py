@@ -748,6 +748,14 @@ class _Handler(BaseHTTPRequestHandler):
         running = request.model is not None
         simulation = owner.simulation
         over = False
+        counted = [running]  # still among the active requests
+
+        def ended() -> None:
+            with owner._lock:
+                if counted[0]:
+                    counted[0] = False
+                    owner.active -= 1
+
         if running:
             with owner._lock:
                 owner.arrivals.append(time.monotonic())
@@ -764,18 +772,20 @@ class _Handler(BaseHTTPRequestHandler):
             if running and simulation.latency:
                 owner._pause(simulation.latency)
             try:
-                outcome = self._send(reply, owner)
+                outcome = self._send(reply, owner, ended)
             except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError):
                 outcome = "client_gone"
                 self.close_connection = True
         finally:
-            if running:
-                with owner._lock:
-                    owner.active -= 1
+            ended()
         owner._record(outcome)
 
-    def _send(self, reply: Reply, owner: WorkersAIServer) -> str:
+    def _send(self, reply: Reply, owner: WorkersAIServer, ended: Callable[[], None]) -> str:
+        """`ended` is called as a finished reply's last part goes out: from then on the client may
+        have all it waits for (a stream's [DONE]) and send its next request before this thread
+        gets any further, which must not count as one request more at once."""
         data_parts = [part for part in reply.parts if isinstance(part, bytes)]
+        last = next((part for part in reversed(data_parts) if part), None)
         self.send_response(reply.status)
         for name, value in reply.headers.items():
             self.send_header(name, value)
@@ -795,6 +805,8 @@ class _Handler(BaseHTTPRequestHandler):
                     if owner._stopping.is_set():
                         return "stopped"
             elif part:
+                if part is last and reply.end == "finish":
+                    ended()
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part) if reply.chunked else part)
         if reply.end == "finish":
             if reply.chunked:
