@@ -187,6 +187,19 @@ def test_lines_are_split_at_newlines_alone_and_a_byte_order_mark_is_no_text(
     ]
 
 
+def test_a_line_that_is_not_utf8_is_its_records_error_never_a_mangled_prompt(
+    server: WorkersAIServer,
+) -> None:
+    stdin = b'caf\xe9 au lait\n{"prompt": "na\xefve"}\nfine\n'  # Latin-1 bytes
+    done = run_wai("batch", "-m", MODEL, "--echo", stdin=stdin, env=env_for(server))
+    assert done.returncode == 1, done.stderr
+    first, second, third = lines_of(done.stdout)
+    assert first["error"]["code"] == "record" and "byte 0xe9 at character 4" in first["error"]["message"]
+    assert first["record"] == {"input": "caf\ufffd au lait"}
+    assert second["error"]["code"] == "record" and third["text"] == "re: fine"
+    assert [request.json["messages"][-1]["content"] for request in server.requests] == ["fine"]
+
+
 def test_a_record_over_its_window_is_an_error_line_never_sent(server: WorkersAIServer) -> None:
     huge = json.dumps({"prompt": "word " * 20_000})
     stdin = b"short one\n" + huge.encode() + b"\nshort two\n"

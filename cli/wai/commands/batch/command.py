@@ -309,8 +309,9 @@ def _input_lines(path: Path | None, stdin: TextIO) -> list[str]:
 def _lines(data: bytes) -> list[str]:
     """The input's lines as JSONL has them: split at each newline only (str.splitlines would also
     split at a form feed or U+2028, which JSON strings may hold raw), a byte-order mark dropped
-    (editors on Windows write one, and it would hide the first line's JSON object)."""
-    return data.decode("utf-8-sig", errors="replace").split("\n")
+    (editors on Windows write one, and it would hide the first line's JSON object). A byte that is
+    not UTF-8 is kept as a surrogate: its line is that record's error, never a mangled prompt."""
+    return data.decode("utf-8-sig", errors="surrogateescape").split("\n")
 
 
 def _stdout(stdout: BinaryIO | None) -> BinaryIO:

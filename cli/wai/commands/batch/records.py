@@ -21,6 +21,8 @@ from wai.conversation import Message, Role
 # and one the record lacks is its error, never text sent to the model as it stands.
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}\s\"':,]+)\}")
 _ROLES = frozenset(get_args(Role))
+# The input is decoded with surrogateescape: a byte that is not UTF-8 becomes one of these.
+_UNDECODED = re.compile("[\udc80-\udcff]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +32,7 @@ class Record:
     index: int
     fields: Mapping[str, Any]
     plain: bool  # a plain line, read as {"input": LINE}
+    unreadable: str | None = None  # why the line makes no record (bytes that are not UTF-8)
 
     @property
     def id(self) -> object | None:
@@ -46,6 +49,16 @@ def read_records(lines: Iterable[str]) -> list[Record]:
     for line in lines:
         text = line.rstrip("\r\n")
         if not text.strip():
+            continue
+        bad = _UNDECODED.search(text)
+        if bad is not None:
+            # Sent with U+FFFD in place of its bytes, the prompt would not be what the file says.
+            shown = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            why = (
+                f"the line is not UTF-8 text (byte 0x{ord(bad.group()) - 0xDC00:02x} at character "
+                f"{bad.start() + 1}): convert the input to UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+            )
+            records.append(Record(len(records), {"input": shown}, plain=True, unreadable=why))
             continue
         fields: Any = None
         if text.lstrip().startswith("{"):
@@ -84,6 +97,8 @@ def fill(template: str, record: Record) -> str:
 def messages_of(record: Record, template: str | None, system: str | None) -> tuple[Message, ...]:
     """The conversation one record sends: the system prompt (-s) first unless the record's own
     messages bring one, and the record's prompt last."""
+    if record.unreadable is not None:
+        raise RecordError(record.unreadable)
     if template is not None:
         conversation: tuple[Message, ...] = (Message("user", fill(template, record)),)
     else:
