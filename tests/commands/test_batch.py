@@ -219,6 +219,25 @@ def test_in_a_pipe_stderr_is_the_summary_alone(server: WorkersAIServer) -> None:
     assert done.stderr.startswith("wai: batch: 5 of 5 records done, 5 ok, 0 failed")
 
 
+@pytest.mark.e2e
+def test_a_reader_that_goes_away_stops_the_batch_quietly(server: WorkersAIServer, tmp_path: Path) -> None:
+    # `wai batch ... | head -n 1`, as `wai ask ... | head` : no error, exit 0, nothing more asked.
+    server.simulation.latency = 0.05
+    source = tmp_path / "in.txt"
+    source.write_bytes(items(40))
+    shell = f'{WAI} batch -m {MODEL} -j 1 -i {source} | head -n 1; echo "wai exit $' + '{PIPESTATUS[0]}" >&2'
+    done = subprocess.run(
+        ["bash", "-c", shell],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env_for(server)},
+        timeout=60,
+    )
+    assert lines_of(done.stdout)[0]["text"] == "re: item 0"
+    assert done.stderr == "wai exit 0\n"
+    assert len(server.requests) < 40
+
+
 def test_nothing_piped_is_a_usage_error(server: WorkersAIServer) -> None:
     done = run_wai("batch", "--resume", "-m", MODEL, stdin=b"x\n", env=env_for(server))
     assert done.returncode == 2 and "-o FILE" in done.stderr

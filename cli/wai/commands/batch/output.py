@@ -38,6 +38,8 @@ class LineWriter:
             try:
                 self._stream.write(data)
                 self._stream.flush()
+            except BrokenPipeError:
+                raise  # the reader went away (`| head`): a quiet stop, as for every command
             except OSError as error:
                 raise OutputError(error.strerror or str(error)) from None
         self.written += 1
