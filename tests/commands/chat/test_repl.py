@@ -311,6 +311,15 @@ def test_exit_command_leaves_with_zero(server: WorkersAIServer) -> None:
     assert server.requests == []
 
 
+def test_help_names_every_backend_the_registry_lists(server: WorkersAIServer) -> None:
+    from wai.backends.registry import backend_names
+
+    ran = chat("/help")
+    assert f"/backend [auto|{'|'.join(backend_names())}]" in ran.out
+    assert "openai" in backend_names()
+    assert server.requests == []
+
+
 def test_completion_of_commands_and_models(server: WorkersAIServer) -> None:
     session = ChatSession(ChatOptions(model=FP16), Notifier(), TranscriptLog(Notifier(), source="chat"))
     completer = make_completer(session)

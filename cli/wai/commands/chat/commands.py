@@ -28,12 +28,19 @@ def backend_modes() -> tuple[str, ...]:
     return ("auto", *backend_names())
 
 
+def _backend_usage() -> str:
+    return f"[{'|'.join(backend_modes())}]"
+
+
 @dataclass(frozen=True, slots=True)
 class Command:
     name: str
-    usage: str
+    usage: str | Callable[[], str]  # a callable when it names what the registry holds now
     help: str
     run: Callable[[ChatSession, str, TextIO], bool]  # True: leave the REPL
+
+    def usage_text(self) -> str:
+        return self.usage if isinstance(self.usage, str) else self.usage()
 
 
 def is_command(line: str) -> bool:
@@ -91,9 +98,10 @@ def say(out: TextIO, text: str = "") -> None:
 
 
 def _help(chat: ChatSession, argument: str, out: TextIO) -> bool:
-    width = max(len(f"/{c.name} {c.usage}") for c in COMMANDS.values())
+    usages = {command.name: f"/{command.name} {command.usage_text()}" for command in COMMANDS.values()}
+    width = max(len(usage) for usage in usages.values())
     for command in COMMANDS.values():
-        say(out, f"  {f'/{command.name} {command.usage}'.ljust(width)}  {command.help}")
+        say(out, f"  {usages[command.name].ljust(width)}  {command.help}")
     say(out)
     say(out, "  Enter sends; Alt-Enter (or Esc then Enter) starts a new line; pasted text stays one message.")
     say(out, "  Ctrl-C stops a reply (the part received is kept) or clears the line; Ctrl-D leaves.")
@@ -427,7 +435,7 @@ COMMANDS: dict[str, Command] = {
     for c in (
         Command("help", "", "this list", _help),
         Command("model", "[ID]", "show or switch the model (Tab lists them)", _model),
-        Command("backend", "[auto|remote|local]", "show or switch where the model runs", _backend),
+        Command("backend", _backend_usage, "show or switch where the model runs", _backend),
         Command("system", "[TEXT|-]", "show, set, or remove (-) the system prompt", _system),
         Command(
             "set",
