@@ -151,6 +151,16 @@ def test_any_field_name_is_a_placeholder_and_none_is_sent_as_it_stands(server: W
     assert len(server.requests) == 1
 
 
+def test_a_template_that_fills_to_nothing_is_that_records_error(server: WorkersAIServer) -> None:
+    stdin = b'{"q": ""}\n{"q": "  "}\n{"q": "real"}\n'
+    done = run_wai("batch", "-m", MODEL, "{q}", stdin=stdin, env=env_for(server))
+    assert done.returncode == 1, done.stderr
+    lines = lines_of(done.stdout)
+    assert [line["error"] and line["error"]["code"] for line in lines] == ["record", "record", None]
+    assert "empty prompt" in lines[0]["error"]["message"]
+    assert [request.json["messages"][-1]["content"] for request in server.requests] == ["real"]
+
+
 def test_a_records_messages_are_sent_as_they_are(server: WorkersAIServer, tmp_path: Path) -> None:
     source = tmp_path / "in.jsonl"
     conversation = [

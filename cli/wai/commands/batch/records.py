@@ -100,7 +100,10 @@ def messages_of(record: Record, template: str | None, system: str | None) -> tup
     if record.unreadable is not None:
         raise RecordError(record.unreadable)
     if template is not None:
-        conversation: tuple[Message, ...] = (Message("user", fill(template, record)),)
+        prompt = fill(template, record)
+        if not prompt.strip():  # as `wai ask ""` refuses it: a request for nothing is still billed
+            raise RecordError("the TEMPLATE filled from the record is an empty prompt")
+        conversation: tuple[Message, ...] = (Message("user", prompt),)
     else:
         conversation = _own_prompt(record)
     if system and not any(message.role == "system" for message in conversation):
