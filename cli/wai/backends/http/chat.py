@@ -16,6 +16,7 @@ import email.utils
 import json
 import random
 import re
+import threading
 import time
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field, replace
@@ -150,6 +151,9 @@ class StreamingChatBackend:
         self._rng = options.get("rng") or random.Random()
         self._backoff = options.get("backoff")
         self._client: httpx.Client | None = None
+        # wai batch streams from several threads at once: without the lock, two first requests
+        # could each make a client, and the one not kept would leak its connections.
+        self._client_lock = threading.Lock()
 
     # -- what a subclass says -------------------------------------------------------------------
 
@@ -233,16 +237,20 @@ class StreamingChatBackend:
                 attempt += 1
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        with self._client_lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
 
     def _http(self) -> httpx.Client:
-        if self._client is None:
-            import httpx
+        with self._client_lock:
+            if self._client is None:
+                import httpx
 
-            self._client = httpx.Client(headers={"User-Agent": f"wai/{__version__}"}, follow_redirects=False)
-        return self._client
+                self._client = httpx.Client(
+                    headers={"User-Agent": f"wai/{__version__}"}, follow_redirects=False
+                )
+            return self._client
 
     def _http_for(self, request: Request) -> httpx.Client:
         """The client that sends `request` (one per backend here; one per server elsewhere)."""
