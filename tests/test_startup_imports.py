@@ -69,6 +69,12 @@ print("\\n".join(sorted(name for name, module in sys.modules.items() if module i
 """
 
 
+def _plain_env(**extra: str) -> dict[str, str]:
+    """This environment without coverage's start-up hook (under `make coverage` it would import
+    json, sqlite3 and more in the child, before wai does anything)."""
+    return {**{k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_")}, **extra}
+
+
 def _command_names() -> list[str]:
     group = typer.main.get_command(app)
     assert isinstance(group, typer.core.TyperGroup)
@@ -79,7 +85,11 @@ def _command_names() -> list[str]:
 @pytest.mark.parametrize("command", [[], *([name] for name in _command_names())], ids=lambda c: " ".join(c))
 def test_help_imports_nothing_heavy(command: list[str]) -> None:
     done = subprocess.run(
-        [sys.executable, "-c", _LOADED, *command, "--help"], capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", _LOADED, *command, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=_plain_env(),
     )
     assert done.returncode == 0, done.stderr
     loaded = done.stdout.split()
@@ -95,12 +105,11 @@ def test_a_whole_ask_into_a_pipe_imports_no_terminal_library() -> None:
     # httpx imports its own command line (click, rich) unless told not to; a reply into a pipe
     # is plain text, with nothing of rich.
     with WorkersAIServer(Simulation(reply_tokens=5)) as server:
-        env = {
-            **os.environ,
-            "CLOUDFLARE_BASE_URL": server.base_url,
-            "CLOUDFLARE_ACCOUNT_ID": "acct",
-            "CLOUDFLARE_API_TOKEN": "token",
-        }
+        env = _plain_env(
+            CLOUDFLARE_BASE_URL=server.base_url,
+            CLOUDFLARE_ACCOUNT_ID="acct",
+            CLOUDFLARE_API_TOKEN="token",
+        )
         done = subprocess.run(
             [sys.executable, "-c", _LOADED, "ask", "-m", "@cf/meta/llama-2-7b-chat-int8", "hi"],
             capture_output=True,
