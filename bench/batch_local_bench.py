@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from wai.backends.request import Request
     from wai.events import Event
 
-from bench.common import Figures, bench_threads, builtin_pair, quick, sized, tiny_llamas
+from bench.common import Figures, bench_threads, q8_model, quick, sized
 
 SEQUENCES = (2, 4, 8, 16)
 PROMPT = "Record {n}: write a long story about {topic}, in many paragraphs."
@@ -88,14 +88,7 @@ def main() -> Figures:
 
     records, tokens, threads = sized(16, 4), sized(64, 8), bench_threads()
     with tempfile.TemporaryDirectory(prefix="wai-bench-batch-") as scratch:
-        pair = None if quick() else builtin_pair()
-        if pair is None:
-            path, _ = tiny_llamas(Path(scratch), words=24, layers=4, context=2048)
-            why = "skipped" if quick() else "not installed"
-            print(f"model: a tiny generated llama (built-in SmolLM2 {why})")
-        else:
-            path = pair[0]
-            print(f"model: {path.name}")
+        path = q8_model(Path(scratch))
         print(f"{records} records x {tokens} tokens, {threads} threads")
         backend = LlamaCpp("local", BackendSettings(local=LocalOptions(threads=threads)))
         try:

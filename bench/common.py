@@ -103,6 +103,19 @@ def builtin_pair() -> tuple[Path, Path] | None:
     return pair if all(path.is_file() for path in pair) else None
 
 
+def q8_model(scratch: Path) -> Path:
+    """The model a decoding benchmark runs: the built-in SmolLM2 Q8_0, or in quick mode (or where
+    `wai setup` has not run) a tiny generated llama in `scratch`; says which on stdout."""
+    pair = None if quick() else builtin_pair()
+    if pair is None:
+        path, _ = tiny_llamas(scratch, words=24, layers=4, context=2048)
+        why = "skipped" if quick() else "not installed"
+        print(f"model: a tiny generated llama (built-in SmolLM2 {why})")
+        return path
+    print(f"model: {pair[0].name}")
+    return pair[0]
+
+
 def bench_threads() -> int:
     """Threads for llama.cpp on both sides of a comparison: WAI_BENCH_THREADS, else half the cores."""
     return int(os.environ.get("WAI_BENCH_THREADS", "0")) or max(1, (os.cpu_count() or 2) // 2)

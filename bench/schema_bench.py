@@ -24,7 +24,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.common import REPO, Figures, bench_rounds, bench_threads, builtin_pair, quick, sized, tiny_llamas
+from bench.common import REPO, Figures, bench_rounds, bench_threads, q8_model, sized
 
 SCHEMA = json.dumps(
     {
@@ -92,14 +92,7 @@ def main() -> Figures:
     generated = sized(128, 8)
     prose = (REPO / "README.md").read_text(encoding="utf-8")[: sized(1200, 200)]
     with tempfile.TemporaryDirectory(prefix="wai-bench-schema-") as scratch:
-        pair = None if quick() else builtin_pair()
-        if pair is None:
-            path, _ = tiny_llamas(Path(scratch), words=24, layers=4, context=2048)
-            why = "skipped" if quick() else "not installed"
-            print(f"model: a tiny generated llama (built-in SmolLM2 {why})")
-        else:
-            path = pair[0]
-            print(f"model: {path.name}")
+        path = q8_model(Path(scratch))
         side = Side(path, threads, generated)
         try:
             side.run(PROMPT.format(n=0, topic=TOPICS[0], prose=prose), grammar=True)  # load, size the context
