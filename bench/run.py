@@ -34,6 +34,7 @@ BENCHES = (
     "batch_bench",
     "resume_bench",
     "batch_local_bench",
+    "serve_bench",
 )
 # What a remote-only install lacks: a benchmark that needs one of them is skipped, not failed.
 OPTIONAL = ("llama_cpp", "gguf", "numpy", "pexpect", "jinja2")

@@ -89,3 +89,19 @@ def test_without_the_source_nothing_is_left_in_the_cache(
     )
     assert "\n" not in message
     assert list((empty_cache / "wai" / "llama-tools").iterdir()) == []
+
+
+@pytest.mark.e2e
+def test_serve_bench_without_llama_server_says_why_and_measures_wai_alone(
+    monkeypatch: pytest.MonkeyPatch, empty_cache: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bench import serve_bench
+
+    monkeypatch.setenv(QUICK_ENV, "1")
+    figures = serve_bench.main()
+    printed = capsys.readouterr().out
+    assert (
+        "llama-server: skipped (llama.cpp's llama-server and llama-batched-bench are not built in " in printed
+    )
+    assert not any("llama-server" in name for name in figures)
+    assert "  wai serve " in printed

@@ -47,6 +47,7 @@ EXPECTED: dict[str, set[str]] = {
     },
     "schema_bench": {"grammar / none decode tokens/s", "grammar / none TTFT"},
     "batch_local_bench": {f"-j {n} / -j 1 tokens/s" for n in (2, 4, 8, 16)},
+    "serve_bench": set(),
     "batch_bench": {"wai batch -j 16 / asyncio httpx", "shell loop of wai ask (scaled) / wai batch -j 16"},
     "resume_bench": {"resumed / scratch TTFT, short history", "resumed / scratch TTFT, long history"},
     "build_bench": {
@@ -58,6 +59,7 @@ EXPECTED: dict[str, set[str]] = {
 # The figures against llama.cpp's own tools, there when they are built (quick mode never builds them).
 WITH_LLAMA_TOOLS: dict[str, set[str]] = {
     "batch_local_bench": {f"-j {n} / llama-batched-bench speed-up" for n in (2, 4, 8, 16)},
+    "serve_bench": {"wai serve / llama-server tokens/s", "wai serve / llama-server p95 TTFT"},
 }
 
 
