@@ -193,7 +193,7 @@ async def _clients(origin: str, model: str, prompts: list[list[str]], max_tokens
     return Run([reply for own in replies for reply in own], seconds)
 
 
-def _wai_serve_options() -> set[str]:
+def wai_serve_options() -> set[str]:
     """The options this `wai serve` has (--parallel and --slot-context are recent)."""
     done = subprocess.run([WAI, "serve", "--help"], capture_output=True, text=True, check=True)
     return {word.rstrip(",") for word in done.stdout.split() if word.startswith("--")}
@@ -217,7 +217,7 @@ def main() -> Figures:
         home.mkdir()
         env = {key: value for key, value in os.environ.items() if not key.startswith(("WAI_", "CLOUDFLARE_"))}
         env.update(WAI_HOME=str(home), WAI_SERVE_TOKEN=TOKEN)
-        options = _wai_serve_options()
+        options = wai_serve_options()
         parallel = "--parallel" in options
 
         def wai_serve(slots: int) -> Run:

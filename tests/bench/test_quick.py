@@ -63,10 +63,18 @@ WITH_LLAMA_TOOLS: dict[str, set[str]] = {
 }
 
 
+# The figures of `wai serve --parallel 4` against `--parallel 1`, there once wai serve has --parallel.
+WITH_SERVE_PARALLEL = {"wai serve --parallel 4 / 1 tokens/s", "wai serve --parallel 4 / 1 p95 TTFT"}
+
+
 def expected(name: str) -> set[str]:
     from bench.llama_tools import cached
+    from bench.serve_bench import wai_serve_options
 
-    return EXPECTED[name] | (WITH_LLAMA_TOOLS.get(name, set()) if cached() else set())
+    figures = EXPECTED[name] | (WITH_LLAMA_TOOLS.get(name, set()) if cached() else set())
+    if name == "serve_bench" and "--parallel" in wai_serve_options():
+        figures |= WITH_SERVE_PARALLEL
+    return figures
 
 
 @pytest.fixture
