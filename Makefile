@@ -127,6 +127,8 @@ demo: $(STAMP)
 	$(BIN)/wai setup
 	$(BIN)/wai ask -m smollm2 --max-tokens 200 "Name three things a terminal is good for."
 
+# The first run builds llama.cpp's own llama-server and llama-batched-bench (the baselines of two
+# benchmarks) into ~/.cache/wai/llama-tools, once: about 5 minutes on 2 cores (bench/llama_tools.py).
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
 
