@@ -11,6 +11,7 @@ from wai.errors import ConfigError, WaiError
 from wai.settings import wai_home
 
 if TYPE_CHECKING:
+    from wai.backends.llama_cpp.batched import SlotDecoder
     from wai.backends.llama_cpp.stream import LlamaCppStream
     from wai.backends.request import Request
     from wai.catalog.entries import Catalog, ModelSpec
@@ -89,7 +90,7 @@ class LlamaCpp(Backend):
         return file_warnings(spec, self.settings.local.gpu_layers)
 
     def unsupported(self, sampling: Sampling) -> str | None:
-        from wai.backends.llama_cpp.stream import unsupported
+        from wai.backends.llama_cpp.sampler import unsupported
 
         return unsupported(sampling)
 
@@ -112,6 +113,11 @@ class LlamaCpp(Backend):
         self, requests: Sequence[tuple[K, Request]], slots: int
     ) -> Iterator[tuple[K, list[Event] | WaiError]]:
         return self._model().stream_together(requests, slots)
+
+    def slot_decoder(self, spec: ModelSpec, slots: int, per_slot: int, *, hint: str) -> SlotDecoder[K]:
+        """The model loaded with room for `slots` sequences of `per_slot` positions, decoded
+        together step by step (wai serve --parallel)."""
+        return self._model().slot_decoder(spec, slots, per_slot, hint=hint)
 
     def precision(self, request: Request) -> str | None:
         return self._model().precision(request)

@@ -6,21 +6,24 @@ at once.
 Each sequence has its own slot of the KV cache (n_ctx / slots positions, as if it were alone),
 its own sampler chain (a request's seed is its own), and its own text decoder. A request's
 prompt is decoded alone in its slot, then its tokens join the step that decodes every slot's
-next token. What each request produced comes back whole, as the events its own `stream` would
-have given, when it ends.
+next token.
+
+`SlotDecoder` is the engine, step by step: `wai serve --parallel` streams each step's events to
+their clients. `decode_together` runs a list of requests through it and gives each one's events
+whole when it ends (`wai batch`).
 """
 
 from __future__ import annotations
 
 import codecs
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from wai.backends.llama_cpp.sampler import sampler_for
+from wai.backends.llama_cpp.sampler import sampler_for, unsupported
 from wai.backends.request import Request
-from wai.errors import BackendError, WaiError, WindowError
+from wai.errors import BackendError, UsageError, WaiError, WindowError
 from wai.events import Event, Finish, FinishReason, Token, Usage
 from wai.llama import native
 from wai.schema.grammar import gbnf as schema_grammar
@@ -53,6 +56,21 @@ class _Slot(Generic[K]):
         default_factory=lambda: codecs.getincrementaldecoder("utf-8")(errors="replace")
     )
 
+    def drain(self) -> list[Event]:
+        """The events since the last drain."""
+        events, self.events = self.events, []
+        return events
+
+
+@dataclass(frozen=True, slots=True)
+class Stepped(Generic[K]):
+    """What one request produced in a step (or at admission): its new events, and whether its
+    reply has ended (its last events are a Usage and a Finish)."""
+
+    key: K
+    events: list[Event]
+    ended: bool
+
 
 def slot_size(requests: Sequence[Request], n_ctx_train: int) -> int:
     """Positions each slot needs: the longest request's prompt and reply, in steps, within the
@@ -61,55 +79,109 @@ def slot_size(requests: Sequence[Request], n_ctx_train: int) -> int:
     return min(-(-needed // _STEP) * _STEP, n_ctx_train)
 
 
-def decode_together(
-    model: native.NativeModel,
-    context: native.NativeContext,
-    requests: Sequence[tuple[K, Request]],
-    *,
-    slots: int,
-    per_slot: int,
-) -> Iterator[tuple[K, list[Event] | WaiError]]:
-    """Each request's events (or why it failed), as each ends; `context` holds `slots` sequences
-    of `per_slot` positions each."""
-    waiting = deque(requests)
-    free = list(range(slots - 1, -1, -1))
-    active: list[_Slot[K]] = []
-    batch = native.NativeBatch(max(context.n_batch, slots), slots)
-    try:
-        while waiting or active:
-            while free and waiting:
-                key, request = waiting.popleft()
-                try:
-                    slot = _admit(model, context, batch, key, request, free[-1], per_slot)
-                except WaiError as error:
-                    yield key, error
-                    continue
-                free.pop()
-                if _take(model, slot, slot.sampler.sample(context, batch.count - 1)):
-                    active.append(slot)
-                else:
-                    yield _ended(context, slot, free)
-            if not active:
-                continue
-            still: list[_Slot[K]] = []
-            # Each step: every slot's next token in one batch; below BATCHED_FROM sequences, one
-            # decode each, which is faster there (see BATCHED_FROM).
-            groups = [active] if len(active) >= BATCHED_FROM else [[slot] for slot in active]
-            for group in groups:
-                batch.clear()
-                places = [batch.add(_next(s), s.position, s.sequence, logits=True) for s in group]
-                context.decode_batch(batch)
-                for slot, place in zip(group, places, strict=True):
-                    slot.position += 1
-                    if _take(model, slot, slot.sampler.sample(context, place)):
-                        still.append(slot)
-                    else:
-                        yield _ended(context, slot, free)
-            active = still
-    finally:
-        for slot in active:
+class SlotDecoder(Generic[K]):
+    """Up to `slots` requests' sequences in one context of `slots` x `per_slot` positions, decoded
+    together one step at a time. It owns `context` from now on, and frees it on close."""
+
+    def __init__(
+        self, model: native.NativeModel, context: native.NativeContext, *, slots: int, per_slot: int
+    ) -> None:
+        self.model = model
+        self.context = context
+        self.slots = slots
+        self.per_slot = per_slot
+        self._free = list(range(slots - 1, -1, -1))
+        self._active: dict[K, _Slot[K]] = {}
+        self._batch = native.NativeBatch(max(context.n_batch, slots), slots)
+
+    @property
+    def free(self) -> int:
+        """Slots free for another request."""
+        return len(self._free)
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._active)
+
+    def admit(self, key: K, request: Request, should_stop: Callable[[], bool] | None = None) -> Stepped[K]:
+        """Read the request's prompt into a free slot and sample its first token.
+
+        Raises WaiError when the request cannot run (over its slot, sampling llama.cpp lacks),
+        and native.DecodeStopped when `should_stop` says yes while the prompt is read."""
+        if not self._free:
+            raise BackendError("no slot is free")  # the caller admits only into free slots
+        sequence = self._free[-1]
+        slot = _admit(
+            self.model, self.context, self._batch, key, request, sequence, self.per_slot, should_stop
+        )
+        self._free.pop()
+        if _take(self.model, slot, slot.sampler.sample(self.context, self._batch.count - 1)):
+            self._active[key] = slot
+            return Stepped(key, slot.drain(), ended=False)
+        self._end(slot)
+        return Stepped(key, slot.drain(), ended=True)
+
+    def step(self) -> list[Stepped[K]]:
+        """Decode every active sequence's last token and sample its next: what each produced."""
+        active = list(self._active.values())
+        # Below BATCHED_FROM sequences, one decode each, which is faster there (see BATCHED_FROM).
+        groups = [active] if len(active) >= BATCHED_FROM else [[slot] for slot in active]
+        stepped: list[Stepped[K]] = []
+        batch = self._batch
+        for group in groups:
+            batch.clear()
+            places = [batch.add(_next(s), s.position, s.sequence, logits=True) for s in group]
+            self.context.decode_batch(batch)
+            for slot, place in zip(group, places, strict=True):
+                slot.position += 1
+                going = _take(self.model, slot, slot.sampler.sample(self.context, place))
+                if not going:
+                    del self._active[slot.key]
+                    self._end(slot)
+                stepped.append(Stepped(slot.key, slot.drain(), ended=not going))
+        return stepped
+
+    def drop(self, key: K) -> None:
+        """Stop a request under way (its client left): its slot is free for the next one."""
+        slot = self._active.pop(key, None)
+        if slot is not None:
+            self._end(slot)
+
+    def close(self) -> None:
+        for slot in self._active.values():
             slot.sampler.close()
-        batch.close()
+        self._active.clear()
+        self._batch.close()
+        self.context.close()
+
+    def _end(self, slot: _Slot[K]) -> None:
+        slot.sampler.close()
+        self.context.forget(slot.sequence)
+        self._free.append(slot.sequence)
+
+
+def decode_together(
+    decoder: SlotDecoder[K], requests: Sequence[tuple[K, Request]]
+) -> Iterator[tuple[K, list[Event] | WaiError]]:
+    """Each request's events (or why it failed), whole, as each ends."""
+    waiting = deque(requests)
+    events: dict[K, list[Event]] = {}
+    while waiting or decoder.busy:
+        while decoder.free and waiting:
+            key, request = waiting.popleft()
+            try:
+                first = decoder.admit(key, request)
+            except WaiError as error:
+                yield key, error
+                continue
+            if first.ended:
+                yield key, first.events
+            else:
+                events[key] = first.events
+        for stepped in decoder.step():
+            events[stepped.key] += stepped.events
+            if stepped.ended:
+                yield stepped.key, events.pop(stepped.key)
 
 
 def _admit(
@@ -120,8 +192,12 @@ def _admit(
     request: Request,
     sequence: int,
     per_slot: int,
+    should_stop: Callable[[], bool] | None,
 ) -> _Slot[K]:
     """Decode a request's prompt alone in its slot; the logits of its last token are then ready."""
+    refusal = unsupported(request.sampling)
+    if refusal is not None:
+        raise UsageError(refusal)
     prompt = (
         raw_prompt_tokens(model, request.messages[-1].content)
         if request.raw
@@ -134,16 +210,27 @@ def _admit(
             f"the prompt ({len(prompt)} tokens) and the reply (up to {request.max_tokens}) exceed the "
             f"{per_slot} positions of a slot"
         )
-    grammar = schema_grammar(request.schema.document) if request.schema is not None else None
+    grammar = (
+        schema_grammar(request.schema.document, option=request.schema.option)
+        if request.schema is not None
+        else None
+    )
     sampler = sampler_for(request.sampling, request.max_tokens, model, grammar)
     context.forget(sequence)
-    for start in range(0, len(prompt), batch.size):
-        batch.clear()
-        chunk = prompt[start : start + batch.size]
-        for offset, token in enumerate(chunk):
-            last = start + offset == len(prompt) - 1
-            batch.add(token, start + offset, sequence, logits=last)
-        context.decode_batch(batch)
+    try:
+        for start in range(0, len(prompt), batch.size):
+            if should_stop is not None and should_stop():
+                raise native.DecodeStopped("reading the prompt was stopped")
+            batch.clear()
+            chunk = prompt[start : start + batch.size]
+            for offset, token in enumerate(chunk):
+                last = start + offset == len(prompt) - 1
+                batch.add(token, start + offset, sequence, logits=last)
+            context.decode_batch(batch)
+    except BaseException:
+        sampler.close()
+        context.forget(sequence)
+        raise
     return _Slot(
         key,
         request,
@@ -181,10 +268,3 @@ def _take(model: native.NativeModel, slot: _Slot[K], token: int) -> bool:
 def _next(slot: _Slot[K]) -> int:
     assert slot.next_token is not None  # every slot under way has sampled its next token
     return slot.next_token
-
-
-def _ended(context: native.NativeContext, slot: _Slot[K], free: list[int]) -> tuple[K, list[Event]]:
-    slot.sampler.close()
-    context.forget(slot.sequence)
-    free.append(slot.sequence)
-    return slot.key, slot.events

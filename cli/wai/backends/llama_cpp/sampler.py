@@ -37,3 +37,14 @@ def sampler_for(
         grammar=grammar,
         model=model,
     )
+
+
+def unsupported(sampling: Sampling) -> str | None:
+    """Why llama.cpp cannot run these options, None when it can (it has every penalty, but its
+    repetition penalty divides by the value)."""
+    if sampling.repetition_penalty is not None and sampling.repetition_penalty <= 0:
+        return (
+            f"--repetition-penalty {sampling.repetition_penalty:g} cannot run on the local backend: "
+            "llama.cpp divides by it; use a value above 0 (1 is off, above 1 repeats less)"
+        )
+    return None

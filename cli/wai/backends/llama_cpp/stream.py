@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from wai import settings
-from wai.backends.llama_cpp.sampler import sampler_for
+from wai.backends.llama_cpp.sampler import sampler_for, unsupported
 from wai.backends.llama_cpp.saved_states import StateKey, as_written, bound, limit, state_key
 from wai.backends.request import Request
 from wai.catalog.entries import Catalog, ModelSpec
@@ -28,13 +28,13 @@ from wai.errors import BackendError, ConfigError, UsageError, WaiError, WindowEr
 from wai.events import Event, Finish, FinishReason, Loaded, PromptRead, Token, Usage
 from wai.llama import native
 from wai.llama.gguf_info import GGUFInfo, read_gguf_info
-from wai.sampling import Sampling
 from wai.schema.grammar import gbnf as schema_grammar
 from wai.tokens.counters import raw_prompt_tokens
 from wai.tokens.local_template import tokenize_chat
 
 if TYPE_CHECKING:
     from wai.backends.base import K
+    from wai.backends.llama_cpp.batched import SlotDecoder
     from wai.tokens.counters import TokenCounter
 
 # Contexts are allocated in steps of this many tokens (llama.cpp pads to 256 anyway).
@@ -135,16 +135,26 @@ class LlamaCppStream:
 
         if not requests:
             return
-        native.LOG.debug = self._debug
         first = requests[0][1]
-        refusal = unsupported(first.sampling)
-        if refusal is not None:
-            raise UsageError(refusal)
         path = _existing_gguf(first.model)
         loaded, _ = self._model_for(path, _header(path))
         n_ctx_train = loaded.model.n_ctx_train() or first.model.total_context
         per_slot = slot_size([request for _, request in requests], n_ctx_train)
-        slots = max(1, min(slots, len(requests)))
+        count = max(1, min(slots, len(requests)))
+        decoder: SlotDecoder[K] = self.slot_decoder(first.model, count, per_slot, hint="lower -j")
+        try:
+            yield from decode_together(decoder, requests)
+        finally:
+            decoder.close()
+
+    def slot_decoder(self, spec: ModelSpec, slots: int, per_slot: int, *, hint: str) -> SlotDecoder[K]:
+        """The model of `spec` loaded (once) with a context of `slots` sequences of `per_slot`
+        positions each, for requests decoded together (batched.py)."""
+        from wai.backends.llama_cpp.batched import SlotDecoder
+
+        native.LOG.debug = self._debug
+        path = _existing_gguf(spec)
+        loaded, _ = self._model_for(path, _header(path))
         threads, threads_batch = self.threads()
         try:
             context = native.NativeContext(
@@ -158,12 +168,9 @@ class LlamaCppStream:
             raise BackendError(
                 f"not enough memory for {slots} sequences of {per_slot} tokens on {path.name} "
                 f"({exc.failure.last})",
-                hint="lower -j",
+                hint=hint,
             ) from None
-        try:
-            yield from decode_together(loaded.model, context, requests, slots=slots, per_slot=per_slot)
-        finally:
-            context.close()
+        return SlotDecoder(loaded.model, context, slots=slots, per_slot=per_slot)
 
     def counter_on_model(self, spec: ModelSpec) -> TokenCounter:
         """An exact counter on the model this backend runs, loading it once for both jobs."""
@@ -416,17 +423,6 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
             break
         n += 1
     return n
-
-
-def unsupported(sampling: Sampling) -> str | None:
-    """Why llama.cpp cannot run these options, None when it can (it has every penalty, but its
-    repetition penalty divides by the value)."""
-    if sampling.repetition_penalty is not None and sampling.repetition_penalty <= 0:
-        return (
-            f"--repetition-penalty {sampling.repetition_penalty:g} cannot run on the local backend: "
-            "llama.cpp divides by it; use a value above 0 (1 is off, above 1 repeats less)"
-        )
-    return None
 
 
 def normalize_precision(name: str) -> str:
