@@ -762,6 +762,24 @@ def serve(
     max_queue: Annotated[
         int, typer.Option("--max-queue", min=0, help="Requests that may wait per model; more get 429.")
     ] = 16,
+    parallel: Annotated[
+        int,
+        typer.Option(
+            "--parallel",
+            min=1,
+            max=256,
+            help="Requests each model decodes at once, together in one batch per step (llama.cpp).",
+        ),
+    ] = 1,
+    slot_context: Annotated[
+        int | None,
+        typer.Option(
+            "--slot-context",
+            min=16,
+            help="Most positions (prompt and reply tokens) of each request (default: the model's "
+            "trained context; 4096 with --parallel above 1).",
+        ),
+    ] = None,
     stall_limit: Annotated[
         float,
         typer.Option(
@@ -798,6 +816,8 @@ def serve(
         port=port,
         token=token,
         max_queue=max_queue,
+        parallel=parallel,
+        slot_context=slot_context,
         stall_limit=stall_limit,
         read_timeout=read_timeout,
         models=list(model or []),

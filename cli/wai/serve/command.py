@@ -26,6 +26,8 @@ class ServeOptions:
     port: int = 8787
     token: str | None = None  # --token or WAI_SERVE_TOKEN
     max_queue: int = 16
+    parallel: int = 1  # requests each model decodes at once
+    slot_context: int | None = None  # positions of each slot when parallel > 1
     stall_limit: float = 30.0  # seconds a streaming client may take no events, its backlog full
     read_timeout: float = 10.0  # seconds a client may take to send its headers, or between body parts
     models: list[str] = field(default_factory=list)
@@ -70,6 +72,8 @@ def run_serve(options: ServeOptions, notifier: Notifier) -> int:
     pool = Pool(
         {spec.id: spec for spec in served},
         max_queue=options.max_queue,
+        parallel=options.parallel,
+        slot_context=options.slot_context,
         make_planner=make_planner,
         log=stderr_log,
         debug=options.debug,

@@ -1,4 +1,5 @@
-"""One thread per model runs its requests one at a time; each request's events reach the event loop.
+"""One thread per model runs its requests, one at a time or `parallel` at once; each request's events
+reach the event loop.
 
 llama.cpp decodes in blocking C code, so each served model gets a thread of its own (and its own
 turn planner, whose local backend keeps the model loaded once the first request has loaded it). A
@@ -7,7 +8,13 @@ loaded model), then pulls the backend's events one by one and hands each to the 
 pulls it looks at the job's cancel flag, so a client that goes away stops its generation after
 the piece of text being decoded, and the next job starts.
 
-At most 1 + max_queue jobs per model are admitted (one decoding, the rest waiting); another is
+With `parallel` N above 1 the model keeps N slots decoded together (continuous batching, see
+backends/llama_cpp/batched.py): the model's thread plans each request and reads its prompt into a
+free slot, then decodes one token of every slot per step, handing each job its step's events; a
+thread per job turns them into its turn (the same turn planner's run as above), so a slow reader
+never holds the other slots back. A cancelled job leaves its slot before the next step.
+
+At most N + max_queue jobs per model are admitted (N decoding, the rest waiting); another is
 refused at once with 429 / 3040, as Workers AI does when it is out of capacity.
 """
 
@@ -15,11 +22,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import os
+import queue
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from wai.catalog.entries import ModelSpec
 from wai.errors import SchemaMismatch, UsageError, WaiError, WindowError
@@ -31,6 +41,9 @@ from wai.turn.planner import PlannedTurn, Target, TurnAsk, TurnPlanner
 from wai.turn_result import TurnInfo, TurnResult
 from wai.wording import counted
 
+if TYPE_CHECKING:
+    from wai.backends.llama_cpp.batched import SlotDecoder, Stepped
+
 # Set to a served model's id, every request to it fails as no code expects: how the tests check that
 # a model's thread survives such a failure (every real cause found so far has been fixed).
 FAULT_ENV = "WAI_SERVE_FAULT"
@@ -38,6 +51,9 @@ FAULT_ENV = "WAI_SERVE_FAULT"
 _BACKLOG = 64
 # How long the model waits, its backlog full, for a client that takes no events before cutting it.
 STALL_LIMIT = 30.0
+# Positions of each slot with --parallel above 1 unless --slot-context says otherwise (as
+# llama-server's default context), within the model's trained context.
+DEFAULT_SLOT_CONTEXT = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +159,7 @@ class ModelStats:
 @dataclass(slots=True)
 class _State:
     waiting: collections.deque[Job] = field(default_factory=collections.deque)
-    running: Job | None = None
+    running: list[Job] = field(default_factory=list)
     stopping: bool = False
 
 
@@ -159,9 +175,13 @@ class ModelWorker:
         log: Callable[[str], None] = lambda _line: None,
         debug: bool = False,
         stall_limit: float = STALL_LIMIT,
+        parallel: int = 1,
+        slot_context: int | None = None,
     ) -> None:
         self.spec = spec
         self.max_queue = max_queue
+        self.parallel = parallel
+        self.slot_context = slot_context
         self.stall_limit = stall_limit
         self._log = log
         self._debug = debug
@@ -175,12 +195,14 @@ class ModelWorker:
 
     def snapshot(self) -> dict[str, object]:
         with self._wake:
-            running, waiting = self._state.running is not None, len(self._state.waiting)
+            running, waiting = len(self._state.running), len(self._state.waiting)
         stats = self.stats
         return {
             "loaded": self.loaded,
-            "running": int(running),
+            "running": running,
             "waiting": waiting,
+            "parallel": self.parallel,
+            "slot_context": self.slot_context,
             "max_queue": self.max_queue,
             "requests": stats.requests,
             "refused": stats.refused,
@@ -197,13 +219,16 @@ class ModelWorker:
             state = self._state
             if state.stopping:
                 raise ApiFailure(503, OUT_OF_CAPACITY, "wai serve is shutting down; try again later")
-            admitted = len(state.waiting) + (state.running is not None)
-            if admitted >= 1 + self.max_queue or (job.ask.reject_if_busy and admitted):
+            admitted = len(state.waiting) + len(state.running)
+            if admitted >= self.parallel + self.max_queue or (
+                job.ask.reject_if_busy and admitted >= self.parallel
+            ):
                 self.stats.refused += 1
+                decoding = "a request" if len(state.running) <= 1 else f"{len(state.running)} requests"
                 raise ApiFailure(
                     429,
                     OUT_OF_CAPACITY,
-                    f"Capacity temporarily exceeded: {self.spec.id} is decoding a request and "
+                    f"Capacity temporarily exceeded: {self.spec.id} is decoding {decoding} and "
                     f"{len(state.waiting)} more wait (at most {self.max_queue}); try again shortly",
                 )
             self.stats.requests += 1
@@ -216,7 +241,7 @@ class ModelWorker:
             self._wake.notify()
 
     def cancel(self, job: Job, reason: str) -> None:
-        """Stop a job: one still waiting leaves the queue at once; the running one stops after
+        """Stop a job: one still waiting leaves the queue at once; a running one stops after
         the piece of text being decoded."""
         with self._wake:
             waiting = job in self._state.waiting
@@ -239,9 +264,9 @@ class ModelWorker:
 
     def cut_running(self, reason: str) -> None:
         with self._wake:
-            running = self._state.running
-        if running is not None:
-            self.cancel(running, reason)
+            running = list(self._state.running)
+        for job in running:
+            self.cancel(job, reason)
 
     def join(self, timeout: float) -> None:
         if self._thread is not None:
@@ -252,28 +277,45 @@ class ModelWorker:
     @property
     def idle(self) -> bool:
         with self._wake:
-            return self._state.running is None and not self._state.waiting
+            return not self._state.running and not self._state.waiting
 
     # The thread
 
     def _serve(self) -> None:
+        if self.parallel > 1:
+            self._serve_together()
+            return
         while True:
             with self._wake:
                 while not self._state.waiting and not self._state.stopping:
                     self._wake.wait()
                 if not self._state.waiting:
                     return  # stopping, and nothing left
-                job = self._state.running = self._state.waiting.popleft()
+                job = self._state.waiting.popleft()
+                self._state.running.append(job)
             try:
                 self._run(job)
             except Exception as error:  # one request's bug must not stop the model
                 self._unexpected(job, error)
             finally:
-                job.done = True
-                with self._wake:
-                    self._state.running = None
+                self._finished(job)
+
+    def _finished(self, job: Job) -> None:
+        job.done = True
+        with self._wake:
+            self._state.running.remove(job)
+            self._wake.notify()
 
     def _run(self, job: Job) -> None:
+        planned = self._plan(job, self.slot_context)
+        if planned is not None:
+            planner, turn = planned
+            self._generate(job, planner, turn, _stoppable(planner, turn, job))
+
+    def _plan(self, job: Job, slot: int | None = None) -> tuple[TurnPlanner, PlannedTurn] | None:
+        """The job's turn, planned within the model's windows (and within a slot of `slot`
+        positions when there is one), its Accepted handed on; None when it ends here (refused,
+        failed, or its client gone), its last item handed on."""
         spec, ask = self.spec, job.ask
         if os.environ.get(FAULT_ENV) == spec.id:
             raise RuntimeError(f"{FAULT_ENV} is set to {spec.id}")
@@ -284,11 +326,9 @@ class ModelWorker:
             self._log(f"{spec.id}: its model file {path} is gone")
             gone = f"{spec.id}'s model file is gone from this server; its administrator can restore it"
             job.put(Failed(ApiFailure(500, INTERNAL_ERROR, gone)))
-            return
+            return None
         try:
-            if self._planner is None:
-                self._planner = self._make_planner()
-            planner, target = self._planner, Target(spec, "local")
+            planner, target = self.planner(), Target(spec, "local")
             counter = planner.counter(target)  # the loaded model's own (it loads it)
             self.loaded = True
             turn = planner.plan(
@@ -304,8 +344,8 @@ class ModelWorker:
                 target,
                 counter=counter,
                 # The window policy exactly as the client applies it: a client speaks to this server
-                # as to Workers AI, which plans with the catalog's windows.
-                windows=spec,
+                # as to Workers AI, which plans with the catalog's windows (within its slot here).
+                windows=spec if slot is None else within_slot(spec, slot),
             )
             backend = planner.backends.get("local")
             precision = backend.precision(turn.request)
@@ -315,19 +355,132 @@ class ModelWorker:
             else:
                 self.stats.failed += 1
             job.put(Failed(_failure(error, path)))
-            return
+            return None
         if not job.put(Accepted(turn.plan, precision), self.stall_limit):
             self._count_cancel(job)
             job.put(Ended(job.cancel_reason))
-            return
-        self._generate(job, planner, turn)
+            return None
+        return planner, turn
 
-    def _generate(self, job: Job, planner: TurnPlanner, turn: PlannedTurn) -> None:
+    def planner(self) -> TurnPlanner:
+        if self._planner is None:
+            self._planner = self._make_planner()
+        return self._planner
+
+    # Several requests decoded together (--parallel)
+
+    def _serve_together(self) -> None:
+        streams: dict[Job, _Stream] = {}
+        decoder: SlotDecoder[Job] | None = None
+        try:
+            while True:
+                with self._wake:
+                    state = self._state
+                    while not state.waiting and not streams and not state.stopping:
+                        self._wake.wait()
+                    if not state.waiting and not streams:
+                        return  # stopping, and nothing left
+                    taken: list[Job] = []
+                    while state.waiting and len(streams) + len(taken) < self.parallel:
+                        taken.append(state.waiting.popleft())
+                    state.running += taken
+                for job in taken:
+                    decoder = self._start_together(job, decoder, streams)
+                for job in [job for job, stream in streams.items() if job.cancelled or stream.closed]:
+                    assert decoder is not None  # a stream is a request in the decoder
+                    decoder.drop(job)
+                    streams.pop(job).cut(job)
+                if decoder is not None and decoder.busy:
+                    try:
+                        stepped = decoder.step()
+                    except Exception as error:  # the context is in doubt: every slot ends, a new one is made
+                        for stream in streams.values():
+                            stream.fail(error)
+                        streams.clear()
+                        decoder.close()
+                        decoder = None
+                        continue
+                    for each in stepped:
+                        _hand_on(each, streams)
+        finally:
+            for job, stream in streams.items():
+                stream.cut(job)
+            if decoder is not None:
+                decoder.close()
+
+    def _start_together(
+        self, job: Job, decoder: SlotDecoder[Job] | None, streams: dict[Job, _Stream]
+    ) -> SlotDecoder[Job] | None:
+        """Plan the job, read its prompt into a free slot and start the thread that turns its
+        events into its turn; the decoder (made on the first request)."""
+        try:
+            per_slot = self._slot_positions() if decoder is None else decoder.per_slot
+            planned = self._plan(job, per_slot)
+        except Exception as error:  # one request's bug must not stop the model
+            self._unexpected(job, error)
+            self._finished(job)
+            return decoder
+        if planned is None:
+            self._finished(job)
+            return decoder
+        planner, turn = planned
+        stream = _Stream()
+        name = f"wai-serve {self.spec.id} reply"
+        threading.Thread(
+            target=self._consume, args=(job, planner, turn, stream), name=name, daemon=True
+        ).start()
+        try:
+            if decoder is None:
+                decoder = self._decoder(planner, per_slot)
+            first = decoder.admit(job, turn.request, should_stop=lambda: job.cancelled)
+        except Exception as error:  # the job's own thread says it (a WaiError, a stop, or a bug)
+            stream.fail(error)
+            return decoder
+        streams[job] = stream
+        _hand_on(first, streams)
+        return decoder
+
+    def _decoder(self, planner: TurnPlanner, per_slot: int) -> SlotDecoder[Job]:
+        from wai.backends.llama_cpp.backend import LlamaCpp
+
+        backend = planner.backends.get("local")
+        assert isinstance(backend, LlamaCpp)  # wai serve serves local models
+        return backend.slot_decoder(
+            self.spec,
+            self.parallel,
+            per_slot,
+            hint="serve fewer requests at once (--parallel) or give each fewer positions (--slot-context)",
+        )
+
+    def _slot_positions(self) -> int:
+        """Positions of each slot: --slot-context, else DEFAULT_SLOT_CONTEXT, within the file's
+        trained context (the planner loads the model to read it)."""
+        trained = self.planner().windows(Target(self.spec, "local")).total_context
+        asked = self.slot_context or DEFAULT_SLOT_CONTEXT
+        if self.slot_context is not None and self.slot_context > trained:
+            self._log(
+                f"{self.spec.id}: --slot-context {self.slot_context} is over the model's trained "
+                f"context; each slot has {trained} positions"
+            )
+        return min(asked, trained)
+
+    def _consume(self, job: Job, planner: TurnPlanner, turn: PlannedTurn, stream: _Stream) -> None:
+        try:
+            self._generate(job, planner, turn, stream.events())
+        except Exception as error:  # one request's bug must not stop the model
+            self._unexpected(job, error)
+        finally:
+            stream.closed = True
+            self._finished(job)
+
+    def _generate(
+        self, job: Job, planner: TurnPlanner, turn: PlannedTurn, events: Iterator[Event] | None
+    ) -> None:
         from wai.llama.native import DecodeStopped
 
         sink = _JobSink(job, self.stats, self.stall_limit)
         try:
-            result = planner.run(turn, sink, events=_stoppable(planner, turn, job))
+            result = planner.run(turn, sink, events=events)
         except DecodeStopped:  # stopped while the prompt was read: no result, nothing was said
             result = None
         if (
@@ -435,6 +588,62 @@ def _stoppable(planner: TurnPlanner, turn: PlannedTurn, job: Job) -> Iterator[Ev
     return backend.stream(turn.request, should_stop=lambda: job.cancelled)
 
 
+def within_slot(spec: ModelSpec, positions: int) -> ModelSpec:
+    """The model's windows as one slot of `positions` holds them."""
+    return dataclasses.replace(
+        spec,
+        context_window=min(spec.context_window, positions),
+        max_output=min(spec.max_output, positions),
+        total_context=min(spec.total_context, positions),
+    )
+
+
+_END = object()
+
+
+class _Stream:
+    """A job's events on their way from the model's thread, a step at a time, to the thread that
+    turns them into its turn."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[list[Event] | BaseException | object] = queue.SimpleQueue()
+        self.closed = False  # its reader stopped reading: the slot can go
+
+    def put(self, events: list[Event]) -> None:
+        if events:
+            self._queue.put(events)
+
+    def end(self) -> None:
+        self._queue.put(_END)
+
+    def fail(self, error: BaseException) -> None:
+        self._queue.put(error)
+
+    def cut(self, job: Job) -> None:
+        self.fail(_Cut(job.cancel_reason or "cancelled"))
+
+    def events(self) -> Iterator[Event]:
+        try:
+            while True:
+                item = self._queue.get()
+                if item is _END:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                assert isinstance(item, list)
+                yield from item
+        finally:
+            self.closed = True
+
+
+def _hand_on(stepped: Stepped[Job], streams: dict[Job, _Stream]) -> None:
+    stream = streams[stepped.key]
+    stream.put(stepped.events)
+    if stepped.ended:
+        stream.end()
+        del streams[stepped.key]
+
+
 class Pool:
     """The workers of every served model, created when the server starts, threads on first use."""
 
@@ -447,6 +656,8 @@ class Pool:
         log: Callable[[str], None] = lambda _line: None,
         debug: bool = False,
         stall_limit: float = STALL_LIMIT,
+        parallel: int = 1,
+        slot_context: int | None = None,
     ) -> None:
         self.served = served
         self.workers = {
@@ -457,6 +668,8 @@ class Pool:
                 log=log,
                 debug=debug,
                 stall_limit=stall_limit,
+                parallel=parallel,
+                slot_context=slot_context,
             )
             for model_id, spec in served.items()
         }
