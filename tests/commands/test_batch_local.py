@@ -4,10 +4,14 @@ and a seed gives the same results whatever -j is."""
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import time
+from pathlib import Path
 
 import pytest
 
-from tests.support.cli import run_wai
+from tests.support.cli import WAI, run_wai
 from tests.support.tiny_gguf import SPLIT_SCRIPT, TinyModel
 
 pytest.importorskip("llama_cpp")
@@ -82,3 +86,43 @@ def test_seeded_results_do_not_depend_on_jobs(noisy_model: TinyModel) -> None:
             prompts[index],
         )
         assert done.stdout.removesuffix("\n") == one[index]
+
+
+@pytest.fixture(scope="module")
+def looping(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
+    """Writes "Hi 🎉!" again and again: each record takes as long as --max-tokens lets it."""
+    from tests.support.tiny_gguf import build_tiny_llama
+
+    path = tmp_path_factory.mktemp("batch-loop") / "loop.q8_0.gguf"
+    return build_tiny_llama(path, ftype="q8_0", script="Hi 🎉!", loop=True, context_length=1024)
+
+
+@pytest.mark.e2e
+def test_ctrl_c_inside_batched_decoding_exits_130_and_resume_finishes(
+    looping: TinyModel, tmp_path: Path
+) -> None:
+    source, out = tmp_path / "in.txt", tmp_path / "out.jsonl"
+    source.write_text("".join(f"record {n}\n" for n in range(40)))
+    command = [WAI, "batch", "-m", str(looping.path), *ONE, "-j", "4", "--max-tokens", "200"]
+    command += ["-i", str(source), "-o", str(out)]
+    child = subprocess.Popen(
+        command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 60
+    while not (out.exists() and out.read_bytes().count(b"\n") >= 2):
+        assert time.monotonic() < deadline and child.poll() is None, child.communicate()
+        time.sleep(0.01)
+    child.send_signal(signal.SIGINT)  # while four sequences decode together
+    _, stderr = child.communicate(timeout=30)
+    assert child.returncode == 130, stderr
+    assert "interrupted" in stderr and "--resume" in stderr and "Traceback" not in stderr
+    data = out.read_bytes()
+    assert data.endswith(b"\n")
+    first = [json.loads(line) for line in data.decode().splitlines()]
+    assert 2 <= len(first) < 40 and all(line["error"] is None for line in first)
+    resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(line["index"] for line in lines) == list(range(40))
+    assert {line["text"] for line in lines} == {first[0]["text"]}
+    assert {line["usage"]["completion_tokens"] for line in lines} == {200}
