@@ -13,7 +13,9 @@ llama-server's), and the 95th percentile of the time to first token (aim: at mos
 
 `llama-server` is built once from the llama.cpp inside the pinned llama-cpp-python source
 distribution (see bench/llama_tools.py); where it cannot be, that comparison is skipped with a
-note saying why. WAI_BENCH_THREADS tunes the threads.
+note saying why. Each server runs WAI_BENCH_ROUNDS times (default 2), in turn, the order reversed
+each round, so that a machine growing busier or quieter weighs on them alike; the figures pool
+the rounds. WAI_BENCH_THREADS tunes the threads.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.common import WAI, Figures, bench_threads, q8_model, sized
+from bench.common import WAI, Figures, bench_rounds, bench_threads, q8_model, sized
 from bench.llama_tools import ToolsUnavailable, llama_tools
 
 CLIENTS = 4
@@ -54,6 +56,11 @@ class Run:
 
     replies: list[Reply]
     seconds: float
+
+    @staticmethod
+    def joined(runs: Sequence[Run]) -> Run:
+        """Several rounds as one run: every reply, and their wall times added."""
+        return Run([reply for run in runs for reply in run.replies], sum(run.seconds for run in runs))
 
     @property
     def tokens_per_s(self) -> float:
@@ -193,15 +200,14 @@ async def _clients(origin: str, model: str, prompts: list[list[str]], max_tokens
     return Run([reply for own in replies for reply in own], seconds)
 
 
-def wai_serve_options() -> set[str]:
-    """The options this `wai serve` has (--parallel and --slot-context are recent)."""
-    done = subprocess.run([WAI, "serve", "--help"], capture_output=True, text=True, check=True)
-    return {word.rstrip(",") for word in done.stdout.split() if word.startswith("--")}
+LLAMA_SERVER = f"llama-server --parallel {CLIENTS}"
+OURS = f"wai serve --parallel {CLIENTS}"
+ALONE = "wai serve --parallel 1"
 
 
 def main() -> Figures:
     requests, max_tokens, slot = sized(8, 2), sized(64, 8), sized(1024, 256)
-    threads = bench_threads()
+    threads, rounds = bench_threads(), bench_rounds(2)
     prompts = [
         [PROMPT.format(n=c * requests + r, topic=TOPICS[(c + r) % len(TOPICS)]) for r in range(requests)]
         for c in range(CLIENTS)
@@ -210,52 +216,47 @@ def main() -> Figures:
         scratch = Path(scratch_name)
         path = q8_model(scratch)
         print(
-            f"{CLIENTS} clients x {requests} requests x {max_tokens} tokens, streaming; "
-            f"{threads} threads, {slot} tokens of context a slot"
+            f"{CLIENTS} clients x {requests} requests x {max_tokens} tokens, streaming; {threads} threads, "
+            f"{slot} tokens of context a slot; {rounds} rounds, the servers in turn, in another order each"
         )
         home = scratch / "home"
         home.mkdir()
         env = {key: value for key, value in os.environ.items() if not key.startswith(("WAI_", "CLOUDFLARE_"))}
         env.update(WAI_HOME=str(home), WAI_SERVE_TOKEN=TOKEN)
-        options = wai_serve_options()
-        parallel = "--parallel" in options
 
-        def wai_serve(slots: int) -> Run:
-            command = [WAI, "serve", "-m", str(path), "--port", str(_free_port()), "--threads", str(threads)]
-            if parallel:
-                command += ["--parallel", str(slots)]
-            if "--slot-context" in options:
-                command += ["--slot-context", str(slot)]
-            with serving("wai serve", command, scratch / f"wai-serve-{slots}.log", env) as (origin, model):
-                return asyncio.run(_clients(origin, model, prompts, max_tokens))
+        def wai_serve(slots: int) -> list[str]:
+            return [
+                WAI, "serve", "-m", str(path), "--port", str(_free_port()), "--threads", str(threads),
+                "--parallel", str(slots), "--slot-context", str(slot),
+            ]  # fmt: skip
 
-        ours = f"wai serve --parallel {CLIENTS}" if parallel else "wai serve"
-        runs: dict[str, Run] = {}
+        commands: dict[str, tuple[list[str], dict[str, str] | None]] = {}
         try:
             server = llama_tools().server
         except ToolsUnavailable as exc:
             print(f"llama-server: skipped ({exc})")
         else:
-            command = [
+            llama_server = [
                 str(server), "-m", str(path), "--host", "127.0.0.1", "--port", str(_free_port()),
                 "-t", str(threads), "-tb", str(threads),
                 "-c", str(CLIENTS * slot), "--parallel", str(CLIENTS),
             ]  # fmt: skip
-            with serving("llama-server", command, scratch / "llama-server.log") as (origin, model):
-                runs[LLAMA_SERVER] = asyncio.run(_clients(origin, model, prompts, max_tokens))
-        runs[ours] = wai_serve(CLIENTS)
-        if parallel:
-            runs[ALONE] = wai_serve(1)
-        else:
-            print("wai serve --parallel: skipped (this wai serve decodes one request at a time)")
-    return _report(runs, ours)
+            commands[LLAMA_SERVER] = (llama_server, None)
+        commands[OURS] = (wai_serve(CLIENTS), env)
+        commands[ALONE] = (wai_serve(1), env)
+
+        runs: dict[str, list[Run]] = {name: [] for name in commands}
+        for round_ in range(rounds):
+            order = list(commands) if round_ % 2 == 0 else list(reversed(commands))
+            for name in order:
+                command, server_env = commands[name]
+                log = scratch / f"{name.replace(' ', '_')}.log"
+                with serving(name, command, log, server_env) as (origin, model):
+                    runs[name].append(asyncio.run(_clients(origin, model, prompts, max_tokens)))
+    return _report({name: Run.joined(each) for name, each in runs.items()})
 
 
-LLAMA_SERVER = f"llama-server --parallel {CLIENTS}"
-ALONE = "wai serve --parallel 1"
-
-
-def _report(runs: dict[str, Run], ours: str) -> Figures:
+def _report(runs: dict[str, Run]) -> Figures:
     for name, run in runs.items():
         tokens = sum(reply.tokens for reply in run.replies)
         print(
@@ -270,7 +271,7 @@ def _report(runs: dict[str, Run], ours: str) -> Figures:
     pairs = ((LLAMA_SERVER, "wai serve / llama-server"), (ALONE, f"wai serve --parallel {CLIENTS} / 1"))
     for baseline, label in pairs:
         if baseline in runs:
-            mine, other = runs[ours], runs[baseline]
+            mine, other = runs[OURS], runs[baseline]
             figures[f"{label} tokens/s"] = speed = mine.tokens_per_s / other.tokens_per_s
             figures[f"{label} p95 TTFT"] = first = mine.p95_first_token_s / other.p95_first_token_s
             print(f"  {label}: aggregate tokens/s {speed:.2f}x, p95 time to first token {first:.2f}x")

@@ -47,7 +47,7 @@ EXPECTED: dict[str, set[str]] = {
     },
     "schema_bench": {"grammar / none decode tokens/s", "grammar / none TTFT"},
     "batch_local_bench": {f"-j {n} / -j 1 tokens/s" for n in (2, 4, 8, 16)},
-    "serve_bench": set(),
+    "serve_bench": {"wai serve --parallel 4 / 1 tokens/s", "wai serve --parallel 4 / 1 p95 TTFT"},
     "batch_bench": {"wai batch -j 16 / asyncio httpx", "shell loop of wai ask (scaled) / wai batch -j 16"},
     "resume_bench": {"resumed / scratch TTFT, short history", "resumed / scratch TTFT, long history"},
     "build_bench": {
@@ -63,18 +63,10 @@ WITH_LLAMA_TOOLS: dict[str, set[str]] = {
 }
 
 
-# The figures of `wai serve --parallel 4` against `--parallel 1`, there once wai serve has --parallel.
-WITH_SERVE_PARALLEL = {"wai serve --parallel 4 / 1 tokens/s", "wai serve --parallel 4 / 1 p95 TTFT"}
-
-
 def expected(name: str) -> set[str]:
     from bench.llama_tools import cached
-    from bench.serve_bench import wai_serve_options
 
-    figures = EXPECTED[name] | (WITH_LLAMA_TOOLS.get(name, set()) if cached() else set())
-    if name == "serve_bench" and "--parallel" in wai_serve_options():
-        figures |= WITH_SERVE_PARALLEL
-    return figures
+    return EXPECTED[name] | (WITH_LLAMA_TOOLS.get(name, set()) if cached() else set())
 
 
 @pytest.fixture
