@@ -192,3 +192,32 @@ def test_a_number_of_seconds_must_be_finite(isolated_home: Path, option: str, va
     done = run_wai("serve", option, value)
     assert done.returncode == 2, done.stderr
     assert f"Invalid value for '{option}'" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_each_connection_sends_without_waiting_for_acknowledgements() -> None:
+    """Nagle's algorithm is off on every accepted connection (asyncio turns it off only for a
+    socket that says it is TCP): with it on, the second part of a reply on a kept-alive
+    connection waited 40 ms for the client's delayed acknowledgement."""
+    import asyncio
+
+    from wai.serve.command import _bind
+
+    listening = _bind("127.0.0.1", 0)
+
+    async def accepted_nodelay() -> int:
+        got: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        class Accept(asyncio.Protocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                sock = transport.get_extra_info("socket")
+                got.set_result(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+                transport.close()
+
+        server = await asyncio.get_running_loop().create_server(Accept, sock=listening)
+        with socket.create_connection(listening.getsockname()):
+            value = await asyncio.wait_for(got, 10)
+        server.close()
+        await server.wait_closed()
+        return value
+
+    assert asyncio.run(accepted_nodelay()) == 1
