@@ -388,6 +388,13 @@ class NativeContext:
         """Drop every position of one sequence, so its slot can take another."""
         self._lib.llama_memory_seq_rm(self._lib.llama_get_memory(self.ptr), sequence, -1, -1)
 
+    def forget_from(self, sequence: int, position: int) -> bool:
+        """Drop one sequence's positions from `position` on, keeping those before; False when this
+        model's memory cannot (then nothing is dropped)."""
+        return bool(
+            self._lib.llama_memory_seq_rm(self._lib.llama_get_memory(self.ptr), sequence, position, -1)
+        )
+
     def decode_one(self, token: int) -> None:
         self._single[0] = token
         self._check(self._lib.llama_decode(self.ptr, self._lib.llama_batch_get_one(self._single, 1)))

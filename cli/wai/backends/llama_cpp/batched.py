@@ -6,7 +6,9 @@ at once.
 Each sequence has its own slot of the KV cache (n_ctx / slots positions, as if it were alone),
 its own sampler chain (a request's seed is its own), and its own text decoder. A request's
 prompt is decoded alone in its slot, then its tokens join the step that decodes every slot's
-next token.
+next token. A slot keeps what it held after its request ends: the next request goes to the free
+slot whose tokens begin as its prompt does, and only the rest of its prompt is read (a chat
+client sends the whole conversation again each turn; records of a batch share their template).
 
 `SlotDecoder` is the engine, step by step: `wai serve --parallel` streams each step's events to
 their clients. `decode_together` runs a list of requests through it and gives each one's events
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import codecs
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -47,7 +49,7 @@ class _Slot(Generic[K]):
     sequence: int
     sampler: native.Sampler
     prompt_tokens: int
-    position: int = 0  # where its next token goes
+    tokens: list[int]  # those whose states the slot holds: the prompt, then each decoded token
     produced: int = 0
     next_token: int | None = None  # sampled, to be decoded in the next step
     strip_space: bool = False
@@ -91,6 +93,7 @@ class SlotDecoder(Generic[K]):
         self.slots = slots
         self.per_slot = per_slot
         self._free = list(range(slots - 1, -1, -1))
+        self._held: dict[int, list[int]] = {}  # a free sequence's tokens, still in the cache
         self._active: dict[K, _Slot[K]] = {}
         self._batch = native.NativeBatch(max(context.n_batch, slots), slots)
 
@@ -110,30 +113,38 @@ class SlotDecoder(Generic[K]):
         and native.DecodeStopped when `should_stop` says yes while the prompt is read."""
         if not self._free:
             raise BackendError("no slot is free")  # the caller admits only into free slots
-        sequence = self._free[-1]
-        slot = _admit(
-            self.model, self.context, self._batch, key, request, sequence, self.per_slot, should_stop
-        )
-        self._free.pop()
+        prompt = _prompt_of(self.model, request, self.per_slot)
+        sequence, kept = self._closest(prompt)
+        try:
+            slot = _admit(
+                self.model, self.context, self._batch, key, request, prompt, sequence, kept, should_stop
+            )
+        except BaseException:
+            self.context.forget(sequence)
+            self._held.pop(sequence, None)
+            raise
+        self._free.remove(sequence)
+        self._held.pop(sequence, None)
         if _take(self.model, slot, slot.sampler.sample(self.context, self._batch.count - 1)):
             self._active[key] = slot
             return Stepped(key, slot.drain(), ended=False)
         self._end(slot)
         return Stepped(key, slot.drain(), ended=True)
 
-    def step(self) -> list[Stepped[K]]:
-        """Decode every active sequence's last token and sample its next: what each produced."""
-        active = list(self._active.values())
+    def step(self, skip: Collection[K] = ()) -> list[Stepped[K]]:
+        """Decode every active sequence's last token (but those of `skip`, which wait) and sample
+        its next: what each produced."""
+        active = [slot for key, slot in self._active.items() if key not in skip]
         # Below BATCHED_FROM sequences, one decode each, which is faster there (see BATCHED_FROM).
         groups = [active] if len(active) >= BATCHED_FROM else [[slot] for slot in active]
         stepped: list[Stepped[K]] = []
         batch = self._batch
         for group in groups:
             batch.clear()
-            places = [batch.add(_next(s), s.position, s.sequence, logits=True) for s in group]
+            places = [batch.add(_next(s), len(s.tokens), s.sequence, logits=True) for s in group]
             self.context.decode_batch(batch)
             for slot, place in zip(group, places, strict=True):
-                slot.position += 1
+                slot.tokens.append(_next(slot))
                 going = _take(self.model, slot, slot.sampler.sample(self.context, place))
                 if not going:
                     del self._active[slot.key]
@@ -154,9 +165,19 @@ class SlotDecoder(Generic[K]):
         self._batch.close()
         self.context.close()
 
+    def _closest(self, prompt: list[int]) -> tuple[int, int]:
+        """The free sequence whose held tokens begin as `prompt` does for longest, and how many of
+        them it keeps (never the whole prompt: its last token is decoded for its logits)."""
+        best, kept = self._free[-1], 0
+        for sequence in reversed(self._free):
+            common = _common_prefix(self._held.get(sequence, ()), prompt)
+            if common > kept:
+                best, kept = sequence, common
+        return best, min(kept, len(prompt) - 1)
+
     def _end(self, slot: _Slot[K]) -> None:
         slot.sampler.close()
-        self.context.forget(slot.sequence)
+        self._held[slot.sequence] = slot.tokens
         self._free.append(slot.sequence)
 
 
@@ -184,17 +205,7 @@ def decode_together(
                 yield stepped.key, events.pop(stepped.key)
 
 
-def _admit(
-    model: native.NativeModel,
-    context: native.NativeContext,
-    batch: native.NativeBatch,
-    key: K,
-    request: Request,
-    sequence: int,
-    per_slot: int,
-    should_stop: Callable[[], bool] | None,
-) -> _Slot[K]:
-    """Decode a request's prompt alone in its slot; the logits of its last token are then ready."""
+def _prompt_of(model: native.NativeModel, request: Request, per_slot: int) -> list[int]:
     refusal = unsupported(request.sampling)
     if refusal is not None:
         raise UsageError(refusal)
@@ -210,26 +221,41 @@ def _admit(
             f"the prompt ({len(prompt)} tokens) and the reply (up to {request.max_tokens}) exceed the "
             f"{per_slot} positions of a slot"
         )
+    return prompt
+
+
+def _admit(
+    model: native.NativeModel,
+    context: native.NativeContext,
+    batch: native.NativeBatch,
+    key: K,
+    request: Request,
+    prompt: list[int],
+    sequence: int,
+    kept: int,
+    should_stop: Callable[[], bool] | None,
+) -> _Slot[K]:
+    """Decode a request's prompt in its slot, past the `kept` tokens the slot already holds; the
+    logits of its last token are then ready."""
     grammar = (
         schema_grammar(request.schema.document, option=request.schema.option)
         if request.schema is not None
         else None
     )
+    if not context.forget_from(sequence, kept):
+        context.forget(sequence)
+        kept = 0
     sampler = sampler_for(request.sampling, request.max_tokens, model, grammar)
-    context.forget(sequence)
     try:
-        for start in range(0, len(prompt), batch.size):
+        for start in range(kept, len(prompt), batch.size):
             if should_stop is not None and should_stop():
                 raise native.DecodeStopped("reading the prompt was stopped")
             batch.clear()
-            chunk = prompt[start : start + batch.size]
-            for offset, token in enumerate(chunk):
-                last = start + offset == len(prompt) - 1
-                batch.add(token, start + offset, sequence, logits=last)
+            for position in range(start, min(start + batch.size, len(prompt))):
+                batch.add(prompt[position], position, sequence, logits=position == len(prompt) - 1)
             context.decode_batch(batch)
     except BaseException:
         sampler.close()
-        context.forget(sequence)
         raise
     return _Slot(
         key,
@@ -237,9 +263,18 @@ def _admit(
         sequence,
         sampler,
         prompt_tokens=len(prompt),
-        position=len(prompt),
+        tokens=list(prompt),
         strip_space=model.is_spm(),
     )
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 def _take(model: native.NativeModel, slot: _Slot[K], token: int) -> bool:
