@@ -15,8 +15,9 @@ from wai.backends.request import Request
 from wai.catalog.entries import ModelSpec
 from wai.conversation import Message
 from wai.events import Event, Finish, Token, Usage
+from wai.serve.jobs import Accepted, Ended, Failed, Item, Job
 from wai.serve.protocol import Ask
-from wai.serve.worker import Accepted, Ended, Failed, Item, Job, Pool
+from wai.serve.worker import Pool
 from wai.tokens.counters import EstimatedCounter, TokenCounter
 from wai.turn.planner import Target, TurnAsk, TurnPlanner, effort_for
 

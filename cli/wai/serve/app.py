@@ -33,6 +33,7 @@ from wai.events import Reasoning, Token
 from wai.sampling import OPTIONS_BY_NAME
 from wai.serve.connection import READ_TIMEOUT
 from wai.serve.failures import log_unexpected, one_line
+from wai.serve.jobs import Accepted, Ended, Failed, Job
 from wai.serve.protocol import (
     AUTH_ERROR,
     BAD_ROUTE,
@@ -54,7 +55,7 @@ from wai.serve.protocol import (
     workers_ai_ask,
 )
 from wai.serve.replies import Dialect, OpenAIReply, Outcome, PageReply, WorkersAIReply
-from wai.serve.worker import Accepted, Ended, Failed, Job, ModelWorker, Pool
+from wai.serve.worker import ModelWorker, Pool
 from wai.terminal.safe_text import log_safe
 from wai.wording import counted
 

@@ -34,7 +34,7 @@ from wai.store.transcript import TranscriptLog
 from wai.tokens.budget import FitMode, Plan, plan_request
 from wai.tokens.counters import RawCounter, TokenCounter
 from wai.turn.play import COMMAND_LINE_WORDS, TurnWords, play_turn
-from wai.turn.stream import stream_turn, turn_info
+from wai.turn.stream import TurnStream, stream_turn, turn_info
 from wai.turn_result import TurnResult
 
 if TYPE_CHECKING:
@@ -282,6 +282,12 @@ class TurnPlanner:
         backend = self.backends.get(turn.target.backend)
         info = turn_info(backend, turn.request, prompt_exact=turn.plan.exact)
         return stream_turn(backend, turn.request, sink, info, events=events)
+
+    def stream_into(self, turn: PlannedTurn, sink: Sink) -> TurnStream:
+        """The turn's result, to be built from events the caller feeds as they come (wai serve
+        --parallel decodes several turns together and hands each its step's events)."""
+        backend = self.backends.get(turn.target.backend)
+        return TurnStream(turn.request, sink, turn_info(backend, turn.request, prompt_exact=turn.plan.exact))
 
 
 def request_for(

@@ -53,86 +53,118 @@ def stream_turn(
     `events`: the backend's stream of this request when the caller opened it itself (wai serve
     opens it with a check that stops a long prompt's decoding); else `backend.stream(request)`.
     """
-    result = TurnResult(
-        info=info,
-        prompt_tokens=info.prompt_tokens,
-        usage_exact=info.prompt_exact,
-        prompt_exact=info.prompt_exact,
-        schema_asked=request.schema is not None,
-    )
-    pieces: list[str] = []
-    thinking = _Thinking()
-    started = time.perf_counter()
+    turn = TurnStream(request, sink, info)
     if events is None:
         events = backend.stream(request)
-    usage: Usage | None = None
-
-    def settle(reason: str) -> None:
-        _settle(result, pieces, thinking, started, reason)
-        if usage is None:
-            _estimate_usage(result, pieces, thinking.pieces, streamed=request.stream)
-
     try:
-        sink.start(info)
+        turn.start()
         for event in events:
-            match event:
-                case Token(text=text):
-                    if text:
-                        now = time.perf_counter() - started
-                        if result.timings.first_token is None:
-                            result.timings.first_token = now
-                        thinking.answer_began(now)
-                    pieces.append(text)
-                case Reasoning(text=text):
-                    if text:
-                        now = time.perf_counter() - started
-                        if result.timings.first_token is None:
-                            result.timings.first_token = now
-                        thinking.add(text, now)
-                case Usage():
-                    usage = event
-                    result.prompt_tokens = event.prompt_tokens
-                    result.completion_tokens = event.completion_tokens
-                    result.usage_exact = result.prompt_exact = event.exact
-                    result.reported_reasoning_tokens = event.reasoning_tokens
-                    result.cached_tokens = event.cached_tokens
-                case Finish(reason=reason):
-                    result.finish_reason = reason
-                case Loaded(seconds=seconds):
-                    result.timings.load = seconds
-                case Notice(text=text):
-                    result.notices.append(text)
-                case PromptRead():
-                    pass  # for the sink to show
-                case _:
-                    assert_never(event)
-            sink.feed(event)
+            turn.feed(event)
     except KeyboardInterrupt:
         _close_quietly(events)
-        settle("interrupted")
-        # The interruption is what there is to tell; a SIGHUP may come from a terminal already gone.
-        with contextlib.suppress(OutputError, OSError):
-            sink.finish(result)
-        return result
+        return turn.interrupted()
     except WaiError as error:
         _close_quietly(events)
-        settle("error")
-        result.error = error
-        with contextlib.suppress(OutputError):  # `error` is the one to tell (or was this very one)
-            sink.finish(result)
-        return result
+        return turn.failed(error)
     except BaseException:
         _close_quietly(events)
         raise
-    settle(result.finish_reason or "stop")
-    if request.schema is not None:
-        _hold_to_schema(result, request)
-    try:
-        sink.finish(result)
-    except OutputError as error:  # the reply came whole but could not be shown: kept, and said
-        result.finish_reason = "error"
-        result.error = error
-    return result
+    return turn.end()
+
+
+class TurnStream:
+    """One turn's result, built from its events as they are fed (the caller pulls them from a
+    backend, or a server hands over each step's): `start` tells the sink, each event goes on to
+    it, and `end`, `failed` or `interrupted` settles the result and tells the sink."""
+
+    def __init__(self, request: Request, sink: Sink, info: TurnInfo) -> None:
+        self.request = request
+        self.sink = sink
+        self.result = TurnResult(
+            info=info,
+            prompt_tokens=info.prompt_tokens,
+            usage_exact=info.prompt_exact,
+            prompt_exact=info.prompt_exact,
+            schema_asked=request.schema is not None,
+        )
+        self._pieces: list[str] = []
+        self._thinking = _Thinking()
+        self._usage: Usage | None = None
+        self._started = time.perf_counter()
+
+    def start(self) -> None:
+        """Tell the sink the turn begins (its WaiError, if any, goes to the caller)."""
+        self.sink.start(self.result.info)
+
+    def feed(self, event: Event) -> None:
+        """Take one event and hand it to the sink (whose WaiError, if any, goes to the caller)."""
+        result = self.result
+        match event:
+            case Token(text=text):
+                if text:
+                    now = time.perf_counter() - self._started
+                    if result.timings.first_token is None:
+                        result.timings.first_token = now
+                    self._thinking.answer_began(now)
+                self._pieces.append(text)
+            case Reasoning(text=text):
+                if text:
+                    now = time.perf_counter() - self._started
+                    if result.timings.first_token is None:
+                        result.timings.first_token = now
+                    self._thinking.add(text, now)
+            case Usage():
+                self._usage = event
+                result.prompt_tokens = event.prompt_tokens
+                result.completion_tokens = event.completion_tokens
+                result.usage_exact = result.prompt_exact = event.exact
+                result.reported_reasoning_tokens = event.reasoning_tokens
+                result.cached_tokens = event.cached_tokens
+            case Finish(reason=reason):
+                result.finish_reason = reason
+            case Loaded(seconds=seconds):
+                result.timings.load = seconds
+            case Notice(text=text):
+                result.notices.append(text)
+            case PromptRead():
+                pass  # for the sink to show
+            case _:
+                assert_never(event)
+        self.sink.feed(event)
+
+    def end(self) -> TurnResult:
+        """Every event came: the whole reply (held to its schema, when it has one)."""
+        result = self.result
+        self._settle(result.finish_reason or "stop")
+        if self.request.schema is not None:
+            _hold_to_schema(result, self.request)
+        try:
+            self.sink.finish(result)
+        except OutputError as error:  # the reply came whole but could not be shown: kept, and said
+            result.finish_reason = "error"
+            result.error = error
+        return result
+
+    def failed(self, error: WaiError) -> TurnResult:
+        """The reply stopped on an expected failure: what came, and `error`."""
+        self._settle("error")
+        self.result.error = error
+        with contextlib.suppress(OutputError):  # `error` is the one to tell (or was this very one)
+            self.sink.finish(self.result)
+        return self.result
+
+    def interrupted(self) -> TurnResult:
+        """Ctrl-C (or a stop signal) cut the reply: what came."""
+        self._settle("interrupted")
+        # The interruption is what there is to tell; a SIGHUP may come from a terminal already gone.
+        with contextlib.suppress(OutputError, OSError):
+            self.sink.finish(self.result)
+        return self.result
+
+    def _settle(self, reason: str) -> None:
+        _settle(self.result, self._pieces, self._thinking, self._started, reason)
+        if self._usage is None:
+            _estimate_usage(self.result, self._pieces, self._thinking.pieces, streamed=self.request.stream)
 
 
 def _hold_to_schema(result: TurnResult, request: Request) -> None:
