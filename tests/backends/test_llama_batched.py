@@ -11,6 +11,7 @@ from tests.backends.test_llama import request, text_of
 from tests.support.tiny_gguf import SPLIT_SCRIPT, TinyModel, build_tiny_llama
 from wai.backends.llama_cpp.batched import BATCHED_FROM
 from wai.backends.llama_cpp.stream import LlamaCppStream
+from wai.backends.request import Request
 from wai.errors import WaiError, WindowError
 from wai.events import Event, Finish, Usage
 
@@ -75,3 +76,64 @@ def test_a_request_over_its_slot_is_its_own_error(endless: TinyModel) -> None:
         backend.close()
     assert isinstance(ended[1], WindowError)
     assert not isinstance(ended[0], WaiError) and text_of(ended[0])
+
+
+@pytest.fixture(scope="module")
+def noisy(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
+    """Sampled with a temperature, what it writes hangs on every logit: a slot whose kept states
+    were wrong would change its words."""
+    from tests.support.tiny_gguf import SPLIT_WHOLE
+
+    path = tmp_path_factory.mktemp("tiny-noisy") / "noisy.f16.gguf"
+    return build_tiny_llama(path, ftype="f16", script=SPLIT_SCRIPT, whole=SPLIT_WHOLE, noise=1.0, seed=3)
+
+
+def test_a_slot_keeps_what_it_held_and_the_next_prompt_reads_only_what_is_new(noisy: TinyModel) -> None:
+    from wai.conversation import Message
+    from wai.llama import native
+    from wai.sampling import Sampling
+    from wai.tokens.local_template import tokenize_chat
+
+    sampled = Sampling(temperature=1.0, seed=11)
+    first = replace(request(noisy, "tell me a story", max_tokens=12), sampling=sampled)
+    backend = LlamaCppStream(threads=1)
+    try:
+        decoder = backend.slot_decoder(first.model, 2, 256, hint="")
+        read: list[int] = []
+        decode = decoder.context.decode_batch
+
+        def counting(batch: native.NativeBatch) -> None:
+            read.append(batch.count)
+            decode(batch)
+
+        decoder.context.decode_batch = counting  # type: ignore[method-assign]
+
+        def run(ask: Request) -> str:
+            read.clear()
+            events = decoder.admit("key", ask).events
+            while decoder.busy:
+                events += decoder.step()[0].events
+            return text_of(events)
+
+        answer = run(first)
+        prompt_read = read[0]
+        # The conversation goes on: the slot holds its first turn, and only the new turn is read.
+        follow = replace(
+            first,
+            messages=(*first.messages, Message("assistant", answer), Message("user", "and then?")),
+        )
+        again = run(follow)
+        whole = len(tokenize_chat(decoder.model, follow.messages))
+        assert whole > prompt_read and read[0] <= whole - prompt_read
+        decoder.close()
+        # A fresh slot reads the whole conversation, and writes the same words.
+        fresh = backend.slot_decoder(first.model, 2, 256, hint="")
+        events = fresh.admit("key", follow).events
+        while fresh.busy:
+            events += fresh.step()[0].events
+        fresh.close()
+        assert text_of(events) == again
+        alone = text_of(list(backend.stream(follow)))
+        assert alone == again
+    finally:
+        backend.close()
