@@ -9,7 +9,7 @@ import pytest
 
 from tests.backends.test_llama import request, text_of
 from tests.support.tiny_gguf import SPLIT_SCRIPT, TinyModel, build_tiny_llama
-from wai.backends.llama_cpp.batched import BATCHED_FROM
+from wai.backends.llama_cpp.batched import BATCHED_FROM, SlotDecoder
 from wai.backends.llama_cpp.stream import LlamaCppStream
 from wai.backends.request import Request
 from wai.errors import WaiError, WindowError
@@ -98,7 +98,7 @@ def test_a_slot_keeps_what_it_held_and_the_next_prompt_reads_only_what_is_new(no
     first = replace(request(noisy, "tell me a story", max_tokens=12), sampling=sampled)
     backend = LlamaCppStream(threads=1)
     try:
-        decoder = backend.slot_decoder(first.model, 2, 256, hint="")
+        decoder: SlotDecoder[str] = backend.slot_decoder(first.model, 2, 256, hint="")
         read: list[int] = []
         decode = decoder.context.decode_batch
 
@@ -110,7 +110,8 @@ def test_a_slot_keeps_what_it_held_and_the_next_prompt_reads_only_what_is_new(no
 
         def run(ask: Request) -> str:
             read.clear()
-            events = decoder.admit("key", ask).events
+            decoder.admit("key", ask)
+            events: list[Event] = []
             while decoder.busy:
                 events += decoder.step()[0].events
             return text_of(events)
@@ -127,8 +128,9 @@ def test_a_slot_keeps_what_it_held_and_the_next_prompt_reads_only_what_is_new(no
         assert whole > prompt_read and read[0] <= whole - prompt_read
         decoder.close()
         # A fresh slot reads the whole conversation, and writes the same words.
-        fresh = backend.slot_decoder(first.model, 2, 256, hint="")
-        events = fresh.admit("key", follow).events
+        fresh: SlotDecoder[str] = backend.slot_decoder(first.model, 2, 256, hint="")
+        fresh.admit("key", follow)
+        events: list[Event] = []
         while fresh.busy:
             events += fresh.step()[0].events
         fresh.close()

@@ -1,8 +1,8 @@
 """Several requests of one model decoded together (`wai serve --parallel N`), continuously.
 
 The model's thread runs one loop: it takes waiting requests into free slots (plans each within its
-slot, reads its prompt, samples its first token), then decodes one token of every slot in one
-llama.cpp batch (backends/llama_cpp/batched.py) and feeds each reply its step's events. All of it
+slot), then decodes one batch (backends/llama_cpp/batched.py): every slot's next token and the
+next chunk of each prompt being read; and feeds each reply its step's events. All of it
 happens on that one thread, between two batches: on a CPU, llama.cpp's threads take every core
 while a batch is decoded, and work done beside them (a thread per reply, say) slows the batch
 more than it saves.
@@ -111,9 +111,7 @@ class _Loop:
                 self.decoder.close()
 
     def _admit(self, job: Job) -> None:
-        """Plan the job within a slot, read its prompt into it and take its first token."""
-        from wai.llama.native import DecodeStopped
-
+        """Plan the job within a slot and give it the slot: its prompt is read in the next steps."""
         host = self.host
         try:
             positions = self.decoder.per_slot if self.decoder is not None else host.slot_positions()
@@ -132,16 +130,13 @@ class _Loop:
             reply.turn.start()
             if self.decoder is None:
                 self.decoder = host.decoder_for(planner, positions)
-            first = self.decoder.admit(job, turn.request, should_stop=lambda: job.cancelled)
-        except DecodeStopped:  # its client left while its prompt was read
-            host.conclude(job, None, sink.hand)
+            self.decoder.admit(job, turn.request)
         except WaiError as error:
             host.conclude(job, reply.turn.failed(error), sink.hand)
         except Exception as error:  # one request's bug must not stop the model
             host.unexpected(job, error, sink.hand)
         else:
             self.replies[job] = reply
-            self._take(first)
             return
         self._settle(sink)
 
@@ -187,10 +182,13 @@ class _Loop:
         for job, reply in list(self.replies.items()):
             self._cut_if_stalled(reply.sink)
             if job.cancelled:
+                in_prompt = self.decoder is not None and self.decoder.reading(job)
                 self._release(job)
                 del self.replies[job]
                 reply.sink.held.clear()
-                self.host.conclude(job, reply.turn.failed(Cut(job.cancel_reason or "cancelled")), job.put)
+                # Cut while its prompt was read: no result, nothing was said (as alone).
+                result = None if in_prompt else reply.turn.failed(Cut(job.cancel_reason or "cancelled"))
+                self.host.conclude(job, result, job.put)
                 self.host.finished(job)
 
     def _drain(self) -> None:

@@ -5,10 +5,12 @@ at once.
 
 Each sequence has its own slot of the KV cache (n_ctx / slots positions, as if it were alone),
 its own sampler chain (a request's seed is its own), and its own text decoder. A request's
-prompt is decoded alone in its slot, then its tokens join the step that decodes every slot's
-next token. A slot keeps what it held after its request ends: the next request goes to the free
-slot whose tokens begin as its prompt does, and only the rest of its prompt is read (a chat
-client sends the whole conversation again each turn; records of a batch share their template).
+prompt joins the next step's batch beside every other slot's next token (a long one, a chunk a
+step), so a request that comes costs the others no pass of its own; its first token is sampled
+when its prompt's last chunk is read. A slot keeps what it held after its request ends: the next
+request goes to the free slot whose tokens begin as its prompt does, and only the rest of its
+prompt is read (a chat client sends the whole conversation again each turn; records of a batch
+share their template).
 
 `SlotDecoder` is the engine, step by step: `wai serve --parallel` streams each step's events to
 their clients. `decode_together` runs a list of requests through it and gives each one's events
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import codecs
 from collections import deque
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -50,6 +52,7 @@ class _Slot(Generic[K]):
     sampler: native.Sampler
     prompt_tokens: int
     tokens: list[int]  # those whose states the slot holds: the prompt, then each decoded token
+    unread: list[int]  # the prompt's tokens still to read
     produced: int = 0
     next_token: int | None = None  # sampled, to be decoded in the next step
     strip_space: bool = False
@@ -106,50 +109,90 @@ class SlotDecoder(Generic[K]):
     def busy(self) -> bool:
         return bool(self._active)
 
-    def admit(self, key: K, request: Request, should_stop: Callable[[], bool] | None = None) -> Stepped[K]:
-        """Read the request's prompt into a free slot and sample its first token.
-
-        Raises WaiError when the request cannot run (over its slot, sampling llama.cpp lacks),
-        and native.DecodeStopped when `should_stop` says yes while the prompt is read."""
+    def admit(self, key: K, request: Request) -> None:
+        """Give the request a free slot: its prompt is read in the next steps, then its replies'
+        tokens come. Raises WaiError when it cannot run (over its slot, sampling llama.cpp lacks)."""
         if not self._free:
             raise BackendError("no slot is free")  # the caller admits only into free slots
         prompt = _prompt_of(self.model, request, self.per_slot)
         sequence, kept = self._closest(prompt)
-        try:
-            slot = _admit(
-                self.model, self.context, self._batch, key, request, prompt, sequence, kept, should_stop
-            )
-        except BaseException:
+        if not self.context.forget_from(sequence, kept):
             self.context.forget(sequence)
-            self._held.pop(sequence, None)
-            raise
+            kept = 0
+        grammar = (
+            schema_grammar(request.schema.document, option=request.schema.option)
+            if request.schema is not None
+            else None
+        )
+        sampler = sampler_for(request.sampling, request.max_tokens, model=self.model, grammar=grammar)
         self._free.remove(sequence)
         self._held.pop(sequence, None)
-        if _take(self.model, slot, slot.sampler.sample(self.context, self._batch.count - 1)):
-            self._active[key] = slot
-            return Stepped(key, slot.drain(), ended=False)
-        self._end(slot)
-        return Stepped(key, slot.drain(), ended=True)
+        self._active[key] = _Slot(
+            key,
+            request,
+            sequence,
+            sampler,
+            prompt_tokens=len(prompt),
+            tokens=prompt[:kept],
+            unread=prompt[kept:],
+            strip_space=self.model.is_spm(),
+        )
+
+    def reading(self, key: K) -> bool:
+        """Whether the request's prompt is still being read."""
+        slot = self._active.get(key)
+        return slot is not None and bool(slot.unread)
 
     def step(self, skip: Collection[K] = ()) -> list[Stepped[K]]:
-        """Decode every active sequence's last token (but those of `skip`, which wait) and sample
-        its next: what each produced."""
+        """One batch: every active sequence's last token and the next chunk of each prompt being
+        read (but those of `skip`, which wait); then each one's next token is sampled. What each
+        produced."""
         active = [slot for key, slot in self._active.items() if key not in skip]
-        # Below BATCHED_FROM sequences, one decode each, which is faster there (see BATCHED_FROM).
-        groups = [active] if len(active) >= BATCHED_FROM else [[slot] for slot in active]
+        if any(slot.unread for slot in active) or len(active) >= BATCHED_FROM:
+            groups = [active]
+        else:  # a few sequences, one decode each: faster there (see BATCHED_FROM)
+            groups = [[slot] for slot in active]
         stepped: list[Stepped[K]] = []
-        batch = self._batch
         for group in groups:
-            batch.clear()
-            places = [batch.add(_next(s), len(s.tokens), s.sequence, logits=True) for s in group]
-            self.context.decode_batch(batch)
-            for slot, place in zip(group, places, strict=True):
+            stepped += self._decode(group)
+        return stepped
+
+    def _decode(self, group: list[_Slot[K]]) -> list[Stepped[K]]:
+        batch = self._batch
+        batch.clear()
+        places: dict[int, int] = {}  # sequence: where its logits are
+        for slot in group:
+            if not slot.unread:
+                places[slot.sequence] = batch.add(_next(slot), len(slot.tokens), slot.sequence, logits=True)
+        read: dict[int, int] = {}  # sequence: prompt tokens read in this batch
+        for slot in group:
+            room = batch.size - batch.count
+            if not slot.unread or room <= 0:
+                continue
+            chunk = slot.unread[:room]
+            start = len(slot.tokens)
+            for offset, token in enumerate(chunk):
+                last = offset == len(slot.unread) - 1
+                place = batch.add(token, start + offset, slot.sequence, logits=last)
+                if last:
+                    places[slot.sequence] = place
+            read[slot.sequence] = len(chunk)
+        self.context.decode_batch(batch)
+        stepped: list[Stepped[K]] = []
+        for slot in group:
+            if slot.sequence in read:
+                count = read[slot.sequence]
+                slot.tokens += slot.unread[:count]
+                del slot.unread[:count]
+            elif not slot.unread:
                 slot.tokens.append(_next(slot))
-                going = _take(self.model, slot, slot.sampler.sample(self.context, place))
-                if not going:
-                    del self._active[slot.key]
-                    self._end(slot)
-                stepped.append(Stepped(slot.key, slot.drain(), ended=not going))
+            if slot.sequence not in places:
+                continue  # its prompt is not read whole yet
+            going = _take(self.model, slot, slot.sampler.sample(self.context, places[slot.sequence]))
+            if not going:
+                del self._active[slot.key]
+                self._end(slot)
+            stepped.append(Stepped(slot.key, slot.drain(), ended=not going))
         return stepped
 
     def drop(self, key: K) -> None:
@@ -191,14 +234,11 @@ def decode_together(
         while decoder.free and waiting:
             key, request = waiting.popleft()
             try:
-                first = decoder.admit(key, request)
+                decoder.admit(key, request)
             except WaiError as error:
                 yield key, error
                 continue
-            if first.ended:
-                yield key, first.events
-            else:
-                events[key] = first.events
+            events[key] = []
         for stepped in decoder.step():
             events[stepped.key] += stepped.events
             if stepped.ended:
@@ -222,50 +262,6 @@ def _prompt_of(model: native.NativeModel, request: Request, per_slot: int) -> li
             f"{per_slot} positions of a slot"
         )
     return prompt
-
-
-def _admit(
-    model: native.NativeModel,
-    context: native.NativeContext,
-    batch: native.NativeBatch,
-    key: K,
-    request: Request,
-    prompt: list[int],
-    sequence: int,
-    kept: int,
-    should_stop: Callable[[], bool] | None,
-) -> _Slot[K]:
-    """Decode a request's prompt in its slot, past the `kept` tokens the slot already holds; the
-    logits of its last token are then ready."""
-    grammar = (
-        schema_grammar(request.schema.document, option=request.schema.option)
-        if request.schema is not None
-        else None
-    )
-    if not context.forget_from(sequence, kept):
-        context.forget(sequence)
-        kept = 0
-    sampler = sampler_for(request.sampling, request.max_tokens, model, grammar)
-    try:
-        for start in range(kept, len(prompt), batch.size):
-            if should_stop is not None and should_stop():
-                raise native.DecodeStopped("reading the prompt was stopped")
-            batch.clear()
-            for position in range(start, min(start + batch.size, len(prompt))):
-                batch.add(prompt[position], position, sequence, logits=position == len(prompt) - 1)
-            context.decode_batch(batch)
-    except BaseException:
-        sampler.close()
-        raise
-    return _Slot(
-        key,
-        request,
-        sequence,
-        sampler,
-        prompt_tokens=len(prompt),
-        tokens=list(prompt),
-        strip_space=model.is_spm(),
-    )
 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
