@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
-from bench.batch_local_bench import batched_bench_speedups
+from bench.batch_local_bench import DECODING, WHOLE, batched_bench_speedups
 from bench.common import QUICK_ENV
 
 from bench import llama_tools
@@ -28,18 +28,20 @@ is_tg_separate = 0, n_gpu_layers = -1, n_threads = 1, n_threads_batch = 1
 """
 
 
-def test_the_speed_up_is_text_generation_at_each_batch_size_over_one_sequence() -> None:
+def test_the_speed_ups_are_of_decoding_and_of_whole_sequences_at_each_batch_size_over_one() -> None:
     """The first row of each B counts: the benchmark measures B = 1 again last, as a row that
     llama.cpp's logger may lose at exit."""
-    speedups = batched_bench_speedups(REAL_TABLE)
-    assert speedups == pytest.approx({1: 1.0, 2: 14134.28 / 9779.95, 4: 13411.57 / 9779.95})
+    decoding = batched_bench_speedups(REAL_TABLE, DECODING)
+    assert decoding == pytest.approx({1: 1.0, 2: 14134.28 / 9779.95, 4: 13411.57 / 9779.95})
+    whole = batched_bench_speedups(REAL_TABLE, WHOLE)
+    assert whole == pytest.approx({1: 1.0, 2: 24472.32 / 17706.95, 4: 23735.35 / 17706.95})
 
 
 def test_a_table_without_the_one_sequence_row_is_an_error() -> None:
     rows = [line for line in REAL_TABLE.splitlines() if "|    1 |" not in line]
     assert len(rows) == len(REAL_TABLE.splitlines()) - 2
     with pytest.raises(RuntimeError, match=r"no row for one sequence"):
-        batched_bench_speedups("\n".join(rows))
+        batched_bench_speedups("\n".join(rows), WHOLE)
 
 
 def test_the_build_takes_the_makefiles_portable_flags(
