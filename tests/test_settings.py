@@ -64,3 +64,18 @@ def test_a_file_that_is_not_utf8_is_one_line_naming_it(isolated_home: Path, name
         assert (
             done.stderr == f"wai: error: {path}: not valid UTF-8 (byte 6 is 0xe9) (save the file as UTF-8)\n"
         )
+
+
+@pytest.mark.parametrize(
+    "command", [["logs"], ["logs", "--usage"], ["ask", "-m", "smollm2", "hi"], ["models"]]
+)
+def test_a_wai_home_that_is_a_file_is_one_line_naming_it(tmp_path: Path, command: list[str]) -> None:
+    home = tmp_path / "home"
+    home.write_text("not a folder")
+    done = run_wai(*command, env={"WAI_HOME": str(home)})
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"wai: error: WAI_HOME is {home}, which is a file, not a folder (point WAI_HOME at a folder "
+        "(it is made when missing), or unset it)"
+    ]
+    assert done.stdout == ""

@@ -21,7 +21,15 @@ def wai_home() -> Path:
     """`$WAI_HOME`, else the platform's user config folder (~/.config/wai on Linux)."""
     explicit = os.environ.get("WAI_HOME")
     if explicit:
-        return Path(explicit).expanduser()
+        home = Path(explicit).expanduser()
+        # Said once here: each file under it would otherwise fail on its own ("Not a directory"),
+        # and a listing would find nothing logged.
+        if home.exists() and not home.is_dir():
+            raise ConfigError(
+                f"WAI_HOME is {home}, which is a file, not a folder",
+                hint="point WAI_HOME at a folder (it is made when missing), or unset it",
+            )
+        return home
     from platformdirs import user_config_dir
 
     return Path(user_config_dir("wai", appauthor=False))
