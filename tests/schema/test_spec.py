@@ -47,6 +47,19 @@ def test_inline_and_file_forms_give_the_document_as_written(tmp_path: Path) -> N
     assert load_schema(f"  {json.dumps(PERSON)}  ").document == PERSON
 
 
+def test_a_file_of_another_name_holds_either_form(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    as_json, concise = tmp_path / "person.schema", tmp_path / "person.txt"
+    as_json.write_text(json.dumps(PERSON), encoding="utf-8")
+    concise.write_text("name\nage int\nlikes_cats bool\nbio: a one-line biography\n", encoding="utf-8")
+    assert load_schema(str(as_json)).document == PERSON
+    assert load_schema(str(concise)).document == PERSON
+    # A bare word stays a field, even where a file bears its name.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "name").write_text("{}", encoding="utf-8")
+    assert load_schema("name").document["required"] == ["name"]
+    assert load_schema("./person.txt").document == PERSON
+
+
 def test_multi_asks_for_an_items_array_of_the_objects() -> None:
     schema = load_schema("name, age int", multi_items=True, option="--schema-multi")
     assert schema.multi and schema.name == "items"

@@ -1,4 +1,5 @@
-"""What `--schema SPEC` means: a JSON Schema inline, in a .json file, or in the concise form.
+"""What `--schema SPEC` means: a JSON Schema inline, in a .json file, or in the concise form; a
+file of another name (`schema.txt`, `./person`) holds either, a JSON Schema when it begins with `{`.
 
 The concise form covers the common case of a flat object in one line:
 `'name, age int, likes_cats bool, bio: a one-line biography'`. Fields are separated by commas, or
@@ -34,14 +35,31 @@ def read_spec(spec: str, *, option: str = "--schema") -> dict[str, Any]:
         return _json_object(text, "the schema", option)
     if text.lower().endswith(".json"):
         path = Path(text).expanduser()
-        try:
-            content = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise UsageError(f"{option}: there is no file {path}") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"{option}: cannot read {path}: {exc}") from None
-        return _json_object(content, str(path), option)
+        return _json_object(_read(path, option), str(path), option)
+    if _names_a_file(text):
+        path = Path(text).expanduser()
+        content = _read(path, option).strip()
+        if content.startswith("{"):
+            return _json_object(content, str(path), option)
+        return concise_schema(content, option=f"{option} {path}")
     return concise_schema(text, option=option)
+
+
+def _names_a_file(text: str) -> bool:
+    """A file's name, not fields: it looks like a path (a folder or an extension in it, no comma
+    or space) and the file is there. A bare word stays a field even when a file bears its name."""
+    if any(mark in text for mark in ", \n") or not ("/" in text or "." in text.lstrip(".")):
+        return False
+    return Path(text).expanduser().is_file()
+
+
+def _read(path: Path, option: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"{option}: there is no file {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{option}: cannot read {path}: {exc}") from None
 
 
 def concise_schema(text: str, *, option: str = "--schema") -> dict[str, Any]:
