@@ -94,12 +94,8 @@ class Job:
         it has none (or the job was cancelled: the item is of no use then)."""
         if not isinstance(item, Ended | Failed) and not self._room.acquire(blocking=False):
             return False
-        if self.cancelled and not isinstance(item, Ended | Failed):
-            return True
-        try:
-            self._loop.call_soon_threadsafe(self._items.put_nowait, item)
-        except RuntimeError:  # the event loop is gone: the server is stopping
-            self._cancelled.set()
+        if not self.cancelled or isinstance(item, Ended | Failed):
+            self._send(item)
         return True
 
     def put(self, item: Item, patience: float | None = None) -> bool:
@@ -114,6 +110,9 @@ class Job:
                 return False
             if self.cancelled:
                 return False
+        return self._send(item)
+
+    def _send(self, item: Item) -> bool:
         try:
             self._loop.call_soon_threadsafe(self._items.put_nowait, item)
         except RuntimeError:  # the event loop is gone: the server is stopping

@@ -213,7 +213,7 @@ class SlotDecoder(Generic[K]):
         them it keeps (never the whole prompt: its last token is decoded for its logits)."""
         best, kept = self._free[-1], 0
         for sequence in reversed(self._free):
-            common = _common_prefix(self._held.get(sequence, ()), prompt)
+            common = common_prefix(self._held.get(sequence, ()), prompt)
             if common > kept:
                 best, kept = sequence, common
         return best, min(kept, len(prompt) - 1)
@@ -264,7 +264,8 @@ def _prompt_of(model: native.NativeModel, request: Request, per_slot: int) -> li
     return prompt
 
 
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many tokens `a` and `b` share from their start."""
     n = 0
     for x, y in zip(a, b, strict=False):
         if x != y:

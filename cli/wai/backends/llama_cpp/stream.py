@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from wai import settings
+from wai.backends.llama_cpp.batched import common_prefix
 from wai.backends.llama_cpp.sampler import sampler_for, unsupported
 from wai.backends.llama_cpp.saved_states import StateKey, as_written, bound, limit, state_key
 from wai.backends.request import Request
@@ -353,7 +354,7 @@ class LlamaCppStream:
         """Decode the prompt, reusing the context's states for the prefix it shares with the last
         one (or, in a new process, with the conversation's saved state); how far it has got after
         each of llama.cpp's batches (a long prompt takes seconds)."""
-        keep = _common_prefix(loaded.cached, prompt) if loaded.cached_valid else 0
+        keep = common_prefix(loaded.cached, prompt) if loaded.cached_valid else 0
         if keep == 0 and saved is not None:
             keep = self._restore(loaded, context, saved, prompt)
         keep = min(keep, len(prompt) - 1)  # the last prompt token is decoded again for its logits
@@ -388,7 +389,7 @@ class LlamaCppStream:
             self._say(f"the saved state {path} did not load; the prompt is read whole")
             return 0
         loaded.cached, loaded.cached_valid = tokens, True
-        keep = _common_prefix(tokens, prompt)
+        keep = common_prefix(tokens, prompt)
         self._say(f"saved state {path.name}: {keep} of the prompt's {len(prompt)} tokens reused")
         return keep
 
@@ -414,15 +415,6 @@ class LlamaCppStream:
             import sys
 
             print(f"wai: debug: {line}", file=sys.stderr)
-
-
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 def normalize_precision(name: str) -> str:
