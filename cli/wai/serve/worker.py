@@ -117,12 +117,15 @@ class ModelWorker:
                 job.ask.reject_if_busy and admitted >= self.parallel
             ):
                 self.stats.refused += 1
-                decoding = "a request" if len(state.running) <= 1 else f"{len(state.running)} requests"
+                # As the client sees it: a request the model's thread has not picked up yet, while
+                # a slot is free, is decoded next, not one of those waiting behind the slots.
+                running = min(admitted, self.parallel)
+                decoding = "a request" if running <= 1 else f"{running} requests"
                 raise ApiFailure(
                     429,
                     OUT_OF_CAPACITY,
                     f"Capacity temporarily exceeded: {self.spec.id} is decoding {decoding} and "
-                    f"{len(state.waiting)} more wait (at most {self.max_queue}); try again shortly",
+                    f"{admitted - running} more wait (at most {self.max_queue}); try again shortly",
                 )
             self.stats.requests += 1
             state.waiting.append(job)

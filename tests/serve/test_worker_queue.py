@@ -1,0 +1,52 @@
+"""The queue in front of a served model's thread, as its refusals describe it."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from wai.catalog.entries import ModelSpec
+from wai.conversation import Message
+from wai.serve.jobs import Job
+from wai.serve.protocol import ApiFailure, Ask
+from wai.serve.worker import ModelWorker
+from wai.turn.planner import TurnPlanner
+
+SPEC = ModelSpec(id="@cf/test/busy", context_window=300, max_output=100, total_context=400, remote=False)
+
+
+@pytest.fixture
+def held() -> Iterator[threading.Event]:
+    """Released at the end: until then the model's thread is held before its first request."""
+    release = threading.Event()
+    yield release
+    release.set()
+
+
+@pytest.mark.parametrize("parallel", [1, 4])
+def test_a_refusal_counts_requests_not_yet_picked_up_as_decoding_while_slots_are_free(
+    held: threading.Event, parallel: int
+) -> None:
+    def make_planner() -> TurnPlanner:
+        held.wait()
+        raise RuntimeError("the test ends here")
+
+    worker = ModelWorker(SPEC, max_queue=2, make_planner=make_planner, parallel=parallel)
+    loop = asyncio.new_event_loop()
+    try:
+        ask = Ask(model=SPEC, messages=(Message("user", "hi"),), max_tokens=5)
+        for _ in range(parallel + 2):
+            worker.submit(Job(ask, loop))
+        with pytest.raises(ApiFailure) as refused:
+            worker.submit(Job(ask, loop))
+    finally:
+        held.set()
+        worker.stop_accepting("the test ends")
+        worker.join(5)
+        loop.close()
+    decoding = "a request" if parallel == 1 else f"{parallel} requests"
+    assert refused.value.status == 429
+    assert f"is decoding {decoding} and 2 more wait (at most 2)" in refused.value.message
