@@ -215,3 +215,25 @@ def test_parallel_and_slot_context_are_refused_out_of_range(isolated_home: Path)
         result = run_wai("serve", *flags)
         assert result.returncode == 2
         assert named in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_windows_clients_are_told_are_a_slots(four_slots: ServeProcess) -> None:
+    """What the model list says a request may hold is what a request gets (--slot-context 512),
+    so a client that plans with it (`wai models --refresh`) is not refused 413."""
+    search = httpx.get(
+        four_slots.base_url + "/accounts/a/ai/models/search", headers=four_slots.headers
+    ).json()
+    [loop] = [model for model in search["result"] if model["name"] == LOOP]
+    told = {p["property_id"]: int(p["value"]) for p in loop["properties"] if p["property_id"] != "json_mode"}
+    assert told == {
+        "context_window": 512,
+        "max_input_tokens": 512,
+        "max_total_tokens": 512,
+        "max_output_tokens": 512,
+    }
+    openai = httpx.get(four_slots.origin + "/v1/models/" + LOOP, headers=four_slots.headers).json()
+    assert (openai["context_window"], openai["max_output"], openai["total_context"]) == (512, 512, 512)
+    assert f"{LOOP}  (512 in, 512 out, 512 in all)" in four_slots.stderr
+    # A prompt as long as the list says is planned within the slot, not refused.
+    reply = ask(four_slots, LOOP, {"prompt": "hi " * 120, "max_tokens": 5})
+    assert reply.status_code == 200, reply.text

@@ -60,7 +60,8 @@ def run_serve(options: ServeOptions, notifier: Notifier) -> int:
     from wai.backends.registry import Backends, LocalOptions
     from wai.serve.app import ServeState, build_app, stderr_log
     from wai.serve.runner import serve
-    from wai.serve.worker import Pool
+    from wai.serve.slots import within_slot
+    from wai.serve.worker import DEFAULT_SLOT_CONTEXT, Pool
     from wai.turn.planner import TurnPlanner
 
     local = LocalOptions(gpu_layers=options.gpu_layers, threads=options.threads, debug=options.debug)
@@ -79,10 +80,13 @@ def run_serve(options: ServeOptions, notifier: Notifier) -> int:
         debug=options.debug,
         stall_limit=options.stall_limit,
     )
+    # Clients are told the windows a request gets: its slot's, when each request has one.
+    positions = options.slot_context or (DEFAULT_SLOT_CONTEXT if options.parallel > 1 else None)
+    shown = served if positions is None else [within_slot(spec, positions) for spec in served]
     state = ServeState(
         token=token,
         pool=pool,
-        served=served,
+        served=shown,
         log=stderr_log,
         debug=options.debug,
         read_timeout=options.read_timeout,
@@ -90,7 +94,7 @@ def run_serve(options: ServeOptions, notifier: Notifier) -> int:
     app = build_app(state)
 
     def ready() -> None:
-        _banner(served, sock, options.host, token if generated else None)
+        _banner(shown, sock, options.host, token if generated else None)
 
     try:
         serve(
