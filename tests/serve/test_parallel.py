@@ -237,3 +237,27 @@ def test_the_windows_clients_are_told_are_a_slots(four_slots: ServeProcess) -> N
     # A prompt as long as the list says is planned within the slot, not refused.
     reply = ask(four_slots, LOOP, {"prompt": "hi " * 120, "max_tokens": 5})
     assert reply.status_code == 200, reply.text
+
+
+def test_the_metrics_give_each_slots_positions_and_the_log_says_once_when_they_are_cut(
+    isolated_home: Path, served: list[Served]
+) -> None:
+    """--slot-context over the model's context (400 positions for the tiny model): each slot has
+    those 400, /debug/metrics says so, and the log says why once, not once per request."""
+    write_catalog(isolated_home, served)
+    with ServeProcess(isolated_home, "--parallel", "2", "--slot-context", "100000", "-m", TINY) as server:
+        assert server.metrics()[TINY]["slot_context"] == 100000  # at most, until the model is loaded
+        for _ in range(2):
+            assert ask(server, TINY, {"prompt": "hi"}).status_code == 200
+        assert server.wait_idle(TINY)["slot_context"] == 400
+        assert server.stderr.count("is over the model's trained context; each slot has 400 positions") == 1
+
+
+def test_the_metrics_give_the_default_slot_context_until_the_model_says_less(
+    isolated_home: Path, served: list[Served]
+) -> None:
+    write_catalog(isolated_home, served)
+    with ServeProcess(isolated_home, "--parallel", "2", "-m", TINY) as server:
+        assert server.metrics()[TINY]["slot_context"] == 4096  # the default, until the model is loaded
+        assert ask(server, TINY, {"prompt": "hi"}).status_code == 200
+        assert server.wait_idle(TINY)["slot_context"] == 400

@@ -75,6 +75,7 @@ class ModelWorker:
         self.max_queue = max_queue
         self.parallel = parallel
         self.slot_context = slot_context
+        self._positions: int | None = None  # each slot's, once the model's trained context is known
         self.stall_limit = stall_limit
         self._log = log
         self._debug = debug
@@ -95,7 +96,7 @@ class ModelWorker:
             "running": running,
             "waiting": waiting,
             "parallel": self.parallel,
-            "slot_context": self.slot_context,
+            "slot_context": self._positions or self.slot_context or self._default_positions(),
             "max_queue": self.max_queue,
             "requests": stats.requests,
             "refused": stats.refused,
@@ -293,14 +294,20 @@ class ModelWorker:
 
     def slot_positions(self) -> int:
         """Positions of each slot: --slot-context, else DEFAULT_SLOT_CONTEXT, within the file's
-        trained context (the planner loads the model to read it)."""
+        trained context (the planner loads the model to read it once)."""
+        if self._positions is not None:
+            return self._positions
         trained = self.planner().windows(Target(self.spec, "local")).total_context
         if self.slot_context is not None and self.slot_context > trained:
             self._log(
                 f"{self.spec.id}: --slot-context {self.slot_context} is over the model's trained "
                 f"context; each slot has {trained} positions"
             )
-        return min(self.slot_context or DEFAULT_SLOT_CONTEXT, trained)
+        self._positions = min(self.slot_context or DEFAULT_SLOT_CONTEXT, trained)
+        return self._positions
+
+    def _default_positions(self) -> int | None:
+        return DEFAULT_SLOT_CONTEXT if self.parallel > 1 else None
 
     def _generate(
         self, job: Job, planner: TurnPlanner, turn: PlannedTurn, events: Iterator[Event] | None
