@@ -133,6 +133,26 @@ def test_an_old_database_migrates_forward_and_a_newer_one_is_refused() -> None:
         Store(path)
 
 
+def open_handles(path: Path) -> int:
+    """This process's file descriptors open on `path`."""
+    fds = Path("/proc/self/fd")
+    return sum(1 for fd in fds.iterdir() if fd.is_symlink() and fd.readlink() == path.resolve())
+
+
+@pytest.mark.parametrize("read_only", [False, True])
+def test_a_refused_database_is_left_closed(read_only: bool) -> None:
+    path = db_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.close()
+    with pytest.raises(ConfigError, match="newer wai") as refused:
+        Store(path, read_only=read_only)
+    # The refusal's traceback still holds the half-made Store: its connection must be closed.
+    assert refused.value.__traceback__ is not None
+    assert open_handles(path) == 0
+
+
 def test_a_version_1_database_keeps_its_turns_and_gains_the_thinking_column() -> None:
     from wai.store.database import _MIGRATIONS
 

@@ -238,6 +238,9 @@ class Store:
                 f"{path}: not a usable transcript database ({exc})",
                 hint="move it aside; wai starts a new one",
             ) from None
+        except BaseException:  # a newer wai's file, say: refused, and the connection not left open
+            self._db.close()
+            raise
 
     @classmethod
     def open_default(cls) -> Store:
@@ -547,11 +550,12 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
     if not path.is_file():
         raise ConfigError(f"{path}: no transcript database there")
     uri = f"file:{quote(str(path.resolve()))}"
+    db = sqlite3.connect(f"{uri}?mode=ro", uri=True, isolation_level=None)
     try:
-        db = sqlite3.connect(f"{uri}?mode=ro", uri=True, isolation_level=None)
         db.execute("PRAGMA user_version").fetchone()
         return db
     except sqlite3.OperationalError:
+        db.close()
         return sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None)
 
 
