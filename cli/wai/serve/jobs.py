@@ -206,6 +206,18 @@ class SlotSink:
         self.held.append(item)
         self.flush()
 
+    def settle(self) -> bool:
+        """Hand on what the reader has room for; True once it has every item it will get: all
+        of them, or, its job cancelled (a reader behind for the stall limit, a server stopping),
+        the end saying why in place of those still held. A reader still there must be told that
+        its reply ended, never left waiting for it."""
+        if not (self.job.cancelled and self.held):
+            return self.flush()
+        # Handed on now, the rest would read as a whole reply with a hole in it.
+        self.held.clear()
+        self.job.offer(Ended(self.job.cancel_reason or "cancelled"))
+        return True
+
     def flush(self) -> bool:
         """Hand on what the reader has room for; True when nothing is held back."""
         held = self.held

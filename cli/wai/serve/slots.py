@@ -195,7 +195,7 @@ class _Loop:
         still: list[SlotSink] = []
         for sink in self.draining:
             self._cut_if_stalled(sink)
-            if sink.job.cancelled or sink.flush():
+            if sink.settle():
                 self.host.finished(sink.job)
             else:
                 still.append(sink)
@@ -209,7 +209,7 @@ class _Loop:
 
     def _settle(self, sink: SlotSink) -> None:
         """A reply that ended: done once its reader has every item, else left to drain."""
-        if sink.flush() or sink.job.cancelled:
+        if sink.settle():
             self.host.finished(sink.job)
         else:
             self.draining.append(sink)
