@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -28,16 +30,20 @@ def held() -> Iterator[threading.Event]:
 
 @pytest.mark.parametrize("parallel", [1, 4])
 def test_a_refusal_counts_requests_not_yet_picked_up_as_decoding_while_slots_are_free(
-    held: threading.Event, parallel: int
+    held: threading.Event, parallel: int, tmp_path: Path
 ) -> None:
+    weights = tmp_path / "busy.gguf"
+    weights.write_bytes(b"")  # present: the thread goes on to its planner, which holds it
+
     def make_planner() -> TurnPlanner:
         held.wait()
         raise RuntimeError("the test ends here")
 
-    worker = ModelWorker(SPEC, max_queue=2, make_planner=make_planner, parallel=parallel)
+    spec = replace(SPEC, gguf=str(weights))
+    worker = ModelWorker(spec, max_queue=2, make_planner=make_planner, parallel=parallel)
     loop = asyncio.new_event_loop()
     try:
-        ask = Ask(model=SPEC, messages=(Message("user", "hi"),), max_tokens=5)
+        ask = Ask(model=spec, messages=(Message("user", "hi"),), max_tokens=5)
         for _ in range(parallel + 2):
             worker.submit(Job(ask, loop))
         with pytest.raises(ApiFailure) as refused:
