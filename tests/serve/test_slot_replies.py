@@ -14,6 +14,8 @@ from wai.events import Token
 from wai.serve.jobs import Ended, Item, Job, ModelStats, SlotSink
 from wai.serve.protocol import Ask
 from wai.serve.slots import SlotHost, _Loop
+from wai.serve.worker import ModelWorker
+from wai.turn.planner import TurnPlanner
 
 SPEC = ModelSpec(id="@cf/test/reader", context_window=300, max_output=100, total_context=400, remote=False)
 SHUTDOWN = "wai serve is shutting down"
@@ -71,3 +73,29 @@ def test_a_reader_behind_when_its_ended_reply_is_cut_is_told_so_and_never_left_w
     # Its end says the reply was cut, and no token after a hole makes it look whole.
     reason = "client gone (it took no events for 0 s)" if cut == "stalled" else SHUTDOWN
     assert rest == [Ended(reason)]
+
+
+def test_a_reply_decoded_whole_whose_reader_is_behind_gives_its_place_to_the_next_request(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    """Two slots, no queue: one reply ended, its reader still behind; a third request is taken, not
+    refused 429, and the figures count the ended one apart."""
+
+    def make_planner() -> TurnPlanner:
+        raise RuntimeError("no model in this test")
+
+    worker = ModelWorker(SPEC, max_queue=0, make_planner=make_planner, parallel=2)
+    ask = Ask(model=SPEC, messages=(Message("user", "hi"),), max_tokens=100, stream=True)
+    ended, decoding = Job(ask, loop), Job(ask, loop)
+    worker._state.running += [ended, decoding]  # as the model's thread takes them into its slots
+    sink = SlotSink(ended, worker.stats)
+    for _ in range(70):
+        sink.hand(Token("x"))
+    _Loop(worker)._settle(sink)  # its reply ended, 7 items still held for its reader
+    try:
+        worker.submit(Job(ask, loop))  # refused 429 while the drained reply counted as decoding
+        figures = worker.snapshot()
+        assert figures["draining"] == 1 and figures["running"] in (1, 2)  # the third, while it runs
+    finally:
+        worker.stop_accepting("the test ends")
+        worker.join(5)

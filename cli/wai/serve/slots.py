@@ -67,6 +67,9 @@ class SlotHost(Protocol):
 
     def finished(self, job: Job) -> None: ...
 
+    def released(self, job: Job) -> None:
+        """The job's reply was decoded whole, but its reader is behind: it holds no slot now."""
+
 
 @dataclass(slots=True)
 class _Reply:
@@ -212,6 +215,7 @@ class _Loop:
         if sink.settle():
             self.host.finished(sink.job)
         else:
+            self.host.released(sink.job)
             self.draining.append(sink)
 
     def _release(self, job: Job) -> None:

@@ -53,6 +53,8 @@ DEFAULT_SLOT_CONTEXT = 4096
 class _State:
     waiting: collections.deque[Job] = field(default_factory=collections.deque)
     running: list[Job] = field(default_factory=list)
+    # Replies decoded whole, in no slot, their last items waiting for a reader who is behind.
+    draining: list[Job] = field(default_factory=list)
     stopping: bool = False
 
 
@@ -90,11 +92,13 @@ class ModelWorker:
     def snapshot(self) -> dict[str, object]:
         with self._wake:
             running, waiting = len(self._state.running), len(self._state.waiting)
+            draining = len(self._state.draining)
         stats = self.stats
         return {
             "loaded": self.loaded,
             "running": running,
             "waiting": waiting,
+            "draining": draining,
             "parallel": self.parallel,
             "slot_context": self._positions or self.slot_context or self._default_positions(),
             "max_queue": self.max_queue,
@@ -161,7 +165,7 @@ class ModelWorker:
 
     def cut_running(self, reason: str) -> None:
         with self._wake:
-            running = list(self._state.running)
+            running = self._state.running + self._state.draining
         for job in running:
             self.cancel(job, reason)
 
@@ -174,7 +178,7 @@ class ModelWorker:
     @property
     def idle(self) -> bool:
         with self._wake:
-            return not self._state.running and not self._state.waiting
+            return not (self._state.running or self._state.waiting or self._state.draining)
 
     # The thread
 
@@ -200,8 +204,18 @@ class ModelWorker:
     def finished(self, job: Job) -> None:
         job.done = True
         with self._wake:
-            self._state.running.remove(job)
+            if job in self._state.draining:
+                self._state.draining.remove(job)
+            else:
+                self._state.running.remove(job)
             self._wake.notify()
+
+    def released(self, job: Job) -> None:
+        """The job's reply was decoded whole, but its reader is behind: it holds no slot now, and
+        counts no more among those decoding (its place goes to the next request)."""
+        with self._wake:
+            self._state.running.remove(job)
+            self._state.draining.append(job)
 
     def _run(self, job: Job) -> None:
         planned = self.plan(job, self.slot_context)
