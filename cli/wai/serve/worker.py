@@ -32,6 +32,7 @@ from wai.serve.failures import log_unexpected, one_line
 from wai.serve.jobs import Accepted, Cut, Ended, Failed, Item, Job, JobSink, ModelStats
 from wai.serve.protocol import INTERNAL_ERROR, OUT_OF_CAPACITY, WINDOW_EXCEEDED, ApiFailure
 from wai.serve.slots import serve_together, within_slot
+from wai.terminal.safe_text import log_safe
 from wai.turn.planner import PlannedTurn, Target, TurnAsk, TurnPlanner
 from wai.turn_result import TurnResult
 from wai.wording import counted
@@ -264,7 +265,7 @@ class ModelWorker:
             if isinstance(error, WindowError | UsageError):
                 self.stats.refused += 1
             else:
-                self.stats.failed += 1
+                self._count_failure(error)
             job.put(Failed(_failure(error, path)))
             return None
         if not job.put(Accepted(turn.plan, precision), self.stall_limit):
@@ -347,7 +348,7 @@ class ModelWorker:
             # length, as OpenAI's and Workers AI's own servers tell it.
             result.error = None
         if result is not None and result.error is not None and not isinstance(result.error, Cut):
-            self.stats.failed += 1
+            self._count_failure(result.error)
             hand(Failed(_failure(result.error, self.spec.gguf_path())))
             return
         if result is None or result.error is not None:
@@ -369,6 +370,12 @@ class ModelWorker:
         log_unexpected(self._log, self._debug, f"{self.spec.id}: unexpected error", error)
         message = f"wai serve could not run the model: {one_line(error)}"
         hand(Failed(ApiFailure(500, INTERNAL_ERROR, message)))
+
+    def _count_failure(self, error: WaiError) -> None:
+        # The client is told; so is whoever runs the server, who can act on it (--parallel too
+        # high for the memory, a broken model file).
+        self.stats.failed += 1
+        self._log(f"{self.spec.id}: a request failed: {log_safe(' '.join(str(error).split()))}")
 
     def _count_cancel(self, job: Job) -> None:
         self.stats.cancelled += 1
