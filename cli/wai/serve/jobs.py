@@ -184,6 +184,7 @@ class SlotSink:
         self.stats = stats
         self.held: collections.deque[Item] = collections.deque()
         self.behind_since: float | None = None
+        self.cut_end: Item | None = None  # the reply's last item, when settle() cut it off
 
     def start(self, info: TurnInfo) -> None:
         pass
@@ -214,6 +215,7 @@ class SlotSink:
         if not (self.job.cancelled and self.held):
             return self.flush()
         # Handed on now, the rest would read as a whole reply with a hole in it.
+        self.cut_end = self.held[-1]
         self.held.clear()
         self.job.offer(Ended(self.job.cancel_reason or "cancelled"))
         return True

@@ -70,6 +70,9 @@ class SlotHost(Protocol):
     def released(self, job: Job) -> None:
         """The job's reply was decoded whole, but its reader is behind: it holds no slot now."""
 
+    def cut_after_its_end(self, job: Job, end: Item) -> None:
+        """The job's reply, decoded whole (its last item `end`), was cut before its reader had it."""
+
 
 @dataclass(slots=True)
 class _Reply:
@@ -199,6 +202,8 @@ class _Loop:
         for sink in self.draining:
             self._cut_if_stalled(sink)
             if sink.settle():
+                if sink.cut_end is not None:
+                    self.host.cut_after_its_end(sink.job, sink.cut_end)
                 self.host.finished(sink.job)
             else:
                 still.append(sink)

@@ -354,11 +354,7 @@ class ModelWorker:
         if result is None or result.error is not None:
             job.cut_in_prompt = job.pieces == 0
             self._count_cancel(job)
-            if job.stalled:
-                self._log(
-                    f"{self.spec.id}: a client took no events for {self.stall_limit:g} s: its reply was "
-                    f"cut after {counted(job.pieces, 'token')}, and the model serves the next request"
-                )
+            self._say_stalled(job)
             hand(Ended(job.cancel_reason or "cancelled"))
             return
         self.stats.completed += 1
@@ -370,6 +366,22 @@ class ModelWorker:
         log_unexpected(self._log, self._debug, f"{self.spec.id}: unexpected error", error)
         message = f"wai serve could not run the model: {one_line(error)}"
         hand(Failed(ApiFailure(500, INTERNAL_ERROR, message)))
+
+    def cut_after_its_end(self, job: Job, end: Item) -> None:
+        """A reply decoded whole but cut before its reader had it all: the figures and the log
+        say it was cut, as its reader was told, not that it completed."""
+        if not (isinstance(end, Ended) and end.cut is None):
+            return  # a failure, or a cut, was counted as such
+        self.stats.completed -= 1
+        self._count_cancel(job)
+        self._say_stalled(job)
+
+    def _say_stalled(self, job: Job) -> None:
+        if job.stalled:
+            self._log(
+                f"{self.spec.id}: a client took no events for {self.stall_limit:g} s: its reply was "
+                f"cut after {counted(job.pieces, 'token')}, and the model serves the next request"
+            )
 
     def _count_failure(self, error: WaiError) -> None:
         # The client is told; so is whoever runs the server, who can act on it (--parallel too
