@@ -219,7 +219,7 @@ class ModelWorker:
             self._state.draining.append(job)
 
     def _run(self, job: Job) -> None:
-        planned = self.plan(job, self.slot_context)
+        planned = self.plan(job, None if self.slot_context is None else self.slot_positions())
         if planned is not None:
             planner, turn = planned
             self._generate(job, planner, turn, _stoppable(planner, turn, job))
