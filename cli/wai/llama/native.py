@@ -294,10 +294,13 @@ class NativeContext:
         params = llama_cpp.llama_context_default_params()
         params.n_ctx = n_ctx
         params.n_seq_max = sequences
-        # One KV buffer for all: a step's tokens of every sequence are then one ubatch (split per
-        # sequence, they would be computed one after another). The caller keeps each sequence
-        # within its n_ctx / sequences positions.
-        params.kv_unified = True
+        # A KV buffer per sequence (n_ctx / sequences positions each): with one buffer for all,
+        # flash attention's sums for one sequence changed with the others beside it in a batch
+        # (greedy replies of SmolLM2 differed from a lone decode's for most records); with one
+        # each, a sequence decoded beside others gives exactly what it gives alone. A batch then
+        # splits into equal shares of each sequence's tokens: the caller gives a prompt a batch
+        # of its own, and each step one token of every sequence.
+        params.kv_unified = sequences == 1
         params.n_batch = params.n_ubatch = self.n_batch = min(512, n_ctx)
         params.n_threads = threads
         params.n_threads_batch = threads_batch

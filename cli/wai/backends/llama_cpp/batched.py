@@ -5,12 +5,13 @@ at once.
 
 Each sequence has its own slot of the KV cache (n_ctx / slots positions, as if it were alone),
 its own sampler chain (a request's seed is its own), and its own text decoder. A request's
-prompt joins the next step's batch beside every other slot's next token (a long one, a chunk a
-step), so a request that comes costs the others no pass of its own; its first token is sampled
-when its prompt's last chunk is read. A slot keeps what it held after its request ends: the next
-request goes to the free slot whose tokens begin as its prompt does, and only the rest of its
-prompt is read (a chat client sends the whole conversation again each turn; records of a batch
-share their template).
+prompt is read in the next steps, a chunk a step in a batch of the prompts being read, and its
+first token is sampled when its last chunk is read; each step then decodes every other slot's
+next token in one batch. With a KV buffer per sequence (native.NativeContext), a sequence
+decoded beside others gives exactly what it gives alone. A slot keeps what it held after its
+request ends: the next request goes to the free slot whose tokens begin as its prompt does, and
+only the rest of its prompt is read (a chat client sends the whole conversation again each turn;
+records of a batch share their template).
 
 `SlotDecoder` is the engine, step by step: `wai serve --parallel` streams each step's events to
 their clients. `decode_together` runs a list of requests through it and gives each one's events
@@ -144,31 +145,41 @@ class SlotDecoder(Generic[K]):
         return slot is not None and bool(slot.unread)
 
     def step(self, skip: Collection[K] = ()) -> list[Stepped[K]]:
-        """One batch: every active sequence's last token and the next chunk of each prompt being
-        read (but those of `skip`, which wait); then each one's next token is sampled. What each
-        produced."""
-        active = [slot for key, slot in self._active.items() if key not in skip]
-        if any(slot.unread for slot in active) or len(active) >= BATCHED_FROM:
-            groups = [active]
-        else:  # a few sequences, one decode each: faster there (see BATCHED_FROM)
-            groups = [[slot] for slot in active]
+        """One step: the next chunk of each prompt being read, in a batch of prompts (a prompt's
+        first token is sampled when its last chunk is read), then every other active sequence's
+        last token in one batch (but those of `skip`, which wait), and each one's next token
+        sampled. What each produced. Prompts and single tokens never share a batch: llama.cpp
+        splits a batch into equal shares of each sequence's tokens, one token each beside them."""
+        # In the order of their sequences: llama.cpp takes a batch of sequences 0, 1, 2, ... in
+        # one pass, and splits one of them out of order into several.
+        active = sorted(
+            (slot for key, slot in self._active.items() if key not in skip), key=lambda slot: slot.sequence
+        )
         stepped: list[Stepped[K]] = []
-        for group in groups:
-            stepped += self._decode(group)
+        reading = [slot for slot in active if slot.unread]
+        if reading:
+            stepped += self._decode(reading)
+        decoding = [slot for slot in active if not slot.unread and slot.key in self._active]
+        if len(decoding) >= BATCHED_FROM:
+            stepped += self._decode(decoding)
+        else:  # a few sequences, one decode each: faster there (see BATCHED_FROM)
+            for slot in decoding:
+                stepped += self._decode([slot])
         return stepped
 
     def _decode(self, group: list[_Slot[K]]) -> list[Stepped[K]]:
+        """One batch: the next chunk of each prompt in the group, or the last token of each."""
         batch = self._batch
         batch.clear()
         places: dict[int, int] = {}  # sequence: where its logits are
+        read: dict[int, int] = {}  # sequence: prompt tokens read in this batch
         for slot in group:
             if not slot.unread:
                 places[slot.sequence] = batch.add(_next(slot), len(slot.tokens), slot.sequence, logits=True)
-        read: dict[int, int] = {}  # sequence: prompt tokens read in this batch
-        for slot in group:
-            room = batch.size - batch.count
-            if not slot.unread or room <= 0:
                 continue
+            room = batch.size - batch.count
+            if room <= 0:
+                continue  # the batch is full: its prompt waits for the next step
             chunk = slot.unread[:room]
             start = len(slot.tokens)
             for offset, token in enumerate(chunk):
