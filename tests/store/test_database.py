@@ -140,13 +140,17 @@ def open_handles(path: Path) -> int:
 
 
 @pytest.mark.parametrize("read_only", [False, True])
-def test_a_refused_database_is_left_closed(read_only: bool) -> None:
+@pytest.mark.parametrize("damage", ["newer", "not a database"])
+def test_a_refused_database_is_left_closed(read_only: bool, damage: str) -> None:
     path = db_path()
     path.parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(path)
-    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
-    db.close()
-    with pytest.raises(ConfigError, match="newer wai") as refused:
+    if damage == "newer":
+        db = sqlite3.connect(path)
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+        db.close()
+    else:
+        path.write_bytes(b"not a database " * 100)
+    with pytest.raises(ConfigError, match=r"newer wai|not a usable|cannot open") as refused:
         Store(path, read_only=read_only)
     # The refusal's traceback still holds the half-made Store: its connection must be closed.
     assert refused.value.__traceback__ is not None

@@ -554,9 +554,11 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
     try:
         db.execute("PRAGMA user_version").fetchone()
         return db
-    except sqlite3.OperationalError:
-        db.close()
-        return sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None)
+    except sqlite3.Error as exc:
+        db.close()  # not a database, say: refused by the caller, and nothing left open
+        if not isinstance(exc, sqlite3.OperationalError):
+            raise
+    return sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None)
 
 
 def _is_write_refusal(exc: BaseException) -> bool:
