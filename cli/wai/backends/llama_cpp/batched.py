@@ -26,14 +26,12 @@ from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from wai.backends.llama_cpp.request_input import grammar_of, prompt_tokens
 from wai.backends.llama_cpp.sampler import sampler_for, unsupported
 from wai.backends.request import Request
 from wai.errors import BackendError, UsageError, WaiError, WindowError
 from wai.events import Event, Finish, FinishReason, Token, Usage
 from wai.llama import native
-from wai.schema.grammar import gbnf as schema_grammar
-from wai.tokens.counters import raw_prompt_tokens
-from wai.tokens.local_template import tokenize_chat
 
 K = TypeVar("K")
 _STEP = 256  # slots are sized in steps of this many positions
@@ -94,7 +92,6 @@ class SlotDecoder(Generic[K]):
     ) -> None:
         self.model = model
         self.context = context
-        self.slots = slots
         self.per_slot = per_slot
         self._free = list(range(slots - 1, -1, -1))
         self._held: dict[int, list[int]] = {}  # a free sequence's tokens, still in the cache
@@ -120,12 +117,9 @@ class SlotDecoder(Generic[K]):
         if not self.context.forget_from(sequence, kept):
             self.context.forget(sequence)
             kept = 0
-        grammar = (
-            schema_grammar(request.schema.document, option=request.schema.option)
-            if request.schema is not None
-            else None
+        sampler = sampler_for(
+            request.sampling, request.max_tokens, model=self.model, grammar=grammar_of(request)
         )
-        sampler = sampler_for(request.sampling, request.max_tokens, model=self.model, grammar=grammar)
         self._free.remove(sequence)
         self._held.pop(sequence, None)
         self._active[key] = _Slot(
@@ -260,13 +254,7 @@ def _prompt_of(model: native.NativeModel, request: Request, per_slot: int) -> li
     refusal = unsupported(request.sampling)
     if refusal is not None:
         raise UsageError(refusal)
-    prompt = (
-        raw_prompt_tokens(model, request.messages[-1].content)
-        if request.raw
-        else tokenize_chat(model, request.messages)
-    )
-    if not prompt:
-        raise BackendError("the chat template made an empty prompt")
+    prompt = prompt_tokens(model, request)
     if len(prompt) + request.max_tokens > per_slot:
         raise WindowError(
             f"the prompt ({len(prompt)} tokens) and the reply (up to {request.max_tokens}) exceed the "

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from wai import settings
 from wai.backends.llama_cpp.batched import common_prefix
+from wai.backends.llama_cpp.request_input import grammar_of, prompt_tokens
 from wai.backends.llama_cpp.sampler import sampler_for, unsupported
 from wai.backends.llama_cpp.saved_states import StateKey, as_written, bound, limit, state_key
 from wai.backends.request import Request
@@ -29,9 +30,6 @@ from wai.errors import BackendError, ConfigError, UsageError, WaiError, WindowEr
 from wai.events import Event, Finish, FinishReason, Loaded, PromptRead, Token, Usage
 from wai.llama import native
 from wai.llama.gguf_info import GGUFInfo, read_gguf_info
-from wai.schema.grammar import gbnf as schema_grammar
-from wai.tokens.counters import raw_prompt_tokens
-from wai.tokens.local_template import tokenize_chat
 
 if TYPE_CHECKING:
     from wai.backends.base import K
@@ -90,22 +88,12 @@ class LlamaCppStream:
         if refusal is not None:
             raise UsageError(refusal)
         # Before anything is loaded: a schema the grammar cannot hold is refused by name.
-        grammar = (
-            schema_grammar(request.schema.document, option=request.schema.option)
-            if request.schema is not None
-            else None
-        )
+        grammar = grammar_of(request)
         path = _existing_gguf(request.model)
         info = _header(path)
         started = time.perf_counter()
         loaded, fresh = self._model_for(path, info)
-        prompt = (
-            raw_prompt_tokens(loaded.model, request.messages[-1].content)
-            if request.raw
-            else tokenize_chat(loaded.model, request.messages)
-        )
-        if not prompt:
-            raise BackendError(f"the chat template of {path.name} made an empty prompt")
+        prompt = prompt_tokens(loaded.model, request, template_of=path.name)
         # A file that declares no trained context (0) is taken at its catalog windows.
         n_ctx_train = loaded.model.n_ctx_train() or request.model.total_context
         if len(prompt) + request.max_tokens > n_ctx_train:
