@@ -78,6 +78,11 @@ class Job:
         self._cancelled.set()
         self._room.release()  # wakes a thread waiting for a slow reader
 
+    def cut_as_stalled(self, limit: float) -> None:
+        """Cancel the job as a client that took no events for `limit` seconds."""
+        self.stalled = True
+        self.cancel(f"client gone (it took no events for {limit:g} s)")
+
     @property
     def cancelled(self) -> bool:
         return self._cancelled.is_set()
@@ -105,8 +110,8 @@ class Job:
         gone (a client that stopped reading but keeps its connection): the job is cancelled."""
         if not isinstance(item, Ended | Failed):
             if not self._room.acquire(timeout=patience):
-                self.stalled = True
-                self.cancel(f"client gone (it took no events for {patience:g} s)")
+                assert patience is not None  # without patience the wait ends only with room
+                self.cut_as_stalled(patience)
                 return False
             if self.cancelled:
                 return False

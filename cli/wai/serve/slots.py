@@ -212,8 +212,7 @@ class _Loop:
     def _cut_if_stalled(self, sink: SlotSink) -> None:
         behind, limit = sink.behind_since, self.host.stall_limit
         if not sink.job.cancelled and behind is not None and time.monotonic() - behind >= limit:
-            sink.job.stalled = True
-            sink.job.cancel(f"client gone (it took no events for {limit:g} s)")
+            sink.job.cut_as_stalled(limit)
 
     def _settle(self, sink: SlotSink) -> None:
         """A reply that ended: done once its reader has every item, else left to drain."""
