@@ -27,11 +27,7 @@ def server() -> Iterator[WorkersAIServer]:
 
 
 def env_for(server: WorkersAIServer) -> dict[str, str]:
-    return {
-        "CLOUDFLARE_BASE_URL": server.base_url,
-        "CLOUDFLARE_ACCOUNT_ID": "acct123",
-        "CLOUDFLARE_API_TOKEN": TOKEN,
-    }
+    return server.client_env(TOKEN)
 
 
 def test_pipe_gets_the_answer_alone_with_max_tokens_always_sent(server: WorkersAIServer) -> None:

@@ -25,11 +25,7 @@ def server() -> Iterator[WorkersAIServer]:
 
 
 def env_for(server: WorkersAIServer) -> dict[str, str]:
-    return {
-        "CLOUDFLARE_BASE_URL": server.base_url,
-        "CLOUDFLARE_ACCOUNT_ID": "acct123",
-        "CLOUDFLARE_API_TOKEN": "tok-json-failures",
-    }
+    return server.client_env("tok-json-failures")
 
 
 def one_document(stdout: str) -> dict[str, Any]:

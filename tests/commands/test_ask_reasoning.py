@@ -24,11 +24,7 @@ def server() -> Iterator[WorkersAIServer]:
 
 
 def env_for(server: WorkersAIServer) -> dict[str, str]:
-    return {
-        "CLOUDFLARE_BASE_URL": server.base_url,
-        "CLOUDFLARE_ACCOUNT_ID": "acct",
-        "CLOUDFLARE_API_TOKEN": "tok-reasoning",
-    }
+    return server.client_env("tok-reasoning", account="acct")
 
 
 def ask(server: WorkersAIServer, *args: str) -> tuple[int, str, str]:

@@ -23,12 +23,7 @@ ANSWER = ["New York is in the ", "**north-east** of the USA.\n"]
 
 def spawn(server: WorkersAIServer, *args: str) -> pexpect.spawn:
     env = environment(
-        {
-            "CLOUDFLARE_BASE_URL": server.base_url,
-            "CLOUDFLARE_ACCOUNT_ID": "acct",
-            "CLOUDFLARE_API_TOKEN": "tok-terminal",
-            "WAI_HOME": os.environ["WAI_HOME"],
-        }
+        {**server.client_env("tok-terminal", account="acct"), "WAI_HOME": os.environ["WAI_HOME"]}
     )
     return pty_spawn.spawn(
         WAI,

@@ -66,12 +66,7 @@ JSON_MODEL = "@cf/meta/llama-3.3-70b-instruct-fp8-fast"
 
 
 def _workers_ai(server: WorkersAIServer, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        "CLOUDFLARE_BASE_URL": server.base_url,
-        "CLOUDFLARE_ACCOUNT_ID": "acct123",
-        "CLOUDFLARE_API_TOKEN": "tok-schema-0123",
-    }
-    return run_wai("ask", *args, "hi", env=env)
+    return run_wai("ask", *args, "hi", env=server.client_env("tok-schema-0123"))
 
 
 @pytest.fixture

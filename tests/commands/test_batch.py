@@ -39,11 +39,7 @@ def server() -> Iterator[WorkersAIServer]:
 
 
 def env_for(server: WorkersAIServer) -> dict[str, str]:
-    return {
-        "CLOUDFLARE_BASE_URL": server.base_url,
-        "CLOUDFLARE_ACCOUNT_ID": "acct123",
-        "CLOUDFLARE_API_TOKEN": "tok-batch",
-    }
+    return server.client_env("tok-batch")
 
 
 def items(count: int) -> bytes:

@@ -35,12 +35,7 @@ def server() -> Iterator[WorkersAIServer]:
 def env(server: WorkersAIServer, tmp_path: Path) -> dict[str, str]:
     catalog = tmp_path / "models.toml"
     catalog.write_text(f'[models."{QUEUED}"]\ncapabilities = ["async_queue"]\n')
-    return {
-        "CLOUDFLARE_BASE_URL": server.base_url,
-        "CLOUDFLARE_ACCOUNT_ID": "acct123",
-        "CLOUDFLARE_API_TOKEN": "tok-queue",
-        "WAI_MODELS": str(catalog),
-    }
+    return {**server.client_env("tok-queue"), "WAI_MODELS": str(catalog)}
 
 
 def items(count: int, word: str = "item") -> bytes:

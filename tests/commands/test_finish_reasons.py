@@ -33,11 +33,7 @@ def test_workers_ai_ending_a_reply_for_its_own_reason_is_warned_of(
     server: WorkersAIServer, finish: str, why: str
 ) -> None:
     server.script(Reply.sse([{"response": "Hel"}, {"response": "lo", "finish_reason": finish}]))
-    env = {
-        "CLOUDFLARE_BASE_URL": server.base_url,
-        "CLOUDFLARE_ACCOUNT_ID": "acct123",
-        "CLOUDFLARE_API_TOKEN": "tok-finish-0123",
-    }
+    env = server.client_env("tok-finish-0123")
     done = run_wai("ask", "--json", "-m", MODEL, "hi", env=env)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
@@ -65,11 +61,7 @@ def test_a_provider_ending_a_reply_for_its_own_reason_is_warned_of(
 @pytest.mark.parametrize("finish", ["stop", "eos_token", "tool_calls"])
 def test_a_natural_end_says_nothing(server: WorkersAIServer, finish: str) -> None:
     server.script(Reply.sse([{"response": "Hello", "finish_reason": finish}]))
-    env = {
-        "CLOUDFLARE_BASE_URL": server.base_url,
-        "CLOUDFLARE_ACCOUNT_ID": "acct123",
-        "CLOUDFLARE_API_TOKEN": "tok-finish-0123",
-    }
+    env = server.client_env("tok-finish-0123")
     done = run_wai("ask", "-m", MODEL, "hi", env=env)
     assert done.returncode == 0 and "finish_reason" not in done.stderr
 
@@ -79,11 +71,7 @@ def test_events_wai_cannot_read_are_warned_of_not_dropped_in_silence(
     server: WorkersAIServer, unreadable: str
 ) -> None:
     server.script(Reply.sse([{"response": "Hel"}, unreadable, "", {"response": " there"}]))
-    env = {
-        "CLOUDFLARE_BASE_URL": server.base_url,
-        "CLOUDFLARE_ACCOUNT_ID": "acct123",
-        "CLOUDFLARE_API_TOKEN": "tok-finish-0123",
-    }
+    env = server.client_env("tok-finish-0123")
     done = run_wai("ask", "--json", "-m", MODEL, "hi", env=env)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)

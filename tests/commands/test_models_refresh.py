@@ -40,11 +40,7 @@ TEXT_MODELS = 7  # CATALOG without the speech model
 
 
 def env_for(server: WorkersAIServer) -> dict[str, str]:
-    return {
-        "CLOUDFLARE_BASE_URL": server.base_url,
-        "CLOUDFLARE_ACCOUNT_ID": "acct123",
-        "CLOUDFLARE_API_TOKEN": "tok-refresh",
-    }
+    return server.client_env("tok-refresh")
 
 
 @pytest.fixture

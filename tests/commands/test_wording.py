@@ -24,11 +24,7 @@ def server() -> Iterator[WorkersAIServer]:
 
 
 def env_for(server: WorkersAIServer) -> dict[str, str]:
-    return {
-        "CLOUDFLARE_BASE_URL": server.base_url,
-        "CLOUDFLARE_ACCOUNT_ID": "acct123",
-        "CLOUDFLARE_API_TOKEN": "tok-wording-0123",
-    }
+    return server.client_env("tok-wording-0123")
 
 
 @pytest.mark.parametrize(("text", "count"), [("P", "1 character"), ("Pq", "2 characters")])

@@ -621,6 +621,14 @@ class WorkersAIServer:
         """What CLOUDFLARE_BASE_URL should be."""
         return f"http://127.0.0.1:{self.port}{BASE_PATH}"
 
+    def client_env(self, token: str, account: str = "acct123") -> dict[str, str]:
+        """What `wai` needs to use this server as Workers AI, with this token and account."""
+        return {
+            "CLOUDFLARE_BASE_URL": self.base_url,
+            "CLOUDFLARE_ACCOUNT_ID": account,
+            "CLOUDFLARE_API_TOKEN": token,
+        }
+
     def start(self) -> WorkersAIServer:
         self._thread.start()
         return self
